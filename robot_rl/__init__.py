@@ -1,0 +1,3 @@
+"""robot-rl: learning (algorithms, networks, trainers) and the command-line interface."""
+
+__version__ = "0.1.0"

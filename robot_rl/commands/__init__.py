@@ -1,0 +1,1 @@
+"""Implementations of the ``robot-rl`` subcommands (one module each)."""

@@ -1,0 +1,1 @@
+"""Batched environments and simulator backends (no dependency on robot_rl)."""

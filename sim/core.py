@@ -1,0 +1,91 @@
+"""The batched environment contract shared by every simulator backend, plus a gymnasium adapter.
+
+Every env steps ``num_envs`` copies at once on one torch device:
+
+* ``reset(seed) -> obs`` and ``step(action) -> (obs, reward, terminated, truncated, info)``;
+* ``obs`` is a dict of named groups, ``"policy"`` (what the robot measures, noisy) and ``"critic"``
+  (privileged, noise-free), each ``[num_envs, dim]``;
+* finished envs are reset inside ``step``; ``info["final_obs"]`` holds the observation every env reached
+  *before* that reset (equal to ``obs`` for envs that did not finish), so learners can bootstrap through
+  truncation; ``info["done_mask"]`` marks the envs that were reset.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+Obs = dict[str, torch.Tensor]
+
+
+class BatchedEnv(ABC):
+    """Abstract batched environment (see the module docstring for the contract)."""
+
+    num_envs: int
+    device: torch.device
+    obs_dims: dict[str, int]
+    action_dim: int
+    #: Bounds of the action box (same for every dimension); actions outside are clipped by the env.
+    action_low: float = -1.0
+    action_high: float = 1.0
+    max_episode_steps: int
+    dt: float
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> Obs:
+        """Reset every env; a seed re-seeds the env's random generator."""
+
+    @abstractmethod
+    def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Advance every env one control step; returns bool ``terminated``/``truncated`` of shape ``[N]``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (nothing by default)."""
+
+
+class GymVectorEnv(gym.vector.VectorEnv):
+    """Gymnasium ``VectorEnv`` view of a :class:`BatchedEnv` (numpy in and out, same-step autoreset).
+
+    ``obs_group`` picks which observation group is the gymnasium observation; the other groups are
+    returned in ``info["obs_<group>"]``. Final observations of finished envs come in
+    ``info["final_obs"]`` with the mask ``info["_final_obs"]``, as gymnasium's SAME_STEP mode specifies.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, env: BatchedEnv, obs_group: str = "policy") -> None:
+        if obs_group not in env.obs_dims:
+            raise ValueError(f"unknown observation group {obs_group!r}; the env has {sorted(env.obs_dims)}")
+        self.env = env
+        self.obs_group = obs_group
+        self.num_envs = env.num_envs
+        dim = env.obs_dims[obs_group]
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self.single_action_space = gym.spaces.Box(env.action_low, env.action_high, (env.action_dim,), np.float32)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+
+    def _split(self, obs: Obs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        extra = {f"obs_{k}": v.cpu().numpy() for k, v in obs.items() if k != self.obs_group}
+        return obs[self.obs_group].cpu().numpy(), extra
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self._split(self.env.reset(seed=seed))
+        return obs, info
+
+    def step(self, actions):
+        action = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.env.device)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        out, extra = self._split(obs)
+        done = info["done_mask"].cpu().numpy()
+        extra["final_obs"] = np.where(done[:, None], info["final_obs"][self.obs_group].cpu().numpy(), 0.0)
+        extra["_final_obs"] = done
+        return (out, reward.cpu().numpy(), terminated.cpu().numpy(), truncated.cpu().numpy(), extra)
+
+    def close_extras(self, **kwargs) -> None:
+        self.env.close()

@@ -1,0 +1,85 @@
+"""Configuration of the L2F hover task (defaults are the paper's values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RewardWeights:
+    """Weights of the quadratic cost; the reward is ``-scale * cost + constant``."""
+
+    position: float = 5.0
+    """w_p on ||p - target||^2."""
+    orientation: float = 5.0
+    """w_q on 1 - q_w^2."""
+    linear_velocity: float = 0.01
+    """w_v on ||v||^2."""
+    angular_velocity: float = 0.0
+    """w_omega on ||omega||^2."""
+    action: float = 0.01
+    """w_a on ||a - hover_action||^2."""
+    scale: float = 0.5
+    """Multiplier of the weighted cost."""
+    constant: float = 2.0
+    """Per-step survival bonus added after scaling."""
+
+    def as_list(self) -> list[float]:
+        return [self.position, self.orientation, self.linear_velocity, self.angular_velocity, self.action]
+
+
+@dataclass
+class DomainRandomization:
+    """Per-env parameter randomisation, sampled at every reset (off by default, as in the paper).
+
+    Each range is a multiplicative factor ``(low, high)`` sampled uniformly per env.
+    """
+
+    mass: tuple[float, float] = (1.0, 1.0)
+    inertia: tuple[float, float] = (1.0, 1.0)
+    thrust_coefficient: tuple[float, float] = (1.0, 1.0)
+    motor_time_constant: tuple[float, float] = (1.0, 1.0)
+    obs_latency_steps: tuple[int, int] = (0, 0)
+    """Actor observation delay in control steps, sampled uniformly from the inclusive range."""
+
+    @property
+    def enabled(self) -> bool:
+        return any(r != (1.0, 1.0) for r in (self.mass, self.inertia, self.thrust_coefficient,
+                                             self.motor_time_constant)) or self.obs_latency_steps != (0, 0)
+
+
+@dataclass
+class QuadrotorTaskConfig:
+    """The hover task of "Learning to Fly in Seconds"."""
+
+    num_envs: int = 1
+    device: str = "cpu"
+    frame: str = "crazyflie"
+    """Frame name (a YAML file in sim/quadrotor/) or a path to a parameter YAML file."""
+    dt: float = 0.01
+    """Control and integration step (s)."""
+    episode_length: int = 500
+    """Steps until truncation."""
+    action_history: int = 32
+    """Previous actions in the actor observation, oldest first."""
+    position_limit: float = 0.6
+    """An episode terminates when any |p_i - target_i| exceeds this (m)."""
+    obs_noise_position: float = 0.001
+    obs_noise_rotation: float = 0.001
+    obs_noise_linear_velocity: float = 0.002
+    obs_noise_angular_velocity: float = 0.002
+    noise: bool = True
+    """Add Gaussian noise to the actor observation."""
+    reward: RewardWeights = field(default_factory=RewardWeights)
+    init_guidance: float = 0.1
+    """Probability that an episode starts exactly at the target with identity attitude."""
+    init_max_position: float = 0.2
+    init_max_angle_deg: float = 90.0
+    init_max_linear_velocity: float = 1.0
+    init_max_angular_velocity: float = 1.0
+    init_rpm: float = 10851.0
+    disturbance_force_std_g: float = 1.0 / 20.0
+    """Std of the per-episode world force per axis, as a fraction of the weight m*g."""
+    disturbance_torque_std: float = 2.65e-5
+    """Std of the per-episode body torque per axis (N m)."""
+    randomization: DomainRandomization = field(default_factory=DomainRandomization)

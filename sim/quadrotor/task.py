@@ -1,0 +1,224 @@
+"""The batched L2F hover task on torch (CPU or CUDA): observations, reward, termination, resets."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sim.core import BatchedEnv, Obs
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
+from sim.quadrotor.dynamics import (
+    OMEGA,
+    POS,
+    QUAT,
+    RPM,
+    STATE_DIM,
+    VEL,
+    action_to_rpm,
+    quat_to_rotmat,
+    rk4_step,
+)
+from sim.quadrotor.params import QuadrotorParams, crazyflie_params, load_params
+
+REWARD_TERMS = ("position", "orientation", "linear_velocity", "angular_velocity", "action")
+
+
+def resolve_frame(frame: str) -> QuadrotorParams:
+    """A frame by name (``crazyflie``) or by path to a YAML parameter file."""
+    if frame == "crazyflie":
+        return crazyflie_params()
+    builtin = Path(__file__).parent / f"{frame}.yaml"
+    return load_params(builtin if builtin.is_file() else frame)
+
+
+def reward_terms(state: torch.Tensor, action: torch.Tensor, target: torch.Tensor, hover_action: float) -> torch.Tensor:
+    """Unweighted cost terms ``[N, 5]`` (order ``REWARD_TERMS``) of a post-step state and the action taken.
+
+    The reward is linear in these terms, so a replay buffer that stores them can recompute rewards
+    exactly when a curriculum changes the weights.
+    """
+    p = state[:, POS] - target
+    qw = state[:, 3]
+    return torch.stack(
+        (
+            (p * p).sum(-1),
+            1.0 - qw * qw,
+            (state[:, VEL] ** 2).sum(-1),
+            (state[:, OMEGA] ** 2).sum(-1),
+            ((action - hover_action) ** 2).sum(-1),
+        ),
+        dim=-1,
+    )
+
+
+def reward_from_terms(terms: torch.Tensor, weights: RewardWeights) -> torch.Tensor:
+    """``-scale * terms @ w + constant`` for any leading shape of ``terms``."""
+    w = torch.tensor(weights.as_list(), dtype=terms.dtype, device=terms.device)
+    return -weights.scale * (terms @ w) + weights.constant
+
+
+class QuadrotorHoverEnv(BatchedEnv):
+    """Hover at a target from random initial states with per-episode disturbances (paper task).
+
+    Observation groups: ``policy`` (146 by default: position - target, rotation matrix row-major,
+    world linear velocity, body angular velocity, noisy; then the last ``action_history`` actions, oldest
+    first) and ``critic`` (28: the same noise-free state, disturbance force and torque, rotor speeds
+    normalised to [-1, 1]; plus 4 parameter factors when domain randomisation is on).
+    """
+
+    def __init__(self, cfg: QuadrotorTaskConfig | None = None, seed: int = 0) -> None:
+        self.cfg = cfg = replace(cfg) if cfg is not None else QuadrotorTaskConfig()
+        self.params = resolve_frame(cfg.frame)
+        self.num_envs = n = cfg.num_envs
+        self.device = torch.device(cfg.device)
+        self.dt = cfg.dt
+        self.max_episode_steps = cfg.episode_length
+        self.action_dim = 4
+        self.hover_action = self.params.hover_action
+        self.reward_weights = replace(cfg.reward)
+        self._dr = cfg.randomization
+        self._latency_max = int(cfg.randomization.obs_latency_steps[1])
+        self.obs_dims = {
+            "policy": 18 + 4 * cfg.action_history,
+            "critic": 28 + (4 if self._dr.enabled else 0),
+        }
+        dev, f32 = self.device, torch.float32
+        self.gen = torch.Generator(device=dev)
+        self.gen.manual_seed(seed)
+        self.pt = self.params.tensors(n, dev, f32)
+        self.factors = torch.ones(n, 4, device=dev)  # mass, inertia, thrust coeff, motor time constant
+        self.latency = torch.zeros(n, dtype=torch.long, device=dev)
+        self.state = torch.zeros(n, STATE_DIM, device=dev)
+        self.history = torch.zeros(n, 4 * cfg.action_history, device=dev)
+        self.force = torch.zeros(n, 3, device=dev)
+        self.torque = torch.zeros(n, 3, device=dev)
+        self.target = torch.zeros(n, 3, device=dev)
+        self.steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self._delay = torch.zeros(self._latency_max + 1, n, 18, device=dev)
+        self._delay_head = 0
+        self._noise_std = torch.tensor(
+            [cfg.obs_noise_position] * 3 + [cfg.obs_noise_rotation] * 9
+            + [cfg.obs_noise_linear_velocity] * 3 + [cfg.obs_noise_angular_velocity] * 3, device=dev)
+        self._reset_envs(torch.ones(n, dtype=torch.bool, device=dev))
+
+    # ----------------------------------------------------------------- public API
+    def set_reward_weights(self, weights: RewardWeights) -> None:
+        """Change the reward weights from the next step on (used by curricula)."""
+        self.reward_weights = replace(weights)
+
+    def reset(self, seed: int | None = None) -> Obs:
+        if seed is not None:
+            self.gen.manual_seed(seed)
+        self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        return self._observe(fresh=torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+
+    def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if action.shape != (self.num_envs, 4):
+            raise ValueError(f"action must be [{self.num_envs}, 4], got {list(action.shape)}")
+        a = action.to(self.device, torch.float32).clamp(-1.0, 1.0)
+        rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
+        self.state = rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
+        self.history = torch.cat((self.history[:, 4:], a), dim=1)
+        self.steps += 1
+        terms = reward_terms(self.state, a, self.target, self.hover_action)
+        reward = reward_from_terms(terms, self.reward_weights)
+        rel = self.state[:, POS] - self.target
+        terminated = (rel.abs() > self.cfg.position_limit).any(-1) | ~torch.isfinite(self.state).all(-1)
+        truncated = (self.steps >= self.max_episode_steps) & ~terminated
+        done = terminated | truncated
+        obs = self._observe(fresh=torch.zeros_like(done))
+        info: dict[str, Any] = {"final_obs": obs, "done_mask": done, "reward_terms": terms,
+                                "time_outs": truncated}
+        if bool(done.any()):
+            self._reset_envs(done)
+            obs = self._observe(fresh=done, advance=False)
+        return obs, reward, terminated, truncated, info
+
+    # ----------------------------------------------------------------- internals
+    def _uniform(self, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
+        return torch.rand(shape, generator=self.gen, device=self.device) * (high - low) + low
+
+    def _sample_quaternions(self, n: int, max_angle: float) -> torch.Tensor:
+        """Uniform over rotations of at most ``max_angle`` (rad), by rejection from uniform SO(3)."""
+        out = torch.zeros(n, 4, device=self.device)
+        todo = torch.ones(n, dtype=torch.bool, device=self.device)
+        min_w = math.cos(max_angle / 2)
+        while bool(todo.any()):
+            q = torch.randn(n, 4, generator=self.gen, device=self.device)
+            q = q / q.norm(dim=-1, keepdim=True)
+            q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
+            ok = todo & (q[:, 0] >= min_w)
+            out = torch.where(ok[:, None], q, out)
+            todo = todo & ~ok
+        return out
+
+    def _reset_envs(self, mask: torch.Tensor) -> None:
+        """Resample initial state, disturbances and (if enabled) parameters of the envs in ``mask``.
+
+        Random numbers are drawn for all envs so that the stream does not depend on which envs finished.
+        """
+        cfg, n, m = self.cfg, self.num_envs, mask[:, None]
+        self._resample_params(mask)
+        guided = torch.rand(n, generator=self.gen, device=self.device) < cfg.init_guidance
+        pos = self._uniform((n, 3), -cfg.init_max_position, cfg.init_max_position)
+        quat = self._sample_quaternions(n, math.radians(cfg.init_max_angle_deg))
+        pos = torch.where(guided[:, None], 0.0, pos) + self.target
+        quat = torch.where(guided[:, None], torch.tensor([1.0, 0.0, 0.0, 0.0], device=self.device), quat)
+        vel = self._uniform((n, 3), -cfg.init_max_linear_velocity, cfg.init_max_linear_velocity)
+        omega = self._uniform((n, 3), -cfg.init_max_angular_velocity, cfg.init_max_angular_velocity)
+        rpm = torch.full((n, 4), cfg.init_rpm, device=self.device)
+        new = torch.cat((pos, quat, vel, omega, rpm), dim=-1)
+        self.state = torch.where(m, new, self.state)
+        weight = self.pt.mass * self.params.gravity[2] * -1.0
+        force = torch.randn(n, 3, generator=self.gen, device=self.device) * (weight * cfg.disturbance_force_std_g)
+        torque = torch.randn(n, 3, generator=self.gen, device=self.device) * cfg.disturbance_torque_std
+        self.force = torch.where(m, force, self.force)
+        self.torque = torch.where(m, torque, self.torque)
+        self.history = torch.where(m, 0.0, self.history)
+        self.steps = torch.where(mask, 0, self.steps)
+
+    def _resample_params(self, mask: torch.Tensor) -> None:
+        if not self._dr.enabled:
+            return
+        r, n = self._dr, self.num_envs
+        f = torch.stack([self._uniform((n,), *rng) for rng in (r.mass, r.inertia, r.thrust_coefficient,
+                                                                 r.motor_time_constant)], dim=-1)
+        self.factors = torch.where(mask[:, None], f, self.factors)
+        lo, hi = r.obs_latency_steps
+        lat = torch.randint(lo, hi + 1, (n,), generator=self.gen, device=self.device)
+        self.latency = torch.where(mask, lat, self.latency)
+        base = self.params.tensors(n, self.device)
+        self.pt = base._replace(
+            mass=base.mass * self.factors[:, 0:1],
+            inertia=base.inertia * self.factors[:, 1:2],
+            thrust_coefficient=base.thrust_coefficient * self.factors[:, 2:3],
+            motor_time_constant=base.motor_time_constant * self.factors[:, 3:4],
+        )
+
+    def _state_obs(self) -> torch.Tensor:
+        s = self.state
+        rot = quat_to_rotmat(s[:, QUAT]).reshape(-1, 9)
+        return torch.cat((s[:, POS] - self.target, rot, s[:, VEL], s[:, OMEGA]), dim=-1)
+
+    def _observe(self, fresh: torch.Tensor, advance: bool = True) -> Obs:
+        """Build both groups. ``fresh`` envs were just reset: their delay line is refilled."""
+        clean = self._state_obs()
+        seen = clean
+        if self._latency_max > 0:
+            if advance:
+                self._delay_head = (self._delay_head + 1) % (self._latency_max + 1)
+            self._delay[self._delay_head] = clean
+            self._delay = torch.where(fresh[None, :, None], clean[None], self._delay)
+            idx = (self._delay_head - self.latency) % (self._latency_max + 1)
+            seen = self._delay[idx, torch.arange(self.num_envs, device=self.device)]
+        if self.cfg.noise:
+            seen = seen + torch.randn(seen.shape, generator=self.gen, device=self.device) * self._noise_std
+        rpm = self.state[:, RPM] / self.pt.rpm_max * 2.0 - 1.0
+        critic = [clean, self.force, self.torque, rpm]
+        if self._dr.enabled:
+            critic.append(self.factors - 1.0)
+        return {"policy": torch.cat((seen, self.history), dim=-1), "critic": torch.cat(critic, dim=-1)}
