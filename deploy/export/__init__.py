@@ -1,0 +1,1 @@
+"""Exporters: ONNX (+ policy.json) from trained policies, C from ONNX."""
