@@ -1,4 +1,13 @@
-"""``robot-rl`` command line (tyro): one subcommand per job."""
+"""``robot-rl``: simulate, train, evaluate and export robot policies.
+
+Commands:
+  sim      fly a simulator open-loop and plot it          robot-rl sim crazyflie --steps 500
+  train    train a preset (or --resume a run)             robot-rl train crazyflie-hover --seed 0
+  eval     evaluate a run and write report.md            robot-rl eval runs/crazyflie-hover/seed0
+  export   export a run's policy (ONNX + policy.json)     robot-rl export runs/crazyflie-hover/seed0
+
+Run ``robot-rl COMMAND --help`` for the options of a command.
+"""
 
 from __future__ import annotations
 
@@ -25,17 +34,58 @@ def sim(
     print(f"plot written to {summary['plot']}")
 
 
-COMMANDS = {
-    "sim": sim,
-}
+def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int = 256, sweep: bool = True,
+             source: Literal["auto", "onnx", "checkpoint"] = "auto") -> None:
+    """Evaluate a run (256 paper episodes + robustness sweep) and write report.md with plots."""
+    from robot_rl.commands.evaluate import print_summary, run_eval
+
+    summary = run_eval(run_dir, episodes, sweep, source)
+    print(f"report written to {summary['report']}")
+    print_summary(summary)
+
+
+def export(run_dir: tyro.conf.Positional[Path], format: Literal["onnx", "c"] = "onnx",
+           quantize: Literal["none", "int8"] = "none") -> None:
+    """Export a run's policy to RUN/export (policy.onnx + policy.json; --format c adds C sources)."""
+    from robot_rl.commands.export import export_run
+
+    doc = export_run(run_dir)
+    v = doc["verification"]
+    print(f"exported {run_dir / 'export'} (max |torch - onnxruntime| = "
+          f"{max(v['max_abs_error_random'], v['max_abs_error_on_distribution']):.2e})")
+    if format == "c" or quantize != "none":
+        from deploy.export.c_export import export_c
+
+        info = export_c(run_dir / "export", quantize=None if quantize == "none" else quantize)
+        print(f"C sources written to {info['out_dir']}")
+
+
+COMMANDS = {"sim": sim, "eval": evaluate, "export": export}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``robot-rl`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        if not argv:
+            raise SystemExit(2)
+        return
+    cmd, rest = argv[0], argv[1:]
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, description=__doc__)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"robot-rl: error: {exc}", file=sys.stderr)
+        if cmd == "train":
+            from robot_rl.commands.train import train_main
+
+            train_main(rest)
+        elif cmd in COMMANDS:
+            tyro.cli(COMMANDS[cmd], args=rest, prog=f"robot-rl {cmd}")
+        else:
+            raise ValueError(f"unknown command {cmd!r}; choose from train, eval, export, sim")
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
+        msg = str(exc).strip().splitlines()
+        print(f"robot-rl: error: {msg[0] if msg else type(exc).__name__}", file=sys.stderr)
+        if len(msg) > 1:
+            print("\n".join(msg[1:]), file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -35,6 +35,8 @@ class BatchedEnv(ABC):
     action_high: float = 1.0
     max_episode_steps: int
     dt: float
+    #: Names of the unweighted reward terms in ``info["reward_terms"]`` (the reward is linear in them).
+    reward_term_names: tuple[str, ...] = ()
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> Obs:

@@ -78,6 +78,7 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.dt = cfg.dt
         self.max_episode_steps = cfg.episode_length
         self.action_dim = 4
+        self.reward_term_names = REWARD_TERMS
         self.hover_action = self.params.hover_action
         self.reward_weights = replace(cfg.reward)
         self._dr = cfg.randomization
@@ -109,6 +110,33 @@ class QuadrotorHoverEnv(BatchedEnv):
     def set_reward_weights(self, weights: RewardWeights) -> None:
         """Change the reward weights from the next step on (used by curricula)."""
         self.reward_weights = replace(weights)
+
+    def reward_from_terms(self, terms: torch.Tensor) -> torch.Tensor:
+        """Rewards of stored reward terms under the current weights (for replay-buffer recomputation)."""
+        return reward_from_terms(terms, self.reward_weights)
+
+    _STATE_KEYS = ("state", "history", "force", "torque", "target", "steps", "factors", "latency", "_delay")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything needed to continue bit-exactly (buffers, parameters, random generator)."""
+        out = {f"env.{k}": getattr(self, k).clone() for k in self._STATE_KEYS}
+        out.update({f"env.pt.{k}": getattr(self.pt, k).clone() for k in ("mass", "inertia", "thrust_coefficient",
+                                                                          "motor_time_constant")})
+        out["env.gen"] = self.gen.get_state()
+        out["env.delay_head"] = torch.tensor(self._delay_head)
+        out["env.reward_weights"] = torch.tensor(self.reward_weights.as_list() + [self.reward_weights.scale,
+                                                                                  self.reward_weights.constant])
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k in self._STATE_KEYS:
+            setattr(self, k, state[f"env.{k}"].to(self.device).clone())
+        self.pt = self.pt._replace(**{k: state[f"env.pt.{k}"].to(self.device).clone() for k in (
+            "mass", "inertia", "thrust_coefficient", "motor_time_constant")})
+        self.gen.set_state(state["env.gen"])
+        self._delay_head = int(state["env.delay_head"])
+        w = state["env.reward_weights"].tolist()
+        self.reward_weights = RewardWeights(*w[:5], scale=w[5], constant=w[6])
 
     def reset(self, seed: int | None = None) -> Obs:
         if seed is not None:

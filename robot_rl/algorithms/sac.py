@@ -1,0 +1,124 @@
+"""SAC (Haarnoja et al. 2018) with automatic temperature and an asymmetric critic."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robot_rl.algorithms.common import make_optimizer, polyak, step
+from robot_rl.models.critic import EnsembleMLP
+from robot_rl.models.mlp import MLP, PolicyGraph
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+@dataclass
+class SACConfig:
+    """Hyper-parameters of SAC (defaults: RLtools' L2F SAC recipe where it states them)."""
+
+    actor_hidden: tuple[int, ...] = (32, 32, 32)
+    critic_hidden: tuple[int, ...] = (32, 32, 32)
+    activation: str = "fast_tanh"
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    alpha_lr: float = 1e-3
+    weight_decay: float = 0.0
+    gamma: float = 0.99
+    tau: float = 0.005
+    init_alpha: float = 1.0
+    target_entropy: float | None = -4.0
+    """None gives -action_dim."""
+    policy_delay: int = 1
+    num_critics: int = 2
+
+
+class SquashedGaussianActor(nn.Module):
+    """MLP producing mean and log-std of a Gaussian squashed by tanh; deterministic action = tanh(mean)."""
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], action_dim: int, activation: str) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.net = MLP(in_dim, hidden, 2 * action_dim, activation, output="identity")
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs)[..., : self.action_dim])
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action and its log-probability (with the tanh correction)."""
+        mean, log_std = self.net(obs).split(self.action_dim, dim=-1)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+        u = mean + eps * log_std.exp()
+        a = torch.tanh(u)
+        logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log(1 - tanh(u)^2) computed stably
+        logp = logp - (2 * (math.log(2.0) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        return a, logp
+
+    def graph(self) -> PolicyGraph:
+        g = self.net.graph()
+        g.weights[-1] = g.weights[-1][: self.action_dim]
+        g.biases[-1] = g.biases[-1][: self.action_dim]
+        g.output = "tanh"
+        return g
+
+
+class SAC:
+    """Update rule only: ``update(batch)`` = critic step, actor + temperature step, target update."""
+
+    def __init__(self, cfg: SACConfig, policy_dim: int, critic_dim: int, action_dim: int,
+                 generator: torch.Generator | None = None) -> None:
+        self.cfg = cfg
+        self.actor = SquashedGaussianActor(policy_dim, cfg.actor_hidden, action_dim, cfg.activation)
+        self.critic = EnsembleMLP(cfg.num_critics, critic_dim + action_dim, cfg.critic_hidden, 1, cfg.activation)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_alpha)))
+        self.target_entropy = float(-action_dim if cfg.target_entropy is None else cfg.target_entropy)
+        self.actor_opt = make_optimizer(self.actor.parameters(), cfg.actor_lr, cfg.weight_decay)
+        self.critic_opt = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.gen = generator
+        self.num_updates = 0
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
+                "temperature": nn.ParameterList([self.log_alpha])}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "alpha_opt": self.alpha_opt}
+
+    @torch.no_grad()
+    def act(self, policy_obs: torch.Tensor, explore: bool) -> torch.Tensor:
+        return self.actor.sample(policy_obs, self.gen)[0] if explore else self.actor(policy_obs)
+
+    def temperature_loss(self, logp: torch.Tensor) -> torch.Tensor:
+        """``-log_alpha * (logp + target_entropy)`` averaged (Haarnoja et al. 2018b, eq. 18)."""
+        return -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+
+    def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True) -> dict[str, torch.Tensor]:
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            a2, logp2 = self.actor.sample(batch["next_policy_obs"], self.gen)
+            q2 = self.critic_target(torch.cat((batch["next_critic_obs"], a2), dim=-1)).squeeze(-1).min(0).values
+            y = batch["reward"] + self.cfg.gamma * (1.0 - batch["terminated"]) * (q2 - alpha * logp2)
+        q = self.critic(torch.cat((batch["critic_obs"], batch["action"]), dim=-1)).squeeze(-1)
+        critic_loss = ((q - y) ** 2).mean(dim=1).sum()
+        step(self.critic_opt, critic_loss)
+        self.num_updates += 1
+        out = {"critic_loss": critic_loss.detach(), "alpha": alpha}
+        if train_actor and self.num_updates % self.cfg.policy_delay == 0:
+            a, logp = self.actor.sample(batch["policy_obs"], self.gen)
+            self.critic.requires_grad_(False)
+            q_pi = self.critic(torch.cat((batch["critic_obs"], a), dim=-1)).squeeze(-1).min(0).values
+            actor_loss = (alpha * logp - q_pi).mean()
+            step(self.actor_opt, actor_loss)
+            self.critic.requires_grad_(True)
+            step(self.alpha_opt, self.temperature_loss(logp))
+            out["actor_loss"] = actor_loss.detach()
+            out["entropy"] = -logp.detach().mean()
+        polyak(self.critic_target, self.critic, self.cfg.tau)
+        return out

@@ -1,0 +1,98 @@
+"""TD3 (Fujimoto et al. 2018) with an asymmetric critic: Q(critic_obs, a), pi(policy_obs)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from robot_rl.algorithms.common import make_optimizer, polyak, step
+from robot_rl.models.critic import EnsembleMLP
+from robot_rl.models.mlp import MLP
+
+
+@dataclass
+class TD3Config:
+    """Hyper-parameters of TD3 (defaults: the L2F paper's)."""
+
+    actor_hidden: tuple[int, ...] = (64, 64)
+    critic_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "fast_tanh"
+    """relu | tanh | elu | fast_tanh (the paper's rational tanh)."""
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    """Decoupled weight decay (AdamW); 0 gives Adam."""
+    gamma: float = 0.99
+    tau: float = 0.005
+    """Polyak step for the target networks (0.005 = the paper's 0.995 averaging)."""
+    policy_delay: int = 2
+    """Actor and target updates once per this many critic updates."""
+    target_noise: float = 0.2
+    target_noise_clip: float = 0.5
+    exploration_noise: float = 0.1
+    num_critics: int = 2
+
+
+class TD3:
+    """Update rule only: ``update(batch)`` takes one gradient step on the critics (and, delayed, the actor)."""
+
+    def __init__(self, cfg: TD3Config, policy_dim: int, critic_dim: int, action_dim: int,
+                 generator: torch.Generator | None = None) -> None:
+        self.cfg = cfg
+        self.action_dim = action_dim
+        self.actor = MLP(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, output="tanh")
+        self.critic = EnsembleMLP(cfg.num_critics, critic_dim + action_dim, cfg.critic_hidden, 1, cfg.activation)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = make_optimizer(self.actor.parameters(), cfg.actor_lr, cfg.weight_decay)
+        self.critic_opt = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay)
+        self.gen = generator
+        self.num_updates = 0
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,
+                "critic_target": self.critic_target}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
+
+    @torch.no_grad()
+    def act(self, policy_obs: torch.Tensor, explore: bool) -> torch.Tensor:
+        a = self.actor(policy_obs)
+        if explore:
+            noise = torch.randn(a.shape, generator=self.gen, device=a.device) * self.cfg.exploration_noise
+            a = (a + noise).clamp(-1.0, 1.0)
+        return a
+
+    @torch.no_grad()
+    def target_q(self, reward: torch.Tensor, next_policy_obs: torch.Tensor, next_critic_obs: torch.Tensor,
+                 terminated: torch.Tensor) -> torch.Tensor:
+        """``r + gamma (1 - terminated) min_i Q_i'(s', clip(pi'(s') + clip(eps)))``."""
+        c = self.cfg
+        a = self.actor_target(next_policy_obs)
+        eps = torch.randn(a.shape, generator=self.gen, device=a.device) * c.target_noise
+        a = (a + eps.clamp(-c.target_noise_clip, c.target_noise_clip)).clamp(-1.0, 1.0)
+        q = self.critic_target(torch.cat((next_critic_obs, a), dim=-1)).squeeze(-1).min(dim=0).values
+        return reward + c.gamma * (1.0 - terminated) * q
+
+    def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True) -> dict[str, torch.Tensor]:
+        """One critic step (and every ``policy_delay``-th call an actor + target step); returns detached losses."""
+        y = self.target_q(batch["reward"], batch["next_policy_obs"], batch["next_critic_obs"], batch["terminated"])
+        q = self.critic(torch.cat((batch["critic_obs"], batch["action"]), dim=-1)).squeeze(-1)
+        critic_loss = ((q - y) ** 2).mean(dim=1).sum()
+        step(self.critic_opt, critic_loss)
+        self.num_updates += 1
+        out = {"critic_loss": critic_loss.detach()}
+        if train_actor and self.num_updates % self.cfg.policy_delay == 0:
+            a = self.actor(batch["policy_obs"])
+            q_pi = self.critic(torch.cat((batch["critic_obs"], a), dim=-1))[0]
+            actor_loss = -q_pi.mean()
+            self.critic.requires_grad_(False)
+            step(self.actor_opt, actor_loss)
+            self.critic.requires_grad_(True)
+            out["actor_loss"] = actor_loss.detach()
+            polyak(self.actor_target, self.actor, self.cfg.tau)
+            polyak(self.critic_target, self.critic, self.cfg.tau)
+        return out

@@ -1,0 +1,69 @@
+"""``robot-rl train PRESET [overrides]`` and ``robot-rl train --resume DIR``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tyro
+
+from robot_rl import presets  # noqa: F401  (registers the presets)
+from robot_rl.config import PRESETS, TrainConfig, get_preset
+from robot_rl.runs import default_run_dir, load_config, make_runner
+
+
+def run_training(cfg: TrainConfig, run_dir: Path, resume: bool = False, evaluate_after: bool = True) -> dict:
+    """Train (or continue), export, evaluate; returns a summary of where everything went."""
+    runner = make_runner(cfg, run_dir)
+    if resume:
+        runner.load(run_dir / "checkpoint")
+        print(f"resuming {run_dir} at {runner.env_steps} env steps")
+    out = runner.train()
+    if runner.logger:
+        runner.logger.close()
+    from robot_rl.commands.export import export_run
+
+    doc = export_run(run_dir)
+    out["export"] = str(run_dir / "export")
+    out["export_max_abs_error"] = max(doc["verification"]["max_abs_error_random"],
+                                      doc["verification"]["max_abs_error_on_distribution"])
+    if evaluate_after:
+        from robot_rl.commands.evaluate import run_eval
+
+        summary = run_eval(run_dir)
+        out["eval"] = {k: summary[k] for k in ("survival", "settle", "median_final_error_m", "passed")}
+        out["report"] = summary["report"]
+    return out
+
+
+def train_main(argv: list[str]) -> None:
+    usage = ("usage: robot-rl train PRESET [--seed S] [--out DIR] [--device cpu|cuda] [overrides...]\n"
+             "       robot-rl train --resume DIR\n\npresets:\n"
+             + "\n".join(f"  {k:18s} {v[0]}" for k, v in sorted(PRESETS.items())))
+    if not argv or argv[0] in ("-h", "--help"):
+        if argv and len(argv) == 1:
+            print(usage)
+            return
+        if not argv:
+            raise ValueError("train needs a preset or --resume DIR\n" + usage)
+    if argv[0] == "--resume":
+        if len(argv) != 2:
+            raise ValueError("usage: robot-rl train --resume DIR")
+        run_dir = Path(argv[1])
+        cfg = load_config(run_dir)
+        out = run_training(cfg, run_dir, resume=(run_dir / "checkpoint.json").is_file())
+    else:
+        name = argv[0]
+        cfg = tyro.cli(TrainConfig, default=get_preset(name), args=argv[1:], prog=f"robot-rl train {name}")
+        cfg.preset = name
+        run_dir = default_run_dir(cfg)
+        cfg.out = str(run_dir)
+        out = run_training(cfg, run_dir)
+    print(f"run directory : {run_dir}")
+    print(f"  config      : {run_dir / 'config.json'}")
+    print(f"  checkpoint  : {run_dir / 'checkpoint.safetensors'} (+ .json)")
+    print(f"  metrics     : {run_dir / 'metrics.csv'}, TensorBoard: {run_dir / 'tb'}")
+    print(f"  export      : {out['export']} (policy.onnx + policy.json)")
+    if "report" in out:
+        print(f"  report      : {out['report']}")
+    print(json.dumps({k: v for k, v in out.items() if k not in ("export", "report")}))

@@ -1,0 +1,1 @@
+"""Training loops: collect -> update -> log -> evaluate -> checkpoint."""

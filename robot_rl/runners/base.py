@@ -1,0 +1,189 @@
+"""What every runner shares: run directory, env, logging, evaluation, checkpoints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
+from robot_rl.config import TrainConfig
+from robot_rl.curriculum import Curriculum
+from robot_rl.evaluation import evaluate, passes
+from robot_rl.io import atomic_write_text
+from robot_rl.logging import RunLogger
+from sim.core import BatchedEnv
+from sim.quadrotor import QuadrotorHoverEnv
+
+
+def make_env(cfg: TrainConfig) -> QuadrotorHoverEnv:
+    return QuadrotorHoverEnv(replace(cfg.task, device=cfg.device), seed=cfg.seed)
+
+
+class Runner:
+    """Base class; subclasses implement ``_collect_and_update`` (one iteration) and ``_extra_state``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, env: BatchedEnv | None = None) -> None:
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)  # network initialisation
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 1)
+        self.env = env if env is not None else make_env(cfg)
+        self.curriculum = Curriculum(cfg.curriculum, cfg.task.reward)
+        self.obs = {k: v.clone() for k, v in self.env.reset(seed=cfg.seed).items()}
+        self.env_steps = 0
+        self.train_time = 0.0
+        self.eval_time = 0.0
+        self.first_pass: dict[str, Any] | None = None
+        self.ep_return = torch.zeros(self.env.num_envs, device=self.env.device)
+        self.ep_length = torch.zeros(self.env.num_envs, device=self.env.device)
+        self.recent: dict[str, list[float]] = {"return": [], "length": []}
+        self.logger: RunLogger | None = None
+        atomic_write_text(self.run_dir / "config.json", cfg.to_json())
+
+    # subclasses ---------------------------------------------------------------
+    algo: Any
+
+    def _iteration(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+    # shared -------------------------------------------------------------------
+    @property
+    def actor(self) -> torch.nn.Module:
+        return self.algo.actor
+
+    def _track_episodes(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+        self.ep_return += reward
+        self.ep_length += 1
+        if bool(done.any()):
+            self.recent["return"] += self.ep_return[done].tolist()
+            self.recent["length"] += self.ep_length[done].tolist()
+            self.ep_return[done] = 0
+            self.ep_length[done] = 0
+
+    def _apply_curriculum(self, buffer_recompute=None) -> None:
+        weights = self.curriculum.update(self.env_steps)
+        if weights is not None:
+            self.env.set_reward_weights(weights)
+            if buffer_recompute is not None:
+                buffer_recompute(self.env.reward_from_terms)
+
+    def policy_fn(self):
+        actor = self.actor
+
+        @torch.no_grad()
+        def fn(obs: torch.Tensor) -> torch.Tensor:
+            return actor(obs.to(self.cfg.device)).cpu()
+
+        return fn
+
+    def evaluate_now(self, episodes: int) -> dict:
+        t0 = time.perf_counter()
+        result = evaluate(self.policy_fn(), self.cfg.task, episodes, self.cfg.evaluation.settle_radius)
+        self.eval_time += time.perf_counter() - t0
+        return result
+
+    def train(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train until ``total_env_steps`` (or ``stop_at`` env steps, for tests of resuming)."""
+        cfg = self.cfg
+        total = cfg.total_env_steps if stop_at is None else min(stop_at, cfg.total_env_steps)
+        self.logger = self.logger or RunLogger(self.run_dir)
+        self.logger.truncate_after(self.env_steps)
+        def next_multiple(every: int) -> int | None:
+            return (self.env_steps // every + 1) * every if every else None
+
+        next_log = next_multiple(cfg.log_every)
+        next_eval = next_multiple(cfg.eval_every)
+        next_ckpt = next_multiple(cfg.checkpoint_every)
+        losses: dict[str, list[float]] = {}
+        bar = tqdm(total=total, initial=self.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
+                   desc=f"{cfg.preset} seed {cfg.seed}", mininterval=1.0)
+        while self.env_steps < total:
+            t0 = time.perf_counter()
+            before = self.env_steps
+            for k, v in self._iteration().items():
+                losses.setdefault(k, []).append(float(v))
+            self.train_time += time.perf_counter() - t0
+            bar.update(self.env_steps - before)
+            if self.env_steps >= next_log:
+                next_log += cfg.log_every
+                row = {k: sum(v) / len(v) for k, v in losses.items()}
+                if self.recent["return"]:
+                    row["episode_return"] = sum(self.recent["return"]) / len(self.recent["return"])
+                    row["episode_length"] = sum(self.recent["length"]) / len(self.recent["length"])
+                row["train_time_s"] = self.train_time
+                self.logger.log(self.env_steps, row)
+                bar.set_postfix(ep_len=f"{row.get('episode_length', 0):.0f}")
+                losses, self.recent = {}, {"return": [], "length": []}
+            if next_eval is not None and self.env_steps >= next_eval:
+                next_eval += cfg.eval_every
+                r = self.evaluate_now(cfg.eval_episodes_during_training)
+                self.logger.log(self.env_steps, {"eval_survival": r["survival"], "eval_settle": r["settle"],
+                                                 "eval_final_error_m": r["median_final_error_m"],
+                                                 "train_time_s": self.train_time})
+                if self.first_pass is None and passes(r, cfg.evaluation):
+                    self.first_pass = {"env_steps": self.env_steps, "train_time_s": self.train_time,
+                                       "survival": r["survival"], "settle": r["settle"]}
+                    if cfg.stop_when_passed:
+                        break
+            if next_ckpt is not None and self.env_steps >= next_ckpt:
+                next_ckpt += cfg.checkpoint_every
+                self.save()
+        bar.close()
+        self.save()
+        return {"env_steps": self.env_steps, "train_time_s": self.train_time, "eval_time_s": self.eval_time,
+                "first_pass": self.first_pass}
+
+    # checkpoints ----------------------------------------------------------------
+    def save(self) -> Path:
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, Any] = {"env_steps": self.env_steps, "train_time_s": self.train_time,
+                                "eval_time_s": self.eval_time, "curriculum_stage": self.curriculum.stage,
+                                "first_pass": self.first_pass, "optimizers": {}, "config": self.cfg.to_dict()}
+        for name, module in self.algo.modules().items():
+            tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+        for name, opt in self.algo.optimizers().items():
+            t, m = optimizer_tensors(name, opt)
+            tensors.update(t)
+            meta["optimizers"][name] = m
+        tensors.update(self.env.state_dict())
+        tensors.update({f"obs.{k}": v for k, v in self.obs.items()})
+        tensors["runner.gen"] = self.gen.get_state()
+        tensors["runner.ep"] = torch.stack((self.ep_return, self.ep_length))
+        tensors.update(self._extra_state())
+        meta["num_updates"] = getattr(self.algo, "num_updates", 0)
+        path = self.run_dir / "checkpoint"
+        save_checkpoint(path, tensors, meta)
+        return path
+
+    def load(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path)
+        for name, module in self.algo.modules().items():
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for name, opt in self.algo.optimizers().items():
+            load_optimizer(name, opt, tensors, meta["optimizers"][name])
+        self.env.load_state_dict(tensors)
+        self.obs = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("obs.")}
+        self.gen.set_state(tensors["runner.gen"])
+        self.ep_return, self.ep_length = tensors["runner.ep"].clone()
+        self.env_steps = meta["env_steps"]
+        self.train_time = meta["train_time_s"]
+        self.eval_time = meta["eval_time_s"]
+        self.curriculum.stage = meta["curriculum_stage"]
+        self.first_pass = meta["first_pass"]
+        if hasattr(self.algo, "num_updates"):
+            self.algo.num_updates = meta["num_updates"]
+        self._load_extra_state(tensors)

@@ -1,0 +1,69 @@
+"""Off-policy loop (TD3/SAC): step all envs, store transitions, take ``updates_per_step`` gradient steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from robot_rl.algorithms.sac import SAC
+from robot_rl.algorithms.td3 import TD3
+from robot_rl.config import TrainConfig
+from robot_rl.runners.base import Runner
+from robot_rl.storage.replay import ReplayBuffer
+from sim.core import BatchedEnv
+
+
+class OffPolicyRunner(Runner):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, env: BatchedEnv | None = None) -> None:
+        super().__init__(cfg, run_dir, env)
+        env = self.env
+        pdim, cdim, adim = env.obs_dims["policy"], env.obs_dims["critic"], env.action_dim
+        if cfg.algorithm == "td3":
+            self.algo = TD3(cfg.td3, pdim, cdim, adim, self.gen)
+        elif cfg.algorithm == "sac":
+            self.algo = SAC(cfg.sac, pdim, cdim, adim, self.gen)
+        else:
+            raise ValueError(f"OffPolicyRunner runs td3 or sac, not {cfg.algorithm!r}")
+        for m in self.algo.modules().values():
+            m.to(cfg.device)
+        oc = cfg.off_policy
+        self.buffer = ReplayBuffer.for_env(oc.buffer_capacity, pdim, cdim, adim, len(env.reward_term_names),
+                                           cfg.device, oc.overwrite)
+        self.update_credit = 0.0
+
+    def _iteration(self) -> dict[str, float]:
+        oc, env = self.cfg.off_policy, self.env
+        if self.env_steps < oc.random_steps:
+            action = torch.rand(env.num_envs, env.action_dim, generator=self.gen, device=env.device) * 2 - 1
+        else:
+            action = self.algo.act(self.obs["policy"], explore=True)
+        obs, reward, terminated, truncated, info = env.step(action)
+        final = info["final_obs"]
+        self.buffer.add(policy_obs=self.obs["policy"], critic_obs=self.obs["critic"], action=action,
+                        reward_terms=info["reward_terms"], reward=reward, next_policy_obs=final["policy"],
+                        next_critic_obs=final["critic"], terminated=terminated.float())
+        self.obs = {k: v.clone() for k, v in obs.items()}
+        self._track_episodes(reward, terminated | truncated)
+        self.env_steps += env.num_envs
+        self._apply_curriculum(self.buffer.recompute_rewards)
+        out: dict[str, float] = {}
+        if self.env_steps < oc.critic_starts:
+            return out
+        self.update_credit += env.num_envs * oc.updates_per_step
+        train_actor = self.env_steps >= oc.actor_starts
+        while self.update_credit >= 1.0:
+            self.update_credit -= 1.0
+            stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
+        if self.update_credit < 1.0 and "stats" in locals():
+            out = {k: v.item() for k, v in stats.items()}
+        return out
+
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        out = self.buffer.state_dict()
+        out["runner.update_credit"] = torch.tensor(self.update_credit, dtype=torch.float64)
+        return out
+
+    def _load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.buffer.load_state_dict(tensors)
+        self.update_credit = float(tensors["runner.update_credit"])

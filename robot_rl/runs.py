@@ -1,0 +1,57 @@
+"""Run directories: build the trainer for a config, and load a trained actor back from a run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from robot_rl.checkpoint import load_checkpoint
+from robot_rl.config import TrainConfig, from_dict
+from robot_rl.runners.base import Runner
+from sim.quadrotor import QuadrotorHoverEnv
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.out) if cfg.out else Path("runs") / cfg.preset / f"seed{cfg.seed}"
+
+
+def make_runner(cfg: TrainConfig, run_dir: Path) -> Runner:
+    if cfg.algorithm == "ppo":
+        from robot_rl.runners.on_policy import OnPolicyRunner
+
+        return OnPolicyRunner(cfg, run_dir)
+    from robot_rl.runners.off_policy import OffPolicyRunner
+
+    return OffPolicyRunner(cfg, run_dir)
+
+
+def load_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    return from_dict(TrainConfig, json.loads(path.read_text()))
+
+
+def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
+    """The trained actor (deterministic ``obs -> action`` module, on CPU) and the checkpoint metadata."""
+    cfg = load_config(run_dir)
+    tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
+    probe = QuadrotorHoverEnv(replace(cfg.task, num_envs=1, device="cpu"))
+    dims = probe.obs_dims
+    if cfg.algorithm == "td3":
+        from robot_rl.algorithms.td3 import TD3
+
+        algo = TD3(cfg.td3, dims["policy"], dims["critic"], probe.action_dim)
+    elif cfg.algorithm == "sac":
+        from robot_rl.algorithms.sac import SAC
+
+        algo = SAC(cfg.sac, dims["policy"], dims["critic"], probe.action_dim)
+    else:
+        from robot_rl.algorithms.ppo import PPO
+
+        algo = PPO(cfg.ppo, dims["policy"], dims["critic"], probe.action_dim)
+    algo.actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
+    return cfg, algo.actor.eval(), meta

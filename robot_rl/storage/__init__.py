@@ -1,0 +1,1 @@
+"""Buffers: replay (off-policy, with reward recomputation) and rollout (on-policy)."""

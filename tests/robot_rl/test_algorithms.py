@@ -1,0 +1,103 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from robot_rl.algorithms.ppo import clipped_surrogate, compute_gae
+from robot_rl.algorithms.sac import SAC, SACConfig
+from robot_rl.algorithms.td3 import TD3, TD3Config
+
+
+class FixedTwinQ(nn.Module):
+    """Q1 = sum(action), Q2 = sum(action) + offset: the twin minimum is Q1 for offset > 0."""
+
+    def __init__(self, action_dim: int, offset: float) -> None:
+        super().__init__()
+        self.action_dim, self.offset = action_dim, offset
+
+    def forward(self, x):
+        q1 = x[:, -self.action_dim:].sum(-1, keepdim=True)
+        return torch.stack((q1, q1 + self.offset))
+
+
+def test_td3_target_uses_clipped_noise_and_twin_min():
+    cfg = TD3Config(actor_hidden=(8,), critic_hidden=(8,), gamma=0.9, target_noise=10.0, target_noise_clip=0.5)
+    gen = torch.Generator().manual_seed(3)
+    algo = TD3(cfg, policy_dim=3, critic_dim=2, action_dim=2, generator=gen)
+    algo.critic_target = FixedTwinQ(2, offset=5.0)
+    with torch.no_grad():
+        for p in algo.actor_target.parameters():
+            p.zero_()  # target actor outputs tanh(0) = 0
+    reward = torch.tensor([1.0, 1.0, -2.0])
+    terminated = torch.tensor([0.0, 1.0, 0.0])
+    noise = torch.randn((3, 2), generator=torch.Generator().manual_seed(3)) * 10.0
+    y = algo.target_q(reward, torch.zeros(3, 3), torch.zeros(3, 2), terminated)
+    clipped = noise.clamp(-0.5, 0.5)
+    assert (clipped.abs() == 0.5).sum() >= 4  # large noise is clipped to the bound
+    expected = reward + 0.9 * (1 - terminated) * clipped.sum(-1)
+    torch.testing.assert_close(y, expected)
+    assert y[1] == 1.0  # terminal: no bootstrap
+
+
+def test_td3_actor_is_delayed():
+    cfg = TD3Config(actor_hidden=(8,), critic_hidden=(8,), policy_delay=2)
+    algo = TD3(cfg, 3, 2, 2, torch.Generator().manual_seed(0))
+    batch = {"policy_obs": torch.randn(16, 3), "critic_obs": torch.randn(16, 2), "action": torch.rand(16, 2),
+             "reward": torch.randn(16), "next_policy_obs": torch.randn(16, 3), "next_critic_obs": torch.randn(16, 2),
+             "terminated": torch.zeros(16)}
+    w0 = algo.actor.linears[0].weight.clone()
+    assert "actor_loss" not in algo.update(batch)
+    assert torch.equal(algo.actor.linears[0].weight, w0)
+    assert "actor_loss" in algo.update(batch)
+    assert not torch.equal(algo.actor.linears[0].weight, w0)
+
+
+def test_sac_temperature_update_matches_hand_computation():
+    cfg = SACConfig(actor_hidden=(8,), critic_hidden=(8,), init_alpha=0.5, alpha_lr=0.01, target_entropy=-4.0)
+    algo = SAC(cfg, 3, 2, 4, torch.Generator().manual_seed(0))
+    logp = torch.tensor([1.0, 3.0])  # mean 2 -> logp + target = -2 -> d loss / d log_alpha = +2
+    loss = algo.temperature_loss(logp)
+    assert loss.item() == pytest.approx(-math.log(0.5) * (2.0 - 4.0))
+    algo.alpha_opt.zero_grad()
+    loss.backward()
+    assert algo.log_alpha.grad.item() == pytest.approx(2.0)
+    algo.alpha_opt.step()  # Adam's first step moves by lr * sign(grad)
+    assert algo.log_alpha.item() == pytest.approx(math.log(0.5) - 0.01, abs=1e-6)
+
+
+def test_sac_log_prob_includes_tanh_correction():
+    algo = SAC(SACConfig(actor_hidden=(8,)), 3, 2, 1, torch.Generator().manual_seed(0))
+    obs = torch.randn(20000, 3) * 0 + 0.3
+    a, logp = algo.actor.sample(obs, torch.Generator().manual_seed(1))
+    mean, log_std = algo.actor.net(obs[:1]).split(1, dim=-1)
+    u = torch.atanh(a.clamp(-0.999999, 0.999999))
+    base = torch.distributions.Normal(mean, log_std.clamp(-20, 2).exp()).log_prob(u).squeeze(-1)
+    expected = base - torch.log(1 - a.squeeze(-1) ** 2)
+    ok = a.abs().squeeze(-1) < 0.99
+    torch.testing.assert_close(logp[ok], expected[ok], atol=2e-3, rtol=1e-3)
+
+
+def test_ppo_clipped_objective_by_hand():
+    logp = torch.log(torch.tensor([1.5, 0.5, 1.1]))
+    old = torch.zeros(3)
+    adv = torch.tensor([1.0, -1.0, 2.0])
+    # ratio 1.5, A=+1 -> min(1.5, 1.2) = 1.2; ratio 0.5, A=-1 -> min(-0.5, -0.8) = -0.8; ratio 1.1 -> 2.2
+    assert clipped_surrogate(logp, old, adv, 0.2).item() == pytest.approx(-(1.2 - 0.8 + 2.2) / 3)
+
+
+def test_gae_by_hand():
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5]])
+    last = torch.tensor([2.0])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])
+    bootstrap = torch.tensor([[0.0], [4.0], [0.0]])  # step 1 was a time-out with V(final) = 4
+    g, lam = 0.9, 0.8
+    d2 = 3 + g * 2.0 - 1.5
+    d1 = 2 + g * 4.0 - 1.0  # episode ends: bootstrapped from the final observation, nothing from step 2
+    d0 = 1 + g * 1.0 - 0.5
+    a2, a1 = d2, d1
+    a0 = d0 + g * lam * a1
+    adv, ret = compute_gae(rewards, values, last, dones, bootstrap, g, lam)
+    torch.testing.assert_close(adv.squeeze(-1), torch.tensor([a0, a1, a2]))
+    torch.testing.assert_close(ret, adv + values)

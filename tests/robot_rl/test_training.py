@@ -1,0 +1,108 @@
+import json
+
+import pytest
+import torch
+
+from robot_rl.commands.train import run_training
+from robot_rl.config import TrainConfig, get_preset
+from robot_rl.curriculum import Curriculum, CurriculumConfig
+from robot_rl.runners.off_policy import OffPolicyRunner
+from robot_rl.runners.on_policy import OnPolicyRunner
+from robot_rl.runs import load_actor
+from sim.quadrotor import RewardWeights, reward_from_terms
+from tests.robot_rl.point_mass import PointMassEnv
+
+
+def tiny(algorithm="td3", steps=640) -> TrainConfig:
+    cfg = TrainConfig(preset="test", algorithm=algorithm, seed=3)
+    cfg.task.num_envs = 8
+    for c in (cfg.td3, cfg.sac, cfg.ppo):
+        c.actor_hidden, c.critic_hidden = (16,), (16,)
+    o = cfg.off_policy
+    o.total_env_steps, o.buffer_capacity, o.critic_starts, o.actor_starts = steps, 4096, 160, 240
+    o.updates_per_step, o.batch_size = 0.25, 32
+    cfg.on_policy.total_env_steps, cfg.on_policy.steps_per_env = steps, 8
+    cfg.curriculum = CurriculumConfig(every=200)
+    cfg.log_every = 160
+    cfg.evaluation.episodes = 16
+    cfg.evaluation.robustness = (0.1,)
+    return cfg
+
+
+def test_curriculum_schedule_and_caps():
+    cur = Curriculum(CurriculumConfig(every=100), RewardWeights())
+    assert cur.update(99) is None
+    w = cur.update(100)
+    assert w.action == pytest.approx(0.014) and w.position == pytest.approx(6.0)
+    assert w.linear_velocity == pytest.approx(0.014)
+    w = cur.weights_at(40)
+    assert w.action == 1.0 and w.position == 40.0 and w.linear_velocity == 1.0 and w.orientation == 5.0
+
+
+def test_replay_rewards_recomputed_after_curriculum_step(tmp_path):
+    runner = OffPolicyRunner(tiny(), tmp_path)
+    for _ in range(24):  # 192 env steps: stage 0
+        runner._iteration()
+    buf = runner.buffer
+    before = buf.data["reward"][: buf.size].clone()
+    torch.testing.assert_close(before, reward_from_terms(buf.data["reward_terms"][: buf.size], RewardWeights()))
+    runner._iteration()  # crosses 200 env steps -> stage 1 weights
+    new_w = runner.curriculum.weights_at(1)
+    assert runner.env.reward_weights == new_w
+    after = buf.data["reward"][: buf.size]
+    torch.testing.assert_close(after, reward_from_terms(buf.data["reward_terms"][: buf.size], new_w))
+    assert not torch.allclose(after[: len(before)], before)
+
+
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo"])
+def test_resume_reaches_the_same_weights(tmp_path, algorithm):
+    cfg = tiny(algorithm)
+    full = (OnPolicyRunner if algorithm == "ppo" else OffPolicyRunner)(cfg, tmp_path / "a")
+    full.train()
+    part = (OnPolicyRunner if algorithm == "ppo" else OffPolicyRunner)(cfg, tmp_path / "b")
+    part.train(stop_at=320)
+    del part
+    resumed = (OnPolicyRunner if algorithm == "ppo" else OffPolicyRunner)(cfg, tmp_path / "b")
+    resumed.load(tmp_path / "b" / "checkpoint")
+    assert resumed.env_steps == 320
+    resumed.train()
+    for (k, a), (_, b) in zip(full.actor.state_dict().items(), resumed.actor.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_td3_learns_point_mass_in_fixed_steps(tmp_path):
+    cfg = tiny("td3", steps=3000)
+    cfg.td3.actor_hidden, cfg.td3.critic_hidden, cfg.td3.activation = (32, 32), (32, 32), "relu"
+    cfg.td3.gamma, cfg.td3.tau, cfg.td3.weight_decay = 0.9, 0.05, 0.0
+    cfg.off_policy.critic_starts, cfg.off_policy.actor_starts, cfg.off_policy.updates_per_step = 500, 500, 0.5
+    cfg.off_policy.buffer_capacity, cfg.off_policy.batch_size = 4000, 64
+    cfg.curriculum = CurriculumConfig(every=0)
+    env = PointMassEnv(16, seed=0)
+    runner = OffPolicyRunner(cfg, tmp_path, env=env)
+    runner.train()
+    with torch.no_grad():
+        test = PointMassEnv(256, seed=99)
+        obs = test.reset(seed=99)
+        for _ in range(40):
+            obs, *_ = test.step(runner.actor(obs["policy"]))
+    assert test.x[:, 0].abs().median() < 0.1  # initial |x| ~ U(0, 1): median 0.5
+
+
+def test_train_exports_and_evaluates(tmp_path):
+    cfg = tiny("td3")
+    cfg.task.episode_length = 50
+    out = run_training(cfg, tmp_path)
+    assert out["export_max_abs_error"] <= 1e-5
+    spec = json.loads((tmp_path / "export" / "policy.json").read_text())
+    assert spec["training"]["seed"] == 3 and spec["task"] == "test" and spec["action"]["type"] == "motor_rpm"
+    assert (tmp_path / "report.md").read_text().count("![") == 3
+    _, actor, meta = load_actor(tmp_path)
+    assert meta["env_steps"] == 640
+    assert {"survival", "settle", "passed"} <= set(out["eval"])
+
+
+def test_presets_registered():
+    assert get_preset("paper-td3").off_policy.total_env_steps == 300_000
+    assert get_preset("crazyflie-hover").algorithm in ("td3", "sac", "ppo")
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("nope")
