@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 #   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 SEED ?= 0
-OUT ?= runs/crazyflie-hover
+OUT ?= runs/crazyflie-hover/seed$(SEED)
 PYTEST_ARGS ?=
 
 .PHONY: train test lint clean
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: $(VENV)/.installed
-	$(VENV)/bin/robot-rl sim crazyflie --steps 500 --out $(OUT)/sim_demo.png
+	$(VENV)/bin/robot-rl train crazyflie-hover --seed $(SEED) --out $(OUT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

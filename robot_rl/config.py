@@ -80,8 +80,8 @@ class TrainConfig:
     eval_episodes_during_training: int = 128
     stop_when_passed: bool = False
     """End training at the first in-training evaluation that passes the bar."""
-    checkpoint_every: int = 0
-    """Env steps between checkpoints (0: only at the end)."""
+    checkpoint_every: int = 50_000
+    """Env steps between checkpoints (0: only at the end); ``--resume`` continues from the last one."""
     log_every: int = 5_000
 
     @property

@@ -11,16 +11,13 @@ def paper_td3() -> TrainConfig:
     return TrainConfig(algorithm="td3")
 
 
-@register("crazyflie-hover", "Fastest recipe found that passes the hover bar (see benchmarks/README.md)")
+@register("crazyflie-hover", "TD3 with 16 parallel envs and a stronger position cost (best recipe so far)")
 def crazyflie_hover() -> TrainConfig:
     cfg = TrainConfig(algorithm="td3")
-    cfg.task.num_envs = 32
-    cfg.off_policy.total_env_steps = 200_000
-    cfg.off_policy.buffer_capacity = 200_000
-    cfg.off_policy.critic_starts = 5_000
-    cfg.off_policy.actor_starts = 10_000
-    cfg.off_policy.updates_per_step = 1 / 16
-    cfg.off_policy.batch_size = 512
-    cfg.curriculum = CurriculumConfig(every=40_000)
-    cfg.eval_every = 20_000
+    cfg.task.num_envs = 16
+    cfg.off_policy.updates_per_step = 0.2
+    cfg.task.reward.position = 20.0
+    cfg.task.reward.linear_velocity = 0.1
+    cfg.curriculum = CurriculumConfig(every=60_000)
+    cfg.eval_every = 50_000
     return cfg
