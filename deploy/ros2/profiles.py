@@ -43,6 +43,8 @@ class NodeConfig:
     check_stamps: bool = True  # drop state whose header stamp is not newer than the last one
     diagnostics_period_s: float = 1.0
     diagnostics_topic: str = "/diagnostics"
+    realtime_priority: int = 0  # 1-99: SCHED_FIFO for the control thread (Linux, CAP_SYS_NICE); 0: normal
+    executor: str = "events"  # events (rclpy's C++ EventsExecutor, lower jitter) | single (SingleThreadedExecutor)
     command_low: list[float] = field(default_factory=lambda: [-INF])  # command limits (rpm / rad)
     command_high: list[float] = field(default_factory=lambda: [INF])
     max_command_delta: list[float] = field(default_factory=lambda: [INF])  # per step; inf = off

@@ -43,6 +43,7 @@ class Peer:
         self.stream: Any = None  # callable returning the next state message, or None
         self._stamp = 1_000_000_000
         self._timer: Any = None
+        self._clients: dict[str, Any] = {}
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
@@ -62,13 +63,14 @@ class Peer:
         return True
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(srv_type, name)
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise RuntimeError(f"service {name} not available")
         fut = client.call_async(request)
         if not self.spin_until(fut.done, timeout):
             raise RuntimeError(f"service {name} did not answer")
-        self.node.destroy_client(client)
         return fut.result()
 
     def transition(self, node: str, label: str) -> bool:
@@ -111,11 +113,13 @@ class Peer:
         self.commands.append((time.monotonic(), list(msg.data)))
 
     def during(self, fn: Any, seconds: float) -> tuple[Any, list[tuple[float, list[float]]]]:
-        """Clear, call ``fn()``, spin ``seconds``; return its result and the commands received since the clear."""
+        """Clear, call ``fn()``, spin ``seconds``; return its result and the commands received since the clear,
+        with arrival times relative to the moment ``fn`` returned (a tick already in flight arrives before it)."""
         self.commands = []
         result = fn()
+        t_done = time.monotonic()
         self.spin_for(seconds)
-        return result, list(self.commands)
+        return result, [(t - t_done, c) for t, c in self.commands]
 
     def window(self, seconds: float) -> list[tuple[float, list[float]]]:
         """Clear, spin ``seconds``, return the commands received meanwhile."""
@@ -140,7 +144,7 @@ def wait_matched(peer: Peer, pub: Any, sub: Any) -> bool:
 
 
 def quad_scenarios(peer: Peer, cfg: dict[str, Any]) -> dict[str, Any]:
-    node, ns, res = cfg["node"], cfg["ns"], {}
+    node, ns, res, previous = cfg["node"], cfg["ns"], {}, ""
     res["params"] = peer.get_params(node, ["profile", "control_rate_hz", "odom_topic", "motor_topic", "command_low",
                                            "command_high", "max_command_delta", "twist_frame"])
     for name, params in [("missing", {}), ("corrupt", {"model_path": cfg["models"]["corrupt"]}),
@@ -148,8 +152,10 @@ def quad_scenarios(peer: Peer, cfg: dict[str, Any]) -> dict[str, Any]:
                          ("rate", {"model_path": cfg["models"]["good"], "control_rate_hz": 50.0})]:
         peer.set_params(node, **params)
         ok = peer.transition(node, "configure")
-        res[name] = {"ok": ok, "state": peer.state(node), "error": peer.diag_value(node, "error")}
-        peer.diag.pop(node, None)
+        prev = res[previous]["error"] if previous else ""
+        res[name] = {"ok": ok, "state": peer.state(node),
+                     "error": peer.diag_value(node, "error", pred=lambda v, prev=prev: v and v != prev)}
+        previous = name
     peer.set_params(node, control_rate_hz=100.0)
     res["configure"] = peer.transition(node, "configure")
     pub = peer.node.create_publisher(Odometry, f"{ns}/odom", 10)
