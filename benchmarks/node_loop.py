@@ -106,6 +106,7 @@ def peer(args: argparse.Namespace) -> None:
     while time.monotonic() < warm:
         ex.spin_once(timeout_sec=0.01)
     arrivals.clear()
+    safe_before = float(diag.get("safe_steps", "nan"))
     end = time.monotonic() + args.duration
     while time.monotonic() < end:
         ex.spin_once(timeout_sec=0.01)
@@ -117,11 +118,13 @@ def peer(args: argparse.Namespace) -> None:
     t = np.array(arrivals[:n_cmd])
     d = np.diff(t)
     period = 1.0 / args.rate
-    out = {"commands": n_cmd, "node_rate_hz": float((len(t) - 1) / (t[-1] - t[0])) if len(t) > 1 else 0.0,
-           "jitter_p99_ms": float(np.percentile(np.abs(d - period), 99) * 1e3) if len(d) else None,
-           "missed": int((d > 1.5 * period).sum()), "max_period_ms": float(d.max() * 1e3) if len(d) else None,
-           "node_diagnostics": {k: diag.get(k) for k in ("rate_hz", "jitter_p99_ms", "missed_deadlines", "overruns",
-                                                         "period_max_ms", "safe_steps", "steps", "last_reason")}}
+    num = lambda k: float(diag[k]) if k in diag else None  # noqa: E731
+    out = {"commands": n_cmd, "peer_rate_hz": float((len(t) - 1) / (t[-1] - t[0])) if len(t) > 1 else 0.0,
+           "peer_jitter_p99_ms": float(np.percentile(np.abs(d - period), 99) * 1e3) if len(d) else None,
+           "peer_missed": int((d > 1.5 * period).sum()), "peer_max_period_ms": float(d.max() * 1e3) if len(d) else None,
+           "node_rate_hz": num("rate_hz"), "jitter_p99_ms": num("jitter_p99_ms"), "missed": num("missed_deadlines"),
+           "max_period_ms": num("period_max_ms"), "overruns": num("overruns"), "safe_steps": num("safe_steps"),
+           "ticks": num("ticks"), "safe_steps_in_window": (num("safe_steps") or 0.0) - safe_before}
     Path(args.out).write_text(json.dumps(out))
     node.destroy_node()
     rclpy.try_shutdown()
@@ -148,6 +151,32 @@ def bench_node(export_dir: Path, args: argparse.Namespace) -> dict[str, object]:
         node.wait(10)
 
 
+REFERENCE_LOOP = """
+import os, sys, time
+rate, seconds, prio = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+if prio > 0:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
+period, t = 1.0 / rate, []
+nxt = time.monotonic() + period
+end = nxt + seconds
+while nxt < end:
+    time.sleep(max(0.0, nxt - time.monotonic()))
+    t.append(time.monotonic())
+    nxt += period
+d = [b - a for a, b in zip(t, t[1:])]
+print(len(d) / (t[-1] - t[0]), sorted(abs(x - period) for x in d)[int(0.99 * len(d))] * 1e3,
+      sum(x > 1.5 * period for x in d), max(d) * 1e3)
+"""
+
+
+def bench_reference(args: argparse.Namespace) -> dict[str, float]:
+    """The machine's own timing floor: a bare Python sleep-until-deadline loop at the same rate and priority."""
+    out = subprocess.run([sys.executable, "-c", REFERENCE_LOOP, str(args.rate), str(args.reference_seconds),
+                          str(args.realtime_priority)], capture_output=True, text=True, check=True)
+    rate, jit, missed, longest = (float(v) for v in out.stdout.split())
+    return {"ref_rate_hz": rate, "ref_jitter_p99_ms": jit, "ref_missed": missed, "ref_max_period_ms": longest}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=10_000)
@@ -156,6 +185,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="control rate of the node, Hz")
     ap.add_argument("--sensor-rate", type=float, default=100.0, help="odometry rate of the peer, Hz")
     ap.add_argument("--realtime-priority", type=int, default=0, help="node's SCHED_FIFO priority (0: normal)")
+    ap.add_argument("--reference-seconds", type=float, default=10.0, help="length of the bare-loop reference")
     ap.add_argument("--skip-node", action="store_true", help="only part (a)")
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -178,12 +208,24 @@ def main() -> None:
             print("(b) skipped: .venv-ros missing (bash deploy/ros2/make_venv.sh)")
         else:
             node = bench_node(export_dir, args)
-            print(f"(b) node at {args.rate:g} Hz for {args.duration:g} s, odometry at {args.sensor_rate:g} Hz: "
-                  f"{node['node_rate_hz']:.1f} Hz over {node['commands']} commands, p99 jitter "
-                  f"{node['jitter_p99_ms']:.3f} ms, {node['missed']} periods > 1.5 T (longest "
-                  f"{node['max_period_ms']:.2f} ms); node's own view: {node['node_diagnostics']}")
-    summary = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in {**res, **node}.items()
-               if k in ("runner_p50_us", "runner_p99_us", "ort_p50_us", "node_rate_hz", "jitter_p99_ms", "missed")}
+            node.update(bench_reference(args))
+            print(f"(b) node at {args.rate:g} Hz for {args.duration:g} s, odometry at {args.sensor_rate:g} Hz, "
+                  f"realtime_priority {args.realtime_priority}. Node's timer: {node['node_rate_hz']:.1f} Hz over "
+                  f"{node['ticks']:.0f} ticks, p99 |period - T| {node['jitter_p99_ms']:.2f} ms, {node['missed']:.0f} "
+                  f"periods > 1.5 T (longest {node['max_period_ms']:.2f} ms), {node['overruns']:.0f} steps > T, "
+                  f"{node['safe_steps_in_window']:.0f} safe steps while measuring. Peer's arrivals: "
+                  f"{node['peer_rate_hz']:.1f} Hz over "
+                  f"{node['commands']} commands, p99 jitter {node['peer_jitter_p99_ms']:.2f} ms, {node['peer_missed']} "
+                  f"gaps > 1.5 T (longest {node['peer_max_period_ms']:.2f} ms). Reference bare sleep loop, "
+                  f"same rate and priority, {args.reference_seconds:g} s: {node['ref_rate_hz']:.1f} Hz, p99 "
+                  f"{node['ref_jitter_p99_ms']:.2f} ms, {node['ref_missed']:.0f} periods > 1.5 T (longest "
+                  f"{node['ref_max_period_ms']:.2f} ms)")
+    keys = ("runner_p50_us", "runner_p99_us", "ort_p50_us", "node_rate_hz", "jitter_p99_ms", "missed",
+            "max_period_ms", "peer_rate_hz", "peer_jitter_p99_ms", "peer_missed", "ref_jitter_p99_ms", "ref_missed",
+            "ref_max_period_ms")
+    summary = {k: (round(float(v), 3) if v is not None else None) for k, v in {**res, **node}.items() if k in keys}
+    if summary.get("missed") is not None:
+        summary["missed"] = int(summary["missed"])
     print(json.dumps(summary))
 
 

@@ -102,3 +102,22 @@ def test_quadrotor_refuses_arm_model_and_coerces_parameters(models):
     assert make_profile(cfg).rate_hz == 100.0  # model_path may name policy.onnx itself
     with pytest.raises(ConfigError, match="unknown parameters: wings"):
         NodeConfig.from_dict({"wings": 2})
+
+
+def test_target_and_goal_topics_must_arrive_before_commands(models):
+    p = make_profile(NodeConfig(model_path=str(models[0]), target_topic="target"))
+    assert [s.msg_type for s in p.subscriptions()] == ["nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped"]
+    p.on_odometry(odom(1, pos=(1.0, 1.0, 2.0)), 0.0)
+    assert p.runner.step(0.0)[1] == "no target input received yet"
+    target = NS(header=NS(stamp=NS(sec=1, nanosec=0)), pose=NS(position=NS(x=1.0, y=1.1, z=2.0)))
+    assert p.on_target(target, 0.0)
+    np.testing.assert_allclose(p.runner.view("position"), [0.0, -0.1, 0.0], atol=1e-6)
+    assert p.runner.step(0.0)[1] is None  # a target never goes stale; odometry does
+    arm = make_profile(NodeConfig(profile="arm", model_path=str(models[1]), joints=["joint1", "joint2", "joint3"],
+                                  goal_topic="goal"))
+    arm.on_joint_state(joint_state(1, ["joint1", "joint2", "joint3"], [0, 0, 0], [0, 0, 0]), 0.0)
+    assert arm.runner.step(0.0)[1] == "no goal input received yet"
+    arm.on_goal(NS(data=[0.1, 0.2]), 0.0)  # wrong size -> invalid goal
+    assert "non-finite input in 'goal'" in arm.runner.step(0.0)[1]
+    arm.on_goal(NS(data=[0.1, 0.2, 0.3]), 0.0)
+    assert arm.runner.step(0.0)[1] is None
