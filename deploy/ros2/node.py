@@ -97,8 +97,7 @@ class PolicyNode(LifecycleNode):
         for sub in profile.subscriptions():
             handler = sub.handler
             self._subs.append(self.create_subscription(
-                msg_class(sub.msg_type), sub.topic, lambda m, h=handler: h(m, time.monotonic()),
-                qos_profile_sensor_data))
+                msg_class(sub.msg_type), sub.topic, lambda m, h=handler: self._on_input(h, m), qos_profile_sensor_data))
         cmd_cls = msg_class(profile.command_type)
         self._pub = self.create_publisher(cmd_cls, profile.command_topic,
                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -139,6 +138,13 @@ class PolicyNode(LifecycleNode):
         self._send_safe("error")
         self._teardown()
         return SUCCESS
+
+    def _on_input(self, handler: Any, msg: Any) -> None:
+        """Hand a sensor message to the profile; a malformed message is dropped (the watchdog covers the gap)."""
+        try:
+            handler(msg, time.monotonic())
+        except Exception as exc:
+            self.get_logger().error(f"input message dropped: {exc!r}", throttle_duration_sec=1.0)
 
     # ------------------------------------------------------------------ control loop
     def _tick(self) -> None:
