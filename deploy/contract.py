@@ -6,13 +6,19 @@
   Quadrotor names: ``position`` (3, world, position minus target, m), ``rotation_matrix`` (9, body-to-world,
   row-major), ``quaternion`` (4, w x y z), ``linear_velocity`` (3, world, m/s), ``angular_velocity``
   (3, body, rad/s), ``action_history`` (4*N, the policy's own previous actions, oldest first; ``steps`` = N).
-  Arm names: ``joint_position`` (rad), ``joint_velocity`` (rad/s), ``previous_action`` (the last action
-  sent), ``goal`` (task-space or joint-space goal, ``frame`` says which), ``ee_position`` (3, m).
+  Arm names (ros2_control robots; joint order = ``action.joints``): ``joint_position`` (n joints, rad, as
+  measured), ``joint_velocity`` (n joints, rad/s), ``previous_action`` (action size, the last action executed,
+  after clipping and rate limiting, in action units; zeros after activation), ``goal`` (``frame`` ``"joint"``:
+  n joint positions in rad, or ``"task"``: a position in m), ``ee_position`` (3, m, end effector in the base
+  frame). ``action_history`` works for arms too.
   Optional per component: ``frame``, ``unit``, ``low``/``high`` (valid input range), ``noise_std``
   (training noise, informative only).
 * ``action``: ``{"type", "size", "low", "high", ...}``; ``motor_rpm`` adds ``rpm_min``, ``rpm_max``,
-  ``rotor_order``, ``hover``; ``joint_position`` adds ``joints`` and ``delta`` (true if actions are offsets
-  from the measured position) and ``scale``.
+  ``rotor_order``, ``hover``, ``safe_action`` (motors off); ``joint_position`` adds ``joints`` (names, one per
+  action element), ``delta`` (true: target = measured position + scale * a; false: target = offset + scale * a),
+  ``scale`` and ``offset`` (a number or one per joint; defaults 1 and 0). Its safe command holds the measured
+  position. Optional ``chunk`` ``{"horizon": H, "execute": E}``: the network outputs H actions at once
+  (``[batch, H * size]``, oldest first) and the runtime executes the first E before querying it again.
 * ``control_rate_hz``, ``robot``, ``task``, ``training`` (algorithm, config, seed), ``package_version``,
   ``onnx_opset``, ``network`` (layer sizes, activation, output), ``test_vector``
   (``example_input`` ``[k, obs_dim]``, ``example_output`` ``[k, act_dim]``, ``atol``).
@@ -34,6 +40,7 @@ ARM_COMPONENTS = ("joint_position", "joint_velocity", "previous_action", "goal",
 HISTORY_COMPONENTS = ("action_history",)
 KNOWN_COMPONENTS = set(QUADROTOR_COMPONENTS) | set(ARM_COMPONENTS) | set(HISTORY_COMPONENTS)
 ACTION_TYPES = ("motor_rpm", "joint_position", "attitude_thrust")
+ARM_JOINT_COMPONENTS = ("joint_position", "joint_velocity")
 
 
 class ContractError(ValueError):
@@ -41,7 +48,18 @@ class ContractError(ValueError):
 
 
 def obs_dim(spec: dict[str, Any]) -> int:
+    """Width of the ONNX input: the sum of the observation component sizes."""
     return sum(int(c["size"]) for c in spec["observation"])
+
+
+def chunk_horizon(spec: dict[str, Any]) -> int:
+    """Number of actions the network outputs per query (1 unless ``action.chunk`` is set)."""
+    return int(spec["action"].get("chunk", {}).get("horizon", 1))
+
+
+def output_dim(spec: dict[str, Any]) -> int:
+    """Width of the ONNX output: action size times the chunk horizon."""
+    return int(spec["action"]["size"]) * chunk_horizon(spec)
 
 
 def validate(spec: dict[str, Any]) -> dict[str, Any]:
@@ -71,12 +89,33 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
     for c in comps:
         if c["name"] == "action_history":
             need(c["size"] == act["size"] * int(c.get("steps", 0)), "action_history size must be steps * action size")
+        if c["name"] == "previous_action":
+            need(c["size"] == act["size"], "previous_action size must equal the action size")
+        if c["name"] == "ee_position":
+            need(c["size"] == 3, "component 'ee_position' must have size 3")
+    if act["type"] == "joint_position":
+        joints = act.get("joints")
+        need(isinstance(joints, list) and len(joints) == act["size"] and all(isinstance(j, str) for j in joints)
+             and len(set(joints)) == len(joints), "joint_position action needs 'joints': one unique name per element")
+        for key in ("scale", "offset"):
+            val = act.get(key, 0.0)
+            need(isinstance(val, (int, float)) or (isinstance(val, list) and len(val) == act["size"]),
+                 f"action.{key} must be a number or one number per joint")
+        for c in comps:
+            if c["name"] in ARM_JOINT_COMPONENTS:
+                need(c["size"] == len(joints), f"component {c['name']!r} must have one entry per joint")
+    if "chunk" in act:
+        ch = act["chunk"]
+        need(isinstance(ch, dict) and isinstance(ch.get("horizon"), int) and ch["horizon"] >= 1
+             and isinstance(ch.get("execute", 1), int) and 1 <= ch.get("execute", 1) <= ch["horizon"],
+             "action.chunk needs integer 1 <= execute <= horizon")
     rate = spec.get("control_rate_hz")
     need(isinstance(rate, (int, float)) and rate > 0, "'control_rate_hz' must be positive")
     tv = spec.get("test_vector", {})
     need("example_input" in tv and "example_output" in tv, "'test_vector' needs example_input and example_output")
     need(all(len(row) == obs_dim(spec) for row in tv["example_input"]), "test_vector input width != obs size")
-    need(all(len(row) == act["size"] for row in tv["example_output"]), "test_vector output width != action size")
+    need(all(len(row) == output_dim(spec) for row in tv["example_output"]),
+         "test_vector output width != action size * chunk horizon")
     return spec
 
 

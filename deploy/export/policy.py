@@ -56,6 +56,10 @@ def export_policy(out_dir: str | Path, graph: PolicyGraph, torch_policy: Callabl
     dim = graph.weights[0].shape[1]
     if contract.obs_dim(spec) != dim:
         raise ExportError(f"observation components sum to {contract.obs_dim(spec)} but the network takes {dim}")
+    out_dim = graph.weights[-1].shape[0]
+    if contract.output_dim(spec) != out_dim:
+        raise ExportError(f"the action (size x chunk horizon) is {contract.output_dim(spec)} wide but the network "
+                          f"outputs {out_dim}")
     rng = np.random.default_rng(seed)
     random_obs = rng.normal(0.0, 1.0, (1000, dim)).astype(np.float32)
     on_dist = np.asarray(on_distribution_obs, dtype=np.float32)[:1000]

@@ -1,0 +1,316 @@
+"""``robot-rl-node``: an rclpy lifecycle node that runs an exported policy through :class:`PolicyRunner`.
+
+Lifecycle: ``configure`` loads the export and checks it against the parameters (a mismatch fails the
+transition with a one-line error); ``activate`` starts a fixed-rate timer on the steady clock; ``deactivate``,
+``error`` and ``shutdown`` publish one safe command. Sensors are subscribed with the sensor-data QoS
+(best effort), commands are published reliable. ``~/emergency_stop`` (``std_srvs/Trigger``) publishes the
+safe command at once and latches it until the next activation. Diagnostics (``diagnostic_msgs/DiagnosticArray``
+on ``/diagnostics``, or JSON in ``std_msgs/String`` on ``~/diagnostics`` when diagnostic_msgs is missing)
+carry the runner's counters, timer overruns and the period statistics.
+
+All robot-specific logic lives in the ROS-free :mod:`deploy.ros2.profiles` and :mod:`deploy.runtime`.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from std_srvs.srv import Trigger
+
+from deploy.ros2.profiles import ConfigError, NodeConfig, Profile, make_profile
+
+try:
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+except ImportError:  # pragma: no cover - depends on the installed wheels
+    DiagnosticArray = None
+from std_msgs.msg import String
+
+NODE_NAME = "robot_rl_node"
+JITTER_BIN_S, JITTER_BINS = 1e-5, 5000  # histogram of |period - nominal|: 10 us bins up to 50 ms
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+def msg_class(name: str) -> type:
+    """``"pkg/msg/Type"`` -> the message class."""
+    pkg, kind, typ = name.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), typ)
+
+
+class PolicyNode(LifecycleNode):
+    """Lifecycle node around a :class:`~deploy.ros2.profiles.Profile` (see the module docstring)."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        defaults = NodeConfig()
+        dynamic = ParameterDescriptor(dynamic_typing=True)  # YAML "500" and "500.0" both work; coerced later
+        for f in fields(NodeConfig):
+            value = getattr(defaults, f.name)
+            self.declare_parameter(f.name, value if value != [] else None, dynamic)
+        self.profile: Profile | None = None
+        self._timer = None
+        self._subs: list[Any] = []
+        self._pub = None
+        self._msg: Any = None
+        self._error = ""
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._reset_timing(0.01)
+        self.create_service(Trigger, "~/emergency_stop", self._on_estop)
+        topic = str(self.get_parameter("diagnostics_topic").value)
+        if DiagnosticArray is not None:
+            self._diag_pub = self.create_publisher(DiagnosticArray, topic, 10)
+        else:
+            self._diag_pub = self.create_publisher(String, "~/diagnostics", 10)
+        self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period_s").value),
+                                             self._publish_diagnostics, clock=self._steady)
+
+    # ------------------------------------------------------------------ parameters
+    def config(self) -> NodeConfig:
+        """The current parameter values as a :class:`NodeConfig`."""
+        return NodeConfig.coerce({f.name: self.get_parameter(f.name).value for f in fields(NodeConfig)})
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            cfg = self.config()
+            profile = make_profile(cfg)
+        except (ConfigError, ValueError) as exc:
+            self._error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.get_logger().error(f"configure refused: {self._error}")
+            return FAILURE
+        self.profile, self._error = profile, ""
+        for sub in profile.subscriptions():
+            handler = sub.handler
+            self._subs.append(self.create_subscription(
+                msg_class(sub.msg_type), sub.topic, lambda m, h=handler: self._on_input(h, m), qos_profile_sensor_data))
+        cmd_cls = msg_class(profile.command_type)
+        self._pub = self.create_publisher(cmd_cls, profile.command_topic,
+                                          QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self._msg = cmd_cls()
+        self._reset_timing(1.0 / profile.rate_hz)
+        self.get_logger().info(
+            f"configured: profile {profile.name}, model {cfg.export_dir()}, {profile.rate_hz:g} Hz, commands on "
+            f"{self._pub.topic_name}, inputs {[s.topic for s in profile.subscriptions()]}")
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        assert self.profile is not None
+        self.profile.runner.activate()
+        self._reset_timing(1.0 / self.profile.rate_hz)
+        gc.collect()
+        gc.freeze()  # objects alive now never need scanning again: shorter collector pauses in the loop
+        self._timer = self.create_timer(self._period, self._tick, clock=self._steady)
+        self.get_logger().info(f"activated: control loop at {self.profile.rate_hz:g} Hz")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_timer()
+        self._send_safe("deactivated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_timer()
+        self._send_safe("shutdown")
+        self._teardown()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_timer()
+        self._send_safe("error")
+        self._teardown()
+        return SUCCESS
+
+    def _on_input(self, handler: Any, msg: Any) -> None:
+        """Hand a sensor message to the profile; a malformed message is dropped (the watchdog covers the gap)."""
+        try:
+            handler(msg, time.monotonic())
+        except Exception as exc:
+            self.get_logger().error(f"input message dropped: {exc!r}", throttle_duration_sec=1.0)
+
+    # ------------------------------------------------------------------ control loop
+    def _tick(self) -> None:
+        if self._timer is None:  # a timer event queued before deactivation must not command anything
+            return
+        try:
+            self._control_step()
+        except Exception as exc:  # a bug must not leave the last command standing
+            self.profile.runner.estop(f"internal error: {type(exc).__name__}: {exc}")
+            self._send_safe("internal error")
+            self.get_logger().error(f"control step failed, safe command latched: {exc!r}")
+
+    def _control_step(self) -> None:
+        t = time.monotonic()
+        dt = t - self._last_tick
+        self._last_tick = t
+        if self._ticks:
+            self._jitter[min(int(abs(dt - self._period) / JITTER_BIN_S), JITTER_BINS - 1)] += 1
+            if dt > 1.5 * self._period:
+                self._missed += 1
+                if dt > self._max_period:
+                    self._max_period = dt
+        else:
+            self._first_tick = t
+        self._ticks += 1
+        cmd, reason = self.profile.runner.step(t)
+        if cmd is not None:
+            self._msg.data = cmd.tolist()
+            self._pub.publish(self._msg)
+        if reason is not None and reason != self._last_logged:
+            self.get_logger().warning(f"safe command: {reason}")
+        self._last_logged = reason
+        if time.monotonic() - t > self._period:
+            self._overruns += 1
+
+    def _send_safe(self, reason: str) -> None:
+        """Publish the safe command once (if there is a configured profile and a safe command exists)."""
+        if self.profile is None or self._pub is None:
+            return
+        cmd, _ = self.profile.runner.safe_command(reason)
+        if cmd is not None:
+            self._msg.data = cmd.tolist()
+            self._pub.publish(self._msg)
+        self.get_logger().info(f"safe command sent ({reason})")
+
+    def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.profile is None:
+            response.success, response.message = False, "not configured: no command to stop"
+            return response
+        self.profile.runner.estop("emergency stop")
+        self._send_safe("emergency stop")
+        self.get_logger().warning("emergency stop: safe command latched until re-activation")
+        response.success, response.message = True, "safe command latched until re-activation"
+        return response
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+
+    def _teardown(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._pub is not None:
+            self.destroy_publisher(self._pub)
+        self._pub, self.profile = None, None
+
+    # ------------------------------------------------------------------ diagnostics
+    def _reset_timing(self, period: float) -> None:
+        self._period = period
+        self._jitter = np.zeros(JITTER_BINS, dtype=np.int64)
+        self._ticks = self._missed = self._overruns = 0
+        self._max_period = period
+        self._first_tick = 0.0
+        self._last_tick = time.monotonic()
+        self._last_logged: str | None = None
+
+    def timing(self) -> dict[str, float]:
+        """Control-loop statistics since activation: rate, p99 |period - nominal|, periods > 1.5 nominal."""
+        n = self._ticks
+        rate = (n - 1) / (self._last_tick - self._first_tick) if n > 1 else 0.0
+        counts = np.cumsum(self._jitter)
+        p99 = float(np.searchsorted(counts, 0.99 * counts[-1]) + 1) * JITTER_BIN_S if counts[-1] else 0.0
+        return {"ticks": n, "rate_hz": rate, "jitter_p99_ms": p99 * 1e3, "missed_deadlines": self._missed,
+                "period_max_ms": self._max_period * 1e3, "overruns": self._overruns}
+
+    def _publish_diagnostics(self) -> None:
+        state = self._state_machine.current_state[1] if hasattr(self, "_state_machine") else "unknown"
+        values: dict[str, Any] = {"state": state, "error": self._error}
+        level = 2 if self._error else 0
+        if self.profile is not None:
+            values.update(self.profile.runner.stats())
+            values.update(self.timing())
+            values["profile"] = self.profile.name
+            if values["estopped"]:
+                level = 2
+            elif values["last_reason"]:
+                level = 1
+        message = self._error or str(values.get("last_reason") or state)
+        if DiagnosticArray is None:
+            self._diag_pub.publish(String(data=json.dumps({"level": level, "message": message, **values})))
+            return
+        status = DiagnosticStatus(level=bytes([level]), name=self.get_fully_qualified_name(), message=message,
+                                  hardware_id=str(values.get("profile", "")),
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(arr)
+
+
+def make_executor(kind: str) -> Any:
+    """rclpy's EventsExecutor (C++ event queue: far less overhead per callback) when available, else single."""
+    if kind == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+
+            return EventsExecutor()
+        except ImportError:  # older rclpy (Humble) has no EventsExecutor
+            pass
+    elif kind != "single":
+        raise SystemExit(f"robot-rl-node: executor must be 'events' or 'single', not {kind!r}")
+    return SingleThreadedExecutor()
+
+
+def set_realtime_priority(node: PolicyNode, priority: int) -> None:
+    """SCHED_FIFO for the control thread (needs CAP_SYS_NICE or an rtprio limit); 0 keeps normal scheduling."""
+    if priority <= 0:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        node.get_logger().info(f"control thread runs SCHED_FIFO priority {priority}")
+    except (AttributeError, OSError) as exc:
+        node.get_logger().warning(f"realtime_priority {priority} not applied ({exc}); normal scheduling")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``robot-rl-node`` (ROS arguments after ``--ros-args``).
+
+    SIGINT/SIGTERM stop the loop between callbacks; the node then sends one safe command while the ROS
+    context is still up (rclpy's own handlers would shut the context down first).
+    """
+    args = sys.argv if argv is None else argv
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
+    node = PolicyNode()
+    set_realtime_priority(node, int(node.get_parameter("realtime_priority").value))
+    executor = make_executor(str(node.get_parameter("executor").value))
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() == SUCCESS:
+                node.trigger_activate()
+        while not stop and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_timer()
+        if rclpy.ok():
+            node._send_safe("node exit")
+            node.destroy_node()
+            rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""Torch-free policy runtime: the single place where sensor data becomes actuator commands.
+
+Only numpy, onnxruntime and :mod:`deploy.contract` are imported here (never torch), so this module runs on a
+robot computer that has ROS 2, numpy and onnxruntime. :class:`PolicyRunner` owns, per control step:
+
+1. input checks: e-stop latch, every declared input source received and fresh (``timeout_s``), all
+   observation values finite and inside the ranges declared in ``policy.json`` (``low``/``high``);
+2. observation assembly: profiles write measured components into named views of one preallocated
+   ``[1, obs_dim]`` buffer; the runner writes ``action_history`` / ``previous_action`` itself;
+3. inference (onnxruntime, 1 thread) and the action-chunk queue (``action.chunk``);
+4. action clipping to ``action.low``/``high``, the affine map to the command (rpm or joint targets),
+   command limits, and rate limiting (``max_command_delta`` per step, starting from the safe command =
+   the measured state after :meth:`PolicyRunner.activate`);
+5. the safe command with a one-line reason whenever anything above is wrong.
+
+Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` -> hold the last
+finite measured joint position (none exists before the first joint state: ``step`` then returns ``None``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from deploy import contract
+
+RUNTIME_COMPONENTS = ("action_history", "previous_action")
+RANGE_TOLERANCE = 1e-5
+
+
+class ModelError(ValueError):
+    """The export directory cannot be run (missing/corrupt ONNX, shape mismatch, failed test vector)."""
+
+
+class _Source:
+    """Bookkeeping of one input stream (e.g. odometry): last header stamp and receive time."""
+
+    __slots__ = ("name", "timeout", "stamp", "received", "count", "rejected")
+
+    def __init__(self, name: str, timeout: float | None) -> None:
+        self.name, self.timeout = name, timeout
+        self.stamp: int | None = None
+        self.received: float | None = None
+        self.count = 0
+        self.rejected = 0
+
+
+def _vector(value: float | Sequence[float] | None, n: int, default: float, what: str) -> np.ndarray:
+    """Broadcast a number or a length-1 / length-n sequence to a float64 vector of length n."""
+    arr = np.asarray(default if value is None else value, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.full(n, arr[0])
+    if arr.size != n:
+        raise ModelError(f"{what} has {arr.size} values but the action has {n}")
+    return arr
+
+
+def onnx_session(path: str | Path) -> ort.InferenceSession:
+    """A single-threaded CPU onnxruntime session (deterministic, no thread-pool wake-ups)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class PolicyRunner:
+    """Run an exported policy (``policy.onnx`` + ``policy.json``) safely at a fixed rate.
+
+    Args:
+        export_dir: folder with ``policy.onnx`` and ``policy.json``.
+        sources: input streams and their timeouts in seconds (``None``: must have arrived once, never stale).
+        command_low / command_high: command limits (rpm or rad), one number or one per action element.
+        max_command_delta: largest command change per step (same units); ``inf`` disables rate limiting.
+        command_unit: ``motor_rpm`` only: ``"rpm"`` (default) or ``"normalized"`` (the action in [-1, 1]).
+        output_order: indices that reorder the command for the consumer (e.g. a controller's joint order).
+        check_stamps: reject input whose header stamp is not newer than the previous one of its source.
+
+    ``step`` returns ``(command, reason)``: ``reason`` is ``None`` for a policy command, else why the safe
+    command was sent. ``command`` is a preallocated float32 buffer, overwritten by the next call.
+    """
+
+    def __init__(self, export_dir: str | Path, *, sources: Mapping[str, float | None] | None = None,
+                 command_low: float | Sequence[float] | None = None,
+                 command_high: float | Sequence[float] | None = None,
+                 max_command_delta: float | Sequence[float] | None = None, command_unit: str = "rpm",
+                 output_order: Sequence[int] | None = None, check_stamps: bool = True) -> None:
+        self.export_dir = Path(export_dir)
+        try:
+            self.spec = spec = contract.load(export_dir)
+        except (OSError, contract.ContractError) as exc:
+            raise ModelError(str(exc)) from None
+        self._load_session(spec)
+        act = spec["action"]
+        self.action_type: str = act["type"]
+        n = self.action_size = int(act["size"])
+        self.horizon = contract.chunk_horizon(spec)
+        self.execute = int(act.get("chunk", {}).get("execute", 1))
+        self.control_rate_hz = float(spec["control_rate_hz"])
+        self.check_stamps = check_stamps
+        self.sources = {name: _Source(name, t) for name, t in (sources or {"state": 0.1}).items()}
+        self._source_list = list(self.sources.values())
+
+        # observation buffer, one view per component; measured components start as NaN (= not received)
+        dim = contract.obs_dim(spec)
+        self.obs = np.full((1, dim), np.nan, dtype=np.float32)
+        self._feed = {self._input_name: self.obs}
+        self._views: dict[str, np.ndarray] = {}
+        big = float(np.finfo(np.float32).max)  # unranged: any finite value (NaN and +-inf fail the check)
+        self._lo = np.full(dim, -big, dtype=np.float32)
+        self._hi = np.full(dim, big, dtype=np.float32)
+        self._slices: list[tuple[str, int, int]] = []
+        i = 0
+        for c in spec["observation"]:
+            size = int(c["size"])
+            self._views[c["name"]] = self.obs[0, i:i + size]
+            self._slices.append((c["name"], i, i + size))
+            if c["name"] not in RUNTIME_COMPONENTS:
+                self._lo[i:i + size] = np.maximum(np.asarray(c.get("low", -big), np.float64) - RANGE_TOLERANCE, -big)
+                self._hi[i:i + size] = np.minimum(np.asarray(c.get("high", big), np.float64) + RANGE_TOLERANCE, big)
+            i += size
+        hist = next((c for c in spec["observation"] if c["name"] == "action_history"), None)
+        self._history = self._views.get("action_history")
+        self._history_init = float(hist.get("initial_value", 0.0)) if hist else 0.0
+        self._previous = self._views.get("previous_action")
+        self._ok_lo = np.empty(dim, dtype=bool)
+        self._ok_hi = np.empty(dim, dtype=bool)
+
+        # action -> command: command = offset + scale * action (+ measured joint position if delta)
+        f32 = np.float32
+        self._act_lo = _vector(act.get("low", -np.inf), n, -np.inf, "action.low").astype(f32)
+        self._act_hi = _vector(act.get("high", np.inf), n, np.inf, "action.high").astype(f32)
+        self._measured: np.ndarray | None = None
+        self._delta = False
+        self._safe_fixed: np.ndarray | None = None
+        if self.action_type == "motor_rpm":
+            if command_unit == "rpm":
+                lo, hi = float(act.get("rpm_min", 0.0)), float(act["rpm_max"])
+                scale, offset = np.full(n, (hi - lo) / 2), np.full(n, (hi + lo) / 2)
+            elif command_unit == "normalized":
+                scale, offset = np.ones(n), np.zeros(n)
+            else:
+                raise ModelError(f"command_unit must be 'rpm' or 'normalized', not {command_unit!r}")
+            safe = _vector(act.get("safe_action", -1.0), n, -1.0, "action.safe_action")
+            self._safe_fixed = (offset + scale * safe).astype(f32)
+        elif self.action_type == "joint_position":
+            if "joint_position" not in self._views:
+                raise ModelError("a joint_position action needs a joint_position observation (the hold position)")
+            self._measured = self._views["joint_position"]
+            self._delta = bool(act.get("delta", False))
+            scale = _vector(act.get("scale", 1.0), n, 1.0, "action.scale")
+            offset = _vector(act.get("offset", 0.0), n, 0.0, "action.offset")
+        else:
+            raise ModelError(f"action type {self.action_type!r} has no runtime mapping yet")
+        if np.any(scale == 0):
+            raise ModelError("action.scale must not be zero")
+        self._scale, self._offset = scale.astype(f32), offset.astype(f32)
+        self._cmd_lo = _vector(command_low, n, -np.inf, "command_low").astype(f32)
+        self._cmd_hi = _vector(command_high, n, np.inf, "command_high").astype(f32)
+        if np.any(self._cmd_lo > self._cmd_hi):
+            raise ModelError("command_low must not exceed command_high")
+        self._cmd_limited = bool(np.isfinite(self._cmd_lo).any() or np.isfinite(self._cmd_hi).any())
+        self._max_delta = _vector(max_command_delta, n, np.inf, "max_command_delta").astype(f32)
+        if np.any(self._max_delta <= 0):
+            raise ModelError("max_command_delta must be positive (inf disables rate limiting)")
+        self._rate_limited = bool(np.isfinite(self._max_delta).any())
+        self._neg_max_delta = -self._max_delta
+        if output_order is not None and sorted(output_order) != list(range(n)):
+            raise ModelError(f"output_order must be a permutation of 0..{n - 1}")
+        self._order = None if output_order is None or list(output_order) == list(range(n)) \
+            else np.asarray(output_order, dtype=np.intp)
+
+        # preallocated step buffers (float32 throughout: the network's precision)
+        self._chunk = np.zeros((self.horizon, n), dtype=f32)
+        self._chunk_flat = self._chunk.reshape(-1)
+        self._act, self._cmd, self._tmp, self._prev, self._out, self._hold = (np.zeros(n, f32) for _ in range(6))
+        self._have_hold = False
+        self._run_options = ort.RunOptions()
+        self._run = getattr(self.session, "_sess", None)  # onnxruntime's C session: skips ~5 us of Python checks
+        try:  # keep the fast path only if this onnxruntime version has it; the test vector then checks it
+            self._run.run(self._output_names, {self._input_name: np.zeros((1, dim), np.float32)}, self._run_options)
+        except Exception:
+            self._run = None
+        self.estopped: str | None = None
+        self.steps = self.safe_steps = 0
+        self.last_reason: str | None = "not activated"
+        self.activate()
+        self.verify_test_vector()
+
+    # ------------------------------------------------------------------ loading
+    def _load_session(self, spec: dict[str, Any]) -> None:
+        path = self.export_dir / "policy.onnx"
+        if not path.is_file():
+            raise ModelError(f"no policy.onnx in {self.export_dir}")
+        try:
+            self.session = onnx_session(path)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{path}: cannot load ONNX model ({first[:200]})") from None
+        ins, outs = self.session.get_inputs(), self.session.get_outputs()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
+        self._input_name, self._output_names = ins[0].name, [outs[0].name]
+        in_w, out_w = ins[0].shape[-1], outs[0].shape[-1]
+        if in_w != contract.obs_dim(spec):
+            raise ModelError(f"{path}: network input has width {in_w} but policy.json observation sums to "
+                             f"{contract.obs_dim(spec)}")
+        if isinstance(out_w, int) and out_w != contract.output_dim(spec):
+            raise ModelError(f"{path}: network output has width {out_w} but policy.json expects "
+                             f"{contract.output_dim(spec)}")
+
+    def verify_test_vector(self) -> float:
+        """Run ``test_vector.example_input`` and compare with ``example_output``; raise :class:`ModelError`."""
+        tv = self.spec["test_vector"]
+        x = np.asarray(tv["example_input"], dtype=np.float32)
+        want = np.asarray(tv["example_output"], dtype=np.float32)
+        got = self.forward_batch(x)
+        err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
+        atol = float(tv.get("atol", 1e-5))
+        if not err <= atol:
+            raise ModelError(f"{self.export_dir}: test vector mismatch (max abs error {err:.3g} > {atol:g})")
+        return err
+
+    def forward_batch(self, obs: np.ndarray) -> np.ndarray:
+        """Raw network output for a batch ``[k, obs_dim]`` (no checks, no clipping), via the step's code path."""
+        return self._infer({self._input_name: np.ascontiguousarray(obs, dtype=np.float32)})
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        if self._run is not None:
+            return self._run.run(self._output_names, feed, self._run_options)[0]
+        return self.session.run(self._output_names, feed)[0]
+
+    # ------------------------------------------------------------------ inputs
+    def view(self, name: str) -> np.ndarray:
+        """Writable float32 view of one observation component (profiles write measurements here)."""
+        if name in RUNTIME_COMPONENTS:
+            raise KeyError(f"{name!r} is written by the runtime itself")
+        return self._views[name]
+
+    def has(self, name: str) -> bool:
+        """Whether the policy observes component ``name``."""
+        return name in self._views
+
+    @property
+    def components(self) -> list[str]:
+        """Observation component names in ``policy.json`` order."""
+        return [name for name, _, _ in self._slices]
+
+    def accept(self, source: str, stamp_ns: int, received: float | None = None) -> bool:
+        """Register a message of ``source`` stamped ``stamp_ns``; ``False`` (drop it) if not newer than the last.
+
+        Call before writing the message into the views. ``received`` is a ``time.monotonic()`` reading.
+        """
+        src = self.sources[source]
+        if self.check_stamps and src.stamp is not None and stamp_ns <= src.stamp:
+            src.rejected += 1
+            return False
+        src.stamp = stamp_ns
+        src.received = time.monotonic() if received is None else received
+        src.count += 1
+        return True
+
+    # ------------------------------------------------------------------ lifecycle and safety
+    def activate(self) -> None:
+        """Start a new run: clear the e-stop latch, history and chunk queue; rate limit from the safe command."""
+        self.estopped = None
+        if self._history is not None:
+            self._history[:] = self._history_init
+        if self._previous is not None:
+            self._previous[:] = 0.0
+        self._queue = self.execute  # empty queue: query the network on the next step
+        self._anchor = True
+
+    def estop(self, reason: str = "emergency stop") -> None:
+        """Latch the safe command until the next :meth:`activate`."""
+        self.estopped = reason
+
+    def safe_command(self, reason: str) -> tuple[np.ndarray | None, str]:
+        """The safe command (``None`` for an arm that has never measured its joints) and ``reason``."""
+        self.safe_steps += 1
+        self.last_reason = reason
+        self._queue = self.execute  # queued chunk actions are stale after a fault
+        if not self._safe_into(self._cmd):
+            return None, reason
+        np.copyto(self._prev, self._cmd)
+        self._push_executed(False, self._hold)
+        return self._output(), reason
+
+    def _safe_into(self, buf: np.ndarray) -> bool:
+        """Write the safe command into ``buf``; ``False`` if there is none (arm without a joint measurement)."""
+        if self._safe_fixed is not None:
+            np.copyto(buf, self._safe_fixed)
+            return True
+        self._refresh_hold()
+        if self._have_hold:
+            np.copyto(buf, self._hold)
+        return self._have_hold
+
+    def _refresh_hold(self) -> None:
+        m = self._measured
+        if m is not None and np.isfinite(m).all():
+            np.copyto(self._hold, m)
+            self._have_hold = True
+
+    def _input_problem(self) -> str:
+        """Name the first observation component that is not finite or out of range (failure path only)."""
+        obs = self.obs[0]
+        for name, a, b in self._slices:
+            seg = obs[a:b]
+            if not np.isfinite(seg).all():
+                return f"non-finite input in {name!r}"
+            bad = (seg < self._lo[a:b]) | (seg > self._hi[a:b])
+            if bad.any():
+                k = int(np.argmax(bad))
+                lo, hi = float(self._lo[a + k]) + RANGE_TOLERANCE, float(self._hi[a + k]) - RANGE_TOLERANCE
+                return f"input {name!r}[{k}] = {float(seg[k]):.4g} outside its declared range [{lo:.4g}, {hi:.4g}]"
+        return "invalid input"
+
+    # ------------------------------------------------------------------ the control step
+    def step(self, now: float | None = None) -> tuple[np.ndarray | None, str | None]:
+        """One control step at time ``now`` (``time.monotonic()``): the command and ``None``, or safe + reason."""
+        self.steps += 1
+        if self.estopped is not None:
+            return self.safe_command(self.estopped)
+        if now is None:
+            now = time.monotonic()
+        for src in self._source_list:
+            if src.received is None:
+                return self.safe_command(f"no {src.name} input received yet")
+            if src.timeout is not None and now - src.received > src.timeout:
+                return self.safe_command(f"stale {src.name} input ({(now - src.received) * 1e3:.0f} ms old > "
+                                         f"{src.timeout * 1e3:.0f} ms)")
+        # one pass: NaN fails >=, +-inf fail the finite float32 bounds, declared ranges are the bounds
+        obs, ok_lo, ok_hi = self.obs[0], self._ok_lo, self._ok_hi
+        np.greater_equal(obs, self._lo, out=ok_lo)
+        np.less_equal(obs, self._hi, out=ok_hi)
+        if not (ok_lo.all() and ok_hi.all()):
+            return self.safe_command(self._input_problem())
+        if self._measured is not None:
+            np.copyto(self._hold, self._measured)
+            self._have_hold = True
+        if self._queue >= self.execute:
+            np.copyto(self._chunk_flat, self._infer(self._feed).reshape(-1))
+            self._queue = 0
+        act = self._act
+        np.maximum(self._chunk[self._queue], self._act_lo, out=act)  # NaN propagates through max/min
+        np.minimum(act, self._act_hi, out=act)
+        self._queue += 1
+        if not math.isfinite(act.dot(act)):
+            return self.safe_command("policy output is not finite")
+        cmd = self._cmd
+        np.multiply(act, self._scale, out=cmd)
+        np.add(cmd, self._offset, out=cmd)
+        if self._delta:
+            np.add(cmd, self._measured, out=cmd)
+        exact = True  # executed action == policy action (no limit or rate limit changed it)
+        if self._cmd_limited:
+            np.maximum(cmd, self._cmd_lo, out=cmd)
+            np.minimum(cmd, self._cmd_hi, out=cmd)
+            exact = False
+        if self._rate_limited:
+            if self._anchor:  # first command after activation: rate limit from the measured state / motors off
+                self._anchor = False
+                self._safe_into(self._prev)
+            tmp = self._tmp
+            np.subtract(cmd, self._prev, out=tmp)
+            np.maximum(tmp, self._neg_max_delta, out=tmp)
+            np.minimum(tmp, self._max_delta, out=tmp)
+            np.add(self._prev, tmp, out=cmd)
+            np.copyto(self._prev, cmd)
+            exact = False
+        self._push_executed(exact, self._measured)
+        self.last_reason = None
+        return self._output(), None
+
+    def _push_executed(self, exact: bool, measured: np.ndarray | None) -> None:
+        """Feed the executed action into ``action_history`` / ``previous_action`` (action units).
+
+        ``exact``: the policy's action was executed unchanged; otherwise the executed command is mapped back
+        to action units with ``measured`` as the reference of delta actions.
+        """
+        if self._history is None and self._previous is None:
+            return
+        if exact:
+            executed = self._act
+        else:
+            executed = self._tmp
+            np.subtract(self._cmd, self._offset, out=executed)
+            if self._delta:
+                np.subtract(executed, measured, out=executed)
+            np.divide(executed, self._scale, out=executed)
+        if self._history is not None:
+            h, k = self._history, self.action_size
+            h[:-k] = h[k:]
+            h[-k:] = executed
+        if self._previous is not None:
+            self._previous[:] = executed
+
+    def _output(self) -> np.ndarray:
+        if self._order is None:
+            return self._cmd
+        np.take(self._cmd, self._order, out=self._out)
+        return self._out
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for diagnostics (cheap; not for the control loop)."""
+        return {"steps": self.steps, "safe_steps": self.safe_steps, "last_reason": self.last_reason or "",
+                "estopped": self.estopped is not None,
+                **{f"{s.name}_received": s.count for s in self._source_list},
+                **{f"{s.name}_rejected_stamps": s.rejected for s in self._source_list}}

@@ -1,0 +1,35 @@
+"""Launch robot-rl-node for a quadrotor motor-level policy (profile quadrotor_motors).
+
+    ros2 launch launch/quadrotor.launch.py model_path:=/path/to/export [namespace:=cf1] [params_file:=my.yaml]
+
+The node is the pip console script `robot-rl-node` found on PATH (no ament package needed). It starts
+unconfigured unless the params file sets autostart: true; then
+`ros2 lifecycle set /cf1/robot_rl_node configure` and `... activate`.
+"""
+
+from pathlib import Path
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+DEFAULT_PARAMS = str(Path(__file__).resolve().parent / "config" / "quadrotor.yaml")
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Arguments: model_path (export directory), namespace, params_file (YAML, see config/quadrotor.yaml)."""
+    return LaunchDescription([
+        DeclareLaunchArgument("model_path", description="export directory with policy.onnx + policy.json"),
+        DeclareLaunchArgument("namespace", default_value="cf1", description="namespace of the node and its topics"),
+        DeclareLaunchArgument("params_file", default_value=DEFAULT_PARAMS, description="node parameters (YAML)"),
+        Node(
+            executable="robot-rl-node",
+            package=None,
+            name="robot_rl_node",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[LaunchConfiguration("params_file"), {"model_path": LaunchConfiguration("model_path")}],
+            output="screen",
+            emulate_tty=True,
+        ),
+    ])

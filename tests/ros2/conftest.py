@@ -1,0 +1,46 @@
+"""ROS 2 tests run the real node in .venv-ros (made by deploy/ros2/make_venv.sh); they skip without it."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_PYTHON = ROOT / ".venv-ros" / "bin" / "python"
+NODE_EXE = ROOT / ".venv-ros" / "bin" / "robot-rl-node"
+_probe: dict[str, str | None] = {}
+
+
+def ros_env() -> dict[str, str]:
+    """Environment for node and peer: a private DDS domain per test run, discovery on localhost only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROS_", "RMW_", "PYTHON"))}
+    env.update(ROS_DOMAIN_ID=str(100 + os.getpid() % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               RCUTILS_COLORIZED_OUTPUT="0", PYTHONUNBUFFERED="1")
+    return env
+
+
+def venv_problem() -> str | None:
+    """Why .venv-ros cannot run the node (None when it can); probed once per session."""
+    if "reason" not in _probe:
+        if not VENV_PYTHON.exists() or not NODE_EXE.exists():
+            _probe["reason"] = f"{VENV_PYTHON.parent.parent.name} missing: run bash deploy/ros2/make_venv.sh"
+        else:
+            code = "import rclpy, deploy.ros2.node, diagnostic_msgs.msg, lifecycle_msgs.srv; print('ok')"
+            try:
+                out = subprocess.run([str(VENV_PYTHON), "-c", code], capture_output=True, text=True, timeout=120,
+                                     cwd=ROOT, env=ros_env())
+                ok = out.returncode == 0 and out.stdout.strip().endswith("ok")
+                tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+                _probe["reason"] = None if ok else f".venv-ros is broken ({tail})"
+            except subprocess.TimeoutExpired:
+                _probe["reason"] = ".venv-ros is broken (import rclpy timed out)"
+    return _probe["reason"]
+
+
+@pytest.fixture(scope="session")
+def ros_venv() -> Path:
+    reason = venv_problem()
+    if reason:
+        pytest.skip(reason)
+    return VENV_PYTHON
