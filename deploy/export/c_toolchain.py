@@ -22,7 +22,8 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 RLP_DIR = FIRMWARE / "rlp"
 QEMU_DIR = FIRMWARE / "qemu"
 RLP_SOURCES = [RLP_DIR / "rlp_math.c", RLP_DIR / "rlp_f32.c", RLP_DIR / "rlp_s16.c"]
-COMMON_CFLAGS = ["-std=c99", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+COMMON_CFLAGS = ["-std=c99", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wdouble-promotion",
+                 "-Werror"]
 HOST_CFLAGS = [*COMMON_CFLAGS, "-O2", "-fPIC"]
 M4_CFLAGS = [*COMMON_CFLAGS, "-O3", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
              "-ffunction-sections", "-fdata-sections"]
