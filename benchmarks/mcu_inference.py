@@ -30,10 +30,10 @@ from deploy.export.c_toolchain import (
     M4_CFLAGS,
     QEMU_DIR,
     RLP_DIR,
-    _run,
     arm_size,
     build_m4_elf,
     count_instructions,
+    run_tool,
 )
 from deploy.export.mlp_reader import read_mlp
 from deploy.export.sample_policies import quadrotor_export
@@ -71,7 +71,7 @@ def object_size(cdir: Path, work: Path, kernels: list[str]) -> tuple[int, int]:
     objs = []
     for src in [cdir / "policy.c", RLP_DIR / "rlp_math.c", *(RLP_DIR / k for k in kernels)]:
         obj = work / f"{cdir.name}_{src.stem}.o"
-        _run(["arm-none-eabi-gcc", *M4_CFLAGS, f"-I{RLP_DIR}", f"-I{cdir}", "-c", "-o", obj, src])
+        run_tool(["arm-none-eabi-gcc", *M4_CFLAGS, f"-I{RLP_DIR}", f"-I{cdir}", "-c", "-o", obj, src])
         objs.append(obj)
     return arm_size(objs)
 

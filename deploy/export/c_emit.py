@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -118,11 +118,11 @@ extern const float rlp_policy_test_output[RLP_POLICY_N_TESTS][RLP_POLICY_ACT_DIM
 """
 
 
-def footer(doc: dict[str, Any], comps: Iterable[tuple[str, int, int, int]], obs_dim: int, act_dim: int,
+def footer(doc: dict[str, Any], comps: list[tuple[str, int, int, int]], obs_dim: int, act_dim: int,
            macs: int, test_in: np.ndarray, test_out: np.ndarray, atol: float, name: str) -> str:
     """Test vectors, self-test and the ``rlp_policy`` descriptor (same text for float and int8)."""
     comp_rows = ",\n    ".join(f"{{{k}, {o}u, {s}u, {st}u}}" for k, o, s, st in comps)
-    n_comp = len(list(comps)) if not isinstance(comps, list) else len(comps)
+    n_comp = len(comps)
     act = doc.get("action", {})
     rpm = act.get("type") == "motor_rpm"
     return f"""

@@ -35,7 +35,8 @@ def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
 
-def _run(cmd: Sequence[str | os.PathLike[str]], timeout: float = 120) -> str:
+def run_tool(cmd: Sequence[str | os.PathLike[str]], timeout: float = 120) -> str:
+    """Run a build/emulation tool; raise RuntimeError with its output when it fails."""
     res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"{Path(str(cmd[0])).name} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
@@ -45,7 +46,7 @@ def _run(cmd: Sequence[str | os.PathLike[str]], timeout: float = 120) -> str:
 def build_host_library(policy_dir: str | Path, out: str | Path, extra: Sequence[Path] = ()) -> Path:
     """Shared library of the generated policy + rlp library for the host (gcc, -ffp-contract=off)."""
     out = Path(out)
-    _run(["gcc", *HOST_CFLAGS, "-shared", f"-I{RLP_DIR}", f"-I{policy_dir}", "-o", out,
+    run_tool(["gcc", *HOST_CFLAGS, "-shared", f"-I{RLP_DIR}", f"-I{policy_dir}", "-o", out,
           Path(policy_dir) / "policy.c", *RLP_SOURCES, *extra])
     return out
 
@@ -101,7 +102,7 @@ def build_m4_elf(policy_dir: str | Path, out: str | Path, sources: Sequence[Path
     """Bare-metal STM32F405 ELF (startup + linker script of firmware/qemu) with the policy and rlp library."""
     out = Path(out)
     srcs = list(sources) if sources is not None else [QEMU_DIR / "test_main.c"]
-    _run(["arm-none-eabi-gcc", *M4_CFLAGS, *cflags, f"-I{RLP_DIR}", f"-I{policy_dir}",
+    run_tool(["arm-none-eabi-gcc", *M4_CFLAGS, *cflags, f"-I{RLP_DIR}", f"-I{policy_dir}",
           *(f"-I{p}" for p in include), *(f"-D{d}" for d in defines), "--specs=rdimon.specs",
           "-T", QEMU_DIR / "stm32f405.ld", "-Wl,--gc-sections", "-o", out, QEMU_DIR / "startup.c",
           Path(policy_dir) / "policy.c", *RLP_SOURCES, *srcs], timeout=300)
@@ -113,7 +114,7 @@ def build_host_program(policy_dir: str | Path, out: str | Path, sources: Sequenc
     """The same test program built for the host (compare its output with the QEMU run)."""
     out = Path(out)
     srcs = list(sources) if sources is not None else [QEMU_DIR / "test_main.c"]
-    _run(["gcc", *HOST_CFLAGS, f"-I{RLP_DIR}", f"-I{policy_dir}", *(f"-I{p}" for p in include),
+    run_tool(["gcc", *HOST_CFLAGS, f"-I{RLP_DIR}", f"-I{policy_dir}", *(f"-I{p}" for p in include),
           *(f"-D{d}" for d in defines), "-o", out, Path(policy_dir) / "policy.c", *RLP_SOURCES, *srcs])
     return out
 
@@ -125,7 +126,7 @@ def run_qemu(elf: str | Path, args: Sequence[str] = (), trace: str | Path | None
         cmd += ["-append", " ".join(args)]
     if trace is not None:
         cmd += ["-singlestep", "-d", "exec,nochain", "-D", str(trace)]
-    return _run(cmd, timeout=timeout)
+    return run_tool(cmd, timeout=timeout)
 
 
 def count_instructions(elf: str | Path, args: Sequence[str], workdir: str | Path) -> int:
@@ -141,7 +142,7 @@ def count_instructions(elf: str | Path, args: Sequence[str], workdir: str | Path
 def arm_size(objects: Sequence[str | Path]) -> tuple[int, int]:
     """(flash, RAM) bytes of object files: text + data, data + bss (``arm-none-eabi-size``)."""
     flash = ram = 0
-    for line in _run(["arm-none-eabi-size", *objects]).splitlines()[1:]:
+    for line in run_tool(["arm-none-eabi-size", *objects]).splitlines()[1:]:
         text, data, bss = (int(v) for v in line.split()[:3])
         flash, ram = flash + text + data, ram + data + bss
     return flash, ram

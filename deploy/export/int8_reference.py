@@ -5,9 +5,10 @@ Scheme (W8A16, integer accumulation; the C side is ``firmware/rlp/rlp_s16.h``):
 * weights: per output row ``s_w[r] = max|W[r]| / 127``, ``q_w = round(W / s_w)`` in ``[-127, 127]``;
 * activations entering a layer: one power-of-two scale ``2^-k`` per layer input (``k`` in 1..16) and
   ``q = trunc(clip(x * 2^k, -32768, 32767))``, NaN -> 0 (``VCVT.S16.F32 #k`` on the Cortex-M4F). The first
-  layer's ``k`` comes from the input range: ``max(8, 4 * max|calibration obs|, declared component bounds)``,
-  which keeps 2^-11 resolution for the quadrotor observation. Inputs of layers after a table activation use
-  ``k = 15``; after relu/elu/identity ``k`` comes from 4x the calibrated activation range;
+  layer's ``k`` is the largest with ``32767 * 2^-k`` covering ``max(8, 4 * max|calibration obs|, the components'
+  declared low/high, 35 rad/s for an unbounded angular_velocity (the +-2000 deg/s gyro))``: for the quadrotor
+  ``k = 9``, range +-64 with 2^-9 (2 mm, 2 mm/s, 0.002 rad/s) resolution. Inputs of layers after a table
+  activation use ``k = 15``; after relu/elu/identity ``k`` comes from 4x the calibrated activation range;
 * int32 accumulators start at ``round(bias / (s_w 2^-k))`` and add ``q_w q`` exactly (checked not to overflow);
 * tanh / fast_tanh hidden layers use a 4096-entry int16 table:
   ``idx = clip(((acc * M + 2^31) >> 32) >> shift, -2048, 2047)``, ``q_next = lut[idx]`` (scale 2^-15);
@@ -33,6 +34,8 @@ LUT_BITS = 12
 LUT_FBITS = 15
 LUT_RANGE = {"fast_tanh": 3.0, "tanh": 4.0}
 INPUT_RANGE_FLOOR = 8.0
+# physical ranges of components that policy.json leaves unbounded: a +-2000 deg/s gyro (Crazyflie, 35 rad/s)
+SENSOR_RANGES = {"angular_velocity": 35.0}
 RANGE_MARGIN = 4.0
 PARAMS_FILE = "int8_params.npz"
 F32 = np.float32
@@ -182,9 +185,8 @@ def input_range(calibration: np.ndarray, observation: list[dict[str, Any]] | Non
     """Range the first layer's int16 input must cover (see the module docstring)."""
     r = max(INPUT_RANGE_FLOOR, RANGE_MARGIN * float(np.nanmax(np.abs(calibration), initial=0.0)))
     for comp in observation or []:
-        for key in ("low", "high"):
-            if isinstance(comp.get(key), (int, float)):
-                r = max(r, abs(float(comp[key])))
+        bounds = [abs(float(comp[k])) for k in ("low", "high") if isinstance(comp.get(k), (int, float))]
+        r = max(r, *bounds, SENSOR_RANGES.get(comp["name"], 0.0) if not bounds else 0.0)
     return r
 
 

@@ -120,7 +120,7 @@ def test_int8_c_matches_numpy_reference_bit_for_bit(paper_export, tmp_path):
     for x in (obs, rnd):
         np.testing.assert_array_equal(pol(x).view(np.uint32), ref(x).view(np.uint32))
     report = json.loads((tmp_path / "c8" / "quantization.json").read_text())
-    assert report["input_fbits"] == 11 and report["calibration_samples"] == len(obs) + 8
+    assert report["input_fbits"] == 9 and 32767 * 2.0**-9 >= 35.0 and report["calibration_samples"] == len(obs) + 8
 
 
 def test_int8_policy_is_a_batched_numpy_function(paper_export):
