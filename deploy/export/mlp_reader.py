@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
+
+if TYPE_CHECKING:  # onnx is imported where a graph is read, so that MLPSpec users need numpy only
+    import onnx
 
 SUPPORTED = ("Gemm", "MatMul+Add", "Relu", "Tanh", "Elu", "fast-tanh Clip/Mul/Add/Mul/Mul/Add/Div", "Clip",
              "Identity")
@@ -99,6 +101,8 @@ class _Graph:
     """Node lookup helpers over a topologically sorted ONNX graph."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
+        from onnx import numpy_helper
+
         g = model.graph
         self.inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         for node in g.node:  # Constant nodes act as initialisers
@@ -135,6 +139,8 @@ class _Graph:
 
 
 def _attr(node: onnx.NodeProto, name: str, default: float | int) -> float | int:
+    import onnx
+
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
@@ -207,6 +213,8 @@ def _fast_tanh(g: _Graph, clip: onnx.NodeProto) -> str | None:
 
 def read_mlp(model: onnx.ModelProto | str | Path) -> MLPSpec:
     """Parse a chain MLP from an ONNX model (see the module docstring for what is accepted)."""
+    import onnx
+
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     g = _Graph(model)

@@ -133,7 +133,7 @@ def test_int8_policy_is_a_batched_numpy_function(paper_export):
 
 
 @needs_gcc
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(in_dim=st.integers(1, 23), hidden=st.lists(st.integers(1, 13), min_size=1, max_size=2),
        out_dim=st.integers(1, 6), activation=st.sampled_from(["relu", "tanh", "elu", "fast_tanh"]),
        output=st.sampled_from(["tanh", "clip", "identity"]), seed=st.integers(0, 1000))
