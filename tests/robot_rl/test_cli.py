@@ -49,3 +49,6 @@ def test_train_cli_runs_a_tiny_preset_and_resumes(tmp_path, capsys):
     assert (out / "checkpoint.safetensors").is_file() and (out / "metrics.csv").is_file()
     main(["train", "--resume", str(out)])
     assert "resuming" in capsys.readouterr().out
+    main(["export", str(out), "--format", "c", "--quantize", "int8"])
+    assert "C sources written to" in capsys.readouterr().out
+    assert (out / "export" / "c_int8" / "policy.c").is_file()
