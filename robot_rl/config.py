@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from robot_rl.algorithms.apg import APGConfig
 from robot_rl.algorithms.ppo import PPOConfig
 from robot_rl.algorithms.sac import SACConfig
 from robot_rl.algorithms.td3 import TD3Config
@@ -36,7 +37,7 @@ class OffPolicyConfig:
 
 @dataclass
 class OnPolicyConfig:
-    """Loop of PPO: ``steps_per_env`` steps from every env, then the update epochs."""
+    """Loop of PPO (``steps_per_env`` steps from every env, then the update epochs) and APG."""
 
     total_env_steps: int = 10_000_000
     steps_per_env: int = 24
@@ -60,7 +61,7 @@ class TrainConfig:
     """Everything a training run needs; saved as ``config.json`` in the run directory."""
 
     preset: str = "crazyflie-hover"
-    algorithm: Literal["td3", "sac", "ppo"] = "td3"
+    algorithm: Literal["td3", "sac", "ppo", "apg"] = "td3"
     seed: int = 0
     device: str = "cpu"
     threads: int = 1
@@ -71,6 +72,7 @@ class TrainConfig:
     td3: TD3Config = field(default_factory=TD3Config)
     sac: SACConfig = field(default_factory=SACConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    apg: APGConfig = field(default_factory=APGConfig)
     off_policy: OffPolicyConfig = field(default_factory=OffPolicyConfig)
     on_policy: OnPolicyConfig = field(default_factory=OnPolicyConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
@@ -86,7 +88,7 @@ class TrainConfig:
 
     @property
     def total_env_steps(self) -> int:
-        return self.on_policy.total_env_steps if self.algorithm == "ppo" else self.off_policy.total_env_steps
+        return self.on_policy.total_env_steps if self.algorithm in ("ppo", "apg") else self.off_policy.total_env_steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,6 +23,10 @@ def make_runner(cfg: TrainConfig, run_dir: Path) -> Runner:
         from robot_rl.runners.on_policy import OnPolicyRunner
 
         return OnPolicyRunner(cfg, run_dir)
+    if cfg.algorithm == "apg":
+        from robot_rl.runners.apg import APGRunner
+
+        return APGRunner(cfg, run_dir)
     from robot_rl.runners.off_policy import OffPolicyRunner
 
     return OffPolicyRunner(cfg, run_dir)
@@ -49,6 +53,10 @@ def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
         from robot_rl.algorithms.sac import SAC
 
         algo = SAC(cfg.sac, dims["policy"], dims["critic"], probe.action_dim)
+    elif cfg.algorithm == "apg":
+        from robot_rl.algorithms.apg import APG
+
+        algo = APG(cfg.apg, dims["policy"], probe.action_dim)
     else:
         from robot_rl.algorithms.ppo import PPO
 

@@ -115,6 +115,12 @@ class QuadrotorHoverEnv(BatchedEnv):
         """Rewards of stored reward terms under the current weights (for replay-buffer recomputation)."""
         return reward_from_terms(terms, self.reward_weights)
 
+    def detach(self) -> None:
+        """Cut the autograd graph at the current state (the env is differentiable: actions that require grad
+        propagate through dynamics, observations and reward, which analytic policy gradients use)."""
+        for k in ("state", "history", "_delay"):
+            setattr(self, k, getattr(self, k).detach())
+
     _STATE_KEYS = ("state", "history", "force", "torque", "target", "steps", "factors", "latency", "_delay")
 
     def state_dict(self) -> dict[str, torch.Tensor]:

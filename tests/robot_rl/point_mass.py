@@ -58,6 +58,9 @@ class PointMassEnv(BatchedEnv):
             obs = self._obs()
         return obs, reward, terminated, truncated, info
 
+    def detach(self):
+        self.x = self.x.detach()
+
     def state_dict(self):
         return {"env.x": self.x.clone(), "env.t": self.t.clone(), "env.gen": self.gen.get_state()}
 

@@ -39,7 +39,7 @@ def test_train_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_train_cli_runs_a_tiny_preset_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "crazyflie-hover", "--seed", "1", "--out", str(out), "--task.num-envs", "4",
+    args = ["train", "crazyflie-hover-td3", "--seed", "1", "--out", str(out), "--task.num-envs", "4",
             "--off-policy.total-env-steps", "200", "--off-policy.critic-starts", "100", "--off-policy.actor-starts",
             "100", "--off-policy.batch-size", "16", "--td3.actor-hidden", "8", "--td3.critic-hidden", "8",
             "--task.episode-length", "20", "--eval-every", "0", "--checkpoint-every", "100", "--log-every", "50"]

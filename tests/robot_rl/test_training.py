@@ -6,9 +6,9 @@ import torch
 from robot_rl.commands.train import run_training
 from robot_rl.config import TrainConfig, get_preset
 from robot_rl.curriculum import Curriculum, CurriculumConfig
+from robot_rl.runners.apg import APGRunner
 from robot_rl.runners.off_policy import OffPolicyRunner
-from robot_rl.runners.on_policy import OnPolicyRunner
-from robot_rl.runs import load_actor
+from robot_rl.runs import load_actor, make_runner
 from sim.quadrotor import RewardWeights, reward_from_terms
 from tests.robot_rl.point_mass import PointMassEnv
 
@@ -22,6 +22,7 @@ def tiny(algorithm="td3", steps=640) -> TrainConfig:
     o.total_env_steps, o.buffer_capacity, o.critic_starts, o.actor_starts = steps, 4096, 160, 240
     o.updates_per_step, o.batch_size = 0.25, 32
     cfg.on_policy.total_env_steps, cfg.on_policy.steps_per_env = steps, 8
+    cfg.apg.actor_hidden, cfg.apg.horizon = (16,), 10
     cfg.curriculum = CurriculumConfig(every=200)
     cfg.log_every = 160
     cfg.evaluation.episodes = 16
@@ -54,15 +55,15 @@ def test_replay_rewards_recomputed_after_curriculum_step(tmp_path):
     assert not torch.allclose(after[: len(before)], before)
 
 
-@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo"])
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo", "apg"])
 def test_resume_reaches_the_same_weights(tmp_path, algorithm):
     cfg = tiny(algorithm)
-    full = (OnPolicyRunner if algorithm == "ppo" else OffPolicyRunner)(cfg, tmp_path / "a")
+    full = make_runner(cfg, tmp_path / "a")
     full.train()
-    part = (OnPolicyRunner if algorithm == "ppo" else OffPolicyRunner)(cfg, tmp_path / "b")
+    part = make_runner(cfg, tmp_path / "b")
     part.train(stop_at=320)
     del part
-    resumed = (OnPolicyRunner if algorithm == "ppo" else OffPolicyRunner)(cfg, tmp_path / "b")
+    resumed = make_runner(cfg, tmp_path / "b")
     resumed.load(tmp_path / "b" / "checkpoint")
     assert resumed.env_steps == 320
     resumed.train()
@@ -88,6 +89,40 @@ def test_td3_learns_point_mass_in_fixed_steps(tmp_path):
     assert test.x[:, 0].abs().median() < 0.1  # initial |x| ~ U(0, 1): median 0.5
 
 
+def test_apg_learns_point_mass_in_fixed_updates(tmp_path):
+    cfg = tiny("apg", steps=16 * 20 * 60)  # 60 updates of 16 envs x 20 steps
+    cfg.apg.actor_hidden, cfg.apg.activation, cfg.apg.horizon, cfg.apg.lr = (32,), "tanh", 20, 1e-2
+    cfg.curriculum = CurriculumConfig(every=0)
+    runner = APGRunner(cfg, tmp_path, env=PointMassEnv(16, seed=0))
+    runner.train()
+    assert runner.algo.num_updates == 60
+    with torch.no_grad():
+        test = PointMassEnv(256, seed=99)
+        obs = test.reset(seed=99)
+        for _ in range(40):
+            obs, *_ = test.step(runner.actor(obs["policy"]))
+    assert test.x[:, 0].abs().median() < 0.1
+
+
+def test_apg_gradient_flows_through_the_simulator():
+    from robot_rl.algorithms.apg import APG, APGConfig
+    from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
+
+    env = QuadrotorHoverEnv(QuadrotorTaskConfig(num_envs=4, noise=False), seed=0)
+    obs = env.reset(seed=0)
+    algo = APG(APGConfig(actor_hidden=(8,), horizon=5), 146, 4, env.hover_action)
+    total = 0
+    for _ in range(5):
+        obs, r, *_ = env.step(algo.actor(obs["policy"]))
+        total = total + r.mean()
+    assert env.state.requires_grad
+    total.backward()
+    g = algo.actor.linears[0].weight.grad
+    assert g is not None and g.abs().sum() > 0  # through dynamics and the observation, not only the action cost
+    env.detach()
+    assert not env.state.requires_grad and not env.history.requires_grad
+
+
 def test_train_exports_and_evaluates(tmp_path):
     cfg = tiny("td3")
     cfg.task.episode_length = 50
@@ -103,6 +138,7 @@ def test_train_exports_and_evaluates(tmp_path):
 
 def test_presets_registered():
     assert get_preset("paper-td3").off_policy.total_env_steps == 300_000
-    assert get_preset("crazyflie-hover").algorithm in ("td3", "sac", "ppo")
+    assert get_preset("crazyflie-hover").algorithm == "apg"
+    assert get_preset("crazyflie-hover-td3").algorithm == "td3"
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("nope")
