@@ -1,0 +1,375 @@
+"""Numba kernels of the fused hover env: RK4, reward, termination, observations and resets in one pass.
+
+Work is split into chunks of envs (``CHUNK``); each chunk runs one plain (serial) numba loop per stage over its
+envs while they are hot in cache, and chunks run in parallel. Per-env helpers take and return tuples of scalars
+only: a numba call per env that passes arrays costs reference counting dearer than the physics.
+
+Per-env buffers travel as the tuple ``bufs`` = (state, force, torque, target, steps, prm, factors, ring, keys, ctr)
+and step outputs as ``outs`` = (policy, critic, reward, terms, terminated, truncated, done).
+
+All physics is float32 in the operation order of the torch reference (``dynamics.py``, ``task.py``), except that
+divisions by per-env constants (mass, inertia, motor time constant) are multiplications by their reciprocals.
+No fast-math flags: the results are IEEE float32 and identical for any number of threads.
+
+Shared constants travel in two small arrays, ``geo`` (float32, see ``GEO_*``) and ``task`` (float64, ``T_*``);
+per-env parameters in ``prm`` ``[N, 6]`` = mass, inertia x/y/z, thrust coefficient, motor time constant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from sim.quadrotor._fused_rng import (
+    FALLBACK_BASE,
+    ZIG_K,
+    ZIG_W,
+    _ziggurat_fallback,
+    draw,
+    event_stream,
+    normal32,
+    normal_pair,
+    to_unit,
+)
+
+(GEO_RX, GEO_RY, GEO_YAW, GEO_G, GEO_RPM_MIN, GEO_RPM_MAX, GEO_DT, GEO_H6, GEO_HALF_SPAN, GEO_BASE,
+ GEO_SIZE) = 0, 4, 8, 12, 15, 16, 17, 18, 19, 20, 26
+(T_POS_LIMIT, T_MAX_STEPS, T_HOVER, T_NOISE, T_GUIDE, T_INIT_P, T_MIN_W, T_INIT_V, T_INIT_W, T_INIT_RPM, T_FSTD,
+ T_TSTD, T_DR, T_DR_LO, T_DR_HI, T_HIST, T_SIZE) = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 21, 22
+_LOW32 = np.uint64(0xFFFFFFFF)
+_F1, _F2, _FH, _FM1 = np.float32(1.0), np.float32(2.0), np.float32(0.5), np.float32(-1.0)
+
+
+@njit(inline="always", cache=True)
+def _deriv(s, c0, c1, c2, c3, p, rx, ry, yw):
+    """Time derivative of the 17-tuple state ``s`` (same equations as ``dynamics.state_derivative``).
+
+    ``p`` = (kf, 1/m, Jx, Jy, Jz, 1/Jx, 1/Jy, 1/Jz, 1/tau, gx, gy, gz, Fx/m, Fy/m, Fz/m, tau_x, tau_y, tau_z).
+    """
+    qw, qx, qy, qz = s[3], s[4], s[5], s[6]
+    wx, wy, wz = s[10], s[11], s[12]
+    kf = p[0]
+    f0, f1, f2, f3 = kf * s[13] * s[13], kf * s[14] * s[14], kf * s[15] * s[15], kf * s[16] * s[16]
+    tx = f0 * ry[0] + f1 * ry[1] + f2 * ry[2] + f3 * ry[3] + p[15]
+    ty = -(f0 * rx[0] + f1 * rx[1] + f2 * rx[2] + f3 * rx[3]) + p[16]
+    tz = f0 * yw[0] + f1 * yw[1] + f2 * yw[2] + f3 * yw[3] + p[17]
+    tm = (f0 + f1 + f2 + f3) * p[1]
+    ax = _F2 * (qx * qz + qw * qy) * tm + p[9] + p[12]
+    ay = _F2 * (qy * qz - qw * qx) * tm + p[10] + p[13]
+    az = (_F1 - _F2 * (qx * qx + qy * qy)) * tm + p[11] + p[14]
+    jx, jy, jz = p[2] * wx, p[3] * wy, p[4] * wz
+    return (s[7], s[8], s[9],
+            _FH * (-qx * wx - qy * wy - qz * wz), _FH * (qw * wx + qy * wz - qz * wy),
+            _FH * (qw * wy - qx * wz + qz * wx), _FH * (qw * wz + qx * wy - qy * wx),
+            ax, ay, az,
+            (tx - (wy * jz - wz * jy)) * p[5], (ty - (wz * jx - wx * jz)) * p[6], (tz - (wx * jy - wy * jx)) * p[7],
+            (c0 - s[13]) * p[8], (c1 - s[14]) * p[8], (c2 - s[15]) * p[8], (c3 - s[16]) * p[8])
+
+
+@njit(inline="always", cache=True)
+def _axpy(s, h, k):
+    """``s + h * k`` for 17-tuples."""
+    return (s[0] + h * k[0], s[1] + h * k[1], s[2] + h * k[2], s[3] + h * k[3], s[4] + h * k[4],
+            s[5] + h * k[5], s[6] + h * k[6], s[7] + h * k[7], s[8] + h * k[8], s[9] + h * k[9],
+            s[10] + h * k[10], s[11] + h * k[11], s[12] + h * k[12], s[13] + h * k[13], s[14] + h * k[14],
+            s[15] + h * k[15], s[16] + h * k[16])
+
+
+@njit(inline="always", cache=True)
+def _rk4_sum(k1, k2, k3, k4):
+    """``k1 + 2 k2 + 2 k3 + k4`` for 17-tuples (left to right, as the reference)."""
+    return (k1[0] + _F2 * k2[0] + _F2 * k3[0] + k4[0], k1[1] + _F2 * k2[1] + _F2 * k3[1] + k4[1],
+            k1[2] + _F2 * k2[2] + _F2 * k3[2] + k4[2], k1[3] + _F2 * k2[3] + _F2 * k3[3] + k4[3],
+            k1[4] + _F2 * k2[4] + _F2 * k3[4] + k4[4], k1[5] + _F2 * k2[5] + _F2 * k3[5] + k4[5],
+            k1[6] + _F2 * k2[6] + _F2 * k3[6] + k4[6], k1[7] + _F2 * k2[7] + _F2 * k3[7] + k4[7],
+            k1[8] + _F2 * k2[8] + _F2 * k3[8] + k4[8], k1[9] + _F2 * k2[9] + _F2 * k3[9] + k4[9],
+            k1[10] + _F2 * k2[10] + _F2 * k3[10] + k4[10], k1[11] + _F2 * k2[11] + _F2 * k3[11] + k4[11],
+            k1[12] + _F2 * k2[12] + _F2 * k3[12] + k4[12], k1[13] + _F2 * k2[13] + _F2 * k3[13] + k4[13],
+            k1[14] + _F2 * k2[14] + _F2 * k3[14] + k4[14], k1[15] + _F2 * k2[15] + _F2 * k3[15] + k4[15],
+            k1[16] + _F2 * k2[16] + _F2 * k3[16] + k4[16])
+
+
+@njit(inline="always", cache=True)
+def _rk4(s, c0, c1, c2, c3, p, rx, ry, yw, dt, h6, lo, hi):
+    """One RK4 step of the 17-tuple ``s``, then renormalise the quaternion and clamp the rotor speeds."""
+    h2 = _FH * dt
+    k1 = _deriv(s, c0, c1, c2, c3, p, rx, ry, yw)
+    k2 = _deriv(_axpy(s, h2, k1), c0, c1, c2, c3, p, rx, ry, yw)
+    k3 = _deriv(_axpy(s, h2, k2), c0, c1, c2, c3, p, rx, ry, yw)
+    k4 = _deriv(_axpy(s, dt, k3), c0, c1, c2, c3, p, rx, ry, yw)
+    x = _axpy(s, h6, _rk4_sum(k1, k2, k3, k4))
+    n = np.sqrt(x[3] * x[3] + x[4] * x[4] + x[5] * x[5] + x[6] * x[6])
+    return (x[0], x[1], x[2], x[3] / n, x[4] / n, x[5] / n, x[6] / n, x[7], x[8], x[9], x[10], x[11], x[12],
+            min(max(x[13], lo), hi), min(max(x[14], lo), hi), min(max(x[15], lo), hi), min(max(x[16], lo), hi))
+
+
+@njit(inline="always", cache=True)
+def _clean_obs(x, t0, t1, t2):
+    """Noise-free state observation (18-tuple) of the 17-tuple state ``x`` relative to the target."""
+    qw, qx, qy, qz = x[3], x[4], x[5], x[6]
+    return (x[0] - t0, x[1] - t1, x[2] - t2,
+            _F1 - _F2 * (qy * qy + qz * qz), _F2 * (qx * qy - qw * qz), _F2 * (qx * qz + qw * qy),
+            _F2 * (qx * qy + qw * qz), _F1 - _F2 * (qx * qx + qz * qz), _F2 * (qy * qz - qw * qx),
+            _F2 * (qx * qz - qw * qy), _F2 * (qy * qz + qw * qx), _F1 - _F2 * (qx * qx + qy * qy),
+            x[7], x[8], x[9], x[10], x[11], x[12])
+
+
+@njit(cache=True)
+def _reset_env(e, bufs, geo, task):
+    """Sample a new episode for env ``e``: parameters (if randomised), initial state, disturbances."""
+    state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
+    z = event_stream(keys[e], ctr[e])
+    ctr[e] += np.uint64(1)
+    j = 0
+    if task[T_DR] != 0.0:
+        for i in range(4):
+            lo, hi = task[T_DR_LO + i], task[T_DR_HI + i]
+            factors[e, i] = np.float32(to_unit(draw(z, j)) * (hi - lo) + lo)
+            j += 1
+        prm[e, 0] = geo[GEO_BASE] * factors[e, 0]
+        for i in range(1, 4):
+            prm[e, i] = geo[GEO_BASE + i] * factors[e, 1]
+        prm[e, 4] = geo[GEO_BASE + 4] * factors[e, 2]
+        prm[e, 5] = geo[GEO_BASE + 5] * factors[e, 3]
+    s = state[e]
+    fb = FALLBACK_BASE
+    guided = to_unit(draw(z, j)) < task[T_GUIDE]
+    j += 1
+    if guided:
+        for i in range(3):
+            s[i] = target[e, i]
+        s[3], s[4], s[5], s[6] = _F1, np.float32(0.0), np.float32(0.0), np.float32(0.0)
+    else:
+        pm = task[T_INIT_P]
+        for i in range(3):
+            s[i] = np.float32(to_unit(draw(z, j)) * 2.0 * pm - pm) + target[e, i]
+            j += 1
+        while True:  # uniform over rotations of at most the maximum angle, by rejection
+            q0, q1, fb = normal_pair(z, j, fb)
+            q2, q3, fb = normal_pair(z, j + 1, fb)
+            j += 2
+            qn = np.sqrt(np.float64(q0) ** 2 + np.float64(q1) ** 2 + np.float64(q2) ** 2 + np.float64(q3) ** 2)
+            sign = 1.0 if q0 >= 0 else -1.0
+            if qn > 0.0 and sign * q0 / qn >= task[T_MIN_W]:
+                s[3], s[4], s[5], s[6] = sign * q0 / qn, sign * q1 / qn, sign * q2 / qn, sign * q3 / qn
+                break
+    vm, wm = task[T_INIT_V], task[T_INIT_W]
+    for i in range(3):
+        s[7 + i] = np.float32(to_unit(draw(z, j)) * 2.0 * vm - vm)
+        s[10 + i] = np.float32(to_unit(draw(z, j + 1)) * 2.0 * wm - wm)
+        j += 2
+    for i in range(4):
+        s[13 + i] = np.float32(task[T_INIT_RPM])
+    weight = prm[e, 0] * geo[GEO_G + 2] * _FM1
+    fstd, tstd = weight * np.float32(task[T_FSTD]), np.float32(task[T_TSTD])
+    for i in range(3):
+        nf, fb = normal32(draw(z, j) & _LOW32, z, fb)
+        nt, fb = normal32(draw(z, j + 1) & _LOW32, z, fb)
+        j += 2
+        force[e, i] = nf * fstd
+        torque[e, i] = nt * tstd
+    for i in range(ring.shape[1]):
+        ring[e, i] = 0.0
+    steps[e] = 0
+
+
+@njit(cache=True)
+def _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights):
+    """Dynamics, reward, termination and action ring of envs ``lo..hi``."""
+    state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
+    policy, critic, reward, terms, terminated, truncated, done = outs
+    rx = (geo[GEO_RX], geo[GEO_RX + 1], geo[GEO_RX + 2], geo[GEO_RX + 3])
+    ry = (geo[GEO_RY], geo[GEO_RY + 1], geo[GEO_RY + 2], geo[GEO_RY + 3])
+    yw = (geo[GEO_YAW], geo[GEO_YAW + 1], geo[GEO_YAW + 2], geo[GEO_YAW + 3])
+    gx, gy, gz = geo[GEO_G], geo[GEO_G + 1], geo[GEO_G + 2]
+    lo_rpm, hi_rpm, dt, h6, span = geo[GEO_RPM_MIN], geo[GEO_RPM_MAX], geo[GEO_DT], geo[GEO_H6], geo[GEO_HALF_SPAN]
+    hover, limit = np.float32(task[T_HOVER]), np.float32(task[T_POS_LIMIT])
+    max_steps = int(task[T_MAX_STEPS])
+    w0, w1, w2, w3, w4, scale, const = (weights[0], weights[1], weights[2], weights[3], weights[4], weights[5],
+                                        weights[6])
+    hoff = 4 * head
+    for e in range(lo, hi):
+        a0 = min(max(action[e, 0], _FM1), _F1)
+        a1 = min(max(action[e, 1], _FM1), _F1)
+        a2 = min(max(action[e, 2], _FM1), _F1)
+        a3 = min(max(action[e, 3], _FM1), _F1)
+        s = (state[e, 0], state[e, 1], state[e, 2], state[e, 3], state[e, 4], state[e, 5], state[e, 6],
+             state[e, 7], state[e, 8], state[e, 9], state[e, 10], state[e, 11], state[e, 12], state[e, 13],
+             state[e, 14], state[e, 15], state[e, 16])
+        inv_m = _F1 / prm[e, 0]
+        p = (prm[e, 4], inv_m, prm[e, 1], prm[e, 2], prm[e, 3], _F1 / prm[e, 1], _F1 / prm[e, 2], _F1 / prm[e, 3],
+             _F1 / prm[e, 5], gx, gy, gz, force[e, 0] * inv_m, force[e, 1] * inv_m, force[e, 2] * inv_m,
+             torque[e, 0], torque[e, 1], torque[e, 2])
+        x = _rk4(s, (a0 + _F1) * span + lo_rpm, (a1 + _F1) * span + lo_rpm, (a2 + _F1) * span + lo_rpm,
+                 (a3 + _F1) * span + lo_rpm, p, rx, ry, yw, dt, h6, lo_rpm, hi_rpm)
+        finite = True
+        for i in range(17):
+            state[e, i] = x[i]
+            finite &= np.isfinite(x[i])
+        steps[e] += 1
+        p0, p1, p2 = x[0] - target[e, 0], x[1] - target[e, 1], x[2] - target[e, 2]
+        d0, d1, d2, d3 = a0 - hover, a1 - hover, a2 - hover, a3 - hover
+        t0 = p0 * p0 + p1 * p1 + p2 * p2
+        t1 = _F1 - x[3] * x[3]
+        t2 = x[7] * x[7] + x[8] * x[8] + x[9] * x[9]
+        t3 = x[10] * x[10] + x[11] * x[11] + x[12] * x[12]
+        t4 = d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
+        terms[e, 0], terms[e, 1], terms[e, 2], terms[e, 3], terms[e, 4] = t0, t1, t2, t3, t4
+        reward[e] = -scale * (w0 * t0 + w1 * t1 + w2 * t2 + w3 * t3 + w4 * t4) + const
+        term = (abs(p0) > limit) | (abs(p1) > limit) | (abs(p2) > limit) | (not finite)
+        trunc = (steps[e] >= max_steps) & (not term)
+        terminated[e], truncated[e], done[e] = term, trunc, term | trunc
+        ring[e, hoff], ring[e, hoff + 1], ring[e, hoff + 2], ring[e, hoff + 3] = a0, a1, a2, a3
+
+
+@njit(cache=True)
+def _noise_rows(envs, lo, hi, keys, ctr, sig):
+    """Actor noise ``[hi - lo, 18]`` of the envs ``envs[lo:hi]``, one fresh event of each env's stream.
+
+    Sample ``i`` of an event ``z`` is the ziggurat normal of the 32-bit half ``i % 2`` of ``draw(z, i // 2)``,
+    its rare fall-backs drawing from ``draw(z, FALLBACK_BASE + ...)`` in sample order (the definition of
+    :func:`normal_pair`). The fast path of all samples runs first, as one branch-free (vectorisable) loop.
+    """
+    cnt = hi - lo
+    z = np.empty(cnt, np.uint64)
+    for k in range(cnt):
+        e = envs[lo + k]
+        z[k] = event_stream(keys[e], ctr[e])
+        ctr[e] += np.uint64(1)
+    bits = np.empty(cnt * 9, np.uint64)
+    for k in range(cnt):
+        for i in range(9):
+            bits[9 * k + i] = draw(z[k], i)
+    out = np.empty((cnt, 18), np.float32)
+    flat = out.reshape(cnt * 18)
+    bad = np.empty(cnt * 18, np.bool_)
+    for t in range(cnt * 18):
+        r32 = (bits[t >> 1] >> np.uint64(32 * (t & 1))) & _LOW32
+        idx = r32 & np.uint64(0xFF)
+        rabs = (r32 >> np.uint64(9)) & np.uint64(0x7FFFFF)
+        x = np.float32(rabs) * ZIG_W[idx]
+        flat[t] = -x if (r32 >> np.uint64(8)) & np.uint64(1) else x
+        bad[t] = rabs >= ZIG_K[idx]
+    for k in range(cnt):
+        j = FALLBACK_BASE
+        for i in range(18):
+            if bad[18 * k + i]:
+                r32 = (bits[9 * k + (i >> 1)] >> np.uint64(32 * (i & 1))) & _LOW32
+                x, j = _ziggurat_fallback(z[k], j, r32)
+                out[k, i] = np.float32(x)
+        for i in range(18):
+            out[k, i] *= sig[i]
+    return out
+
+
+@njit(cache=True)
+def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
+    """Observations of the envs ``envs[lo:hi]`` into their rows of ``policy`` and ``critic``.
+
+    ``sig`` holds the 18 actor noise sigmas (zeros when noise is off: adding 0 is exact); the action history
+    is read oldest first from the ring, starting at column ``start``.
+    """
+    state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
+    noise = _noise_rows(envs, lo, hi, keys, ctr, sig)
+    rpm_max = geo[GEO_RPM_MAX]
+    n_factors, m = critic.shape[1] - 28, policy.shape[1] - 18 - start
+    for k in range(hi - lo):
+        e = envs[lo + k]
+        x = (state[e, 0], state[e, 1], state[e, 2], state[e, 3], state[e, 4], state[e, 5], state[e, 6],
+             state[e, 7], state[e, 8], state[e, 9], state[e, 10], state[e, 11], state[e, 12])
+        clean = _clean_obs(x, target[e, 0], target[e, 1], target[e, 2])
+        for i in range(18):
+            critic[e, i] = clean[i]
+            policy[e, i] = clean[i] + noise[k, i]
+        for i in range(3):
+            critic[e, 18 + i] = force[e, i]
+            critic[e, 21 + i] = torque[e, i]
+        for i in range(4):
+            critic[e, 24 + i] = state[e, 13 + i] / rpm_max * _F2 - _F1
+        for i in range(n_factors):  # randomised parameter factors (none without randomisation)
+            critic[e, 28 + i] = factors[e, i] - _F1
+        row, past = policy[e], ring[e]  # 1-d rows: these loops vectorise
+        for i in range(m):
+            row[18 + i] = past[start + i]
+        for i in range(start):
+            row[18 + m + i] = past[i]
+
+
+@njit(cache=True)
+def _chunk(c, nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights):
+    """Chunk ``c`` of ``nc``: a step of the envs ``envs[lo:hi]``, or (``reset``) their reset.
+
+    A reset first copies the envs' observation rows to ``finals`` (when it has rows) and ends with fresh
+    observations.
+    """
+    lo, hi = c * envs.size // nc, (c + 1) * envs.size // nc
+    policy, critic = outs[0], outs[1]
+    if reset:
+        fp, fc = finals
+        for k in range(lo, hi * (fp.shape[0] > 0)):
+            for i in range(policy.shape[1]):
+                fp[k, i] = policy[envs[k], i]
+            for i in range(critic.shape[1]):
+                fc[k, i] = critic[envs[k], i]
+        for k in range(lo, hi):
+            _reset_env(envs[k], bufs, geo, task)
+    else:
+        _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights)
+    _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig)
+
+
+@njit(parallel=True, cache=True)
+def _par_chunks(nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights):
+    for c in prange(nc):
+        _chunk(c, nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
+
+
+#: Envs per chunk of a step (the chunk's data stays in L2 between stages) and of resets.
+CHUNK, RESET_CHUNK = 512, 32
+
+
+@njit(cache=True)
+def _run(reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights, threads):
+    nc = max(1, envs.size // (RESET_CHUNK if reset else CHUNK))
+    if threads > 1 and nc > 1:
+        _par_chunks(nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
+    elif envs.size:
+        _chunk(0, 1, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
+
+
+@njit(cache=True)
+def _outputs(n, task, ring, head):
+    """Fresh output arrays ``(policy, critic, reward, terms, terminated, truncated, done)`` and the ring start."""
+    hist = ring.shape[1] if task[T_HIST] > 0 else 0
+    outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, 32 if task[T_DR] != 0.0 else 28), np.float32),
+            np.empty(n, np.float32), np.empty((n, 5), np.float32), np.empty(n, np.bool_), np.empty(n, np.bool_),
+            np.empty(n, np.bool_))
+    return outs, (4 * head + 4) % ring.shape[1] if hist > 0 else 0
+
+
+@njit(cache=True)
+def step_kernel(action, bufs, head, envs, geo, task, sig, weights, threads):
+    """Advance every env one control step and reset the finished ones (``threads``: numba threads to use).
+
+    ``head`` is the ring slot that receives this step's action (the slot after it holds the oldest one);
+    ``envs`` is ``arange(N)``. Returns ``policy, critic, reward, terms, terminated, truncated, done, done_idx,
+    final_policy, final_critic``; the ``final_*`` rows are the pre-reset observations of the envs ``done_idx``.
+    """
+    outs, start = _outputs(envs.size, task, bufs[7], head)
+    policy, critic, done = outs[0], outs[1], outs[6]
+    _run(False, envs, action, bufs, outs, (policy[:0], critic[:0]), head, start, geo, task, sig, weights, threads)
+    done_idx = np.flatnonzero(done)
+    finals = (np.empty((done_idx.size, policy.shape[1]), np.float32),
+              np.empty((done_idx.size, critic.shape[1]), np.float32))
+    _run(True, done_idx, action, bufs, outs, finals, head, start, geo, task, sig, weights, threads)
+    return policy, critic, outs[2], outs[3], outs[4], outs[5], done, done_idx, finals[0], finals[1]
+
+
+@njit(cache=True)
+def reset_kernel(envs, bufs, head, geo, task, sig, weights, threads):
+    """Reset every env (``envs`` is ``arange(N)``) and return fresh observations ``(policy, critic)``."""
+    outs, start = _outputs(envs.size, task, bufs[7], head)
+    policy, critic = outs[0], outs[1]
+    action = np.empty((0, 4), np.float32)
+    _run(True, envs, action, bufs, outs, (policy[:0], critic[:0]), head, start, geo, task, sig, weights, threads)
+    return policy, critic
