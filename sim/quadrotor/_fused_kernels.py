@@ -8,7 +8,8 @@ Per-env buffers travel as the tuple ``bufs`` = (state, force, torque, target, st
 and step outputs as ``outs`` = (policy, critic, reward, terms, terminated, truncated, done).
 
 All physics is float32 in the operation order of the torch reference (``dynamics.py``, ``task.py``), except that
-divisions by per-env constants (mass, inertia, motor time constant) are multiplications by their reciprocals.
+divisions by constants (mass, inertia, motor time constant, quaternion norm, maximum RPM) are multiplications by
+their reciprocals (a difference of an ulp or so).
 No fast-math flags: the results are IEEE float32 and identical for any number of threads.
 
 Shared constants travel in two small arrays, ``geo`` (float32, see ``GEO_*``) and ``task`` (float64, ``T_*``);
@@ -37,10 +38,12 @@ from sim.quadrotor._fused_rng import (
 (T_POS_LIMIT, T_MAX_STEPS, T_HOVER, T_NOISE, T_GUIDE, T_INIT_P, T_MIN_W, T_INIT_V, T_INIT_W, T_INIT_RPM, T_FSTD,
  T_TSTD, T_DR, T_DR_LO, T_DR_HI, T_HIST, T_SIZE) = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 21, 22
 _LOW32 = np.uint64(0xFFFFFFFF)
-_F1, _F2, _FH, _FM1 = np.float32(1.0), np.float32(2.0), np.float32(0.5), np.float32(-1.0)
+#: Envs per chunk of a step (the chunk's data stays in L2 between stages) and of resets.
+CHUNK, RESET_CHUNK = 512, 32
+_F0, _F1, _F2, _FH, _FM1 = np.float32(0.0), np.float32(1.0), np.float32(2.0), np.float32(0.5), np.float32(-1.0)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _deriv(s, c0, c1, c2, c3, p, rx, ry, yw):
     """Time derivative of the 17-tuple state ``s`` (same equations as ``dynamics.state_derivative``).
 
@@ -66,7 +69,7 @@ def _deriv(s, c0, c1, c2, c3, p, rx, ry, yw):
             (c0 - s[13]) * p[8], (c1 - s[14]) * p[8], (c2 - s[15]) * p[8], (c3 - s[16]) * p[8])
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _axpy(s, h, k):
     """``s + h * k`` for 17-tuples."""
     return (s[0] + h * k[0], s[1] + h * k[1], s[2] + h * k[2], s[3] + h * k[3], s[4] + h * k[4],
@@ -75,7 +78,7 @@ def _axpy(s, h, k):
             s[15] + h * k[15], s[16] + h * k[16])
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _rk4_sum(k1, k2, k3, k4):
     """``k1 + 2 k2 + 2 k3 + k4`` for 17-tuples (left to right, as the reference)."""
     return (k1[0] + _F2 * k2[0] + _F2 * k3[0] + k4[0], k1[1] + _F2 * k2[1] + _F2 * k3[1] + k4[1],
@@ -89,7 +92,7 @@ def _rk4_sum(k1, k2, k3, k4):
             k1[16] + _F2 * k2[16] + _F2 * k3[16] + k4[16])
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _rk4(s, c0, c1, c2, c3, p, rx, ry, yw, dt, h6, lo, hi):
     """One RK4 step of the 17-tuple ``s``, then renormalise the quaternion and clamp the rotor speeds."""
     h2 = _FH * dt
@@ -98,12 +101,12 @@ def _rk4(s, c0, c1, c2, c3, p, rx, ry, yw, dt, h6, lo, hi):
     k3 = _deriv(_axpy(s, h2, k2), c0, c1, c2, c3, p, rx, ry, yw)
     k4 = _deriv(_axpy(s, dt, k3), c0, c1, c2, c3, p, rx, ry, yw)
     x = _axpy(s, h6, _rk4_sum(k1, k2, k3, k4))
-    n = np.sqrt(x[3] * x[3] + x[4] * x[4] + x[5] * x[5] + x[6] * x[6])
-    return (x[0], x[1], x[2], x[3] / n, x[4] / n, x[5] / n, x[6] / n, x[7], x[8], x[9], x[10], x[11], x[12],
+    n = _F1 / np.sqrt(x[3] * x[3] + x[4] * x[4] + x[5] * x[5] + x[6] * x[6])
+    return (x[0], x[1], x[2], x[3] * n, x[4] * n, x[5] * n, x[6] * n, x[7], x[8], x[9], x[10], x[11], x[12],
             min(max(x[13], lo), hi), min(max(x[14], lo), hi), min(max(x[15], lo), hi), min(max(x[16], lo), hi))
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _clean_obs(x, t0, t1, t2):
     """Noise-free state observation (18-tuple) of the 17-tuple state ``x`` relative to the target."""
     qw, qx, qy, qz = x[3], x[4], x[5], x[6]
@@ -114,7 +117,7 @@ def _clean_obs(x, t0, t1, t2):
             x[7], x[8], x[9], x[10], x[11], x[12])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _reset_env(e, bufs, geo, task):
     """Sample a new episode for env ``e``: parameters (if randomised), initial state, disturbances."""
     state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
@@ -173,9 +176,19 @@ def _reset_env(e, bufs, geo, task):
     steps[e] = 0
 
 
-@njit(cache=True)
+#: Rows of the per-chunk structure-of-arrays scratch of ``_step_rows`` (one column per env).
+(S_STATE, S_CMD, S_ACT, S_PRM, S_FM, S_TQ, S_TGT, S_TERMS, S_REWARD, S_TERM, S_ROWS) = (
+    0, 17, 21, 25, 34, 37, 40, 43, 48, 49, 50)
+
+
+@njit(cache=True, error_model="numpy")
 def _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights):
-    """Dynamics, reward, termination and action ring of envs ``lo..hi``."""
+    """Dynamics, reward, termination and action ring of envs ``lo..hi``, in blocks of ``CHUNK``.
+
+    The envs' inputs are gathered into a structure-of-arrays scratch (one row per quantity, one column per env),
+    so that the RK4 loop is branch-free over contiguous rows and compiles to SIMD code (AVX2/AVX-512 lanes over
+    envs; about 4x faster than one env at a time), then the results are scattered back.
+    """
     state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
     policy, critic, reward, terms, terminated, truncated, done = outs
     rx = (geo[GEO_RX], geo[GEO_RX + 1], geo[GEO_RX + 2], geo[GEO_RX + 3])
@@ -187,42 +200,82 @@ def _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights):
     max_steps = int(task[T_MAX_STEPS])
     w0, w1, w2, w3, w4, scale, const = (weights[0], weights[1], weights[2], weights[3], weights[4], weights[5],
                                         weights[6])
+    dr = task[T_DR] != 0.0
+    m0, jx0, jy0, jz0, kf0, tau0 = (geo[GEO_BASE], geo[GEO_BASE + 1], geo[GEO_BASE + 2], geo[GEO_BASE + 3],
+                                    geo[GEO_BASE + 4], geo[GEO_BASE + 5])
+    base = (kf0, _F1 / m0, jx0, jy0, jz0, _F1 / jx0, _F1 / jy0, _F1 / jz0, _F1 / tau0)
+    S = np.empty((S_ROWS, CHUNK + 16), np.float32)  # padded rows: no cache-set conflicts between rows
     hoff = 4 * head
-    for e in range(lo, hi):
-        a0 = min(max(action[e, 0], _FM1), _F1)
-        a1 = min(max(action[e, 1], _FM1), _F1)
-        a2 = min(max(action[e, 2], _FM1), _F1)
-        a3 = min(max(action[e, 3], _FM1), _F1)
-        s = (state[e, 0], state[e, 1], state[e, 2], state[e, 3], state[e, 4], state[e, 5], state[e, 6],
-             state[e, 7], state[e, 8], state[e, 9], state[e, 10], state[e, 11], state[e, 12], state[e, 13],
-             state[e, 14], state[e, 15], state[e, 16])
-        inv_m = _F1 / prm[e, 0]
-        p = (prm[e, 4], inv_m, prm[e, 1], prm[e, 2], prm[e, 3], _F1 / prm[e, 1], _F1 / prm[e, 2], _F1 / prm[e, 3],
-             _F1 / prm[e, 5], gx, gy, gz, force[e, 0] * inv_m, force[e, 1] * inv_m, force[e, 2] * inv_m,
-             torque[e, 0], torque[e, 1], torque[e, 2])
-        x = _rk4(s, (a0 + _F1) * span + lo_rpm, (a1 + _F1) * span + lo_rpm, (a2 + _F1) * span + lo_rpm,
-                 (a3 + _F1) * span + lo_rpm, p, rx, ry, yw, dt, h6, lo_rpm, hi_rpm)
-        finite = True
-        for i in range(17):
-            state[e, i] = x[i]
-            finite &= np.isfinite(x[i])
-        steps[e] += 1
-        p0, p1, p2 = x[0] - target[e, 0], x[1] - target[e, 1], x[2] - target[e, 2]
-        d0, d1, d2, d3 = a0 - hover, a1 - hover, a2 - hover, a3 - hover
-        t0 = p0 * p0 + p1 * p1 + p2 * p2
-        t1 = _F1 - x[3] * x[3]
-        t2 = x[7] * x[7] + x[8] * x[8] + x[9] * x[9]
-        t3 = x[10] * x[10] + x[11] * x[11] + x[12] * x[12]
-        t4 = d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
-        terms[e, 0], terms[e, 1], terms[e, 2], terms[e, 3], terms[e, 4] = t0, t1, t2, t3, t4
-        reward[e] = -scale * (w0 * t0 + w1 * t1 + w2 * t2 + w3 * t3 + w4 * t4) + const
-        term = (abs(p0) > limit) | (abs(p1) > limit) | (abs(p2) > limit) | (not finite)
-        trunc = (steps[e] >= max_steps) & (not term)
-        terminated[e], truncated[e], done[e] = term, trunc, term | trunc
-        ring[e, hoff], ring[e, hoff + 1], ring[e, hoff + 2], ring[e, hoff + 3] = a0, a1, a2, a3
+    for blo in range(lo, hi, CHUNK):
+        cnt = min(CHUNK, hi - blo)
+        for k in range(cnt):  # gather
+            e = blo + k
+            for i in range(17):
+                S[S_STATE + i, k] = state[e, i]
+            for i in range(4):
+                a = min(max(action[e, i], _FM1), _F1)
+                S[S_ACT + i, k] = a
+                S[S_CMD + i, k] = (a + _F1) * span + lo_rpm
+            if dr:  # per-env parameters (else the shared ones)
+                q = (prm[e, 4], _F1 / prm[e, 0], prm[e, 1], prm[e, 2], prm[e, 3], _F1 / prm[e, 1], _F1 / prm[e, 2],
+                     _F1 / prm[e, 3], _F1 / prm[e, 5])
+            else:
+                q = base
+            for i in range(9):
+                S[S_PRM + i, k] = q[i]
+            for i in range(3):
+                S[S_FM + i, k] = force[e, i] * q[1]
+                S[S_TQ + i, k] = torque[e, i]
+                S[S_TGT + i, k] = target[e, i]
+        for k in range(cnt):  # RK4, reward and termination: SIMD over envs
+            s = (S[0, k], S[1, k], S[2, k], S[3, k], S[4, k], S[5, k], S[6, k], S[7, k], S[8, k], S[9, k], S[10, k],
+                 S[11, k], S[12, k], S[13, k], S[14, k], S[15, k], S[16, k])
+            p = (S[S_PRM, k], S[S_PRM + 1, k], S[S_PRM + 2, k], S[S_PRM + 3, k], S[S_PRM + 4, k], S[S_PRM + 5, k],
+                 S[S_PRM + 6, k], S[S_PRM + 7, k], S[S_PRM + 8, k], gx, gy, gz, S[S_FM, k], S[S_FM + 1, k],
+                 S[S_FM + 2, k], S[S_TQ, k], S[S_TQ + 1, k], S[S_TQ + 2, k])
+            x = _rk4(s, S[S_CMD, k], S[S_CMD + 1, k], S[S_CMD + 2, k], S[S_CMD + 3, k], p, rx, ry, yw, dt, h6,
+                     lo_rpm, hi_rpm)
+            S[0, k], S[1, k], S[2, k], S[3, k], S[4, k], S[5, k] = x[0], x[1], x[2], x[3], x[4], x[5]
+            S[6, k], S[7, k], S[8, k], S[9, k], S[10, k], S[11, k] = x[6], x[7], x[8], x[9], x[10], x[11]
+            S[12, k], S[13, k], S[14, k], S[15, k], S[16, k] = x[12], x[13], x[14], x[15], x[16]
+            p0, p1, p2 = x[0] - S[S_TGT, k], x[1] - S[S_TGT + 1, k], x[2] - S[S_TGT + 2, k]
+            d0, d1 = S[S_ACT, k] - hover, S[S_ACT + 1, k] - hover
+            d2, d3 = S[S_ACT + 2, k] - hover, S[S_ACT + 3, k] - hover
+            t0 = p0 * p0 + p1 * p1 + p2 * p2
+            t1 = _F1 - x[3] * x[3]
+            t2 = x[7] * x[7] + x[8] * x[8] + x[9] * x[9]
+            t3 = x[10] * x[10] + x[11] * x[11] + x[12] * x[12]
+            t4 = d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
+            S[S_TERMS, k], S[S_TERMS + 1, k], S[S_TERMS + 2, k] = t0, t1, t2
+            S[S_TERMS + 3, k], S[S_TERMS + 4, k] = t3, t4
+            S[S_REWARD, k] = -scale * (w0 * t0 + w1 * t1 + w2 * t2 + w3 * t3 + w4 * t4) + const
+            nan = _nan_if_not_finite(x)  # NaN iff some state entry is inf or NaN
+            out = (abs(p0) > limit) | (abs(p1) > limit) | (abs(p2) > limit) | (nan != nan)
+            S[S_TERM, k] = _F1 if out else _F0
+        for k in range(cnt):  # scatter
+            e = blo + k
+            for i in range(17):
+                state[e, i] = S[S_STATE + i, k]
+            for i in range(5):
+                terms[e, i] = S[S_TERMS + i, k]
+            for i in range(4):
+                ring[e, hoff + i] = S[S_ACT + i, k]
+            reward[e] = S[S_REWARD, k]
+            steps[e] += 1
+            term = S[S_TERM, k] != _F0
+            trunc = (steps[e] >= max_steps) & (not term)
+            terminated[e], truncated[e], done[e] = term, trunc, term | trunc
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
+def _nan_if_not_finite(x):
+    """0 when all 17 entries are finite, else NaN (``inf - inf`` is NaN): a branch-free ``isfinite().all()``."""
+    return ((x[0] - x[0]) + (x[1] - x[1]) + (x[2] - x[2]) + (x[3] - x[3]) + (x[4] - x[4]) + (x[5] - x[5])
+            + (x[6] - x[6]) + (x[7] - x[7]) + (x[8] - x[8]) + (x[9] - x[9]) + (x[10] - x[10]) + (x[11] - x[11])
+            + (x[12] - x[12]) + (x[13] - x[13]) + (x[14] - x[14]) + (x[15] - x[15]) + (x[16] - x[16]))
+
+
+@njit(cache=True, error_model="numpy")
 def _noise_rows(envs, lo, hi, keys, ctr, sig):
     """Actor noise ``[hi - lo, 18]`` of the envs ``envs[lo:hi]``, one fresh event of each env's stream.
 
@@ -262,7 +315,7 @@ def _noise_rows(envs, lo, hi, keys, ctr, sig):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
     """Observations of the envs ``envs[lo:hi]`` into their rows of ``policy`` and ``critic``.
 
@@ -271,7 +324,7 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
     """
     state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
     noise = _noise_rows(envs, lo, hi, keys, ctr, sig)
-    rpm_max = geo[GEO_RPM_MAX]
+    rpm_scale = _F2 / geo[GEO_RPM_MAX]
     n_factors, m = critic.shape[1] - 28, policy.shape[1] - 18 - start
     for k in range(hi - lo):
         e = envs[lo + k]
@@ -285,7 +338,7 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
             critic[e, 18 + i] = force[e, i]
             critic[e, 21 + i] = torque[e, i]
         for i in range(4):
-            critic[e, 24 + i] = state[e, 13 + i] / rpm_max * _F2 - _F1
+            critic[e, 24 + i] = state[e, 13 + i] * rpm_scale - _F1
         for i in range(n_factors):  # randomised parameter factors (none without randomisation)
             critic[e, 28 + i] = factors[e, i] - _F1
         row, past = policy[e], ring[e]  # 1-d rows: these loops vectorise
@@ -295,7 +348,7 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
             row[18 + m + i] = past[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _chunk(c, nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights):
     """Chunk ``c`` of ``nc``: a step of the envs ``envs[lo:hi]``, or (``reset``) their reset.
 
@@ -318,17 +371,13 @@ def _chunk(c, nc, reset, envs, action, bufs, outs, finals, head, start, geo, tas
     _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _par_chunks(nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights):
     for c in prange(nc):
         _chunk(c, nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
 
 
-#: Envs per chunk of a step (the chunk's data stays in L2 between stages) and of resets.
-CHUNK, RESET_CHUNK = 512, 32
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _run(reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights, threads):
     nc = max(1, envs.size // (RESET_CHUNK if reset else CHUNK))
     if threads > 1 and nc > 1:
@@ -337,7 +386,7 @@ def _run(reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, w
         _chunk(0, 1, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _outputs(n, task, ring, head):
     """Fresh output arrays ``(policy, critic, reward, terms, terminated, truncated, done)`` and the ring start."""
     hist = ring.shape[1] if task[T_HIST] > 0 else 0
@@ -347,7 +396,7 @@ def _outputs(n, task, ring, head):
     return outs, (4 * head + 4) % ring.shape[1] if hist > 0 else 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def step_kernel(action, bufs, head, envs, geo, task, sig, weights, threads):
     """Advance every env one control step and reset the finished ones (``threads``: numba threads to use).
 
@@ -365,7 +414,7 @@ def step_kernel(action, bufs, head, envs, geo, task, sig, weights, threads):
     return policy, critic, outs[2], outs[3], outs[4], outs[5], done, done_idx, finals[0], finals[1]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def reset_kernel(envs, bufs, head, geo, task, sig, weights, threads):
     """Reset every env (``envs`` is ``arange(N)``) and return fresh observations ``(policy, critic)``."""
     outs, start = _outputs(envs.size, task, bufs[7], head)

@@ -52,7 +52,7 @@ ZIG_K, ZIG_W, ZIG_F = _ziggurat_tables()
 ZIG_R = 3.6541528853610088
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def mix64(z: np.uint64) -> np.uint64:
     """SplitMix64 output function (a bijective 64-bit hash)."""
     z = (z ^ (z >> _S30)) * _M1
@@ -60,31 +60,31 @@ def mix64(z: np.uint64) -> np.uint64:
     return z ^ (z >> _S31)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def env_key(seed_key: np.uint64, env: int) -> np.uint64:
     """Key of env ``env`` under the seed hash ``seed_key``."""
     return mix64(seed_key + np.uint64(env) * GAMMA)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def event_stream(key: np.uint64, counter: np.uint64) -> np.uint64:
     """Start of the random stream of one event (counter value) of one env."""
     return mix64(key + counter * GAMMA)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def draw(z: np.uint64, j: int) -> np.uint64:
     """The ``j``-th 64-bit draw of the stream ``z``."""
     return mix64(z + np.uint64(j) * GAMMA)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def to_unit(r: np.uint64) -> float:
     """Uniform float64 in [0, 1) from the top 53 bits of ``r``."""
     return float(r >> _SH11) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ziggurat_fallback(z: np.uint64, j: int, r32: np.uint64) -> tuple[float, int]:
     """Slow path of the ziggurat for the rejected 32-bit draw ``r32``; more draws come from ``z`` at ``j``."""
     while True:
@@ -113,7 +113,7 @@ def _ziggurat_fallback(z: np.uint64, j: int, r32: np.uint64) -> tuple[float, int
             return (-x if (r32 >> _SH8) & _ONE else x), j
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def normal32(r32: np.uint64, z: np.uint64, j: int) -> tuple[np.float32, int]:
     """Standard normal from the low 32 bits ``r32``; fall-back draws come from stream ``z`` at index ``j``.
 
@@ -128,7 +128,7 @@ def normal32(r32: np.uint64, z: np.uint64, j: int) -> tuple[np.float32, int]:
     return np.float32(x64), j
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def normal_pair(z: np.uint64, i: int, j: int) -> tuple[np.float32, np.float32, int]:
     """Two standard normals from draw ``i`` of stream ``z`` (one per 32-bit half); fall-backs at ``j``."""
     r = draw(z, i)
@@ -137,7 +137,7 @@ def normal_pair(z: np.uint64, i: int, j: int) -> tuple[np.float32, np.float32, i
     return a, b, j
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sample_normals(seed: int, n: int) -> np.ndarray:
     """``n`` (even) standard normals, 512 per event stream (for statistical tests of the generator)."""
     key = mix64(np.uint64(seed))
@@ -152,7 +152,7 @@ def sample_normals(seed: int, n: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def make_keys(seed: int, n: int) -> np.ndarray:
     """Per-env 64-bit keys for ``seed`` (any int; taken modulo 2**64)."""
     seed_key = mix64(np.uint64(seed) + GAMMA)
