@@ -1,11 +1,12 @@
 """Numba kernels of the fused hover env: RK4, reward, termination, observations and resets in one pass.
 
 Work is split into chunks of envs (``CHUNK``); each chunk runs one plain (serial) numba loop per stage over its
-envs while they are hot in cache, and chunks run in parallel. Per-env helpers take and return tuples of scalars
-only: a numba call per env that passes arrays costs reference counting dearer than the physics.
+envs while they are hot in cache, and chunks run in parallel. The call tree is kept shallow on purpose: numba
+re-optimises a callee's code in every caller, so compile time grows with depth. Per-env helpers take and return
+tuples of scalars only: a numba call per env that passes arrays costs reference counting dearer than the physics.
 
 Per-env buffers travel as the tuple ``bufs`` = (state, force, torque, target, steps, prm, factors, ring, keys, ctr)
-and step outputs as ``outs`` = (policy, critic, reward, terms, terminated, truncated, done).
+and step outputs as ``outs`` = (policy, critic, reward, terms, flags).
 
 All physics is float32 in the operation order of the torch reference (``dynamics.py``, ``task.py``), except that
 divisions by constants (mass, inertia, motor time constant, quaternion norm, maximum RPM) are multiplications by
@@ -190,7 +191,7 @@ def _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights):
     envs; about 4x faster than one env at a time), then the results are scattered back.
     """
     state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
-    policy, critic, reward, terms, terminated, truncated, done = outs
+    reward, terms, flags = outs[2], outs[3], outs[4]
     rx = (geo[GEO_RX], geo[GEO_RX + 1], geo[GEO_RX + 2], geo[GEO_RX + 3])
     ry = (geo[GEO_RY], geo[GEO_RY + 1], geo[GEO_RY + 2], geo[GEO_RY + 3])
     yw = (geo[GEO_YAW], geo[GEO_YAW + 1], geo[GEO_YAW + 2], geo[GEO_YAW + 3])
@@ -264,7 +265,7 @@ def _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights):
             steps[e] += 1
             term = S[S_TERM, k] != _F0
             trunc = (steps[e] >= max_steps) & (not term)
-            terminated[e], truncated[e], done[e] = term, trunc, term | trunc
+            flags[0, e], flags[1, e], flags[2, e] = term, trunc, term | trunc
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -276,12 +277,12 @@ def _nan_if_not_finite(x):
 
 
 @njit(cache=True, error_model="numpy")
-def _noise_rows(envs, lo, hi, keys, ctr, sig):
-    """Actor noise ``[hi - lo, 18]`` of the envs ``envs[lo:hi]``, one fresh event of each env's stream.
+def _noise_rows(envs, lo, hi, keys, ctr):
+    """Standard normals ``[hi - lo, 18]`` for the actor noise of the envs ``envs[lo:hi]`` (one event each).
 
     Sample ``i`` of an event ``z`` is the ziggurat normal of the 32-bit half ``i % 2`` of ``draw(z, i // 2)``,
     its rare fall-backs drawing from ``draw(z, FALLBACK_BASE + ...)`` in sample order (the definition of
-    :func:`normal_pair`). The fast path of all samples runs first, as one branch-free (vectorisable) loop.
+    :func:`normal_pair`). The fast path of all samples runs first, as one branch-free loop.
     """
     cnt = hi - lo
     z = np.empty(cnt, np.uint64)
@@ -303,15 +304,14 @@ def _noise_rows(envs, lo, hi, keys, ctr, sig):
         x = np.float32(rabs) * ZIG_W[idx]
         flat[t] = -x if (r32 >> np.uint64(8)) & np.uint64(1) else x
         bad[t] = rabs >= ZIG_K[idx]
-    for k in range(cnt):
-        j = FALLBACK_BASE
-        for i in range(18):
-            if bad[18 * k + i]:
-                r32 = (bits[9 * k + (i >> 1)] >> np.uint64(32 * (i & 1))) & _LOW32
-                x, j = _ziggurat_fallback(z[k], j, r32)
-                out[k, i] = np.float32(x)
-        for i in range(18):
-            out[k, i] *= sig[i]
+    k_last, j = -1, FALLBACK_BASE
+    for t in range(cnt * 18):
+        if bad[t]:  # about 1 % of the samples
+            k = t // 18
+            if k != k_last:
+                k_last, j = k, FALLBACK_BASE
+            x, j = _ziggurat_fallback(z[k], j, (bits[t >> 1] >> np.uint64(32 * (t & 1))) & _LOW32)
+            flat[t] = np.float32(x)
     return out
 
 
@@ -323,7 +323,7 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
     is read oldest first from the ring, starting at column ``start``.
     """
     state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
-    noise = _noise_rows(envs, lo, hi, keys, ctr, sig)
+    noise = _noise_rows(envs, lo, hi, keys, ctr)
     rpm_scale = _F2 / geo[GEO_RPM_MAX]
     n_factors, m = critic.shape[1] - 28, policy.shape[1] - 18 - start
     for k in range(hi - lo):
@@ -333,7 +333,7 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
         clean = _clean_obs(x, target[e, 0], target[e, 1], target[e, 2])
         for i in range(18):
             critic[e, i] = clean[i]
-            policy[e, i] = clean[i] + noise[k, i]
+            policy[e, i] = clean[i] + noise[k, i] * sig[i]
         for i in range(3):
             critic[e, 18 + i] = force[e, i]
             critic[e, 21 + i] = torque[e, i]
@@ -349,76 +349,65 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
 
 
 @njit(cache=True, error_model="numpy")
-def _chunk(c, nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights):
-    """Chunk ``c`` of ``nc``: a step of the envs ``envs[lo:hi]``, or (``reset``) their reset.
-
-    A reset first copies the envs' observation rows to ``finals`` (when it has rows) and ends with fresh
-    observations.
-    """
-    lo, hi = c * envs.size // nc, (c + 1) * envs.size // nc
-    policy, critic = outs[0], outs[1]
-    if reset:
-        fp, fc = finals
-        for k in range(lo, hi * (fp.shape[0] > 0)):
-            for i in range(policy.shape[1]):
-                fp[k, i] = policy[envs[k], i]
-            for i in range(critic.shape[1]):
-                fc[k, i] = critic[envs[k], i]
+def _reset_rows(envs, lo, hi, bufs, policy, critic, final, start, geo, task, sig):
+    """Reset the envs ``envs[lo:hi]``: copy their observation rows to ``final`` rows ``lo:hi`` (when ``final``
+    has rows), sample new episodes and write fresh observations."""
+    pd = policy.shape[1]
+    if final.shape[0]:
         for k in range(lo, hi):
-            _reset_env(envs[k], bufs, geo, task)
-    else:
-        _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights)
+            for i in range(pd):
+                final[k, i] = policy[envs[k], i]
+            for i in range(critic.shape[1]):
+                final[k, pd + i] = critic[envs[k], i]
+    for k in range(lo, hi):
+        _reset_env(envs[k], bufs, geo, task)
     _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig)
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _par_chunks(nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights):
-    for c in prange(nc):
-        _chunk(c, nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
-
-
-@njit(cache=True, error_model="numpy")
-def _run(reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights, threads):
-    nc = max(1, envs.size // (RESET_CHUNK if reset else CHUNK))
-    if threads > 1 and nc > 1:
-        _par_chunks(nc, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
-    elif envs.size:
-        _chunk(0, 1, reset, envs, action, bufs, outs, finals, head, start, geo, task, sig, weights)
 
 
 @njit(cache=True, error_model="numpy")
 def _outputs(n, task, ring, head):
-    """Fresh output arrays ``(policy, critic, reward, terms, terminated, truncated, done)`` and the ring start."""
+    """Fresh outputs ``(policy, critic, reward, terms, flags)`` (``flags`` rows: terminated, truncated, done)
+    and the ring column of the oldest action."""
     hist = ring.shape[1] if task[T_HIST] > 0 else 0
     outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, 32 if task[T_DR] != 0.0 else 28), np.float32),
-            np.empty(n, np.float32), np.empty((n, 5), np.float32), np.empty(n, np.bool_), np.empty(n, np.bool_),
-            np.empty(n, np.bool_))
+            np.empty(n, np.float32), np.empty((n, 5), np.float32), np.empty((3, n), np.bool_))
     return outs, (4 * head + 4) % ring.shape[1] if hist > 0 else 0
 
 
-@njit(cache=True, error_model="numpy")
-def step_kernel(action, bufs, head, envs, geo, task, sig, weights, threads):
-    """Advance every env one control step and reset the finished ones (``threads``: numba threads to use).
+@njit(parallel=True, cache=True, error_model="numpy")
+def step_kernel(action, bufs, head, envs, geo, task, sig, weights):
+    """Advance every env one control step and reset the finished ones.
 
     ``head`` is the ring slot that receives this step's action (the slot after it holds the oldest one);
-    ``envs`` is ``arange(N)``. Returns ``policy, critic, reward, terms, terminated, truncated, done, done_idx,
-    final_policy, final_critic``; the ``final_*`` rows are the pre-reset observations of the envs ``done_idx``.
+    ``envs`` is ``arange(N)``. Returns ``policy, critic, reward, terms, flags, done_idx, final``: ``flags`` rows
+    are terminated, truncated and done; ``final`` rows are the pre-reset observations (policy then critic
+    columns) of the envs ``done_idx``. Chunks of ``CHUNK`` envs run in parallel.
     """
-    outs, start = _outputs(envs.size, task, bufs[7], head)
-    policy, critic, done = outs[0], outs[1], outs[6]
-    _run(False, envs, action, bufs, outs, (policy[:0], critic[:0]), head, start, geo, task, sig, weights, threads)
-    done_idx = np.flatnonzero(done)
-    finals = (np.empty((done_idx.size, policy.shape[1]), np.float32),
-              np.empty((done_idx.size, critic.shape[1]), np.float32))
-    _run(True, done_idx, action, bufs, outs, finals, head, start, geo, task, sig, weights, threads)
-    return policy, critic, outs[2], outs[3], outs[4], outs[5], done, done_idx, finals[0], finals[1]
+    n = envs.size
+    outs, start = _outputs(n, task, bufs[7], head)
+    policy, critic, flags = outs[0], outs[1], outs[4]
+    nc = max(1, n // CHUNK)
+    for c in prange(nc):
+        lo, hi = c * n // nc, (c + 1) * n // nc
+        _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights)
+        _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig)
+    done_idx = np.flatnonzero(flags[2])
+    k = done_idx.size
+    final = np.empty((k, policy.shape[1] + critic.shape[1]), np.float32)
+    nr = max(1, k // RESET_CHUNK)
+    for c in prange(nr):
+        _reset_rows(done_idx, c * k // nr, (c + 1) * k // nr, bufs, policy, critic, final, start, geo, task, sig)
+    return policy, critic, outs[2], outs[3], flags, done_idx, final
 
 
-@njit(cache=True, error_model="numpy")
-def reset_kernel(envs, bufs, head, geo, task, sig, weights, threads):
+@njit(parallel=True, cache=True, error_model="numpy")
+def reset_kernel(envs, bufs, head, geo, task, sig):
     """Reset every env (``envs`` is ``arange(N)``) and return fresh observations ``(policy, critic)``."""
-    outs, start = _outputs(envs.size, task, bufs[7], head)
+    n = envs.size
+    outs, start = _outputs(n, task, bufs[7], head)
     policy, critic = outs[0], outs[1]
-    action = np.empty((0, 4), np.float32)
-    _run(True, envs, action, bufs, outs, (policy[:0], critic[:0]), head, start, geo, task, sig, weights, threads)
+    final = np.empty((0, 0), np.float32)
+    nr = max(1, n // RESET_CHUNK)
+    for c in prange(nr):
+        _reset_rows(envs, c * n // nr, (c + 1) * n // nr, bufs, policy, critic, final, start, geo, task, sig)
     return policy, critic

@@ -181,18 +181,26 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         if a.device.type != "cpu" or a.dtype != torch.float32 or not a.is_contiguous():
             a = a.to("cpu", torch.float32).contiguous()
         self._head = (self._head + 1) % (self._ring.shape[1] // 4)
-        out = K.step_kernel(a.numpy(), self._bufs(), self._head, self._envs, self._geo, self._task, self._sig,
-                            self._weights, numba.get_num_threads())
-        policy, critic, reward, terms, terminated, truncated, done, done_idx, fin_policy, fin_critic = out
+        threads = numba.get_num_threads()
+        serial = threads > 1 and self.num_envs < 2 * K.CHUNK  # one chunk: do not wake the other threads
+        if serial:
+            numba.set_num_threads(1)
+        try:
+            policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(
+                a.numpy(), self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
+        finally:
+            if serial:
+                numba.set_num_threads(threads)
         obs = {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
+        terminated, truncated, done = torch.from_numpy(flags).unbind(0)
         final: Mapping[str, torch.Tensor] = obs
         if len(done_idx):
-            final = FinalObs(obs, torch.from_numpy(done_idx),
-                             {"policy": torch.from_numpy(fin_policy), "critic": torch.from_numpy(fin_critic)})
-        truncated_t = torch.from_numpy(truncated)
-        info: dict[str, Any] = {"final_obs": final, "done_mask": torch.from_numpy(done),
-                                "reward_terms": torch.from_numpy(terms), "time_outs": truncated_t}
-        return obs, torch.from_numpy(reward), torch.from_numpy(terminated), truncated_t, info
+            rows = torch.from_numpy(final_rows)
+            final = FinalObs(obs, torch.from_numpy(done_idx), {"policy": rows[:, :policy.shape[1]],
+                                                               "critic": rows[:, policy.shape[1]:]})
+        info: dict[str, Any] = {"final_obs": final, "done_mask": done, "reward_terms": torch.from_numpy(terms),
+                                "time_outs": truncated}
+        return obs, torch.from_numpy(reward), terminated, truncated, info
 
     # ----------------------------------------------------------------- internals
     def _rekey(self, seed: int) -> None:
@@ -205,8 +213,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
                 self._ring, self._keys, self._ctr)
 
     def _reset_all(self) -> Obs:
-        policy, critic = K.reset_kernel(self._envs, self._bufs(), self._head, self._geo, self._task, self._sig,
-                                        self._weights, numba.get_num_threads())
+        policy, critic = K.reset_kernel(self._envs, self._bufs(), self._head, self._geo, self._task, self._sig)
         return {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
 
 
