@@ -177,20 +177,21 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         """Advance every env one step; finished envs are reset (see ``sim.core`` for the contract)."""
         if tuple(action.shape) != (self.num_envs, 4):
             raise ValueError(f"action must be [{self.num_envs}, 4], got {list(action.shape)}")
-        a = torch.as_tensor(action).detach()
-        if a.device.type != "cpu" or a.dtype != torch.float32 or not a.is_contiguous():
+        a = action if isinstance(action, torch.Tensor) else torch.as_tensor(action)
+        if a.requires_grad:
+            a = a.detach()
+        if a.dtype != torch.float32 or a.device.type != "cpu" or not a.is_contiguous():
             a = a.to("cpu", torch.float32).contiguous()
         self._head = (self._head + 1) % (self._ring.shape[1] // 4)
-        threads = numba.get_num_threads()
-        serial = threads > 1 and self.num_envs < 2 * K.CHUNK  # one chunk: do not wake the other threads
-        if serial:
-            numba.set_num_threads(1)
-        try:
-            policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(
-                a.numpy(), self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
-        finally:
-            if serial:
+        args = (a.numpy(), self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
+        if self.num_envs < 2 * K.CHUNK and (threads := numba.get_num_threads()) > 1:
+            numba.set_num_threads(1)  # a single chunk: do not wake the other threads
+            try:
+                policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(*args)
+            finally:
                 numba.set_num_threads(threads)
+        else:
+            policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(*args)
         obs = {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
         terminated, truncated, done = torch.from_numpy(flags).unbind(0)
         final: Mapping[str, torch.Tensor] = obs

@@ -241,3 +241,18 @@ def test_gymnasium_adapter():
     i = int(np.argmax(term))
     assert info["_final_obs"].tolist() == term.tolist()
     assert np.abs(info["final_obs"][i, :3]).max() > 0.6 and np.abs(obs[i, :3]).max() <= 0.2
+
+
+def test_buffers_are_views_and_actions_of_any_layout():
+    env = make(4, noise=False)
+    env.state = torch.zeros(4, 17).index_fill_(1, torch.tensor([3]), 1.0)  # assignment copies into the buffer
+    assert env._state[:, 3].tolist() == [1.0] * 4 and env.state.data_ptr() == env._state.ctypes.data
+    a64 = np.full((4, 4), env.hover_action, dtype=np.float64)
+    out64 = env.step(torch.from_numpy(a64))
+    env.state = torch.zeros(4, 17).index_fill_(1, torch.tensor([3]), 1.0)
+    env.steps.zero_()
+    strided = torch.full((4, 8), env.hover_action)[:, ::2]
+    out_strided = env.step(strided)
+    torch.testing.assert_close(out64[0]["critic"], out_strided[0]["critic"])
+    with pytest.raises(ValueError, match="action must be"):
+        env.step(torch.zeros(3, 4))
