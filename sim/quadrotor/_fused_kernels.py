@@ -400,14 +400,14 @@ def step_kernel(action, bufs, head, envs, geo, task, sig, weights):
     return policy, critic, outs[2], outs[3], flags, done_idx, final
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def reset_kernel(envs, bufs, head, geo, task, sig):
-    """Reset every env (``envs`` is ``arange(N)``) and return fresh observations ``(policy, critic)``."""
+    """Reset every env (``envs`` is ``arange(N)``) and return fresh observations ``(policy, critic)``.
+
+    Serial: it runs once per ``reset()``, and a parallel version would double the compile time.
+    """
     n = envs.size
     outs, start = _outputs(n, task, bufs[7], head)
     policy, critic = outs[0], outs[1]
-    final = np.empty((0, 0), np.float32)
-    nr = max(1, n // RESET_CHUNK)
-    for c in prange(nr):
-        _reset_rows(envs, c * n // nr, (c + 1) * n // nr, bufs, policy, critic, final, start, geo, task, sig)
+    _reset_rows(envs, 0, n, bufs, policy, critic, np.empty((0, 0), np.float32), start, geo, task, sig)
     return policy, critic
