@@ -125,6 +125,10 @@ def test_termination_truncation_and_auto_reset():
     assert torch.equal(final["policy"][1], obs["policy"][1]) and torch.equal(final["critic"][1], obs["critic"][1])
     assert env.state[[0, 2], :3].abs().max() <= 0.2 and (obs["policy"][[0, 2], 18:] == 0).all()
     assert env.steps.tolist() == [0, 1, 0]
+    env.state[1, 10] = float("nan")  # a non-finite state terminates too, and the reset repairs it
+    _, _, terminated, _, info = env.step(hover(env))
+    assert terminated.tolist() == [False, True, False] and torch.isfinite(env.state).all()
+    assert torch.isnan(info["final_obs"]["critic"][1, 15])
     env = make(2, noise=False)
     for t in range(500):
         env.state[:, :13] = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float32)
