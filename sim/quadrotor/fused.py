@@ -74,7 +74,9 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
     """The hover task of :class:`~sim.quadrotor.task.QuadrotorHoverEnv`, fused into numba kernels (CPU only).
 
     Observation groups, reward, termination, truncation and auto-reset are those of the torch env; see the
-    module docstring for the few differences. Thread count: ``numba.set_num_threads``.
+    module docstring for the few differences. Threads: ``numba.set_num_threads`` (chunks of 512 envs run in
+    parallel; fewer than 1024 envs always run on one thread). On a machine shared with other busy jobs one
+    thread is often fastest, since every parallel step waits for its slowest thread.
     """
 
     def __init__(self, cfg: QuadrotorTaskConfig | None = None, seed: int = 0) -> None:
