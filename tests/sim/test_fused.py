@@ -39,6 +39,8 @@ def near_hover_pair(n: int, **kw) -> tuple[FusedQuadrotorHoverEnv, QuadrotorHove
     fused.state[:, 3:7] = q / q.norm(dim=1, keepdim=True)
     fused.force.mul_(0.1)
     fused.torque.mul_(0.1)
+    fused.target[:] = torch.tensor([0.05, -0.02, 0.03])  # a non-zero target enters observation and reward
+    ref.target.copy_(fused.target)
     ref.state.copy_(fused.state)
     ref.force.copy_(fused.force)
     ref.torque.copy_(fused.torque)
