@@ -66,6 +66,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     """torch intra-op threads (small networks on 2 cores are fastest with 1)."""
+    env_impl: Literal["auto", "torch", "fused"] = "auto"
+    """Simulator: fused numba kernel (CPU) or plain torch; auto = fused where supported. APG always uses torch
+    (it differentiates through the simulator)."""
     out: str = ""
     """Run directory; empty: runs/<preset>/seed<seed>."""
     task: QuadrotorTaskConfig = field(default_factory=QuadrotorTaskConfig)

@@ -17,11 +17,12 @@ from robot_rl.evaluation import evaluate, passes
 from robot_rl.io import atomic_write_text
 from robot_rl.logging import RunLogger
 from sim.core import BatchedEnv
-from sim.quadrotor import QuadrotorHoverEnv
+from sim.quadrotor import make_hover_env
 
 
-def make_env(cfg: TrainConfig) -> QuadrotorHoverEnv:
-    return QuadrotorHoverEnv(replace(cfg.task, device=cfg.device), seed=cfg.seed)
+def make_env(cfg: TrainConfig) -> BatchedEnv:
+    impl = "torch" if cfg.algorithm == "apg" else cfg.env_impl
+    return make_hover_env(replace(cfg.task, device=cfg.device), seed=cfg.seed, impl=impl)
 
 
 class Runner:

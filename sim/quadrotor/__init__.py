@@ -2,11 +2,14 @@
 
 from sim.quadrotor.config import DomainRandomization, QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.dynamics import STATE_DIM, quat_to_rotmat, state_derivative, step_dynamics
+from sim.quadrotor.factory import make_hover_env
+from sim.quadrotor.fused import FusedQuadrotorHoverEnv, fused_unsupported_reason
 from sim.quadrotor.params import ParamTensors, QuadrotorParams, crazyflie_params, load_params
 from sim.quadrotor.task import REWARD_TERMS, QuadrotorHoverEnv, reward_from_terms, reward_terms
 
 __all__ = [
-    "DomainRandomization", "ParamTensors", "QuadrotorHoverEnv", "QuadrotorParams", "QuadrotorTaskConfig",
-    "REWARD_TERMS", "RewardWeights", "STATE_DIM", "crazyflie_params", "load_params", "quat_to_rotmat",
-    "reward_from_terms", "reward_terms", "state_derivative", "step_dynamics",
+    "DomainRandomization", "FusedQuadrotorHoverEnv", "ParamTensors", "QuadrotorHoverEnv", "QuadrotorParams",
+    "QuadrotorTaskConfig", "REWARD_TERMS", "RewardWeights", "STATE_DIM", "crazyflie_params", "fused_unsupported_reason",
+    "load_params", "make_hover_env", "quat_to_rotmat", "reward_from_terms", "reward_terms", "state_derivative",
+    "step_dynamics",
 ]

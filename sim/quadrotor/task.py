@@ -61,6 +61,38 @@ def reward_from_terms(terms: torch.Tensor, weights: RewardWeights) -> torch.Tens
     return -weights.scale * (terms @ w) + weights.constant
 
 
+def hover_export_spec(cfg: QuadrotorTaskConfig, prm: QuadrotorParams) -> dict[str, Any]:
+    """The actor observation and action contract of the hover task (``policy.json`` fields)."""
+    noise = (cfg.obs_noise_position, cfg.obs_noise_rotation, cfg.obs_noise_linear_velocity,
+             cfg.obs_noise_angular_velocity) if cfg.noise else (0.0, 0.0, 0.0, 0.0)
+    lim = cfg.position_limit
+    return {
+        "observation": [
+            {"name": "position", "size": 3, "frame": "world", "unit": "m", "relative_to": "target",
+             "low": -lim, "high": lim, "noise_std": noise[0]},
+            {"name": "rotation_matrix", "size": 9, "frame": "body_to_world", "order": "row_major",
+             "low": -1.0, "high": 1.0, "noise_std": noise[1]},
+            {"name": "linear_velocity", "size": 3, "frame": "world", "unit": "m/s", "noise_std": noise[2]},
+            {"name": "angular_velocity", "size": 3, "frame": "body", "unit": "rad/s", "noise_std": noise[3]},
+            {"name": "action_history", "size": 4 * cfg.action_history, "steps": cfg.action_history,
+             "order": "oldest_first", "initial_value": 0.0, "low": -1.0, "high": 1.0},
+        ],
+        "action": {
+            "type": "motor_rpm", "size": 4, "low": -1.0, "high": 1.0,
+            "mapping": "rpm = (clip(a, -1, 1) + 1) / 2 * (rpm_max - rpm_min) + rpm_min",
+            "rpm_min": prm.rpm_min, "rpm_max": prm.rpm_max, "hover": prm.hover_action,
+            "hover_rpm": prm.hover_rpm,
+            "rotor_order": ["m1_front_right", "m2_back_right", "m3_back_left", "m4_front_left"],
+            "rotor_positions": [list(r) for r in prm.rotor_positions],
+            "yaw_signs": list(prm.yaw_signs),
+            "safe_action": -1.0,
+        },
+        "control_rate_hz": 1.0 / cfg.dt,
+        "robot": prm.name,
+        "model": {k: v for k, v in prm.to_dict().items() if k != "extra"},
+    }
+
+
 class QuadrotorHoverEnv(BatchedEnv):
     """Hover at a target from random initial states with per-episode disturbances (paper task).
 
@@ -174,35 +206,7 @@ class QuadrotorHoverEnv(BatchedEnv):
 
     def export_spec(self) -> dict[str, Any]:
         """The actor observation and action contract of this task (``policy.json`` fields)."""
-        cfg, prm = self.cfg, self.params
-        noise = (cfg.obs_noise_position, cfg.obs_noise_rotation, cfg.obs_noise_linear_velocity,
-                 cfg.obs_noise_angular_velocity) if cfg.noise else (0.0, 0.0, 0.0, 0.0)
-        lim = cfg.position_limit
-        return {
-            "observation": [
-                {"name": "position", "size": 3, "frame": "world", "unit": "m", "relative_to": "target",
-                 "low": -lim, "high": lim, "noise_std": noise[0]},
-                {"name": "rotation_matrix", "size": 9, "frame": "body_to_world", "order": "row_major",
-                 "low": -1.0, "high": 1.0, "noise_std": noise[1]},
-                {"name": "linear_velocity", "size": 3, "frame": "world", "unit": "m/s", "noise_std": noise[2]},
-                {"name": "angular_velocity", "size": 3, "frame": "body", "unit": "rad/s", "noise_std": noise[3]},
-                {"name": "action_history", "size": 4 * cfg.action_history, "steps": cfg.action_history,
-                 "order": "oldest_first", "initial_value": 0.0, "low": -1.0, "high": 1.0},
-            ],
-            "action": {
-                "type": "motor_rpm", "size": 4, "low": -1.0, "high": 1.0,
-                "mapping": "rpm = (clip(a, -1, 1) + 1) / 2 * (rpm_max - rpm_min) + rpm_min",
-                "rpm_min": prm.rpm_min, "rpm_max": prm.rpm_max, "hover": prm.hover_action,
-                "hover_rpm": prm.hover_rpm,
-                "rotor_order": ["m1_front_right", "m2_back_right", "m3_back_left", "m4_front_left"],
-                "rotor_positions": [list(r) for r in prm.rotor_positions],
-                "yaw_signs": list(prm.yaw_signs),
-                "safe_action": -1.0,
-            },
-            "control_rate_hz": 1.0 / cfg.dt,
-            "robot": prm.name,
-            "model": {k: v for k, v in prm.to_dict().items() if k != "extra"},
-        }
+        return hover_export_spec(self.cfg, self.params)
 
     # ----------------------------------------------------------------- internals
     def _uniform(self, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:

@@ -1,0 +1,250 @@
+"""A fused CPU implementation of the L2F hover task: one numba kernel pass per env and step.
+
+:class:`FusedQuadrotorHoverEnv` is a drop-in replacement for :class:`~sim.quadrotor.task.QuadrotorHoverEnv` on
+the CPU (same constructor, attributes, observation layout, reward, termination and auto-reset) that runs
+RK4, reward, termination, observations and resets of each env in one pass of a multi-threaded numba kernel
+(``_fused_kernels.py``). The state lives in numpy float32 buffers; ``state``, ``force``, ``torque``,
+``target`` and ``steps`` are torch tensors viewing them (no copies), so writing into them changes the env.
+
+Differences from the torch reference, all within the batched-env contract:
+
+* random numbers come from a per-env counter-based generator (``_fused_rng.py``), so a seed gives a different
+  (but equally distributed) stream than torch's, and results do not depend on the number of threads;
+* ``info["final_obs"]`` equals ``obs`` exactly for envs that did not finish (the reference redraws their
+  actor noise when another env resets). It is materialised lazily, on first access, from ``obs`` and the
+  stored rows of the finished envs: read it before modifying ``obs`` in place;
+* observation latency (``randomization.obs_latency_steps``) and CUDA devices are not supported (ValueError);
+  :func:`sim.quadrotor.factory.make_hover_env` falls back to the torch env for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+import numba
+import numpy as np
+import torch
+
+from sim.core import BatchedEnv, Obs
+from sim.quadrotor import _fused_kernels as K
+from sim.quadrotor._fused_rng import make_keys
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
+from sim.quadrotor.dynamics import STATE_DIM
+from sim.quadrotor.task import REWARD_TERMS, hover_export_spec, resolve_frame, reward_from_terms
+
+
+def fused_unsupported_reason(cfg: QuadrotorTaskConfig) -> str | None:
+    """Why ``cfg`` cannot run on :class:`FusedQuadrotorHoverEnv` (one line), or ``None`` if it can."""
+    if torch.device(cfg.device).type != "cpu":
+        return f"FusedQuadrotorHoverEnv runs on the CPU only, got device={cfg.device!r} (use QuadrotorHoverEnv)"
+    if tuple(cfg.randomization.obs_latency_steps) != (0, 0):
+        return ("FusedQuadrotorHoverEnv does not support randomization.obs_latency_steps="
+                f"{tuple(cfg.randomization.obs_latency_steps)} (use QuadrotorHoverEnv)")
+    if cfg.action_history < 0 or cfg.num_envs < 1:
+        return f"need num_envs >= 1 and action_history >= 0, got {cfg.num_envs} and {cfg.action_history}"
+    return None
+
+
+class FinalObs(Mapping):
+    """``info["final_obs"]`` of a step in which some envs finished, built on first access of each group.
+
+    Group ``g`` is ``obs[g]`` with the rows ``done_idx`` replaced by the stored pre-reset observations.
+    """
+
+    def __init__(self, obs: Obs, done_idx: torch.Tensor, rows: Obs) -> None:
+        self._obs, self._idx, self._rows, self._cache = obs, done_idx, rows, {}
+
+    def __getitem__(self, group: str) -> torch.Tensor:
+        if group not in self._cache:
+            full = self._obs[group].clone()
+            full[self._idx] = self._rows[group]
+            self._cache[group] = full
+        return self._cache[group]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._obs)
+
+    def __len__(self) -> int:
+        return len(self._obs)
+
+
+class FusedQuadrotorHoverEnv(BatchedEnv):
+    """The hover task of :class:`~sim.quadrotor.task.QuadrotorHoverEnv`, fused into numba kernels (CPU only).
+
+    Observation groups, reward, termination, truncation and auto-reset are those of the torch env; see the
+    module docstring for the few differences. Threads: ``numba.set_num_threads`` (chunks of 512 envs run in
+    parallel; fewer than 1024 envs always run on one thread). On a machine shared with other busy jobs one
+    thread is often fastest, since every parallel step waits for its slowest thread.
+    """
+
+    def __init__(self, cfg: QuadrotorTaskConfig | None = None, seed: int = 0) -> None:
+        self.cfg = cfg = replace(cfg) if cfg is not None else QuadrotorTaskConfig()
+        reason = fused_unsupported_reason(cfg)
+        if reason is not None:
+            raise ValueError(reason)
+        self.params = p = resolve_frame(cfg.frame)
+        self.num_envs = n = cfg.num_envs
+        self.device = torch.device("cpu")
+        self.dt = cfg.dt
+        self.max_episode_steps = cfg.episode_length
+        self.action_dim = 4
+        self.hover_action = p.hover_action
+        self._dr = cfg.randomization
+        self.obs_dims = {"policy": 18 + 4 * cfg.action_history, "critic": 28 + (4 if self._dr.enabled else 0)}
+        base = (p.mass, *p.inertia, p.thrust_coefficient, p.motor_time_constant)
+        geo = np.zeros(K.GEO_SIZE, np.float32)
+        geo[K.GEO_RX:K.GEO_RX + 4] = [r[0] for r in p.rotor_positions]
+        geo[K.GEO_RY:K.GEO_RY + 4] = [r[1] for r in p.rotor_positions]
+        geo[K.GEO_YAW:K.GEO_YAW + 4] = [s * p.torque_coefficient for s in p.yaw_signs]
+        geo[K.GEO_G:K.GEO_G + 3] = p.gravity
+        geo[[K.GEO_RPM_MIN, K.GEO_RPM_MAX, K.GEO_DT, K.GEO_H6]] = p.rpm_min, p.rpm_max, cfg.dt, cfg.dt / 6.0
+        geo[K.GEO_HALF_SPAN] = 0.5 * (p.rpm_max - p.rpm_min)
+        geo[K.GEO_BASE:K.GEO_BASE + 6] = base
+        task = np.zeros(K.T_SIZE, np.float64)
+        task[[K.T_POS_LIMIT, K.T_MAX_STEPS, K.T_HOVER, K.T_NOISE, K.T_GUIDE]] = (
+            cfg.position_limit, cfg.episode_length, self.hover_action, float(cfg.noise), cfg.init_guidance)
+        task[[K.T_INIT_P, K.T_MIN_W, K.T_INIT_V, K.T_INIT_W, K.T_INIT_RPM, K.T_FSTD, K.T_TSTD]] = (
+            cfg.init_max_position, np.cos(np.radians(cfg.init_max_angle_deg) / 2), cfg.init_max_linear_velocity,
+            cfg.init_max_angular_velocity, cfg.init_rpm, cfg.disturbance_force_std_g, cfg.disturbance_torque_std)
+        ranges = (self._dr.mass, self._dr.inertia, self._dr.thrust_coefficient, self._dr.motor_time_constant)
+        task[K.T_DR], task[K.T_HIST] = float(self._dr.enabled), cfg.action_history
+        task[K.T_DR_LO:K.T_DR_LO + 4] = [r[0] for r in ranges]
+        task[K.T_DR_HI:K.T_DR_HI + 4] = [r[1] for r in ranges]
+        self._geo, self._task = geo, task
+        sig = (cfg.obs_noise_position, cfg.obs_noise_rotation, cfg.obs_noise_linear_velocity,
+               cfg.obs_noise_angular_velocity)
+        counts = (3, 9, 3, 3)  # position, rotation matrix, linear velocity, angular velocity
+        self._sig = np.repeat(np.array(sig if cfg.noise else (0.0,) * 4, np.float32), counts)  # x + 0 == x
+        self._state = np.zeros((n, STATE_DIM), np.float32)
+        self._force = np.zeros((n, 3), np.float32)
+        self._torque = np.zeros((n, 3), np.float32)
+        self._target = np.zeros((n, 3), np.float32)
+        self._steps = np.zeros(n, np.int64)
+        self._prm = np.tile(np.asarray(base, np.float32), (n, 1))
+        self._factors = np.ones((n, 4), np.float32)
+        # ring of the last H actions (one 4-column slot per step, at least one slot so that writes need no branch)
+        self._ring = np.zeros((n, 4 * max(cfg.action_history, 1)), np.float32)
+        self._head = 0  # ring slot of the newest action; the oldest is the next one
+        self._ctr = np.zeros(n, np.uint64)
+        self._envs = np.arange(n, dtype=np.int64)
+        self._views = {k: torch.from_numpy(getattr(self, "_" + k))
+                       for k in ("state", "force", "torque", "target", "steps", "factors")}
+        prm = torch.from_numpy(self._prm)
+        self.pt = p.tensors(1)._replace(mass=prm[:, 0:1], inertia=prm[:, 1:4], thrust_coefficient=prm[:, 4:5],
+                                        motor_time_constant=prm[:, 5:6])
+        self.set_reward_weights(cfg.reward)
+        self._rekey(seed)
+        self._reset_all()
+
+    # ----------------------------------------------------------------- tensors viewing the numpy buffers
+    def _get(name: str):  # noqa: N805 - property factory used in the class body
+        def get(self: FusedQuadrotorHoverEnv) -> torch.Tensor:
+            return self._views[name]
+
+        def put(self: FusedQuadrotorHoverEnv, value: torch.Tensor) -> None:
+            self._views[name].copy_(torch.as_tensor(value))
+
+        return property(get, put, doc=f"``{name}`` of every env (a torch view of the env's numpy buffer).")
+
+    state = _get("state")
+    force = _get("force")
+    torque = _get("torque")
+    target = _get("target")
+    steps = _get("steps")
+    factors = _get("factors")
+    del _get
+
+    @property
+    def history(self) -> torch.Tensor:
+        """The last ``action_history`` actions of every env, oldest first (a copy, ``[N, 4 * H]``)."""
+        ring = self._ring[:, :4 * self.cfg.action_history]
+        start = (self._head + 1) * 4 % max(ring.shape[1], 1)
+        return torch.from_numpy(np.concatenate((ring[:, start:], ring[:, :start]), axis=1))
+
+    # ----------------------------------------------------------------- public API
+    reward_term_names = REWARD_TERMS
+
+    def reward_from_terms(self, terms: torch.Tensor) -> torch.Tensor:
+        """Rewards of stored reward terms under the current weights (for replay-buffer recomputation)."""
+        return reward_from_terms(terms, self.reward_weights)
+
+    def export_spec(self) -> dict[str, Any]:
+        """The actor observation and action contract of this task (identical to the torch env's)."""
+        return hover_export_spec(self.cfg, self.params)
+
+    _BUFFERS = ("state", "force", "torque", "target", "steps", "prm", "factors", "ring", "keys", "ctr")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every buffer and random-stream counter, so a checkpoint continues bit-exactly."""
+        out = {f"env.{k}": torch.from_numpy(getattr(self, "_" + k).copy()) for k in self._BUFFERS}
+        out["env.head"] = torch.tensor(self._head)
+        w = self.reward_weights
+        out["env.reward_weights"] = torch.tensor(w.as_list() + [w.scale, w.constant], dtype=torch.float64)
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k in self._BUFFERS:
+            getattr(self, "_" + k)[...] = state[f"env.{k}"].numpy()
+        self._head = int(state["env.head"])
+        w = state["env.reward_weights"].tolist()
+        self.set_reward_weights(RewardWeights(*w[:5], scale=w[5], constant=w[6]))
+
+    def set_reward_weights(self, weights: RewardWeights) -> None:
+        """Change the reward weights from the next step on (used by curricula)."""
+        self.reward_weights = replace(weights)
+        self._weights = np.array(weights.as_list() + [weights.scale, weights.constant], np.float32)
+
+    def reset(self, seed: int | None = None) -> Obs:
+        """Reset every env; a seed restarts every env's random stream (same seed, same episodes)."""
+        if seed is not None:
+            self._rekey(seed)
+        return self._reset_all()
+
+    def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Advance every env one step; finished envs are reset (see ``sim.core`` for the contract)."""
+        if tuple(action.shape) != (self.num_envs, 4):
+            raise ValueError(f"action must be [{self.num_envs}, 4], got {list(action.shape)}")
+        a = action if isinstance(action, torch.Tensor) else torch.as_tensor(action)
+        if a.requires_grad:
+            a = a.detach()
+        if a.dtype != torch.float32 or a.device.type != "cpu" or not a.is_contiguous():
+            a = a.to("cpu", torch.float32).contiguous()
+        self._head = (self._head + 1) % (self._ring.shape[1] // 4)
+        args = (a.numpy(), self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
+        if self.num_envs < 2 * K.CHUNK and (threads := numba.get_num_threads()) > 1:
+            numba.set_num_threads(1)  # a single chunk: do not wake the other threads
+            try:
+                policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(*args)
+            finally:
+                numba.set_num_threads(threads)
+        else:
+            policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(*args)
+        obs = {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
+        terminated, truncated, done = torch.from_numpy(flags).unbind(0)
+        final: Mapping[str, torch.Tensor] = obs
+        if len(done_idx):
+            rows = torch.from_numpy(final_rows)
+            final = FinalObs(obs, torch.from_numpy(done_idx), {"policy": rows[:, :policy.shape[1]],
+                                                               "critic": rows[:, policy.shape[1]:]})
+        info: dict[str, Any] = {"final_obs": final, "done_mask": done, "reward_terms": torch.from_numpy(terms),
+                                "time_outs": truncated}
+        return obs, torch.from_numpy(reward), terminated, truncated, info
+
+    # ----------------------------------------------------------------- internals
+    def _rekey(self, seed: int) -> None:
+        s = int(seed) & (2**64 - 1)
+        self._keys = make_keys(s - 2**64 if s >= 2**63 else s, self.num_envs)
+        self._ctr[:] = 0
+
+    def _bufs(self) -> tuple[np.ndarray, ...]:
+        return (self._state, self._force, self._torque, self._target, self._steps, self._prm, self._factors,
+                self._ring, self._keys, self._ctr)
+
+    def _reset_all(self) -> Obs:
+        policy, critic = K.reset_kernel(self._envs, self._bufs(), self._head, self._geo, self._task, self._sig)
+        return {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
+
+
+__all__ = ["FinalObs", "FusedQuadrotorHoverEnv", "fused_unsupported_reason"]
