@@ -15,17 +15,18 @@ def paper_td3() -> TrainConfig:
 @register("crazyflie-hover", "Analytic policy gradient through the differentiable simulator (fastest found)")
 def crazyflie_hover() -> TrainConfig:
     cfg = TrainConfig(algorithm="apg")
-    cfg.task.num_envs = 128
+    cfg.task.num_envs = 256
     cfg.apg.horizon = 100
-    cfg.apg.lr = 1e-3
+    cfg.apg.lr, cfg.apg.lr_final = 2e-3, 1e-4
     # the curriculum's end point from the start: with exact gradients there is no exploration to protect
     cfg.task.reward = RewardWeights(position=40.0, orientation=5.0, linear_velocity=0.5, angular_velocity=0.05,
                                     action=0.05)
     cfg.curriculum = CurriculumConfig(every=0)
-    cfg.on_policy.total_env_steps = 128 * 100 * 400
-    cfg.eval_every = 128 * 100 * 25
-    cfg.checkpoint_every = 128 * 100 * 50
-    cfg.log_every = 128 * 100 * 5
+    steps_per_update = 256 * 100
+    cfg.on_policy.total_env_steps = steps_per_update * 400
+    cfg.eval_every = steps_per_update * 25
+    cfg.checkpoint_every = steps_per_update * 50
+    cfg.log_every = steps_per_update * 5
     return cfg
 
 
