@@ -7,6 +7,8 @@ unconfigured unless the params file sets autostart: true; then
 `ros2 lifecycle set /arm/robot_rl_node configure` and `... activate`.
 """
 
+# Self-contained on purpose (the twin launch file repeats these lines): `ros2 launch` runs the system Python,
+# which need not see the venv where robot-rl is installed, so a launch file must not import robot-rl itself.
 from pathlib import Path
 
 from launch import LaunchDescription
