@@ -35,8 +35,10 @@ def sim(
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int = 256, sweep: bool = True,
-             source: Literal["auto", "onnx", "checkpoint"] = "auto") -> None:
-    """Evaluate a run (256 paper episodes + robustness sweep) and write report.md with plots."""
+             source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto") -> None:
+    """Evaluate a run (256 paper episodes + robustness sweep) and write report.md with plots.
+
+    ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md)."""
     from robot_rl.commands.evaluate import print_summary, run_eval
 
     summary = run_eval(run_dir, episodes, sweep, source)

@@ -30,6 +30,19 @@ def onnx_policy(export_dir: Path):
     return fn
 
 
+def int8_policy(export_dir: Path):
+    """The int8 variant of the export through its bit-exact NumPy reference (what ``--quantize int8`` flashes)."""
+    from deploy.export.int8_reference import Int8Policy
+
+    contract.load(export_dir)
+    policy = Int8Policy(export_dir)
+
+    def fn(obs: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(policy(obs.cpu().numpy().astype(np.float32)), dtype=np.float32))
+
+    return fn
+
+
 def _learning_curve(run_dir: Path, path: Path) -> Path | None:
     m = read_metrics(run_dir)
     if not m or "episode_length" not in m:
@@ -72,25 +85,28 @@ def run_eval(run_dir: Path, episodes: int = 256, sweep: bool = True, source: str
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     export_dir = run_dir / "export"
-    if source == "onnx" or (source == "auto" and (export_dir / "policy.onnx").is_file()):
+    if source == "int8":
+        policy, used = int8_policy(export_dir), "int8 C variant (deploy.export.int8_reference, bit-exact with the C)"
+    elif source == "onnx" or (source == "auto" and (export_dir / "policy.onnx").is_file()):
         policy, used = onnx_policy(export_dir), "export/policy.onnx (onnxruntime)"
     else:
         _, actor, _ = load_actor(run_dir)
         policy, used = (lambda o: actor(o)), "checkpoint (torch)"
+    suffix = "" if source != "int8" else "_int8"
     ecfg = EvalConfig(**{**cfg.evaluation.__dict__, "episodes": episodes})
     result = evaluate(policy, cfg.task, episodes, ecfg.settle_radius, record=8)
     rows = robustness_sweep(policy, cfg.task, ecfg) if sweep else []
     labels = [f"episode {i}" for i in range(8)]
     plots = {"trajectories": plot_trajectories(list(result["traces"][:, :, :7]), labels, result["dt"],
-                                               "8 evaluation episodes", run_dir / "eval_trajectories.png")}
+                                               "8 evaluation episodes", run_dir / f"eval_trajectories{suffix}.png")}
     curve = _learning_curve(run_dir, run_dir / "learning_curve.png")
     if curve:
         plots["learning_curve"] = curve
     if rows:
-        plots["robustness"] = _sweep_plot(rows, run_dir / "robustness.png")
+        plots["robustness"] = _sweep_plot(rows, run_dir / f"robustness{suffix}.png")
     ok = passes(result, ecfg)
     summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used, "robustness": rows}
-    atomic_write_json(run_dir / "eval.json", summary)
+    atomic_write_json(run_dir / f"eval{suffix}.json", summary)
     lines = [f"# Evaluation of `{run_dir}`", "", f"Preset `{cfg.preset}`, algorithm {cfg.algorithm}, seed {cfg.seed}; "
              f"policy: {used}.", "",
              f"**{summary_line(result)}** — bar (survival ≥ {ecfg.survival_bar:.0%}, settle ≥ {ecfg.settle_bar:.0%}): "
@@ -106,8 +122,8 @@ def run_eval(run_dir: Path, episodes: int = 256, sweep: bool = True, source: str
         lines.append("")
     for title, p in plots.items():
         lines += [f"## {title.replace('_', ' ')}", "", f"![{title}]({Path(p).name})", ""]
-    atomic_write_text(run_dir / "report.md", "\n".join(lines))
-    summary["report"] = str(run_dir / "report.md")
+    atomic_write_text(run_dir / f"report{suffix}.md", "\n".join(lines))
+    summary["report"] = str(run_dir / f"report{suffix}.md")
     return summary
 
 

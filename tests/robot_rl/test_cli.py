@@ -52,3 +52,6 @@ def test_train_cli_runs_a_tiny_preset_and_resumes(tmp_path, capsys):
     main(["export", str(out), "--format", "c", "--quantize", "int8"])
     assert "C sources written to" in capsys.readouterr().out
     assert (out / "export" / "c_int8" / "policy.c").is_file()
+    main(["eval", str(out), "--source", "int8", "--episodes", "16", "--no-sweep"])
+    assert '"survival"' in capsys.readouterr().out
+    assert "int8 C variant" in (out / "report_int8.md").read_text()
