@@ -39,7 +39,7 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
         alive &= ~terminated
         if record:
             s = info["final_obs"]["critic"][:record]
-            traces.append(torch.where(alive[:record, None], _pose_from_critic(s, env, record), torch.nan))
+            traces.append(torch.where(alive[:record, None], _pose_from_critic(s), torch.nan))
         if t == cfg.episode_length - 1:
             final_err = torch.where(alive, info["final_obs"]["critic"][:, :3].norm(dim=-1), torch.nan)
     settled = alive & (final_err < settle_radius)
@@ -55,7 +55,7 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
     }
 
 
-def _pose_from_critic(critic: torch.Tensor, env: QuadrotorHoverEnv, n: int) -> torch.Tensor:
+def _pose_from_critic(critic: torch.Tensor) -> torch.Tensor:
     """Position (relative to target) and quaternion recovered from the noise-free critic observation."""
     rot = critic[:, 3:12].reshape(-1, 3, 3).double()
     w = (1 + rot[:, 0, 0] + rot[:, 1, 1] + rot[:, 2, 2]).clamp(min=1e-12).sqrt() / 2

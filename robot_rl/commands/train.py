@@ -40,12 +40,11 @@ def train_main(argv: list[str]) -> None:
     usage = ("usage: robot-rl train PRESET [--seed S] [--out DIR] [--device cpu|cuda] [overrides...]\n"
              "       robot-rl train --resume DIR\n\npresets:\n"
              + "\n".join(f"  {k:18s} {v[0]}" for k, v in sorted(PRESETS.items())))
-    if not argv or argv[0] in ("-h", "--help"):
-        if argv and len(argv) == 1:
-            print(usage)
-            return
-        if not argv:
-            raise ValueError("train needs a preset or --resume DIR\n" + usage)
+    if not argv:
+        raise ValueError("train needs a preset or --resume DIR\n" + usage)
+    if argv[0] in ("-h", "--help"):
+        print(usage)
+        return
     if argv[0] == "--resume":
         if len(argv) != 2:
             raise ValueError("usage: robot-rl train --resume DIR")

@@ -47,17 +47,15 @@ class OffPolicyRunner(Runner):
         self._track_episodes(reward, terminated | truncated)
         self.env_steps += env.num_envs
         self._apply_curriculum(self.buffer.recompute_rewards)
-        out: dict[str, float] = {}
         if self.env_steps < oc.critic_starts:
-            return out
+            return {}
         self.update_credit += env.num_envs * oc.updates_per_step
         train_actor = self.env_steps >= oc.actor_starts
+        stats: dict[str, torch.Tensor] = {}
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
             stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
-        if self.update_credit < 1.0 and "stats" in locals():
-            out = {k: v.item() for k, v in stats.items()}
-        return out
+        return {k: v.item() for k, v in stats.items()}
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
         out = self.buffer.state_dict()
