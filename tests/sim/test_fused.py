@@ -18,6 +18,7 @@ from sim.quadrotor import (
 )
 from sim.quadrotor._fused_kernels import CHUNK, RESET_CHUNK
 from sim.quadrotor._fused_rng import sample_normals
+from tests.sim.helpers import hold_at_target
 
 
 def make(n=8, seed=0, **kw) -> FusedQuadrotorHoverEnv:
@@ -112,10 +113,7 @@ def test_observation_layout_and_history():
 def test_termination_truncation_and_auto_reset():
     env = make(3, noise=False)
     env.reset(seed=0)
-    env.state[:, :13] = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float32)
-    env.state[:, 13:] = env.params.hover_rpm
-    env.force.zero_()
-    env.torque.zero_()
+    hold_at_target(env)
     env.state[0, 0] = 0.62
     env.state[2, 1] = -0.605
     obs, _, terminated, truncated, info = env.step(hover(env))

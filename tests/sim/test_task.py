@@ -13,6 +13,7 @@ from sim.quadrotor import (
     quat_to_rotmat,
     reward_from_terms,
 )
+from tests.sim.helpers import hold_at_target
 
 
 def make(n=8, **kw) -> QuadrotorHoverEnv:
@@ -75,10 +76,7 @@ def test_initial_state_distribution():
 def test_termination_beyond_position_limit():
     env = make(3, noise=False)
     env.reset(seed=0)
-    env.state[:, :13] = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float32)
-    env.state[:, 13:] = env.params.hover_rpm
-    env.force.zero_()
-    env.torque.zero_()
+    hold_at_target(env)
     env.state[0, 0] = 0.62
     env.state[1, 2] = -0.59
     env.state[2, 1] = -0.605
@@ -94,8 +92,7 @@ def test_truncation_at_500_steps_and_auto_reset_keeps_final_obs():
     env = make(2, noise=False)
     env.reset(seed=0)
     for t in range(500):
-        env.state[:, :13] = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float32)
-        env.force.zero_()
+        hold_at_target(env)
         obs, _, terminated, truncated, info = env.step(hover(env))
         assert not terminated.any()
         if t < 499:
