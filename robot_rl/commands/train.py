@@ -56,6 +56,9 @@ def train_main(argv: list[str]) -> None:
         cfg = tyro.cli(TrainConfig, default=get_preset(name), args=argv[1:], prog=f"robot-rl train {name}")
         cfg.preset = name
         run_dir = default_run_dir(cfg)
+        if (run_dir / "checkpoint.json").is_file():
+            raise ValueError(f"{run_dir} already holds a run; continue it with `robot-rl train --resume {run_dir}` "
+                             "or choose another --out")
         cfg.out = str(run_dir)
         out = run_training(cfg, run_dir)
     print(f"run directory : {run_dir}")

@@ -26,7 +26,8 @@ def make_env(cfg: TrainConfig) -> BatchedEnv:
 
 
 class Runner:
-    """Base class; subclasses implement ``_collect_and_update`` (one iteration) and ``_extra_state``."""
+    """Base class; subclasses implement ``_iteration`` (collect + update once) and, if they keep more state
+    than the networks, ``_extra_state``/``_load_extra_state``."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, env: BatchedEnv | None = None) -> None:
         torch.set_num_threads(cfg.threads)

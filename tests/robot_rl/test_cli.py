@@ -49,6 +49,9 @@ def test_train_cli_runs_a_tiny_preset_and_resumes(tmp_path, capsys):
     assert (out / "checkpoint.safetensors").is_file() and (out / "metrics.csv").is_file()
     main(["train", "--resume", str(out)])
     assert "resuming" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a second run into the same directory would overwrite the first
+        main(args)
+    assert "already holds a run" in capsys.readouterr().err
     main(["export", str(out), "--format", "c", "--quantize", "int8"])
     assert "C sources written to" in capsys.readouterr().out
     assert (out / "export" / "c_int8" / "policy.c").is_file()
