@@ -101,7 +101,8 @@ class PPO:
     def act(self, policy_obs: torch.Tensor, explore: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampled (unclipped) action and its log-probability; the env clips to its bounds."""
         d = self.actor.dist(policy_obs)
-        a = d.mean + d.stddev * torch.randn(d.mean.shape, generator=self.gen) if explore else d.mean
+        noise = torch.randn(d.mean.shape, generator=self.gen, device=d.mean.device) if explore else 0.0
+        a = d.mean + d.stddev * noise
         return a, d.log_prob(a).sum(-1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -114,7 +115,7 @@ class PPO:
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
         steps = 0
         for _ in range(c.epochs):
-            perm = torch.randperm(n, generator=self.gen)
+            perm = torch.randperm(n, generator=self.gen, device=batch["action"].device)
             for idx in perm.chunk(c.minibatches):
                 d = self.actor.dist(batch["policy_obs"][idx])
                 logp = d.log_prob(batch["action"][idx]).sum(-1)
