@@ -18,7 +18,7 @@ from sim.quadrotor import (
 )
 from sim.quadrotor._fused_kernels import CHUNK, RESET_CHUNK
 from sim.quadrotor._fused_rng import sample_normals
-from tests.sim.helpers import hold_at_target
+from tests.sim.helpers import assert_paper_actor_noise, assert_paper_initial_states, hold_at_target
 
 
 def make(n=8, seed=0, **kw) -> FusedQuadrotorHoverEnv:
@@ -139,20 +139,8 @@ def test_termination_truncation_and_auto_reset():
 
 def test_initial_state_distribution_and_actor_noise():
     env = make(20000)
-    s = env.state
-    guided = (s[:, :3] == 0).all(-1) & (s[:, 3] == 1)
-    assert 0.085 < guided.float().mean() < 0.115
-    assert s[:, :3].abs().max() <= 0.2 and s[:, 7:13].abs().max() <= 1.0
-    angle = 2 * torch.acos(s[:, 3].clamp(max=1.0))
-    assert angle.max() <= math.pi / 2 + 1e-5 and angle[~guided].mean() > 0.9
-    assert (s[:, 13:] == 10851.0).all()
-    torch.testing.assert_close(env.force.std(0) / (0.027 * 9.81 / 20), torch.ones(3), rtol=0.03, atol=0)
-    torch.testing.assert_close(env.torque.std(0), torch.full((3,), 2.65e-5), rtol=0.03, atol=0)
-    obs = env.reset(seed=0)
-    noise = obs["policy"][:, :18] - obs["critic"][:, :18]
-    expected = torch.tensor([0.001] * 12 + [0.002] * 6)
-    torch.testing.assert_close(noise.std(dim=0), expected, rtol=0.03, atol=0)
-    assert noise.mean(0).abs().max() < 4e-5
+    assert_paper_initial_states(env)
+    assert_paper_actor_noise(env.reset(seed=0))
 
 
 def test_gaussian_generator_statistics():

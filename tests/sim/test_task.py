@@ -1,4 +1,3 @@
-import math
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from sim.quadrotor import (
     quat_to_rotmat,
     reward_from_terms,
 )
-from tests.sim.helpers import hold_at_target
+from tests.sim.helpers import assert_paper_actor_noise, assert_paper_initial_states, hold_at_target
 
 
 def make(n=8, **kw) -> QuadrotorHoverEnv:
@@ -51,26 +50,12 @@ def test_observation_layout_matches_state():
 def test_actor_noise_has_paper_sigma():
     env = make(20000, noise=True)
     obs = env.reset(seed=0)
-    noise = obs["policy"][:, :18] - obs["critic"][:, :18]
-    std = noise.std(dim=0)
-    expected = torch.tensor([0.001] * 12 + [0.002] * 6)
-    torch.testing.assert_close(std, expected, rtol=0.03, atol=0)
-    assert noise.mean(0).abs().max() < 4e-5
+    assert_paper_actor_noise(obs)
     assert (obs["critic"][:, :18] == env._state_obs()).all()
 
 
 def test_initial_state_distribution():
-    env = make(20000)
-    s = env.state
-    guided = (s[:, :3] == 0).all(-1) & (s[:, 3] == 1)
-    assert 0.085 < guided.float().mean() < 0.115
-    assert s[:, :3].abs().max() <= 0.2 and s[:, 7:13].abs().max() <= 1.0
-    angle = 2 * torch.acos(s[:, 3].clamp(max=1.0))
-    assert angle.max() <= math.pi / 2 + 1e-5 and angle[~guided].mean() > 0.9
-    assert (s[:, 13:] == 10851.0).all()
-    f_std = env.force.std(0) / (0.027 * 9.81 / 20)
-    torch.testing.assert_close(f_std, torch.ones(3), rtol=0.03, atol=0)
-    torch.testing.assert_close(env.torque.std(0), torch.full((3,), 2.65e-5), rtol=0.03, atol=0)
+    assert_paper_initial_states(make(20000))
 
 
 def test_termination_beyond_position_limit():
