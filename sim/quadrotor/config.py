@@ -49,6 +49,30 @@ class DomainRandomization:
 
 
 @dataclass
+class AttitudeLevelConfig:
+    """Action scaling and radio link of the ``attitude_thrust`` level (the radio rate is ``1 / dt``)."""
+
+    roll_max_deg: float = 20.0
+    """|roll| setpoint at |a| = 1 (deg)."""
+    pitch_max_deg: float = 20.0
+    """|pitch| setpoint at |a| = 1 (deg)."""
+    yaw_rate_max_deg_s: float = 90.0
+    """|yaw rate| setpoint at |a| = 1 (deg/s)."""
+    thrust_low: float = 20000.0
+    """Thrust setpoint (PWM units) at a = -1."""
+    thrust_high: float = 60000.0
+    """Thrust setpoint at a = +1 (the firmware caps setpoints at 60000)."""
+    latency_ms: tuple[float, float] = (10.0, 30.0)
+    """Radio latency, drawn per episode uniformly from this range (ms)."""
+
+    def scale_offset(self) -> tuple[list[float], list[float]]:
+        """``value = offset + scale * a`` per channel (roll, pitch, yaw rate, thrust)."""
+        half = 0.5 * (self.thrust_high - self.thrust_low)
+        return ([self.roll_max_deg, self.pitch_max_deg, self.yaw_rate_max_deg_s, half],
+                [0.0, 0.0, 0.0, self.thrust_low + half])
+
+
+@dataclass
 class QuadrotorTaskConfig:
     """The hover task of "Learning to Fly in Seconds"."""
 
@@ -57,7 +81,14 @@ class QuadrotorTaskConfig:
     frame: str = "crazyflie"
     """Frame name (a YAML file in sim/quadrotor/) or a path to a parameter YAML file."""
     dt: float = 0.01
-    """Control and integration step (s)."""
+    """Control and integration step (s); at the attitude_thrust level also the radio's setpoint period."""
+    action_level: str = "motor_rpm"
+    """``motor_rpm`` (the paper: direct rotor speeds) or ``attitude_thrust`` (roll, pitch, yaw rate, thrust
+    setpoints through the radio link and the frame's onboard attitude controller)."""
+    attitude: AttitudeLevelConfig = field(default_factory=AttitudeLevelConfig)
+    """Scaling and radio link of the attitude_thrust level."""
+    obs_angular_velocity: bool = True
+    """Include the body angular velocity in the actor observation (off: pose-only state estimates suffice)."""
     episode_length: int = 500
     """Steps until truncation."""
     action_history: int = 32

@@ -42,6 +42,9 @@ def fused_unsupported_reason(cfg: QuadrotorTaskConfig) -> str | None:
     if tuple(cfg.randomization.obs_latency_steps) != (0, 0):
         return ("FusedQuadrotorHoverEnv does not support randomization.obs_latency_steps="
                 f"{tuple(cfg.randomization.obs_latency_steps)} (use QuadrotorHoverEnv)")
+    if cfg.action_level != "motor_rpm" or not cfg.obs_angular_velocity:
+        return (f"FusedQuadrotorHoverEnv supports action_level='motor_rpm' with the angular velocity observed only, "
+                f"got {cfg.action_level!r} / obs_angular_velocity={cfg.obs_angular_velocity} (use QuadrotorHoverEnv)")
     if cfg.action_history < 0 or cfg.num_envs < 1:
         return f"need num_envs >= 1 and action_history >= 0, got {cfg.num_envs} and {cfg.action_history}"
     return None

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from sim.core import BatchedEnv, Obs
+from sim.quadrotor.attitude_level import AttitudeThrustLevel, attitude_action_spec
 from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.dynamics import (
     OMEGA,
@@ -35,7 +36,8 @@ def resolve_frame(frame: str) -> QuadrotorParams:
     return load_params(builtin if builtin.is_file() else frame)
 
 
-def reward_terms(state: torch.Tensor, action: torch.Tensor, target: torch.Tensor, hover_action: float) -> torch.Tensor:
+def reward_terms(state: torch.Tensor, action: torch.Tensor, target: torch.Tensor,
+                 hover_action: float | torch.Tensor) -> torch.Tensor:
     """Unweighted cost terms ``[N, 5]`` (order ``REWARD_TERMS``) of a post-step state and the action taken.
 
     The reward is linear in these terms, so a replay buffer that stores them can recompute rewards
@@ -66,7 +68,7 @@ def hover_export_spec(cfg: QuadrotorTaskConfig, prm: QuadrotorParams) -> dict[st
     noise = (cfg.obs_noise_position, cfg.obs_noise_rotation, cfg.obs_noise_linear_velocity,
              cfg.obs_noise_angular_velocity) if cfg.noise else (0.0, 0.0, 0.0, 0.0)
     lim = cfg.position_limit
-    return {
+    spec = {
         "observation": [
             {"name": "position", "size": 3, "frame": "world", "unit": "m", "relative_to": "target",
              "low": -lim, "high": lim, "noise_std": noise[0]},
@@ -91,6 +93,11 @@ def hover_export_spec(cfg: QuadrotorTaskConfig, prm: QuadrotorParams) -> dict[st
         "robot": prm.name,
         "model": {k: v for k, v in prm.to_dict().items() if k != "extra"},
     }
+    if not cfg.obs_angular_velocity:
+        spec["observation"] = [c for c in spec["observation"] if c["name"] != "angular_velocity"]
+    if cfg.action_level == "attitude_thrust":
+        spec["action"] = attitude_action_spec(cfg.attitude, prm)
+    return spec
 
 
 class QuadrotorHoverEnv(BatchedEnv):
@@ -112,16 +119,25 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.action_dim = 4
         self.reward_term_names = REWARD_TERMS
         self.hover_action = self.params.hover_action
+        self._hover_ref: float | torch.Tensor = self.hover_action
         self.reward_weights = replace(cfg.reward)
         self._dr = cfg.randomization
         self._latency_max = int(cfg.randomization.obs_latency_steps[1])
+        self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
-            "policy": 18 + 4 * cfg.action_history,
+            "policy": self._state_obs_dim + 4 * cfg.action_history,
             "critic": 28 + (4 if self._dr.enabled else 0),
         }
         dev, f32 = self.device, torch.float32
         self.gen = torch.Generator(device=dev)
         self.gen.manual_seed(seed)
+        self._level: AttitudeThrustLevel | None = None
+        if cfg.action_level == "attitude_thrust":
+            self._level = AttitudeThrustLevel(cfg.attitude, self.params, cfg.dt, n, dev, self.gen)
+            self.hover_action = self._level.hover_action
+            self._hover_ref = torch.tensor(self.hover_action, device=dev)
+        elif cfg.action_level != "motor_rpm":
+            raise ValueError(f"unknown action_level {cfg.action_level!r}; choose 'motor_rpm' or 'attitude_thrust'")
         self.pt = self.params.tensors(n, dev, f32)
         self.factors = torch.ones(n, 4, device=dev)  # mass, inertia, thrust coeff, motor time constant
         self.latency = torch.zeros(n, dtype=torch.long, device=dev)
@@ -131,11 +147,12 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.torque = torch.zeros(n, 3, device=dev)
         self.target = torch.zeros(n, 3, device=dev)
         self.steps = torch.zeros(n, dtype=torch.long, device=dev)
-        self._delay = torch.zeros(self._latency_max + 1, n, 18, device=dev)
+        self._delay = torch.zeros(self._latency_max + 1, n, self._state_obs_dim, device=dev)
         self._delay_head = 0
         self._noise_std = torch.tensor(
             [cfg.obs_noise_position] * 3 + [cfg.obs_noise_rotation] * 9
-            + [cfg.obs_noise_linear_velocity] * 3 + [cfg.obs_noise_angular_velocity] * 3, device=dev)
+            + [cfg.obs_noise_linear_velocity] * 3 + [cfg.obs_noise_angular_velocity] * 3, device=dev
+        )[:self._state_obs_dim]
         self._reset_envs(torch.ones(n, dtype=torch.bool, device=dev))
 
     # ----------------------------------------------------------------- public API
@@ -152,6 +169,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         propagate through dynamics, observations and reward, which analytic policy gradients use)."""
         for k in ("state", "history", "_delay"):
             setattr(self, k, getattr(self, k).detach())
+        if self._level is not None:
+            self._level.detach()
 
     _STATE_KEYS = ("state", "history", "force", "torque", "target", "steps", "factors", "latency", "_delay")
 
@@ -164,6 +183,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         out["env.delay_head"] = torch.tensor(self._delay_head)
         out["env.reward_weights"] = torch.tensor(self.reward_weights.as_list() + [self.reward_weights.scale,
                                                                                   self.reward_weights.constant])
+        if self._level is not None:
+            out.update(self._level.state_dict())
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -175,6 +196,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         self._delay_head = int(state["env.delay_head"])
         w = state["env.reward_weights"].tolist()
         self.reward_weights = RewardWeights(*w[:5], scale=w[5], constant=w[6])
+        if self._level is not None:
+            self._level.load_state_dict(state)
 
     def reset(self, seed: int | None = None) -> Obs:
         if seed is not None:
@@ -186,11 +209,14 @@ class QuadrotorHoverEnv(BatchedEnv):
         if action.shape != (self.num_envs, 4):
             raise ValueError(f"action must be [{self.num_envs}, 4], got {list(action.shape)}")
         a = action.to(self.device, torch.float32).clamp(-1.0, 1.0)
-        rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
-        self.state = rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
+        if self._level is None:
+            rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
+            self.state = rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
+        else:
+            self.state = self._level.advance(self.state, self._level.setpoint(a), self.pt, self.force, self.torque)
         self.history = torch.cat((self.history[:, 4:], a), dim=1)
         self.steps += 1
-        terms = reward_terms(self.state, a, self.target, self.hover_action)
+        terms = reward_terms(self.state, a, self.target, self._hover_ref)
         reward = reward_from_terms(terms, self.reward_weights)
         rel = self.state[:, POS] - self.target
         terminated = (rel.abs() > self.cfg.position_limit).any(-1) | ~torch.isfinite(self.state).all(-1)
@@ -250,6 +276,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.torque = torch.where(m, torque, self.torque)
         self.history = torch.where(m, 0.0, self.history)
         self.steps = torch.where(mask, 0, self.steps)
+        if self._level is not None:
+            self._level.reset(mask, self.state)
 
     def _resample_params(self, mask: torch.Tensor) -> None:
         if not self._dr.enabled:
@@ -272,7 +300,13 @@ class QuadrotorHoverEnv(BatchedEnv):
     def _state_obs(self) -> torch.Tensor:
         s = self.state
         rot = quat_to_rotmat(s[:, QUAT]).reshape(-1, 9)
-        return torch.cat((s[:, POS] - self.target, rot, s[:, VEL], s[:, OMEGA]), dim=-1)
+        parts = [s[:, POS] - self.target, rot, s[:, VEL]] + ([s[:, OMEGA]] if self.cfg.obs_angular_velocity else [])
+        return torch.cat(parts, dim=-1)
+
+    def _critic_state(self) -> torch.Tensor:
+        s = self.state
+        return torch.cat((s[:, POS] - self.target, quat_to_rotmat(s[:, QUAT]).reshape(-1, 9), s[:, VEL], s[:, OMEGA]),
+                         dim=-1)
 
     def _observe(self, fresh: torch.Tensor, advance: bool = True) -> Obs:
         """Build both groups. ``fresh`` envs were just reset: their delay line is refilled."""
@@ -288,7 +322,7 @@ class QuadrotorHoverEnv(BatchedEnv):
         if self.cfg.noise:
             seen = seen + torch.randn(seen.shape, generator=self.gen, device=self.device) * self._noise_std
         rpm = self.state[:, RPM] / self.pt.rpm_max * 2.0 - 1.0
-        critic = [clean, self.force, self.torque, rpm]
+        critic = [clean if self.cfg.obs_angular_velocity else self._critic_state(), self.force, self.torque, rpm]
         if self._dr.enabled:
             critic.append(self.factors - 1.0)
         return {"policy": torch.cat((seen, self.history), dim=-1), "critic": torch.cat(critic, dim=-1)}
