@@ -130,6 +130,9 @@ def register(name: str, description: str) -> Callable[[Callable[[], TrainConfig]
 
 
 def get_preset(name: str) -> TrainConfig:
+    """A fresh copy of the named preset's configuration."""
+    from robot_rl import presets  # noqa: F401  (registers the presets; it imports this module)
+
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
     cfg = PRESETS[name][1]()

@@ -33,7 +33,8 @@ class APGConfig:
     """Steps back-propagated per update (100 = 1 s of flight: long enough to see position errors)."""
     max_grad_norm: float = 1.0
     init_action: float | None = None
-    """Start the policy near this constant action (small last layer); None: the env's hover action."""
+    """Start the policy near this constant action (small last layer); None: the env's hover action (a number,
+    or one per action element)."""
     init_scale: float = 0.01
     """Scale of the last layer's initial weights."""
 
@@ -41,13 +42,15 @@ class APGConfig:
 class APG:
     """Update rule; ``update(rollout_fn)`` differentiates the mean reward that ``rollout_fn(actor)`` returns."""
 
-    def __init__(self, cfg: APGConfig, policy_dim: int, action_dim: int, init_action: float = 0.0) -> None:
+    def __init__(self, cfg: APGConfig, policy_dim: int, action_dim: int,
+                 init_action: float | list[float] = 0.0) -> None:
         self.cfg = cfg
         self.actor = MLP(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, output="tanh")
         a0 = init_action if cfg.init_action is None else cfg.init_action
         with torch.no_grad():
             self.actor.linears[-1].weight.mul_(cfg.init_scale)
-            self.actor.linears[-1].bias.fill_(math.atanh(max(-0.999, min(0.999, a0))))
+            bias = torch.as_tensor(a0, dtype=torch.float64).clamp(-0.999, 0.999).atanh()
+            self.actor.linears[-1].bias.copy_(bias.expand_as(self.actor.linears[-1].bias))
         self.opt = make_optimizer(self.actor.parameters(), cfg.lr, 0.0)
         self.num_updates = 0
 
