@@ -17,7 +17,10 @@
   ``rotor_order``, ``hover``, ``safe_action`` (motors off); ``joint_position`` adds ``joints`` (names, one per
   action element), ``delta`` (true: target = measured position + scale * a; false: target = offset + scale * a),
   ``scale`` and ``offset`` (a number or one per joint; defaults 1 and 0). Its safe command holds the measured
-  position. Optional ``chunk`` ``{"horizon": H, "execute": E}``: the network outputs H actions at once
+  position. ``attitude_thrust`` (Crazyflie RPYT setpoints through Crazyswarm2's ``cmd_vel_legacy``) adds
+  ``scale`` and ``offset`` (``value = offset + scale * a`` per channel) and ``channels`` (``name``, ``unit``,
+  ``convention``, ``twist_field``); it has no safe command (the setpoint stream stops).
+  Optional ``chunk`` ``{"horizon": H, "execute": E}``: the network outputs H actions at once
   (``[batch, H * size]``, oldest first) and the runtime executes the first E before querying it again.
 * ``control_rate_hz``, ``robot``, ``task``, ``training`` (algorithm, config, seed), ``package_version``,
   ``onnx_opset``, ``network`` (layer sizes, activation, output), ``test_vector``
@@ -104,6 +107,15 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
         for c in comps:
             if c["name"] in ARM_JOINT_COMPONENTS:
                 need(c["size"] == len(joints), f"component {c['name']!r} must have one entry per joint")
+    if act["type"] == "attitude_thrust":
+        for key in ("scale", "offset"):
+            val = act.get(key)
+            need(isinstance(val, list) and len(val) == act["size"] and all(isinstance(v, (int, float)) for v in val),
+                 f"attitude_thrust action needs '{key}': one number per channel")
+        chans = act.get("channels")
+        need(isinstance(chans, list) and len(chans) == act["size"] and all(isinstance(c, dict) and "name" in c
+                                                                             for c in chans),
+             "attitude_thrust action needs 'channels': one {name, unit, ...} per element")
     if "chunk" in act:
         ch = act["chunk"]
         need(isinstance(ch, dict) and isinstance(ch.get("horizon"), int) and ch["horizon"] >= 1

@@ -14,7 +14,9 @@ robot computer that has ROS 2, numpy and onnxruntime. :class:`PolicyRunner` owns
 5. the safe command with a one-line reason whenever anything above is wrong.
 
 Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` -> hold the last
-finite measured joint position (none exists before the first joint state: ``step`` then returns ``None``).
+finite measured joint position (none exists before the first joint state: ``step`` then returns ``None``);
+``attitude_thrust`` -> none: ``step`` returns ``None`` and the caller stops its setpoint stream (a Crazyflie
+levels out 500 ms after its last setpoint and stops its motors after 2 s).
 """
 
 from __future__ import annotations
@@ -156,6 +158,11 @@ class PolicyRunner:
             self._delta = bool(act.get("delta", False))
             scale = _vector(act.get("scale", 1.0), n, 1.0, "action.scale")
             offset = _vector(act.get("offset", 0.0), n, 0.0, "action.offset")
+        elif self.action_type == "attitude_thrust":
+            scale = _vector(act.get("scale"), n, math.nan, "action.scale")
+            offset = _vector(act.get("offset"), n, math.nan, "action.offset")
+            if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
+                raise ModelError("an attitude_thrust action needs finite 'scale' and 'offset' (one per channel)")
         else:
             raise ModelError(f"action type {self.action_type!r} has no runtime mapping yet")
         if np.any(scale == 0):
@@ -367,7 +374,8 @@ class PolicyRunner:
         if self._rate_limited:
             if self._anchor:  # first command after activation: rate limit from the measured state / motors off
                 self._anchor = False
-                self._safe_into(self._prev)
+                if not self._safe_into(self._prev):  # no safe command (attitude_thrust): ramp up from zero
+                    self._prev.fill(0.0)
             tmp = self._tmp
             np.subtract(cmd, self._prev, out=tmp)
             np.maximum(tmp, self._neg_max_delta, out=tmp)

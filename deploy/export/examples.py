@@ -61,11 +61,19 @@ def export_arm_example(out_dir: str | Path, joints: Sequence[str] = ARM_JOINTS, 
     return _export(out_dir, spec, hidden, seed, on_dist, "tanh")
 
 
-def hover_spec(control_rate_hz: float | None = None) -> dict[str, Any]:
-    """The L2F hover task's export spec (146-dim observation, 4 motor actions)."""
+def hover_spec(control_rate_hz: float | None = None, attitude: bool = False) -> dict[str, Any]:
+    """The L2F hover task's export spec (146-dim observation, 4 motor actions), or with ``attitude`` the
+    ``crazyflie-hover-attitude`` preset's (attitude/thrust setpoints)."""
     from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
 
-    env = QuadrotorHoverEnv(QuadrotorTaskConfig(num_envs=16), seed=0)
+    if attitude:
+        from robot_rl.config import get_preset
+
+        task = get_preset("crazyflie-hover-attitude").task
+        task.num_envs = 16
+    else:
+        task = QuadrotorTaskConfig(num_envs=16)
+    env = QuadrotorHoverEnv(task, seed=0)
     spec = env.export_spec()
     spec["_on_dist"] = env.reset(seed=0)["policy"].numpy()
     if control_rate_hz is not None:
@@ -74,8 +82,10 @@ def hover_spec(control_rate_hz: float | None = None) -> dict[str, Any]:
 
 
 def export_hover_example(out_dir: str | Path, hidden: Sequence[int] = (64, 64), seed: int = 0,
-                         control_rate_hz: float | None = None, activation: str = "fast_tanh") -> dict[str, Any]:
-    """Export a random 146-hidden-4 hover-shaped MLP (the benchmark's 146-64-64-4 by default)."""
-    spec = hover_spec(control_rate_hz)
+                         control_rate_hz: float | None = None, activation: str = "fast_tanh",
+                         attitude: bool = False) -> dict[str, Any]:
+    """Export a random 146-hidden-4 hover-shaped MLP (the benchmark's 146-64-64-4 by default); ``attitude``:
+    the attitude/thrust task's shape instead."""
+    spec = hover_spec(control_rate_hz, attitude)
     on_dist = spec.pop("_on_dist")
     return _export(out_dir, spec, hidden, seed, on_dist, activation)

@@ -8,7 +8,10 @@ safe command at once and latches it until the next activation. Diagnostics (``di
 on ``/diagnostics``, or JSON in ``std_msgs/String`` on ``~/diagnostics`` when diagnostic_msgs is missing)
 carry the runner's counters, timer overruns and the period statistics.
 
-All robot-specific logic lives in the ROS-free :mod:`deploy.ros2.profiles` and :mod:`deploy.runtime`.
+A profile without a safe command (``crazyflie``) stops publishing instead; a profile may name a message to send
+once before its first command (the Crazyflie's zero-thrust unlock) and an ``std_srvs/Empty`` service the e-stop
+calls (``<cf>/emergency``). All robot-specific logic lives in the ROS-free :mod:`deploy.ros2.profiles`,
+:mod:`deploy.ros2.crazyflie` and :mod:`deploy.runtime`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from std_srvs.srv import Trigger
+from std_srvs.srv import Empty, Trigger
 
 from deploy.ros2.profiles import ConfigError, NodeConfig, Profile, make_profile
 
@@ -68,6 +71,8 @@ class PolicyNode(LifecycleNode):
         self._pub = None
         self._msg: Any = None
         self._error = ""
+        self._emergency: Any = None
+        self._unlock_pending = False
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._reset_timing(0.01)
         self.create_service(Trigger, "~/emergency_stop", self._on_estop)
@@ -102,6 +107,9 @@ class PolicyNode(LifecycleNode):
         self._pub = self.create_publisher(cmd_cls, profile.command_topic,
                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self._msg = cmd_cls()
+        self._emergency = None
+        if profile.emergency_service:
+            self._emergency = self.create_client(Empty, profile.emergency_service)
         self._reset_timing(1.0 / profile.rate_hz)
         self.get_logger().info(
             f"configured: profile {profile.name}, model {cfg.export_dir()}, {profile.rate_hz:g} Hz, commands on "
@@ -114,6 +122,7 @@ class PolicyNode(LifecycleNode):
         self._reset_timing(1.0 / self.profile.rate_hz)
         gc.collect()
         gc.freeze()  # objects alive now never need scanning again: shorter collector pauses in the loop
+        self._unlock_pending = True
         self._timer = self.create_timer(self._period, self._tick, clock=self._steady)
         self.get_logger().info(f"activated: control loop at {self.profile.rate_hz:g} Hz")
         return super().on_activate(state)
@@ -172,8 +181,13 @@ class PolicyNode(LifecycleNode):
         self._ticks += 1
         cmd, reason = self.profile.runner.step(t)
         if cmd is not None:
-            self._msg.data = cmd.tolist()
-            self._pub.publish(self._msg)
+            if self._unlock_pending and self._pub.get_subscription_count() > 0:
+                # e.g. the Crazyflie's thrust lock: one zero setpoint right before the first command
+                self._unlock_pending = False
+                unlock = self.profile.unlock_message(self._msg)
+                if unlock is not None:
+                    self._pub.publish(unlock)
+            self._pub.publish(self.profile.fill(self._msg, cmd))
         if reason is not None and reason != self._last_logged:
             self.get_logger().warning(f"safe command: {reason}")
         self._last_logged = reason
@@ -186,9 +200,10 @@ class PolicyNode(LifecycleNode):
             return
         cmd, _ = self.profile.runner.safe_command(reason)
         if cmd is not None:
-            self._msg.data = cmd.tolist()
-            self._pub.publish(self._msg)
-        self.get_logger().info(f"safe command sent ({reason})")
+            self._pub.publish(self.profile.fill(self._msg, cmd))
+            self.get_logger().info(f"safe command sent ({reason})")
+        else:
+            self.get_logger().info(f"command stream stopped ({reason})")
 
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.profile is None:
@@ -196,6 +211,9 @@ class PolicyNode(LifecycleNode):
             return response
         self.profile.runner.estop("emergency stop")
         self._send_safe("emergency stop")
+        if self._emergency is not None:  # the robot's own emergency stop (Crazyflie: motors off)
+            self._emergency.call_async(Empty.Request())
+            self.get_logger().warning(f"called {self._emergency.srv_name}")
         self.get_logger().warning("emergency stop: safe command latched until re-activation")
         response.success, response.message = True, "safe command latched until re-activation"
         return response
@@ -211,7 +229,9 @@ class PolicyNode(LifecycleNode):
         self._subs = []
         if self._pub is not None:
             self.destroy_publisher(self._pub)
-        self._pub, self.profile = None, None
+        if self._emergency is not None:
+            self.destroy_client(self._emergency)
+        self._pub, self.profile, self._emergency = None, None, None
 
     # ------------------------------------------------------------------ diagnostics
     def _reset_timing(self, period: float) -> None:

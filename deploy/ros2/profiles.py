@@ -7,6 +7,8 @@ attribute only, so tests can pass plain objects) into observation components. No
 * ``quadrotor_motors``: ``nav_msgs/Odometry`` in (REP 105: pose in the world/odom frame, twist in the body
   frame; the linear twist is rotated into the world frame), target from the ``target`` parameter or a
   ``geometry_msgs/PoseStamped`` topic, 4 motor commands out as ``std_msgs/Float32MultiArray`` (rpm by default).
+* ``crazyflie``: a Crazyswarm2 robot ``<cf>``: ``<cf>/odom`` or ``<cf>/pose`` in, attitude/thrust setpoints out on
+  ``<cf>/cmd_vel_legacy`` (``geometry_msgs/Twist``), ``<cf>/emergency`` on e-stop (:mod:`deploy.ros2.crazyflie`).
 * ``arm``: ``sensor_msgs/JointState`` in (reordered by name), joint position targets out on
   ``/<controller>/commands`` as ``std_msgs/Float64MultiArray`` in the order of the ``joints`` parameter; goal
   from the ``goal`` parameter or a ``std_msgs/Float64MultiArray`` topic.
@@ -36,7 +38,7 @@ class NodeConfig:
     """All node parameters (ROS parameter name = field name). Lists are per action element."""
 
     model_path: str = ""  # export directory with policy.onnx + policy.json (or the policy.onnx path)
-    profile: str = "quadrotor_motors"  # quadrotor_motors | arm
+    profile: str = "quadrotor_motors"  # quadrotor_motors | crazyflie | arm
     control_rate_hz: float = 0.0  # 0: the model's rate; any other value must equal it
     input_timeout_s: float = 0.1  # state older than this -> safe command
     autostart: bool = False  # configure + activate at start-up (else use ~/change_state)
@@ -55,6 +57,12 @@ class NodeConfig:
     motor_topic: str = "motor_commands"
     command_unit: str = "rpm"  # rpm | normalized ([-1, 1], the raw action)
     twist_frame: str = "child"  # child (REP 105) | world
+    # crazyflie (also uses target, target_topic, twist_frame)
+    cf_name: str = "cf1"  # Crazyswarm2 robot name: topics <cf>/odom, <cf>/pose, <cf>/cmd_vel_legacy
+    state_source: str = "odom"  # odom (nav_msgs/Odometry) | pose (geometry_msgs/PoseStamped, velocity estimated)
+    velocity_filter_s: float = 0.02  # pose source: time constant of the finite-difference velocity low-pass
+    odom_legacy_pitch: bool = False  # odom orientation built from the firmware's legacy (negated) pitch
+    unlock_thrust: bool = True  # send one zero-thrust setpoint after activation (the firmware's thrust lock)
     # arm
     joints: list[str] = field(default_factory=list)  # the controller's joints parameter (command order)
     controller: str = "forward_position_controller"
@@ -164,6 +172,18 @@ class Profile:
     def command_topic(self) -> str:
         raise NotImplementedError
 
+    def fill(self, msg: Any, cmd: np.ndarray) -> Any:
+        """Write a command into the (reused) command message."""
+        msg.data = cmd.tolist()
+        return msg
+
+    def unlock_message(self, msg: Any) -> Any | None:
+        """A message to publish once after activation, before any command (``None``: nothing)."""
+        return None
+
+    emergency_service: str | None = None
+    """A ``std_srvs/Empty`` service the node calls on e-stop (``None``: none)."""
+
 
 class QuadrotorMotorsProfile(Profile):
     """Odometry (+ target) -> 4 motor commands."""
@@ -216,26 +236,33 @@ class QuadrotorMotorsProfile(Profile):
         self._write_position()
         return True
 
-    def on_odometry(self, msg: Any, received: float) -> bool:
-        """``nav_msgs/Odometry``: write position - target, attitude, world linear and body angular velocity."""
-        if not self.runner.accept("odom", stamp_ns(msg), received):
-            return False
-        pose, tw = msg.pose.pose, msg.twist.twist
-        q = pose.orientation
+    def _orientation(self, q: Any) -> tuple[float, float, float, float]:
+        """Unit quaternion (w, x, y, z) of a message orientation; NaN when invalid (the step then turns safe)."""
         w, x, y, z = float(q.w), float(q.x), float(q.y), float(q.z)
         norm = math.sqrt(w * w + x * x + y * y + z * z)
-        if not abs(norm - 1.0) < 1e-2:  # also catches NaN: an invalid attitude makes the step safe
-            w = x = y = z = math.nan
-        else:
-            w, x, y, z = w / norm, x / norm, y / norm, z / norm
-        r = quat_to_rotmat(w, x, y, z)
-        self._pos = [float(pose.position.x), float(pose.position.y), float(pose.position.z)]
+        if not abs(norm - 1.0) < 1e-2:  # also catches NaN
+            return math.nan, math.nan, math.nan, math.nan
+        return w / norm, x / norm, y / norm, z / norm
+
+    def _write_pose(self, p: Any, quat: tuple[float, float, float, float]) -> list[float]:
+        """Write position - target, rotation matrix and quaternion; return the rotation matrix (row-major)."""
+        r = quat_to_rotmat(*quat)
+        self._pos = [float(p.x), float(p.y), float(p.z)]
         self._write_position()
         views = self._views
         if "rotation_matrix" in views:
             views["rotation_matrix"][:] = r
         if "quaternion" in views:
-            views["quaternion"][:] = [w, x, y, z]
+            views["quaternion"][:] = quat
+        return r
+
+    def on_odometry(self, msg: Any, received: float) -> bool:
+        """``nav_msgs/Odometry``: write position - target, attitude, world linear and body angular velocity."""
+        if not self.runner.accept("odom", stamp_ns(msg), received):
+            return False
+        pose, tw = msg.pose.pose, msg.twist.twist
+        r = self._write_pose(pose.position, self._orientation(pose.orientation))
+        views = self._views
         if "linear_velocity" in views:
             vx, vy, vz = float(tw.linear.x), float(tw.linear.y), float(tw.linear.z)
             if self.cfg.twist_frame == "child":
@@ -355,6 +382,9 @@ PROFILES: dict[str, type[Profile]] = {"quadrotor_motors": QuadrotorMotorsProfile
 
 def make_profile(cfg: NodeConfig) -> Profile:
     """Load and check the model for ``cfg.profile``; raise :class:`ConfigError` with a one-line reason."""
-    if cfg.profile not in PROFILES:
-        raise ConfigError(f"unknown profile {cfg.profile!r}; choose from {sorted(PROFILES)}")
-    return PROFILES[cfg.profile](cfg)
+    from deploy.ros2.crazyflie import CrazyflieProfile  # builds on this module
+
+    profiles = {**PROFILES, CrazyflieProfile.name: CrazyflieProfile}
+    if cfg.profile not in profiles:
+        raise ConfigError(f"unknown profile {cfg.profile!r}; choose from {sorted(profiles)}")
+    return profiles[cfg.profile](cfg)

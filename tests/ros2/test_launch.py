@@ -80,3 +80,19 @@ def test_launch_file_starts_the_console_script_with_its_yaml(stub_launch, robot,
     params = yaml.safe_load(yaml_path.read_text())["/**"]["ros__parameters"]
     assert params["profile"] == profile
     NodeConfig.coerce(params)  # every key is a node parameter with a valid value
+
+
+def test_crazyflie_launch_file_names_the_robot_and_its_yaml(stub_launch):
+    path = ROOT / "launch" / "crazyflie.launch.py"
+    desc = load(path)
+    (entities,) = desc.args
+    args = {e.args[0]: e.kwargs for e in entities if isinstance(e, DeclareLaunchArgument)}
+    assert set(args) == {"model_path", "cf_name", "params_file"} and args["cf_name"]["default_value"] == "cf1"
+    (node,) = [e for e in entities if isinstance(e, Node)]
+    kw = node.kwargs
+    assert kw["executable"] == "robot-rl-node" and kw["package"] is None and "namespace" not in kw
+    params_file, overrides = kw["parameters"]
+    assert overrides["cf_name"].args == ("cf_name",) and overrides["model_path"].args == ("model_path",)
+    params = yaml.safe_load(Path(args["params_file"]["default_value"]).read_text())["/**"]["ros__parameters"]
+    cfg = NodeConfig.coerce(params)
+    assert cfg.profile == "crazyflie" and cfg.command_high[3] == 60000.0 and len(cfg.command_low) == 4
