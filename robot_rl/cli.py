@@ -5,12 +5,15 @@ Commands:
   train    train a preset (or --resume a run)             robot-rl train crazyflie-hover --seed 0
   eval     evaluate a run and write report.md            robot-rl eval runs/crazyflie-hover/seed0
   export   export a run's policy (ONNX + policy.json)     robot-rl export runs/crazyflie-hover/seed0
+  crazyflie-sim  a simulated Crazyflie behind Crazyswarm2's ROS 2 topics (needs rclpy)
+                                                          robot-rl crazyflie-sim --cf cf1
 
 Run ``robot-rl COMMAND --help`` for the options of a command.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Literal
@@ -62,7 +65,28 @@ def export(run_dir: tyro.conf.Positional[Path], format: Literal["onnx", "c"] = "
         print(f"C sources written to {info['out_dir']}")
 
 
-COMMANDS = {"sim": sim, "eval": evaluate, "export": export}
+def crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 10.0,
+                  start: tuple[float, float, float] = (0.0, 0.0, 1.0), duration: float = 0.0,
+                  target_topic: str = "", step: tuple[float, float, float] = (0.3, 0.0, 0.0), step_at: float = 3.0,
+                  hold: float = 10.0, settle: float = 5.0, radius: float = 0.1, report: Path | None = None,
+                  seed: int = 0, max_wait: float = 60.0) -> None:
+    """Play a Crazyflie behind Crazyswarm2's topics: <cf>/odom and <cf>/pose out, <cf>/cmd_vel_legacy in.
+
+    Setpoints go through the attitude_thrust level's radio and onboard-controller model. ``--duration``: stop
+    that many seconds after the first setpoint (0: run until Ctrl-C; ``--max-wait`` s without any setpoint also
+    ends a run with a duration). ``--target-topic``: also publish the
+    policy node's target, step it by ``--step`` at ``--step-at`` s and check the hold (exit status 1 if it fails).
+    """
+    from robot_rl.commands.crazyflie_sim import run_crazyflie_sim
+
+    summary = run_crazyflie_sim(cf, rate, latency_ms, start, duration, target_topic, step, step_at, hold, settle,
+                                radius, report, seed, max_wait)
+    print(json.dumps(summary))
+    if target_topic and not summary.get("passed", False):
+        raise SystemExit(1)
+
+
+COMMANDS = {"sim": sim, "eval": evaluate, "export": export, "crazyflie-sim": crazyflie_sim}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         elif cmd in COMMANDS:
             tyro.cli(COMMANDS[cmd], args=rest, prog=f"robot-rl {cmd}")
         else:
-            raise ValueError(f"unknown command {cmd!r}; choose from train, eval, export, sim")
+            raise ValueError(f"unknown command {cmd!r}; choose from train, eval, export, sim, crazyflie-sim")
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         msg = str(exc).strip().splitlines()
         print(f"robot-rl: error: {msg[0] if msg else type(exc).__name__}", file=sys.stderr)

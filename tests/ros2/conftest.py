@@ -20,6 +20,12 @@ def ros_env() -> dict[str, str]:
     return env
 
 
+def node_env() -> dict[str, str]:
+    """:func:`ros_env` for a ``robot-rl-node`` process, with torch made unimportable (.venv-ros has torch for the
+    simulator; the node must not use it)."""
+    return {**ros_env(), "PYTHONPATH": str(ROOT / "tests" / "ros2" / "no_torch")}
+
+
 def venv_problem() -> str | None:
     """Why .venv-ros cannot run the node (None when it can); probed once per session."""
     if "reason" not in _probe:

@@ -19,7 +19,7 @@ import pytest
 from deploy.export.examples import export_arm_example, export_hover_example
 from deploy.ros2.profiles import NodeConfig, make_profile
 
-from .conftest import NODE_EXE, ROOT, ros_env
+from .conftest import NODE_EXE, ROOT, node_env, ros_env
 
 QUAD_NODE, ARM_NODE = "/rrl_test/robot_rl_node", "/robot_rl_node"
 STATE = {"pos": [0.05, -0.03, 1.02], "quat": [0.9998, 0.0, 0.02, 0.0], "lin": [0.1, 0.0, -0.05],
@@ -46,7 +46,7 @@ def run(ros_venv, tmp_path_factory):
                       ("arm", ["--params-file", str(ROOT / "launch/config/arm.yaml")])):
         logs[key] = open(d / f"{key}.log", "w+")
         procs.append(subprocess.Popen([str(NODE_EXE), "--ros-args", *args, *common], stdout=logs[key],
-                                      stderr=subprocess.STDOUT, env=env, cwd=d))
+                                      stderr=subprocess.STDOUT, env=node_env(), cwd=d))
     cfg = {"quad": {"node": QUAD_NODE, "ns": "/rrl_test", "sensor_rate_hz": 50.0, "state": STATE,
                     "models": {k: str(d / k) for k in ("good", "corrupt", "mismatch")}},
            "arm": {"node": ARM_NODE, "model": str(d / "arm"), "joints": ARM_JOINTS,

@@ -1,0 +1,134 @@
+"""End-to-end at the attitude level: train crazyflie-hover-attitude, pass the bar, fly it through the real node.
+
+One training run (seed 0) serves both tests. The closed loop is real ROS 2 over DDS on a private domain:
+``robot-rl crazyflie-sim`` plays the Crazyflie behind Crazyswarm2's topics (``cf1/odom`` out,
+``cf1/cmd_vel_legacy`` in, through the same radio + onboard-controller model as training) and publishes the
+target, which steps by 0.3 m three seconds after the first setpoint; ``robot-rl-node`` (profile ``crazyflie``,
+``launch/config/crazyflie.yaml``, torch blocked) flies the export. The drone must then hold within 0.1 m of the
+new target for 10 s.
+"""
+
+import json
+import signal
+import subprocess
+
+import pytest
+
+from robot_rl.commands.export import export_run
+from robot_rl.config import get_preset
+from robot_rl.evaluation import evaluate, passes
+from robot_rl.runs import make_runner
+
+from .conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("att") / "run"
+    cfg = get_preset("crazyflie-hover-attitude")
+    cfg.seed, cfg.stop_when_passed = 0, True
+    runner = make_runner(cfg, run_dir)
+    out = runner.train()
+    export_run(run_dir)
+    return cfg, runner, out, run_dir
+
+
+@pytest.mark.slow
+def test_attitude_preset_passes_the_bar(trained):
+    cfg, runner, out, _ = trained
+    assert out["first_pass"] is not None, "no in-training evaluation passed the bar"
+    result = evaluate(runner.policy_fn(), cfg.task, 256)
+    assert passes(result, cfg.evaluation), result
+
+
+@pytest.mark.slow
+def test_exported_policy_holds_a_target_step_through_the_node(trained, ros_venv, tmp_path):
+    *_, run_dir = trained
+    report = tmp_path / "loop.json"
+    sim = subprocess.Popen(
+        [str(VENV_PYTHON), "-m", "robot_rl.cli", "crazyflie-sim", "--cf", "cf1", "--start", "0", "0", "1",
+         "--target-topic", "/cf1/target", "--step", "0.3", "0", "0", "--step-at", "3", "--hold", "10",
+         "--duration", "19", "--report", str(report)],
+        stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
+    node = subprocess.Popen(
+        [str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/crazyflie.yaml"),
+         "-p", f"model_path:={run_dir / 'export'}", "-p", "target_topic:=/cf1/target", "-p", "autostart:=true"],
+        stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT, env=node_env(), cwd=tmp_path)
+    try:
+        sim.wait(timeout=120)
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        if sim.poll() is None:
+            sim.kill()
+    logs = {k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")}
+    assert report.is_file(), logs
+    data = json.loads(report.read_text())
+    summary = data["summary"]
+    assert summary["passed"], (summary, logs)
+    # the setpoints that reached the simulated firmware carried the policy's attitude and a hover thrust
+    thrusts = [sp[3] for sp in data["trajectory"]["setpoint"] if sp is not None]
+    assert 30000 < sum(thrusts) / len(thrusts) < 55000
+
+
+ESTOP_CALLER = """
+import sys, time, rclpy
+from geometry_msgs.msg import Twist
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+rclpy.init()
+node = rclpy.create_node("estop_caller")
+seen = []
+node.create_subscription(Twist, "/cf1/cmd_vel_legacy", seen.append, QoSProfile(depth=10,
+                         reliability=ReliabilityPolicy.RELIABLE))
+cli = node.create_client(Trigger, "/robot_rl_node/emergency_stop")
+assert cli.wait_for_service(timeout_sec=60.0)
+end = time.monotonic() + 60.0
+while len(seen) < 50 and time.monotonic() < end:  # the node is streaming setpoints
+    rclpy.spin_once(node, timeout_sec=0.05)
+time.sleep(float(sys.argv[1]))
+fut = cli.call_async(Trigger.Request())
+rclpy.spin_until_future_complete(node, fut, timeout_sec=10.0)
+print("estop", fut.result().success)
+"""
+
+
+def test_node_unlocks_streams_and_estop_calls_the_crazyflie_emergency(ros_venv, tmp_path):
+    """An untrained attitude export (random weights) over real DDS: the zero-thrust unlock precedes the first
+    command, the Twist stream reaches the simulated firmware, and the node's e-stop calls ``cf1/emergency``."""
+    from deploy.export.examples import export_hover_example
+
+    export_hover_example(tmp_path / "att", hidden=(16,), attitude=True)
+    report = tmp_path / "loop.json"
+    sim = subprocess.Popen(
+        [str(VENV_PYTHON), "-m", "robot_rl.cli", "crazyflie-sim", "--duration", "4", "--report", str(report)],
+        stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
+    node = subprocess.Popen(
+        [str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/crazyflie.yaml"),
+         "-p", f"model_path:={tmp_path / 'att'}", "-p", "autostart:=true", "-p", "input_timeout_s:=0.5"],
+        stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT, env=node_env(), cwd=tmp_path)
+    try:
+        caller = subprocess.run([str(VENV_PYTHON), "-c", ESTOP_CALLER, "0.5"], capture_output=True, text=True,
+                                env=ros_env(), timeout=120)
+        sim.wait(timeout=90)
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        if sim.poll() is None:
+            sim.kill()
+    logs = {k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")}
+    assert "estop True" in caller.stdout, (caller.stdout, caller.stderr, logs)
+    data = json.loads(report.read_text())
+    sps = [sp for sp in data["trajectory"]["setpoint"] if sp is not None]
+    # the simulated firmware ignores thrust until a zero-thrust packet arrives: thrust got through, so the
+    # node's unlock packet preceded its first command
+    first = next(i for i, sp in enumerate(sps) if sp[3] > 10000)
+    assert first < 20 and sum(sp[3] > 10000 for sp in sps[first:first + 50]) == 50, sps[:first + 3]
+    assert data["summary"]["emergency"], (data["summary"], logs)
+    assert "called cf1/emergency" in logs["node"] or "/cf1/emergency" in logs["node"], logs["node"]
