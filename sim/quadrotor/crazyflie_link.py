@@ -126,12 +126,21 @@ class SimulatedCrazyflie:
 
 def hold_check(times: list[float], errors: list[float], step_time: float, radius: float = 0.1,
                hold_s: float = 10.0, settle_s: float = 5.0) -> dict[str, float | bool]:
-    """Did the position error enter ``radius`` within ``settle_s`` of the target step and stay inside for
-    ``hold_s``? ``errors`` are distances to the (stepped) target at ``times``."""
+    """Did the drone settle within ``settle_s`` of the target step and then hold within ``radius`` for ``hold_s``?
+
+    ``errors`` are distances to the (stepped) target at ``times``. The hold starts at the earliest sample after
+    the step from which the error stays below ``radius`` for ``hold_s`` seconds (passing through the radius
+    while overshooting does not count as settled).
+    """
     after = [(t, e) for t, e in zip(times, errors, strict=True) if t >= step_time]
-    settle = next((t for t, e in after if e < radius), math.inf)
-    window = [e for t, e in after if settle <= t <= settle + hold_s]
-    covered = bool(window) and after[-1][0] >= settle + hold_s
-    max_err = max(window) if window else math.inf
-    return {"settle_time_s": settle - step_time, "hold_max_error_m": max_err,
-            "passed": covered and settle - step_time <= settle_s and max_err < radius}
+    next_bad, bad_t = [math.inf] * len(after), math.inf
+    for k in range(len(after) - 1, -1, -1):  # time of the next sample outside the radius, from sample k on
+        if after[k][1] >= radius:
+            bad_t = after[k][0]
+        next_bad[k] = bad_t
+    end = after[-1][0] if after else -math.inf
+    start = next((t for (t, _), nb in zip(after, next_bad, strict=True) if nb > t + hold_s and end >= t + hold_s),
+                 math.inf)
+    window = [e for t, e in after if start <= t <= start + hold_s]
+    return {"settle_time_s": start - step_time, "hold_max_error_m": max(window) if window else math.inf,
+            "passed": start - step_time <= settle_s}

@@ -57,6 +57,11 @@ def test_hold_check():
     errs = [0.3 if t < 4.0 else 0.05 for t in times]  # step at 3 s, inside 0.1 m from 4 s on
     ok = hold_check(times, errs, step_time=3.0, hold_s=10.0, settle_s=5.0)
     assert ok["passed"] and ok["settle_time_s"] == pytest.approx(1.0, abs=0.011)
-    errs[1200] = 0.2  # one excursion during the hold
+    assert ok["hold_max_error_m"] == pytest.approx(0.05)
+    overshoot = [0.08 if 4.0 <= t < 4.2 else (0.15 if 4.2 <= t < 4.5 else e)
+                 for t, e in zip(times, errs, strict=True)]
+    late = hold_check(times, overshoot, 3.0)  # passing through the radius while overshooting is not settling
+    assert late["passed"] and late["settle_time_s"] == pytest.approx(1.5, abs=0.011)
+    errs[1200] = 0.2  # one excursion at 12 s: no 10 s window inside the radius starts within 5 s of the step
     assert not hold_check(times, errs, 3.0)["passed"]
     assert not hold_check(times[:1300], [0.05] * 1300, 3.0)["passed"]  # too short to cover 10 s
