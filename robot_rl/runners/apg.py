@@ -22,7 +22,7 @@ class APGRunner(Runner):
     def __init__(self, cfg: TrainConfig, run_dir: Path, env: BatchedEnv | None = None) -> None:
         super().__init__(cfg, run_dir, env)
         if not hasattr(self.env, "detach"):
-            raise ValueError("apg needs a differentiable env with detach() (the torch quadrotor env)")
+            raise ValueError("apg needs a differentiable env with detach() (QuadrotorHoverEnv or DiffFusedHoverEnv)")
         env = self.env
         self.algo = APG(cfg.apg, env.obs_dims["policy"], env.action_dim, getattr(env, "hover_action", 0.0))
         self.algo.actor.to(cfg.device)
