@@ -67,8 +67,8 @@ class TrainConfig:
     threads: int = 1
     """torch intra-op threads (small networks on 2 cores are fastest with 1)."""
     env_impl: Literal["auto", "torch", "fused"] = "auto"
-    """Simulator: fused numba kernel (CPU) or plain torch; auto = fused where supported. APG always uses torch
-    (it differentiates through the simulator)."""
+    """Simulator: fused numba kernel (CPU) or plain torch; auto = fused where supported. APG differentiates
+    through the simulator: its fused choice is the differentiable fused env (numba step + hand-written VJP)."""
     out: str = ""
     """Run directory; empty: runs/<preset>/seed<seed>."""
     task: QuadrotorTaskConfig = field(default_factory=QuadrotorTaskConfig)

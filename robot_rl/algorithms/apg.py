@@ -37,6 +37,9 @@ class APGConfig:
     or one per action element)."""
     init_scale: float = 0.01
     """Scale of the last layer's initial weights."""
+    backprop: str = "auto"
+    """``auto``: hand-written BPTT (``apg_bptt.py``) where it applies (fast-tanh MLP on the differentiable fused
+    CPU env), else torch autograd; ``autograd``: always torch autograd (same gradient, other rounding)."""
 
 
 class APG:
@@ -69,11 +72,16 @@ class APG:
         for group in self.opt.param_groups:
             group["lr"] = lr
 
-    def update(self, mean_reward: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One Adam step on ``-mean_reward`` (clipped gradient norm)."""
+    def update(self, mean_reward: torch.Tensor, grads: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """One Adam step on ``-mean_reward`` (clipped gradient norm). ``grads``: the gradient of ``mean_reward``
+        with respect to ``actor.parameters()``, when computed without autograd."""
         loss = -mean_reward
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if grads is None:
+            loss.backward()
+        else:
+            for p, g in zip(self.actor.parameters(), grads, strict=True):
+                p.grad = -g
         norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.max_grad_norm)
         self.opt.step()
         self.num_updates += 1

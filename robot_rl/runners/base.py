@@ -21,8 +21,9 @@ from sim.quadrotor import make_hover_env
 
 
 def make_env(cfg: TrainConfig) -> BatchedEnv:
-    impl = "torch" if cfg.algorithm == "apg" else cfg.env_impl
-    return make_hover_env(replace(cfg.task, device=cfg.device), seed=cfg.seed, impl=impl)
+    # apg differentiates through the simulator: the fused choice is then the differentiable fused env
+    return make_hover_env(replace(cfg.task, device=cfg.device), seed=cfg.seed, impl=cfg.env_impl,
+                          differentiable=cfg.algorithm == "apg")
 
 
 class Runner:
