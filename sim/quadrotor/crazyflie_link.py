@@ -143,4 +143,5 @@ def hold_check(times: list[float], errors: list[float], step_time: float, radius
                  math.inf)
     window = [e for t, e in after if start <= t <= start + hold_s]
     return {"settle_time_s": start - step_time, "hold_max_error_m": max(window) if window else math.inf,
+            "hold_median_error_m": sorted(window)[len(window) // 2] if window else math.inf,
             "passed": start - step_time <= settle_s}
