@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 
@@ -161,16 +160,7 @@ class DiffFusedHoverEnv(FusedQuadrotorHoverEnv):
         ``action`` float32 ``[N, 4]`` -> ``policy, critic, reward, done, record``."""
         before = (self._state.copy(), action, self._force.copy(), self._torque.copy(), self._target.copy(),
                   self._prm.copy(), self._geo, self._adj_weights.copy())
-        self._head = (self._head + 1) % (self._ring.shape[1] // 4)
-        args = (action, self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
-        if self.num_envs < 2 * K.CHUNK and (threads := numba.get_num_threads()) > 1:
-            numba.set_num_threads(1)  # a single chunk: do not wake the other threads
-            try:
-                policy, critic, reward, _, flags, _, _ = K.step_kernel(*args)
-            finally:
-                numba.set_num_threads(threads)
-        else:
-            policy, critic, reward, _, flags, _, _ = K.step_kernel(*args)
+        policy, critic, reward, _, flags, _, _ = self._launch(action)
         return policy, critic, reward, flags[2], (*before, ~flags[2])
 
     def step_vjp(self, record: StepRecord, g_state: Cotangent, g_obs: Cotangent, g_reward: Cotangent

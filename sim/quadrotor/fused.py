@@ -214,16 +214,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
             a = a.detach()
         if a.dtype != torch.float32 or a.device.type != "cpu" or not a.is_contiguous():
             a = a.to("cpu", torch.float32).contiguous()
-        self._head = (self._head + 1) % (self._ring.shape[1] // 4)
-        args = (a.numpy(), self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
-        if self.num_envs < 2 * K.CHUNK and (threads := numba.get_num_threads()) > 1:
-            numba.set_num_threads(1)  # a single chunk: do not wake the other threads
-            try:
-                policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(*args)
-            finally:
-                numba.set_num_threads(threads)
-        else:
-            policy, critic, reward, terms, flags, done_idx, final_rows = K.step_kernel(*args)
+        policy, critic, reward, terms, flags, done_idx, final_rows = self._launch(a.numpy())
         obs = {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
         terminated, truncated, done = torch.from_numpy(flags).unbind(0)
         final: Mapping[str, torch.Tensor] = obs
@@ -240,6 +231,18 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         s = int(seed) & (2**64 - 1)
         self._keys = make_keys(s - 2**64 if s >= 2**63 else s, self.num_envs)
         self._ctr[:] = 0
+
+    def _launch(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Advance the history ring and run the step kernel on float32 ``action`` ``[N, 4]``; its raw outputs."""
+        self._head = (self._head + 1) % (self._ring.shape[1] // 4)
+        args = (action, self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
+        if self.num_envs < 2 * K.CHUNK and (threads := numba.get_num_threads()) > 1:
+            numba.set_num_threads(1)  # a single chunk: do not wake the other threads
+            try:
+                return K.step_kernel(*args)
+            finally:
+                numba.set_num_threads(threads)
+        return K.step_kernel(*args)
 
     def _bufs(self) -> tuple[np.ndarray, ...]:
         return (self._state, self._force, self._torque, self._target, self._steps, self._prm, self._factors,

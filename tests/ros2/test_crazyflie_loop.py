@@ -8,6 +8,7 @@ target, which steps by 0.3 m three seconds after the first setpoint; ``robot-rl-
 new target for 10 s.
 """
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -20,6 +21,30 @@ from robot_rl.evaluation import evaluate, passes
 from robot_rl.runs import make_runner
 
 from .conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env
+
+
+@contextlib.contextmanager
+def sim_and_node(tmp_path, sim_args: list[str], node_params: list[str]):
+    """Run ``robot-rl crazyflie-sim`` (in .venv-ros) and ``robot-rl-node`` (crazyflie.yaml, torch blocked) side by
+    side; yields a dict that holds their log tails (``sim``, ``node``) once both have stopped."""
+    sim = subprocess.Popen([str(VENV_PYTHON), "-m", "robot_rl.cli", "crazyflie-sim", *sim_args],
+                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
+    params = [x for p in node_params for x in ("-p", p)]
+    node = subprocess.Popen(
+        [str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/crazyflie.yaml"), *params],
+        stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT, env=node_env(), cwd=tmp_path)
+    logs: dict[str, str] = {}
+    try:
+        yield logs, sim
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        if sim.poll() is None:
+            sim.kill()
+        logs.update({k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")})
 
 
 @pytest.fixture(scope="module")
@@ -45,26 +70,11 @@ def test_attitude_preset_passes_the_bar(trained):
 def test_exported_policy_holds_a_target_step_through_the_node(trained, ros_venv, tmp_path):
     *_, run_dir = trained
     report = tmp_path / "loop.json"
-    sim = subprocess.Popen(
-        [str(VENV_PYTHON), "-m", "robot_rl.cli", "crazyflie-sim", "--cf", "cf1", "--start", "0", "0", "1",
-         "--target-topic", "/cf1/target", "--step", "0.3", "0", "0", "--step-at", "3", "--hold", "10",
-         "--duration", "19", "--report", str(report)],
-        stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
-    node = subprocess.Popen(
-        [str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/crazyflie.yaml"),
-         "-p", f"model_path:={run_dir / 'export'}", "-p", "target_topic:=/cf1/target", "-p", "autostart:=true"],
-        stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT, env=node_env(), cwd=tmp_path)
-    try:
+    sim_args = ["--cf", "cf1", "--start", "0", "0", "1", "--target-topic", "/cf1/target", "--step", "0.3", "0", "0",
+                "--step-at", "3", "--hold", "10", "--duration", "19", "--report", str(report)]
+    node_params = [f"model_path:={run_dir / 'export'}", "target_topic:=/cf1/target", "autostart:=true"]
+    with sim_and_node(tmp_path, sim_args, node_params) as (logs, sim):
         sim.wait(timeout=120)
-    finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        if sim.poll() is None:
-            sim.kill()
-    logs = {k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")}
     assert report.is_file(), logs
     data = json.loads(report.read_text())
     summary = data["summary"]
@@ -103,26 +113,11 @@ def test_node_unlocks_streams_and_estop_calls_the_crazyflie_emergency(ros_venv, 
 
     export_hover_example(tmp_path / "att", hidden=(16,), attitude=True)
     report = tmp_path / "loop.json"
-    sim = subprocess.Popen(
-        [str(VENV_PYTHON), "-m", "robot_rl.cli", "crazyflie-sim", "--duration", "4", "--report", str(report)],
-        stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
-    node = subprocess.Popen(
-        [str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/crazyflie.yaml"),
-         "-p", f"model_path:={tmp_path / 'att'}", "-p", "autostart:=true", "-p", "input_timeout_s:=0.5"],
-        stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT, env=node_env(), cwd=tmp_path)
-    try:
+    node_params = [f"model_path:={tmp_path / 'att'}", "autostart:=true", "input_timeout_s:=0.5"]
+    with sim_and_node(tmp_path, ["--duration", "4", "--report", str(report)], node_params) as (logs, sim):
         caller = subprocess.run([str(VENV_PYTHON), "-c", ESTOP_CALLER, "0.5"], capture_output=True, text=True,
                                 env=ros_env(), timeout=120)
         sim.wait(timeout=90)
-    finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        if sim.poll() is None:
-            sim.kill()
-    logs = {k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")}
     assert "estop True" in caller.stdout, (caller.stdout, caller.stderr, logs)
     data = json.loads(report.read_text())
     sps = [sp for sp in data["trajectory"]["setpoint"] if sp is not None]
