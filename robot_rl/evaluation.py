@@ -12,6 +12,9 @@ from sim.quadrotor import DomainRandomization, QuadrotorHoverEnv, QuadrotorTaskC
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 EVAL_SEED = 1_000_003
+PAPER_RADIUS = 0.2
+"""The L2F paper's validation criterion: an episode counts if it survives and ends within 0.2 m of the target
+(RLtools' ``SettlingFractionPosition<200>``, over 10 validation episodes)."""
 SWEEP_PARAMS = ("mass", "thrust_coefficient", "motor_time_constant")
 
 
@@ -22,7 +25,8 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
     with the paper's observation noise and disturbances. ``policy`` maps ``policy`` observations to actions.
 
     Returns survival rate (no termination), settle rate (survived and within ``settle_radius`` of the target
-    at the end), median final position error (survivors), mean return, and ``record`` state traces.
+    at the end), the paper's rate (survived and within 0.2 m at the end), median final position error
+    (survivors), every episode's final error (None: crashed), mean return, and ``record`` state traces.
     """
     cfg = replace(task, num_envs=episodes, device="cpu", noise=True,
                   randomization=randomization or DomainRandomization())
@@ -48,7 +52,9 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
         "episodes": episodes,
         "survival": alive.float().mean().item(),
         "settle": settled.float().mean().item(),
+        "within_0p2m": (alive & (final_err < PAPER_RADIUS)).float().mean().item(),
         "median_final_error_m": survivors.median().item() if len(survivors) else float("nan"),
+        "final_errors_m": [None if e != e else round(e, 4) for e in final_err.tolist()],
         "mean_return": ret.mean().item(),
         "traces": torch.stack(traces, dim=1).numpy() if record else None,
         "dt": cfg.dt,
@@ -82,5 +88,6 @@ def passes(result: dict, cfg: EvalConfig) -> bool:
 
 
 def summary_line(result: dict) -> str:
-    return (f"survival {result['survival']:.1%}, settle {result['settle']:.1%}, median final error "
+    paper = f", within 0.2 m {result['within_0p2m']:.1%}" if "within_0p2m" in result else ""
+    return (f"survival {result['survival']:.1%}, settle {result['settle']:.1%}{paper}, median final error "
             f"{result['median_final_error_m'] * 100:.1f} cm over {result['episodes']} episodes")

@@ -16,6 +16,21 @@ def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: floa
     return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+def make_rltools_adam(named_params: Iterable[tuple[str, nn.Parameter]], lr: float,
+                      weight_decay: float) -> torch.optim.Optimizer:
+    """Adam with RLtools' weight decay (the L2F paper's optimizer): every step, after the Adam update is formed,
+    each weight *matrix* entry also moves by ``-w * weight_decay / 2`` (not scaled by the learning rate); biases
+    are not decayed. Built as AdamW with per-group decay ``weight_decay / (2 lr)`` on weights and 0 on biases
+    (AdamW multiplies by ``1 - lr * decay``), so the learning rate must stay constant."""
+    weights, biases = [], []
+    for name, p in named_params:
+        (biases if "bias" in name else weights).append(p)
+    if weight_decay <= 0:
+        return torch.optim.Adam(weights + biases, lr=lr, foreach=True)
+    groups = [{"params": weights, "weight_decay": weight_decay / (2.0 * lr)}, {"params": biases, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, foreach=True)
+
+
 @torch.no_grad()
 def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
     """``target <- (1 - tau) target + tau source`` for all parameters."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robot_rl.algorithms.common import make_optimizer, polyak, step
+from robot_rl.algorithms.common import make_rltools_adam, polyak, step
 from robot_rl.models.critic import EnsembleMLP
 from robot_rl.models.mlp import MLP
 
@@ -23,12 +23,19 @@ class TD3Config:
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
     weight_decay: float = 1e-4
-    """Decoupled weight decay (AdamW); 0 gives Adam."""
+    """RLtools' decoupled weight decay: each optimizer step also shrinks every weight-matrix entry by the factor
+    ``1 - weight_decay / 2`` (independent of the learning rate; biases are not decayed); 0 gives Adam."""
     gamma: float = 0.99
     tau: float = 0.005
     """Polyak step for the target networks (0.005 = the paper's 0.995 averaging)."""
     policy_delay: int = 2
-    """Actor and target updates once per this many critic updates."""
+    """Actor (and actor-target) updates once per this many critic updates."""
+    critic_target_delay: int = 1
+    """Critic targets are updated once per this many critic updates. The paper (RLtools) updates them with every
+    critic update, from the first one on (before the actor starts); Fujimoto et al. use ``policy_delay``."""
+    independent_batches: bool = True
+    """Every critic and the actor train on a batch of their own (each with its own target-action noise), as
+    RLtools does; False: one shared batch per update."""
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
     exploration_noise: float = 0.1
@@ -46,8 +53,8 @@ class TD3:
         self.critic = EnsembleMLP(cfg.num_critics, critic_dim + action_dim, cfg.critic_hidden, 1, cfg.activation)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = make_optimizer(self.actor.parameters(), cfg.actor_lr, cfg.weight_decay)
-        self.critic_opt = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay)
+        self.actor_opt = make_rltools_adam(self.actor.named_parameters(), cfg.actor_lr, cfg.weight_decay)
+        self.critic_opt = make_rltools_adam(self.critic.named_parameters(), cfg.critic_lr, cfg.weight_decay)
         self.gen = generator
         self.num_updates = 0
 
@@ -77,22 +84,43 @@ class TD3:
         q = self.critic_target(torch.cat((next_critic_obs, a), dim=-1)).squeeze(-1).min(dim=0).values
         return reward + c.gamma * (1.0 - terminated) * q
 
-    def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True) -> dict[str, torch.Tensor]:
-        """One critic step (and every ``policy_delay``-th call an actor + target step); returns detached losses."""
+    def batch_rows(self, batch_size: int) -> int:
+        """Rows to sample for one critic update: one batch per critic with ``independent_batches``."""
+        return batch_size * (self.cfg.num_critics if self.cfg.independent_batches else 1)
+
+    def actor_due(self, train_actor: bool) -> bool:
+        """Whether the next :meth:`update` will also step the actor."""
+        return train_actor and (self.num_updates + 1) % self.cfg.policy_delay == 0
+
+    def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
+               actor_batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """One critic step (and every ``policy_delay``-th call an actor + actor-target step); returns detached losses.
+
+        With ``independent_batches`` ``batch`` holds ``num_critics`` batches one after the other (critic ``i``
+        trains on the ``i``-th, each target the twin minimum of both target critics); the actor trains on
+        ``actor_batch`` when given, else on ``batch``. Critic targets follow every ``critic_target_delay``-th
+        critic step.
+        """
+        c = self.cfg
         y = self.target_q(batch["reward"], batch["next_policy_obs"], batch["next_critic_obs"], batch["terminated"])
-        q = self.critic(torch.cat((batch["critic_obs"], batch["action"]), dim=-1)).squeeze(-1)
+        x = torch.cat((batch["critic_obs"], batch["action"]), dim=-1)
+        if c.independent_batches:
+            x, y = x.reshape(c.num_critics, -1, x.shape[-1]), y.reshape(c.num_critics, -1)
+        q = self.critic(x).squeeze(-1)
         critic_loss = ((q - y) ** 2).mean(dim=1).sum()
         step(self.critic_opt, critic_loss)
         self.num_updates += 1
         out = {"critic_loss": critic_loss.detach()}
-        if train_actor and self.num_updates % self.cfg.policy_delay == 0:
-            a = self.actor(batch["policy_obs"])
-            q_pi = self.critic(torch.cat((batch["critic_obs"], a), dim=-1))[0]
+        if train_actor and self.num_updates % c.policy_delay == 0:
+            ab = actor_batch if actor_batch is not None else batch
+            a = self.actor(ab["policy_obs"])
+            q_pi = self.critic(torch.cat((ab["critic_obs"], a), dim=-1))[0]
             actor_loss = -q_pi.mean()
             self.critic.requires_grad_(False)
             step(self.actor_opt, actor_loss)
             self.critic.requires_grad_(True)
             out["actor_loss"] = actor_loss.detach()
-            polyak(self.actor_target, self.actor, self.cfg.tau)
-            polyak(self.critic_target, self.critic, self.cfg.tau)
+            polyak(self.actor_target, self.actor, c.tau)
+        if self.num_updates % c.critic_target_delay == 0:
+            polyak(self.critic_target, self.critic, c.tau)
         return out

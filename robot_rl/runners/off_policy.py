@@ -54,7 +54,13 @@ class OffPolicyRunner(Runner):
         stats: dict[str, torch.Tensor] = {}
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
-            stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
+            if isinstance(self.algo, TD3):  # RLtools: each critic and the actor sample a batch of their own
+                batch = self.buffer.sample(self.algo.batch_rows(oc.batch_size), self.gen)
+                actor_batch = (self.buffer.sample(oc.batch_size, self.gen)
+                               if self.cfg.td3.independent_batches and self.algo.actor_due(train_actor) else None)
+                stats = self.algo.update(batch, train_actor=train_actor, actor_batch=actor_batch)
+            else:
+                stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
         return {k: v.item() for k, v in stats.items()}
 
     def _extra_state(self) -> dict[str, torch.Tensor]:

@@ -101,3 +101,49 @@ def test_gae_by_hand():
     adv, ret = compute_gae(rewards, values, last, dones, bootstrap, g, lam)
     torch.testing.assert_close(adv.squeeze(-1), torch.tensor([a0, a1, a2]))
     torch.testing.assert_close(ret, adv + values)
+
+
+def _batch(n: int, pdim: int = 3, cdim: int = 2, adim: int = 2) -> dict[str, torch.Tensor]:
+    return {"policy_obs": torch.randn(n, pdim), "critic_obs": torch.randn(n, cdim), "action": torch.rand(n, adim),
+            "reward": torch.randn(n), "next_policy_obs": torch.randn(n, pdim), "next_critic_obs": torch.randn(n, cdim),
+            "terminated": torch.zeros(n)}
+
+
+def test_td3_critic_targets_follow_every_critic_update_before_the_actor_starts():
+    """RLtools (the paper) polyak-updates the critic targets after every critic update from the first one on,
+    also while the actor is not trained yet; the actor target moves only with the (delayed) actor."""
+    cfg = TD3Config(actor_hidden=(8,), critic_hidden=(8,), policy_delay=2, tau=0.5)
+    algo = TD3(cfg, 3, 2, 2, torch.Generator().manual_seed(0))
+    c0 = [p.clone() for p in algo.critic_target.parameters()]
+    a0 = [p.clone() for p in algo.actor_target.parameters()]
+    algo.update(_batch(32), train_actor=False)
+    assert all(not torch.equal(p, q) for p, q in zip(algo.critic_target.parameters(), c0, strict=True))
+    torch.testing.assert_close(list(algo.critic_target.parameters())[0],
+                               0.5 * c0[0] + 0.5 * list(algo.critic.parameters())[0])
+    algo.update(_batch(32), train_actor=False)
+    assert all(torch.equal(p, q) for p, q in zip(algo.actor_target.parameters(), a0, strict=True))
+
+
+def test_td3_independent_batches_give_each_critic_its_own_rows():
+    cfg = TD3Config(actor_hidden=(8,), critic_hidden=(8,), independent_batches=True)
+    algo = TD3(cfg, 3, 2, 2, torch.Generator().manual_seed(0))
+    assert algo.batch_rows(16) == 32
+    batch = _batch(32)
+    for k in ("critic_obs", "action"):
+        batch[k][16:] = float("nan")  # rows of critic 2 only: critic 1 must not see them
+    algo.update(batch, train_actor=False)
+    assert torch.isfinite(algo.critic.weights[0][0]).all()
+    assert torch.isnan(algo.critic.weights[0][1]).any()
+
+
+def test_rltools_weight_decay_shrinks_weights_not_biases_independent_of_lr():
+    """RLtools' Adam: w <- w - lr * adam_step - w * weight_decay / 2 on weight matrices only."""
+    from robot_rl.algorithms.common import make_rltools_adam
+
+    lin = nn.Linear(3, 2)
+    w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
+    opt = make_rltools_adam(lin.named_parameters(), lr=1e-3, weight_decay=0.1)
+    lin.weight.grad, lin.bias.grad = torch.zeros_like(lin.weight), torch.zeros_like(lin.bias)
+    opt.step()  # zero gradients: the Adam step is 0, only the decay acts
+    torch.testing.assert_close(lin.weight.detach(), w0 * (1 - 0.05))
+    torch.testing.assert_close(lin.bias.detach(), b0)
