@@ -91,6 +91,8 @@ class AttitudeThrustLevel:
         self.scale = torch.tensor(scale, device=device)
         self.offset = torch.tensor(offset, device=device)
         self.hover_action = hover_action(cfg, prm)
+        self._hover_queue = self.hover_setpoint().expand(num_envs, self.depth, 4)
+        self._rows = torch.arange(num_envs, device=device)
         self.queue = torch.zeros(num_envs, self.depth, 4, device=device)  # setpoints, oldest first, [:, -1] newest
         self.latency = torch.zeros(num_envs, device=device)  # s
         z3 = torch.zeros(num_envs, 3, device=device)
@@ -109,8 +111,7 @@ class AttitudeThrustLevel:
         lo, hi = self.cfg.latency_ms
         lat = (torch.rand(self.n, generator=self.gen, device=self.device) * (hi - lo) + lo) * 1e-3
         self.latency = torch.where(mask, lat, self.latency)
-        hover = self.hover_setpoint().expand(self.n, self.depth, 4)
-        self.queue = torch.where(mask[:, None, None], hover, self.queue)
+        self.queue = torch.where(mask[:, None, None], self._hover_queue, self.queue)
         self.ctrl = self.controller.reset_where(mask, self.ctrl, state[:, QUAT], state[:, OMEGA])
 
     def advance(self, state: torch.Tensor, setpoint: torch.Tensor, pt: ParamTensors, force: torch.Tensor,
@@ -122,7 +123,7 @@ class AttitudeThrustLevel:
         packet sent ``k`` steps back with ``k = ceil((latency - t) / dt)``, clamped to the queue.
         """
         self.queue = torch.cat((self.queue[:, 1:], setpoint[:, None]), dim=1)
-        rows = torch.arange(self.n, device=self.device)
+        rows = self._rows
         for j in range(self.substeps):
             back = torch.ceil((self.latency - j * self.h) / self.dt - 1e-6).clamp(0, self.depth - 1).long()
             sp = self.queue[rows, self.depth - 1 - back]
