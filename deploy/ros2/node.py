@@ -30,7 +30,6 @@ import time
 from dataclasses import fields
 from typing import Any
 
-import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -41,6 +40,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Empty, Trigger
 
 from deploy.ros2.profiles import ConfigError, NodeConfig, Profile, make_profile
+from deploy.ros2.timing import LoopTiming
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -49,7 +49,6 @@ except ImportError:  # pragma: no cover - depends on the installed wheels
 from std_msgs.msg import String
 
 NODE_NAME = "robot_rl_node"
-JITTER_BIN_S, JITTER_BINS = 1e-5, 5000  # histogram of |period - nominal|: 10 us bins up to 50 ms
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -204,17 +203,7 @@ class PolicyNode(LifecycleNode):
 
     def _control_step(self) -> None:
         t = time.monotonic()
-        dt = t - self._last_tick
-        self._last_tick = t
-        if self._ticks:
-            self._jitter[min(int(abs(dt - self._period) / JITTER_BIN_S), JITTER_BINS - 1)] += 1
-            if dt > 1.5 * self._period:
-                self._missed += 1
-            if dt > self._max_period:
-                self._max_period = dt
-        else:
-            self._first_tick = t
-        self._ticks += 1
+        self._timing.tick(t)
         runner = self.profile.runner
         cmd, reason = runner.step(t)
         if runner.estopped is not None and not self._estop_signalled:
@@ -235,7 +224,7 @@ class PolicyNode(LifecycleNode):
             log(f"safe command: {reason}")
         self._last_logged = reason
         if time.monotonic() - t > self._period:
-            self._overruns += 1
+            self._timing.overruns += 1
 
     def _send_safe(self, reason: str) -> None:
         """Publish the safe command once (if there is a configured profile and a safe command exists)."""
@@ -298,21 +287,12 @@ class PolicyNode(LifecycleNode):
     # ------------------------------------------------------------------ diagnostics
     def _reset_timing(self, period: float) -> None:
         self._period = period
-        self._jitter = np.zeros(JITTER_BINS, dtype=np.int64)
-        self._ticks = self._missed = self._overruns = 0
-        self._max_period = 0.0
-        self._first_tick = 0.0
-        self._last_tick = time.monotonic()
+        self._timing = LoopTiming(period, time.monotonic())
         self._last_logged: str | None = None
 
     def timing(self) -> dict[str, float]:
-        """Control-loop statistics since activation: rate, p99 |period - nominal|, periods > 1.5 nominal."""
-        n = self._ticks
-        rate = (n - 1) / (self._last_tick - self._first_tick) if n > 1 else 0.0
-        counts = np.cumsum(self._jitter)
-        p99 = float(np.searchsorted(counts, 0.99 * counts[-1]) + 1) * JITTER_BIN_S if counts[-1] else 0.0
-        return {"ticks": n, "rate_hz": rate, "jitter_p99_ms": p99 * 1e3, "missed_deadlines": self._missed,
-                "period_max_ms": self._max_period * 1e3, "overruns": self._overruns}
+        """Control-loop statistics since activation (:class:`deploy.ros2.timing.LoopTiming`)."""
+        return self._timing.stats()
 
     def _publish_diagnostics(self) -> None:
         state = self._state_machine.current_state[1] if hasattr(self, "_state_machine") else "unknown"

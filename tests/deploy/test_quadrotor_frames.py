@@ -172,3 +172,25 @@ def test_unstamped_target_is_applied_with_a_notice(models):
     np.testing.assert_allclose(p.runner.view("position"), [-0.2, 0.0, 0.0], atol=1e-6)
     assert p.runner.notices == ["target messages are unstamped (header.stamp = 0): applied in arrival order"]
     assert p.runner.step(0.0)[1] is None
+
+
+@pytest.mark.parametrize("backend", ["cpp", "cflib"])
+def test_crazyflie_sim_publishes_what_the_profile_expects_of_each_backend(models, backend):
+    """``robot-rl crazyflie-sim --backend`` (written from Crazyswarm2's servers, separately from the profile)."""
+    from robot_rl.commands.crazyflie_sim import backend_odometry
+
+    rmat = rot("z", YAW) @ rot("y", PITCH) @ rot("x", ROLL)
+    q = euler_quat(ROLL, PITCH, YAW)
+    sim = {"quaternion": list(q), "linear_velocity_body": list(rmat.T @ VEL_WORLD),
+           "angular_velocity": list(OMEGA_BODY)}
+    frame, child, qo, lin, ang = backend_odometry(sim, backend, "cf1")
+    p = make_profile(NodeConfig(model_path=str(models[1]), profile="crazyflie", backend=backend,
+                                angular_velocity_filter_s=0.0))
+    assert p.on_odometry(odom(10**9, quat=qo, lin=lin, ang=ang, frame=frame, child=child), 0.0)
+    v = p.runner.view
+    np.testing.assert_allclose(v("rotation_matrix"), rmat.ravel(), atol=1e-6)
+    np.testing.assert_allclose(v("linear_velocity"), VEL_WORLD, atol=1e-6)
+    if backend == "cflib":
+        np.testing.assert_allclose(v("angular_velocity"), OMEGA_BODY, atol=1e-5)
+    else:
+        assert np.isnan(v("angular_velocity")).all()  # from the orientation: needs a second message

@@ -130,6 +130,7 @@ class Peer:
 
 def odometry(state: dict[str, list[float]]) -> Odometry:
     m = Odometry()
+    m.header.frame_id, m.child_frame_id = state.get("frame", "odom"), state.get("child", "base_link")  # REP 105
     p, q, v, w = state["pos"], state["quat"], state["lin"], state["ang"]
     m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z = p
     o = m.pose.pose.orientation

@@ -77,7 +77,7 @@ def expected_quad(models, n):
     p = make_profile(cfg)
     v3 = lambda v: NS(x=v[0], y=v[1], z=v[2])  # noqa: E731
     q = STATE["quat"]
-    msg = NS(header=NS(stamp=NS(sec=1, nanosec=0)),
+    msg = NS(header=NS(stamp=NS(sec=1, nanosec=0), frame_id="odom"), child_frame_id="base_link",
              pose=NS(pose=NS(position=v3(STATE["pos"]), orientation=NS(w=q[0], x=q[1], y=q[2], z=q[3]))),
              twist=NS(twist=NS(linear=v3(STATE["lin"]), angular=v3(STATE["ang"]))))
     p.on_odometry(msg, 0.0)
