@@ -220,8 +220,11 @@ class PolicyNode(LifecycleNode):
             self._commanded = True
         elif reason != self._last_logged:
             # before the first command (waiting for input) a warning; once flying, motors off / stream stopped
-            log = self.get_logger().error if self._commanded or runner.estopped else self.get_logger().warning
-            log(f"safe command: {reason}")
+            # (rclpy wants one severity per call site: two calls)
+            if self._commanded or runner.estopped:
+                self.get_logger().error(f"safe command: {reason}")
+            else:
+                self.get_logger().warning(f"safe command: {reason}")
         self._last_logged = reason
         if time.monotonic() - t > self._period:
             self._timing.overruns += 1

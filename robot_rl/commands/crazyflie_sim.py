@@ -7,8 +7,8 @@ world frame, the estimator's quaternion and no angular rates (zeros); ``cflib`` 
 the firmware's negated (legacy) pitch and the gyro rates in deg/s. ``<cf>/pose`` (``geometry_msgs/PoseStamped``,
 frame ``world``, true orientation) is published at the same ``--rate`` Hz. It consumes ``<cf>/cmd_vel_legacy``
 (``geometry_msgs/Twist``) through the same radio and onboard attitude-controller model the ``attitude_thrust``
-level trains with (:mod:`sim.quadrotor.crazyflie_link`), and serves ``<cf>/emergency`` (``std_srvs/Empty``). Run a policy node
-beside it (``robot-rl-node`` with the ``crazyflie`` profile, or ``launch/crazyflie.launch.py``).
+level trains with (:mod:`sim.quadrotor.crazyflie_link`), and serves ``<cf>/emergency`` (``std_srvs/Empty``).
+Run a policy node beside it (``robot-rl-node`` with the ``crazyflie`` profile, or ``launch/crazyflie.launch.py``).
 
 With ``--target-topic`` it also publishes the node's target (``geometry_msgs/PoseStamped``): the start position,
 then ``--step`` added at ``--step-at`` seconds after the first setpoint; at the end it prints (and with
