@@ -42,32 +42,12 @@ import numpy as np
 import onnxruntime as ort
 
 from deploy import contract
+from deploy.inputs import ModelError, Source, ranges
+
+__all__ = ["ModelError", "PolicyRunner", "onnx_session"]
 
 RUNTIME_COMPONENTS = ("action_history", "previous_action")
 RANGE_TOLERANCE = 1e-5
-
-
-class ModelError(ValueError):
-    """The export directory cannot be run (missing/corrupt ONNX, shape mismatch, failed test vector)."""
-
-
-class _Source:
-    """Bookkeeping of one input stream (e.g. odometry): last header stamp, receive time, rejections, fault."""
-
-    __slots__ = ("name", "timeout", "stamp", "received", "count", "rejected", "consecutive", "resets", "future",
-                 "last_reject", "fault")
-
-    def __init__(self, name: str, timeout: float | None) -> None:
-        self.name, self.timeout = name, timeout
-        self.stamp: int | None = None
-        self.received: float | None = None
-        self.count = 0
-        self.rejected = 0  # messages refused (stamp, frame, ...): counted on diagnostics
-        self.consecutive = 0  # refused in a row since the last accepted one
-        self.resets = 0  # stamp sequence restarts (stamp jump back, or recovery after consecutive rejections)
-        self.future = 0  # refused for a stamp too far ahead of the node's clock
-        self.last_reject = ""  # why the last message was refused ("" once one is accepted again)
-        self.fault: str | None = None  # reported by the profile for the last accepted message (clears on accept)
 
 
 def _vector(value: float | Sequence[float] | None, n: int, default: float, what: str) -> np.ndarray:
@@ -78,37 +58,6 @@ def _vector(value: float | Sequence[float] | None, n: int, default: float, what:
     if arr.size != n:
         raise ModelError(f"{what} has {arr.size} values but the action has {n}")
     return arr
-
-
-def _ranges(comp: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """Plausibility range and, if the component has one, the training range it is clamped into.
-
-    ``valid_low``/``valid_high`` give the plausibility range (outside: a fault); ``low``/``high`` are then the
-    training range. A component with only ``low``/``high`` (exports before plausibility ranges) uses them as
-    its plausibility range and is never clamped. A measured component with neither cannot be checked: refused.
-    """
-    def vec(key: str) -> np.ndarray | None:
-        if key not in comp:
-            return None
-        arr = np.asarray(comp[key], dtype=np.float64).reshape(-1)
-        if arr.size not in (1, size) or not np.all(~np.isnan(arr)):
-            raise ModelError(f"policy.json: observation {comp['name']!r} {key} must be a number or {size} numbers")
-        return np.broadcast_to(arr, (size,)).copy()
-
-    lo, hi, vlo, vhi = vec("low"), vec("high"), vec("valid_low"), vec("valid_high")
-    if vlo is not None and vhi is not None:
-        if lo is None and hi is None:
-            return vlo, vhi, None
-        lo = vlo if lo is None else lo
-        hi = vhi if hi is None else hi
-        if np.any(lo < vlo) or np.any(hi > vhi) or np.any(lo > hi):
-            raise ModelError(f"policy.json: observation {comp['name']!r} training range [low, high] must lie "
-                             f"inside its plausibility range [valid_low, valid_high]")
-        return vlo, vhi, (lo, hi)
-    if lo is not None and hi is not None and vlo is None and vhi is None:
-        return lo, hi, None
-    raise ModelError(f"policy.json: observation {comp['name']!r} declares no plausibility range (valid_low/"
-                     f"valid_high, or low/high): re-export the policy with this version, or add the range by hand")
 
 
 def onnx_session(path: str | Path) -> ort.InferenceSession:
@@ -163,7 +112,7 @@ class PolicyRunner:
         self._future_ns, self._jump_ns = int(max_future_s * 1e9), int(stamp_jump_s * 1e9)
         self.recovery_count = int(recovery_count)
         self.notices: list[str] = []  # one-line events for the caller's log (stamp restarts); it empties the list
-        self.sources = {name: _Source(name, t) for name, t in (sources or {"state": 0.1}).items()}
+        self.sources = {name: Source(name, t) for name, t in (sources or {"state": 0.1}).items()}
         self._source_list = list(self.sources.values())
 
         # observation buffer, one view per component; measured components start as NaN (= not received)
@@ -182,7 +131,7 @@ class PolicyRunner:
             self._views[name] = self.obs[0, i:i + size]
             self._slices.append((name, i, i + size))
             if name not in RUNTIME_COMPONENTS:
-                lo, hi, train = _ranges(c, size)
+                lo, hi, train = ranges(c, size)
                 self._lo[i:i + size] = np.maximum(lo - RANGE_TOLERANCE, -big)
                 self._hi[i:i + size] = np.minimum(hi + RANGE_TOLERANCE, big)
                 if train is not None:
@@ -351,7 +300,7 @@ class PolicyRunner:
         src.fault = None
         return True
 
-    def _restart(self, src: _Source, why: str) -> None:
+    def _restart(self, src: Source, why: str) -> None:
         src.resets += 1
         self.notices.append(f"{src.name}: stamp sequence restarted ({why}: driver restart or clock step)")
 
