@@ -11,8 +11,13 @@
   after clipping and rate limiting, in action units; zeros after activation), ``goal`` (``frame`` ``"joint"``:
   n joint positions in rad, or ``"task"``: a position in m), ``ee_position`` (3, m, end effector in the base
   frame). ``action_history`` works for arms too.
-  Optional per component: ``frame``, ``unit``, ``low``/``high`` (valid input range), ``noise_std``
-  (training noise, informative only).
+  Per measured component (all but ``action_history``/``previous_action``, which the runtime writes) a
+  plausibility range: ``valid_low``/``valid_high`` (a number or one per element; outside it the input is
+  treated as a fault: the vehicle's physical limits or the training distribution with a margin), and
+  optionally ``low``/``high``, the range the policy was trained on (the runtime clamps a plausible value
+  into it and reports that). A component with only ``low``/``high`` (exports written before plausibility
+  ranges) uses them as its plausibility range and is never clamped; one with neither is refused by the
+  runtime. Optional: ``frame``, ``unit``, ``noise_std`` (training noise, informative only).
 * ``action``: ``{"type", "size", "low", "high", ...}``; ``motor_rpm`` adds ``rpm_min``, ``rpm_max``,
   ``rotor_order``, ``hover``, ``safe_action`` (motors off); ``joint_position`` adds ``joints`` (names, one per
   action element), ``delta`` (true: target = measured position + scale * a; false: target = offset + scale * a),
@@ -96,6 +101,10 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
             need(c["size"] == act["size"], "previous_action size must equal the action size")
         if c["name"] == "ee_position":
             need(c["size"] == 3, "component 'ee_position' must have size 3")
+    if act["type"] == "motor_rpm":
+        need(isinstance(act.get("rpm_max"), (int, float)) and isinstance(act.get("rpm_min", 0.0), (int, float))
+             and act["rpm_max"] > act.get("rpm_min", 0.0),
+             "a motor_rpm action needs 'action.rpm_max' (a number above 'rpm_min', default 0)")
     if act["type"] == "joint_position":
         joints = act.get("joints")
         need(isinstance(joints, list) and len(joints) == act["size"] and all(isinstance(j, str) for j in joints)

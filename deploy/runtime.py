@@ -3,8 +3,11 @@
 Only numpy, onnxruntime and :mod:`deploy.contract` are imported here (never torch), so this module runs on a
 robot computer that has ROS 2, numpy and onnxruntime. :class:`PolicyRunner` owns, per control step:
 
-1. input checks: e-stop latch, every declared input source received and fresh (``timeout_s``), all
-   observation values finite and inside the ranges declared in ``policy.json`` (``low``/``high``);
+1. input checks: e-stop latch, every declared input source received, fresh (``timeout_s``) and without a
+   reported fault, all observation values finite and inside their plausibility ranges (``policy.json``
+   ``valid_low``/``valid_high``, or ``low``/``high`` for a component without them); a component with a
+   plausibility range *and* a training range (``low``/``high``) is then clamped into the training range (the
+   policy never saw more; the step goes on and :meth:`PolicyRunner.stats` counts it);
 2. observation assembly: profiles write measured components into named views of one preallocated
    ``[1, obs_dim]`` buffer; the runner writes ``action_history`` / ``previous_action`` itself;
 3. inference (onnxruntime, 1 thread) and the action-chunk queue (``action.chunk``);
@@ -12,6 +15,14 @@ robot computer that has ROS 2, numpy and onnxruntime. :class:`PolicyRunner` owns
    command limits, and rate limiting (``max_command_delta`` per step, starting from the safe command =
    the measured state after :meth:`PolicyRunner.activate`);
 5. the safe command with a one-line reason whenever anything above is wrong.
+
+Input stamps (:meth:`PolicyRunner.accept`): a message must be newer than the last one of its source and not
+stamped more than ``max_future_s`` ahead of the caller's clock; a stamp that jumps back more than ``jump_s``,
+or ``recovery_count`` consecutive rejections, restart the source's stamp sequence (a driver restart or a clock
+step), with a notice in :attr:`PolicyRunner.notices`. The e-stop latch survives :meth:`PolicyRunner.activate`
+and is cleared only by :meth:`PolicyRunner.clear_estop`. A safe step resets ``action_history`` /
+``previous_action`` to what training saw after a reset, so the first policy step after any interruption
+conditions on the same history as the first step of a training episode.
 
 Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` -> hold the last
 finite measured joint position (none exists before the first joint state: ``step`` then returns ``None``);
@@ -31,26 +42,12 @@ import numpy as np
 import onnxruntime as ort
 
 from deploy import contract
+from deploy.inputs import ModelError, Source, ranges
+
+__all__ = ["ModelError", "PolicyRunner", "onnx_session"]
 
 RUNTIME_COMPONENTS = ("action_history", "previous_action")
 RANGE_TOLERANCE = 1e-5
-
-
-class ModelError(ValueError):
-    """The export directory cannot be run (missing/corrupt ONNX, shape mismatch, failed test vector)."""
-
-
-class _Source:
-    """Bookkeeping of one input stream (e.g. odometry): last header stamp and receive time."""
-
-    __slots__ = ("name", "timeout", "stamp", "received", "count", "rejected")
-
-    def __init__(self, name: str, timeout: float | None) -> None:
-        self.name, self.timeout = name, timeout
-        self.stamp: int | None = None
-        self.received: float | None = None
-        self.count = 0
-        self.rejected = 0
 
 
 def _vector(value: float | Sequence[float] | None, n: int, default: float, what: str) -> np.ndarray:
@@ -83,6 +80,9 @@ class PolicyRunner:
         command_unit: ``motor_rpm`` only: ``"rpm"`` (default) or ``"normalized"`` (the action in [-1, 1]).
         output_order: indices that reorder the command for the consumer (e.g. a controller's joint order).
         check_stamps: reject input whose header stamp is not newer than the previous one of its source.
+        max_future_s: reject a stamp more than this far ahead of the clock passed to :meth:`accept`.
+        stamp_jump_s: a stamp this much older than the last restarts the source's stamp sequence.
+        recovery_count: after this many consecutive rejected stamps the next message restarts the sequence.
 
     ``step`` returns ``(command, reason)``: ``reason`` is ``None`` for a policy command, else why the safe
     command was sent. ``command`` is a preallocated float32 buffer, overwritten by the next call.
@@ -92,7 +92,8 @@ class PolicyRunner:
                  command_low: float | Sequence[float] | None = None,
                  command_high: float | Sequence[float] | None = None,
                  max_command_delta: float | Sequence[float] | None = None, command_unit: str = "rpm",
-                 output_order: Sequence[int] | None = None, check_stamps: bool = True) -> None:
+                 output_order: Sequence[int] | None = None, check_stamps: bool = True,
+                 max_future_s: float = 1.0, stamp_jump_s: float = 1.0, recovery_count: int = 10) -> None:
         self.export_dir = Path(export_dir)
         try:
             self.spec = spec = contract.load(export_dir)
@@ -106,7 +107,12 @@ class PolicyRunner:
         self.execute = int(act.get("chunk", {}).get("execute", 1))
         self.control_rate_hz = float(spec["control_rate_hz"])
         self.check_stamps = check_stamps
-        self.sources = {name: _Source(name, t) for name, t in (sources or {"state": 0.1}).items()}
+        if not (max_future_s > 0 and stamp_jump_s > 0 and recovery_count >= 1):
+            raise ModelError("max_future_s and stamp_jump_s must be positive, recovery_count at least 1")
+        self._future_ns, self._jump_ns = int(max_future_s * 1e9), int(stamp_jump_s * 1e9)
+        self.recovery_count = int(recovery_count)
+        self.notices: list[str] = []  # one-line events for the caller's log (stamp restarts); it empties the list
+        self.sources = {name: Source(name, t) for name, t in (sources or {"state": 0.1}).items()}
         self._source_list = list(self.sources.values())
 
         # observation buffer, one view per component; measured components start as NaN (= not received)
@@ -118,14 +124,19 @@ class PolicyRunner:
         self._lo = np.full(dim, -big, dtype=np.float32)
         self._hi = np.full(dim, big, dtype=np.float32)
         self._slices: list[tuple[str, int, int]] = []
+        self._clipped: list[tuple[str, int, int, np.ndarray, np.ndarray]] = []  # clamped into the training box
         i = 0
         for c in spec["observation"]:
-            size = int(c["size"])
-            self._views[c["name"]] = self.obs[0, i:i + size]
-            self._slices.append((c["name"], i, i + size))
-            if c["name"] not in RUNTIME_COMPONENTS:
-                self._lo[i:i + size] = np.maximum(np.asarray(c.get("low", -big), np.float64) - RANGE_TOLERANCE, -big)
-                self._hi[i:i + size] = np.minimum(np.asarray(c.get("high", big), np.float64) + RANGE_TOLERANCE, big)
+            size, name = int(c["size"]), c["name"]
+            self._views[name] = self.obs[0, i:i + size]
+            self._slices.append((name, i, i + size))
+            if name not in RUNTIME_COMPONENTS:
+                lo, hi, train = ranges(c, size)
+                self._lo[i:i + size] = np.maximum(lo - RANGE_TOLERANCE, -big)
+                self._hi[i:i + size] = np.minimum(hi + RANGE_TOLERANCE, big)
+                if train is not None:
+                    self._clipped.append((name, i, i + size, train[0].astype(np.float32),
+                                          train[1].astype(np.float32)))
             i += size
         hist = next((c for c in spec["observation"] if c["name"] == "action_history"), None)
         self._history = self._views.get("action_history")
@@ -195,7 +206,8 @@ class PolicyRunner:
         except Exception:
             self._run = None
         self.estopped: str | None = None
-        self.steps = self.safe_steps = 0
+        self.steps = self.safe_steps = self.clamped_steps = 0
+        self.last_clamped = self.clamping = ""
         self.last_reason: str | None = "not activated"
         self.activate()
         self.verify_test_vector()
@@ -259,44 +271,83 @@ class PolicyRunner:
         """Observation component names in ``policy.json`` order."""
         return [name for name, _, _ in self._slices]
 
-    def accept(self, source: str, stamp_ns: int, received: float | None = None) -> bool:
-        """Register a message of ``source`` stamped ``stamp_ns``; ``False`` (drop it) if not newer than the last.
+    def accept(self, source: str, stamp_ns: int, received: float | None = None, clock_ns: int | None = None) -> bool:
+        """Register a message of ``source`` stamped ``stamp_ns``; ``False``: drop it (see the module docstring).
 
-        Call before writing the message into the views. ``received`` is a ``time.monotonic()`` reading.
+        Call before writing the message into the views. ``received`` is a ``time.monotonic()`` reading,
+        ``clock_ns`` the receiver's clock in the stamps' time base (ROS time); ``None`` skips the future check.
         """
         src = self.sources[source]
-        if self.check_stamps and src.stamp is not None and stamp_ns <= src.stamp:
-            src.rejected += 1
-            return False
+        if self.check_stamps:
+            if stamp_ns <= 0:
+                return self.reject(source, "unstamped message (header.stamp = 0)")
+            if clock_ns is not None and stamp_ns - clock_ns > self._future_ns:
+                src.future += 1
+                return self.reject(source, f"stamp {(stamp_ns - clock_ns) * 1e-9:.3g} s ahead of the node clock")
+            if src.stamp is not None and stamp_ns <= src.stamp:
+                back = src.stamp - stamp_ns
+                if back > self._jump_ns:
+                    self._restart(src, f"stamp jumped back {back * 1e-9:.3g} s")
+                elif src.consecutive >= self.recovery_count:
+                    self._restart(src, f"{src.consecutive} consecutive messages not newer than the last")
+                else:
+                    return self.reject(source, "stamp not newer than the last")
         src.stamp = stamp_ns
         src.received = time.monotonic() if received is None else received
         src.count += 1
+        src.consecutive = 0
+        src.last_reject = ""
+        src.fault = None
         return True
+
+    def _restart(self, src: Source, why: str) -> None:
+        src.resets += 1
+        self.notices.append(f"{src.name}: stamp sequence restarted ({why}: driver restart or clock step)")
+
+    def reject(self, source: str, reason: str) -> bool:
+        """Count a refused message of ``source`` and remember why (shown when the source goes stale); ``False``."""
+        src = self.sources[source]
+        src.rejected += 1
+        src.consecutive += 1
+        src.last_reject = reason
+        return False
+
+    def invalidate(self, source: str, reason: str) -> None:
+        """The last accepted message of ``source`` is unusable (``reason``): safe steps until the next accept."""
+        self.sources[source].fault = reason
 
     # ------------------------------------------------------------------ lifecycle and safety
     def activate(self) -> None:
-        """Start a new run: clear the e-stop latch, history and chunk queue; rate limit from the safe command."""
-        self.estopped = None
+        """Start a new run: reset history and chunk queue; rate limit from the safe command (the e-stop stays)."""
+        self._reset_history()
+        self._queue = self.execute  # empty queue: query the network on the next step
+        self._anchor = True
+
+    def _reset_history(self) -> None:
         if self._history is not None:
             self._history[:] = self._history_init
         if self._previous is not None:
             self._previous[:] = 0.0
-        self._queue = self.execute  # empty queue: query the network on the next step
-        self._anchor = True
 
     def estop(self, reason: str = "emergency stop") -> None:
-        """Latch the safe command until the next :meth:`activate`."""
-        self.estopped = reason
+        """Latch the safe command until :meth:`clear_estop` (activation does not clear it). The first reason stays."""
+        if self.estopped is None:
+            self.estopped = reason
+
+    def clear_estop(self) -> str | None:
+        """Clear the e-stop latch; returns the reason it had (``None``: none was latched)."""
+        reason, self.estopped = self.estopped, None
+        return reason
 
     def safe_command(self, reason: str) -> tuple[np.ndarray | None, str]:
         """The safe command (``None`` for an arm that has never measured its joints) and ``reason``."""
         self.safe_steps += 1
         self.last_reason = reason
         self._queue = self.execute  # queued chunk actions are stale after a fault
+        self._reset_history()  # the policy resumes as after a training reset (zeros), not after "motors off"
         if not self._safe_into(self._cmd):
             return None, reason
         np.copyto(self._prev, self._cmd)
-        self._push_executed(False, self._hold)
         return self._output(), reason
 
     def _safe_into(self, buf: np.ndarray) -> bool:
@@ -326,7 +377,7 @@ class PolicyRunner:
             if bad.any():
                 k = int(np.argmax(bad))
                 lo, hi = float(self._lo[a + k]) + RANGE_TOLERANCE, float(self._hi[a + k]) - RANGE_TOLERANCE
-                return f"input {name!r}[{k}] = {float(seg[k]):.4g} outside its declared range [{lo:.4g}, {hi:.4g}]"
+                return f"input {name!r}[{k}] = {float(seg[k]):.4g} outside its plausible range [{lo:.4g}, {hi:.4g}]"
         return "invalid input"
 
     # ------------------------------------------------------------------ the control step
@@ -341,8 +392,11 @@ class PolicyRunner:
             if src.received is None:
                 return self.safe_command(f"no {src.name} input received yet")
             if src.timeout is not None and now - src.received > src.timeout:
+                why = f"; last message refused: {src.last_reject}" if src.last_reject else ""
                 return self.safe_command(f"stale {src.name} input ({(now - src.received) * 1e3:.0f} ms old > "
-                                         f"{src.timeout * 1e3:.0f} ms)")
+                                         f"{src.timeout * 1e3:.0f} ms{why})")
+            if src.fault is not None:
+                return self.safe_command(src.fault)
         # one pass: NaN fails >=, +-inf fail the finite float32 bounds, declared ranges are the bounds
         obs, ok_lo, ok_hi = self.obs[0], self._ok_lo, self._ok_hi
         np.greater_equal(obs, self._lo, out=ok_lo)
@@ -352,6 +406,8 @@ class PolicyRunner:
         if self._measured is not None:
             np.copyto(self._hold, self._measured)
             self._have_hold = True
+        if self._clipped:
+            self._clamp()
         if self._queue >= self.execute:
             np.copyto(self._chunk_flat, self._infer(self._feed).reshape(-1))
             self._queue = 0
@@ -387,6 +443,19 @@ class PolicyRunner:
         self.last_reason = None
         return self._output(), None
 
+    def _clamp(self) -> None:
+        """Clamp components outside their training box into it (plausible, but more than the policy saw)."""
+        obs, hit = self.obs[0], ""
+        for name, a, b, lo, hi in self._clipped:
+            seg = obs[a:b]
+            if (seg < lo).any() or (seg > hi).any():
+                np.clip(seg, lo, hi, out=seg)
+                hit = name if not hit else f"{hit}, {name}"
+        if hit:
+            self.clamped_steps += 1
+            self.last_clamped = hit
+        self.clamping = hit
+
     def _push_executed(self, exact: bool, measured: np.ndarray | None) -> None:
         """Feed the executed action into ``action_history`` / ``previous_action`` (action units).
 
@@ -418,7 +487,12 @@ class PolicyRunner:
 
     def stats(self) -> dict[str, Any]:
         """Counters for diagnostics (cheap; not for the control loop)."""
-        return {"steps": self.steps, "safe_steps": self.safe_steps, "last_reason": self.last_reason or "",
-                "estopped": self.estopped is not None,
-                **{f"{s.name}_received": s.count for s in self._source_list},
-                **{f"{s.name}_rejected_stamps": s.rejected for s in self._source_list}}
+        out: dict[str, Any] = {
+            "steps": self.steps, "safe_steps": self.safe_steps, "last_reason": self.last_reason or "",
+            "estopped": self.estopped is not None, "clamped_steps": self.clamped_steps,
+            "clamped_now": self.clamping, "last_clamped": self.last_clamped}
+        for s in self._source_list:
+            out.update({f"{s.name}_received": s.count, f"{s.name}_rejected_stamps": s.rejected,
+                        f"{s.name}_future_stamps": s.future, f"{s.name}_stamp_restarts": s.resets,
+                        f"{s.name}_last_refused": s.last_reject})
+        return out

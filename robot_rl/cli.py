@@ -69,7 +69,7 @@ def crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 10.0
                   start: tuple[float, float, float] = (0.0, 0.0, 1.0), duration: float = 0.0,
                   target_topic: str = "", step: tuple[float, float, float] = (0.3, 0.0, 0.0), step_at: float = 3.0,
                   hold: float = 10.0, settle: float = 5.0, radius: float = 0.1, report: Path | None = None,
-                  seed: int = 0, max_wait: float = 60.0) -> None:
+                  seed: int = 0, max_wait: float = 60.0, backend: Literal["cpp", "cflib"] = "cpp") -> None:
     """Play a Crazyflie behind Crazyswarm2's topics: <cf>/odom and <cf>/pose out, <cf>/cmd_vel_legacy in.
 
     Setpoints go through the attitude_thrust level's radio and onboard-controller model. ``--duration``: stop
@@ -80,7 +80,7 @@ def crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 10.0
     from robot_rl.commands.crazyflie_sim import run_crazyflie_sim
 
     summary = run_crazyflie_sim(cf, rate, latency_ms, start, duration, target_topic, step, step_at, hold, settle,
-                                radius, report, seed, max_wait)
+                                radius, report, seed, max_wait, backend)
     print(json.dumps(summary))
     if target_topic and not summary.get("passed", False):
         raise SystemExit(1)

@@ -29,6 +29,7 @@ from deploy.export.int8_reference import (
     Int8Params,
     Int8Policy,
     QuantizationError,
+    file_sha256,
     input_range,
     quantize_mlp,
 )
@@ -218,6 +219,7 @@ def export_c(export_dir: str | Path, out_dir: str | Path | None = None, quantize
             params = quantize_mlp(spec, calib, rng)
         except QuantizationError as exc:
             raise CExportError(str(exc)) from None
+        params.onnx_sha256 = file_sha256(export_dir / "policy.onnx")  # eval --source int8 checks it
         policy = Int8Policy(params)
         test_out = policy(test_in)
         body, nbytes = _int8_source(params)

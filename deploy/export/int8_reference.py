@@ -21,6 +21,7 @@ activation rounding error negligible next to the int8 weight error.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,9 +137,11 @@ class Int8Params:
     output: str = "identity"
     clip: tuple[float, float] = (-1.0, 1.0)
     luts: dict[str, np.ndarray] = field(default_factory=dict)  # activation -> int16 [2^LUT_BITS]
+    onnx_sha256: str = ""  # hash of the policy.onnx these were quantised from ("" = unknown)
 
     def save(self, path: str | Path) -> None:
-        arrays: dict[str, Any] = {"meta_output": np.array(self.output), "meta_clip": np.array(self.clip, F32)}
+        arrays: dict[str, Any] = {"meta_output": np.array(self.output), "meta_clip": np.array(self.clip, F32),
+                                  "meta_onnx_sha256": np.array(self.onnx_sha256)}
         for name, lut in self.luts.items():
             arrays[f"lut_{name}"] = lut
         for i, layer in enumerate(self.layers):
@@ -164,7 +167,13 @@ class Int8Params:
             i += 1
         luts = {k[4:]: z[k] for k in z.files if k.startswith("lut_")}
         clip = tuple(float(v) for v in z["meta_clip"])
-        return cls(layers, str(z["meta_output"]), (clip[0], clip[1]), luts)
+        sha = str(z["meta_onnx_sha256"]) if "meta_onnx_sha256" in z.files else ""
+        return cls(layers, str(z["meta_output"]), (clip[0], clip[1]), luts, sha)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (keys cached int8 parameters to the ``policy.onnx`` they came from)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _fbits_for_range(r: float) -> int:
@@ -257,24 +266,35 @@ class Int8Policy:
     """Batched int8 policy: ``Int8Policy(source)(obs[k, n]) -> action[k, m]`` (float32, numpy only).
 
     ``source`` is an :class:`Int8Params`, an ``int8_params.npz`` file, the directory ``export_c`` wrote it to,
-    or an export directory (uses ``<dir>/c_int8/int8_params.npz`` if present, else quantises ``policy.onnx``
-    with the default calibration, which is what ``export_c(dir, quantize="int8")`` does).
+    or an export directory (uses ``<dir>/c_int8/int8_params.npz`` if it was quantised from the current
+    ``policy.onnx``, by SHA-256, else quantises ``policy.onnx`` with the default calibration, which is what
+    ``export_c(dir, quantize="int8")`` does). :attr:`origin` says which.
     """
 
     def __init__(self, source: str | Path | Int8Params, calibration: np.ndarray | None = None) -> None:
+        self.origin = "given parameters"
         if isinstance(source, Int8Params):
             self.params = source
             return
         path = Path(source)
+        onnx = path / "policy.onnx"
+        sha = file_sha256(onnx) if onnx.is_file() else ""
         for candidate in (path, path / PARAMS_FILE, path / "c_int8" / PARAMS_FILE):
             if candidate.is_file() and calibration is None:
-                self.params = Int8Params.load(candidate)
+                params = Int8Params.load(candidate)
+                if sha and params.onnx_sha256 != sha:  # a re-export since the C export: never use stale weights
+                    self.origin = f"rebuilt from policy.onnx ({candidate} belongs to another policy.onnx)"
+                    break
+                self.params, self.origin = params, str(candidate)
                 return
+        else:
+            self.origin = "quantised from policy.onnx"
         from deploy.export.c_export import load_export, quantization_inputs  # local: avoids an import cycle
 
         spec, doc = load_export(path)
         calib, rng = quantization_inputs(doc, spec, calibration)
         self.params = quantize_mlp(spec, calib, rng)
+        self.params.onnx_sha256 = sha
 
     @property
     def obs_dim(self) -> int:

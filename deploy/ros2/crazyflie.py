@@ -1,18 +1,34 @@
 """``crazyflie`` profile: an attitude/thrust policy flying a Crazyflie through Crazyswarm2 (no rclpy import).
 
-* State: ``<cf>/odom`` (``nav_msgs/Odometry``; REP 105 twist in the body frame by default, ``twist_frame:
-  world`` for a world-frame twist) or ``<cf>/pose`` (``geometry_msgs/PoseStamped``): the world velocity is then
-  the finite difference of successive positions over their header stamps, low-passed with time constant
-  ``velocity_filter_s`` (a first-order filter; it lags by about that much, so keep it near one mocap period).
-  A policy that observes ``angular_velocity`` needs the odom source. Crazyswarm2's cflib backend builds its
-  odom orientation from the firmware's legacy (negated) pitch: set ``odom_legacy_pitch: true`` there.
-* Target: the ``target`` parameter, or ``geometry_msgs/PoseStamped`` on ``target_topic``.
+* Backends (``backend``), as Crazyswarm2 1.0.5 (commit f6154e2) publishes ``<cf>/odom``:
+
+  ======== ============================== ============================= ============ =====================
+  backend  header.frame_id / child_frame   twist.linear                  orientation  twist.angular
+  ======== ============================== ============================= ============ =====================
+  cpp      ``<cf>`` / empty                world frame (stateEstimateZ)  estimator    none (left zero)
+  cflib    ``world`` / ``<cf>``            body frame (kalman.statePX)   legacy pitch gyro, deg/s, body
+  ======== ============================== ============================= ============ =====================
+
+  (``crazyflie/src/crazyflie_server.cpp`` ``on_logging_odom`` and ``crazyflie_server_py/crazyflie_server.py``
+  ``_log_odom_data_callback``; the cflib orientation is built from ``stabilizer.pitch``, the firmware's
+  negated pitch, which the profile flips back.) The C++ backend publishes no angular rates, so with it a
+  policy that observes ``angular_velocity`` gets them from the orientation (``angular_velocity_source:
+  orientation``: finite difference of successive stamped quaternions, low-passed with
+  ``angular_velocity_filter_s``); asking for ``odom`` rates there is refused at configure. ``odom_frame_id``,
+  ``odom_child_frame_id`` and ``twist_frame`` default to the backend's (``auto``); set them for a patched server.
+* State: ``<cf>/odom`` (``nav_msgs/Odometry``) or ``<cf>/pose`` (``geometry_msgs/PoseStamped``, correct pitch
+  on both backends): the world velocity is then the finite difference of successive positions over their
+  header stamps, low-passed with time constant ``velocity_filter_s`` (it lags by about that much, so keep it
+  near one mocap period), and the angular velocity comes from the orientation.
+* Target: the ``target`` parameter (live), or ``geometry_msgs/PoseStamped`` on ``target_topic``.
 * Command: ``<cf>/cmd_vel_legacy`` (``geometry_msgs/Twist``) with Crazyswarm2's field convention
   ``linear.y`` = roll (deg), ``linear.x`` = the firmware's legacy pitch (deg, positive = nose up; Crazyswarm2
-  passes ``pitch = -linear.x`` to cflib, which negates it again on the wire), ``angular.z`` = yaw rate (deg/s),
-  ``linear.z`` = thrust (0-60000). The mapping comes from ``policy.json`` (``action.channels[*].twist_field``).
+  passes ``pitch = -linear.x`` to the firmware's setpoint, whose pitch is negated on board again),
+  ``angular.z`` = yaw rate (deg/s), ``linear.z`` = thrust (0-60000). The mapping comes from ``policy.json``
+  (``action.channels[*].twist_field``).
 * Safety: the safe behaviour sends nothing (the setpoint stream stops; the firmware levels out after 500 ms and
-  stops the motors after 2 s); e-stop also calls ``<cf>/emergency`` (``std_srvs/Empty``), which cuts the motors.
+  stops the motors after 2 s); an e-stop (the service, or leaving the geofence) also calls ``<cf>/emergency``
+  (``std_srvs/Empty``), which cuts the motors. Leaving the training box only clamps what the policy sees.
   After activation one all-zero setpoint is sent first: the firmware ignores thrust until it has seen a
   zero-thrust setpoint (``unlock_thrust``).
 """
@@ -24,23 +40,22 @@ from typing import Any
 
 import numpy as np
 
-from deploy.ros2.profiles import ConfigError, NodeConfig, QuadrotorMotorsProfile, Subscription, stamp_ns
+from deploy.ros2.frames import Quat, RateFromAttitude, flip_pitch
+from deploy.ros2.profiles import ConfigError, NodeConfig, Subscription, stamp_ns
+from deploy.ros2.quadrotor import QuadrotorMotorsProfile
 
 TWIST_FIELDS = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
 THRUST_MAX = 60000.0  # Crazyswarm2 clamps cmd_vel_legacy thrust to [0, 60000]
 MAX_POSE_GAP_S = 0.5  # a longer gap between poses starts the velocity estimate afresh
 
 
-def flip_pitch(w: float, x: float, y: float, z: float) -> tuple[float, float, float, float]:
-    """The quaternion with the same roll and yaw (ZYX Euler) and the opposite pitch."""
-    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = -math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    cr, sr = math.cos(roll / 2), math.sin(roll / 2)
-    cp, sp = math.cos(pitch / 2), math.sin(pitch / 2)
-    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
-    return (cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
-            cr * cp * sy - sr * sp * cy)
+#: per backend: expected header.frame_id (``{cf}`` = the robot name), child_frame_id, twist frame, legacy pitch,
+#: factor from odom twist.angular to rad/s (None: no rates published)
+BACKENDS: dict[str, tuple[str, str, str, bool, float | None]] = {
+    "cpp": ("{cf}", "", "world", False, None),
+    "cflib": ("world", "{cf}", "child", True, math.pi / 180.0),
+}
+__all__ = ["BACKENDS", "CrazyflieProfile", "flip_pitch"]
 
 
 class CrazyflieProfile(QuadrotorMotorsProfile):
@@ -53,12 +68,28 @@ class CrazyflieProfile(QuadrotorMotorsProfile):
     def __init__(self, cfg: NodeConfig) -> None:
         if cfg.state_source not in ("odom", "pose"):
             raise ConfigError(f"state_source must be 'odom' or 'pose', not {cfg.state_source!r}")
+        if cfg.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {sorted(BACKENDS)} (Crazyswarm2's server), not {cfg.backend!r}")
         if not cfg.cf_name.strip("/"):
             raise ConfigError("parameter cf_name is empty (the Crazyswarm2 robot name, e.g. cf1)")
-        if cfg.velocity_filter_s < 0:
-            raise ConfigError("velocity_filter_s must be >= 0")
-        self.supported = ("position", "rotation_matrix", "quaternion", "linear_velocity", "action_history") + (
-            ("angular_velocity",) if cfg.state_source == "odom" else ())
+        if cfg.velocity_filter_s < 0 or cfg.angular_velocity_filter_s < 0:
+            raise ConfigError("velocity_filter_s and angular_velocity_filter_s must be >= 0")
+        name = cfg.cf_name.strip("/").split("/")[-1]
+        header, child, twist, legacy, rate_unit = BACKENDS[cfg.backend]
+        self.default_frames = (header.format(cf=name), child.format(cf=name), twist)
+        self._legacy_pitch = legacy and cfg.state_source == "odom"
+        source = cfg.angular_velocity_source
+        if source == "auto":
+            source = "odom" if cfg.state_source == "odom" and rate_unit is not None else "orientation"
+        if source not in ("odom", "orientation"):
+            raise ConfigError(f"angular_velocity_source must be 'odom', 'orientation' or 'auto', not {source!r}")
+        if source == "odom" and cfg.state_source == "pose":
+            raise ConfigError("angular_velocity_source 'odom' needs state_source 'odom' (a pose has no rates)")
+        if source == "odom" and rate_unit is None:
+            raise ConfigError("backend 'cpp' publishes no angular rates (its odometry leaves twist.angular zero): "
+                              "use angular_velocity_source 'orientation' (or 'auto') or the cflib backend")
+        self.angular_source, self._rate_unit = source, rate_unit or 1.0
+        self._rates = RateFromAttitude(cfg.angular_velocity_filter_s)
         super().__init__(cfg)
         spec = self.runner.spec["action"]
         try:
@@ -90,16 +121,42 @@ class CrazyflieProfile(QuadrotorMotorsProfile):
             subs.append(Subscription(self.cfg.target_topic, "geometry_msgs/msg/PoseStamped", self.on_target))
         return subs
 
-    def _orientation(self, q: Any) -> tuple[float, float, float, float]:
-        quat = super()._orientation(q)
-        return flip_pitch(*quat) if self.cfg.odom_legacy_pitch and self.cfg.state_source == "odom" else quat
+    def _orientation(self, q: Any) -> tuple[Quat, str | None]:
+        quat, problem = super()._orientation(q)
+        return (flip_pitch(*quat) if self._legacy_pitch and problem is None else quat), problem
+
+    def _angular(self, tw: Any, r: list[float], frame: str) -> list[float]:
+        if self.angular_source == "orientation":
+            return self._rates.rate  # updated in _after_odometry (needs this message's stamp)
+        k = self._rate_unit  # cflib: gyro in deg/s
+        return [w * k for w in super()._angular(tw, r, frame)]
+
+    def _after_odometry(self, stamp: int, quat: Quat) -> None:
+        if self.angular_source == "orientation":
+            rate = self._rates.update(stamp, quat)
+            if "angular_velocity" in self._views:
+                self._views["angular_velocity"][:] = rate
+
+    def _check_pose_frame(self, msg: Any) -> str:
+        header = str(msg.header.frame_id)
+        world = "world" if self.cfg.odom_frame_id == "auto" else self.cfg.odom_frame_id  # both backends: world
+        if world != "*" and header != world:
+            return f"header.frame_id {header!r}, expected {world!r} (parameter odom_frame_id; '*' accepts any)"
+        return ""
 
     def on_pose(self, msg: Any, received: float) -> bool:
         """``geometry_msgs/PoseStamped``: pose as measured, world velocity from successive positions."""
+        why = self._check_pose_frame(msg)
+        if why:
+            return self.runner.reject("odom", why)
         stamp = stamp_ns(msg)
-        if not self.runner.accept("odom", stamp, received):
+        if not self.runner.accept("odom", stamp, received, self.now_ns()):
             return False
-        self._write_pose(msg.pose.position, self._orientation(msg.pose.orientation))
+        quat, problem = self._orientation(msg.pose.orientation)
+        if problem:
+            self.runner.invalidate("odom", problem)
+        self._write_pose(msg.pose.position, quat)
+        self._after_odometry(stamp, quat)
         pos, prev = list(self._pos), self._last_pose
         self._last_pose = (stamp, pos)
         dt = (stamp - prev[0]) * 1e-9 if prev is not None else math.inf
@@ -124,6 +181,9 @@ class CrazyflieProfile(QuadrotorMotorsProfile):
                 value = min(max(value, 0.0), THRUST_MAX)
             setattr(getattr(msg, part), axis, value)
         return msg
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "backend": self.cfg.backend, "angular_velocity_source": self.angular_source}
 
     def unlock_message(self, msg: Any) -> Any | None:
         if not self.cfg.unlock_thrust:

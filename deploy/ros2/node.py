@@ -4,7 +4,11 @@ Lifecycle: ``configure`` loads the export and checks it against the parameters (
 transition with a one-line error); ``activate`` starts a fixed-rate timer on the steady clock; ``deactivate``,
 ``error`` and ``shutdown`` publish one safe command. Sensors are subscribed with the sensor-data QoS
 (best effort), commands are published reliable. ``~/emergency_stop`` (``std_srvs/Trigger``) publishes the
-safe command at once and latches it until the next activation. Diagnostics (``diagnostic_msgs/DiagnosticArray``
+safe command at once and latches it, in any lifecycle state, across deactivate/activate, until
+``~/clear_emergency_stop`` (``std_srvs/Trigger``, refused while active) clears it; a geofence breach or an
+exception in the control step latches the same way. Parameters in ``NodeConfig.LIVE`` (``target``, ``goal``)
+apply at once while configured; changing any other one then is refused with the reason. Diagnostics
+(``diagnostic_msgs/DiagnosticArray``
 on ``/diagnostics``, or JSON in ``std_msgs/String`` on ``~/diagnostics`` when diagnostic_msgs is missing)
 carry the runner's counters, timer overruns and the period statistics.
 
@@ -26,9 +30,8 @@ import time
 from dataclasses import fields
 from typing import Any
 
-import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -37,6 +40,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Empty, Trigger
 
 from deploy.ros2.profiles import ConfigError, NodeConfig, Profile, make_profile
+from deploy.ros2.timing import LoopTiming
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -45,7 +49,6 @@ except ImportError:  # pragma: no cover - depends on the installed wheels
 from std_msgs.msg import String
 
 NODE_NAME = "robot_rl_node"
-JITTER_BIN_S, JITTER_BINS = 1e-5, 5000  # histogram of |period - nominal|: 10 us bins up to 50 ms
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -73,9 +76,14 @@ class PolicyNode(LifecycleNode):
         self._error = ""
         self._emergency: Any = None
         self._unlock_pending = False
+        self._estop_pending: str | None = None  # pressed while unconfigured: latched into the next profile
+        self._estop_signalled = False  # the robot's own emergency service was called for the current latch
+        self._commanded = False  # a policy command went out since activation (later safe steps log at ERROR)
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._reset_timing(0.01)
         self.create_service(Trigger, "~/emergency_stop", self._on_estop)
+        self.create_service(Trigger, "~/clear_emergency_stop", self._on_clear_estop)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         topic = str(self.get_parameter("diagnostics_topic").value)
         if DiagnosticArray is not None:
             self._diag_pub = self.create_publisher(DiagnosticArray, topic, 10)
@@ -90,15 +98,33 @@ class PolicyNode(LifecycleNode):
         return NodeConfig.coerce({f.name: self.get_parameter(f.name).value for f in fields(NodeConfig)})
 
     # ------------------------------------------------------------------ lifecycle
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        """Unconfigured: accept (read at configure). Configured: apply live ones, refuse the rest with a reason."""
+        if self.profile is None:
+            return SetParametersResult(successful=True)
+        for p in params:
+            why = self.profile.set_live(p.name, p.value) if p.name in NodeConfig.LIVE else \
+                f"parameter {p.name} is read at configure: deactivate, cleanup, set it, then configure again"
+            if why is not None:
+                self.get_logger().warning(f"parameter change refused: {why}")
+                return SetParametersResult(successful=False, reason=why)
+            self.get_logger().info(f"parameter {p.name} applied live: {list(p.value) if p.value is not None else None}")
+        return SetParametersResult(successful=True)
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             cfg = self.config()
             profile = make_profile(cfg)
-        except (ConfigError, ValueError) as exc:
-            self._error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except Exception as exc:  # ConfigError, and anything unforeseen: rclpy would swallow it without a log
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            self._error = text if isinstance(exc, (ConfigError, ValueError)) else f"{type(exc).__name__}: {text}"
             self.get_logger().error(f"configure refused: {self._error}")
             return FAILURE
         self.profile, self._error = profile, ""
+        profile.clock_ns = lambda: self.get_clock().now().nanoseconds
+        if self._estop_pending is not None:
+            profile.runner.estop(self._estop_pending)
+            self._estop_pending = None
         for sub in profile.subscriptions():
             handler = sub.handler
             self._subs.append(self.create_subscription(
@@ -119,6 +145,10 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self.profile is not None
         self.profile.runner.activate()
+        if self.profile.runner.estopped is not None:
+            self.get_logger().error(f"activated with the e-stop latched ({self.profile.runner.estopped}): safe "
+                                    f"commands until ~/clear_emergency_stop")
+        self._commanded = False
         self._reset_timing(1.0 / self.profile.rate_hz)
         gc.collect()
         gc.freeze()  # objects alive now never need scanning again: shorter collector pauses in the loop
@@ -154,6 +184,11 @@ class PolicyNode(LifecycleNode):
             handler(msg, time.monotonic())
         except Exception as exc:
             self.get_logger().error(f"input message dropped: {exc!r}", throttle_duration_sec=1.0)
+        notices = self.profile.runner.notices if self.profile is not None else None
+        if notices:
+            for text in notices:
+                self.get_logger().warning(text)
+            notices.clear()
 
     # ------------------------------------------------------------------ control loop
     def _tick(self) -> None:
@@ -168,18 +203,11 @@ class PolicyNode(LifecycleNode):
 
     def _control_step(self) -> None:
         t = time.monotonic()
-        dt = t - self._last_tick
-        self._last_tick = t
-        if self._ticks:
-            self._jitter[min(int(abs(dt - self._period) / JITTER_BIN_S), JITTER_BINS - 1)] += 1
-            if dt > 1.5 * self._period:
-                self._missed += 1
-                if dt > self._max_period:
-                    self._max_period = dt
-        else:
-            self._first_tick = t
-        self._ticks += 1
-        cmd, reason = self.profile.runner.step(t)
+        self._timing.tick(t)
+        runner = self.profile.runner
+        cmd, reason = runner.step(t)
+        if runner.estopped is not None and not self._estop_signalled:
+            self._signal_estop(runner.estopped)  # e.g. a geofence breach latched in an input callback
         if cmd is not None:
             if self._unlock_pending and self._pub.get_subscription_count() > 0:
                 # e.g. the Crazyflie's thrust lock: one zero setpoint right before the first command
@@ -188,11 +216,18 @@ class PolicyNode(LifecycleNode):
                 if unlock is not None:
                     self._pub.publish(unlock)
             self._pub.publish(self.profile.fill(self._msg, cmd))
-        if reason is not None and reason != self._last_logged:
-            self.get_logger().warning(f"safe command: {reason}")
+        if reason is None:
+            self._commanded = True
+        elif reason != self._last_logged:
+            # before the first command (waiting for input) a warning; once flying, motors off / stream stopped
+            # (rclpy wants one severity per call site: two calls)
+            if self._commanded or runner.estopped:
+                self.get_logger().error(f"safe command: {reason}")
+            else:
+                self.get_logger().warning(f"safe command: {reason}")
         self._last_logged = reason
         if time.monotonic() - t > self._period:
-            self._overruns += 1
+            self._timing.overruns += 1
 
     def _send_safe(self, reason: str) -> None:
         """Publish the safe command once (if there is a configured profile and a safe command exists)."""
@@ -207,15 +242,33 @@ class PolicyNode(LifecycleNode):
 
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.profile is None:
-            response.success, response.message = False, "not configured: no command to stop"
+            self._estop_pending = "emergency stop"
+            self.get_logger().error("emergency stop while unconfigured: latched into the next configuration")
+            response.success, response.message = True, "latched until ~/clear_emergency_stop"
             return response
         self.profile.runner.estop("emergency stop")
         self._send_safe("emergency stop")
-        if self._emergency is not None:  # the robot's own emergency stop (Crazyflie: motors off)
+        self._signal_estop("emergency stop")
+        response.success, response.message = True, "safe command latched until ~/clear_emergency_stop"
+        return response
+
+    def _signal_estop(self, reason: str) -> None:
+        """Log the latch at ERROR and call the robot's own emergency stop (Crazyflie: motors off) once."""
+        self._estop_signalled = True
+        if self._emergency is not None:
             self._emergency.call_async(Empty.Request())
-            self.get_logger().warning(f"called {self._emergency.srv_name}")
-        self.get_logger().warning("emergency stop: safe command latched until re-activation")
-        response.success, response.message = True, "safe command latched until re-activation"
+            self.get_logger().error(f"called {self._emergency.srv_name}")
+        self.get_logger().error(f"e-stop latched ({reason}): safe command until ~/clear_emergency_stop")
+
+    def _on_clear_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._timer is not None:
+            response.success, response.message = False, "refused while active: deactivate first"
+            return response
+        reason = self.profile.runner.clear_estop() if self.profile is not None else self._estop_pending
+        self._estop_pending, self._estop_signalled = None, False
+        response.success = True
+        response.message = f"cleared ({reason})" if reason else "nothing was latched"
+        self.get_logger().warning(f"e-stop {response.message}")
         return response
 
     def _stop_timer(self) -> None:
@@ -232,25 +285,17 @@ class PolicyNode(LifecycleNode):
         if self._emergency is not None:
             self.destroy_client(self._emergency)
         self._pub, self.profile, self._emergency = None, None, None
+        self._estop_signalled = False
 
     # ------------------------------------------------------------------ diagnostics
     def _reset_timing(self, period: float) -> None:
         self._period = period
-        self._jitter = np.zeros(JITTER_BINS, dtype=np.int64)
-        self._ticks = self._missed = self._overruns = 0
-        self._max_period = period
-        self._first_tick = 0.0
-        self._last_tick = time.monotonic()
+        self._timing = LoopTiming(period, time.monotonic())
         self._last_logged: str | None = None
 
     def timing(self) -> dict[str, float]:
-        """Control-loop statistics since activation: rate, p99 |period - nominal|, periods > 1.5 nominal."""
-        n = self._ticks
-        rate = (n - 1) / (self._last_tick - self._first_tick) if n > 1 else 0.0
-        counts = np.cumsum(self._jitter)
-        p99 = float(np.searchsorted(counts, 0.99 * counts[-1]) + 1) * JITTER_BIN_S if counts[-1] else 0.0
-        return {"ticks": n, "rate_hz": rate, "jitter_p99_ms": p99 * 1e3, "missed_deadlines": self._missed,
-                "period_max_ms": self._max_period * 1e3, "overruns": self._overruns}
+        """Control-loop statistics since activation (:class:`deploy.ros2.timing.LoopTiming`)."""
+        return self._timing.stats()
 
     def _publish_diagnostics(self) -> None:
         state = self._state_machine.current_state[1] if hasattr(self, "_state_machine") else "unknown"
@@ -258,13 +303,18 @@ class PolicyNode(LifecycleNode):
         level = 2 if self._error else 0
         if self.profile is not None:
             values.update(self.profile.runner.stats())
+            values.update(self.profile.stats())
             values.update(self.timing())
             values["profile"] = self.profile.name
             if values["estopped"]:
                 level = 2
-            elif values["last_reason"]:
+            elif values["last_reason"] or values["clamped_now"]:
                 level = 1
-        message = self._error or str(values.get("last_reason") or state)
+        elif self._estop_pending:
+            level, values["estopped"] = 2, True
+        clamped = values.get("clamped_now")
+        message = self._error or str(values.get("last_reason") or (
+            f"outside the training box: {clamped} clamped" if clamped else state))
         if DiagnosticArray is None:
             self._diag_pub.publish(String(data=json.dumps({"level": level, "message": message, **values})))
             return

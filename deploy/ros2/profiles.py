@@ -4,8 +4,8 @@ A profile turns the node's parameters into a configured :class:`deploy.runtime.P
 topics to subscribe to and which command message to publish, and converts incoming messages (read by
 attribute only, so tests can pass plain objects) into observation components. Nothing here imports rclpy.
 
-* ``quadrotor_motors``: ``nav_msgs/Odometry`` in (REP 105: pose in the world/odom frame, twist in the body
-  frame; the linear twist is rotated into the world frame), target from the ``target`` parameter or a
+* ``quadrotor_motors`` (:mod:`deploy.ros2.quadrotor`): ``nav_msgs/Odometry`` in (REP 105: pose in the world
+  frame, twist in ``child_frame_id``; frames checked), target from the ``target`` parameter or a
   ``geometry_msgs/PoseStamped`` topic, 4 motor commands out as ``std_msgs/Float32MultiArray`` (rpm by default).
 * ``crazyflie``: a Crazyswarm2 robot ``<cf>``: ``<cf>/odom`` or ``<cf>/pose`` in, attitude/thrust setpoints out on
   ``<cf>/cmd_vel_legacy`` (``geometry_msgs/Twist``), ``<cf>/emergency`` on e-stop (:mod:`deploy.ros2.crazyflie`).
@@ -24,7 +24,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from deploy.ros2.frames import quat_to_rotmat
 from deploy.runtime import ModelError, PolicyRunner
+
+__all__ = ["ConfigError", "NodeConfig", "Profile", "ArmProfile", "Subscription", "make_profile", "quat_to_rotmat",
+           "stamp_ns"]
 
 INF = float("inf")
 
@@ -43,6 +47,9 @@ class NodeConfig:
     input_timeout_s: float = 0.1  # state older than this -> safe command
     autostart: bool = False  # configure + activate at start-up (else use ~/change_state)
     check_stamps: bool = True  # drop state whose header stamp is not newer than the last one
+    max_future_stamp_s: float = 1.0  # drop state stamped more than this ahead of the node's clock
+    stamp_jump_s: float = 1.0  # a stamp this much older than the last restarts the stamp sequence (reported)
+    stamp_recovery_count: int = 10  # ... as do this many consecutive refused stamps
     diagnostics_period_s: float = 1.0
     diagnostics_topic: str = "/diagnostics"
     realtime_priority: int = 0  # 1-99: SCHED_FIFO for the control thread (Linux, CAP_SYS_NICE); 0: normal
@@ -56,12 +63,18 @@ class NodeConfig:
     target_topic: str = ""  # geometry_msgs/PoseStamped; empty: use the target parameter
     motor_topic: str = "motor_commands"
     command_unit: str = "rpm"  # rpm | normalized ([-1, 1], the raw action)
-    twist_frame: str = "child"  # child (REP 105) | world
-    # crazyflie (also uses target, target_topic, twist_frame)
+    twist_frame: str = "auto"  # twist frame when child_frame_id is empty: child | world | auto (profile's)
+    odom_frame_id: str = "auto"  # expected header.frame_id ("*": any; auto: odom, or the Crazyswarm2 backend's)
+    odom_child_frame_id: str = "auto"  # expected child_frame_id ("*": any; auto: base_link, or the backend's)
+    geofence_min: list[float] = field(default_factory=lambda: [-2.0, -2.0, -0.5])  # world box, m: outside it
+    geofence_max: list[float] = field(default_factory=lambda: [2.0, 2.0, 2.5])  # the e-stop latches (cut)
+    # crazyflie (also uses target, target_topic, twist_frame, odom_*frame_id, geofence_*)
     cf_name: str = "cf1"  # Crazyswarm2 robot name: topics <cf>/odom, <cf>/pose, <cf>/cmd_vel_legacy
+    backend: str = "cpp"  # Crazyswarm2 server backend: cpp (its default) | cflib; sets frames, pitch sign, units
     state_source: str = "odom"  # odom (nav_msgs/Odometry) | pose (geometry_msgs/PoseStamped, velocity estimated)
     velocity_filter_s: float = 0.02  # pose source: time constant of the finite-difference velocity low-pass
-    odom_legacy_pitch: bool = False  # odom orientation built from the firmware's legacy (negated) pitch
+    angular_velocity_source: str = "auto"  # odom (cflib's gyro) | orientation (finite difference) | auto
+    angular_velocity_filter_s: float = 0.02  # orientation source: low-pass time constant, s
     unlock_thrust: bool = True  # send one zero-thrust setpoint after activation (the firmware's thrust lock)
     # arm
     joints: list[str] = field(default_factory=list)  # the controller's joints parameter (command order)
@@ -69,6 +82,9 @@ class NodeConfig:
     joint_states_topic: str = "/joint_states"
     goal: list[float] = field(default_factory=list)
     goal_topic: str = ""  # std_msgs/Float64MultiArray; empty: use the goal parameter
+
+    #: parameters a configured node applies at once (others are read at configure and refused while configured)
+    LIVE = ("target", "goal")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> NodeConfig:
@@ -121,13 +137,6 @@ def stamp_ns(msg: Any) -> int:
     return int(st.sec) * 1_000_000_000 + int(st.nanosec)
 
 
-def quat_to_rotmat(w: float, x: float, y: float, z: float) -> list[float]:
-    """Body-to-world rotation matrix, row-major, from a unit quaternion (same formula as the simulator)."""
-    return [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
-
-
 class Profile:
     """Common parts: model loading and checks against the parameters."""
 
@@ -138,6 +147,7 @@ class Profile:
 
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
+        self.clock_ns: Callable[[], int] | None = None  # the node's clock (ROS time) for the future-stamp check
         if cfg.input_timeout_s <= 0:
             raise ConfigError("input_timeout_s must be positive")
 
@@ -145,7 +155,8 @@ class Profile:
         try:
             kwargs.setdefault("max_command_delta", self.cfg.max_command_delta)
             runner = PolicyRunner(self.cfg.export_dir(), sources=sources, check_stamps=self.cfg.check_stamps,
-                                  **kwargs)
+                                  max_future_s=self.cfg.max_future_stamp_s, stamp_jump_s=self.cfg.stamp_jump_s,
+                                  recovery_count=self.cfg.stamp_recovery_count, **kwargs)
         except (ModelError, FileNotFoundError) as exc:
             raise ConfigError(str(exc)) from None
         spec = runner.spec
@@ -184,94 +195,17 @@ class Profile:
     emergency_service: str | None = None
     """A ``std_srvs/Empty`` service the node calls on e-stop (``None``: none)."""
 
+    def now_ns(self) -> int | None:
+        """The node's clock in nanoseconds (``None`` without a node: no future-stamp check)."""
+        return self.clock_ns() if self.clock_ns is not None else None
 
-class QuadrotorMotorsProfile(Profile):
-    """Odometry (+ target) -> 4 motor commands."""
+    def set_live(self, name: str, value: Any) -> str | None:
+        """Apply parameter ``name`` while configured; returns why it cannot be (``None``: applied)."""
+        return f"parameter {name} is read at configure: deactivate, cleanup, set it, then configure again"
 
-    name = "quadrotor_motors"
-    action_type = "motor_rpm"
-    supported = ("position", "rotation_matrix", "quaternion", "linear_velocity", "angular_velocity",
-                 "action_history")
-    command_type = "std_msgs/msg/Float32MultiArray"
-
-    def __init__(self, cfg: NodeConfig) -> None:
-        super().__init__(cfg)
-        if cfg.twist_frame not in ("child", "world"):
-            raise ConfigError(f"twist_frame must be 'child' or 'world', not {cfg.twist_frame!r}")
-        if len(cfg.target) != 3:
-            raise ConfigError(f"target needs 3 values (x, y, z), got {len(cfg.target)}")
-        sources: dict[str, float | None] = {"odom": cfg.input_timeout_s}
-        if cfg.target_topic:
-            sources["target"] = None
-        self.runner = self._load(sources, command_low=cfg.command_low, command_high=cfg.command_high,
-                                 command_unit=cfg.command_unit)
-        if self.runner.action_size != 4:
-            raise ConfigError(f"profile 'quadrotor_motors' needs 4 motor actions, the model has "
-                              f"{self.runner.action_size}")
-        self.target = [float(v) for v in cfg.target]
-        self._pos = [math.nan] * 3
-        self._views = {c: self.runner.view(c) for c in self.runner.components if c != "action_history"}
-
-    @property
-    def command_topic(self) -> str:
-        return self.cfg.motor_topic
-
-    def subscriptions(self) -> list[Subscription]:
-        subs = [Subscription(self.cfg.odom_topic, "nav_msgs/msg/Odometry", self.on_odometry)]
-        if self.cfg.target_topic:
-            subs.append(Subscription(self.cfg.target_topic, "geometry_msgs/msg/PoseStamped", self.on_target))
-        return subs
-
-    def _write_position(self) -> None:
-        v = self._views.get("position")
-        if v is not None:
-            v[:] = [p - t for p, t in zip(self._pos, self.target, strict=True)]
-
-    def on_target(self, msg: Any, received: float) -> bool:
-        """``geometry_msgs/PoseStamped`` target (only the position is used)."""
-        if not self.runner.accept("target", stamp_ns(msg), received):
-            return False
-        p = msg.pose.position
-        self.target = [float(p.x), float(p.y), float(p.z)]
-        self._write_position()
-        return True
-
-    def _orientation(self, q: Any) -> tuple[float, float, float, float]:
-        """Unit quaternion (w, x, y, z) of a message orientation; NaN when invalid (the step then turns safe)."""
-        w, x, y, z = float(q.w), float(q.x), float(q.y), float(q.z)
-        norm = math.sqrt(w * w + x * x + y * y + z * z)
-        if not abs(norm - 1.0) < 1e-2:  # also catches NaN
-            return math.nan, math.nan, math.nan, math.nan
-        return w / norm, x / norm, y / norm, z / norm
-
-    def _write_pose(self, p: Any, quat: tuple[float, float, float, float]) -> list[float]:
-        """Write position - target, rotation matrix and quaternion; return the rotation matrix (row-major)."""
-        r = quat_to_rotmat(*quat)
-        self._pos = [float(p.x), float(p.y), float(p.z)]
-        self._write_position()
-        views = self._views
-        if "rotation_matrix" in views:
-            views["rotation_matrix"][:] = r
-        if "quaternion" in views:
-            views["quaternion"][:] = quat
-        return r
-
-    def on_odometry(self, msg: Any, received: float) -> bool:
-        """``nav_msgs/Odometry``: write position - target, attitude, world linear and body angular velocity."""
-        if not self.runner.accept("odom", stamp_ns(msg), received):
-            return False
-        pose, tw = msg.pose.pose, msg.twist.twist
-        r = self._write_pose(pose.position, self._orientation(pose.orientation))
-        views = self._views
-        if "linear_velocity" in views:
-            vx, vy, vz = float(tw.linear.x), float(tw.linear.y), float(tw.linear.z)
-            if self.cfg.twist_frame == "child":
-                vx, vy, vz = (r[0] * vx + r[1] * vy + r[2] * vz, r[3] * vx + r[4] * vy + r[5] * vz,
-                              r[6] * vx + r[7] * vy + r[8] * vz)
-            views["linear_velocity"][:] = [vx, vy, vz]
-        if "angular_velocity" in views:
-            views["angular_velocity"][:] = [float(tw.angular.x), float(tw.angular.y), float(tw.angular.z)]
-        return True
+    def stats(self) -> dict[str, Any]:
+        """Profile-specific diagnostics values."""
+        return {}
 
 
 class ArmProfile(Profile):
@@ -376,15 +310,29 @@ class ArmProfile(Profile):
         src.received, src.count = received, src.count + 1
         return True
 
-
-PROFILES: dict[str, type[Profile]] = {"quadrotor_motors": QuadrotorMotorsProfile, "arm": ArmProfile}
+    def set_live(self, name: str, value: Any) -> str | None:
+        if name != "goal" or not self.runner.has("goal"):
+            return super().set_live(name, value)
+        if self.cfg.goal_topic:
+            return f"the goal comes from goal_topic {self.cfg.goal_topic!r}"
+        goal = self.runner.view("goal")
+        try:
+            vals = [float(v) for v in value]
+        except (TypeError, ValueError):
+            return f"goal must be a list of {goal.size} numbers"
+        if len(vals) != goal.size or not all(math.isfinite(v) for v in vals):
+            return f"goal needs {goal.size} finite values, got {value!r}"
+        goal[:] = vals
+        return None
 
 
 def make_profile(cfg: NodeConfig) -> Profile:
     """Load and check the model for ``cfg.profile``; raise :class:`ConfigError` with a one-line reason."""
-    from deploy.ros2.crazyflie import CrazyflieProfile  # builds on this module
+    from deploy.ros2.crazyflie import CrazyflieProfile  # both build on this module
+    from deploy.ros2.quadrotor import QuadrotorMotorsProfile
 
-    profiles = {**PROFILES, CrazyflieProfile.name: CrazyflieProfile}
+    profiles: dict[str, type[Profile]] = {ArmProfile.name: ArmProfile, QuadrotorMotorsProfile.name:
+                                          QuadrotorMotorsProfile, CrazyflieProfile.name: CrazyflieProfile}
     if cfg.profile not in profiles:
         raise ConfigError(f"unknown profile {cfg.profile!r}; choose from {sorted(profiles)}")
     return profiles[cfg.profile](cfg)

@@ -1,10 +1,14 @@
 """``robot-rl crazyflie-sim``: the simulator plays a Crazyflie behind Crazyswarm2's ROS 2 topics.
 
-Publishes ``<cf>/odom`` (``nav_msgs/Odometry``, twist in the body frame as REP 105) and ``<cf>/pose``
-(``geometry_msgs/PoseStamped``) at ``--rate`` Hz, consumes ``<cf>/cmd_vel_legacy`` (``geometry_msgs/Twist``)
-through the same radio and onboard attitude-controller model the ``attitude_thrust`` level trains with
-(:mod:`sim.quadrotor.crazyflie_link`), and serves ``<cf>/emergency`` (``std_srvs/Empty``). Run a policy node
-beside it (``robot-rl-node`` with the ``crazyflie`` profile, or ``launch/crazyflie.launch.py``).
+Publishes ``<cf>/odom`` (``nav_msgs/Odometry``) as the chosen Crazyswarm2 server ``--backend`` does (Crazyswarm2
+1.0.5): ``cpp`` (its default) with ``header.frame_id`` = the robot name, no child frame, the linear twist in the
+world frame, the estimator's quaternion and no angular rates (zeros); ``cflib`` with ``header.frame_id`` =
+``world``, ``child_frame_id`` = the robot name, the linear twist in the body frame, the orientation built from
+the firmware's negated (legacy) pitch and the gyro rates in deg/s. ``<cf>/pose`` (``geometry_msgs/PoseStamped``,
+frame ``world``, true orientation) is published at the same ``--rate`` Hz. It consumes ``<cf>/cmd_vel_legacy``
+(``geometry_msgs/Twist``) through the same radio and onboard attitude-controller model the ``attitude_thrust``
+level trains with (:mod:`sim.quadrotor.crazyflie_link`), and serves ``<cf>/emergency`` (``std_srvs/Empty``).
+Run a policy node beside it (``robot-rl-node`` with the ``crazyflie`` profile, or ``launch/crazyflie.launch.py``).
 
 With ``--target-topic`` it also publishes the node's target (``geometry_msgs/PoseStamped``): the start position,
 then ``--step`` added at ``--step-at`` seconds after the first setpoint; at the end it prints (and with
@@ -21,11 +25,44 @@ from pathlib import Path
 from typing import Any
 
 
+def euler_zyx(w: float, x: float, y: float, z: float) -> tuple[float, float, float]:
+    """Roll, pitch, yaw (rad) of a unit quaternion, ZYX convention (the firmware's)."""
+    return (math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
+            math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x)))),
+            math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def quat_from_euler(roll: float, pitch: float, yaw: float) -> list[float]:
+    """(w, x, y, z) of ZYX Euler angles (what Crazyswarm2's cflib server computes from the stabilizer log)."""
+    cr, sr, cp, sp = math.cos(roll / 2), math.sin(roll / 2), math.cos(pitch / 2), math.sin(pitch / 2)
+    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
+    return [cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy]
+
+
+def backend_odometry(odo: dict[str, list[float]], backend: str, cf: str) -> tuple[str, str, list[float], list[float],
+                                                                                     list[float]]:
+    """(header.frame_id, child_frame_id, quaternion, twist.linear, twist.angular) as ``backend`` publishes them."""
+    q, vb, w = odo["quaternion"], odo["linear_velocity_body"], odo["angular_velocity"]
+    if backend == "cpp":
+        qw, qx, qy, qz = q
+        r = [[1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)],
+             [2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)],
+             [2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)]]
+        world = [sum(r[i][j] * vb[j] for j in range(3)) for i in range(3)]
+        return cf, "", list(q), world, [0.0, 0.0, 0.0]
+    if backend == "cflib":
+        roll, pitch, yaw = euler_zyx(*q)
+        return "world", cf, quat_from_euler(roll, -pitch, yaw), list(vb), [math.degrees(v) for v in w]
+    raise ValueError(f"--backend must be 'cpp' or 'cflib', not {backend!r}")
+
+
 def run_crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 10.0,
                       start: tuple[float, float, float] = (0.0, 0.0, 1.0), duration: float = 0.0,
                       target_topic: str = "", step: tuple[float, float, float] = (0.3, 0.0, 0.0),
                       step_at: float = 3.0, hold: float = 10.0, settle: float = 5.0, radius: float = 0.1,
-                      report: Path | None = None, seed: int = 0, max_wait: float = 60.0) -> dict[str, Any]:
+                      report: Path | None = None, seed: int = 0, max_wait: float = 60.0,
+                      backend: str = "cpp") -> dict[str, Any]:
     """Run until ``duration`` seconds after the first setpoint (0: until Ctrl-C; with a duration, give up after
     ``max_wait`` seconds without any setpoint); return the summary."""
     import rclpy
@@ -45,6 +82,8 @@ def run_crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 
         twist_to_setpoint,
     )
 
+    backend_odometry({"quaternion": [1.0, 0, 0, 0], "linear_velocity_body": [0.0] * 3,
+                      "angular_velocity": [0.0] * 3}, backend, cf)  # rejects an unknown backend before starting
     if rate <= 0 or latency_ms < 0 or duration < 0:
         raise ValueError("--rate must be positive, --latency-ms and --duration non-negative")
     torch.set_num_threads(1)
@@ -92,9 +131,11 @@ def run_crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 
         q = odo["quaternion"]
         (pose.pose.orientation.w, pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z) = q
         odom = Odometry()
-        odom.header, odom.child_frame_id = pose.header, cf
-        odom.pose.pose = pose.pose
-        v, w = odo["linear_velocity_body"], odo["angular_velocity"]
+        frame, child, q_odom, v, w = backend_odometry(odo, backend, cf)
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, frame, child
+        odom.pose.pose.position = pose.pose.position
+        o = odom.pose.pose.orientation
+        o.w, o.x, o.y, o.z = q_odom
         (odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.linear.z) = v
         (odom.twist.twist.angular.x, odom.twist.twist.angular.y, odom.twist.twist.angular.z) = w
         odom_pub.publish(odom)

@@ -35,7 +35,8 @@ def int8_policy(export_dir: Path):
     from deploy.export.int8_reference import Int8Policy
 
     contract.load(export_dir)
-    policy = Int8Policy(export_dir)
+    policy = Int8Policy(export_dir)  # cached c_int8/int8_params.npz only if quantised from this policy.onnx
+    print(f"int8 parameters: {policy.origin}")
 
     def fn(obs: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.asarray(policy(obs.cpu().numpy().astype(np.float32)), dtype=np.float32))

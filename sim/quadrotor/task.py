@@ -25,6 +25,12 @@ from sim.quadrotor.dynamics import (
 )
 from sim.quadrotor.params import QuadrotorParams, crazyflie_params, load_params
 
+# Plausibility ranges written into policy.json (outside them the deployed runtime treats the input as a fault):
+# physical limits of a small quadrotor with margin, far outside anything the policy trains on.
+PLAUSIBLE_POSITION_ERROR = 100.0  # m from the target (a geofence, not this, bounds where the vehicle may fly)
+PLAUSIBLE_SPEED = 20.0  # m/s (a Crazyflie tops out near 10 m/s)
+PLAUSIBLE_RATE = 40.0  # rad/s (the Crazyflie's BMI088 gyro saturates at 2000 deg/s = 34.9 rad/s)
+
 REWARD_TERMS = ("position", "orientation", "linear_velocity", "angular_velocity", "action")
 
 
@@ -70,12 +76,16 @@ def hover_export_spec(cfg: QuadrotorTaskConfig, prm: QuadrotorParams) -> dict[st
     lim = cfg.position_limit
     spec = {
         "observation": [
+            # low/high: the training box (the runtime clamps into it); valid_*: plausibility (outside: a fault)
             {"name": "position", "size": 3, "frame": "world", "unit": "m", "relative_to": "target",
-             "low": -lim, "high": lim, "noise_std": noise[0]},
+             "low": -lim, "high": lim, "valid_low": -PLAUSIBLE_POSITION_ERROR, "valid_high": PLAUSIBLE_POSITION_ERROR,
+             "noise_std": noise[0]},
             {"name": "rotation_matrix", "size": 9, "frame": "body_to_world", "order": "row_major",
-             "low": -1.0, "high": 1.0, "noise_std": noise[1]},
-            {"name": "linear_velocity", "size": 3, "frame": "world", "unit": "m/s", "noise_std": noise[2]},
-            {"name": "angular_velocity", "size": 3, "frame": "body", "unit": "rad/s", "noise_std": noise[3]},
+             "low": -1.0, "high": 1.0, "valid_low": -1.02, "valid_high": 1.02, "noise_std": noise[1]},
+            {"name": "linear_velocity", "size": 3, "frame": "world", "unit": "m/s", "noise_std": noise[2],
+             "valid_low": -PLAUSIBLE_SPEED, "valid_high": PLAUSIBLE_SPEED},
+            {"name": "angular_velocity", "size": 3, "frame": "body", "unit": "rad/s", "noise_std": noise[3],
+             "valid_low": -PLAUSIBLE_RATE, "valid_high": PLAUSIBLE_RATE},
             {"name": "action_history", "size": 4 * cfg.action_history, "steps": cfg.action_history,
              "order": "oldest_first", "initial_value": 0.0, "low": -1.0, "high": 1.0},
         ],

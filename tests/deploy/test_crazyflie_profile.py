@@ -12,7 +12,12 @@ from deploy.export.examples import export_hover_example
 from deploy.ros2.crazyflie import flip_pitch
 from deploy.ros2.profiles import ConfigError, NodeConfig, make_profile
 
-from .test_profiles import odom
+from .test_profiles import odom as _odom
+
+
+def odom(*args, **kwargs):
+    """Odometry as Crazyswarm2's C++ backend stamps its frames (header.frame_id = the robot, no child frame)."""
+    return _odom(*args, **{"frame": "cf1", "child": "", **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +32,7 @@ def twist() -> NS:
 
 
 def pose(stamp_ns: int, pos, quat=(1.0, 0.0, 0.0, 0.0)) -> NS:
-    return NS(header=NS(stamp=NS(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)),
+    return NS(header=NS(stamp=NS(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="world"),
               pose=NS(position=NS(x=pos[0], y=pos[1], z=pos[2]),
                       orientation=NS(w=quat[0], x=quat[1], y=quat[2], z=quat[3])))
 

@@ -18,10 +18,12 @@ def models(tmp_path_factory):
     return hover, arm
 
 
-def odom(stamp, pos=(0.0, 0.0, 1.0), quat=(1.0, 0.0, 0.0, 0.0), lin=(0.0, 0.0, 0.0), ang=(0.0, 0.0, 0.0)):
-    """A duck-typed nav_msgs/Odometry; ``quat`` is (w, x, y, z)."""
+def odom(stamp, pos=(0.0, 0.0, 1.0), quat=(1.0, 0.0, 0.0, 0.0), lin=(0.0, 0.0, 0.0), ang=(0.0, 0.0, 0.0),
+         frame="odom", child="base_link"):
+    """A duck-typed nav_msgs/Odometry; ``quat`` is (w, x, y, z); ``stamp`` in seconds (int) or ns (large)."""
     v3 = lambda v: NS(x=v[0], y=v[1], z=v[2])  # noqa: E731
-    return NS(header=NS(stamp=NS(sec=stamp, nanosec=0)),
+    sec, ns = (stamp, 0) if stamp < 10**6 else divmod(stamp, 10**9)
+    return NS(header=NS(stamp=NS(sec=sec, nanosec=ns), frame_id=frame), child_frame_id=child,
               pose=NS(pose=NS(position=v3(pos), orientation=NS(w=quat[0], x=quat[1], y=quat[2], z=quat[3]))),
               twist=NS(twist=NS(linear=v3(lin), angular=v3(ang))))
 
@@ -44,7 +46,7 @@ def test_odometry_to_l2f_observation(models):
     cmd, reason = r.step(0.0)
     assert reason is None and cmd.dtype == np.float32 and cmd.shape == (4,)
     assert p.on_odometry(odom(2, pos=(1.0, 2.0, 1.0), quat=(0.5, 0.0, 0.0, 0.0)), 0.0)  # not a unit quaternion
-    assert "rotation_matrix" in r.step(0.0)[1]
+    assert r.step(0.0)[1] == "non-unit orientation quaternion (norm 0.5)"
 
 
 def test_world_twist_option_and_rotmat_convention(models):

@@ -130,6 +130,7 @@ class Peer:
 
 def odometry(state: dict[str, list[float]]) -> Odometry:
     m = Odometry()
+    m.header.frame_id, m.child_frame_id = state.get("frame", "odom"), state.get("child", "base_link")  # REP 105
     p, q, v, w = state["pos"], state["quat"], state["lin"], state["ang"]
     m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z = p
     o = m.pose.pose.orientation
@@ -149,6 +150,7 @@ def quad_scenarios(peer: Peer, cfg: dict[str, Any]) -> dict[str, Any]:
                                            "command_high", "max_command_delta", "twist_frame"])
     for name, params in [("missing", {}), ("corrupt", {"model_path": cfg["models"]["corrupt"]}),
                          ("mismatch", {"model_path": cfg["models"]["mismatch"]}),
+                         ("norpm", {"model_path": cfg["models"]["norpm"]}),
                          ("rate", {"model_path": cfg["models"]["good"], "control_rate_hz": 50.0})]:
         peer.set_params(node, **params)
         ok = peer.transition(node, "configure")
@@ -191,7 +193,26 @@ def quad_scenarios(peer: Peer, cfg: dict[str, Any]) -> dict[str, Any]:
     res["estop"] = [(t - t0, c) for t, c in peer.window(0.3)]
     res["estop_diag"] = peer.diag_value(node, "estopped", pred=lambda v: v == "True")
     res["reactivate"] = [peer.transition(node, "deactivate"), peer.transition(node, "activate")]
+    res["still_latched"] = peer.window(0.3)  # activation does not clear the e-stop
+    clear = lambda: bool(peer.call(Trigger, f"{node}/clear_emergency_stop", Trigger.Request()).success)  # noqa
+    res["clear_while_active"] = clear()
+    res["inactive_estop"] = [peer.transition(node, "deactivate"), clear(),
+                             bool(peer.call(Trigger, f"{node}/emergency_stop", Trigger.Request()).success),
+                             peer.transition(node, "activate")]  # pressed while inactive: must hold
+    res["inactive_latched"] = peer.window(0.3)
+    res["cleared"] = [peer.transition(node, "deactivate"), clear(), peer.transition(node, "activate")]
     res["after_reactivate"] = peer.window(0.3)
+    # live parameters: the target applies at once, a configure-time parameter is refused
+    res["live_target"] = peer.set_params(node, target=[0.05, -0.03, 1.12])
+    res["refused_param"] = peer.set_params(node, max_command_delta=[100.0])
+    res["live_window"] = peer.window(0.2)
+    peer.set_params(node, target=[0.0, 0.0, 1.0])
+    # one message stamped an hour ahead of the node's clock (a clock step / restarted driver) must not block
+    future = odometry(state)
+    future.header.stamp.sec, future.header.stamp.nanosec = int(time.time()) + 3600, 0
+    pub.publish(future)
+    res["after_future"] = peer.window(0.3)
+    res["future_stamps"] = peer.diag_value(node, "odom_future_stamps", pred=lambda v: v not in ("", "0"))
     peer.spin_for(0.05)
     res["timing"] = {k: peer.diag.get(node, {}).get(k, "") for k in ("rate_hz", "jitter_p99_ms", "overruns")}
     peer.spin_for(0.05)

@@ -37,6 +37,10 @@ def run(ros_venv, tmp_path_factory):
     export_arm_example(d / "arm")
     shutil.copytree(d / "good", d / "corrupt")
     (d / "corrupt" / "policy.onnx").write_bytes(b"\x08\x07garbage")
+    shutil.copytree(d / "good", d / "norpm")
+    doc = json.loads((d / "norpm" / "policy.json").read_text())
+    del doc["action"]["rpm_max"]
+    (d / "norpm" / "policy.json").write_text(json.dumps(doc))
     shutil.copytree(d / "good", d / "mismatch")
     shutil.copy(d / "arm" / "policy.onnx", d / "mismatch" / "policy.onnx")
     env, procs, logs = ros_env(), [], {}
@@ -48,7 +52,7 @@ def run(ros_venv, tmp_path_factory):
         procs.append(subprocess.Popen([str(NODE_EXE), "--ros-args", *args, *common], stdout=logs[key],
                                       stderr=subprocess.STDOUT, env=node_env(), cwd=d))
     cfg = {"quad": {"node": QUAD_NODE, "ns": "/rrl_test", "sensor_rate_hz": 50.0, "state": STATE,
-                    "models": {k: str(d / k) for k in ("good", "corrupt", "mismatch")}},
+                    "models": {k: str(d / k) for k in ("good", "corrupt", "mismatch", "norpm")}},
            "arm": {"node": ARM_NODE, "model": str(d / "arm"), "joints": ARM_JOINTS,
                    "controller": "forward_position_controller", "joint_state": JOINT_STATE, "sensor_rate_hz": 100.0}}
     (d / "cfg.json").write_text(json.dumps(cfg))
@@ -77,7 +81,7 @@ def expected_quad(models, n):
     p = make_profile(cfg)
     v3 = lambda v: NS(x=v[0], y=v[1], z=v[2])  # noqa: E731
     q = STATE["quat"]
-    msg = NS(header=NS(stamp=NS(sec=1, nanosec=0)),
+    msg = NS(header=NS(stamp=NS(sec=1, nanosec=0), frame_id="odom"), child_frame_id="base_link",
              pose=NS(pose=NS(position=v3(STATE["pos"]), orientation=NS(w=q[0], x=q[1], y=q[2], z=q[3]))),
              twist=NS(twist=NS(linear=v3(STATE["lin"]), angular=v3(STATE["ang"]))))
     p.on_odometry(msg, 0.0)
@@ -97,6 +101,7 @@ def test_yaml_params_loaded(run):
 
 @pytest.mark.parametrize("case,match", [("missing", "no policy.json"), ("corrupt", "cannot load ONNX model"),
                                         ("mismatch", "network input has width 12"),
+                                        ("norpm", "a motor_rpm action needs 'action.rpm_max'"),
                                         ("rate", "control_rate_hz 50 differs from the model's 100 Hz")])
 def test_wrong_model_refused_at_configure(run, case, match):
     r = run.out["quad"][case]
@@ -137,13 +142,34 @@ def test_stale_input_gives_safe_command_within_one_period(run):
     assert not is_safe_quad(q["stale_recovered"][-1][1])
 
 
-def test_emergency_stop_latches_until_reactivation(run):
+def test_emergency_stop_latches_across_activation_until_cleared(run):
     q = run.out["quad"]
     assert q["estop_call"] and q["estop_diag"] == "True"
     after = [c for dt, c in q["estop"] if dt > 0.05]
     assert len(after) > 10 and all(is_safe_quad(c) for c in after)
     assert q["reactivate"] == [True, True]
+    assert q["still_latched"] and all(is_safe_quad(c) for _, c in q["still_latched"])
+    assert q["clear_while_active"] is False  # clearing needs an inactive node
+    assert q["inactive_estop"] == [True, True, True, True]
+    assert q["inactive_latched"] and all(is_safe_quad(c) for _, c in q["inactive_latched"])
+    assert q["cleared"] == [True, True, True]
     assert q["after_reactivate"] and not is_safe_quad(q["after_reactivate"][-1][1])
+    assert "[ERROR]" in run.logs["quad"] and "e-stop latched (emergency stop)" in run.logs["quad"]
+
+
+def test_live_target_applies_and_configure_parameters_are_refused(run):
+    q = run.out["quad"]
+    assert q["live_target"] is True and q["refused_param"] is False
+    assert "parameter change refused: parameter max_command_delta is read at configure" in run.logs["quad"]
+    assert "parameter target applied live" in run.logs["quad"]
+    assert q["live_window"] and not is_safe_quad(q["live_window"][-1][1])
+
+
+def test_future_stamp_does_not_block_later_odometry(run):
+    q = run.out["quad"]
+    assert int(q["future_stamps"]) >= 1
+    late = [c for dt, c in q["after_future"]][5:]
+    assert late and not any(is_safe_quad(c) for c in late)
 
 
 def test_deactivate_and_shutdown_send_one_safe_command(run):
