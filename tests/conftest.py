@@ -1,5 +1,10 @@
+import os
+
 import pytest
 import torch
+
+# MuJoCo picks its GL backend when first imported; headless offscreen rendering (sim.render) needs EGL.
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 torch.set_num_threads(1)
 
