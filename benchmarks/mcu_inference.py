@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         flash_i, ram_i = object_size(exp / "c_int8", work, ["rlp_s16.c"])
     instr = {k: e.instructions for k, e in est.items()}
     rows = [("plain C triple loop (float)", "baseline", "-", "-"),
-            ("rlp float32 (VMLA, 4-row blocks)", "float", flash_f, ram_f),
+            ("rlp float32 (VMUL+VADD, 4-row blocks)", "float", flash_f, ram_f),
             ("rlp int8 (SMLAD, int16 activations)", "int8", flash_i, ram_i)]
     print(f"network 146-64-64-4 fast_tanh/tanh, {macs} MACs per forward pass, Cortex-M4F (QEMU netduinoplus2)")
     print("cycles: Cortex-M4 TRM timings of the executed trace; low = zero wait states, high = + 5 flash wait "
