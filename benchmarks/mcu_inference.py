@@ -1,16 +1,20 @@
-"""Instructions per forward pass of the generated policy C on the Cortex-M4F (QEMU), against a plain C loop.
+"""Instructions and estimated cycles per forward pass of the generated policy C on the Cortex-M4F (QEMU), against
+a plain C loop.
 
 Builds the paper-shaped actor (146-64-64-4, fast tanh, tanh output; random weights, which do not change the
 instruction count) as float32 and int8 C, plus a plain triple-loop float baseline of the same network
 (``firmware/qemu/baseline_main.c``, additionally ``-funroll-loops``), all with ``-O3 -ffp-contract=off`` for the
-emulated STM32F405. Each ELF runs under ``qemu-system-arm -singlestep
--d exec,nochain`` with two repeat counts; the difference of the executed-instruction counts divided by the
-difference of repeats is the cost of one forward pass (start-up and printing cancel). QEMU counts are exact and
-deterministic, so one pair of runs is enough; instructions are a proxy for cycles (no cycle model in QEMU).
+emulated STM32F405. Each ELF runs under ``qemu-system-arm -singlestep -d exec,nochain`` with two repeat counts;
+the difference of the two executed traces divided by the difference of repeats is the cost of one forward pass
+(start-up and printing cancel). QEMU counts are exact and deterministic, so one pair of runs is enough.
+QEMU has no cycle model: ``benchmarks/m4_cycles.py`` prices the same executed trace with the Cortex-M4 TRM's
+per-instruction timings (low and high estimate; the high one adds the STM32F405's 5 flash wait states at
+168 MHz where the ART accelerator cannot hide them). On hardware, read ``DWT->CYCCNT``.
 Flash and RAM: ``arm-none-eabi-size`` of the objects a policy needs (policy.o with its test vector, the rlp
 kernels it calls and rlp_math.o).
 
-Usage: ``python benchmarks/mcu_inference.py [--repeats 1 4]``; the last line printed is one JSON object.
+Usage: ``python benchmarks/mcu_inference.py [--repeats 1 4] [--histogram]``; the last line printed is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ from deploy.export.c_toolchain import (
     RLP_DIR,
     arm_size,
     build_m4_elf,
-    count_instructions,
+    run_qemu,
     run_tool,
 )
 from deploy.export.mlp_reader import read_mlp
 from deploy.export.sample_policies import quadrotor_export
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from m4_cycles import CycleEstimate, disassemble, flash_arrays, per_forward, profile_trace  # noqa: E402
 
 ACT = {"relu": "RLP_ACT_RELU", "tanh": "RLP_ACT_TANH", "fast_tanh": "RLP_ACT_FAST_TANH", "identity": "RLP_ACT_IDENTITY",
        "clip": "RLP_ACT_CLIP", "elu": "RLP_ACT_ELU"}
@@ -60,11 +67,20 @@ def baseline_header(export_dir: Path, x: np.ndarray, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def per_forward(elf: Path, work: Path, repeats: tuple[int, int]) -> float:
+def estimate(elf: Path, work: Path, repeats: tuple[int, int], streamed: str, in_dim: int,
+             table_lookups: int = 0) -> CycleEstimate:
+    """Instructions and cycle estimate of one forward pass: two traces differenced. ``streamed``: regex of the
+    flash arrays read once per pass (weights, biases); the observation (``in_dim`` floats, in flash) too."""
     lo, hi = repeats
-    n_lo = count_instructions(elf, [str(lo)], work)
-    n_hi = count_instructions(elf, [str(hi)], work)
-    return (n_hi - n_lo) / (hi - lo)
+    table = disassemble(elf)
+    profiles = []
+    for n in (lo, hi):
+        trace = work / f"{elf.stem}_{n}.log"
+        run_qemu(elf, [str(n)], trace=trace)
+        profiles.append(profile_trace(trace, table))
+        trace.unlink()
+    flash = sum(flash_arrays(elf, streamed).values()) + 4 * in_dim
+    return per_forward(profiles[0], profiles[1], hi - lo, flash, table_lookups)
 
 
 def object_size(cdir: Path, work: Path, kernels: list[str]) -> tuple[int, int]:
@@ -80,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, nargs=2, default=(1, 4), help="the two repeat counts to difference")
     ap.add_argument("--keep", type=Path, default=None, help="keep the build directory here")
+    ap.add_argument("--histogram", action="store_true", help="print the executed mnemonics per forward pass")
     args = ap.parse_args(argv)
     missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
     if missing:
@@ -99,25 +116,47 @@ def main(argv: list[str] | None = None) -> int:
         elf_b = build_m4_elf(exp / "c", work / "baseline.elf", sources=[QEMU_DIR / "baseline_main.c"],
                              include=[work], cflags=["-funroll-loops"])
         reps = tuple(args.repeats)
-        instr = {name: per_forward(elf, work, reps) for name, elf in
-                 (("float", elf_f), ("int8", elf_i), ("baseline", elf_b))}
+        hidden = sum(int(layer.weight.shape[0]) for layer in read_mlp(exp / "policy.onnx").layers[:-1])
+        est = {"float": estimate(elf_f, work, reps, r"RLP_L\d+", obs.shape[1]),
+               "int8": estimate(elf_i, work, reps, r"RLP_[LM]\d+", obs.shape[1], table_lookups=hidden),
+               "baseline": estimate(elf_b, work, reps, r"BL_[WB]\d+", obs.shape[1])}
         flash_f, ram_f = object_size(exp / "c", work, ["rlp_f32.c"])
         flash_i, ram_i = object_size(exp / "c_int8", work, ["rlp_s16.c"])
-    rows = [("plain C triple loop (float)", instr["baseline"], "-", "-"),
-            ("rlp float32 (VMLA, 4-row blocks)", instr["float"], flash_f, ram_f),
-            ("rlp int8 (SMLAD, int16 activations)", instr["int8"], flash_i, ram_i)]
+    instr = {k: e.instructions for k, e in est.items()}
+    rows = [("plain C triple loop (float)", "baseline", "-", "-"),
+            ("rlp float32 (VMUL+VADD, 4-row blocks)", "float", flash_f, ram_f),
+            ("rlp int8 (SMLAD, int16 activations)", "int8", flash_i, ram_i)]
     print(f"network 146-64-64-4 fast_tanh/tanh, {macs} MACs per forward pass, Cortex-M4F (QEMU netduinoplus2)")
-    print(f"{'variant':40s} {'instr/forward':>14s} {'instr/MAC':>10s} {'vs plain':>9s} {'flash B':>8s} {'RAM B':>7s}")
-    for name, n, fl, ram in rows:
-        print(f"{name:40s} {n:14.0f} {n / macs:10.3f} {instr['baseline'] / n:8.2f}x {fl!s:>8s} {ram!s:>7s}")
+    print("cycles: Cortex-M4 TRM timings of the executed trace; low = zero wait states, high = + 5 flash wait "
+          "states (168 MHz) on streamed parameters, table lookups and ART instruction-cache misses")
+    print(f"{'variant':40s} {'instr/fwd':>9s} {'instr/MAC':>9s} {'cycles low-high':>16s} {'cyc/MAC':>10s} "
+          f"{'us @168MHz':>11s} {'vs plain (cyc)':>15s} {'flash B':>8s} {'RAM B':>6s}")
+    base = est["baseline"]
+    for name, key, fl, ram in rows:
+        e = est[key]
+        print(f"{name:40s} {e.instructions:9.0f} {e.instructions / macs:9.3f} {e.low:7.0f}-{e.high:<8.0f} "
+              f"{e.low / macs:4.2f}-{e.high / macs:<5.2f} {e.low / 168:5.0f}-{e.high / 168:<5.0f} "
+              f"{base.low / e.low:6.2f}-{base.high / e.high:<6.2f}x {fl!s:>8s} {ram!s:>6s}")
+    for key, e in est.items():
+        print(f"  {key}: core {e.core_low:.0f}-{e.core_high:.0f} cycles, + flash wait states {e.flash_data_ws:.0f} "
+              f"(data) + {e.flash_code_ws:.0f} (code: {e.code_bytes} B run per pass)")
+        if args.histogram:
+            print("    " + ", ".join(f"{op} {n:.0f}" for op, n in e.histogram.items()))
     print(f"int8 max action error vs float (calibration set): {i8['max_action_error_vs_float']:.2e}")
     result = {"macs": macs, "instr_float": instr["float"], "instr_per_mac_float": round(instr["float"] / macs, 4),
               "instr_int8": instr["int8"], "instr_per_mac_int8": round(instr["int8"] / macs, 4),
-              "baseline_instr": instr["baseline"], "baseline_instr_per_mac": round(instr["baseline"] / macs, 4),
-              "flash_bytes": flash_f, "ram_bytes": ram_f, "flash_bytes_int8": flash_i, "ram_bytes_int8": ram_i,
-              "speedup_float_vs_baseline": round(instr["baseline"] / instr["float"], 3),
-              "speedup_int8_vs_baseline": round(instr["baseline"] / instr["int8"], 3),
-              "int8_max_action_error": i8["max_action_error_vs_float"]}
+              "baseline_instr": instr["baseline"], "baseline_instr_per_mac": round(instr["baseline"] / macs, 4)}
+    for key, prefix in (("float", "cycles_float"), ("int8", "cycles_int8"), ("baseline", "baseline_cycles")):
+        result[f"{prefix}_low"], result[f"{prefix}_high"] = round(est[key].low), round(est[key].high)
+    result |= {"flash_wait_states": 5, "cpu_mhz": 168,
+               "flash_bytes": flash_f, "ram_bytes": ram_f, "flash_bytes_int8": flash_i, "ram_bytes_int8": ram_i,
+               "speedup_float_vs_baseline": round(instr["baseline"] / instr["float"], 3),
+               "speedup_int8_vs_baseline": round(instr["baseline"] / instr["int8"], 3),
+               "cycle_speedup_float_vs_baseline": [round(base.low / est["float"].low, 3),
+                                                   round(base.high / est["float"].high, 3)],
+               "cycle_speedup_int8_vs_baseline": [round(base.low / est["int8"].low, 3),
+                                                  round(base.high / est["int8"].high, 3)],
+               "int8_max_action_error": i8["max_action_error_vs_float"]}
     print(json.dumps(result))
     return 0
 

@@ -54,6 +54,12 @@ class EvalConfig:
     settle_bar: float = 0.90
     robustness: tuple[float, ...] = (-0.2, -0.1, 0.1, 0.2)
     """Relative errors applied to mass, thrust coefficient and motor time constant in the sweep."""
+    seed: int = 1_000_003
+    """Episode seed of ``robot-rl eval`` and of every confirmation of a selected policy: held out, i.e. never
+    seen by the in-training evaluations that choose when training stops."""
+    selection_seed: int = 2_000_003
+    """Episode seed of the in-training evaluations (learning curve, ``stop_when_passed``). A policy chosen on
+    these episodes is confirmed on ``seed``; the two must differ."""
 
 
 @dataclass

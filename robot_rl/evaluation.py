@@ -11,7 +11,9 @@ from robot_rl.config import EvalConfig
 from sim.quadrotor import DomainRandomization, QuadrotorHoverEnv, QuadrotorTaskConfig
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
-EVAL_SEED = 1_000_003
+EVAL_SEED = EvalConfig.seed
+"""Held-out episode seed (``robot-rl eval``, confirmations); in-training evaluations use
+``EvalConfig.selection_seed``."""
 PAPER_RADIUS = 0.2
 """The L2F paper's validation criterion: an episode counts if it survives and ends within 0.2 m of the target
 (RLtools' ``SettlingFractionPosition<200>``, over 10 validation episodes)."""

@@ -7,7 +7,7 @@
  *
  * Summation order (defines the float results on every target): a dense layer computes four output rows
  * at a time; each row starts from its bias and adds w[r][c] * x[c] for c = 0, 1, ..., n_in - 1 in that
- * order, rounding the product and the sum separately (VMLA on the M4F, mul + add elsewhere).
+ * order, rounding the product and the sum separately (VMUL + VADD on the M4F, mul + add elsewhere).
  *
  * Integer path ("int8" export): int8 weights (per-output-row symmetric scales), int16 activations, int32
  * accumulators, see rlp_s16.h.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #if defined(__ARM_ARCH_7EM__) && defined(__ARM_FP) && !defined(RLP_PORTABLE)
-#define RLP_M4 1 /* Cortex-M4F: hand-scheduled VMLA / SMLAD kernels */
+#define RLP_M4 1 /* Cortex-M4F: hand-scheduled VMUL+VADD / SMLAD kernels */
 #else
 #define RLP_M4 0 /* portable C with the same arithmetic */
 #endif

@@ -95,8 +95,9 @@ def run_eval(run_dir: Path, episodes: int = 256, sweep: bool = True, source: str
         policy, used = (lambda o: actor(o)), "checkpoint (torch)"
     suffix = "" if source != "int8" else "_int8"
     ecfg = EvalConfig(**{**cfg.evaluation.__dict__, "episodes": episodes})
-    result = evaluate(policy, cfg.task, episodes, ecfg.settle_radius, record=8)
-    rows = robustness_sweep(policy, cfg.task, ecfg) if sweep else []
+    # the held-out episodes: never seen by the in-training evaluations (``selection_seed``) that stop training
+    result = evaluate(policy, cfg.task, episodes, ecfg.settle_radius, seed=ecfg.seed, record=8)
+    rows = robustness_sweep(policy, cfg.task, ecfg, seed=ecfg.seed) if sweep else []
     labels = [f"episode {i}" for i in range(8)]
     plots = {"trajectories": plot_trajectories(list(result["traces"][:, :, :7]), labels, result["dt"],
                                                "8 evaluation episodes", run_dir / f"eval_trajectories{suffix}.png")}
@@ -112,7 +113,8 @@ def run_eval(run_dir: Path, episodes: int = 256, sweep: bool = True, source: str
              f"policy: {used}.", "",
              f"**{summary_line(result)}** — bar (survival ≥ {ecfg.survival_bar:.0%}, settle ≥ {ecfg.settle_bar:.0%}): "
              f"{'PASSED' if ok else 'not passed'}.", "",
-             f"Mean return {result['mean_return']:.1f}. Paper initial states, observation noise and disturbances; "
+             f"Mean return {result['mean_return']:.1f}. Paper initial states, observation noise and disturbances "
+             f"(episode seed {ecfg.seed}, held out from the in-training evaluations); "
              f"settle = survived and within {ecfg.settle_radius} m of the target at {cfg.task.episode_length} steps.",
              ""]
     if rows:

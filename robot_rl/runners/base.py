@@ -31,6 +31,9 @@ class Runner:
     than the networks, ``_extra_state``/``_load_extra_state``."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, env: BatchedEnv | None = None) -> None:
+        if cfg.evaluation.seed == cfg.evaluation.selection_seed:
+            raise ValueError(f"evaluation.seed and evaluation.selection_seed are both {cfg.evaluation.seed}: the "
+                             "held-out episodes must differ from those that select the policy")
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # network initialisation
         self.cfg = cfg
@@ -94,7 +97,8 @@ class Runner:
 
     def evaluate_now(self, episodes: int) -> dict:
         t0 = time.perf_counter()
-        result = evaluate(self.policy_fn(), self.cfg.task, episodes, self.cfg.evaluation.settle_radius)
+        ecfg = self.cfg.evaluation
+        result = evaluate(self.policy_fn(), self.cfg.task, episodes, ecfg.settle_radius, seed=ecfg.selection_seed)
         self.eval_time += time.perf_counter() - t0
         return result
 
@@ -138,7 +142,9 @@ class Runner:
                                                  "train_time_s": self.train_time})
                 if self.first_pass is None and passes(r, cfg.evaluation):
                     self.first_pass = {"env_steps": self.env_steps, "train_time_s": self.train_time,
-                                       "survival": r["survival"], "settle": r["settle"]}
+                                       "survival": r["survival"], "settle": r["settle"],
+                                       "median_final_error_m": r["median_final_error_m"],
+                                       "episodes": r["episodes"], "seed": cfg.evaluation.selection_seed}
                     if cfg.stop_when_passed:
                         break
             if next_ckpt is not None and self.env_steps >= next_ckpt:

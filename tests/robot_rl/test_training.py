@@ -142,3 +142,24 @@ def test_presets_registered():
     assert get_preset("crazyflie-hover-td3").algorithm == "td3"
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("nope")
+
+
+def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypatch):
+    """The stop is chosen on ``selection_seed``'s episodes; the held-out ``seed`` is left for the confirmation."""
+    import robot_rl.runners.base as base
+
+    seeds = []
+    real = base.evaluate
+    monkeypatch.setattr(base, "evaluate", lambda *a, **kw: seeds.append(kw["seed"]) or real(*a, **kw))
+    cfg = tiny("apg", steps=320)
+    cfg.task.episode_length, cfg.eval_every, cfg.eval_episodes_during_training = 20, 80, 4
+    cfg.stop_when_passed = True
+    cfg.evaluation.survival_bar = cfg.evaluation.settle_bar = 0.0  # the first evaluation passes
+    out = make_runner(cfg, tmp_path / "run").train()
+    ecfg = cfg.evaluation
+    assert seeds == [ecfg.selection_seed] and ecfg.selection_seed != ecfg.seed
+    assert out["first_pass"]["seed"] == ecfg.selection_seed and out["first_pass"]["episodes"] == 4
+    assert out["env_steps"] == 80
+    cfg.evaluation.selection_seed = cfg.evaluation.seed
+    with pytest.raises(ValueError, match="held-out episodes must differ"):
+        make_runner(cfg, tmp_path / "same")

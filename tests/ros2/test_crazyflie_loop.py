@@ -60,9 +60,11 @@ def trained(tmp_path_factory):
 
 @pytest.mark.slow
 def test_attitude_preset_passes_the_bar(trained):
-    """The whole preset (seed 0), then the 256-episode evaluation of ``robot-rl eval``."""
+    """The whole preset (seed 0, no early stop), then the 256-episode evaluation of ``robot-rl eval`` on the
+    held-out episode seed (the in-training evaluations fly ``selection_seed``)."""
     cfg, runner, _, _ = trained
-    result = evaluate(runner.policy_fn(), cfg.task, 256)
+    assert cfg.evaluation.seed != cfg.evaluation.selection_seed and not cfg.stop_when_passed
+    result = evaluate(runner.policy_fn(), cfg.task, 256, cfg.evaluation.settle_radius, seed=cfg.evaluation.seed)
     assert passes(result, cfg.evaluation), result
 
 
