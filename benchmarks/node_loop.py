@@ -46,9 +46,9 @@ def percentiles_us(fn, calls: int) -> tuple[float, float]:
 
 def odometry_message(z: float = 1.03) -> SimpleNamespace:
     """A ``nav_msgs/Odometry`` as plain attributes (the profiles read messages by attribute only): near hover,
-    slightly off the target, with frames as Crazyswarm2 publishes them."""
+    slightly off the target, with the frames the ``quadrotor_motors`` profile expects by default (REP 105)."""
     ns = SimpleNamespace
-    return ns(header=ns(stamp=ns(sec=0, nanosec=0), frame_id="world"), child_frame_id="cf1",
+    return ns(header=ns(stamp=ns(sec=0, nanosec=0), frame_id="odom"), child_frame_id="base_link",
               pose=ns(pose=ns(position=ns(x=0.02, y=-0.01, z=z), orientation=ns(w=1.0, x=0.0, y=0.0, z=0.0))),
               twist=ns(twist=ns(linear=ns(x=0.1, y=0.0, z=0.0), angular=ns(x=0.0, y=0.0, z=0.1))))
 
@@ -121,6 +121,7 @@ def peer(args: argparse.Namespace) -> None:
     pub = node.create_publisher(Odometry, "/bench/odom", 10)
     msg = Odometry()
     msg.pose.pose.position.z, msg.pose.pose.orientation.w = 1.0, 1.0
+    msg.header.frame_id, msg.child_frame_id = "odom", "base_link"  # the profile's expected frames
 
     def publish() -> None:
         msg.header.stamp = node.get_clock().now().to_msg()
