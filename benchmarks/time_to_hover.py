@@ -16,8 +16,8 @@ from pathlib import Path
 
 from robot_rl import presets  # noqa: F401
 from robot_rl.config import get_preset
-from robot_rl.evaluation import evaluate, passes
 from robot_rl.runs import make_runner
+from sim.quadrotor.evaluation import evaluate, passes
 
 
 def main() -> None:
