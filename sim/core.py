@@ -48,7 +48,8 @@ class BatchedEnv(ABC):
     action_high: float = 1.0
     max_episode_steps: int
     dt: float
-    #: Names of the unweighted reward terms in ``info["reward_terms"]`` (the reward is linear in them).
+    #: Names of the unweighted reward terms in ``info["reward_terms"]`` (``[N, n_terms]``; the reward is linear
+    #: in them); empty: the task reports no terms.
     reward_term_names: tuple[str, ...] = ()
     #: Current reward weights (a dataclass of floats) where the task has them, for curricula; None: it has none.
     reward_weights: Any = None

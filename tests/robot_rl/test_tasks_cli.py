@@ -98,3 +98,23 @@ def test_task_errors_are_one_line(tmp_path, capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("robot-rl: error: ") and msg in err
+
+
+def test_off_policy_runs_a_task_without_reward_terms(tmp_path):
+    from robot_rl.runners.off_policy import OffPolicyRunner
+    from tests.robot_rl.reach_task import PointReachEnv
+
+    class NoTerms(PointReachEnv):
+        reward_term_names = ()
+
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            del info["reward_terms"]
+            return obs, reward, terminated, truncated, info
+
+    cfg = TrainConfig.for_task("point-reach", algorithm="sac")
+    cfg.off_policy.critic_starts = cfg.off_policy.actor_starts = 32
+    runner = OffPolicyRunner(cfg, tmp_path, env=NoTerms(PointReachConfig(num_envs=8)))
+    for _ in range(6):
+        stats = runner._iteration()
+    assert runner.buffer.size == 48 and runner.buffer.data["reward_terms"].shape[1] == 0 and "critic_loss" in stats
