@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class EvalConfig:
+class HoverEvalConfig:
     """Evaluation protocol (``robot-rl eval``): the paper's initial states, noise and disturbances."""
 
     episodes: int = 256
@@ -26,6 +26,7 @@ class EvalConfig:
     settle_bar: float = 0.90
     robustness: tuple[float, ...] = (-0.2, -0.1, 0.1, 0.2)
     """Relative errors applied to mass, thrust coefficient and motor time constant in the sweep."""
+
 
 PAPER_RADIUS = 0.2
 """The L2F paper's validation criterion: an episode counts if it survives and ends within 0.2 m of the target
@@ -86,7 +87,8 @@ def _pose_from_critic(critic: torch.Tensor) -> torch.Tensor:
     return torch.cat((critic[:, :3], torch.stack((w, x, y, z), -1).float()), dim=-1)
 
 
-def robustness_sweep(policy: Policy, task: QuadrotorTaskConfig, cfg: EvalConfig, seed: int = EVAL_SEED) -> list[dict]:
+def robustness_sweep(policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig,
+                     seed: int = EVAL_SEED) -> list[dict]:
     """Evaluate with each of mass, thrust coefficient and motor time constant off by each relative error."""
     rows = []
     for name in SWEEP_PARAMS:
@@ -98,7 +100,7 @@ def robustness_sweep(policy: Policy, task: QuadrotorTaskConfig, cfg: EvalConfig,
     return rows
 
 
-def passes(result: dict, cfg: EvalConfig) -> bool:
+def passes(result: dict, cfg: HoverEvalConfig) -> bool:
     return result["survival"] >= cfg.survival_bar and result["settle"] >= cfg.settle_bar
 
 
@@ -108,22 +110,23 @@ def summary_line(result: dict) -> str:
             f"{result['median_final_error_m'] * 100:.1f} cm over {result['episodes']} episodes")
 
 
-def describe(task: QuadrotorTaskConfig, cfg: EvalConfig) -> str:
+def describe(task: QuadrotorTaskConfig, cfg: HoverEvalConfig) -> str:
     return (f"Paper initial states, observation noise and disturbances; settle = survived and within "
             f"{cfg.settle_radius} m of the target at {task.episode_length} steps.")
 
 
-def _evaluate(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: EvalConfig, episodes: int,
+def _evaluate(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig, episodes: int,
               seed: int, record: int) -> dict:
     return evaluate(policy, task, episodes, cfg.settle_radius, seed, record)
 
 
-def _sweep(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: EvalConfig, seed: int) -> list[dict]:
+def _sweep(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig,
+           seed: int) -> list[dict]:
     return robustness_sweep(policy, task, cfg, seed)
 
 
 HOVER_PROTOCOL = EvalProtocol(
-    config_cls=EvalConfig, evaluate=_evaluate, passes=passes, summary=summary_line, describe=describe,
+    config_cls=HoverEvalConfig, evaluate=_evaluate, passes=passes, summary=summary_line, describe=describe,
     headline={"survival": "eval_survival", "settle": "eval_settle", "median_final_error_m": "eval_final_error_m"},
     rates=("survival", "settle"), sweep=_sweep, records=True)
 """The hover task's protocol: 256 episodes on seed 1,000,003 (held out: 2,000,003), bars on survival and settle."""
