@@ -17,8 +17,8 @@ import statistics
 
 import torch
 
-from robot_rl.evaluation import evaluate
 from robot_rl.runs import load_actor
+from sim.quadrotor.evaluation import evaluate
 
 
 def validate(run_dir: str, episodes: int = 256) -> dict:

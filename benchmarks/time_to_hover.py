@@ -1,7 +1,7 @@
 """Time to hover: train ``crazyflie-hover`` per seed until the first policy that passes the bar.
 
-The in-training evaluations that choose the stop fly ``EvalConfig.selection_seed``'s episodes; the chosen policy
-is then confirmed on the held-out ``EvalConfig.seed`` episodes (those of ``robot-rl eval``), and a seed counts as
+The in-training evaluations that choose the stop fly ``evaluation.selection_seed``'s episodes; the chosen policy
+is then confirmed on the held-out ``evaluation.seed`` episodes (those of ``robot-rl eval``), and a seed counts as
 passed only if that held-out evaluation passes. Both figures are reported. Wall time counts training only
 (collection + updates); the evaluations are timed separately. Last line: one JSON object (see
 ``benchmarks/README.md``).
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from robot_rl import presets  # noqa: F401
 from robot_rl.config import get_preset
-from robot_rl.evaluation import evaluate, passes
 from robot_rl.runs import make_runner
+from sim.quadrotor.evaluation import evaluate, passes
 
 
 def main() -> None:

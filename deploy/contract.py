@@ -10,7 +10,12 @@
   measured), ``joint_velocity`` (n joints, rad/s), ``previous_action`` (action size, the last action executed,
   after clipping and rate limiting, in action units; zeros after activation), ``goal`` (``frame`` ``"joint"``:
   n joint positions in rad, or ``"task"``: a position in m), ``ee_position`` (3, m, end effector in the base
-  frame). ``action_history`` works for arms too.
+  frame), ``ee_rotation_matrix`` (9, end-effector-to-base rotation, row-major), ``gripper_width`` (1, m,
+  distance between the fingers), ``object_position`` (3, m, base frame, as from a pose tracker),
+  ``object_quaternion`` (4, w x y z, object-to-base), ``goal_position`` (3, m, base frame). ``action_history``
+  works for arms too. The joint components and ``joint_position`` actions name their joints in ``joints``
+  (matched to ``/joint_states`` by name); with an ``ee_delta`` action the joint components follow
+  ``action.joints``.
   Per measured component (all but ``action_history``/``previous_action``, which the runtime writes) a
   plausibility range: ``valid_low``/``valid_high`` (a number or one per element; outside it the input is
   treated as a fault: the vehicle's physical limits or the training distribution with a margin), and
@@ -22,7 +27,12 @@
   ``rotor_order``, ``hover``, ``safe_action`` (motors off); ``joint_position`` adds ``joints`` (names, one per
   action element), ``delta`` (true: target = measured position + scale * a; false: target = offset + scale * a),
   ``scale`` and ``offset`` (a number or one per joint; defaults 1 and 0). Its safe command holds the measured
-  position. ``attitude_thrust`` (Crazyflie RPYT setpoints through Crazyswarm2's ``cmd_vel_legacy``) adds
+  position. ``ee_delta`` (end-effector deltas turned into joint targets by the damped-least-squares IK shared
+  by simulator and runtime) adds ``channels`` (``x``, ``y``, ``z``, then optionally ``yaw`` and ``gripper``,
+  in that order, one per action element), ``position_scale`` (m per unit action, > 0), ``yaw_scale`` (rad per
+  unit, with a ``yaw`` channel), ``gripper`` ``{"closed_width", "open_width"}`` (m; a = -1 closes, +1 opens,
+  with a ``gripper`` channel), ``frame`` (``"base"``) and ``joints`` (the arm joints the IK drives, in
+  order). ``attitude_thrust`` (Crazyflie RPYT setpoints through Crazyswarm2's ``cmd_vel_legacy``) adds
   ``scale`` and ``offset`` (``value = offset + scale * a`` per channel) and ``channels`` (``name``, ``unit``,
   ``convention``, ``twist_field``); it has no safe command (the setpoint stream stops).
   Optional ``chunk`` ``{"horizon": H, "execute": E}``: the network outputs H actions at once
@@ -44,10 +54,15 @@ FORMAT_VERSION = 1
 QUADROTOR_COMPONENTS = {
     "position": 3, "rotation_matrix": 9, "quaternion": 4, "linear_velocity": 3, "angular_velocity": 3,
 }
-ARM_COMPONENTS = ("joint_position", "joint_velocity", "previous_action", "goal", "ee_position")
+ARM_COMPONENTS = {
+    "joint_position": None, "joint_velocity": None, "previous_action": None, "goal": None, "ee_position": 3,
+    "ee_rotation_matrix": 9, "gripper_width": 1, "object_position": 3, "object_quaternion": 4, "goal_position": 3,
+}
+"""Arm observation components and their fixed sizes (None: sized by the joints or the action)."""
 HISTORY_COMPONENTS = ("action_history",)
 KNOWN_COMPONENTS = set(QUADROTOR_COMPONENTS) | set(ARM_COMPONENTS) | set(HISTORY_COMPONENTS)
-ACTION_TYPES = ("motor_rpm", "joint_position", "attitude_thrust")
+ACTION_TYPES = ("motor_rpm", "joint_position", "attitude_thrust", "ee_delta")
+EE_DELTA_CHANNELS = ("x", "y", "z", "yaw", "gripper")
 ARM_JOINT_COMPONENTS = ("joint_position", "joint_velocity")
 
 
@@ -99,12 +114,15 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
             need(c["size"] == act["size"] * int(c.get("steps", 0)), "action_history size must be steps * action size")
         if c["name"] == "previous_action":
             need(c["size"] == act["size"], "previous_action size must equal the action size")
-        if c["name"] == "ee_position":
-            need(c["size"] == 3, "component 'ee_position' must have size 3")
+        fixed = ARM_COMPONENTS.get(c["name"])
+        if fixed is not None:
+            need(c["size"] == fixed, f"component {c['name']!r} must have size {fixed}")
     if act["type"] == "motor_rpm":
         need(isinstance(act.get("rpm_max"), (int, float)) and isinstance(act.get("rpm_min", 0.0), (int, float))
              and act["rpm_max"] > act.get("rpm_min", 0.0),
              "a motor_rpm action needs 'action.rpm_max' (a number above 'rpm_min', default 0)")
+    if act["type"] == "ee_delta":
+        _validate_ee_delta(act, comps, need)
     if act["type"] == "joint_position":
         joints = act.get("joints")
         need(isinstance(joints, list) and len(joints) == act["size"] and all(isinstance(j, str) for j in joints)
@@ -138,6 +156,34 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
     need(all(len(row) == output_dim(spec) for row in tv["example_output"]),
          "test_vector output width != action size * chunk horizon")
     return spec
+
+
+def _validate_ee_delta(act: dict[str, Any], comps: list[dict[str, Any]], need: Any) -> None:
+    chans = act.get("channels")
+    need(isinstance(chans, list) and len(chans) == act["size"] and chans[:3] == ["x", "y", "z"]
+         and all(c in EE_DELTA_CHANNELS for c in chans)
+         and [c for c in EE_DELTA_CHANNELS if c in chans] == chans,
+         f"ee_delta action needs 'channels': x, y, z, then optionally yaw and gripper (one per element), got {chans!r}")
+    scale = act.get("position_scale")
+    need(isinstance(scale, (int, float)) and scale > 0, "ee_delta action needs a positive 'position_scale' (m)")
+    if "yaw" in chans:
+        yaw = act.get("yaw_scale")
+        need(isinstance(yaw, (int, float)) and yaw > 0, "ee_delta yaw channel needs a positive 'yaw_scale' (rad)")
+    if "gripper" in chans:
+        g = act.get("gripper")
+        need(isinstance(g, dict) and all(isinstance(g.get(k), (int, float)) and g[k] >= 0
+                                         for k in ("closed_width", "open_width"))
+             and g["closed_width"] < g["open_width"],
+             "ee_delta gripper channel needs 'gripper': {closed_width < open_width} in m")
+    need(act.get("frame", "base") == "base", "ee_delta 'frame' must be 'base'")
+    joints = act.get("joints")
+    if joints is not None:
+        need(isinstance(joints, list) and len(joints) > 0 and all(isinstance(j, str) for j in joints)
+             and len(set(joints)) == len(joints), "ee_delta 'joints' must be unique joint names")
+    for c in comps:
+        if c["name"] in ARM_JOINT_COMPONENTS:
+            need(joints is not None, f"component {c['name']!r} needs the ee_delta action's 'joints'")
+            need(c["size"] == len(joints), f"component {c['name']!r} must have one entry per joint")
 
 
 def load(export_dir: str | Path) -> dict[str, Any]:

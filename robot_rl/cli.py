@@ -1,8 +1,8 @@
 """``robot-rl``: simulate, train, evaluate and export robot policies.
 
 Commands:
-  sim      fly a simulator open-loop and plot it          robot-rl sim crazyflie --steps 500
-  train    train a preset (or --resume a run)             robot-rl train crazyflie-hover --seed 0
+  sim      run a task's simulator open-loop, plot it      robot-rl sim crazyflie --steps 500
+  train    train a preset or task (or --resume a run)     robot-rl train crazyflie-hover --seed 0
   eval     evaluate a run and write report.md            robot-rl eval runs/crazyflie-hover/seed0
   export   export a run's policy (ONNX + policy.json)     robot-rl export runs/crazyflie-hover/seed0
   crazyflie-sim  a simulated Crazyflie behind Crazyswarm2's ROS 2 topics (needs rclpy)
@@ -22,25 +22,34 @@ import tyro
 
 
 def sim(
-    robot: tyro.conf.Positional[Literal["crazyflie"]],
+    task: tyro.conf.Positional[str],
     steps: int = 500,
     episodes: int = 3,
     seed: int = 0,
-    out: Path = Path("runs/sim_demo/crazyflie.png"),
+    out: Path | None = None,
 ) -> None:
-    """Fly the simulator open-loop (hover RPM plus random-action episodes) and plot position/attitude."""
+    """Run a registered task's simulator without a policy and plot it (default runs/sim_demo/TASK.png).
+
+    ``crazyflie`` (= ``quadrotor-hover``): hover RPM from rest plus random-action episodes, position/attitude
+    plot; a task without a demo of its own: ``episodes`` envs of random actions, reward plot."""
     from robot_rl.commands.sim_demo import run_sim_demo
 
-    summary = run_sim_demo(steps, episodes, seed, out)
-    print(f"hover at {summary['hover_max_drift_m']:.2e} m max drift over {steps} steps; random-action "
-          f"episodes lasted {summary['random_episode_steps']} steps")
+    summary = run_sim_demo(task, steps, episodes, seed, out or Path("runs/sim_demo") / f"{task}.png")
+    if "hover_max_drift_m" in summary:
+        print(f"hover at {summary['hover_max_drift_m']:.2e} m max drift over {steps} steps; random-action "
+              f"episodes lasted {summary['random_episode_steps']} steps")
+    else:
+        print(json.dumps({k: v for k, v in summary.items() if k != "plot"}))
     print(f"plot written to {summary['plot']}")
 
 
-def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int = 256, sweep: bool = True,
+def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, sweep: bool = True,
              source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto") -> None:
-    """Evaluate a run (256 paper episodes + robustness sweep) and write report.md with plots.
+    """Evaluate a run with its task's protocol (quadrotor-hover: 256 paper episodes + robustness sweep) and
+    write report.md with plots.
 
+    ``--episodes``: default the run's ``evaluation.episodes``. The episodes are held out (``evaluation.seed``):
+    the in-training evaluations that choose when training stops fly ``evaluation.selection_seed``.
     ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md)."""
     from robot_rl.commands.evaluate import print_summary, run_eval
 

@@ -6,14 +6,19 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from robot_rl.algorithms.apg import APGConfig
 from robot_rl.algorithms.ppo import PPOConfig
 from robot_rl.algorithms.sac import SACConfig
 from robot_rl.algorithms.td3 import TD3Config
 from robot_rl.curriculum import CurriculumConfig
-from sim.quadrotor.config import QuadrotorTaskConfig
+from sim.registry import get_task
+
+DEFAULT_TASK = "quadrotor-hover"
+"""The task of a ``TrainConfig()`` and of run directories whose config.json predates ``task_name``."""
 
 
 @dataclass
@@ -44,40 +49,25 @@ class OnPolicyConfig:
 
 
 @dataclass
-class EvalConfig:
-    """Evaluation protocol (``robot-rl eval``): the paper's initial states, noise and disturbances."""
-
-    episodes: int = 256
-    settle_radius: float = 0.1
-    """An episode settles if it survives and ends within this distance of the target (m)."""
-    survival_bar: float = 0.95
-    settle_bar: float = 0.90
-    robustness: tuple[float, ...] = (-0.2, -0.1, 0.1, 0.2)
-    """Relative errors applied to mass, thrust coefficient and motor time constant in the sweep."""
-    seed: int = 1_000_003
-    """Episode seed of ``robot-rl eval`` and of every confirmation of a selected policy: held out, i.e. never
-    seen by the in-training evaluations that choose when training stops."""
-    selection_seed: int = 2_000_003
-    """Episode seed of the in-training evaluations (learning curve, ``stop_when_passed``). A policy chosen on
-    these episodes is confirmed on ``seed``; the two must differ."""
-
-
-@dataclass
 class TrainConfig:
     """Everything a training run needs; saved as ``config.json`` in the run directory."""
 
     preset: str = "crazyflie-hover"
+    task_name: Annotated[str, tyro.conf.Suppress] = DEFAULT_TASK
+    """Registered task (``sim.registry``); chosen by the preset or task name on the command line."""
     algorithm: Literal["td3", "sac", "ppo", "apg"] = "td3"
     seed: int = 0
     device: str = "cpu"
     threads: int = 1
     """torch intra-op threads (small networks on 2 cores are fastest with 1)."""
-    env_impl: Literal["auto", "torch", "fused"] = "auto"
-    """Simulator: fused numba kernel (CPU) or plain torch; auto = fused where supported. APG differentiates
-    through the simulator: its fused choice is the differentiable fused env (numba step + hand-written VJP)."""
+    env_impl: str = "auto"
+    """Simulator implementation, one of the task's backends (quadrotor-hover: torch, or fused numba kernels on
+    the CPU); auto = the task's choice (quadrotor-hover: fused where supported). APG differentiates through
+    the simulator: its fused choice is the differentiable fused env (numba step + hand-written VJP)."""
     out: str = ""
     """Run directory; empty: runs/<preset>/seed<seed>."""
-    task: QuadrotorTaskConfig = field(default_factory=QuadrotorTaskConfig)
+    task: Any = field(default_factory=lambda: get_task(DEFAULT_TASK).config_cls())
+    """The task's config dataclass (``get_task(task_name).config_cls``)."""
     td3: TD3Config = field(default_factory=TD3Config)
     sac: SACConfig = field(default_factory=SACConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -85,7 +75,8 @@ class TrainConfig:
     off_policy: OffPolicyConfig = field(default_factory=OffPolicyConfig)
     on_policy: OnPolicyConfig = field(default_factory=OnPolicyConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    evaluation: Any = field(default_factory=lambda: get_task(DEFAULT_TASK).evaluation.config_cls())
+    """Options of the task's evaluation protocol (``get_task(task_name).evaluation.config_cls``)."""
     eval_every: int = 0
     """Env steps between in-training evaluations (0: only at the end)."""
     eval_episodes_during_training: int = 128
@@ -104,6 +95,47 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def for_task(cls, task_name: str, **kwargs: Any) -> TrainConfig:
+        """A config for ``task_name`` with the task's default config and evaluation options. The curriculum
+        is off unless given: its default factors are the L2F paper's quadrotor reward weights."""
+        spec = get_task(task_name)
+        kwargs.setdefault("curriculum", CurriculumConfig(every=0, factors={}, caps={}))
+        return cls(task_name=spec.name, task=spec.config_cls(), evaluation=spec.evaluation.config_cls(), **kwargs)
+
+    def check(self) -> TrainConfig:
+        """Raise a one-line error if ``task``/``evaluation`` are not the registered task's config classes."""
+        spec = get_task(self.task_name)
+        for name, want in (("task", spec.config_cls), ("evaluation", spec.evaluation.config_cls)):
+            if type(getattr(self, name)) is not want:
+                raise ValueError(f"TrainConfig.{name} of task {spec.name!r} must be a {want.__name__}, "
+                                 f"got {type(getattr(self, name)).__name__}")
+        return self
+
+
+def cli_class(cfg: TrainConfig) -> type[TrainConfig]:
+    """A subclass of :class:`TrainConfig` whose ``task`` and ``evaluation`` fields carry the concrete config
+    types of ``cfg``'s task, so that tyro parses ``--task.num-envs 4``-style overrides for any task."""
+    spec = get_task(cfg.task_name)
+    task_cls, eval_cls = spec.config_cls, spec.evaluation.config_cls
+    return dataclasses.make_dataclass(
+        "TrainConfig", [("task", task_cls, field(default_factory=task_cls)),
+                        ("evaluation", eval_cls, field(default_factory=eval_cls))],
+        bases=(TrainConfig,), namespace={"__doc__": f"{TrainConfig.__doc__} Task: {spec.name}."})
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` from ``to_dict`` output (a run's config.json). Without ``task_name`` (runs
+    from before the task registry) the task is ``quadrotor-hover``; unknown keys are an error."""
+    data = dict(data)
+    spec = get_task(data.get("task_name", DEFAULT_TASK))
+    data["task_name"] = spec.name
+    task = from_dict(spec.config_cls, data.pop("task", {}))
+    evaluation = from_dict(spec.evaluation.config_cls, data.pop("evaluation", {}))
+    cfg = from_dict(TrainConfig, data)
+    cfg.task, cfg.evaluation = task, evaluation
+    return cfg
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
@@ -143,4 +175,20 @@ def get_preset(name: str) -> TrainConfig:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
     cfg = PRESETS[name][1]()
     cfg.preset = name
-    return cfg
+    return cfg.check()
+
+
+def get_training_config(name: str) -> TrainConfig:
+    """The preset ``name``, else the default training config of the registered task ``name``
+    (:meth:`TrainConfig.for_task`)."""
+    from robot_rl import presets  # noqa: F401  (registers the presets; it imports this module)
+    from sim.registry import task_names
+
+    if name in PRESETS:
+        return get_preset(name)
+    try:
+        spec = get_task(name)
+    except ValueError:
+        raise ValueError(f"unknown preset {name!r} (and no task of that name); presets: "
+                         f"{', '.join(sorted(PRESETS))}; tasks: {', '.join(task_names())}") from None
+    return TrainConfig.for_task(spec.name, preset=spec.name)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from robot_rl.checkpoint import load_checkpoint
-from robot_rl.config import TrainConfig, from_dict
+from robot_rl.config import TrainConfig, train_config_from_dict
 from robot_rl.runners.base import Runner
-from sim.quadrotor import QuadrotorHoverEnv
+from sim.registry import get_task
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -36,14 +35,17 @@ def load_config(run_dir: Path) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    return from_dict(TrainConfig, json.loads(path.read_text()))
+    try:
+        return train_config_from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: cannot load this run's config: {exc}") from None
 
 
 def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
     """The trained actor (deterministic ``obs -> action`` module, on CPU) and the checkpoint metadata."""
     cfg = load_config(run_dir)
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
-    probe = QuadrotorHoverEnv(replace(cfg.task, num_envs=1, device="cpu"))
+    probe = get_task(cfg.task_name).probe(cfg.task)
     dims = probe.obs_dims
     if cfg.algorithm == "td3":
         from robot_rl.algorithms.td3 import TD3

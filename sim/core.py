@@ -7,7 +7,13 @@ Every env steps ``num_envs`` copies at once on one torch device:
   (privileged, noise-free), each ``[num_envs, dim]``;
 * finished envs are reset inside ``step``; ``info["final_obs"]`` holds the observation every env reached
   *before* that reset (equal to ``obs`` for envs that did not finish), so learners can bootstrap through
-  truncation; ``info["done_mask"]`` marks the envs that were reset.
+  truncation; ``info["done_mask"]`` marks the envs that were reset;
+* tasks with a success criterion put ``info["success"]`` (bool ``[N]``, read where ``done_mask`` is set: did
+  the episode that just ended succeed) into ``info``; the generic evaluation protocol counts it.
+
+Besides ``reset``/``step``, the class declares every method a trainer, evaluator or exporter may call. The
+defaults raise :class:`Unsupported` (``task 'X' does not support Y``), so a task implements what it supports
+and a trainer that needs more fails with one clear line instead of an ``AttributeError``.
 """
 
 from __future__ import annotations
@@ -23,8 +29,15 @@ from gymnasium.vector import AutoresetMode
 Obs = dict[str, torch.Tensor]
 
 
+class Unsupported(ValueError):
+    """A task was asked for something it does not provide (e.g. gradients, reward weights, an export)."""
+
+
 class BatchedEnv(ABC):
     """Abstract batched environment (see the module docstring for the contract)."""
+
+    #: Registered task name (set by :func:`sim.registry.make_env`); names the task in errors.
+    task_name: str = ""
 
     num_envs: int
     device: torch.device
@@ -35,8 +48,13 @@ class BatchedEnv(ABC):
     action_high: float = 1.0
     max_episode_steps: int
     dt: float
-    #: Names of the unweighted reward terms in ``info["reward_terms"]`` (the reward is linear in them).
+    #: Names of the unweighted reward terms in ``info["reward_terms"]`` (``[N, n_terms]``; the reward is linear
+    #: in them); empty: the task reports no terms.
     reward_term_names: tuple[str, ...] = ()
+    #: Current reward weights (a dataclass of floats) where the task has them, for curricula; None: it has none.
+    reward_weights: Any = None
+    #: Whether ``step`` is differentiable in the action (torch autograd), for analytic policy gradients.
+    differentiable: bool = False
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> Obs:
@@ -48,6 +66,36 @@ class BatchedEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (nothing by default)."""
+
+    # Optional capabilities: the defaults say which task lacks which one. -------------------------------
+    def unsupported(self, what: str) -> Unsupported:
+        """The error for a missing capability: ``task 'X' does not support <what>``."""
+        return Unsupported(f"task {self.task_name or type(self).__name__!r} does not support {what}")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything needed to continue bit-exactly after :meth:`load_state_dict` (checkpoints)."""
+        raise self.unsupported("checkpointing (state_dict)")
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        raise self.unsupported("checkpointing (load_state_dict)")
+
+    def set_reward_weights(self, weights: Any) -> None:
+        """Change the reward weights from the next step on (curricula)."""
+        raise self.unsupported("reward weights (a reward curriculum)")
+
+    def reward_from_terms(self, terms: torch.Tensor) -> torch.Tensor:
+        """Rewards of stored ``info["reward_terms"]`` under the current weights (replay-buffer recomputation)."""
+        raise self.unsupported("recomputing rewards from reward terms")
+
+    def detach(self) -> None:
+        """Cut the autograd graph at the current state (differentiable envs only)."""
+        raise self.unsupported("gradients through the simulator (apg needs a differentiable env)")
+
+    def export_spec(self) -> dict[str, Any]:
+        """The deployed policy's observation/action contract: the ``policy.json`` fields ``observation``,
+        ``action``, ``control_rate_hz`` and optionally ``robot`` and ``model`` (see :mod:`deploy.contract`)."""
+        raise self.unsupported("export (export_spec)")
 
 
 class GymVectorEnv(gym.vector.VectorEnv):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,12 +12,11 @@ import torch
 
 from deploy import contract
 from deploy.export.policy import onnx_session
-from robot_rl.config import EvalConfig
-from robot_rl.evaluation import evaluate, passes, robustness_sweep, summary_line
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import plot_trajectories, save_figure
 from robot_rl.runs import load_actor, load_config
+from sim.registry import EvalProtocol, get_task
 
 
 def onnx_policy(export_dir: Path):
@@ -44,7 +44,7 @@ def int8_policy(export_dir: Path):
     return fn
 
 
-def _learning_curve(run_dir: Path, path: Path) -> Path | None:
+def _learning_curve(run_dir: Path, path: Path, protocol: EvalProtocol) -> Path | None:
     m = read_metrics(run_dir)
     if not m or "episode_length" not in m:
         return None
@@ -56,7 +56,7 @@ def _learning_curve(run_dir: Path, path: Path) -> Path | None:
         a.plot(x[ok], y[ok], label=key, color="C0" if key == "episode_length" else "C1")
         a.set_ylabel(key)
     ax[0].set_xlabel("env steps")
-    for key in ("eval_survival", "eval_settle"):
+    for key in (protocol.headline[k] for k in protocol.rates if k in protocol.headline):
         y = np.asarray(m.get(key, [np.nan] * len(x)))
         ok = ~np.isnan(y)
         ax[1].plot(x[ok], y[ok], "o-", label=key)
@@ -67,24 +67,30 @@ def _learning_curve(run_dir: Path, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def _sweep_plot(rows: list[dict], path: Path) -> Path:
+def _sweep_plot(rows: list[dict], rates: tuple[str, ...], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.5))
+    main, *others = reversed(rates)  # the last rate (quadrotor-hover: settle) is the solid line
     for i, name in enumerate(sorted({r["parameter"] for r in rows})):
         sel = [r for r in rows if r["parameter"] == name]
         err = [r["error"] * 100 for r in sel]
-        ax.plot(err, [r["settle"] for r in sel], "o-", label=f"{name} settle", color=f"C{i}")
-        ax.plot(err, [r["survival"] for r in sel], "x--", color=f"C{i}", alpha=0.6)
+        ax.plot(err, [r[main] for r in sel], "o-", label=f"{name} {main}", color=f"C{i}")
+        for key in others:
+            ax.plot(err, [r[key] for r in sel], "x--", color=f"C{i}", alpha=0.6)
     ax.set_xlabel("parameter error [%]")
-    ax.set_ylabel("rate (o settle, x survival)")
+    ax.set_ylabel(f"rate (o {main}" + "".join(f", x {k}" for k in others) + ")")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
 
 
-def run_eval(run_dir: Path, episodes: int = 256, sweep: bool = True, source: str = "auto") -> dict:
-    """Evaluate ``run_dir`` (its exported ONNX when present, else the checkpoint) and write the report."""
+def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, source: str = "auto") -> dict:
+    """Evaluate ``run_dir`` (its exported ONNX when present, else the checkpoint) with its task's protocol on the
+    held-out episodes (``evaluation.seed``, never flown by the in-training evaluations that stop training;
+    ``episodes`` None: the protocol's count) and write the report."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
+    task = get_task(cfg.task_name)
+    protocol = task.evaluation
     export_dir = run_dir / "export"
     if source == "int8":
         policy, used = int8_policy(export_dir), "int8 C variant (deploy.export.int8_reference, bit-exact with the C)"
@@ -94,41 +100,49 @@ def run_eval(run_dir: Path, episodes: int = 256, sweep: bool = True, source: str
         _, actor, _ = load_actor(run_dir)
         policy, used = (lambda o: actor(o)), "checkpoint (torch)"
     suffix = "" if source != "int8" else "_int8"
-    ecfg = EvalConfig(**{**cfg.evaluation.__dict__, "episodes": episodes})
-    # the held-out episodes: never seen by the in-training evaluations (``selection_seed``) that stop training
-    result = evaluate(policy, cfg.task, episodes, ecfg.settle_radius, seed=ecfg.seed, record=8)
-    rows = robustness_sweep(policy, cfg.task, ecfg, seed=ecfg.seed) if sweep else []
-    labels = [f"episode {i}" for i in range(8)]
-    plots = {"trajectories": plot_trajectories(list(result["traces"][:, :, :7]), labels, result["dt"],
-                                               "8 evaluation episodes", run_dir / f"eval_trajectories{suffix}.png")}
-    curve = _learning_curve(run_dir, run_dir / "learning_curve.png")
+    ecfg = replace(cfg.evaluation, episodes=cfg.evaluation.episodes if episodes is None else episodes)
+    seed = ecfg.seed  # held out: the in-training evaluations fly ``ecfg.selection_seed``
+    record = 8 if protocol.records else 0
+    result = task.evaluate(policy, cfg.task, ecfg, seed=seed, record=record)
+    rows = protocol.sweep(task, policy, cfg.task, ecfg, seed) if sweep and protocol.sweep else []
+    plots = {}
+    if result.get("traces") is not None:
+        labels = [f"episode {i}" for i in range(len(result["traces"]))]
+        plots["trajectories"] = plot_trajectories(list(result["traces"][:, :, :7]), labels, result["dt"],
+                                                  f"{len(labels)} evaluation episodes",
+                                                  run_dir / f"eval_trajectories{suffix}.png")
+    curve = _learning_curve(run_dir, run_dir / "learning_curve.png", protocol)
     if curve:
         plots["learning_curve"] = curve
     if rows:
-        plots["robustness"] = _sweep_plot(rows, run_dir / f"robustness{suffix}.png")
-    ok = passes(result, ecfg)
+        plots["robustness"] = _sweep_plot(rows, protocol.rates, run_dir / f"robustness{suffix}.png")
+    ok = protocol.passes(result, ecfg)
     summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used, "robustness": rows}
     atomic_write_json(run_dir / f"eval{suffix}.json", summary)
-    lines = [f"# Evaluation of `{run_dir}`", "", f"Preset `{cfg.preset}`, algorithm {cfg.algorithm}, seed {cfg.seed}; "
-             f"policy: {used}.", "",
-             f"**{summary_line(result)}** — bar (survival ≥ {ecfg.survival_bar:.0%}, settle ≥ {ecfg.settle_bar:.0%}): "
-             f"{'PASSED' if ok else 'not passed'}.", "",
-             f"Mean return {result['mean_return']:.1f}. Paper initial states, observation noise and disturbances "
-             f"(episode seed {ecfg.seed}, held out from the in-training evaluations); "
-             f"settle = survived and within {ecfg.settle_radius} m of the target at {cfg.task.episode_length} steps.",
-             ""]
+    bars = ", ".join(f"{k} ≥ {getattr(ecfg, k + '_bar'):.0%}" for k in protocol.rates if hasattr(ecfg, k + "_bar"))
+    lines = [f"# Evaluation of `{run_dir}`", "", f"Preset `{cfg.preset}` (task `{task.name}`), algorithm "
+             f"{cfg.algorithm}, seed {cfg.seed}; policy: {used}; episode seed {seed} (held out from the in-training "
+             f"evaluations, which fly seed {ecfg.selection_seed}).", "",
+             f"**{protocol.summary(result)}** — bar ({bars}): {'PASSED' if ok else 'not passed'}.", "",
+             f"Mean return {result['mean_return']:.1f}. {protocol.describe(cfg.task, ecfg)}", ""]
     if rows:
-        lines += ["## Robustness sweep", "", "| parameter | error | survival | settle | median final error |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['parameter']} | {r['error']:+.0%} | {r['survival']:.1%} | {r['settle']:.1%} | "
-                  f"{r['median_final_error_m'] * 100:.1f} cm |" for r in rows]
+        cols = [k for k in rows[0] if k not in ("parameter", "error")]
+        names = " | ".join(c.removesuffix("_m").replace("_", " ") for c in cols)
+        lines += ["## Robustness sweep", "", f"| parameter | error | {names} |", "|---|---|" + "---|" * len(cols)]
+        lines += [f"| {r['parameter']} | {r['error']:+.0%} | " + " | ".join(_cell(c, r[c]) for c in cols) + " |"
+                  for r in rows]
         lines.append("")
     for title, p in plots.items():
         lines += [f"## {title.replace('_', ' ')}", "", f"![{title}]({Path(p).name})", ""]
     atomic_write_text(run_dir / f"report{suffix}.md", "\n".join(lines))
     summary["report"] = str(run_dir / f"report{suffix}.md")
+    summary["headline"] = {k: summary[k] for k in protocol.headline} | {"passed": ok}
     return summary
 
 
+def _cell(key: str, value: float) -> str:
+    return f"{value * 100:.1f} cm" if key.endswith("_m") else f"{value:.1%}"
+
+
 def print_summary(summary: dict) -> None:
-    print(json.dumps({k: summary[k] for k in ("survival", "settle", "median_final_error_m", "passed")}))
+    print(json.dumps(summary["headline"]))

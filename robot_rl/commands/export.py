@@ -10,13 +10,15 @@ import torch
 
 from deploy.export.policy import export_policy
 from robot_rl.runs import load_actor
-from sim.quadrotor import QuadrotorHoverEnv
+from sim.registry import TaskSpec, get_task
 
 
 @torch.no_grad()
-def on_distribution_observations(actor: torch.nn.Module, task, n: int = 1000, seed: int = 7) -> np.ndarray:
-    """Observations the policy meets when it flies: 100 envs, every 25th step of a 250-step rollout."""
-    env = QuadrotorHoverEnv(replace(task, num_envs=100, device="cpu"), seed=seed)
+def on_distribution_observations(actor: torch.nn.Module, task: TaskSpec, task_cfg, n: int = 1000,
+                                 seed: int = 7) -> np.ndarray:
+    """Observations the policy meets when it acts: 100 envs of the task's reference backend, every 25th step
+    of a 250-step rollout."""
+    env = task.make_env(replace(task_cfg, num_envs=100, device="cpu"), seed=seed)
     obs = env.reset(seed=seed)
     out = []
     for t in range(250):
@@ -29,13 +31,14 @@ def on_distribution_observations(actor: torch.nn.Module, task, n: int = 1000, se
 def export_run(run_dir: Path, out_dir: Path | None = None) -> dict:
     """Export the run's actor with the task's observation/action contract; returns ``policy.json``'s content."""
     cfg, actor, meta = load_actor(run_dir)
-    env = QuadrotorHoverEnv(replace(cfg.task, num_envs=1, device="cpu"))
-    spec = env.export_spec()
+    task = get_task(cfg.task_name)
+    spec = task.export_spec(cfg.task)
     graph = actor.graph()
-    metadata = {
-        "robot": spec.pop("robot"), "task": cfg.preset, "model": spec.pop("model"),
-        "training": {"algorithm": cfg.algorithm, "seed": cfg.seed, "env_steps": meta["env_steps"],
-                     "train_time_s": meta["train_time_s"], "config": cfg.to_dict()},
-    }
-    obs = on_distribution_observations(actor, cfg.task)
+    metadata = {"robot": spec.pop("robot", task.name), "task": cfg.preset}
+    if "model" in spec:
+        metadata["model"] = spec.pop("model")
+    metadata["training"] = {"algorithm": cfg.algorithm, "seed": cfg.seed, "task": task.name,
+                            "env_steps": meta["env_steps"], "train_time_s": meta["train_time_s"],
+                            "config": cfg.to_dict()}
+    obs = on_distribution_observations(actor, task, cfg.task)
     return export_policy(out_dir or Path(run_dir) / "export", graph, actor, spec, obs, metadata, seed=cfg.seed)

@@ -1,40 +1,56 @@
-"""``robot-rl sim crazyflie``: fly the simulator open-loop so a newcomer sees it work."""
+"""``robot-rl sim TASK``: run a task's simulator without a policy so a newcomer sees it work."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
-from robot_rl.plotting import plot_trajectories
-from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
+from robot_rl.plotting import plot_trajectories, save_figure
+from sim.registry import get_task
 
 
-def run_sim_demo(steps: int, episodes: int, seed: int, out: Path) -> dict:
-    """Hover-RPM from rest at the target, then ``episodes`` random-action episodes from the paper's
-    initial-state distribution. Returns a summary and writes a PNG of position/attitude over time."""
-    if steps < 1 or episodes < 0:
-        raise ValueError("--steps must be >= 1 and --episodes >= 0")
-    cfg = QuadrotorTaskConfig(num_envs=1 + episodes, episode_length=max(steps, 1) + 1, noise=False)
-    env = QuadrotorHoverEnv(cfg, seed=seed)
+def run_sim_demo(task: str, steps: int, episodes: int, seed: int, out: Path) -> dict:
+    """The task's demo (quadrotor-hover: hover RPM from rest plus random-action episodes, pose plot) or, for a
+    task without one, ``episodes`` envs of uniformly random actions for ``steps`` steps (reward plot).
+    Returns the demo's summary with the plot's path under ``"plot"``."""
+    spec = get_task(task)
+    if spec.demo is not None:
+        demo = spec.demo(steps, episodes, seed)
+        plot_trajectories(list(demo["traces"]), demo["labels"], demo["dt"], demo["title"], out)
+        return {"plot": str(out), **demo["summary"]}
+    return _random_actions(spec, steps, episodes, seed, out)
+
+
+@torch.no_grad()
+def _random_actions(spec, steps: int, episodes: int, seed: int, out: Path) -> dict:
+    if steps < 1 or episodes < 1:
+        raise ValueError("--steps and --episodes must be >= 1")
+    env = spec.make_env(replace(spec.config_cls(), num_envs=episodes, device="cpu"), seed=seed)
     env.reset(seed=seed)
-    # env 0: start at rest at the target with rotors already at hover speed and no disturbance
-    env.state[0] = 0.0
-    env.state[0, 3] = 1.0
-    env.state[0, 13:] = env.params.hover_rpm
-    env.force[0] = 0.0
-    env.torque[0] = 0.0
     gen = torch.Generator().manual_seed(seed)
-    trace, alive = [env.state.clone()], torch.ones(env.num_envs, dtype=torch.bool)
+    span = env.action_high - env.action_low
+    rewards, ended, successes = [], 0, 0
     for _ in range(steps):
-        action = torch.rand(env.num_envs, 4, generator=gen) * 2 - 1
-        action[0] = env.hover_action
-        _, _, terminated, _, _ = env.step(action)
-        alive &= ~terminated
-        trace.append(torch.where(alive[:, None], env.state, torch.nan))
-    states = torch.stack(trace, dim=1)  # [E, T, 17]
-    labels = ["hover RPM (open loop)"] + [f"random actions #{i + 1}" for i in range(episodes)]
-    plot_trajectories(list(states[:, :, :7]), labels, cfg.dt, f"Crazyflie simulator, {steps} steps", out)
-    drift = float(states[0, :, :3].abs().max())
-    survived = [int(torch.isfinite(states[i, :, 0]).sum()) - 1 for i in range(1, env.num_envs)]
-    return {"plot": str(out), "hover_max_drift_m": drift, "random_episode_steps": survived}
+        action = torch.rand(env.num_envs, env.action_dim, generator=gen) * span + env.action_low
+        _, reward, _, _, info = env.step(action)
+        rewards.append(reward.cpu().numpy())
+        done = info["done_mask"].cpu()
+        ended += int(done.sum())
+        if "success" in info:
+            successes += int((done & info["success"].cpu().bool()).sum())
+    env.close()
+    r = np.stack(rewards, axis=1)  # [E, T]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    t = np.arange(steps) * env.dt
+    for i in range(len(r)):
+        ax.plot(t, r[i], lw=0.8, label=f"env {i}" if i < 8 else None)
+    ax.set_xlabel("time [s]")
+    ax.set_ylabel("reward")
+    ax.set_title(f"{spec.name}: {episodes} envs, uniformly random actions")
+    ax.legend(fontsize=7)
+    save_figure(fig, out)
+    return {"plot": str(out), "mean_reward": float(r.mean()), "episodes_ended": ended, "successes": successes}

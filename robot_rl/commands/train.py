@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import tyro
 
 from robot_rl import presets  # noqa: F401  (registers the presets)
-from robot_rl.config import PRESETS, TrainConfig, get_preset
+from robot_rl.config import PRESETS, TrainConfig, cli_class, get_training_config
 from robot_rl.runs import default_run_dir, load_config, make_runner
+from sim.registry import get_task, task_names
 
 
 def run_training(cfg: TrainConfig, run_dir: Path, resume: bool = False, evaluate_after: bool = True) -> dict:
@@ -31,15 +33,34 @@ def run_training(cfg: TrainConfig, run_dir: Path, resume: bool = False, evaluate
         from robot_rl.commands.evaluate import run_eval
 
         summary = run_eval(run_dir)
-        out["eval"] = {k: summary[k] for k in ("survival", "settle", "median_final_error_m", "passed")}
+        out["eval"] = summary["headline"]
         out["report"] = summary["report"]
     return out
 
 
+def _as(cls: type[TrainConfig], cfg: TrainConfig) -> TrainConfig:
+    """``cfg``'s fields in an instance of ``cls`` (the plain class or its typed CLI subclass)."""
+    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def get_preset_task(name: str) -> str:
+    return PRESETS[name][1]().task_name
+
+
+def _task_line(name: str) -> str:
+    spec = get_task(name)
+    extra = f" (alias {', '.join(spec.aliases)})" if spec.aliases else ""
+    return f"{spec.description}{extra}; env implementations: auto, {', '.join(spec.backends)}"
+
+
 def train_main(argv: list[str]) -> None:
-    usage = ("usage: robot-rl train PRESET [--seed S] [--out DIR] [--device cpu|cuda] [overrides...]\n"
-             "       robot-rl train --resume DIR\n\npresets:\n"
-             + "\n".join(f"  {k:18s} {v[0]}" for k, v in sorted(PRESETS.items())))
+    usage = ("usage: robot-rl train PRESET|TASK [--seed S] [--out DIR] [--device cpu|cuda] [overrides...]\n"
+             "       robot-rl train --resume DIR\n"
+             "       robot-rl train PRESET|TASK --help   (every option of that preset's or task's config)\n\n"
+             "presets (tuned recipes):\n"
+             + "\n".join(f"  {k:26s} {v[0]} [task {get_preset_task(k)}]" for k, v in sorted(PRESETS.items()))
+             + "\n\ntasks (the task's default config, no curriculum):\n"
+             + "\n".join(f"  {k:26s} {_task_line(k)}" for k in task_names()))
     if not argv:
         raise ValueError("train needs a preset or --resume DIR\n" + usage)
     if argv[0] in ("-h", "--help"):
@@ -53,7 +74,10 @@ def train_main(argv: list[str]) -> None:
         out = run_training(cfg, run_dir, resume=(run_dir / "checkpoint.json").is_file())
     else:
         name = argv[0]
-        cfg = tyro.cli(TrainConfig, default=get_preset(name), args=argv[1:], prog=f"robot-rl train {name}")
+        default = get_training_config(name)
+        typed = cli_class(default)
+        parsed = tyro.cli(typed, default=_as(typed, default), args=argv[1:], prog=f"robot-rl train {name}")
+        cfg = _as(TrainConfig, parsed).check()
         cfg.preset = name
         run_dir = default_run_dir(cfg)
         if (run_dir / "checkpoint.json").is_file():

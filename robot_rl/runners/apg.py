@@ -21,8 +21,8 @@ from sim.core import BatchedEnv
 class APGRunner(Runner):
     def __init__(self, cfg: TrainConfig, run_dir: Path, env: BatchedEnv | None = None) -> None:
         super().__init__(cfg, run_dir, env)
-        if not hasattr(self.env, "detach"):
-            raise ValueError("apg needs a differentiable env with detach() (QuadrotorHoverEnv or DiffFusedHoverEnv)")
+        if not self.env.differentiable:
+            raise self.env.unsupported("gradients through the simulator (apg needs a differentiable env)")
         env = self.env
         self.algo = APG(cfg.apg, env.obs_dims["policy"], env.action_dim, getattr(env, "hover_action", 0.0))
         self.algo.actor.to(cfg.device)

@@ -13,17 +13,16 @@ from tqdm import tqdm
 from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from robot_rl.config import TrainConfig
 from robot_rl.curriculum import Curriculum
-from robot_rl.evaluation import evaluate, passes
 from robot_rl.io import atomic_write_text
 from robot_rl.logging import RunLogger
 from sim.core import BatchedEnv
-from sim.quadrotor import make_hover_env
+from sim.registry import get_task
 
 
 def make_env(cfg: TrainConfig) -> BatchedEnv:
-    # apg differentiates through the simulator: the fused choice is then the differentiable fused env
-    return make_hover_env(replace(cfg.task, device=cfg.device), seed=cfg.seed, impl=cfg.env_impl,
-                          differentiable=cfg.algorithm == "apg")
+    """The training env of ``cfg``'s task (apg differentiates through the simulator: a differentiable env)."""
+    return get_task(cfg.task_name).make_env(replace(cfg.task, device=cfg.device), seed=cfg.seed,
+                                            impl=cfg.env_impl, differentiable=cfg.algorithm == "apg")
 
 
 class Runner:
@@ -41,7 +40,11 @@ class Runner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 1)
         self.env = env if env is not None else make_env(cfg)
-        self.curriculum = Curriculum(cfg.curriculum, cfg.task.reward)
+        self.task = get_task(cfg.task_name)
+        weights = self.env.reward_weights
+        if cfg.curriculum.every > 0 and weights is None:
+            raise self.env.unsupported("reward weights, which the curriculum changes (set --curriculum.every 0)")
+        self.curriculum = Curriculum(cfg.curriculum, weights)
         self.obs = {k: v.clone() for k, v in self.env.reset(seed=cfg.seed).items()}
         self.env_steps = 0
         self.train_time = 0.0
@@ -97,8 +100,8 @@ class Runner:
 
     def evaluate_now(self, episodes: int) -> dict:
         t0 = time.perf_counter()
-        ecfg = self.cfg.evaluation
-        result = evaluate(self.policy_fn(), self.cfg.task, episodes, ecfg.settle_radius, seed=ecfg.selection_seed)
+        # the selection episodes: the held-out ``evaluation.seed`` is left for confirming the chosen policy
+        result = self.task.evaluate(self.policy_fn(), self.cfg.task, self.cfg.evaluation, episodes, selection=True)
         self.eval_time += time.perf_counter() - t0
         return result
 
@@ -137,14 +140,13 @@ class Runner:
             if next_eval is not None and self.env_steps >= next_eval:
                 next_eval += cfg.eval_every
                 r = self.evaluate_now(cfg.eval_episodes_during_training)
-                self.logger.log(self.env_steps, {"eval_survival": r["survival"], "eval_settle": r["settle"],
-                                                 "eval_final_error_m": r["median_final_error_m"],
-                                                 "train_time_s": self.train_time})
-                if self.first_pass is None and passes(r, cfg.evaluation):
+                protocol = self.task.evaluation
+                self.logger.log(self.env_steps, {column: r[key] for key, column in protocol.headline.items()}
+                                | {"train_time_s": self.train_time})
+                if self.first_pass is None and protocol.passes(r, cfg.evaluation):
                     self.first_pass = {"env_steps": self.env_steps, "train_time_s": self.train_time,
-                                       "survival": r["survival"], "settle": r["settle"],
-                                       "median_final_error_m": r["median_final_error_m"],
-                                       "episodes": r["episodes"], "seed": cfg.evaluation.selection_seed}
+                                       **{k: r[k] for k in protocol.headline}, "episodes": r["episodes"],
+                                       "seed": r["seed"]}
                     if cfg.stop_when_passed:
                         break
             if next_ckpt is not None and self.env_steps >= next_ckpt:

@@ -40,8 +40,10 @@ class OffPolicyRunner(Runner):
             action = self.algo.act(self.obs["policy"], explore=True)
         obs, reward, terminated, truncated, info = env.step(action)
         final = info["final_obs"]
+        # a task without named reward terms stores none (and cannot run a curriculum)
+        terms = info["reward_terms"] if env.reward_term_names else reward.new_zeros(env.num_envs, 0)
         self.buffer.add(policy_obs=self.obs["policy"], critic_obs=self.obs["critic"], action=action,
-                        reward_terms=info["reward_terms"], reward=reward, next_policy_obs=final["policy"],
+                        reward_terms=terms, reward=reward, next_policy_obs=final["policy"],
                         next_critic_obs=final["critic"], terminated=terminated.float())
         self.obs = {k: v.clone() for k, v in obs.items()}
         self._track_episodes(reward, terminated | truncated)

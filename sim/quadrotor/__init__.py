@@ -1,5 +1,6 @@
 """The "Learning to Fly in Seconds" quadrotor: parameters, RK4 dynamics and the batched hover task."""
 
+from sim.quadrotor import tasks  # noqa: F401  (registers "quadrotor-hover")
 from sim.quadrotor.config import DomainRandomization, QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.dynamics import STATE_DIM, quat_to_rotmat, state_derivative, step_dynamics
 from sim.quadrotor.factory import make_hover_env

@@ -119,6 +119,8 @@ class DiffFusedHoverEnv(FusedQuadrotorHoverEnv):
     Used by the analytic policy gradient (``robot-rl train crazyflie-hover``) instead of the torch env.
     """
 
+    differentiable = True
+
     def __init__(self, cfg: QuadrotorTaskConfig | None = None, seed: int = 0) -> None:
         self._links: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(cfg, seed)

@@ -119,6 +119,8 @@ class QuadrotorHoverEnv(BatchedEnv):
     normalised to [-1, 1]; plus 4 parameter factors when domain randomisation is on).
     """
 
+    differentiable = True
+
     def __init__(self, cfg: QuadrotorTaskConfig | None = None, seed: int = 0) -> None:
         self.cfg = cfg = replace(cfg) if cfg is not None else QuadrotorTaskConfig()
         self.params = resolve_frame(cfg.frame)

@@ -14,6 +14,8 @@ class PointMassEnv(BatchedEnv):
     The policy sees (x, v) with a little noise, the critic the exact (x, v).
     """
 
+    differentiable = True
+
     def __init__(self, num_envs: int = 16, seed: int = 0) -> None:
         self.num_envs, self.device, self.action_dim = num_envs, torch.device("cpu"), 1
         self.dt, self.max_episode_steps = 0.1, 50

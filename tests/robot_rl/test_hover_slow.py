@@ -10,8 +10,8 @@ from robot_rl import presets  # noqa: F401
 from robot_rl.commands.evaluate import int8_policy
 from robot_rl.commands.export import export_run
 from robot_rl.config import get_preset
-from robot_rl.evaluation import evaluate, passes
 from robot_rl.runs import make_runner
+from sim.quadrotor.evaluation import evaluate, passes
 from tests.deploy.l2f_numpy import IndependentQuadrotor
 
 

@@ -146,11 +146,11 @@ def test_presets_registered():
 
 def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypatch):
     """The stop is chosen on ``selection_seed``'s episodes; the held-out ``seed`` is left for the confirmation."""
-    import robot_rl.runners.base as base
+    from sim.registry import TaskSpec
 
     seeds = []
-    real = base.evaluate
-    monkeypatch.setattr(base, "evaluate", lambda *a, **kw: seeds.append(kw["seed"]) or real(*a, **kw))
+    real = TaskSpec.evaluate
+    monkeypatch.setattr(TaskSpec, "evaluate", lambda *a, **kw: (r := real(*a, **kw), seeds.append(r["seed"]))[0])
     cfg = tiny("apg", steps=320)
     cfg.task.episode_length, cfg.eval_every, cfg.eval_episodes_during_training = 20, 80, 4
     cfg.stop_when_passed = True

@@ -17,8 +17,8 @@ import pytest
 
 from robot_rl.commands.export import export_run
 from robot_rl.config import get_preset
-from robot_rl.evaluation import evaluate, passes
 from robot_rl.runs import make_runner
+from sim.quadrotor.evaluation import evaluate, passes
 
 from .conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env
 

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
-from robot_rl.config import EvalConfig
-from sim.quadrotor import DomainRandomization, QuadrotorHoverEnv, QuadrotorTaskConfig
+from sim.quadrotor.config import DomainRandomization, QuadrotorTaskConfig
+from sim.quadrotor.task import QuadrotorHoverEnv
+from sim.registry import EVAL_SEED, SELECTION_SEED, EvalProtocol, Policy
 
-Policy = Callable[[torch.Tensor], torch.Tensor]
-EVAL_SEED = EvalConfig.seed
-"""Held-out episode seed (``robot-rl eval``, confirmations); in-training evaluations use
-``EvalConfig.selection_seed``."""
+if TYPE_CHECKING:
+    from sim.registry import TaskSpec
+
+
+@dataclass
+class HoverEvalConfig:
+    """Evaluation protocol (``robot-rl eval``): the paper's initial states, noise and disturbances."""
+
+    episodes: int = 256
+    settle_radius: float = 0.1
+    """An episode settles if it survives and ends within this distance of the target (m)."""
+    survival_bar: float = 0.95
+    settle_bar: float = 0.90
+    robustness: tuple[float, ...] = (-0.2, -0.1, 0.1, 0.2)
+    """Relative errors applied to mass, thrust coefficient and motor time constant in the sweep."""
+    seed: int = EVAL_SEED
+    """Episode seed of ``robot-rl eval`` and of every confirmation of a selected policy: held out, i.e. never
+    seen by the in-training evaluations that choose when training stops."""
+    selection_seed: int = SELECTION_SEED
+    """Episode seed of the in-training evaluations (learning curve, ``stop_when_passed``). A policy chosen on
+    these episodes is confirmed on ``seed``; the two must differ."""
+
+
 PAPER_RADIUS = 0.2
 """The L2F paper's validation criterion: an episode counts if it survives and ends within 0.2 m of the target
 (RLtools' ``SettlingFractionPosition<200>``, over 10 validation episodes)."""
@@ -52,6 +72,7 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
     survivors = final_err[alive]
     return {
         "episodes": episodes,
+        "seed": seed,
         "survival": alive.float().mean().item(),
         "settle": settled.float().mean().item(),
         "within_0p2m": (alive & (final_err < PAPER_RADIUS)).float().mean().item(),
@@ -73,7 +94,8 @@ def _pose_from_critic(critic: torch.Tensor) -> torch.Tensor:
     return torch.cat((critic[:, :3], torch.stack((w, x, y, z), -1).float()), dim=-1)
 
 
-def robustness_sweep(policy: Policy, task: QuadrotorTaskConfig, cfg: EvalConfig, seed: int = EVAL_SEED) -> list[dict]:
+def robustness_sweep(policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig,
+                     seed: int = EVAL_SEED) -> list[dict]:
     """Evaluate with each of mass, thrust coefficient and motor time constant off by each relative error."""
     rows = []
     for name in SWEEP_PARAMS:
@@ -85,7 +107,7 @@ def robustness_sweep(policy: Policy, task: QuadrotorTaskConfig, cfg: EvalConfig,
     return rows
 
 
-def passes(result: dict, cfg: EvalConfig) -> bool:
+def passes(result: dict, cfg: HoverEvalConfig) -> bool:
     return result["survival"] >= cfg.survival_bar and result["settle"] >= cfg.settle_bar
 
 
@@ -93,3 +115,25 @@ def summary_line(result: dict) -> str:
     paper = f", within 0.2 m {result['within_0p2m']:.1%}" if "within_0p2m" in result else ""
     return (f"survival {result['survival']:.1%}, settle {result['settle']:.1%}{paper}, median final error "
             f"{result['median_final_error_m'] * 100:.1f} cm over {result['episodes']} episodes")
+
+
+def describe(task: QuadrotorTaskConfig, cfg: HoverEvalConfig) -> str:
+    return (f"Paper initial states, observation noise and disturbances; settle = survived and within "
+            f"{cfg.settle_radius} m of the target at {task.episode_length} steps.")
+
+
+def _evaluate(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig, episodes: int,
+              seed: int, record: int) -> dict:
+    return evaluate(policy, task, episodes, cfg.settle_radius, seed, record)
+
+
+def _sweep(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig,
+           seed: int) -> list[dict]:
+    return robustness_sweep(policy, task, cfg, seed)
+
+
+HOVER_PROTOCOL = EvalProtocol(
+    config_cls=HoverEvalConfig, evaluate=_evaluate, passes=passes, summary=summary_line, describe=describe,
+    headline={"survival": "eval_survival", "settle": "eval_settle", "median_final_error_m": "eval_final_error_m"},
+    rates=("survival", "settle"), sweep=_sweep, records=True)
+"""The hover task's protocol: 256 episodes on seed 1,000,003 (held out: 2,000,003), bars on survival and settle."""

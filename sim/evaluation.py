@@ -1,0 +1,93 @@
+"""The generic evaluation protocol: success rate over one episode per env, from ``info["success"]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sim.registry import EVAL_SEED, SELECTION_SEED, EvalProtocol, Policy
+
+if TYPE_CHECKING:
+    from sim.registry import TaskSpec
+
+
+@dataclass
+class SuccessEvalConfig:
+    """Options of the success-rate protocol (``TrainConfig.evaluation`` of tasks that use it)."""
+
+    episodes: int = 100
+    """Episodes per evaluation (one per env, all run at once)."""
+    success_bar: float = 0.9
+    """An evaluation passes at this success rate or above."""
+    seed: int = EVAL_SEED
+    """Episode seed of ``robot-rl eval`` and of confirmations: held out from the in-training evaluations."""
+    selection_seed: int = SELECTION_SEED
+    """Episode seed of the in-training evaluations (learning curve, early stop); must differ from ``seed``."""
+
+
+@torch.no_grad()
+def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: SuccessEvalConfig, episodes: int,
+                     seed: int, record: int = 0) -> dict:
+    """Run ``episodes`` envs (CPU, reference backend, seeded with ``seed``) until each has ended one episode.
+
+    An episode succeeds if ``info["success"]`` is set when it ends. Returns the success rate, mean return and
+    mean length, and every episode's outcome. ``record`` is not supported (no generic pose to trace).
+    """
+    if record:
+        raise ValueError(f"task {spec.name!r}: the success protocol records no traces")
+    env = spec.make_env(replace(task_cfg, num_envs=episodes, device="cpu"), seed=seed)
+    obs = env.reset(seed=seed)
+    done = torch.zeros(episodes, dtype=torch.bool)
+    success = torch.zeros(episodes, dtype=torch.bool)
+    ret = torch.zeros(episodes, dtype=torch.float64)
+    length = torch.zeros(episodes, dtype=torch.long)
+    for _ in range(env.max_episode_steps):
+        obs, reward, _, _, info = env.step(policy(obs["policy"]).to(torch.float32))
+        active = ~done
+        ret += torch.where(active, reward.cpu().double(), 0.0)
+        length += active.long()
+        ended = info["done_mask"].cpu() & active
+        if bool(ended.any()):
+            if "success" not in info:
+                raise ValueError(f"task {spec.name!r} reports no info['success']; the success protocol needs it")
+            success |= ended & info["success"].cpu().bool()
+        done |= ended
+        if bool(done.all()):
+            break
+    env.close()
+    if not bool(done.all()):
+        raise ValueError(f"task {spec.name!r}: {int((~done).sum())} episodes did not end within "
+                         f"max_episode_steps = {env.max_episode_steps}")
+    return {
+        "episodes": episodes,
+        "seed": seed,
+        "success": success.float().mean().item(),
+        "mean_return": ret.mean().item(),
+        "mean_episode_length": length.double().mean().item(),
+        "episode_success": success.tolist(),
+        "traces": None,
+        "dt": env.dt,
+    }
+
+
+def success_passes(result: dict, cfg: SuccessEvalConfig) -> bool:
+    return result["success"] >= cfg.success_bar
+
+
+def success_summary(result: dict) -> str:
+    return (f"success {result['success']:.1%}, mean return {result['mean_return']:.2f}, mean episode length "
+            f"{result['mean_episode_length']:.1f} steps over {result['episodes']} episodes")
+
+
+def success_describe(task_cfg: Any, cfg: SuccessEvalConfig) -> str:
+    return (f"One episode per env from the task's own initial-state distribution; success as the task reports "
+            f"it when the episode ends; bar: success ≥ {cfg.success_bar:.0%}.")
+
+
+def success_protocol(config_cls: type = SuccessEvalConfig) -> EvalProtocol:
+    """The success-rate protocol (``config_cls``: a subclass of :class:`SuccessEvalConfig` with other defaults)."""
+    return EvalProtocol(config_cls=config_cls, evaluate=evaluate_success, passes=success_passes,
+                        summary=success_summary, describe=success_describe,
+                        headline={"success": "eval_success", "mean_return": "eval_return"}, rates=("success",))

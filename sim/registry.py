@@ -1,0 +1,195 @@
+"""The task registry: a name maps to a config dataclass, env factories, an evaluation protocol and an export spec.
+
+Isaac Lab's ``gym.register(id, entry_point, kwargs={"env_cfg_entry_point": ...})`` is the model. A task
+package registers its task with ONE call, at import time::
+
+    register_task("panda-pick-cube", config_cls=PickCubeConfig, env_cls=PickCubeEnv,
+                  description="lift a 4 cm cube by 10 cm", evaluation=success_protocol(episodes=100))
+
+and trainers, the evaluator and the exporter reach the task only through :func:`get_task` and the
+:class:`~sim.core.BatchedEnv` contract, never by importing a robot. The task config dataclass must have
+``num_envs`` and ``device`` fields (the trainer sets them). Built-in task packages (:data:`TASK_PACKAGES`) are
+imported on the first lookup; any other package registers its tasks when it is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from sim.core import BatchedEnv
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+"""Maps a batch of ``policy`` observations to a batch of actions."""
+
+#: Packages that register the built-in tasks (imported on the first registry lookup).
+TASK_PACKAGES: tuple[str, ...] = ("sim.quadrotor",)
+
+EVAL_SEED = 1_000_003
+"""Default seed of a task's held-out evaluation episodes: ``robot-rl eval`` and every confirmation of a selected
+policy (the eval config's ``seed``)."""
+SELECTION_SEED = 2_000_003
+"""Default seed of the in-training evaluations that choose when training stops (the eval config's
+``selection_seed``); a policy selected on them is confirmed on :data:`EVAL_SEED`'s episodes."""
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a task is evaluated.
+
+    ``evaluate(spec, policy, task_cfg, eval_cfg, episodes, seed, record) -> result`` flies ``episodes``
+    episodes (``record`` > 0: also ``result["traces"]``, ``[record, T, 7]`` pose traces: position and
+    quaternion w x y z, NaN after an episode ended); ``passes(result, eval_cfg)`` applies the bar;
+    ``summary(result)`` is one line for logs and reports; ``describe(task_cfg, eval_cfg)`` one sentence on what
+    an evaluation episode is. ``config_cls`` is the dataclass of the protocol's options (it becomes
+    ``TrainConfig.evaluation``; it must have ``episodes``). ``headline`` maps the result keys worth printing to
+    the ``metrics.csv`` column they are logged under during training; ``rates`` are the result keys in [0, 1].
+    ``sweep(spec, policy, task_cfg, eval_cfg, seed) -> rows`` is an optional robustness sweep (rows:
+    ``parameter``, ``error`` and the rates).
+    """
+
+    config_cls: type
+    evaluate: Callable[..., dict]
+    passes: Callable[[dict, Any], bool]
+    summary: Callable[[dict], str]
+    describe: Callable[[Any, Any], str]
+    headline: Mapping[str, str]
+    rates: tuple[str, ...]
+    sweep: Callable[..., list[dict]] | None = None
+    records: bool = False
+    """Whether ``evaluate`` can record pose traces (``robot-rl eval`` then plots 8 episodes)."""
+
+
+EnvFactory = Callable[..., BatchedEnv]
+"""``factory(cfg, seed=..., impl=..., differentiable=...) -> BatchedEnv``."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task (see the module docstring); build envs with :meth:`make_env`."""
+
+    name: str
+    config_cls: type
+    env_factory: EnvFactory
+    evaluation: EvalProtocol
+    description: str = ""
+    backends: tuple[str, ...] = ("default",)
+    """Simulator implementations the factory builds; the first is the reference (used to probe dimensions,
+    export and evaluate). ``"auto"`` is always accepted: the factory picks (the reference unless it says)."""
+    aliases: tuple[str, ...] = ()
+    demo: Callable[..., dict] | None = None
+    """``demo(steps, episodes, seed) -> {"traces", "labels", "dt", "title", "summary"}`` for ``robot-rl sim``
+    (pose traces as in :class:`EvalProtocol`); None: ``robot-rl sim`` rolls out random actions."""
+
+    def make_env(self, cfg: Any = None, seed: int = 0, impl: str | None = None,
+                 differentiable: bool = False) -> BatchedEnv:
+        """Build the task's env from ``cfg`` (default config if None) with implementation ``impl`` (None: the
+        reference backend; ``"auto"``: the factory's choice). ``differentiable``: an env whose ``step``
+        torch autograd differentiates (analytic policy gradients), or a one-line error."""
+        cfg = self.config_cls() if cfg is None else cfg
+        if not isinstance(cfg, self.config_cls):
+            raise TypeError(f"task {self.name!r} takes a {self.config_cls.__name__}, got {type(cfg).__name__}")
+        impl = self.backends[0] if impl is None else impl
+        if impl != "auto" and impl not in self.backends:
+            raise ValueError(f"task {self.name!r} has no env implementation {impl!r}; choose from "
+                             f"{', '.join(('auto',) + self.backends)}")
+        env = self.env_factory(cfg, seed=seed, impl=impl, differentiable=differentiable)
+        env.task_name = self.name
+        if differentiable and not env.differentiable:
+            raise env.unsupported("gradients through the simulator (apg needs a differentiable env)")
+        return env
+
+    def probe(self, cfg: Any = None) -> BatchedEnv:
+        """A one-env CPU instance of the reference backend, to read dimensions and the export spec."""
+        cfg = self.config_cls() if cfg is None else cfg
+        return self.make_env(replace(cfg, num_envs=1, device="cpu"))
+
+    def export_spec(self, cfg: Any = None) -> dict[str, Any]:
+        """The ``policy.json`` observation/action contract of the task under ``cfg``."""
+        return self.probe(cfg).export_spec()
+
+    def evaluate(self, policy: Policy, task_cfg: Any, eval_cfg: Any, episodes: int | None = None,
+                 selection: bool = False, record: int = 0, seed: int | None = None) -> dict:
+        """Run the evaluation protocol on the held-out episodes (``eval_cfg.seed``), or with ``selection`` on the
+        episodes of the in-training evaluations (``eval_cfg.selection_seed``)."""
+        if seed is None:
+            seed = eval_cfg.selection_seed if selection else eval_cfg.seed
+        episodes = eval_cfg.episodes if episodes is None else episodes
+        return self.evaluation.evaluate(self, policy, task_cfg, eval_cfg, episodes, seed, record)
+
+
+_TASKS: dict[str, TaskSpec] = {}
+_ALIASES: dict[str, str] = {}
+_loaded = False
+
+
+def _env_cls_factory(env_cls: type[BatchedEnv]) -> EnvFactory:
+    def factory(cfg: Any, seed: int = 0, impl: str = "default", differentiable: bool = False) -> BatchedEnv:
+        return env_cls(cfg, seed=seed)
+
+    return factory
+
+
+def register_task(name: str, *, config_cls: type, env_cls: type[BatchedEnv] | None = None,
+                  env_factory: EnvFactory | None = None, evaluation: EvalProtocol | None = None,
+                  description: str = "", backends: tuple[str, ...] = ("default",), aliases: tuple[str, ...] = (),
+                  demo: Callable[..., dict] | None = None) -> TaskSpec:
+    """Register a task under ``name`` (see the module docstring).
+
+    Give ``env_cls`` (built as ``env_cls(cfg, seed=seed)``) or an ``env_factory`` that understands ``impl``
+    and ``differentiable``. ``evaluation`` defaults to :func:`sim.evaluation.success_protocol` (the env
+    reports ``info["success"]``).
+    """
+    if (env_cls is None) == (env_factory is None):
+        raise ValueError(f"task {name!r}: give exactly one of env_cls and env_factory")
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"task {name!r}: config_cls must be a dataclass")
+    missing = {"num_envs", "device"} - {f.name for f in dataclasses.fields(config_cls)}
+    if missing:
+        raise TypeError(f"task {name!r}: {config_cls.__name__} needs the fields {sorted(missing)}")
+    for n in (name, *aliases):
+        if n in _TASKS or n in _ALIASES:
+            raise ValueError(f"task name {n!r} is already registered")
+    if evaluation is None:
+        from sim.evaluation import success_protocol
+
+        evaluation = success_protocol()
+    spec = TaskSpec(name=name, config_cls=config_cls, env_factory=env_factory or _env_cls_factory(env_cls),
+                    evaluation=evaluation, description=description, backends=tuple(backends),
+                    aliases=tuple(aliases), demo=demo)
+    _TASKS[name] = spec
+    _ALIASES.update({a: name for a in aliases})
+    return spec
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for pkg in TASK_PACKAGES:
+            importlib.import_module(pkg)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The registered task ``name`` (or one of its aliases); a one-line error names the registered tasks."""
+    _load_builtin()
+    name = _ALIASES.get(name, name)
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; registered: {', '.join(sorted(_TASKS))} (a task outside "
+                         f"{', '.join(TASK_PACKAGES)} registers when its package is imported)")
+    return _TASKS[name]
+
+
+def task_names() -> list[str]:
+    """Names of every registered task, sorted."""
+    _load_builtin()
+    return sorted(_TASKS)
+
+
+__all__ = ["EVAL_SEED", "EvalProtocol", "SELECTION_SEED", "Policy", "TASK_PACKAGES", "TaskSpec", "get_task",
+           "register_task", "task_names"]
