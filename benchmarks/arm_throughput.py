@@ -91,7 +91,7 @@ def main() -> None:
             rate = n * _time(one, args.seconds, args.repeats)
             ratio = rate / (limit * threads)
             rows.append({"envs": n, "threads": threads, "steps_per_s": rate, "ratio_to_limit": ratio})
-            print(f"{threads} thread(s) {n:4d} envs: {rate:9,.0f} control steps/s, ratio to limit x threads {ratio:.2f}")
+            print(f"{threads} thread(s) {n:4d} envs: {rate:9,.0f} steps/s, ratio to limit x threads {ratio:.2f}")
             env.close()
     best = {t: max(r["steps_per_s"] for r in rows if r["threads"] == t) for t in args.threads}
     if len(best) > 1:
