@@ -15,6 +15,7 @@ import torch
 
 from sim.arm.config import ArmTaskBase
 from sim.arm.ee_control import EeDeltaController, EeDeltaLimits
+from sim.arm.ik import ik_workspace
 from sim.arm.kinematics import FINGER_MAX, JOINT_NAMES, Q_LOWER, Q_UPPER, QD_LIMIT, tcp_pose
 from sim.arm.mjcf import panda_mjcf
 from sim.arm.worlds import BatchedWorlds
@@ -46,11 +47,15 @@ class ArmEnv(BatchedEnv):
         self.dt = sim.control_dt
         self.max_episode_steps = max(1, round(cfg.episode_seconds / self.dt))
         world_extra, hand_extra = self._scene()
-        model = mujoco.MjModel.from_xml_string(panda_mjcf(sim.physics_dt, world_extra, hand_extra, self.task_name))
+        self._contact_index = {pair: k for k, pair in enumerate(self._contact_pairs())}
+        model = mujoco.MjModel.from_xml_string(panda_mjcf(sim.physics_dt, world_extra, hand_extra, self.task_name,
+                                                          tuple(self._contact_index)))
         self.worlds = BatchedWorlds(model, cfg.num_envs, sim.num_threads)
         self.model = model
-        self._arm_q = np.array([model.jnt_qposadr[model.joint(n).id] for n in JOINT_NAMES])
-        self._arm_v = np.array([model.jnt_dofadr[model.joint(n).id] for n in JOINT_NAMES])
+        arm_q = [model.jnt_qposadr[model.joint(n).id] for n in JOINT_NAMES]
+        arm_v = [model.jnt_dofadr[model.joint(n).id] for n in JOINT_NAMES]
+        if arm_q != list(range(7)) or arm_v != list(range(7)):
+            raise RuntimeError(f"{self.task_name}: the arm joints must come first in the MJCF")
         self._finger_q = np.array([model.jnt_qposadr[model.joint(f"finger_joint{i}").id] for i in (1, 2)])
         self._kp0 = model.actuator_gainprm[:7, 0].copy()
         self._kv0 = -model.actuator_biasprm[:7, 2].copy()
@@ -66,6 +71,12 @@ class ArmEnv(BatchedEnv):
                                ik_iterations=act.ik_iterations)
         self.controller = EeDeltaController(limits, self.dt)
         n = self.num_envs
+        # Inputs and flags of the per-chunk IK, allocated once.
+        self._rows = np.arange(n)
+        self._q_meas, self._delta = np.zeros((n, 7)), np.zeros((n, 3))
+        self._yaw_delta = np.zeros(n) if self.has_yaw_action else None
+        self._unreached, self._rate_limited = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        self._ik_work = [ik_workspace() for _ in self.worlds.chunks]
         self.finger_target = np.full(n, self.fixed_finger)
         self.episode_step = np.zeros(n, dtype=np.int64)
         self.max_latency = int(cfg.dr.action_latency_steps[1])
@@ -81,6 +92,10 @@ class ArmEnv(BatchedEnv):
     def _scene(self) -> tuple[str, str]:
         """MJCF of the task's world bodies and of what the hand holds."""
         raise NotImplementedError
+
+    def _contact_pairs(self) -> list[tuple[str, str | None]]:
+        """Geom pairs ``(geom1, geom2 or None = anything)`` whose contact the task reads (:meth:`in_contact`)."""
+        return []
 
     def _setup(self, model: mujoco.MjModel) -> None:
         """Look up ids and allocate task buffers (called once, before the first reset)."""
@@ -107,11 +122,16 @@ class ArmEnv(BatchedEnv):
     # ----- measured robot state ---------------------------------------------------------------------------
     @property
     def q(self) -> np.ndarray:
-        return self.worlds.qpos[:, self._arm_q]
+        """Measured arm joint positions ``[N, 7]`` (a view: copy it before the next step if you keep it)."""
+        return self.worlds.qpos[:, :7]
 
     @property
     def qd(self) -> np.ndarray:
-        return self.worlds.qvel[:, self._arm_v]
+        return self.worlds.qvel[:, :7]
+
+    def in_contact(self, geom1: str, geom2: str | None = None) -> np.ndarray:
+        """``[N]`` bool: the two geoms (or ``geom1`` and anything) touched in the last physics substep."""
+        return self.worlds.sensordata[:, self._contact_index[(geom1, geom2)]] > 0
 
     @property
     def gripper_width(self) -> np.ndarray:
@@ -163,7 +183,7 @@ class ArmEnv(BatchedEnv):
             for g in self._dr_geoms:
                 m.geom_friction[g, 0] = base.geom_friction[g, 0] * fric[j]
             mujoco.mj_resetData(m, d)
-            d.qpos[self._arm_q] = q0[j]
+            d.qpos[:7] = q0[j]
             d.qpos[self._finger_q] = self.fixed_finger if not self.has_gripper_action else FINGER_MAX
             d.ctrl[:7] = q0[j]
             d.ctrl[7] = d.qpos[self._finger_q[0]]
@@ -197,32 +217,47 @@ class ArmEnv(BatchedEnv):
         self.stats["action_clipped"] += int(np.any(clipped != a, axis=1).sum())
         return clipped
 
-    def _apply(self, a: np.ndarray) -> np.ndarray:
-        """Joint + finger targets ``[N, 8]`` for the (delayed) actions ``a``."""
-        q_meas = self.q
-        if self.cfg.action.type == "ee_delta":
-            yaw = a[:, 3] if self.has_yaw_action else None
-            out = self.controller.step(q_meas, a[:, :3], yaw)
-            self.stats["ik_unreached"] += int(out["unreached"].sum())
-            self.stats["rate_limited"] += int(out["rate_limited"].sum())
-        else:
-            c = self.controller
-            want = Q_LOWER + (a[:, :7] + 1) * 0.5 * (Q_UPPER - Q_LOWER)
-            max_dq = QD_LIMIT * self.dt
-            dq = want - c.q_target
-            limited = np.any(np.abs(dq) > max_dq, axis=1)
-            self.stats["rate_limited"] += int(limited.sum())
-            c.reset(c.q_target + np.clip(dq, -max_dq, max_dq))
+    def _ik_chunk(self, lo: int, hi: int, chunk: int) -> None:
+        """IK of rows ``lo..hi`` into their joint targets (runs in the worker thread of that chunk)."""
+        self.controller.step_rows(lo, hi, self._q_meas, self._delta, self._yaw_delta, self._unreached,
+                                  self._rate_limited, self._ik_work[chunk])
+        self.worlds.ctrl[lo:hi, :7] = self.controller.q_target[lo:hi]
+
+    def _apply(self, a: np.ndarray):
+        """Set the finger controls for the (delayed) actions ``a``; return the per-chunk joint-target function.
+
+        ``ee_delta`` joint targets come from the IK, which each worker thread runs for its own chunk of envs
+        (:meth:`_ik_chunk`); ``joint_position`` targets are a vectorised rate limit, set here.
+        """
         if self.has_gripper_action:
             self.finger_target = (a[:, -1] + 1) * 0.5 * FINGER_MAX
-        return np.concatenate([self.controller.q_target, self.finger_target[:, None]], 1)
+        self.worlds.ctrl[:, 7] = self.finger_target
+        if self.cfg.action.type == "ee_delta":
+            np.copyto(self._q_meas, self.q)
+            np.copyto(self._delta, a[:, :3])
+            if self._yaw_delta is not None:
+                np.copyto(self._yaw_delta, a[:, 3])
+            return self._ik_chunk
+        c = self.controller
+        want = Q_LOWER + (a[:, :7] + 1) * 0.5 * (Q_UPPER - Q_LOWER)
+        max_dq = QD_LIMIT * self.dt
+        dq = want - c.q_target
+        limited = np.any(np.abs(dq) > max_dq, axis=1)
+        self.stats["rate_limited"] += int(limited.sum())
+        c.reset(c.q_target + np.clip(dq, -max_dq, max_dq))
+        self.worlds.ctrl[:, :7] = c.q_target
+        return None
 
     def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         a = self._check_action(action)
-        self._abuf = np.roll(self._abuf, 1, axis=0)
+        if self.max_latency:
+            self._abuf[1:] = self._abuf[:-1]
         self._abuf[0] = a
-        ctrl = self._apply(self._abuf[self.delay, np.arange(self.num_envs)])
-        self.worlds.step(ctrl, self.substeps)
+        prepare = self._apply(self._abuf[self.delay, self._rows])
+        self.worlds.step(self.substeps, prepare)
+        if prepare is not None:
+            self.stats["ik_unreached"] += int(self._unreached.sum())
+            self.stats["rate_limited"] += int(self._rate_limited.sum())
         self.episode_step += 1
         reward, success, failed = self._evaluate()
         unstable = self.worlds.unstable.copy()

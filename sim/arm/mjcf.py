@@ -94,8 +94,18 @@ def _actuators() -> str:
     return "\n".join(lines)
 
 
-def panda_mjcf(timestep: float = 0.002, world_extra: str = "", hand_extra: str = "", name: str = "panda") -> str:
-    """MJCF text of a Panda on a table-height floor plus task bodies (``world_extra``) and hand attachments."""
+def _contact_sensors(contacts: tuple[tuple[str, str | None], ...]) -> str:
+    return "\n".join(f'<contact geom1="{g1}"' + (f' geom2="{g2}"' if g2 else "") + ' data="found"/>'
+                     for g1, g2 in contacts)
+
+
+def panda_mjcf(timestep: float = 0.002, world_extra: str = "", hand_extra: str = "", name: str = "panda",
+               contacts: tuple[tuple[str, str | None], ...] = ()) -> str:
+    """MJCF text of a Panda on a table-height floor plus task bodies (``world_extra``) and hand attachments.
+
+    ``contacts``: ``(geom1, geom2 or None)`` pairs watched by MuJoCo ``contact`` sensors (``data="found"``: the
+    number of contacts between the two geoms, or of ``geom1`` with anything), in this order in ``sensordata``.
+    """
     if not timestep > 0:
         raise ValueError(f"physics timestep must be > 0, got {timestep}")
     return f"""<mujoco model="{name}">
@@ -123,4 +133,7 @@ def panda_mjcf(timestep: float = 0.002, world_extra: str = "", hand_extra: str =
 <actuator>
 {_actuators()}
 </actuator>
+<sensor>
+{_contact_sensors(contacts)}
+</sensor>
 </mujoco>"""

@@ -93,7 +93,6 @@ class PegInsertEnv(ArmEnv):
     def _setup(self, model: mujoco.MjModel) -> None:
         self._dr_bodies = []
         self._dr_geoms = [model.geom(f"ring{k}").id for k in range(RING_BOXES)]
-        self._peg = model.geom("peg").id
         self._mocap = model.body("hole").mocapid[0]
         self.hole = np.zeros((self.num_envs, 3))
         self.hole_bias = np.zeros((self.num_envs, 3))
@@ -117,12 +116,8 @@ class PegInsertEnv(ArmEnv):
         pos, rot = forward_kinematics(self.q if q is None else q)
         return pos + rot[:, :, 2] * (TCP_OFFSET + self._tip_below_tcp)
 
-    def _peg_contact(self) -> np.ndarray:
-        out = np.zeros(self.num_envs)
-        for i in range(self.num_envs):
-            g = self.worlds.contact_pairs(i)
-            out[i] = bool(len(g)) and bool(np.any(g == self._peg))
-        return out
+    def _contact_pairs(self):
+        return [("peg", None)]
 
     def _components(self):
         n = self.num_envs
@@ -131,7 +126,7 @@ class PegInsertEnv(ArmEnv):
         seen[:, :2] += self.cfg.hole_jitter * self.rng.standard_normal((n, 2))
         pol.append(("goal_position", seen))
         cri += [("goal_position", self.hole.copy()), ("peg_tip", self.peg_tip()),
-                ("peg_contact", self._peg_contact()[:, None]), ("randomised_params", self.params[:, 1:])]
+                ("peg_contact", self.in_contact("peg")[:, None]), ("randomised_params", self.params[:, 1:])]
         return pol, cri
 
     def _evaluate(self):

@@ -58,8 +58,6 @@ class PickCubeEnv(ArmEnv):
         self._cube_v = model.jnt_dofadr[model.joint("cube").id]
         self._dr_bodies = [model.body("cube").id]
         self._dr_geoms = [model.geom("cube").id]
-        self._pad_geoms = (model.geom("left_pad").id, model.geom("right_pad").id)
-        self._floor = model.geom("floor").id
         self.hold = np.zeros(self.num_envs, dtype=np.int64)
 
     def _home_q(self, ids: np.ndarray) -> np.ndarray:
@@ -82,16 +80,11 @@ class PickCubeEnv(ArmEnv):
         return qp[:, self._cube_q:self._cube_q + 3], qp[:, self._cube_q + 3:self._cube_q + 7], \
             qv[:, self._cube_v:self._cube_v + 6]
 
+    def _contact_pairs(self):
+        return [("cube", "left_pad"), ("cube", "right_pad"), ("cube", "floor")]
+
     def _contacts(self) -> np.ndarray:
-        cube = self._dr_geoms[0]
-        out = np.zeros((self.num_envs, 3))
-        for i in range(self.num_envs):
-            g = self.worlds.contact_pairs(i)
-            if len(g):
-                other = np.where(g[:, 0] == cube, g[:, 1], np.where(g[:, 1] == cube, g[:, 0], -1))
-                out[i] = [np.any(other == self._pad_geoms[0]), np.any(other == self._pad_geoms[1]),
-                          np.any(other == self._floor)]
-        return out
+        return np.stack([self.in_contact(*pair) for pair in self._contact_pairs()], 1)
 
     def _components(self):
         nz, n = self.cfg.noise, self.num_envs

@@ -60,7 +60,6 @@ class ReachBimodalEnv(ArmEnv):
 
     def _setup(self, model: mujoco.MjModel) -> None:
         self._dr_bodies, self._dr_geoms = [], []
-        self._wall = model.geom("wall").id
         self._goal_site = model.site("goal").id
         self.goal = np.tile(np.array(self.cfg.goal, dtype=np.float64), (self.num_envs, 1))
 
@@ -78,17 +77,13 @@ class ReachBimodalEnv(ArmEnv):
         for i in ids:  # the goal marker (visual only) follows the goal in each world
             self.worlds.models[i].site_pos[self._goal_site] = self.goal[i]
 
-    def _wall_contact(self) -> np.ndarray:
-        out = np.zeros(self.num_envs)
-        for i in range(self.num_envs):
-            g = self.worlds.contact_pairs(i)
-            out[i] = bool(len(g)) and bool(np.any(g == self._wall))
-        return out
+    def _contact_pairs(self):
+        return [("wall", None)]
 
     def _components(self):
         pol, cri, _ = self._robot_components(rot=False, gripper=False)
         pol.append(("goal_position", self.goal.copy()))
-        cri += [("goal_position", self.goal.copy()), ("wall_contact", self._wall_contact()[:, None]),
+        cri += [("goal_position", self.goal.copy()), ("wall_contact", self.in_contact("wall")[:, None]),
                 ("randomised_params", self.params[:, 2:])]
         return pol, cri
 
@@ -96,7 +91,7 @@ class ReachBimodalEnv(ArmEnv):
         tcp, _ = tcp_pose(self.q)
         dist = np.linalg.norm(tcp - self.goal, axis=1)
         success = dist <= self.cfg.success_distance
-        reward = -dist + success.astype(np.float64) - self.cfg.wall_penalty * self._wall_contact()
+        reward = -dist + success.astype(np.float64) - self.cfg.wall_penalty * self.in_contact("wall")
         return reward, success, np.zeros(self.num_envs, dtype=bool)
 
     def privileged_state(self) -> dict[str, np.ndarray]:

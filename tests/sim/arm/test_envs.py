@@ -69,6 +69,16 @@ def test_determinism_per_seed_and_threads():
     assert not np.array_equal(env._observe()["critic"], _make("panda-pick-cube", 4)._observe()["critic"])
 
 
+def test_contact_sensors_reach_the_critic():
+    env = _make("panda-pick-cube", 2)
+    env.reset(0)
+    env.step(torch.zeros(2, env.action_dim))
+    crit = env._observe()["critic"]
+    # The cube rests on the floor, away from the open fingers: (left pad, right pad, floor) = (0, 0, 1).
+    np.testing.assert_array_equal(crit[:, -7:-4], [[0, 0, 1], [0, 0, 1]])
+    np.testing.assert_array_equal(env.in_contact("cube", "floor"), [True, True])
+
+
 def test_state_dict_round_trip():
     env = _make("panda-pick-cube", 3)
     env.reset(1)
