@@ -2,13 +2,14 @@
 
 For each thread count (1, 2) and env count (1, 16, 64, 256) it times ``env.step`` with random ee_delta
 actions (IK, latency buffer, physics, reward, observations, torch conversion: the whole step). The physics
-limit is the same model and substeps advanced by plain ``mj_step(m, d, nstep)`` at C speed (no Python per
-step) in one world on one core; it is re-measured right before every timing window, because the 2 cores of the
-development machine are shared and their speed drifts. ``ratio_to_limit`` = steps/s / (limit per core x
-threads), the median over ``--repeats`` (limit, env) window pairs. Two references sit beside it: the same plain
-``mj_step`` loop run on 2 threads at once (what 2 threads can get on this machine at that moment: below 2x
-when other processes hold the cores), and a naive per-env Python loop (unbatched IK, one ``mj_step`` call per
-substep). Last line: one JSON object.
+limit is the env's own worlds (same states, controls, per-env models) advanced by ``substeps`` plain
+``mj_step`` calls at C speed (``mujoco.rollout``, no Python per world) on one core; it is re-measured right
+before every timing window, because the 2 cores of the development machine are shared and their speed drifts.
+``ratio_to_limit`` = steps/s / (limit per core x threads), the median over ``--repeats`` (limit, env) window
+pairs; ``cpu_ratio_to_limit`` is the same ratio per CPU second of the process (all its threads), which other
+processes on a shared machine do not distort. Two references sit beside it: the same rollout on 2 threads
+(what 2 threads can get on this machine at that moment: below 2x when other processes hold the cores), and a
+naive per-env Python loop (unbatched IK, one ``mj_step`` call per substep). Last line: one JSON object.
 
     NUMBA_NUM_THREADS=1 python benchmarks/arm_throughput.py [--seconds 1.0] [--repeats 3]
 """
@@ -30,14 +31,16 @@ from sim.arm.ik import down_rotation, solve_ik
 from sim.arm.pick import PickCubeConfig, PickCubeEnv
 
 
-def _rate(fn, seconds: float) -> float:
-    """Calls/s of ``fn`` over a window of about ``seconds`` (after one warm-up call)."""
+def _rate(fn, seconds: float) -> tuple[float, float]:
+    """Calls per wall-clock second and per CPU second of this process (all threads) of ``fn``, over a window of
+    about ``seconds`` after one warm-up call. CPU time does not depend on how much of the shared cores the other
+    processes leave us, so its ratios are the robust per-core figures on a busy machine."""
     fn()
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         fn()
         n += 1
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), n / max(time.process_time() - c0, 1e-9)
 
 
 class PhysicsLimit:
@@ -51,8 +54,8 @@ class PhysicsLimit:
     def __init__(self, threads: int) -> None:
         self.threads = threads
 
-    def rate(self, env: PickCubeEnv, seconds: float) -> float:
-        """Control steps/s (all worlds, all threads) of advancing ``env``'s worlds by one control step."""
+    def rate(self, env: PickCubeEnv, seconds: float) -> tuple[float, float]:
+        """Control steps per wall second and per CPU second of advancing ``env``'s worlds by one control step."""
         w, spec = env.worlds, mujoco.mjtState.mjSTATE_FULLPHYSICS
         n, m0 = w.num_envs, w.base_model
         state = np.zeros((n, mujoco.mj_stateSize(m0, spec)))
@@ -68,7 +71,8 @@ class PhysicsLimit:
             rollout.rollout(w.models, datas, state, ctrl, nstep=env.substeps, initial_warmstart=warm,
                             state=out, sensordata=sens, skip_checks=True, persistent_pool=self.threads > 1)
 
-        return n * _rate(run, seconds)
+        wall, cpu = _rate(run, seconds)
+        return n * wall, n * cpu
 
 
 def naive_loop(env: PickCubeEnv, seconds: float) -> float:
@@ -85,7 +89,7 @@ def naive_loop(env: PickCubeEnv, seconds: float) -> float:
             for _ in range(env.substeps):
                 mujoco.mj_step(m, d)
 
-    return env.num_envs * _rate(run, seconds)
+    return env.num_envs * _rate(run, seconds)[0]
 
 
 def main() -> None:
@@ -100,7 +104,7 @@ def main() -> None:
           f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}")
     naive_env = PickCubeEnv(PickCubeConfig(num_envs=16))
     naive = naive_loop(naive_env, args.seconds)
-    naive_limit = PhysicsLimit(1).rate(naive_env, args.seconds)
+    naive_limit = PhysicsLimit(1).rate(naive_env, args.seconds)[0]
     print(f"naive per-env Python loop (16 envs): {naive:,.0f} control steps/s ({naive / naive_limit:.2f} of the "
           f"limit {naive_limit:,.0f})")
     rows = []
@@ -115,21 +119,26 @@ def main() -> None:
 
             for _ in range(20):  # leave the reset pose: the arm moves as it will in the windows
                 one()
-            rates, limits, ratios, plain = [], [], [], []
+            rates, limits, ratios, cpu_ratios, plain = [], [], [], [], []
             for _ in range(args.repeats):
-                limits.append(PhysicsLimit(1).rate(env, args.seconds / 2))
+                lim_wall, lim_cpu = PhysicsLimit(1).rate(env, args.seconds / 2)
                 if threads > 1:
-                    plain.append(PhysicsLimit(threads).rate(env, args.seconds / 2) / limits[-1])
-                rates.append(n * _rate(one, args.seconds))
-                ratios.append(rates[-1] / (limits[-1] * threads))
+                    plain.append(PhysicsLimit(threads).rate(env, args.seconds / 2)[0] / lim_wall)
+                wall, cpu = _rate(one, args.seconds)
+                rates.append(n * wall)
+                limits.append(lim_wall)
+                ratios.append(n * wall / (lim_wall * threads))
+                cpu_ratios.append(n * cpu / lim_cpu)
             row = {"envs": n, "threads": threads, "steps_per_s": float(np.median(rates)),
-                   "limit_steps_per_s": float(np.median(limits)), "ratio_to_limit": float(np.median(ratios))}
+                   "limit_steps_per_s": float(np.median(limits)), "ratio_to_limit": float(np.median(ratios)),
+                   "cpu_ratio_to_limit": float(np.median(cpu_ratios))}
             if plain:
                 row["plain_thread_scaling"] = float(np.median(plain))
             rows.append(row)
             extra = f", plain rollout on {threads} threads {row['plain_thread_scaling']:.2f}x one" if plain else ""
             print(f"{threads} thread(s) {n:4d} envs: {row['steps_per_s']:9,.0f} steps/s, limit "
-                  f"{row['limit_steps_per_s']:8,.0f}/core, ratio to limit x threads {row['ratio_to_limit']:.2f}{extra}")
+                  f"{row['limit_steps_per_s']:8,.0f}/core, ratio to limit x threads {row['ratio_to_limit']:.2f} "
+                  f"(per CPU second: {row['cpu_ratio_to_limit']:.2f}){extra}")
             env.close()
     best = {t: max(r["steps_per_s"] for r in rows if r["threads"] == t) for t in args.threads}
     scaling = best[max(best)] / best[min(best)] if len(best) > 1 else None
@@ -138,6 +147,7 @@ def main() -> None:
     top = max(rows, key=lambda r: (r["threads"], r["envs"]))
     summary = {"steps_per_s": round(top["steps_per_s"], 1), "limit_steps_per_s": round(top["limit_steps_per_s"], 1),
                "ratio_to_limit": round(top["ratio_to_limit"], 3), "threads": top["threads"], "envs": top["envs"],
+               "cpu_ratio_to_limit": round(top["cpu_ratio_to_limit"], 3),
                "naive_steps_per_s": round(naive, 1),
                "thread_scaling": round(scaling, 3) if scaling is not None else None,
                "load_average": round(os.getloadavg()[0], 2),

@@ -34,7 +34,7 @@ class EeDeltaLimits:
     ik_iterations: int = 10
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _step_rows(lo, hi, q_meas, delta, yaw_delta, has_yaw, q_target, pos_target, yaw_target, prm, lo_ws, hi_ws,
                max_dq, work, unreached, limited):
     """The controller step for rows ``lo..hi`` (state arrays updated in place); see :class:`EeDeltaController`."""

@@ -56,12 +56,12 @@ def hand_yaw(rot: np.ndarray) -> np.ndarray:
     return np.arctan2(rot[..., 1, 0], rot[..., 0, 0])
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _dot_rows(a: np.ndarray, i: int, b: np.ndarray, j: int) -> float:
     return a[i, 0] * b[j, 0] + a[i, 1] * b[j, 1] + a[i, 2] * b[j, 2]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rotation_error(rot: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
     """Axis-angle vector (world frame) that turns ``rot [3, 3]`` into ``target [3, 3]``."""
     r00, r01, r02 = _dot_rows(target, 0, rot, 0), _dot_rows(target, 0, rot, 1), _dot_rows(target, 0, rot, 2)
@@ -84,7 +84,7 @@ def _rotation_error(rot: np.ndarray, target: np.ndarray) -> tuple[float, float, 
     return vx * scale, vy * scale, vz * scale
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cholesky_solve(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """Solve ``a x = b`` for a symmetric positive definite ``a [6, 6]`` (overwritten by its Cholesky factor)."""
     n = a.shape[0]
@@ -111,7 +111,7 @@ def _cholesky_solve(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         out[i] = v / a[i, i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def solve_row(q, pos_t, rot_t, max_iter, pos_tol, rot_tol, damping, rot_weight, max_step, nullspace_gain, q_rest,
               work):
     """DLS IK of one arm, in place on ``q [7]`` (see :func:`solve_ik`); returns ``(reached, pos_err, rot_err)``.
@@ -191,7 +191,7 @@ def ik_workspace() -> tuple:
             np.empty((6, 6)), np.empty(6), np.empty(6), np.empty(7), np.empty(7), np.empty(6))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve_batch(q, pos_t, rot_t, max_iter, pos_tol, rot_tol, damping, rot_weight, max_step, nullspace_gain, q_rest,
                  work, reached, pos_err, rot_err):
     for i in range(q.shape[0]):

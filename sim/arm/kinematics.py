@@ -64,7 +64,7 @@ _OFF_R = np.array([r for _, r in _OFFSETS])  # [8, 3, 3]
 _HAND_C, _HAND_S = float(np.cos(HAND_YAW)), float(np.sin(HAND_YAW))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def frames_row(q: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> None:
     """Joint frames of one arm: writes positions ``pos [8, 3]`` and rotations ``rot [8, 3, 3]`` for ``q [7]``."""
     p0 = p1 = p2 = 0.0
@@ -98,7 +98,7 @@ def frames_row(q: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> None:
         rot[i, 2, 0], rot[i, 2, 1], rot[i, 2, 2] = r20, r21, r22
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def tcp_row(pos: np.ndarray, rot: np.ndarray, tcp: np.ndarray, hand: np.ndarray) -> None:
     """TCP position ``tcp [3]`` and hand rotation ``hand [3, 3]`` from the frames of :func:`frames_row`."""
     for k in range(3):
@@ -109,7 +109,7 @@ def tcp_row(pos: np.ndarray, rot: np.ndarray, tcp: np.ndarray, hand: np.ndarray)
         hand[k, 2] = f2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def jacobian_row(pos: np.ndarray, rot: np.ndarray, tcp: np.ndarray, jac: np.ndarray) -> None:
     """Geometric TCP Jacobian ``jac [6, 7]`` (linear; angular) from the frames and the TCP position."""
     for j in range(7):
@@ -121,13 +121,13 @@ def jacobian_row(pos: np.ndarray, rot: np.ndarray, tcp: np.ndarray, jac: np.ndar
         jac[3, j], jac[4, j], jac[5, j] = zx, zy, zz
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _frames_batch(q, pos, rot):
     for i in range(q.shape[0]):
         frames_row(q[i], pos[i], rot[i])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _tcp_batch(q, tcp, hand, jac, with_jac):
     pos, rot = np.empty((8, 3)), np.empty((8, 3, 3))
     for i in range(q.shape[0]):
