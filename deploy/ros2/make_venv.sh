@@ -22,11 +22,11 @@ $PIP install -q --upgrade pip
 # CPU torch first so that nothing pulls a CUDA build (same spec as the Makefile)
 $PIP install -q "${TORCH_SPEC:-torch==2.13.0}"
 # shellcheck disable=SC2086
-$PIP install -q numpy onnxruntime pyyaml tyro numba gymnasium $ROS_PKGS
+$PIP install -q numpy onnxruntime pyyaml tyro numba gymnasium "mujoco>=4.0" $ROS_PKGS
 # diagnostic_msgs is optional: the node falls back to a documented std_msgs topic without it.
 $PIP install -q ros-diagnostic-msgs || echo "make_venv.sh: ros-diagnostic-msgs unavailable; using the fallback topic"
 $PIP install -q --no-deps -e .
 "$VENV/bin/python" -c "import rclpy, std_msgs.msg, nav_msgs.msg, sensor_msgs.msg, std_srvs.srv, geometry_msgs.msg, \
-onnxruntime, torch, sim.quadrotor.crazyflie_link"
+onnxruntime, torch, mujoco, sim.quadrotor.crazyflie_link, sim.arm.ik"
 touch "$stamp"
 echo "make_venv.sh: $VENV ready ($("$VENV/bin/python" --version), robot-rl-node at $VENV/bin/robot-rl-node)"
