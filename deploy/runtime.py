@@ -34,7 +34,8 @@ and is cleared only by :meth:`PolicyRunner.clear_estop`. A safe step resets ``ac
 conditions on the same history as the first step of a training episode.
 
 Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` and ``ee_delta``
--> hold the last finite measured joint position (and gripper width), clamped into the command limits (none
+-> hold the last valid measured joint position (a gripper: its last command, else its measured width, so
+that a grasp is kept), clamped into the command limits (none
 exists before the first joint state: ``step`` then returns ``None``);
 ``attitude_thrust`` -> none: ``step`` returns ``None`` and the caller stops its setpoint stream (a Crazyflie
 levels out 500 ms after its last setpoint and stops its motors after 2 s).
@@ -163,6 +164,7 @@ class PolicyRunner:
         self.measured: np.ndarray | None = None
         self._delta = False
         self._ee: Any = None  # deploy.arm_command.EeDeltaCommand for ee_delta actions
+        self._grip_sent: float | None = None  # last gripper width sent (ee_delta with a gripper channel)
         m = n  # command size (ee_delta: 7 joints + gripper width)
         self._safe_fixed: np.ndarray | None = None
         if self.action_type == "motor_rpm":
@@ -389,6 +391,8 @@ class PolicyRunner:
         if self._have_hold:  # hold the measured position, never beyond the command limits
             np.maximum(self._hold, self._cmd_lo, out=buf)
             np.minimum(buf, self._cmd_hi, out=buf)
+            if self._grip_sent is not None:  # a gripper keeps its last command (holding an object keeps its grip)
+                buf[-1] = self._grip_sent
         return self._have_hold
 
     def _refresh_hold(self) -> None:
@@ -491,6 +495,8 @@ class PolicyRunner:
             if problem is not None:
                 self.guard_trips += 1
                 return self.safe_command(problem)
+            if self._ee is not None and self._ee.gripper_index is not None:
+                self._grip_sent = float(cmd[-1])
         self._push_executed(exact, self._measured)
         self.last_reason = None
         return self._output(), None

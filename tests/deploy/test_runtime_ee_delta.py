@@ -119,8 +119,8 @@ def test_bad_input_holds_the_measured_position(reach_dir, what, match):
         now = 0.5
     cmd, reason = r.step(now)
     assert match in reason
-    hold = np.clip(np.r_[q, 0.04], np.r_[Q_LOWER, 0.0], np.r_[Q_UPPER, 0.08]).astype(np.float32)
-    np.testing.assert_array_equal(cmd, hold)  # the last valid measurement, never the bad one
+    hold = np.clip(np.r_[q, 0.02], np.r_[Q_LOWER, 0.0], np.r_[Q_UPPER, 0.08]).astype(np.float32)
+    np.testing.assert_array_equal(cmd, hold)  # the last valid measurement (never the bad one); gripper: last command
 
 
 def test_command_guard_stops_a_broken_controller(reach_dir, monkeypatch):
