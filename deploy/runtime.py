@@ -34,7 +34,8 @@ and is cleared only by :meth:`PolicyRunner.clear_estop`. A safe step resets ``ac
 conditions on the same history as the first step of a training episode.
 
 Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` and ``ee_delta``
--> hold the last valid measured joint position (a gripper: its last command, else its measured width, so
+-> hold the last valid measured joint position, approached from the last command within ``max_command_delta``
+per step (no jump: a moving arm lags its target) (a gripper: its last command, else its measured width, so
 that a grasp is kept), clamped into the command limits (none
 exists before the first joint state: ``step`` then returns ``None``);
 ``attitude_thrust`` -> none: ``step`` returns ``None`` and the caller stops its setpoint stream (a Crazyflie
@@ -202,13 +203,16 @@ class PolicyRunner:
             raise ModelError("action.scale must not be zero")
         self._scale, self._offset = scale.astype(f32), offset.astype(f32)
         self.command_size = m
-        self._cmd_lo = _vector(command_low, m, -np.inf, "command_low").astype(f32)
-        self._cmd_hi = _vector(command_high, m, np.inf, "command_high").astype(f32)
+        lo = _vector(command_low, m, -np.inf, "command_low")
+        hi = _vector(command_high, m, np.inf, "command_high")
         max_delta = _vector(max_command_delta, m, np.inf, "max_command_delta")
         if self._ee is not None:  # never beyond the Panda's joint position and velocity limits
-            self._cmd_lo = np.maximum(self._cmd_lo, self._ee.low).astype(f32)
-            self._cmd_hi = np.minimum(self._cmd_hi, self._ee.high).astype(f32)
+            lo, hi = np.maximum(lo, self._ee.low), np.minimum(hi, self._ee.high)
             max_delta = np.minimum(max_delta, self._ee.max_delta)
+        # float32 commands: limits rounded inwards, so that a clamped command is never beyond the real limit
+        lo32, hi32 = lo.astype(f32), hi.astype(f32)
+        self._cmd_lo = np.where(lo32 < lo, np.nextafter(lo32, f32(np.inf)), lo32).astype(f32)
+        self._cmd_hi = np.where(hi32 > hi, np.nextafter(hi32, f32(-np.inf)), hi32).astype(f32)
         if np.any(self._cmd_lo > self._cmd_hi):
             raise ModelError("command_low must not exceed command_high")
         self._cmd_limited = bool(np.isfinite(self._cmd_lo).any() or np.isfinite(self._cmd_hi).any())
@@ -379,6 +383,14 @@ class PolicyRunner:
         self._reset_history()  # the policy resumes as after a training reset (zeros), not after "motors off"
         if not self._safe_into(self._cmd):
             return None, reason
+        if self._measured is not None and self._rate_limited and not self._anchor and np.isfinite(self._prev).all():
+            # an arm's hold never jumps either: towards the measured position within the velocity limits
+            # (a moving arm lags its last target; a step back to the measurement would be a velocity spike)
+            tmp = self._tmp
+            np.subtract(self._cmd, self._prev, out=tmp)
+            np.maximum(tmp, self._neg_max_delta, out=tmp)
+            np.minimum(tmp, self._max_delta, out=tmp)
+            np.add(self._prev, tmp, out=self._cmd)
         np.copyto(self._prev, self._cmd)
         return self._output(), reason
 

@@ -225,14 +225,14 @@ class PolicyNode(LifecycleNode):
             self._publish(cmd)
         if reason is None:
             self._commanded = True
-        elif reason != self._last_logged:
+        elif reason.split(" (", 1)[0] != self._last_logged:  # "stale ... (N ms old ...)": log it once
             # before the first command (waiting for input) a warning; once flying, motors off / stream stopped
             # (rclpy wants one severity per call site: two calls)
             if self._commanded or runner.estopped:
                 self.get_logger().error(f"safe command: {reason}")
             else:
                 self.get_logger().warning(f"safe command: {reason}")
-        self._last_logged = reason
+        self._last_logged = reason if reason is None else reason.split(" (", 1)[0]
         if time.monotonic() - t > self._period:
             self._timing.overruns += 1
 

@@ -147,7 +147,9 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
     if report is not None:
         from robot_rl.io import atomic_write_text
 
-        data = {"summary": summary, "trajectory": rec, "commands": arm.commands, "gripper": arm.gripper_commands}
+        t0 = first[0] if first else 0.0  # report times relative to the first arm command, like the trajectory
+        data = {"summary": summary, "trajectory": rec, "commands": [(t - t0, c) for t, c in arm.commands],
+                "gripper": [(t - t0, w) for t, w in arm.gripper_commands]}
         atomic_write_text(Path(report), json.dumps(data))
     return summary
 
