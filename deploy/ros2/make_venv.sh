@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv-ros at the repository root: numpy, onnxruntime, the PyPI ROS 2 wheels (rclpy + Fast DDS + the
 # message packages the node uses), CPU torch + numba + tyro for `robot-rl crazyflie-sim` (the simulator behind
-# Crazyswarm2's topics), and robot-rl installed --no-deps, so that `robot-rl-node` and `robot-rl` are on
+# Crazyswarm2's topics), mujoco for `robot-rl arm-sim` (the MuJoCo Panda behind ros2_control's topics), and
+# robot-rl installed --no-deps, so that `robot-rl-node` and `robot-rl` are on
 # .venv-ros/bin. The ROS wheels' .pth bootstrapper re-executes every interpreter start in this venv, which is
 # why it is kept apart from .venv. The node itself never imports torch (tests/ros2 run it with torch blocked).
 # Usage: bash deploy/ros2/make_venv.sh  (idempotent; re-run after pyproject changes; PYTHON=python3.12 to pick)
