@@ -88,30 +88,38 @@ rclpy.init()
 node = rclpy.create_node("fault_peer")
 rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 pub = node.create_publisher(Float64MultiArray, "/joint_goal", rel)
-q, cmds, t0 = [], [], []
+q, cmds, t0 = [], [], [time.monotonic() + 1e6]
 def on_js(m):
     q[:] = [m.position[list(m.name).index(j)] for j in PANDA]
 def on_cmd(m):
-    if not t0:
-        t0.append(time.monotonic())
     cmds.append((time.monotonic() - t0[0], list(m.data), list(q)))
 node.create_subscription(JointState, "/joint_states", on_js, qos_profile_sensor_data)
 node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", on_cmd, rel)
+print("ready", flush=True)
 end = time.monotonic() + 90
-while not (t0 and q) and time.monotonic() < end:
+while not (cmds and q) and time.monotonic() < end:  # the node is up and holding
     rclpy.spin_once(node, timeout_sec=0.01)
-q0, nxt = list(q), time.monotonic()
-while t0 and time.monotonic() - t0[0] < 4.6:
+q0 = list(q)
+probe = list(q0)
+probe[6] += 0.02                          # handshake: the node follows our goal once joint 7 moves
+nxt = time.monotonic()
+while not any(abs(c[6] - q0[6]) > 0.01 for _, c, _ in cmds[-3:]) and time.monotonic() < end:
+    if time.monotonic() >= nxt:
+        pub.publish(Float64MultiArray(data=probe))
+        nxt += 0.02
+    rclpy.spin_once(node, timeout_sec=0.002)
+t0[0] = time.monotonic()
+while time.monotonic() - t0[0] < 7.0:
     t = time.monotonic() - t0[0]
-    goal = list(q0)
-    if 0.4 <= t < 0.9:
+    goal = list(probe)
+    if 0.5 <= t < 1.0:
         goal[0] = q0[0] + 0.8             # a jump: far faster than the joint may move
-    elif 0.9 <= t < 2.3:
+    elif 1.0 <= t < 2.4:
         goal[0] = 4.0                     # beyond joint 1's upper limit (2.8973 rad)
-    elif 2.3 <= t < 2.8:
+    elif 2.4 <= t < 2.9:
         goal[0], goal[1] = 4.0, math.nan  # NaN
-    elif t >= 2.8:
-        goal[0] = 1.0                     # valid again: back down, at the velocity limit
+    elif t >= 2.9:
+        goal[0] = 1.5 + 0.6 * math.sin(math.pi * (t - 2.9))  # valid again, and always moving (1.9 rad/s)
     if time.monotonic() >= nxt:
         pub.publish(Float64MultiArray(data=goal))
         nxt += 0.02
@@ -146,14 +154,22 @@ def passthrough_export(out_dir):
 def test_nan_out_of_limit_too_fast_and_stale_never_reach_the_arm(ros_venv, tmp_path):
     passthrough_export(tmp_path / "pass")
     report, peer_out = tmp_path / "arm.json", tmp_path / "peer.json"
-    sim_args = ["--task", "panda-pick-cube", "--duration", "4.4", "--pause-joint-states", "3.2", "0.6",
+    # the peer's phases start once the node follows its goal (<= ~1.5 s after arm-sim's first command): the
+    # joint-state stall at 5.0-5.6 s of arm-sim's clock falls into the peer's last, always-moving phase
+    sim_args = ["--task", "panda-pick-cube", "--duration", "6.4", "--pause-joint-states", "5.0", "0.6",
                 "--report", str(report)]
     node_params = [f"model_path:={tmp_path / 'pass'}", "goal_topic:=/joint_goal"]
-    with sim_and_node(tmp_path, sim_args, node_params) as (sim, logs):
-        peer = subprocess.run([str(VENV_PYTHON), "-c", FAULT_PEER, str(peer_out)], capture_output=True, text=True,
-                              env=ros_env(), timeout=150)
-        sim.wait(timeout=60)
-    assert peer.returncode == 0 and report.is_file(), (peer.stderr[-2000:], logs)
+    peer = subprocess.Popen([str(VENV_PYTHON), "-c", FAULT_PEER, str(peer_out)], stdout=subprocess.PIPE,
+                            stderr=open(tmp_path / "peer.log", "w"), text=True, env=ros_env())
+    try:
+        assert peer.stdout.readline().strip() == "ready", (tmp_path / "peer.log").read_text()[-2000:]
+        with sim_and_node(tmp_path, sim_args, node_params) as (sim, logs):
+            sim.wait(timeout=150)
+            peer.wait(timeout=30)
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+    assert peer.returncode == 0 and report.is_file(), ((tmp_path / "peer.log").read_text()[-2000:], logs)
     data = json.loads(report.read_text())
     s = data["summary"]
     assert clean(s), (s, logs)  # the arm never received a NaN, an out-of-limit or a too-fast target
@@ -163,12 +179,12 @@ def test_nan_out_of_limit_too_fast_and_stale_never_reach_the_arm(ros_venv, tmp_p
     assert cmds[:, 0].max() > Q_UPPER[0] - 1e-6  # the policy did push joint 1 onto its limit: clamped there
     # NaN in the goal: the node holds the measured position (the peer's latest joint state)
     seen = json.loads(peer_out.read_text())["commands"]
-    nan_phase = [(c, q) for t, c, q in seen if 2.4 <= t < 2.8]
+    nan_phase = [(c, q) for t, c, q in seen if 2.5 <= t < 2.9]
     assert nan_phase and all(np.allclose(c, q, atol=5e-3) for c, q in nan_phase), nan_phase[:3]
-    # stalled joint states: hold the last measured position, although the goal (joint 1 -> 1.0) says move
+    # stalled joint states: hold the last measured position, although the goal keeps moving
     t = np.array([t for t, _ in data["commands"]])
-    paused = cmds[(t >= 3.2 + 0.3) & (t < 3.8)]  # after the 0.1 s timeout + the rate-limited return to it
+    paused = cmds[(t >= 5.0 + 0.3) & (t < 5.6)]  # after the 0.1 s timeout + the rate-limited return to it
     q_last = np.array(data["trajectory"]["q_at_pause"])
     assert len(paused) >= 8 and np.allclose(paused, np.minimum(q_last, Q_UPPER), atol=1e-5), (paused[:2], q_last)
-    after = cmds[t >= 3.9]
-    assert len(after) and after[-1][0] < paused[0][0] - 0.1  # moving towards 1.0 again once states return
+    after = cmds[t >= 5.7]
+    assert len(after) and np.ptp(after[:, 0]) > 0.1  # following the goal again once joint states return
