@@ -109,6 +109,23 @@ def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
     as geometry_msgs/PoseStamped. ``--duration``: stop that many seconds after the first arm command (0: until
     Ctrl-C) and report whether the TCP held within ``--radius`` of the goal for ``--hold`` s (exit status 1 if
     not, where there is a goal). ``--pause-joint-states AT FOR``: a stalled joint-state stream.
+
+    Args:
+        task: arm task whose scene is simulated (sim.arm.ARM_TASKS).
+        seed: episode seed of the scene (start pose, object placement, randomised gains).
+        rate: joint-state and physics (controller-manager) rate, Hz.
+        controller: arm forward position controller: commands on /<controller>/commands.
+        gripper_controller: finger position controller: commands on /<gripper_controller>/commands.
+        object_topic: tracked object pose (geometry_msgs/PoseStamped); "" = none.
+        goal_topic: goal pose (geometry_msgs/PoseStamped); "" = none.
+        goal: goal position (m, base frame); default: the task's own (reach: its goal, peg: the hole).
+        frame: frame_id of the published poses and joint states (the arm's base).
+        duration: stop this many seconds after the first arm command (0: run until Ctrl-C).
+        radius: goal radius (m) of the reach check.
+        hold: seconds the TCP must stay within the radius.
+        pause_joint_states: AT FOR: no /joint_states for FOR s from AT s after the first command.
+        report: JSON file for the summary, trajectory and every received command.
+        max_wait: with a duration, give up after this many seconds without any arm command.
     """
     from robot_rl.commands.arm_sim import run_arm_sim
 
