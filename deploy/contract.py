@@ -32,9 +32,12 @@
   in that order, one per action element), ``position_scale`` (m per unit action, > 0), ``yaw_scale`` (rad per
   unit, with a ``yaw`` channel), ``gripper`` ``{"closed_width", "open_width"}`` (m; a = -1 closes, +1 opens,
   with a ``gripper`` channel), ``frame`` (``"base"``) and ``joints`` (the arm joints the IK drives, in
-  order). ``attitude_thrust`` (Crazyflie RPYT setpoints through Crazyswarm2's ``cmd_vel_legacy``) adds
-  ``scale`` and ``offset`` (``value = offset + scale * a`` per channel) and ``channels`` (``name``, ``unit``,
-  ``convention``, ``twist_field``); it has no safe command (the setpoint stream stops).
+  order); optionally the controller settings the policy trained with (defaults: the simulator's):
+  ``max_lead`` (m), ``workspace_low``/``workspace_high`` (3 values, m), ``yaw_range`` (2 values, rad),
+  ``ik_iterations`` (see :mod:`deploy.arm_command`). ``attitude_thrust`` (Crazyflie RPYT setpoints through
+  Crazyswarm2's ``cmd_vel_legacy``) adds ``scale`` and ``offset`` (``value = offset + scale * a`` per
+  channel) and ``channels`` (``name``, ``unit``, ``convention``, ``twist_field``); it has no safe command
+  (the setpoint stream stops).
   Optional ``chunk`` ``{"horizon": H, "execute": E}``: the network outputs H actions at once
   (``[batch, H * size]``, oldest first) and the runtime executes the first E before querying it again.
 * ``control_rate_hz``, ``robot``, ``task``, ``training`` (algorithm, config, seed), ``package_version``,

@@ -11,10 +11,19 @@ robot computer that has ROS 2, numpy and onnxruntime. :class:`PolicyRunner` owns
 2. observation assembly: profiles write measured components into named views of one preallocated
    ``[1, obs_dim]`` buffer; the runner writes ``action_history`` / ``previous_action`` itself;
 3. inference (onnxruntime, 1 thread) and the action-chunk queue (``action.chunk``);
-4. action clipping to ``action.low``/``high``, the affine map to the command (rpm or joint targets),
-   command limits, and rate limiting (``max_command_delta`` per step, starting from the safe command =
-   the measured state after :meth:`PolicyRunner.activate`);
+4. action clipping to ``action.low``/``high``, the map to the command (affine for rpm or joint targets;
+   ``ee_delta``: the simulator's own IK controller, :mod:`deploy.arm_command`), command limits, and rate
+   limiting (``max_command_delta`` per step, starting from the safe command = the measured state after
+   :meth:`PolicyRunner.activate`); arm commands then pass a last guard (finite, inside the limits);
 5. the safe command with a one-line reason whenever anything above is wrong.
+
+Arms: a NaN anywhere, a target outside the joint limits and a step faster than the joint velocity limit never
+reach the actuator: non-finite input or output -> hold; targets are clamped into ``command_low``/``high`` and
+rate limited by ``max_command_delta`` (``ee_delta``: never wider than the Panda's joint position limits and
+velocity limits times the control period), counted in ``limited_steps``; the guard's trips in ``guard_trips``.
+``ee_delta`` commands are ``[7 joint targets, gripper width]``; the profile writes the measured state in the
+same units into :attr:`PolicyRunner.measured` (joints outside the Panda's limits by more than 0.1 rad are a
+fault).
 
 Input stamps (:meth:`PolicyRunner.accept`): a message must be newer than the last one of its source and not
 stamped more than ``max_future_s`` ahead of the caller's clock; a stamp that jumps back more than ``jump_s``,
@@ -24,8 +33,11 @@ and is cleared only by :meth:`PolicyRunner.clear_estop`. A safe step resets ``ac
 ``previous_action`` to what training saw after a reset, so the first policy step after any interruption
 conditions on the same history as the first step of a training episode.
 
-Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` -> hold the last
-finite measured joint position (none exists before the first joint state: ``step`` then returns ``None``);
+Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` and ``ee_delta``
+-> hold the last valid measured joint position, approached from the last command within ``max_command_delta``
+per step (no jump: a moving arm lags its target) (a gripper: its last command, else its measured width, so
+that a grasp is kept), clamped into the command limits (none
+exists before the first joint state: ``step`` then returns ``None``);
 ``attitude_thrust`` -> none: ``step`` returns ``None`` and the caller stops its setpoint stream (a Crazyflie
 levels out 500 ms after its last setpoint and stops its motors after 2 s).
 """
@@ -150,7 +162,11 @@ class PolicyRunner:
         self._act_lo = _vector(act.get("low", -np.inf), n, -np.inf, "action.low").astype(f32)
         self._act_hi = _vector(act.get("high", np.inf), n, np.inf, "action.high").astype(f32)
         self._measured: np.ndarray | None = None
+        self.measured: np.ndarray | None = None
         self._delta = False
+        self._ee: Any = None  # deploy.arm_command.EeDeltaCommand for ee_delta actions
+        self._grip_sent: float | None = None  # last gripper width sent (ee_delta with a gripper channel)
+        m = n  # command size (ee_delta: 7 joints + gripper width)
         self._safe_fixed: np.ndarray | None = None
         if self.action_type == "motor_rpm":
             if command_unit == "rpm":
@@ -169,6 +185,13 @@ class PolicyRunner:
             self._delta = bool(act.get("delta", False))
             scale = _vector(act.get("scale", 1.0), n, 1.0, "action.scale")
             offset = _vector(act.get("offset", 0.0), n, 0.0, "action.offset")
+        elif self.action_type == "ee_delta":
+            from deploy.arm_command import EeDeltaCommand  # numba + the shared IK: only for arms
+
+            self._ee = EeDeltaCommand(act, 1.0 / self.control_rate_hz)
+            m = self._ee.size
+            self.measured = self._measured = np.full(m, np.nan, dtype=f32)
+            scale, offset = np.ones(m), np.zeros(m)
         elif self.action_type == "attitude_thrust":
             scale = _vector(act.get("scale"), n, math.nan, "action.scale")
             offset = _vector(act.get("offset"), n, math.nan, "action.offset")
@@ -179,25 +202,36 @@ class PolicyRunner:
         if np.any(scale == 0):
             raise ModelError("action.scale must not be zero")
         self._scale, self._offset = scale.astype(f32), offset.astype(f32)
-        self._cmd_lo = _vector(command_low, n, -np.inf, "command_low").astype(f32)
-        self._cmd_hi = _vector(command_high, n, np.inf, "command_high").astype(f32)
+        self.command_size = m
+        lo = _vector(command_low, m, -np.inf, "command_low")
+        hi = _vector(command_high, m, np.inf, "command_high")
+        max_delta = _vector(max_command_delta, m, np.inf, "max_command_delta")
+        if self._ee is not None:  # never beyond the Panda's joint position and velocity limits
+            lo, hi = np.maximum(lo, self._ee.low), np.minimum(hi, self._ee.high)
+            max_delta = np.minimum(max_delta, self._ee.max_delta)
+        # float32 commands: limits rounded inwards, so that a clamped command is never beyond the real limit
+        lo32, hi32 = lo.astype(f32), hi.astype(f32)
+        self._cmd_lo = np.where(lo32 < lo, np.nextafter(lo32, f32(np.inf)), lo32).astype(f32)
+        self._cmd_hi = np.where(hi32 > hi, np.nextafter(hi32, f32(-np.inf)), hi32).astype(f32)
         if np.any(self._cmd_lo > self._cmd_hi):
             raise ModelError("command_low must not exceed command_high")
         self._cmd_limited = bool(np.isfinite(self._cmd_lo).any() or np.isfinite(self._cmd_hi).any())
-        self._max_delta = _vector(max_command_delta, n, np.inf, "max_command_delta").astype(f32)
+        self._max_delta = max_delta.astype(f32)
         if np.any(self._max_delta <= 0):
             raise ModelError("max_command_delta must be positive (inf disables rate limiting)")
         self._rate_limited = bool(np.isfinite(self._max_delta).any())
         self._neg_max_delta = -self._max_delta
-        if output_order is not None and sorted(output_order) != list(range(n)):
-            raise ModelError(f"output_order must be a permutation of 0..{n - 1}")
-        self._order = None if output_order is None or list(output_order) == list(range(n)) \
+        if output_order is not None and sorted(output_order) != list(range(m)):
+            raise ModelError(f"output_order must be a permutation of 0..{m - 1}")
+        self._order = None if output_order is None or list(output_order) == list(range(m)) \
             else np.asarray(output_order, dtype=np.intp)
 
         # preallocated step buffers (float32 throughout: the network's precision)
         self._chunk = np.zeros((self.horizon, n), dtype=f32)
         self._chunk_flat = self._chunk.reshape(-1)
-        self._act, self._cmd, self._tmp, self._prev, self._out, self._hold = (np.zeros(n, f32) for _ in range(6))
+        self._act = np.zeros(n, f32)
+        self._cmd, self._tmp, self._prev, self._out, self._hold, self._raw = (np.zeros(m, f32) for _ in range(6))
+        self.guard_trips = self.limited_steps = 0
         self._have_hold = False
         self._run_options = ort.RunOptions()
         self._run = getattr(self.session, "_sess", None)  # onnxruntime's C session: skips ~5 us of Python checks
@@ -322,6 +356,7 @@ class PolicyRunner:
         self._reset_history()
         self._queue = self.execute  # empty queue: query the network on the next step
         self._anchor = True
+        self._ee_anchor = True  # ee_delta: re-anchor the commanded TCP pose at the measured joints
 
     def _reset_history(self) -> None:
         if self._history is not None:
@@ -344,9 +379,18 @@ class PolicyRunner:
         self.safe_steps += 1
         self.last_reason = reason
         self._queue = self.execute  # queued chunk actions are stale after a fault
+        self._ee_anchor = True
         self._reset_history()  # the policy resumes as after a training reset (zeros), not after "motors off"
         if not self._safe_into(self._cmd):
             return None, reason
+        if self._measured is not None and self._rate_limited and not self._anchor and np.isfinite(self._prev).all():
+            # an arm's hold never jumps either: towards the measured position within the velocity limits
+            # (a moving arm lags its last target; a step back to the measurement would be a velocity spike)
+            tmp = self._tmp
+            np.subtract(self._cmd, self._prev, out=tmp)
+            np.maximum(tmp, self._neg_max_delta, out=tmp)
+            np.minimum(tmp, self._max_delta, out=tmp)
+            np.add(self._prev, tmp, out=self._cmd)
         np.copyto(self._prev, self._cmd)
         return self._output(), reason
 
@@ -356,13 +400,16 @@ class PolicyRunner:
             np.copyto(buf, self._safe_fixed)
             return True
         self._refresh_hold()
-        if self._have_hold:
-            np.copyto(buf, self._hold)
+        if self._have_hold:  # hold the measured position, never beyond the command limits
+            np.maximum(self._hold, self._cmd_lo, out=buf)
+            np.minimum(buf, self._cmd_hi, out=buf)
+            if self._grip_sent is not None:  # a gripper keeps its last command (holding an object keeps its grip)
+                buf[-1] = self._grip_sent
         return self._have_hold
 
     def _refresh_hold(self) -> None:
         m = self._measured
-        if m is not None and np.isfinite(m).all():
+        if m is not None and np.isfinite(m).all() and (self._ee is None or self._ee.measured_problem(m) is None):
             np.copyto(self._hold, m)
             self._have_hold = True
 
@@ -403,6 +450,10 @@ class PolicyRunner:
         np.less_equal(obs, self._hi, out=ok_hi)
         if not (ok_lo.all() and ok_hi.all()):
             return self.safe_command(self._input_problem())
+        if self._ee is not None:
+            problem = self._ee.measured_problem(self._measured)
+            if problem is not None:
+                return self.safe_command(problem)
         if self._measured is not None:
             np.copyto(self._hold, self._measured)
             self._have_hold = True
@@ -418,10 +469,18 @@ class PolicyRunner:
         if not math.isfinite(act.dot(act)):
             return self.safe_command("policy output is not finite")
         cmd = self._cmd
-        np.multiply(act, self._scale, out=cmd)
-        np.add(cmd, self._offset, out=cmd)
-        if self._delta:
-            np.add(cmd, self._measured, out=cmd)
+        if self._ee is not None:  # the simulator's IK controller: TCP delta (+ yaw, gripper) -> joint targets
+            if self._ee_anchor:
+                self._ee_anchor = False
+                self._ee.reset(self._measured)
+            self._ee.command(act, self._measured, cmd)
+        else:
+            np.multiply(act, self._scale, out=cmd)
+            np.add(cmd, self._offset, out=cmd)
+            if self._delta:
+                np.add(cmd, self._measured, out=cmd)
+        if self._measured is not None:
+            np.copyto(self._raw, cmd)
         exact = True  # executed action == policy action (no limit or rate limit changed it)
         if self._cmd_limited:
             np.maximum(cmd, self._cmd_lo, out=cmd)
@@ -439,9 +498,31 @@ class PolicyRunner:
             np.add(self._prev, tmp, out=cmd)
             np.copyto(self._prev, cmd)
             exact = False
+        if self._measured is not None:  # arms: count limited commands, last check before the actuator
+            if not np.array_equal(cmd, self._raw):
+                self.limited_steps += 1
+                if self._ee is not None:
+                    self._ee.sync(cmd)
+            problem = self._guard(cmd)
+            if problem is not None:
+                self.guard_trips += 1
+                return self.safe_command(problem)
+            if self._ee is not None and self._ee.gripper_index is not None:
+                self._grip_sent = float(cmd[-1])
         self._push_executed(exact, self._measured)
         self.last_reason = None
         return self._output(), None
+
+    def _guard(self, cmd: np.ndarray) -> str | None:
+        """Independent last check of an arm command: finite and inside the command limits (``None``: fine)."""
+        if not np.isfinite(cmd).all():
+            return "command guard: non-finite joint target"
+        bad = (cmd < self._cmd_lo) | (cmd > self._cmd_hi)
+        if bad.any():
+            k = int(np.argmax(bad))
+            return (f"command guard: target [{k}] = {float(cmd[k]):.4g} outside [{float(self._cmd_lo[k]):.4g}, "
+                    f"{float(self._cmd_hi[k]):.4g}]")
+        return None
 
     def _clamp(self) -> None:
         """Clamp components outside their training box into it (plausible, but more than the policy saw)."""
@@ -464,7 +545,7 @@ class PolicyRunner:
         """
         if self._history is None and self._previous is None:
             return
-        if exact:
+        if exact or self._ee is not None:  # ee_delta: the action itself (the IK has no inverse map)
             executed = self._act
         else:
             executed = self._tmp
@@ -490,7 +571,10 @@ class PolicyRunner:
         out: dict[str, Any] = {
             "steps": self.steps, "safe_steps": self.safe_steps, "last_reason": self.last_reason or "",
             "estopped": self.estopped is not None, "clamped_steps": self.clamped_steps,
+            "limited_steps": self.limited_steps, "guard_trips": self.guard_trips,
             "clamped_now": self.clamping, "last_clamped": self.last_clamped}
+        if self._ee is not None:
+            out["ik_unreached_steps"] = self._ee.unreached_steps
         for s in self._source_list:
             out.update({f"{s.name}_received": s.count, f"{s.name}_rejected_stamps": s.rejected,
                         f"{s.name}_future_stamps": s.future, f"{s.name}_stamp_restarts": s.resets,

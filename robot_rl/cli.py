@@ -7,6 +7,8 @@ Commands:
   export   export a run's policy (ONNX + policy.json)     robot-rl export runs/crazyflie-hover/seed0
   crazyflie-sim  a simulated Crazyflie behind Crazyswarm2's ROS 2 topics (needs rclpy)
                                                           robot-rl crazyflie-sim --cf cf1
+  arm-sim  the MuJoCo Panda behind ros2_control's ROS 2 topics (needs rclpy)
+                                                          robot-rl arm-sim --task panda-pick-cube
 
 Run ``robot-rl COMMAND --help`` for the options of a command.
 """
@@ -95,7 +97,46 @@ def crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 10.0
         raise SystemExit(1)
 
 
-COMMANDS = {"sim": sim, "eval": evaluate, "export": export, "crazyflie-sim": crazyflie_sim}
+def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
+            controller: str = "forward_position_controller", gripper_controller: str = "gripper_controller",
+            object_topic: str = "/object_pose", goal_topic: str = "/goal_pose",
+            goal: tuple[float, float, float] | None = None, frame: str = "panda_link0", duration: float = 0.0,
+            radius: float = 0.01, hold: float = 0.5, pause_joint_states: tuple[float, float] | None = None,
+            report: Path | None = None, max_wait: float = 60.0) -> None:
+    """Play a Panda behind ros2_control: /joint_states out, /<controller>/commands and the gripper's in.
+
+    The world is the arm task's training scene (one env, ``--seed``); the tracked object and the goal go out
+    as geometry_msgs/PoseStamped. ``--duration``: stop that many seconds after the first arm command (0: until
+    Ctrl-C) and report whether the TCP held within ``--radius`` of the goal for ``--hold`` s (exit status 1 if
+    not, where there is a goal). ``--pause-joint-states AT FOR``: a stalled joint-state stream.
+
+    Args:
+        task: arm task whose scene is simulated (sim.arm.ARM_TASKS).
+        seed: episode seed of the scene (start pose, object placement, randomised gains).
+        rate: joint-state and physics (controller-manager) rate, Hz.
+        controller: arm forward position controller: commands on /<controller>/commands.
+        gripper_controller: finger position controller: commands on /<gripper_controller>/commands.
+        object_topic: tracked object pose (geometry_msgs/PoseStamped); "" = none.
+        goal_topic: goal pose (geometry_msgs/PoseStamped); "" = none.
+        goal: goal position (m, base frame); default: the task's own (reach: its goal, peg: the hole).
+        frame: frame_id of the published poses and joint states (the arm's base).
+        duration: stop this many seconds after the first arm command (0: run until Ctrl-C).
+        radius: goal radius (m) of the reach check.
+        hold: seconds the TCP must stay within the radius.
+        pause_joint_states: AT FOR: no /joint_states for FOR s from AT s after the first command.
+        report: JSON file for the summary, trajectory and every received command.
+        max_wait: with a duration, give up after this many seconds without any arm command.
+    """
+    from robot_rl.commands.arm_sim import run_arm_sim
+
+    summary = run_arm_sim(task, seed, rate, controller, gripper_controller, object_topic, goal_topic, goal, frame,
+                          duration, radius, hold, pause_joint_states, report, max_wait)
+    print(json.dumps(summary))
+    if duration and "reached" in summary and not summary["reached"]:
+        raise SystemExit(1)
+
+
+COMMANDS = {"sim": sim, "eval": evaluate, "export": export, "crazyflie-sim": crazyflie_sim, "arm-sim": arm_sim}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         elif cmd in COMMANDS:
             tyro.cli(COMMANDS[cmd], args=rest, prog=f"robot-rl {cmd}")
         else:
-            raise ValueError(f"unknown command {cmd!r}; choose from train, eval, export, sim, crazyflie-sim")
+            raise ValueError(f"unknown command {cmd!r}; choose from {', '.join(['train', *COMMANDS])}")
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         msg = str(exc).strip().splitlines()
         print(f"robot-rl: error: {msg[0] if msg else type(exc).__name__}", file=sys.stderr)

@@ -3,7 +3,9 @@
 ``export_hover_example`` writes a quadrotor hover-shaped policy (146 -> hidden -> 4, the L2F observation
 from :meth:`sim.quadrotor.QuadrotorHoverEnv.export_spec`); ``export_arm_example`` writes an arm-shaped policy
 with the arm observation vocabulary (``joint_position``, ``joint_velocity``, ``previous_action``, ``goal``) and
-a ``joint_position`` action. Both go through :func:`deploy.export.policy.export_policy`, so they are verified
+a ``joint_position`` action; ``export_ee_reach_example`` writes a hand-set proportional Panda reacher
+(``ee_position``, ``goal_position`` -> ``ee_delta`` + gripper) until a trained arm policy exists. All go
+through :func:`deploy.export.policy.export_policy`, so they are verified
 against torch and carry a test vector like any trained export.
 """
 
@@ -89,3 +91,52 @@ def export_hover_example(out_dir: str | Path, hidden: Sequence[int] = (64, 64), 
     spec = hover_spec(control_rate_hz, attitude)
     on_dist = spec.pop("_on_dist")
     return _export(out_dir, spec, hidden, seed, on_dist, activation)
+
+
+PANDA_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
+
+
+def ee_reach_spec(control_rate_hz: float = 50.0, position_scale: float = 0.02) -> dict[str, Any]:
+    """Contract of a Panda TCP reacher: ``ee_position`` + ``goal_position`` in, ``ee_delta`` (x, y, z, gripper)
+    out, with the simulator's controller settings (:class:`sim.arm.ee_control.EeDeltaLimits`)."""
+    from sim.arm.ee_control import EeDeltaLimits
+    from sim.arm.kinematics import FINGER_MAX
+
+    lim = EeDeltaLimits(pos_scale=position_scale)
+    ws_lo, ws_hi = list(lim.workspace_low), list(lim.workspace_high)
+    valid_lo, valid_hi = [-1.0, -1.0, -0.2], [1.0, 1.0, 1.3]  # anything a Panda's TCP can reach, with a margin
+    return {
+        "observation": [
+            {"name": "ee_position", "size": 3, "frame": "base", "unit": "m", "valid_low": valid_lo,
+             "valid_high": valid_hi},
+            {"name": "goal_position", "size": 3, "frame": "base", "unit": "m", "valid_low": valid_lo,
+             "valid_high": valid_hi, "low": ws_lo, "high": ws_hi},
+        ],
+        "action": {"type": "ee_delta", "size": 4, "low": -1.0, "high": 1.0, "channels": ["x", "y", "z", "gripper"],
+                   "position_scale": lim.pos_scale, "gripper": {"closed_width": 0.0, "open_width": 2 * FINGER_MAX},
+                   "frame": "base", "joints": list(PANDA_JOINTS), "max_lead": lim.max_lead,
+                   "workspace_low": ws_lo, "workspace_high": ws_hi, "ik_iterations": lim.ik_iterations},
+        "control_rate_hz": control_rate_hz,
+        "robot": "franka_panda",
+    }
+
+
+def export_ee_reach_example(out_dir: str | Path, gain: float = 10.0, gripper: float = 1.0,
+                            control_rate_hz: float = 50.0) -> dict[str, Any]:
+    """Export the hand-set proportional reacher ``a = clip(gain (goal - ee), -1, 1)`` (gripper channel constant
+    ``gripper``: -1 closed, +1 open) as a one-layer MLP through :func:`export_policy`. Not trained: it stands in
+    for an arm policy in closed-loop tests of the runtime, the node and ``robot-rl arm-sim``."""
+    spec = ee_reach_spec(control_rate_hz)
+    net = MLP(6, [], 4, "tanh", "clip")
+    with torch.no_grad():
+        w = torch.zeros(4, 6)
+        w[:3, :3] = -gain * torch.eye(3)
+        w[:3, 3:] = gain * torch.eye(3)
+        net.linears[0].weight.copy_(w)
+        net.linears[0].bias.copy_(torch.tensor([0.0, 0.0, 0.0, gripper]))
+    rng = np.random.default_rng(0)
+    lo, hi = spec["action"]["workspace_low"], spec["action"]["workspace_high"]
+    on_dist = rng.uniform(lo * 2, hi * 2, (256, 6)).astype(np.float32)
+    meta = {"robot": spec["robot"], "task": "hand-set proportional TCP reacher (not trained)",
+            "training": {"algorithm": "none (hand-set weights)", "seed": 0}}
+    return export_policy(out_dir, net.graph(), net, spec, on_dist, meta, seed=0)

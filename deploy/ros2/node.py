@@ -72,6 +72,7 @@ class PolicyNode(LifecycleNode):
         self._timer = None
         self._subs: list[Any] = []
         self._pub = None
+        self._aux_pub = None
         self._msg: Any = None
         self._error = ""
         self._emergency: Any = None
@@ -132,14 +133,20 @@ class PolicyNode(LifecycleNode):
         cmd_cls = msg_class(profile.command_type)
         self._pub = self.create_publisher(cmd_cls, profile.command_topic,
                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        topics = [self._pub.topic_name] + ([profile.aux_command_topic] if profile.aux_command_topic else [])
         self._msg = cmd_cls()
+        self._aux_pub = None
+        if profile.aux_command_topic:  # e.g. an arm's gripper controller
+            self._aux_pub = self.create_publisher(cmd_cls, profile.aux_command_topic,
+                                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            self._aux_msg = cmd_cls()
         self._emergency = None
         if profile.emergency_service:
             self._emergency = self.create_client(Empty, profile.emergency_service)
         self._reset_timing(1.0 / profile.rate_hz)
         self.get_logger().info(
             f"configured: profile {profile.name}, model {cfg.export_dir()}, {profile.rate_hz:g} Hz, commands on "
-            f"{self._pub.topic_name}, inputs {[s.topic for s in profile.subscriptions()]}")
+            f"{', '.join(topics)}, inputs {[s.topic for s in profile.subscriptions()]}")
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -215,19 +222,24 @@ class PolicyNode(LifecycleNode):
                 unlock = self.profile.unlock_message(self._msg)
                 if unlock is not None:
                     self._pub.publish(unlock)
-            self._pub.publish(self.profile.fill(self._msg, cmd))
+            self._publish(cmd)
         if reason is None:
             self._commanded = True
-        elif reason != self._last_logged:
+        elif reason.split(" (", 1)[0] != self._last_logged:  # "stale ... (N ms old ...)": log it once
             # before the first command (waiting for input) a warning; once flying, motors off / stream stopped
             # (rclpy wants one severity per call site: two calls)
             if self._commanded or runner.estopped:
                 self.get_logger().error(f"safe command: {reason}")
             else:
                 self.get_logger().warning(f"safe command: {reason}")
-        self._last_logged = reason
+        self._last_logged = reason if reason is None else reason.split(" (", 1)[0]
         if time.monotonic() - t > self._period:
             self._timing.overruns += 1
+
+    def _publish(self, cmd: Any) -> None:
+        self._pub.publish(self.profile.fill(self._msg, cmd))
+        if self._aux_pub is not None:
+            self._aux_pub.publish(self.profile.fill_aux(self._aux_msg, cmd))
 
     def _send_safe(self, reason: str) -> None:
         """Publish the safe command once (if there is a configured profile and a safe command exists)."""
@@ -235,7 +247,7 @@ class PolicyNode(LifecycleNode):
             return
         cmd, _ = self.profile.runner.safe_command(reason)
         if cmd is not None:
-            self._pub.publish(self.profile.fill(self._msg, cmd))
+            self._publish(cmd)
             self.get_logger().info(f"safe command sent ({reason})")
         else:
             self.get_logger().info(f"command stream stopped ({reason})")
@@ -282,6 +294,9 @@ class PolicyNode(LifecycleNode):
         self._subs = []
         if self._pub is not None:
             self.destroy_publisher(self._pub)
+        if self._aux_pub is not None:
+            self.destroy_publisher(self._aux_pub)
+        self._aux_pub = None
         if self._emergency is not None:
             self.destroy_client(self._emergency)
         self._pub, self.profile, self._emergency = None, None, None

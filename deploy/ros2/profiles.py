@@ -9,14 +9,14 @@ attribute only, so tests can pass plain objects) into observation components. No
   ``geometry_msgs/PoseStamped`` topic, 4 motor commands out as ``std_msgs/Float32MultiArray`` (rpm by default).
 * ``crazyflie``: a Crazyswarm2 robot ``<cf>``: ``<cf>/odom`` or ``<cf>/pose`` in, attitude/thrust setpoints out on
   ``<cf>/cmd_vel_legacy`` (``geometry_msgs/Twist``), ``<cf>/emergency`` on e-stop (:mod:`deploy.ros2.crazyflie`).
-* ``arm``: ``sensor_msgs/JointState`` in (reordered by name), joint position targets out on
-  ``/<controller>/commands`` as ``std_msgs/Float64MultiArray`` in the order of the ``joints`` parameter; goal
-  from the ``goal`` parameter or a ``std_msgs/Float64MultiArray`` topic.
+* ``arm`` (:mod:`deploy.ros2.arm`): ``sensor_msgs/JointState`` in (matched by name), optional object pose and
+  goal (``geometry_msgs/PoseStamped``), joint position targets out on ``/<controller>/commands`` as
+  ``std_msgs/Float64MultiArray`` in the order of the ``joints`` parameter, ``joint_position`` or ``ee_delta``
+  actions (the simulator's IK), the gripper width on ``/<gripper_controller>/commands``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,7 +27,7 @@ import numpy as np
 from deploy.ros2.frames import quat_to_rotmat
 from deploy.runtime import ModelError, PolicyRunner
 
-__all__ = ["ConfigError", "NodeConfig", "Profile", "ArmProfile", "Subscription", "make_profile", "quat_to_rotmat",
+__all__ = ["ConfigError", "NodeConfig", "Profile", "Subscription", "make_profile", "quat_to_rotmat",
            "stamp_ns"]
 
 INF = float("inf")
@@ -80,8 +80,13 @@ class NodeConfig:
     joints: list[str] = field(default_factory=list)  # the controller's joints parameter (command order)
     controller: str = "forward_position_controller"
     joint_states_topic: str = "/joint_states"
-    goal: list[float] = field(default_factory=list)
-    goal_topic: str = ""  # std_msgs/Float64MultiArray; empty: use the goal parameter
+    goal: list[float] = field(default_factory=list)  # joint-space goal (rad) or task-space goal_position (m)
+    goal_topic: str = ""  # goal: std_msgs/Float64MultiArray, goal_position: geometry_msgs/PoseStamped; "": parameter
+    gripper_controller: str = "gripper_controller"  # ee_delta gripper channel: /<it>/commands, [finger position]
+    gripper_joints: list[str] = field(default_factory=lambda: ["panda_finger_joint1", "panda_finger_joint2"])
+    object_topic: str = ""  # geometry_msgs/PoseStamped of the tracked object (models observing object_*)
+    object_timeout_s: float = 0.2  # object pose older than this -> safe command
+    base_frame: str = "panda_link0"  # frame_id the object and goal poses must carry (empty frame_id: accepted)
 
     #: parameters a configured node applies at once (others are read at configure and refused while configured)
     LIVE = ("target", "goal")
@@ -105,7 +110,7 @@ class NodeConfig:
             v, default = values[f.name], getattr(cls(), f.name)
             try:
                 if isinstance(default, list):
-                    item = str if f.name == "joints" else float
+                    item = str if f.name in ("joints", "gripper_joints") else float
                     out[f.name] = [] if v is None else [item(x) for x in (v if not isinstance(v, str) else [v])]
                 elif isinstance(default, bool):
                     out[f.name] = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
@@ -188,6 +193,13 @@ class Profile:
         msg.data = cmd.tolist()
         return msg
 
+    aux_command_topic: str | None = None
+    """A second command topic of the same message type (an arm's gripper controller; ``None``: none)."""
+
+    def fill_aux(self, msg: Any, cmd: np.ndarray) -> Any:
+        """Write the command's part for :attr:`aux_command_topic` into its (reused) message."""
+        raise NotImplementedError
+
     def unlock_message(self, msg: Any) -> Any | None:
         """A message to publish once after activation, before any command (``None``: nothing)."""
         return None
@@ -208,127 +220,10 @@ class Profile:
         return {}
 
 
-class ArmProfile(Profile):
-    """``/joint_states`` (+ goal) -> joint position targets for a ros2_control forward command controller."""
-
-    name = "arm"
-    action_type = "joint_position"
-    supported = ("joint_position", "joint_velocity", "previous_action", "goal", "action_history")
-    command_type = "std_msgs/msg/Float64MultiArray"
-
-    def __init__(self, cfg: NodeConfig) -> None:
-        super().__init__(cfg)
-        if not cfg.joints:
-            raise ConfigError("parameter joints is empty: give the controller's joint names in command order")
-        if not cfg.controller:
-            raise ConfigError("parameter controller is empty")
-        probe = self._spec_joints()
-        if sorted(cfg.joints) != sorted(probe) or len(set(cfg.joints)) != len(cfg.joints):
-            raise ConfigError(f"joints parameter {list(cfg.joints)} does not match the model's joints {probe}")
-        order = [probe.index(j) for j in cfg.joints]  # command[i] = policy output for joints[i]
-        n = len(probe)
-
-        def to_policy(values: list[float], what: str) -> list[float]:
-            if len(values) == 1:
-                return list(values) * n
-            if len(values) != n:
-                raise ConfigError(f"{what} needs 1 or {n} values (joints order), got {len(values)}")
-            out = [0.0] * n
-            for i, k in enumerate(order):
-                out[k] = float(values[i])
-            return out
-
-        sources: dict[str, float | None] = {"joint_states": cfg.input_timeout_s}
-        if cfg.goal_topic:
-            sources["goal"] = None
-        self.runner = self._load(sources, command_low=to_policy(list(cfg.command_low), "command_low"),
-                                 command_high=to_policy(list(cfg.command_high), "command_high"),
-                                 max_command_delta=to_policy(list(cfg.max_command_delta), "max_command_delta"),
-                                 output_order=order)
-        self.joints = probe
-        self._names: tuple[str, ...] | None = None
-        self._index: list[int] = []
-        self._pos = self.runner.view("joint_position")
-        self._vel = self.runner.view("joint_velocity") if self.runner.has("joint_velocity") else None
-        if self.runner.has("goal"):
-            gsize = self.runner.view("goal").size
-            if not cfg.goal_topic:
-                if len(cfg.goal) != gsize:
-                    raise ConfigError(f"the model's goal has {gsize} values; parameter goal has {len(cfg.goal)} "
-                                      f"(or set goal_topic)")
-                self.runner.view("goal")[:] = cfg.goal
-
-    def _spec_joints(self) -> list[str]:
-        from deploy import contract
-
-        try:
-            spec = contract.load(self.cfg.export_dir())
-        except (OSError, contract.ContractError) as exc:
-            raise ConfigError(str(exc)) from None
-        if spec["action"]["type"] != self.action_type:
-            raise ConfigError(f"profile 'arm' needs a 'joint_position' action, the model has "
-                              f"{spec['action']['type']!r}")
-        return list(spec["action"]["joints"])
-
-    @property
-    def command_topic(self) -> str:
-        return f"/{self.cfg.controller.strip('/')}/commands"
-
-    def subscriptions(self) -> list[Subscription]:
-        subs = [Subscription(self.cfg.joint_states_topic, "sensor_msgs/msg/JointState", self.on_joint_state)]
-        if self.cfg.goal_topic:
-            subs.append(Subscription(self.cfg.goal_topic, "std_msgs/msg/Float64MultiArray", self.on_goal))
-        return subs
-
-    def on_joint_state(self, msg: Any, received: float) -> bool:
-        """Reorder by name; a message without all our joints is ignored (other publishers may share the topic)."""
-        names = tuple(msg.name)
-        if names != self._names:
-            try:
-                self._index = [names.index(j) for j in self.joints]
-            except ValueError:
-                return False
-            self._names = names
-        if not self.runner.accept("joint_states", stamp_ns(msg), received):
-            return False
-        pos, idx = msg.position, self._index
-        self._pos[:] = [pos[k] for k in idx] if len(pos) == len(names) else math.nan
-        if self._vel is not None:
-            vel = msg.velocity
-            self._vel[:] = [vel[k] for k in idx] if len(vel) == len(names) else math.nan
-        return True
-
-    def on_goal(self, msg: Any, received: float) -> bool:
-        """``std_msgs/Float64MultiArray`` goal (no header: never stale once received)."""
-        data = np.asarray(msg.data, dtype=np.float64)
-        goal = self.runner.view("goal")
-        if data.size != goal.size:
-            goal[:] = math.nan
-        else:
-            goal[:] = data
-        src = self.runner.sources["goal"]
-        src.received, src.count = received, src.count + 1
-        return True
-
-    def set_live(self, name: str, value: Any) -> str | None:
-        if name != "goal" or not self.runner.has("goal"):
-            return super().set_live(name, value)
-        if self.cfg.goal_topic:
-            return f"the goal comes from goal_topic {self.cfg.goal_topic!r}"
-        goal = self.runner.view("goal")
-        try:
-            vals = [float(v) for v in value]
-        except (TypeError, ValueError):
-            return f"goal must be a list of {goal.size} numbers"
-        if len(vals) != goal.size or not all(math.isfinite(v) for v in vals):
-            return f"goal needs {goal.size} finite values, got {value!r}"
-        goal[:] = vals
-        return None
-
-
 def make_profile(cfg: NodeConfig) -> Profile:
     """Load and check the model for ``cfg.profile``; raise :class:`ConfigError` with a one-line reason."""
-    from deploy.ros2.crazyflie import CrazyflieProfile  # both build on this module
+    from deploy.ros2.arm import ArmProfile  # all build on this module
+    from deploy.ros2.crazyflie import CrazyflieProfile
     from deploy.ros2.quadrotor import QuadrotorMotorsProfile
 
     profiles: dict[str, type[Profile]] = {ArmProfile.name: ArmProfile, QuadrotorMotorsProfile.name:

@@ -181,9 +181,15 @@ def test_arm_delta_hold_limits_rate_and_order(arm_dir):
         np.testing.assert_allclose(r.obs[0, 9:12], (policy_order - q) / 0.1, atol=1e-5)
         prev = policy_order
     r.view("joint_velocity")[:] = [np.nan, 0, 0]
-    cmd, reason = r.step(0.0)
-    assert "joint_velocity" in reason
-    np.testing.assert_array_equal(cmd, q[order])  # hold the measured position, in controller order
+    last = prev
+    for _ in range(40):  # hold the measured position, in controller order, reached within the rate limit
+        cmd, reason = r.step(0.0)
+        assert "joint_velocity" in reason
+        policy_order = np.empty(3, np.float32)
+        policy_order[order] = cmd
+        assert np.all(np.abs(policy_order - last) <= 0.01 + 1e-6)
+        last = policy_order
+    np.testing.assert_array_equal(cmd, q[order])
     r.estop()
     np.testing.assert_array_equal(r.step(0.0)[0], q[order])
 

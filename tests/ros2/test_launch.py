@@ -61,7 +61,7 @@ def load(path: Path):
     return module.generate_launch_description()
 
 
-@pytest.mark.parametrize("robot,profile", [("quadrotor", "quadrotor_motors"), ("arm", "arm")])
+@pytest.mark.parametrize("robot,profile", [("quadrotor", "quadrotor_motors"), ("arm", "arm"), ("panda", "arm")])
 def test_launch_file_starts_the_console_script_with_its_yaml(stub_launch, robot, profile):
     path = ROOT / "launch" / f"{robot}.launch.py"
     compile(path.read_text(), str(path), "exec")

@@ -1,0 +1,167 @@
+"""``robot-rl arm-sim``: the MuJoCo Panda of an arm task behind ros2_control's ROS 2 topics.
+
+Topics (what a Panda under ros2_control with a ``joint_state_broadcaster``, a ``forward_command_controller``
+for the arm and one for the finger, plus an object tracker, would carry; behaviour from ros2_controllers at
+commit 94e74de35, see :mod:`sim.arm.ros2_control`):
+
+* out ``/joint_states`` (``sensor_msgs/JointState``; 7 arm + 2 finger joints in a non-URDF order; reliable,
+  keep-last 10: the broadcaster's ``SystemDefaultsQoS`` as Fast DDS resolves it; a sensor-data subscriber is
+  compatible) at ``--rate`` Hz, also the physics/controller-manager rate;
+* in ``/<controller>/commands`` (``std_msgs/Float64MultiArray``, 7 joint position targets, URDF joint order);
+* in ``/<gripper-controller>/commands`` (``std_msgs/Float64MultiArray``, one finger's opening in m);
+* out ``--object-topic`` (``geometry_msgs/PoseStamped``, frame ``--frame``): the task's free object (cube);
+* out ``--goal-topic`` (``geometry_msgs/PoseStamped``): ``--goal`` or the task's own goal (reach: the goal,
+  peg: the hole), when there is one.
+
+With ``--duration`` it stops that many seconds after the first arm command and reports (``--report`` JSON)
+whether the TCP stayed within ``--radius`` of the goal for ``--hold`` seconds, with the controllers' counters
+(dropped non-finite commands, size errors, limit and velocity violations). ``--pause-joint-states AT FOR``
+stops ``/joint_states`` for FOR seconds, AT seconds after the first command (a stalled driver). Needs rclpy,
+mujoco and torch (the task scene) in one interpreter (``.venv-ros``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+
+def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
+                controller: str = "forward_position_controller", gripper_controller: str = "gripper_controller",
+                object_topic: str = "/object_pose", goal_topic: str = "/goal_pose",
+                goal: tuple[float, float, float] | None = None, frame: str = "panda_link0", duration: float = 0.0,
+                radius: float = 0.01, hold: float = 0.5, pause_joint_states: tuple[float, float] | None = None,
+                report: Path | None = None, max_wait: float = 60.0) -> dict[str, Any]:
+    """Serve the simulated arm until ``duration`` s after the first command (0: until Ctrl-C); the summary."""
+    import numpy as np
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.clock import Clock, ClockType
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from sim.arm.ros2_control import SimulatedPanda
+
+    if rate <= 0 or duration < 0 or radius <= 0 or hold < 0:
+        raise ValueError("--rate and --radius must be positive, --duration and --hold non-negative")
+    import torch
+
+    torch.set_num_threads(1)
+    arm = SimulatedPanda(task, seed, controller=controller.strip("/"), gripper_controller=gripper_controller.strip("/"))
+    if goal is not None:
+        arm.goal = np.asarray(goal, dtype=np.float64)
+    rclpy.init()
+    node = rclpy.create_node("arm_sim")
+    log = node.get_logger()
+    system_default = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    js_pub = node.create_publisher(JointState, "/joint_states", system_default)
+    obj_pub = node.create_publisher(PoseStamped, object_topic, system_default) \
+        if object_topic and arm.object_pose() is not None else None
+    goal_pub = node.create_publisher(PoseStamped, goal_topic, system_default) \
+        if goal_topic and arm.goal is not None else None
+    first: list[float] = []
+    warned: dict[str, float] = {}
+
+    def warn(text: str | None) -> None:
+        if text is not None and time.monotonic() - warned.get(text[:30], -9.0) > 1.0:  # throttled like the real one
+            warned[text[:30]] = time.monotonic()
+            log.warning(text)
+
+    def on_arm(msg: Float64MultiArray) -> None:
+        if not first:
+            first.append(arm.time)
+            log.info("first arm command received")
+        warn(arm.command_arm(msg.data))
+
+    node.create_subscription(Float64MultiArray, f"/{arm.arm.name}/commands", on_arm, system_default)
+    node.create_subscription(Float64MultiArray, f"/{arm.gripper.name}/commands",
+                             lambda msg: warn(arm.command_gripper(msg.data)), system_default)
+    rec: dict[str, list] = {"t": [], "tcp": [], "q": [], "published": []}
+    pause = {"last_q": None}
+
+    def pose(position: list[float], quat: list[float], stamp: Any) -> PoseStamped:
+        m = PoseStamped()
+        m.header.stamp, m.header.frame_id = stamp, frame
+        m.pose.position.x, m.pose.position.y, m.pose.position.z = position
+        o = m.pose.orientation
+        o.w, o.x, o.y, o.z = quat
+        return m
+
+    def tick() -> None:
+        arm.step(1.0 / rate)
+        t_rel = arm.time - first[0] if first else -1.0
+        stamp = node.get_clock().now().to_msg()
+        paused = bool(first and pause_joint_states and 0 <= t_rel - pause_joint_states[0] < pause_joint_states[1])
+        if not paused:
+            names, pos, vel, eff = arm.joint_state()
+            msg = JointState(name=names, position=pos, velocity=vel, effort=eff)
+            msg.header.stamp, msg.header.frame_id = stamp, frame
+            js_pub.publish(msg)
+            pause["last_q"] = arm.q.tolist()
+        obj = arm.object_pose()
+        if obj_pub is not None and obj is not None:
+            obj_pub.publish(pose(*obj, stamp))
+        if goal_pub is not None:
+            goal_pub.publish(pose(arm.goal.tolist(), [1.0, 0.0, 0.0, 0.0], stamp))
+        if first:
+            rec["t"].append(t_rel)
+            rec["tcp"].append(arm.tcp().tolist())
+            rec["q"].append(arm.q.tolist())
+            rec["published"].append(not paused)
+            if paused and "q_at_pause" not in rec:
+                rec["q_at_pause"] = pause["last_q"]
+
+    steady = Clock(clock_type=ClockType.STEADY_TIME)
+    node.create_timer(1.0 / rate, tick, clock=steady)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    log.info(f"simulated Panda ({task}, seed {seed}) at {rate:g} Hz: /joint_states out, commands on "
+             f"/{arm.arm.name}/commands and /{arm.gripper.name}/commands"
+             + (f", object on {object_topic}" if obj_pub else "") + (f", goal {arm.goal.round(3).tolist()} on "
+                                                                    f"{goal_topic}" if goal_pub else ""))
+    try:
+        started = time.monotonic()
+        while rclpy.ok() and not (duration and first and arm.time - first[0] >= duration):
+            if duration and not first and time.monotonic() - started > max_wait:
+                log.error(f"no arm command within {max_wait:g} s: giving up")
+                break
+            executor.spin_once(timeout_sec=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        arm.close()
+    summary: dict[str, Any] = {"task": task, "ran_s": rec["t"][-1] if rec["t"] else 0.0, **arm.counters()}
+    if arm.goal is not None and rec["t"]:
+        err = [math.dist(p, arm.goal) for p in rec["tcp"]]
+        summary["goal"] = arm.goal.tolist()
+        summary["final_error_m"] = err[-1]
+        summary["reached_at_s"] = _held_from(rec["t"], err, radius, hold)
+        summary["reached"] = summary["reached_at_s"] is not None
+    if report is not None:
+        from robot_rl.io import atomic_write_text
+
+        t0 = first[0] if first else 0.0  # report times relative to the first arm command, like the trajectory
+        data = {"summary": summary, "trajectory": rec, "commands": [(t - t0, c) for t, c in arm.commands],
+                "gripper": [(t - t0, w) for t, w in arm.gripper_commands]}
+        atomic_write_text(Path(report), json.dumps(data))
+    return summary
+
+
+def _held_from(t: list[float], err: list[float], radius: float, hold: float) -> float | None:
+    """First time from which the error stayed within ``radius`` for ``hold`` seconds (``None``: never)."""
+    start = None
+    for ti, e in zip(t, err, strict=True):
+        if e > radius:
+            start = None
+        elif start is None:
+            start = ti
+        if start is not None and ti - start >= hold:
+            return start
+    return None

@@ -1,0 +1,190 @@
+"""The arm over real DDS: ``robot-rl-node`` (profile ``arm``, ``launch/config/panda.yaml``, torch blocked) against
+``robot-rl arm-sim`` (the MuJoCo Panda of ``panda-pick-cube`` behind ros2_control's topics, in .venv-ros).
+
+No trained arm policy exists yet. The policies here are hand-set, exported through the project's real export
+path (``deploy.export.policy.export_policy``: ONNX + policy.json + test vector):
+
+* a proportional TCP reacher ``a = clip(10 (goal - ee), -1, 1)`` on ``ee_position`` + ``goal_position`` with an
+  ``ee_delta`` action (+ a constant gripper channel), so the loop exercises FK from joint states matched by
+  name, the simulator's own IK controller in the runtime, the arm and gripper controllers, and MuJoCo;
+* a pass-through joint-position policy (target = the ``goal`` observation) whose goal a test peer scripts
+  over ``std_msgs/Float64MultiArray``, so the test decides what the policy asks for: a 0.8 rad jump (too fast),
+  a target beyond the joint limit, NaN. The simulated arm counts every command a real Panda would refuse.
+"""
+
+import contextlib
+import json
+import signal
+import subprocess
+
+import numpy as np
+
+from sim.arm.kinematics import Q_UPPER, QD_LIMIT
+
+from .conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env
+
+PANDA = [f"panda_joint{i}" for i in range(1, 8)]
+MAX_STEP = QD_LIMIT * 0.02  # panda.yaml's max_command_delta: the velocity limits over one 50 Hz period
+
+
+@contextlib.contextmanager
+def sim_and_node(tmp_path, sim_args: list[str], node_params: list[str]):
+    """``robot-rl arm-sim`` and ``robot-rl-node`` (panda.yaml, torch blocked) side by side; yields the sim process
+    and a dict that holds both log tails once they have stopped."""
+    sim = subprocess.Popen([str(VENV_PYTHON), "-m", "robot_rl.cli", "arm-sim", *sim_args],
+                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
+    params = [x for p in ["autostart:=true", *node_params] for x in ("-p", p)]
+    node = subprocess.Popen([str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/panda.yaml"),
+                             *params], stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT,
+                            env=node_env(), cwd=tmp_path)
+    logs: dict[str, str] = {}
+    try:
+        yield sim, logs
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        if sim.poll() is None:
+            sim.kill()
+        logs.update({k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")})
+
+
+def clean(summary: dict) -> bool:
+    """Nothing a real Panda or forward_command_controller would refuse reached the simulated arm."""
+    keys = ("arm_nonfinite_dropped", "arm_update_errors", "gripper_nonfinite_dropped", "gripper_update_errors",
+            "limit_violations", "velocity_violations")
+    return all(summary[k] == 0 for k in keys)
+
+
+def test_ee_delta_policy_reaches_the_goal_through_node_and_arm_sim(ros_venv, tmp_path):
+    from deploy.export.examples import export_ee_reach_example
+
+    export_ee_reach_example(tmp_path / "reach", gripper=-0.5)  # gripper width 0.02 m -> finger 0.01 m
+    goal = [0.40, 0.15, 0.35]  # the cube scene's TCP starts near (0.45, 0, 0.25)
+    report = tmp_path / "arm.json"
+    sim_args = ["--task", "panda-pick-cube", "--goal", *map(str, goal), "--duration", "3", "--radius", "0.005",
+                "--hold", "0.5", "--report", str(report)]
+    with sim_and_node(tmp_path, sim_args, [f"model_path:={tmp_path / 'reach'}", f"goal:={goal}"]) as (sim, logs):
+        sim.wait(timeout=120)
+    assert report.is_file(), logs
+    data = json.loads(report.read_text())
+    s = data["summary"]
+    assert s["reached"] and s["final_error_m"] < 0.005, (s, logs)
+    assert clean(s) and 120 <= s["arm_commands"] <= 170, s  # ~50 Hz for 3 s
+    assert {round(w, 6) for _, w in data["gripper"]} == {0.01}
+    start = np.array(data["trajectory"]["tcp"][0])
+    assert np.linalg.norm(start - goal) > 0.1  # it really moved there
+
+
+FAULT_PEER = """
+import json, math, sys, time, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+PANDA = [f"panda_joint{i}" for i in range(1, 8)]
+rclpy.init()
+node = rclpy.create_node("fault_peer")
+rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+pub = node.create_publisher(Float64MultiArray, "/joint_goal", rel)
+q, cmds, t0 = [], [], [time.monotonic() + 1e6]
+def on_js(m):
+    q[:] = [m.position[list(m.name).index(j)] for j in PANDA]
+def on_cmd(m):
+    cmds.append((time.monotonic() - t0[0], list(m.data), list(q)))
+node.create_subscription(JointState, "/joint_states", on_js, qos_profile_sensor_data)
+node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", on_cmd, rel)
+print("ready", flush=True)
+end = time.monotonic() + 90
+while not (cmds and q) and time.monotonic() < end:  # the node is up and holding
+    rclpy.spin_once(node, timeout_sec=0.01)
+q0 = list(q)
+probe = list(q0)
+probe[6] += 0.02                          # handshake: the node follows our goal once joint 7 moves
+nxt = time.monotonic()
+while not any(abs(c[6] - q0[6]) > 0.01 for _, c, _ in cmds[-3:]) and time.monotonic() < end:
+    if time.monotonic() >= nxt:
+        pub.publish(Float64MultiArray(data=probe))
+        nxt += 0.02
+    rclpy.spin_once(node, timeout_sec=0.002)
+t0[0] = time.monotonic()
+while time.monotonic() - t0[0] < 7.0:
+    t = time.monotonic() - t0[0]
+    goal = list(probe)
+    if 0.5 <= t < 1.0:
+        goal[0] = q0[0] + 0.8             # a jump: far faster than the joint may move
+    elif 1.0 <= t < 2.4:
+        goal[0] = 4.0                     # beyond joint 1's upper limit (2.8973 rad)
+    elif 2.4 <= t < 2.9:
+        goal[0], goal[1] = 4.0, math.nan  # NaN
+    elif t >= 2.9:
+        goal[0] = 1.5 + 0.6 * math.sin(math.pi * (t - 2.9))  # valid again, and always moving (1.9 rad/s)
+    if time.monotonic() >= nxt:
+        pub.publish(Float64MultiArray(data=goal))
+        nxt += 0.02
+    rclpy.spin_once(node, timeout_sec=0.002)
+json.dump({"commands": cmds}, open(sys.argv[1], "w"))
+"""
+
+
+def passthrough_export(out_dir):
+    """A joint-position policy that outputs its ``goal`` observation (the peer decides the targets)."""
+    import torch
+
+    from deploy.export.policy import export_policy
+    from robot_rl.models import MLP
+    from sim.arm.kinematics import Q_LOWER
+
+    net = MLP(14, [], 7, "tanh", "identity")
+    with torch.no_grad():
+        net.linears[0].weight.copy_(torch.cat([torch.zeros(7, 7), torch.eye(7)], 1))
+        net.linears[0].bias.zero_()
+    spec = {"observation": [
+        {"name": "joint_position", "size": 7, "unit": "rad", "valid_low": (Q_LOWER - 0.1).tolist(),
+         "valid_high": (Q_UPPER + 0.1).tolist()},
+        {"name": "goal", "size": 7, "frame": "joint", "unit": "rad", "valid_low": -6.3, "valid_high": 6.3}],
+        "action": {"type": "joint_position", "size": 7, "low": -6.3, "high": 6.3, "joints": PANDA, "delta": False,
+                   "scale": 1.0, "offset": 0.0},
+        "control_rate_hz": 50.0}
+    on_dist = np.random.default_rng(0).uniform(-2, 2, (64, 14)).astype(np.float32)
+    export_policy(out_dir, net.graph(), net, spec, on_dist, {"robot": "franka_panda", "task": "pass-through test"})
+
+
+def test_nan_out_of_limit_too_fast_and_stale_never_reach_the_arm(ros_venv, tmp_path):
+    passthrough_export(tmp_path / "pass")
+    report, peer_out = tmp_path / "arm.json", tmp_path / "peer.json"
+    # the peer's phases start once the node follows its goal (<= ~1.5 s after arm-sim's first command): the
+    # joint-state stall at 5.0-5.6 s of arm-sim's clock falls into the peer's last, always-moving phase
+    sim_args = ["--task", "panda-pick-cube", "--duration", "6.4", "--pause-joint-states", "5.0", "0.6",
+                "--report", str(report)]
+    node_params = [f"model_path:={tmp_path / 'pass'}", "goal_topic:=/joint_goal"]
+    peer = subprocess.Popen([str(VENV_PYTHON), "-c", FAULT_PEER, str(peer_out)], stdout=subprocess.PIPE,
+                            stderr=open(tmp_path / "peer.log", "w"), text=True, env=ros_env())
+    try:
+        assert peer.stdout.readline().strip() == "ready", (tmp_path / "peer.log").read_text()[-2000:]
+        with sim_and_node(tmp_path, sim_args, node_params) as (sim, logs):
+            sim.wait(timeout=150)
+            peer.wait(timeout=30)
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+    assert peer.returncode == 0 and report.is_file(), ((tmp_path / "peer.log").read_text()[-2000:], logs)
+    data = json.loads(report.read_text())
+    s = data["summary"]
+    assert clean(s), (s, logs)  # the arm never received a NaN, an out-of-limit or a too-fast target
+    cmds = np.array([c for _, c in data["commands"]])
+    assert np.isfinite(cmds).all() and np.all(cmds[:, 0] <= Q_UPPER[0])
+    assert np.all(np.abs(np.diff(cmds, axis=0)) <= MAX_STEP * 1.0001 + 1e-7)
+    assert cmds[:, 0].max() > Q_UPPER[0] - 1e-6  # the policy did push joint 1 onto its limit: clamped there
+    # NaN in the goal: the node holds the measured position (the peer's latest joint state)
+    seen = json.loads(peer_out.read_text())["commands"]
+    nan_phase = [(c, q) for t, c, q in seen if 2.5 <= t < 2.9]
+    assert nan_phase and all(np.allclose(c, q, atol=5e-3) for c, q in nan_phase), nan_phase[:3]
+    # stalled joint states: hold the last measured position, although the goal keeps moving
+    t = np.array([t for t, _ in data["commands"]])
+    paused = cmds[(t >= 5.0 + 0.3) & (t < 5.6)]  # after the 0.1 s timeout + the rate-limited return to it
+    q_last = np.array(data["trajectory"]["q_at_pause"])
+    assert len(paused) >= 8 and np.allclose(paused, np.minimum(q_last, Q_UPPER), atol=1e-5), (paused[:2], q_last)
+    after = cmds[t >= 5.7]
+    assert len(after) and np.ptp(after[:, 0]) > 0.1  # following the goal again once joint states return

@@ -1,0 +1,55 @@
+"""The simulated Panda's ros2_control behaviour (``robot-rl arm-sim`` without ROS): forward_command_controller
+semantics as read in ros2_controllers, a non-URDF joint-state order, and the violations a real arm refuses."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.arm.kinematics import JOINT_NAMES, Q_UPPER
+from sim.arm.ros2_control import JOINT_STATE_ORDER, ForwardCommandController, SimulatedPanda
+
+
+def test_forward_command_controller_semantics():
+    c = ForwardCommandController("fwd", ["a", "b"])
+    assert c.update() is None  # no command yet: nothing written, the hardware holds
+    assert c.receive([1.0, 2.0]) is None and c.update() == [1.0, 2.0]
+    assert "non-finite" in c.receive([math.nan, 0.0]) and c.update() == [1.0, 2.0]  # dropped, last one held
+    assert c.receive([1.0, 2.0, 3.0]) is None and c.update() is None and c.update_errors == 1  # size -> ERROR
+    assert c.receive([0.5, 0.5]) is None and c.update() == [0.5, 0.5]
+    assert (c.received, c.dropped_nonfinite) == (3, 1)
+
+
+@pytest.fixture(scope="module")
+def panda():
+    arm = SimulatedPanda("panda-pick-cube", seed=3)
+    yield arm
+    arm.close()
+
+
+def test_training_scene_joint_states_and_object(panda):
+    names, pos, vel, eff = panda.joint_state()
+    assert names == list(JOINT_STATE_ORDER) and sorted(names) != names and len(pos) == len(vel) == len(eff) == 9
+    by_name = dict(zip(names, pos, strict=True))
+    np.testing.assert_allclose([by_name[j] for j in JOINT_NAMES], panda.q)
+    obj = panda.object_pose()
+    assert panda.object_name == "cube" and obj is not None and obj[0][2] == pytest.approx(0.02, abs=1e-3)
+    assert panda.goal is None  # pick-cube has no goal of its own (arm-sim --goal sets one)
+
+
+def test_commands_move_the_arm_and_violations_are_counted(panda):
+    q0 = panda.q.copy()
+    target = q0.copy()
+    target[0] += 0.03  # within 2.175 rad/s over 20 ms
+    assert panda.command_arm(target.tolist()) is None
+    for _ in range(50):
+        panda.step(0.01)
+    assert abs(panda.q[0] - target[0]) < 2e-3
+    assert panda.command_gripper([0.01]) is None
+    far = target.copy()
+    far[0] = Q_UPPER[0] + 0.1
+    assert panda.command_arm(far.tolist()) is not None  # warned (logged by arm-sim), applied as the real one would
+    assert panda.limit_violations == 1 and panda.velocity_violations == 1  # too far and too fast
+    assert "non-finite" in panda.command_arm([math.nan] * 7)
+    counts = panda.counters()
+    assert counts["arm_commands"] == 2 and counts["arm_nonfinite_dropped"] == 1 and counts["gripper_commands"] == 1
