@@ -12,6 +12,7 @@ from robot_rl.cli import main  # noqa: E402
 from robot_rl.commands.demos import rollout_expert  # noqa: E402
 from robot_rl.data import load_dataset  # noqa: E402
 from sim.registry import get_task  # noqa: E402
+from tests.robot_rl.data.test_lerobot_compat import CHECK, VENV_PYTHON  # noqa: E402
 
 
 def test_demos_round_trip_through_the_loader(tmp_path, capsys):
@@ -58,3 +59,30 @@ def test_demos_need_an_expert(capsys):
     with pytest.raises(SystemExit):
         main(["demos", "quadrotor-hover", "--episodes", "1", "--out", "/nonexistent/x"])
     assert "has no scripted expert" in capsys.readouterr().err
+
+
+def test_lerobot_reads_the_demos(tmp_path):
+    """The real LeRobotDataset (``.venv-lerobot``, see tests/robot_rl/data) loads a ``robot-rl demos`` dataset."""
+    import os
+    import subprocess
+
+    if not VENV_PYTHON.exists():
+        reason = ".venv-lerobot missing: run bash tests/robot_rl/data/make_lerobot_venv.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    lerobot_python = VENV_PYTHON
+
+    out = tmp_path / "demos"
+    main(["demos", "panda-reach-bimodal", "--episodes", "3", "--num-envs", "3", "--out", str(out)])
+    dump = tmp_path / "lerobot.npz"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([str(lerobot_python), str(CHECK), str(out), str(dump)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(dump)
+    ours = load_dataset(out)
+    assert json.loads(str(got["summary"]))["len"] == ours.num_frames
+    for key in ("observation.state", "privileged.state", "action", "next.success"):
+        np.testing.assert_array_equal(got[f"frame/{key}"].reshape(ours.num_frames, -1), ours.concat(key), err_msg=key)
