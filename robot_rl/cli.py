@@ -5,6 +5,7 @@ Commands:
   train    train a preset or task (or --resume a run)     robot-rl train crazyflie-hover --seed 0
   eval     evaluate a run and write report.md            robot-rl eval runs/crazyflie-hover/seed0
   export   export a run's policy (ONNX + policy.json)     robot-rl export runs/crazyflie-hover/seed0
+  demos    scripted-expert demonstrations (LeRobot v3.0)   robot-rl demos panda-pick-cube --episodes 200 --out d
   crazyflie-sim  a simulated Crazyflie behind Crazyswarm2's ROS 2 topics (needs rclpy)
                                                           robot-rl crazyflie-sim --cf cf1
   arm-sim  the MuJoCo Panda behind ros2_control's ROS 2 topics (needs rclpy)
@@ -16,6 +17,7 @@ Run ``robot-rl COMMAND --help`` for the options of a command.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Literal
@@ -29,11 +31,23 @@ def sim(
     episodes: int = 3,
     seed: int = 0,
     out: Path | None = None,
+    expert: bool = False,
+    action_noise: float = 0.0,
 ) -> None:
     """Run a registered task's simulator without a policy and plot it (default runs/sim_demo/TASK.png).
 
     ``crazyflie`` (= ``quadrotor-hover``): hover RPM from rest plus random-action episodes, position/attitude
-    plot; a task without a demo of its own: ``episodes`` envs of random actions, reward plot."""
+    plot; a task without a demo of its own: ``episodes`` envs of random actions, reward plot. ``--expert``
+    (tasks with a scripted expert, the Panda tasks): ``episodes`` expert episodes rendered to a video
+    (``--out`` .mp4 or .gif, default runs/sim_demo/TASK.mp4; at most ``--steps`` steps each)."""
+    if expert:
+        from robot_rl.commands.sim_demo import expert_video
+
+        summary = expert_video(task, steps, episodes, seed, out or Path("runs/sim_demo") / f"{task}.mp4",
+                               action_noise)
+        print(json.dumps({k: v for k, v in summary.items() if k != "video"}))
+        print(f"video written to {summary['video']}")
+        return
     from robot_rl.commands.sim_demo import run_sim_demo
 
     summary = run_sim_demo(task, steps, episodes, seed, out or Path("runs/sim_demo") / f"{task}.png")
@@ -45,17 +59,34 @@ def sim(
     print(f"plot written to {summary['plot']}")
 
 
+def demos(task: tyro.conf.Positional[str], out: Path, episodes: int = 200, seed: int = 0,
+          action_noise: float = 0.1, num_envs: int = 16) -> None:
+    """Roll out TASK's scripted expert and write a LeRobot v3.0 dataset to ``--out`` (never overwritten).
+
+    Frames hold ``observation.state`` (the policy group: what the robot measures, noisy), ``privileged.state``
+    (the critic group), ``action`` (the expert's clean label; the executed action had Gaussian noise of std
+    ``--action-noise`` added), ``next.reward``, ``next.done`` and ``next.success``. Load it back with
+    ``robot_rl.data.load_dataset``."""
+    from robot_rl.commands.demos import record_demos
+
+    summary = record_demos(task, episodes, seed, out, action_noise, num_envs)
+    print(f"{summary['episodes']} episodes, {summary['frames']} frames of {summary['task']} written to "
+          f"{summary['dataset']}; expert success rate {summary['success_rate']:.1%}")
+    print(json.dumps({k: v for k, v in summary.items() if k != "dataset"}))
+
+
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, sweep: bool = True,
-             source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto") -> None:
+             source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto", video_episodes: int = 4) -> None:
     """Evaluate a run with its task's protocol (quadrotor-hover: 256 paper episodes + robustness sweep) and
     write report.md with plots.
 
     ``--episodes``: default the run's ``evaluation.episodes``. The episodes are held out (``evaluation.seed``):
     the in-training evaluations that choose when training stops fly ``evaluation.selection_seed``.
-    ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md)."""
+    ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md).
+    Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none)."""
     from robot_rl.commands.evaluate import print_summary, run_eval
 
-    summary = run_eval(run_dir, episodes, sweep, source)
+    summary = run_eval(run_dir, episodes, sweep, source, video_episodes)
     print(f"report written to {summary['report']}")
     print_summary(summary)
 
@@ -136,12 +167,15 @@ def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
         raise SystemExit(1)
 
 
-COMMANDS = {"sim": sim, "eval": evaluate, "export": export, "crazyflie-sim": crazyflie_sim, "arm-sim": arm_sim}
+COMMANDS = {"sim": sim, "eval": evaluate, "export": export, "demos": demos, "crazyflie-sim": crazyflie_sim,
+            "arm-sim": arm_sim}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``robot-rl`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # MuJoCo picks its GL backend when first imported: headless offscreen rendering (videos) needs EGL
+    os.environ.setdefault("MUJOCO_GL", "egl")
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         if not argv:

@@ -92,6 +92,10 @@ class BatchedEnv(ABC):
         """Cut the autograd graph at the current state (differentiable envs only)."""
         raise self.unsupported("gradients through the simulator (apg needs a differentiable env)")
 
+    def observation_names(self) -> dict[str, list[str]]:
+        """One name per dimension of each observation group (datasets, plots); default ``group[i]``."""
+        return {group: [f"{group}[{i}]" for i in range(dim)] for group, dim in self.obs_dims.items()}
+
     def export_spec(self) -> dict[str, Any]:
         """The deployed policy's observation/action contract: the ``policy.json`` fields ``observation``,
         ``action``, ``control_rate_hz`` and optionally ``robot`` and ``model`` (see :mod:`deploy.contract`)."""

@@ -27,8 +27,8 @@ from sim.core import BatchedEnv
 Policy = Callable[[torch.Tensor], torch.Tensor]
 """Maps a batch of ``policy`` observations to a batch of actions."""
 
-#: Packages that register the built-in tasks (imported on the first registry lookup).
-TASK_PACKAGES: tuple[str, ...] = ("sim.quadrotor",)
+#: Packages that register (or :func:`declare_task`) the built-in tasks, imported on the first registry lookup.
+TASK_PACKAGES: tuple[str, ...] = ("sim.quadrotor", "sim.arm.catalog")
 
 EVAL_SEED = 1_000_003
 """Default seed of a task's held-out evaluation episodes: ``robot-rl eval`` and every confirmation of a selected
@@ -85,6 +85,14 @@ class TaskSpec:
     demo: Callable[..., dict] | None = None
     """``demo(steps, episodes, seed) -> {"traces", "labels", "dt", "title", "summary"}`` for ``robot-rl sim``
     (pose traces as in :class:`EvalProtocol`); None: ``robot-rl sim`` rolls out random actions."""
+    expert: Callable[..., Any] | None = None
+    """``expert(env, seed, action_noise) -> expert``: a scripted expert of the task for ``robot-rl demos``;
+    ``expert.act() -> (label, executed)`` (numpy ``[N, action_dim]``: the clean action and the one to execute,
+    with the injected noise), ``expert.reset(mask)`` after every step with the envs that were reset."""
+    video: Callable[..., dict] | None = None
+    """``video(spec, task_cfg, episodes, seed, out, policy=None, action_noise=0.0, max_steps=None) -> summary``
+    (``"video"``: the path): render ``episodes`` episodes of ``policy`` (None: of the expert) to ``out``
+    (.mp4/.gif). Used by ``robot-rl eval`` and ``robot-rl sim --expert``."""
 
     def make_env(self, cfg: Any = None, seed: int = 0, impl: str | None = None,
                  differentiable: bool = False) -> BatchedEnv:
@@ -125,6 +133,8 @@ class TaskSpec:
 
 _TASKS: dict[str, TaskSpec] = {}
 _ALIASES: dict[str, str] = {}
+_DECLARED: dict[str, tuple[str, str]] = {}
+"""Declared, not yet registered tasks: name -> (module that registers it, what to install if it fails)."""
 _loaded = False
 
 
@@ -138,7 +148,8 @@ def _env_cls_factory(env_cls: type[BatchedEnv]) -> EnvFactory:
 def register_task(name: str, *, config_cls: type, env_cls: type[BatchedEnv] | None = None,
                   env_factory: EnvFactory | None = None, evaluation: EvalProtocol | None = None,
                   description: str = "", backends: tuple[str, ...] = ("default",), aliases: tuple[str, ...] = (),
-                  demo: Callable[..., dict] | None = None) -> TaskSpec:
+                  demo: Callable[..., dict] | None = None, expert: Callable[..., Any] | None = None,
+                  video: Callable[..., dict] | None = None) -> TaskSpec:
     """Register a task under ``name`` (see the module docstring).
 
     Give ``env_cls`` (built as ``env_cls(cfg, seed=seed)``) or an ``env_factory`` that understands ``impl``
@@ -153,7 +164,7 @@ def register_task(name: str, *, config_cls: type, env_cls: type[BatchedEnv] | No
     if missing:
         raise TypeError(f"task {name!r}: {config_cls.__name__} needs the fields {sorted(missing)}")
     for n in (name, *aliases):
-        if n in _TASKS or n in _ALIASES:
+        if n in _TASKS or n in _ALIASES or (n in _DECLARED and n != name):
             raise ValueError(f"task name {n!r} is already registered")
     if evaluation is None:
         from sim.evaluation import success_protocol
@@ -161,10 +172,34 @@ def register_task(name: str, *, config_cls: type, env_cls: type[BatchedEnv] | No
         evaluation = success_protocol()
     spec = TaskSpec(name=name, config_cls=config_cls, env_factory=env_factory or _env_cls_factory(env_cls),
                     evaluation=evaluation, description=description, backends=tuple(backends),
-                    aliases=tuple(aliases), demo=demo)
+                    aliases=tuple(aliases), demo=demo, expert=expert, video=video)
     _TASKS[name] = spec
+    _DECLARED.pop(name, None)
     _ALIASES.update({a: name for a in aliases})
     return spec
+
+
+def declare_task(name: str, module: str, requires: str = "") -> None:
+    """Name a task that importing ``module`` registers, without importing it yet.
+
+    For tasks whose dependencies are optional or slow to import (MuJoCo): the name is listed by
+    :func:`task_names` at once, and the first :func:`get_task` of it imports ``module``. ``requires`` says
+    what to install when that import fails (it becomes the one-line error).
+    """
+    if name in _TASKS or name in _ALIASES:
+        raise ValueError(f"task name {name!r} is already registered")
+    _DECLARED[name] = (module, requires)
+
+
+def _load_declared(name: str) -> None:
+    module, requires = _DECLARED[name]
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        hint = f"; install {requires}" if requires else ""
+        raise ValueError(f"task {name!r} cannot be loaded: {exc}{hint}") from None
+    if name not in _TASKS:
+        raise ValueError(f"task {name!r}: importing {module} did not register it")
 
 
 def _load_builtin() -> None:
@@ -179,17 +214,19 @@ def get_task(name: str) -> TaskSpec:
     """The registered task ``name`` (or one of its aliases); a one-line error names the registered tasks."""
     _load_builtin()
     name = _ALIASES.get(name, name)
+    if name in _DECLARED:
+        _load_declared(name)
     if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}; registered: {', '.join(sorted(_TASKS))} (a task outside "
+        raise ValueError(f"unknown task {name!r}; registered: {', '.join(task_names())} (a task outside "
                          f"{', '.join(TASK_PACKAGES)} registers when its package is imported)")
     return _TASKS[name]
 
 
 def task_names() -> list[str]:
-    """Names of every registered task, sorted."""
+    """Names of every registered (or declared) task, sorted."""
     _load_builtin()
-    return sorted(_TASKS)
+    return sorted({*_TASKS, *_DECLARED})
 
 
-__all__ = ["EVAL_SEED", "EvalProtocol", "SELECTION_SEED", "Policy", "TASK_PACKAGES", "TaskSpec", "get_task",
-           "register_task", "task_names"]
+__all__ = ["EVAL_SEED", "EvalProtocol", "SELECTION_SEED", "Policy", "TASK_PACKAGES", "TaskSpec", "declare_task",
+           "get_task", "register_task", "task_names"]

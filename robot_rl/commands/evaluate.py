@@ -83,10 +83,12 @@ def _sweep_plot(rows: list[dict], rates: tuple[str, ...], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, source: str = "auto") -> dict:
+def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, source: str = "auto",
+             video_episodes: int = 4) -> dict:
     """Evaluate ``run_dir`` (its exported ONNX when present, else the checkpoint) with its task's protocol on the
     held-out episodes (``evaluation.seed``, never flown by the in-training evaluations that stop training;
-    ``episodes`` None: the protocol's count) and write the report."""
+    ``episodes`` None: the protocol's count) and write the report. A task that renders videos also gets
+    ``eval.mp4``: the first ``video_episodes`` held-out episodes (0: no video)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     task = get_task(cfg.task_name)
@@ -116,8 +118,13 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
         plots["learning_curve"] = curve
     if rows:
         plots["robustness"] = _sweep_plot(rows, protocol.rates, run_dir / f"robustness{suffix}.png")
+    video = None
+    if task.video is not None and video_episodes > 0:
+        video = task.video(task, cfg.task, video_episodes, seed, run_dir / f"eval{suffix}.mp4", policy=policy)
     ok = protocol.passes(result, ecfg)
     summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used, "robustness": rows}
+    if video is not None:
+        summary["video"] = video["video"]
     atomic_write_json(run_dir / f"eval{suffix}.json", summary)
     bars = ", ".join(f"{k} ≥ {getattr(ecfg, k + '_bar'):.0%}" for k in protocol.rates if hasattr(ecfg, k + "_bar"))
     lines = [f"# Evaluation of `{run_dir}`", "", f"Preset `{cfg.preset}` (task `{task.name}`), algorithm "
@@ -132,12 +139,32 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
         lines += [f"| {r['parameter']} | {r['error']:+.0%} | " + " | ".join(_cell(c, r[c]) for c in cols) + " |"
                   for r in rows]
         lines.append("")
+    if "episode_success" in result:
+        lines += _success_table(result)
     for title, p in plots.items():
         lines += [f"## {title.replace('_', ' ')}", "", f"![{title}]({Path(p).name})", ""]
+    if video is not None:
+        outcome = ", ".join(f"{'success' if s else 'failure'} ({n} steps)"
+                            for s, n in zip(video["episode_success"], video["episode_length"], strict=True))
+        lines += ["## video", "", f"[{Path(video['video']).name}]({Path(video['video']).name}): the first "
+                  f"{video_episodes} held-out episodes, one after another: {outcome}.", ""]
     atomic_write_text(run_dir / f"report{suffix}.md", "\n".join(lines))
     summary["report"] = str(run_dir / f"report{suffix}.md")
     summary["headline"] = {k: summary[k] for k in protocol.headline} | {"passed": ok}
     return summary
+
+
+def _success_table(result: dict) -> list[str]:
+    """Markdown table of the success protocol's outcome: rate with a 95 % Wilson interval, episode counts."""
+    ok = np.asarray(result["episode_success"], dtype=bool)
+    n, k = len(ok), int(ok.sum())
+    z = 1.96
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return ["## Success", "", "| episodes | successes | failures | success rate | 95 % interval | mean length |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {n} | {k} | {n - k} | {k / n:.1%} | {max(0.0, centre - half):.1%} – {min(1.0, centre + half):.1%} | "
+            f"{result['mean_episode_length']:.1f} steps |", ""]
 
 
 def _cell(key: str, value: float) -> str:

@@ -54,3 +54,11 @@ def _random_actions(spec, steps: int, episodes: int, seed: int, out: Path) -> di
     ax.legend(fontsize=7)
     save_figure(fig, out)
     return {"plot": str(out), "mean_reward": float(r.mean()), "episodes_ended": ended, "successes": successes}
+
+
+def expert_video(task: str, steps: int, episodes: int, seed: int, out: Path, action_noise: float = 0.0) -> dict:
+    """``episodes`` episodes of the task's scripted expert (at most ``steps`` steps each) rendered to ``out``."""
+    spec = get_task(task)
+    if spec.expert is None or spec.video is None:
+        raise ValueError(f"task {spec.name!r} has no scripted expert to render (--expert)")
+    return spec.video(spec, spec.config_cls(), episodes, seed, out, action_noise=action_noise, max_steps=steps)
