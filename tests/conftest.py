@@ -16,3 +16,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def trained_reach_run(tmp_path_factory):
+    """``panda-reach-sac`` trained once per session (seed 0, ~3 min on one core): run directory and the JSON
+    summary ``robot-rl train`` printed. Shared by the learning check and the ROS 2 closed loop."""
+    import contextlib
+    import io
+    import json
+
+    pytest.importorskip("mujoco")
+    from robot_rl.cli import main
+
+    run = tmp_path_factory.mktemp("reach") / "run"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["train", "panda-reach-sac", "--seed", "0", "--out", str(run), "--checkpoint-every", "0",
+              "--eval-every", "0"])  # in-training evaluations do not change the training; skip them here
+    return run, json.loads(out.getvalue().strip().splitlines()[-1])

@@ -17,8 +17,10 @@ def _tasks() -> dict[str, tuple[type, type]]:
     from sim.arm.peg import PegInsertConfig, PegInsertEnv
     from sim.arm.pick import PickCubeConfig, PickCubeEnv
     from sim.arm.reach import ReachBimodalConfig, ReachBimodalEnv
+    from sim.arm.reach_free import ReachConfig, ReachEnv
 
     return {
+        "panda-reach": (ReachConfig, ReachEnv),
         "panda-pick-cube": (PickCubeConfig, PickCubeEnv),
         "panda-reach-bimodal": (ReachBimodalConfig, ReachBimodalEnv),
         "panda-peg-insert": (PegInsertConfig, PegInsertEnv),

@@ -7,16 +7,12 @@ import pytest
 pytest.importorskip("mujoco")
 
 from robot_rl.checkpoint import load_checkpoint  # noqa: E402
-from robot_rl.cli import main  # noqa: E402
 from sim.registry import get_task  # noqa: E402
 
 
 @pytest.mark.slow
-def test_sac_learns_panda_reach_from_scratch(tmp_path, capsys):
-    run = tmp_path / "reach"
-    main(["train", "panda-reach-sac", "--seed", "0", "--out", str(run), "--checkpoint-every", "0",
-          "--eval-every", "0"])  # in-training evaluations do not change the training; skip them here
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+def test_sac_learns_panda_reach_from_scratch(trained_reach_run):
+    run, summary = trained_reach_run  # tests/conftest.py: robot-rl train panda-reach-sac --seed 0
     # the exported ONNX policy on 100 held-out episodes (evaluation.seed), random goals in a 25x40x25 cm box
     assert summary["eval"]["success"] >= 0.9 and summary["eval"]["passed"], summary
     doc = json.loads((run / "eval.json").read_text())

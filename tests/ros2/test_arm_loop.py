@@ -1,8 +1,9 @@
 """The arm over real DDS: ``robot-rl-node`` (profile ``arm``, ``launch/config/panda.yaml``, torch blocked) against
 ``robot-rl arm-sim`` (the MuJoCo Panda of ``panda-pick-cube`` behind ros2_control's topics, in .venv-ros).
 
-No trained arm policy exists yet. The policies here are hand-set, exported through the project's real export
-path (``deploy.export.policy.export_policy``: ONNX + policy.json + test vector):
+The slow test flies the policy that asymmetric SAC learned for ``panda-reach`` (``panda-reach-sac``, exported by
+``robot-rl train``). The fast tests use hand-set policies, exported through the project's real export path
+(``deploy.export.policy.export_policy``: ONNX + policy.json + test vector):
 
 * a proportional TCP reacher ``a = clip(10 (goal - ee), -1, 1)`` on ``ee_position`` + ``goal_position`` with an
   ``ee_delta`` action (+ a constant gripper channel), so the loop exercises FK from joint states matched by
@@ -18,6 +19,7 @@ import signal
 import subprocess
 
 import numpy as np
+import pytest
 
 from sim.arm.kinematics import Q_UPPER, QD_LIMIT
 
@@ -74,6 +76,26 @@ def test_ee_delta_policy_reaches_the_goal_through_node_and_arm_sim(ros_venv, tmp
     assert s["reached"] and s["final_error_m"] < 0.005, (s, logs)
     assert clean(s) and 120 <= s["arm_commands"] <= 170, s  # ~50 Hz for 3 s
     assert {round(w, 6) for _, w in data["gripper"]} == {0.01}
+    start = np.array(data["trajectory"]["tcp"][0])
+    assert np.linalg.norm(start - goal) > 0.1  # it really moved there
+
+
+@pytest.mark.slow
+def test_learned_reach_policy_reaches_the_goal_through_node_and_arm_sim(ros_venv, trained_reach_run, tmp_path):
+    """The learned ``panda-reach`` export (joint states -> FK -> policy -> ee_delta -> the runtime's IK controller
+    -> forward_command_controller) reaches a goal inside the training box and holds it, over DDS."""
+    run, _ = trained_reach_run
+    goal = [0.55, -0.12, 0.22]  # inside panda-reach's goal box, 17 cm from the scene's start
+    report = tmp_path / "arm.json"
+    sim_args = ["--task", "panda-reach", "--goal", *map(str, goal), "--duration", "4", "--radius", "0.02",
+                "--hold", "1.0", "--report", str(report)]
+    with sim_and_node(tmp_path, sim_args, [f"model_path:={run / 'export'}", f"goal:={goal}"]) as (sim, logs):
+        sim.wait(timeout=150)
+    assert report.is_file(), logs
+    data = json.loads(report.read_text())
+    s = data["summary"]
+    assert s["reached"] and s["final_error_m"] < 0.02, (s, logs)  # the task's success radius: 2 cm
+    assert clean(s), s
     start = np.array(data["trajectory"]["tcp"][0])
     assert np.linalg.norm(start - goal) > 0.1  # it really moved there
 
