@@ -1,0 +1,83 @@
+"""Configuration pieces shared by the Panda tasks (each task config composes them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ArmSimConfig:
+    """Physics and control rates, batching."""
+
+    physics_dt: float = 0.002
+    """MuJoCo timestep (s); contact-rich tasks want 2 ms."""
+    control_dt: float = 0.02
+    """Control period (s), a multiple of ``physics_dt`` (50 Hz by default, the rate of a ros2_control loop)."""
+    num_threads: int = 1
+    """Threads stepping the MuJoCo worlds (each runs ``mj_step`` on a chunk of envs with the GIL released)."""
+
+
+@dataclass
+class ArmActionConfig:
+    """How the policy's action in [-1, 1] becomes joint position targets."""
+
+    type: Literal["ee_delta", "joint_position"] = "ee_delta"
+    """``ee_delta``: TCP delta (x, y, z[, yaw]) through the shared IK (:mod:`sim.arm.ik`); ``joint_position``:
+    absolute joint targets, -1/+1 = lower/upper joint limit."""
+    pos_scale: float = 0.02
+    """TCP displacement (m) per control step at |a| = 1 (1 m/s at 50 Hz)."""
+    yaw_scale: float = 0.1
+    """Hand yaw change (rad) per control step at |a| = 1 (tasks with a yaw action)."""
+    max_lead: float = 0.04
+    """The commanded TCP target stays within this distance (m) of the measured TCP (no wind-up in contact)."""
+    ik_iterations: int = 10
+    """DLS iterations per control step (warm-started from the previous joint target)."""
+
+
+@dataclass
+class ArmDomainRandomization:
+    """Per-env ranges sampled uniformly at every reset (set low == high to switch one off)."""
+
+    object_mass_scale: tuple[float, float] = (0.7, 1.3)
+    """Factor on the object's mass and inertia."""
+    object_friction: tuple[float, float] = (0.7, 1.3)
+    """Factor on the object's sliding friction."""
+    gain_scale: tuple[float, float] = (0.9, 1.1)
+    """Factor on every arm joint servo's kp and kv."""
+    action_latency_steps: tuple[int, int] = (0, 1)
+    """Delay (control steps, inclusive range) between the policy's action and the arm receiving it."""
+
+
+@dataclass
+class ArmObsNoise:
+    """Standard deviations of the Gaussian noise added to the policy group (the critic group is exact)."""
+
+    joint_position: float = 0.001
+    """rad, per joint (encoder + calibration); ee_position/rotation are the FK of the noisy joints."""
+    joint_velocity: float = 0.02
+    """rad/s, per joint."""
+    gripper_width: float = 0.001
+    """m."""
+    object_position: float = 0.002
+    """m, per step (object tracker jitter)."""
+    object_quaternion: float = 0.01
+    """Per component before re-normalising."""
+
+
+@dataclass
+class ArmTaskBase:
+    """Fields every Panda task config has."""
+
+    num_envs: int = 16
+    """Parallel MuJoCo worlds."""
+    episode_seconds: float = 8.0
+    """Time limit (s); episodes reaching it are truncated."""
+    terminate_on_success: bool = True
+    """End the episode (terminated) once the success condition holds."""
+    sim: ArmSimConfig = field(default_factory=ArmSimConfig)
+    action: ArmActionConfig = field(default_factory=ArmActionConfig)
+    dr: ArmDomainRandomization = field(default_factory=ArmDomainRandomization)
+    noise: ArmObsNoise = field(default_factory=ArmObsNoise)
+    device: str = "cpu"
+    """Torch device of the returned tensors (physics always runs on the CPU)."""
