@@ -1,6 +1,7 @@
 """Export a chunked (diffusion) policy: ``policy.onnx`` holds the whole sampler, verified against torch.
 
-The graph is :meth:`robot_rl.policies.diffusion.DiffusionPolicy.sample` traced with its DDIM loop unrolled:
+The graph is :meth:`robot_rl.policies.diffusion.DiffusionPolicy.sample` traced with its sampler loop (DDIM, or
+Euler steps of a flow-matching policy) unrolled:
 inputs ``obs`` ``[batch, observation_steps, obs_dim]`` (raw units: the min-max normalisation is in the graph)
 and ``noise`` ``[batch, horizon, act_dim]`` (standard normal, so the caller owns randomness), output
 ``action`` ``[batch, horizon, act_dim]`` in raw action units. ``policy.json`` gets ``kind: "chunked"``, the
@@ -28,8 +29,8 @@ from robot_rl.policies.diffusion import DiffusionPolicy
 OPSET = 17
 
 
-class DDIMSampler(nn.Module):
-    """``(obs, noise) -> action chunk`` with a fixed number of DDIM steps (the exported computation)."""
+class Sampler(nn.Module):
+    """``(obs, noise) -> action chunk`` with a fixed number of sampler steps (the exported computation)."""
 
     def __init__(self, policy: DiffusionPolicy, steps: int) -> None:
         super().__init__()
@@ -41,8 +42,8 @@ class DDIMSampler(nn.Module):
 
 
 def sampler_onnx(policy: DiffusionPolicy, steps: int) -> onnx.ModelProto:
-    """Trace the DDIM sampler (EMA weights when the policy keeps them) into an ONNX model, dynamic batch."""
-    sampler = DDIMSampler(policy.eval(), steps).eval()
+    """Trace the sampler (DDIM or flow Euler steps; EMA weights where kept) into an ONNX model, dynamic batch."""
+    sampler = Sampler(policy.eval(), steps).eval()
     obs = torch.zeros(1, policy.n_obs_steps, policy.obs_dim)
     noise = torch.zeros(1, policy.horizon, policy.act_dim)
     buf = io.BytesIO()
@@ -83,7 +84,7 @@ def _share_initializers(model: onnx.ModelProto) -> None:
 def export_chunked_policy(out_dir: str | Path, policy: DiffusionPolicy, spec: dict[str, Any],
                           on_distribution_obs: np.ndarray, metadata: dict[str, Any], steps: int | None = None,
                           seed: int = 0, samples: int = 64) -> dict[str, Any]:
-    """Write ``policy.onnx`` + ``policy.json`` for ``policy`` sampled with ``steps`` DDIM steps.
+    """Write ``policy.onnx`` + ``policy.json`` for ``policy`` sampled with ``steps`` sampler steps.
 
     ``spec``: the task's per-step ``observation`` components, ``action`` and ``control_rate_hz``.
     ``on_distribution_obs`` ``[k, obs_dim]`` are observations from the data; verification runs ``samples``
@@ -129,8 +130,10 @@ def export_chunked_policy(out_dir: str | Path, policy: DiffusionPolicy, spec: di
         "observation": spec["observation"],
         "action": spec["action"],
         "control_rate_hz": spec["control_rate_hz"],
-        "chunk": {"observation_steps": to, "horizon": h, "execute": policy.n_action_steps, "sampler": "ddim",
-                  "steps": steps, "noise": "standard_normal", "prediction_type": cfg.prediction_type,
+        "chunk": {"observation_steps": to, "horizon": h, "execute": policy.n_action_steps,
+                  "sampler": policy.sampler_name, "steps": steps, "noise": "standard_normal",
+                  "objective": cfg.objective,
+                  "prediction_type": cfg.prediction_type,
                   "train_timesteps": cfg.num_train_timesteps, "beta_schedule": cfg.beta_schedule},
         "network": {"denoiser": cfg.denoiser, "down_dims": list(cfg.down_dims), "mlp_hidden": list(cfg.mlp_hidden),
                     "parameters": sum(p.numel() for p in policy.eval_denoiser().parameters()),

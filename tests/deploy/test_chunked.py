@@ -234,3 +234,15 @@ def test_chunked_runtime_runs_without_torch(mlp_export):
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                          text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_flow_sampler_export_matches_torch(tmp_path):
+    torch.manual_seed(1)
+    cfg = DiffusionConfig(horizon=H, n_action_steps=E, denoiser="mlp", mlp_hidden=(32,), step_embed_dim=16,
+                          objective="flow", num_inference_steps=3)
+    pol = DiffusionPolicy(cfg, 4, 2)
+    doc = export_chunked_policy(tmp_path, pol, SPEC, np.zeros((8, 4)), {}, samples=16)
+    assert doc["chunk"]["sampler"] == "flow_euler" and doc["chunk"]["steps"] == 3
+    ver = doc["verification"]
+    assert max(ver["max_abs_error_random"], ver["max_abs_error_on_distribution"]) <= 1e-5
+    assert ChunkedPolicyRunner(tmp_path, sources={"js": None}).verify_test_vector() <= 1e-5

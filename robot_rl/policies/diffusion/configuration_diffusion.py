@@ -29,6 +29,9 @@ class DiffusionConfig:
     """Size of the sinusoidal diffusion-step embedding."""
     mlp_hidden: tuple[int, ...] = (256, 256, 256)
     """Hidden widths of the MLP denoiser."""
+    objective: Literal["ddpm", "flow"] = "ddpm"
+    """``ddpm``: denoising diffusion (noise schedule below, DDIM sampler); ``flow``: flow matching (rectified
+    flow, straight paths from noise to data, Euler sampler), the few-step variant."""
     num_train_timesteps: int = 100
     """DDPM training steps T."""
     beta_schedule: Literal["squaredcos_cap_v2", "linear"] = "squaredcos_cap_v2"
@@ -44,7 +47,7 @@ class DiffusionConfig:
     clip_sample_range: float = 1.0
     """Clipping bound (actions are normalised to [-1, 1])."""
     num_inference_steps: int = 10
-    """DDIM steps at inference (and in the exported sampler)."""
+    """Sampler steps at inference and in the exported sampler (DDIM steps, or Euler steps of the flow)."""
     use_ema: bool = True
     """Keep an exponential moving average of the weights; evaluation and export use it."""
     ema_inv_gamma: float = 1.0

@@ -44,10 +44,16 @@ class DiffusionPolicy(nn.Module):
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """DDPM loss: MSE between the denoiser output and the noise (epsilon) or the clean chunk (sample)."""
+        """DDPM loss: MSE between the denoiser output and the noise (epsilon) or the clean chunk (sample);
+        flow matching: MSE to the velocity (data - noise) at a uniform time on the straight path."""
         x0 = self.act_norm.normalize(actions)
         cond = self.obs_norm.normalize(obs).flatten(1)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        if self.cfg.objective == "flow":
+            s = torch.rand((x0.shape[0], 1, 1), generator=generator, device=x0.device)
+            x_s = (1 - s) * noise + s * x0
+            v = self.denoiser(x_s, s.flatten() * self.cfg.num_train_timesteps, cond)
+            return nn.functional.mse_loss(v, x0 - noise)
         t = torch.randint(0, self.cfg.num_train_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
         x_t = schedule.add_noise(x0, noise, t, self.alphas_cumprod)
         target = noise if self.cfg.prediction_type == "epsilon" else x0
@@ -64,10 +70,13 @@ class DiffusionPolicy(nn.Module):
     # ------------------------------------------------------------------ sampling
     def sample(self, obs: torch.Tensor, noise: torch.Tensor, steps: int | None = None,
                denoiser: nn.Module | None = None) -> torch.Tensor:
-        """DDIM (eta 0) from ``noise`` ``[B, H, A]`` with ``steps`` steps (default: the config's); raw chunk out."""
+        """DDIM (eta 0) or flow Euler steps from ``noise`` ``[B, H, A]`` (``steps``: default the config's);
+        raw chunk out."""
         cfg = self.cfg
         net = denoiser if denoiser is not None else self.eval_denoiser()
         cond = self.obs_norm.normalize(obs).flatten(1)
+        if cfg.objective == "flow":
+            return self.act_norm.unnormalize(self._flow_euler(net, noise, cond, steps or cfg.num_inference_steps))
         ab = self.alphas_cumprod.tolist()
         timesteps = schedule.ddim_timesteps(cfg.num_train_timesteps, steps or cfg.num_inference_steps)
         clip = cfg.clip_sample_range if cfg.clip_sample else None
@@ -77,6 +86,18 @@ class DiffusionPolicy(nn.Module):
             t_vec = torch.full((x.shape[0],), float(t), device=x.device)
             x = schedule.ddim_step(net(x, t_vec, cond), x, ab[t], prev, cfg.prediction_type, clip)
         return self.act_norm.unnormalize(x)
+
+    def _flow_euler(self, net: nn.Module, x: torch.Tensor, cond: torch.Tensor, steps: int) -> torch.Tensor:
+        for k in range(steps):
+            s = torch.full((x.shape[0],), k / steps * self.cfg.num_train_timesteps, device=x.device)
+            x = x + net(x, s, cond) / steps
+        if self.cfg.clip_sample:
+            x = x.clamp(-self.cfg.clip_sample_range, self.cfg.clip_sample_range)
+        return x
+
+    @property
+    def sampler_name(self) -> str:
+        return "flow_euler" if self.cfg.objective == "flow" else "ddim"
 
     @torch.no_grad()
     def predict_chunk(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
