@@ -86,3 +86,15 @@ def test_missing_feature_and_missing_demos(demos, tmp_path):
         BCRunner(_cfg(demos, obs_key="observation.joints"), tmp_path / "run")
     with pytest.raises(ValueError, match="demos"):
         BCRunner(BCTrainConfig(), tmp_path / "run")
+
+
+def test_presets():
+    from robot_rl.policies.presets import bc_preset, bc_presets
+
+    assert "dp-panda-pick-cube" in bc_presets() and "mse-panda-reach-bimodal" in bc_presets()
+    cfg = bc_preset("dp-panda-pick-cube", "/d", seed=3)
+    assert cfg.policy == "diffusion" and cfg.demos == "/d" and cfg.seed == 3
+    assert cfg.diffusion.prediction_type == "sample"
+    assert BCTrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(KeyError, match="unknown behaviour-cloning preset"):
+        bc_preset("dp-crazyflie-hover")
