@@ -34,10 +34,11 @@ OBS_DIM, ACT_DIM, CONTROL_HZ = 34, 5, 50.0
 
 
 def _spec() -> dict:
-    return {"observation": [{"name": "joint_position", "size": 7, "valid_low": -4, "valid_high": 4},
-                            {"name": "joint_velocity", "size": 7, "valid_low": -20, "valid_high": 20},
-                            {"name": "ee_position", "size": 3, "valid_low": -2, "valid_high": 2},
-                            {"name": "goal", "size": 17, "frame": "task", "valid_low": -2, "valid_high": 2}],
+    # the contract's arm vocabulary with the pick-cube widths (34 in, 5 out); only the sizes matter here
+    return {"observation": [{"name": "joint_position", "size": ACT_DIM, "valid_low": -4, "valid_high": 4},
+                            {"name": "joint_velocity", "size": ACT_DIM, "valid_low": -20, "valid_high": 20},
+                            {"name": "goal", "size": OBS_DIM - 2 * ACT_DIM, "frame": "task", "valid_low": -2,
+                             "valid_high": 2}],
             "action": {"type": "joint_position", "size": ACT_DIM, "joints": [f"j{i}" for i in range(ACT_DIM)]},
             "control_rate_hz": CONTROL_HZ}
 
