@@ -246,3 +246,10 @@ def test_flow_sampler_export_matches_torch(tmp_path):
     ver = doc["verification"]
     assert max(ver["max_abs_error_random"], ver["max_abs_error_on_distribution"]) <= 1e-5
     assert ChunkedPolicyRunner(tmp_path, sources={"js": None}).verify_test_vector() <= 1e-5
+
+
+def test_arm_profile_loads_a_chunked_export(mlp_export):
+    from deploy.ros2.profiles import NodeConfig, make_profile
+
+    p = make_profile(NodeConfig(profile="arm", model_path=str(mlp_export), joints=["j1", "j2"], goal=[0.5, 0.5]))
+    assert isinstance(p.runner, ChunkedPolicyRunner) and p.runner.execute == E
