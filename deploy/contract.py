@@ -40,6 +40,12 @@
   (the setpoint stream stops).
   Optional ``chunk`` ``{"horizon": H, "execute": E}``: the network outputs H actions at once
   (``[batch, H * size]``, oldest first) and the runtime executes the first E before querying it again.
+* ``kind`` (optional, default ``"mlp"``): ``"chunked"`` marks a sampled action-chunk policy (diffusion). Its
+  ONNX takes ``obs`` ``[batch, observation_steps, obs_dim]`` (oldest first) and ``noise``
+  ``[batch, horizon, size]`` (standard normal, drawn by the caller) and returns ``action``
+  ``[batch, horizon, size]``; ``chunk`` holds ``observation_steps``, ``horizon``, ``execute`` (actions run per
+  chunk before replanning), ``sampler`` (e.g. ``"ddim"``) and ``steps``; the test vector adds
+  ``example_noise`` and its rows are nested (``[k][observation_steps][obs_dim]``, ``[k][horizon][size]``).
 * ``control_rate_hz``, ``robot``, ``task``, ``training`` (algorithm, config, seed), ``package_version``,
   ``onnx_opset``, ``network`` (layer sizes, activation, output), ``test_vector``
   (``example_input`` ``[k, obs_dim]``, ``example_output`` ``[k, act_dim]``, ``atol``).
@@ -67,6 +73,7 @@ KNOWN_COMPONENTS = set(QUADROTOR_COMPONENTS) | set(ARM_COMPONENTS) | set(HISTORY
 ACTION_TYPES = ("motor_rpm", "joint_position", "attitude_thrust", "ee_delta")
 EE_DELTA_CHANNELS = ("x", "y", "z", "yaw", "gripper")
 ARM_JOINT_COMPONENTS = ("joint_position", "joint_velocity")
+KINDS = ("mlp", "chunked")
 
 
 class ContractError(ValueError):
@@ -78,8 +85,15 @@ def obs_dim(spec: dict[str, Any]) -> int:
     return sum(int(c["size"]) for c in spec["observation"])
 
 
+def is_chunked(spec: dict[str, Any]) -> bool:
+    """Whether ``spec`` describes a sampled action-chunk policy (``kind`` ``"chunked"``)."""
+    return spec.get("kind", "mlp") == "chunked"
+
+
 def chunk_horizon(spec: dict[str, Any]) -> int:
-    """Number of actions the network outputs per query (1 unless ``action.chunk`` is set)."""
+    """Number of actions the network outputs per query (1 unless ``action.chunk`` or a chunked kind)."""
+    if is_chunked(spec):
+        return int(spec["chunk"]["horizon"])
     return int(spec["action"].get("chunk", {}).get("horizon", 1))
 
 
@@ -155,6 +169,10 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
     need(isinstance(rate, (int, float)) and rate > 0, "'control_rate_hz' must be positive")
     tv = spec.get("test_vector", {})
     need("example_input" in tv and "example_output" in tv, "'test_vector' needs example_input and example_output")
+    need(spec.get("kind", "mlp") in KINDS, f"'kind' must be one of {KINDS}")
+    if is_chunked(spec):
+        _validate_chunked(spec, need)
+        return spec
     need(all(len(row) == obs_dim(spec) for row in tv["example_input"]), "test_vector input width != obs size")
     need(all(len(row) == output_dim(spec) for row in tv["example_output"]),
          "test_vector output width != action size * chunk horizon")
@@ -187,6 +205,30 @@ def _validate_ee_delta(act: dict[str, Any], comps: list[dict[str, Any]], need: A
         if c["name"] in ARM_JOINT_COMPONENTS:
             need(joints is not None, f"component {c['name']!r} needs the ee_delta action's 'joints'")
             need(c["size"] == len(joints), f"component {c['name']!r} must have one entry per joint")
+
+
+def _validate_chunked(spec: dict[str, Any], need: Any) -> None:
+    ch = spec.get("chunk")
+    need(isinstance(ch, dict), "a chunked policy needs a 'chunk' section")
+    need("chunk" not in spec["action"], "a chunked policy takes its horizons from 'chunk', not 'action.chunk'")
+    for key in ("observation_steps", "horizon", "execute", "steps"):
+        need(isinstance(ch.get(key), int) and ch[key] >= 1, f"chunk.{key} must be a positive integer")
+    need(ch["execute"] <= ch["horizon"], "chunk.execute must not exceed chunk.horizon")
+    need(isinstance(ch.get("sampler"), str), "chunk.sampler must name the sampler")
+    tv, a, d = spec["test_vector"], spec["action"]["size"], obs_dim(spec)
+    need("example_noise" in tv, "a chunked policy's test_vector needs example_noise")
+
+    def shaped(rows: Any, inner: int, width: int) -> bool:
+        return isinstance(rows, list) and len(rows) > 0 and all(
+            isinstance(r, list) and len(r) == inner and all(isinstance(x, list) and len(x) == width for x in r)
+            for r in rows)
+
+    need(shaped(tv["example_input"], ch["observation_steps"], d), "test_vector input must be [k][observation_steps]"
+         "[obs size]")
+    need(shaped(tv["example_noise"], ch["horizon"], a), "test_vector noise must be [k][horizon][action size]")
+    need(shaped(tv["example_output"], ch["horizon"], a), "test_vector output must be [k][horizon][action size]")
+    need(len(tv["example_input"]) == len(tv["example_noise"]) == len(tv["example_output"]),
+         "test_vector input, noise and output need the same number of rows")
 
 
 def load(export_dir: str | Path) -> dict[str, Any]:

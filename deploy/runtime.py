@@ -459,13 +459,12 @@ class PolicyRunner:
             self._have_hold = True
         if self._clipped:
             self._clamp()
-        if self._queue >= self.execute:
-            np.copyto(self._chunk_flat, self._infer(self._feed).reshape(-1))
-            self._queue = 0
+        row = self._next_action(now)
+        if row is None:  # a chunked policy's next chunk is late: hold, keep history and queue
+            return self._hold_step(self.last_reason or "no action ready")
         act = self._act
-        np.maximum(self._chunk[self._queue], self._act_lo, out=act)  # NaN propagates through max/min
+        np.maximum(row, self._act_lo, out=act)  # NaN propagates through max/min
         np.minimum(act, self._act_hi, out=act)
-        self._queue += 1
         if not math.isfinite(act.dot(act)):
             return self.safe_command("policy output is not finite")
         cmd = self._cmd
@@ -523,6 +522,23 @@ class PolicyRunner:
             return (f"command guard: target [{k}] = {float(cmd[k]):.4g} outside [{float(self._cmd_lo[k]):.4g}, "
                     f"{float(self._cmd_hi[k]):.4g}]")
         return None
+
+    def _next_action(self, now: float) -> np.ndarray | None:
+        """The policy action for this step from the chunk queue (querying the network when it is empty)."""
+        if self._queue >= self.execute:
+            np.copyto(self._chunk_flat, self._infer(self._feed).reshape(-1))
+            self._queue = 0
+        self._queue += 1
+        return self._chunk[self._queue - 1]
+
+    def _hold_step(self, reason: str) -> tuple[np.ndarray | None, str]:
+        """The safe command for one step without resetting history or queue (a late chunk, not a fault)."""
+        self.safe_steps += 1
+        self.last_reason = reason
+        if not self._safe_into(self._cmd):
+            return None, reason
+        np.copyto(self._prev, self._cmd)
+        return self._output(), reason
 
     def _clamp(self) -> None:
         """Clamp components outside their training box into it (plausible, but more than the policy saw)."""

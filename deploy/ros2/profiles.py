@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from deploy.chunked_runtime import load_runner
 from deploy.ros2.frames import quat_to_rotmat
 from deploy.runtime import ModelError, PolicyRunner
 
@@ -159,9 +160,10 @@ class Profile:
     def _load(self, sources: dict[str, float | None], **kwargs: Any) -> PolicyRunner:
         try:
             kwargs.setdefault("max_command_delta", self.cfg.max_command_delta)
-            runner = PolicyRunner(self.cfg.export_dir(), sources=sources, check_stamps=self.cfg.check_stamps,
-                                  max_future_s=self.cfg.max_future_stamp_s, stamp_jump_s=self.cfg.stamp_jump_s,
-                                  recovery_count=self.cfg.stamp_recovery_count, **kwargs)
+            # a chunked (diffusion) export gets the ChunkedPolicyRunner; the profile does not need to know
+            runner = load_runner(self.cfg.export_dir(), sources=sources, check_stamps=self.cfg.check_stamps,
+                                 max_future_s=self.cfg.max_future_stamp_s, stamp_jump_s=self.cfg.stamp_jump_s,
+                                 recovery_count=self.cfg.stamp_recovery_count, **kwargs)
         except (ModelError, FileNotFoundError) as exc:
             raise ConfigError(str(exc)) from None
         spec = runner.spec
