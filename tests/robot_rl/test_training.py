@@ -1,8 +1,10 @@
 import json
 
+import onnx
 import pytest
 import torch
 
+from deploy.export.policy import onnx_session
 from robot_rl.commands.train import run_training
 from robot_rl.config import TrainConfig, get_preset
 from robot_rl.curriculum import Curriculum, CurriculumConfig
@@ -55,9 +57,10 @@ def test_replay_rewards_recomputed_after_curriculum_step(tmp_path):
     assert not torch.allclose(after[: len(before)], before)
 
 
-@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo", "apg"])
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo", "ppo-normalized", "apg"])
 def test_resume_reaches_the_same_weights(tmp_path, algorithm):
-    cfg = tiny(algorithm)
+    cfg = tiny(algorithm.removesuffix("-normalized"))
+    cfg.ppo.empirical_normalization = algorithm.endswith("-normalized")
     full = make_runner(cfg, tmp_path / "a")
     full.train()
     part = make_runner(cfg, tmp_path / "b")
@@ -134,6 +137,28 @@ def test_train_exports_and_evaluates(tmp_path):
     _, actor, meta = load_actor(tmp_path)
     assert meta["env_steps"] == 640
     assert {"survival", "settle", "passed"} <= set(out["eval"])
+
+
+def test_ppo_empirical_normalization_is_trained_and_folded_into_the_exported_first_layer(tmp_path):
+    cfg = tiny("ppo")
+    cfg.ppo.empirical_normalization = True
+    cfg.task.episode_length = 50
+    out = run_training(cfg, tmp_path)
+    assert out["export_max_abs_error"] <= 1e-5  # torch (normaliser + MLP) vs onnxruntime (folded Gemm)
+    spec = json.loads((tmp_path / "export" / "policy.json").read_text())
+    assert spec["network"]["normalization"] == "folded into the first layer"
+    _, actor, _ = load_actor(tmp_path)
+    norm = actor.normalizer
+    assert int(norm.count) == 640  # every rollout observation, nothing else
+    assert norm.mean.abs().max() > 0.05 and (norm.std - 1).abs().max() > 0.05
+    # the checkpointed statistics reach the export: a policy without them gives other actions
+    model = onnx.load(str(tmp_path / "export" / "policy.onnx"))
+    obs = torch.randn(256, norm.mean.numel()) * 0.3 + norm.mean
+    onnx_action = onnx_session(model).run(["action"], {"obs": obs.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(onnx_action), actor(obs), atol=1e-5, rtol=0)
+        unnormalized = actor.net(obs).clamp(-1, 1)
+    assert (torch.from_numpy(onnx_action) - unnormalized).abs().max() > 1e-2
 
 
 def test_presets_registered():
