@@ -320,12 +320,15 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
     """Observations of the envs ``envs[lo:hi]`` into their rows of ``policy`` and ``critic``.
 
     ``sig`` holds the 18 actor noise sigmas (zeros when noise is off: adding 0 is exact); the action history
-    is read oldest first from the ring, starting at column ``start``.
+    is read oldest first from the ring, starting at column ``start``, into the actor's row and the critic's
+    (after the parameter factors).
     """
     state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
     noise = _noise_rows(envs, lo, hi, keys, ctr)
     rpm_scale = _F2 / geo[GEO_RPM_MAX]
-    n_factors, m = critic.shape[1] - 28, policy.shape[1] - 18 - start
+    hist = policy.shape[1] - 18
+    n_factors, m = critic.shape[1] - 28 - hist, hist - start
+    h0 = 28 + n_factors  # first critic column of the action history
     for k in range(hi - lo):
         e = envs[lo + k]
         x = (state[e, 0], state[e, 1], state[e, 2], state[e, 3], state[e, 4], state[e, 5], state[e, 6],
@@ -346,6 +349,9 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
             row[18 + i] = past[start + i]
         for i in range(start):
             row[18 + m + i] = past[i]
+        crow = critic[e]
+        for i in range(hist):
+            crow[h0 + i] = row[18 + i]
 
 
 @njit(cache=True, error_model="numpy")
@@ -369,7 +375,7 @@ def _outputs(n, task, ring, head):
     """Fresh outputs ``(policy, critic, reward, terms, flags)`` (``flags`` rows: terminated, truncated, done)
     and the ring column of the oldest action."""
     hist = ring.shape[1] if task[T_HIST] > 0 else 0
-    outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, 32 if task[T_DR] != 0.0 else 28), np.float32),
+    outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, (32 if task[T_DR] != 0.0 else 28) + hist), np.float32),
             np.empty(n, np.float32), np.empty((n, 5), np.float32), np.empty((3, n), np.bool_))
     return outs, (4 * head + 4) % ring.shape[1] if hist > 0 else 0
 

@@ -95,7 +95,8 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self.action_dim = 4
         self.hover_action = p.hover_action
         self._dr = cfg.randomization
-        self.obs_dims = {"policy": 18 + 4 * cfg.action_history, "critic": 28 + (4 if self._dr.enabled else 0)}
+        self.obs_dims = {"policy": 18 + 4 * cfg.action_history,
+                         "critic": 28 + (4 if self._dr.enabled else 0) + 4 * cfg.action_history}
         base = (p.mass, *p.inertia, p.thrust_coefficient, p.motor_time_constant)
         geo = np.zeros(K.GEO_SIZE, np.float32)
         geo[K.GEO_RX:K.GEO_RX + 4] = [r[0] for r in p.rotor_positions]
