@@ -74,6 +74,18 @@ def test_resume_reaches_the_same_weights(tmp_path, algorithm):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo"])
+def test_asymmetric_critics_read_the_actors_action_history(tmp_path, algorithm):
+    runner = make_runner(tiny(algorithm), tmp_path)
+    critic = runner.algo.critic
+    in_dim = critic.linears[0].in_features if algorithm == "ppo" else critic.weights[0].shape[1]
+    action = 0 if algorithm == "ppo" else 4  # Q(critic_obs, a) vs V(critic_obs)
+    assert in_dim == runner.env.obs_dims["critic"] + action == 28 + 4 * 32 + action
+    runner._iteration()
+    obs = runner.obs
+    assert torch.equal(obs["critic"][:, 28:], obs["policy"][:, 18:])
+
+
 def test_td3_learns_point_mass_in_fixed_steps(tmp_path):
     cfg = tiny("td3", steps=3000)
     cfg.td3.actor_hidden, cfg.td3.critic_hidden, cfg.td3.activation = (32, 32), (32, 32), "relu"
