@@ -71,11 +71,13 @@ def stabilising_action(env, g: torch.Generator) -> torch.Tensor:
     return a + (torch.rand(a.shape, generator=g) - 0.5) * 0.02
 
 
-@pytest.mark.parametrize("randomise", [False, True])
-def test_matches_torch_reference(randomise):
+@pytest.mark.parametrize(("randomise", "critic_actor_inputs"), [(False, True), (True, True), (True, False)])
+def test_matches_torch_reference(randomise, critic_actor_inputs):
     dr = DomainRandomization(mass=(0.8, 1.2), inertia=(0.9, 1.1), thrust_coefficient=(0.95, 1.05),
                              motor_time_constant=(0.8, 1.2)) if randomise else DomainRandomization()
-    fused, ref = near_hover_pair(64, randomization=dr)
+    fused, ref = near_hover_pair(64, randomization=dr, critic_actor_inputs=critic_actor_inputs)
+    critic_dim = 28 + 4 * randomise + 128 * critic_actor_inputs
+    assert fused.obs_dims["critic"] == ref.obs_dims["critic"] == critic_dim
     g = torch.Generator().manual_seed(0)
     for t in range(200):  # > action_history steps, so the ring wraps around
         a = stabilising_action(fused, g)
