@@ -82,7 +82,7 @@ class NumpyHoverEnv:
             seen = clean + self.rng.standard_normal(clean.shape, dtype=F32) * self.sig
         rpm = s[:, 13:17] / self.rpm_max * 2 - 1
         return {"policy": np.concatenate((seen, self.history), 1),
-                "critic": np.concatenate((clean, self.force, self.torque, rpm), 1)}
+                "critic": np.concatenate((clean, self.force, self.torque, rpm, self.history), 1)}
 
     def _reset(self, idx: np.ndarray) -> None:
         cfg, k, rng = self.cfg, idx.size, self.rng

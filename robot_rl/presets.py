@@ -9,7 +9,11 @@ from sim.quadrotor.config import RewardWeights
 
 @register("paper-td3", "The L2F paper's TD3: 1 env, 300k steps, critic every 10 / actor every 20 steps")
 def paper_td3() -> TrainConfig:
-    return TrainConfig(algorithm="td3")
+    cfg = TrainConfig(algorithm="td3")
+    # the paper's 28-dim critic observation; with the 128-dim action history added, seed 0 collapsed (survival
+    # 0 % against 93.8 %, benchmarks/README.md)
+    cfg.task.critic_actor_inputs = False
+    return cfg
 
 
 @register("crazyflie-hover", "Analytic policy gradient through the differentiable simulator (fastest found)")
@@ -37,6 +41,7 @@ def crazyflie_hover() -> TrainConfig:
 def crazyflie_hover_td3() -> TrainConfig:
     cfg = TrainConfig(algorithm="td3")
     cfg.task.num_envs = 16
+    cfg.task.critic_actor_inputs = False  # as paper-td3: TD3 is not yet measured to learn with the history
     cfg.off_policy.updates_per_step = 0.2
     cfg.eval_every = 50_000
     return cfg

@@ -1,10 +1,12 @@
 """Analytic policy gradient (APG): back-propagate the return through the differentiable simulator.
 
-The simulator is written in plain torch, so the reward of a ``horizon``-step rollout is a differentiable
+The simulator is differentiable (the plain-torch env through autograd, or the fused CPU env with its
+hand-written vector-Jacobian product), so the reward of a ``horizon``-step rollout is a differentiable
 function of the policy parameters (observations, dynamics, reward and the action history included). One
 update rolls every env forward ``horizon`` steps from where it stands, averages the reward, and takes one
 Adam step on its gradient (truncated back-propagation through time; episodes continue across updates and
-resets inside a window simply start a new, gradient-free branch). Short-horizon variants of this idea
+resets inside a window simply start a new, gradient-free branch; ``runners/apg.py`` does the rollout and, on
+the fused env, the hand-written BPTT of ``apg_bptt.py``). Short-horizon variants of this idea
 (e.g. SHAC, Xu et al. 2022) are how differentiable simulators train quadrotor hover policies in minutes.
 """
 
@@ -43,7 +45,8 @@ class APGConfig:
 
 
 class APG:
-    """Update rule; ``update(rollout_fn)`` differentiates the mean reward that ``rollout_fn(actor)`` returns."""
+    """Update rule only: ``update(mean_reward)`` takes one Adam step up the gradient of the rollout's mean reward
+    (by autograd from ``mean_reward``, or from precomputed ``grads``); the runner rolls out the actor."""
 
     def __init__(self, cfg: APGConfig, policy_dim: int, action_dim: int,
                  init_action: float | list[float] = 0.0) -> None:

@@ -9,7 +9,8 @@ from torch import nn
 
 
 def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam, or AdamW (decoupled weight decay, as in the paper) when ``weight_decay > 0``."""
+    """Adam, or PyTorch's AdamW (decoupled decay ``w <- w (1 - lr weight_decay)`` on every parameter) when
+    ``weight_decay > 0``. The L2F paper's optimizer is not this but RLtools' decay: :func:`make_rltools_adam`."""
     params = list(params)
     if weight_decay > 0:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)

@@ -10,6 +10,7 @@ from torch import nn
 
 from robot_rl.algorithms.common import make_optimizer
 from robot_rl.models.mlp import MLP, PolicyGraph
+from robot_rl.models.normalizer import EmpiricalNormalizer
 
 
 @dataclass
@@ -31,6 +32,9 @@ class PPOConfig:
     minibatches: int = 4
     init_std: float = 0.5
     max_grad_norm: float = 1.0
+    empirical_normalization: bool = False
+    """Feed actor and critic their inputs normalised by the running mean/std of the rollout observations (as
+    rsl_rl's ``empirical_normalization``); the export folds the actor's statistics into its first layer."""
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, last_value: torch.Tensor, dones: torch.Tensor,
@@ -61,21 +65,31 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Ten
 
 
 class GaussianActor(nn.Module):
-    """Mean MLP + state-independent log-std; the deterministic (exported) action is the clipped mean."""
+    """Mean MLP + state-independent log-std; the deterministic (exported) action is the clipped mean.
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...], action_dim: int, activation: str, init_std: float):
+    With ``normalize`` the MLP reads ``(obs - mean) / std`` from an :class:`EmpiricalNormalizer` that the
+    trainer updates on rollout data; :meth:`graph` hands those statistics to the exporter.
+    """
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], action_dim: int, activation: str, init_std: float,
+                 normalize: bool = False):
         super().__init__()
+        self.normalizer = EmpiricalNormalizer(in_dim) if normalize else None
         self.net = MLP(in_dim, hidden, action_dim, activation, output="identity")
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
 
+    def _mean(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs if self.normalizer is None else self.normalizer(obs))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).clamp(-1.0, 1.0)
+        return self._mean(obs).clamp(-1.0, 1.0)
 
     def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        return torch.distributions.Normal(self.net(obs), self.log_std.exp())
+        return torch.distributions.Normal(self._mean(obs), self.log_std.exp())
 
     def graph(self) -> PolicyGraph:
-        g = self.net.graph()
+        n = self.normalizer
+        g = self.net.graph() if n is None else self.net.graph(n.mean, n.std)
         g.output = "clip"
         return g
 
@@ -86,8 +100,11 @@ class PPO:
     def __init__(self, cfg: PPOConfig, policy_dim: int, critic_dim: int, action_dim: int,
                  generator: torch.Generator | None = None) -> None:
         self.cfg = cfg
-        self.actor = GaussianActor(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, cfg.init_std)
-        self.critic = MLP(critic_dim, cfg.critic_hidden, 1, cfg.activation)
+        norm = cfg.empirical_normalization
+        self.actor = GaussianActor(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, cfg.init_std, norm)
+        self.critic: nn.Module = MLP(critic_dim, cfg.critic_hidden, 1, cfg.activation)
+        if norm:
+            self.critic = nn.Sequential(EmpiricalNormalizer(critic_dim), self.critic)
         self.opt = make_optimizer(list(self.actor.parameters()) + list(self.critic.parameters()), cfg.lr, 0.0)
         self.gen = generator
 
@@ -96,6 +113,12 @@ class PPO:
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt": self.opt}
+
+    def update_normalizers(self, policy_obs: torch.Tensor, critic_obs: torch.Tensor) -> None:
+        """Fold one batch of rollout observations into the running statistics (no-op without normalisation)."""
+        if self.cfg.empirical_normalization:
+            self.actor.normalizer.update(policy_obs)
+            self.critic[0].update(critic_obs)
 
     @torch.no_grad()
     def act(self, policy_obs: torch.Tensor, explore: bool) -> tuple[torch.Tensor, torch.Tensor]:

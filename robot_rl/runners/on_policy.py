@@ -25,6 +25,7 @@ class OnPolicyRunner(Runner):
         keys = ("policy_obs", "critic_obs", "action", "logp", "values", "rewards", "dones", "bootstrap")
         buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         for _ in range(T):
+            algo.update_normalizers(self.obs["policy"], self.obs["critic"])
             action, logp = algo.act(self.obs["policy"], explore=True)
             with torch.no_grad():
                 value = algo.critic(self.obs["critic"]).squeeze(-1)

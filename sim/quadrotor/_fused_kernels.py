@@ -37,7 +37,8 @@ from sim.quadrotor._fused_rng import (
 (GEO_RX, GEO_RY, GEO_YAW, GEO_G, GEO_RPM_MIN, GEO_RPM_MAX, GEO_DT, GEO_H6, GEO_HALF_SPAN, GEO_BASE,
  GEO_SIZE) = 0, 4, 8, 12, 15, 16, 17, 18, 19, 20, 26
 (T_POS_LIMIT, T_MAX_STEPS, T_HOVER, T_NOISE, T_GUIDE, T_INIT_P, T_MIN_W, T_INIT_V, T_INIT_W, T_INIT_RPM, T_FSTD,
- T_TSTD, T_DR, T_DR_LO, T_DR_HI, T_HIST, T_SIZE) = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 21, 22
+ T_TSTD, T_DR, T_DR_LO, T_DR_HI, T_HIST, T_CRITIC_HIST, T_SIZE) = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17,
+                                                                  21, 22, 23)
 _LOW32 = np.uint64(0xFFFFFFFF)
 #: Envs per chunk of a step (the chunk's data stays in L2 between stages) and of resets.
 CHUNK, RESET_CHUNK = 512, 32
@@ -316,16 +317,20 @@ def _noise_rows(envs, lo, hi, keys, ctr):
 
 
 @njit(cache=True, error_model="numpy")
-def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
+def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig, n_factors):
     """Observations of the envs ``envs[lo:hi]`` into their rows of ``policy`` and ``critic``.
 
     ``sig`` holds the 18 actor noise sigmas (zeros when noise is off: adding 0 is exact); the action history
-    is read oldest first from the ring, starting at column ``start``.
+    is read oldest first from the ring, starting at column ``start``, into the actor's row and, when the critic
+    has the columns for it, into the critic's after its ``n_factors`` parameter factors.
     """
     state, force, torque, target, steps, prm, factors, ring, keys, ctr = bufs
     noise = _noise_rows(envs, lo, hi, keys, ctr)
     rpm_scale = _F2 / geo[GEO_RPM_MAX]
-    n_factors, m = critic.shape[1] - 28, policy.shape[1] - 18 - start
+    hist = policy.shape[1] - 18
+    m = hist - start
+    h0 = 28 + n_factors  # first critic column of the action history
+    critic_hist = critic.shape[1] - h0  # hist or 0
     for k in range(hi - lo):
         e = envs[lo + k]
         x = (state[e, 0], state[e, 1], state[e, 2], state[e, 3], state[e, 4], state[e, 5], state[e, 6],
@@ -346,6 +351,9 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig):
             row[18 + i] = past[start + i]
         for i in range(start):
             row[18 + m + i] = past[i]
+        crow = critic[e]
+        for i in range(critic_hist):
+            crow[h0 + i] = row[18 + i]
 
 
 @njit(cache=True, error_model="numpy")
@@ -361,7 +369,7 @@ def _reset_rows(envs, lo, hi, bufs, policy, critic, final, start, geo, task, sig
                 final[k, pd + i] = critic[envs[k], i]
     for k in range(lo, hi):
         _reset_env(envs[k], bufs, geo, task)
-    _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig)
+    _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig, 4 if task[T_DR] != 0.0 else 0)
 
 
 @njit(cache=True, error_model="numpy")
@@ -369,7 +377,8 @@ def _outputs(n, task, ring, head):
     """Fresh outputs ``(policy, critic, reward, terms, flags)`` (``flags`` rows: terminated, truncated, done)
     and the ring column of the oldest action."""
     hist = ring.shape[1] if task[T_HIST] > 0 else 0
-    outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, 32 if task[T_DR] != 0.0 else 28), np.float32),
+    critic_dim = (32 if task[T_DR] != 0.0 else 28) + (hist if task[T_CRITIC_HIST] != 0.0 else 0)
+    outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, critic_dim), np.float32),
             np.empty(n, np.float32), np.empty((n, 5), np.float32), np.empty((3, n), np.bool_))
     return outs, (4 * head + 4) % ring.shape[1] if hist > 0 else 0
 
@@ -390,7 +399,7 @@ def step_kernel(action, bufs, head, envs, geo, task, sig, weights):
     for c in prange(nc):
         lo, hi = c * n // nc, (c + 1) * n // nc
         _step_rows(lo, hi, action, bufs, outs, head, geo, task, weights)
-        _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig)
+        _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig, 4 if task[T_DR] != 0.0 else 0)
     done_idx = np.flatnonzero(flags[2])
     k = done_idx.size
     final = np.empty((k, policy.shape[1] + critic.shape[1]), np.float32)

@@ -93,6 +93,10 @@ class QuadrotorTaskConfig:
     """Steps until truncation."""
     action_history: int = 32
     """Previous actions in the actor observation, oldest first."""
+    critic_actor_inputs: bool = True
+    """Give the critic what, besides the state, determines the actor's action: its action history (after the
+    privileged state) and, when observation latency is randomised, its latency. The L2F paper's critic (28) has
+    neither; ``paper-td3`` turns this off to reproduce it."""
     position_limit: float = 0.6
     """An episode terminates when any |p_i - target_i| exceeds this (m)."""
     obs_noise_position: float = 0.001

@@ -95,7 +95,9 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self.action_dim = 4
         self.hover_action = p.hover_action
         self._dr = cfg.randomization
-        self.obs_dims = {"policy": 18 + 4 * cfg.action_history, "critic": 28 + (4 if self._dr.enabled else 0)}
+        self.obs_dims = {"policy": 18 + 4 * cfg.action_history,
+                         "critic": 28 + (4 if self._dr.enabled else 0)
+                         + (4 * cfg.action_history if cfg.critic_actor_inputs else 0)}
         base = (p.mass, *p.inertia, p.thrust_coefficient, p.motor_time_constant)
         geo = np.zeros(K.GEO_SIZE, np.float32)
         geo[K.GEO_RX:K.GEO_RX + 4] = [r[0] for r in p.rotor_positions]
@@ -113,6 +115,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
             cfg.init_max_angular_velocity, cfg.init_rpm, cfg.disturbance_force_std_g, cfg.disturbance_torque_std)
         ranges = (self._dr.mass, self._dr.inertia, self._dr.thrust_coefficient, self._dr.motor_time_constant)
         task[K.T_DR], task[K.T_HIST] = float(self._dr.enabled), cfg.action_history
+        task[K.T_CRITIC_HIST] = float(cfg.critic_actor_inputs)
         task[K.T_DR_LO:K.T_DR_LO + 4] = [r[0] for r in ranges]
         task[K.T_DR_HI:K.T_DR_HI + 4] = [r[1] for r in ranges]
         self._geo, self._task = geo, task

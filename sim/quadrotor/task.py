@@ -115,8 +115,11 @@ class QuadrotorHoverEnv(BatchedEnv):
 
     Observation groups: ``policy`` (146 by default: position - target, rotation matrix row-major,
     world linear velocity, body angular velocity, noisy; then the last ``action_history`` actions, oldest
-    first) and ``critic`` (28: the same noise-free state, disturbance force and torque, rotor speeds
-    normalised to [-1, 1]; plus 4 parameter factors when domain randomisation is on).
+    first) and ``critic`` (156 by default: the same noise-free state, disturbance force and torque, rotor
+    speeds normalised to [-1, 1]; 4 parameter factors when domain randomisation is on; the actor's action
+    history; and, when observation latency is randomised, the actor's latency as a fraction of its maximum;
+    these two only with ``critic_actor_inputs``, the default). The critic sees what determines the actor's action
+    (its action history and how stale its observation is), so that Q and V are functions of it.
     """
 
     differentiable = True
@@ -138,7 +141,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
             "policy": self._state_obs_dim + 4 * cfg.action_history,
-            "critic": 28 + (4 if self._dr.enabled else 0),
+            "critic": 28 + (4 if self._dr.enabled else 0)
+            + ((4 * cfg.action_history + (self._latency_max > 0)) if cfg.critic_actor_inputs else 0),
         }
         dev, f32 = self.device, torch.float32
         self.gen = torch.Generator(device=dev)
@@ -337,4 +341,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         critic = [clean if self.cfg.obs_angular_velocity else self._critic_state(), self.force, self.torque, rpm]
         if self._dr.enabled:
             critic.append(self.factors - 1.0)
+        if self.cfg.critic_actor_inputs:
+            critic.append(self.history)
+            if self._latency_max > 0:
+                critic.append((self.latency.to(torch.float32) / self._latency_max)[:, None])
         return {"policy": torch.cat((seen, self.history), dim=-1), "critic": torch.cat(critic, dim=-1)}

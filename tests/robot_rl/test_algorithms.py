@@ -9,35 +9,37 @@ from robot_rl.algorithms.sac import SAC, SACConfig
 from robot_rl.algorithms.td3 import TD3, TD3Config
 
 
-class FixedTwinQ(nn.Module):
-    """Q1 = sum(action), Q2 = sum(action) + offset: the twin minimum is Q1 for offset > 0."""
-
-    def __init__(self, action_dim: int, offset: float) -> None:
-        super().__init__()
-        self.action_dim, self.offset = action_dim, offset
+class CrossingTwinQ(nn.Module):
+    """Q1 = action[0], Q2 = action[1]: which twin is smaller depends on the action, so the twins cross."""
 
     def forward(self, x):
-        q1 = x[:, -self.action_dim:].sum(-1, keepdim=True)
-        return torch.stack((q1, q1 + self.offset))
+        return torch.stack((x[:, -2:-1], x[:, -1:]))
 
 
 def test_td3_target_uses_clipped_noise_and_twin_min():
     cfg = TD3Config(actor_hidden=(8,), critic_hidden=(8,), gamma=0.9, target_noise=10.0, target_noise_clip=0.5)
     gen = torch.Generator().manual_seed(3)
     algo = TD3(cfg, policy_dim=3, critic_dim=2, action_dim=2, generator=gen)
-    algo.critic_target = FixedTwinQ(2, offset=5.0)
+    algo.critic_target = CrossingTwinQ()
     with torch.no_grad():
         for p in algo.actor_target.parameters():
             p.zero_()  # target actor outputs tanh(0) = 0
-    reward = torch.tensor([1.0, 1.0, -2.0])
-    terminated = torch.tensor([0.0, 1.0, 0.0])
-    noise = torch.randn((3, 2), generator=torch.Generator().manual_seed(3)) * 10.0
-    y = algo.target_q(reward, torch.zeros(3, 3), torch.zeros(3, 2), terminated)
+    n = 16
+    reward = torch.linspace(-2.0, 2.0, n)
+    terminated = (torch.arange(n) % 4 == 1).float()
+    noise = torch.randn((n, 2), generator=torch.Generator().manual_seed(3)) * 10.0
+    y = algo.target_q(reward, torch.zeros(n, 3), torch.zeros(n, 2), terminated)
     clipped = noise.clamp(-0.5, 0.5)
-    assert (clipped.abs() == 0.5).sum() >= 4  # large noise is clipped to the bound
-    expected = reward + 0.9 * (1 - terminated) * clipped.sum(-1)
+    assert (clipped.abs() == 0.5).sum() >= n  # large noise is clipped to the bound
+    q1, q2 = clipped[:, 0], clipped[:, 1]
+    live = terminated == 0
+    # the twins cross on bootstrapped rows: neither twin alone (nor their mean) gives the target
+    assert (q1 < q2)[live].any() and (q2 < q1)[live].any()
+    expected = reward + 0.9 * (1 - terminated) * torch.minimum(q1, q2)
     torch.testing.assert_close(y, expected)
-    assert y[1] == 1.0  # terminal: no bootstrap
+    for wrong in (q1, q2, (q1 + q2) / 2):
+        assert not torch.allclose(y, reward + 0.9 * (1 - terminated) * wrong)
+    torch.testing.assert_close(y[~live], reward[~live])  # terminal: no bootstrap
 
 
 def test_td3_actor_is_delayed():

@@ -1,8 +1,10 @@
 import json
 
+import onnx
 import pytest
 import torch
 
+from deploy.export.policy import onnx_session
 from robot_rl.commands.train import run_training
 from robot_rl.config import TrainConfig, get_preset
 from robot_rl.curriculum import Curriculum, CurriculumConfig
@@ -55,9 +57,10 @@ def test_replay_rewards_recomputed_after_curriculum_step(tmp_path):
     assert not torch.allclose(after[: len(before)], before)
 
 
-@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo", "apg"])
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo", "ppo-normalized", "apg"])
 def test_resume_reaches_the_same_weights(tmp_path, algorithm):
-    cfg = tiny(algorithm)
+    cfg = tiny(algorithm.removesuffix("-normalized"))
+    cfg.ppo.empirical_normalization = algorithm.endswith("-normalized")
     full = make_runner(cfg, tmp_path / "a")
     full.train()
     part = make_runner(cfg, tmp_path / "b")
@@ -69,6 +72,18 @@ def test_resume_reaches_the_same_weights(tmp_path, algorithm):
     resumed.train()
     for (k, a), (_, b) in zip(full.actor.state_dict().items(), resumed.actor.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "ppo"])
+def test_asymmetric_critics_read_the_actors_action_history(tmp_path, algorithm):
+    runner = make_runner(tiny(algorithm), tmp_path)
+    critic = runner.algo.critic
+    in_dim = critic.linears[0].in_features if algorithm == "ppo" else critic.weights[0].shape[1]
+    action = 0 if algorithm == "ppo" else 4  # Q(critic_obs, a) vs V(critic_obs)
+    assert in_dim == runner.env.obs_dims["critic"] + action == 28 + 4 * 32 + action
+    runner._iteration()
+    obs = runner.obs
+    assert torch.equal(obs["critic"][:, 28:], obs["policy"][:, 18:])
 
 
 def test_td3_learns_point_mass_in_fixed_steps(tmp_path):
@@ -136,8 +151,32 @@ def test_train_exports_and_evaluates(tmp_path):
     assert {"survival", "settle", "passed"} <= set(out["eval"])
 
 
+def test_ppo_empirical_normalization_is_trained_and_folded_into_the_exported_first_layer(tmp_path):
+    cfg = tiny("ppo")
+    cfg.ppo.empirical_normalization = True
+    cfg.task.episode_length = 50
+    out = run_training(cfg, tmp_path)
+    assert out["export_max_abs_error"] <= 1e-5  # torch (normaliser + MLP) vs onnxruntime (folded Gemm)
+    spec = json.loads((tmp_path / "export" / "policy.json").read_text())
+    assert spec["network"]["normalization"] == "folded into the first layer"
+    _, actor, _ = load_actor(tmp_path)
+    norm = actor.normalizer
+    assert int(norm.count) == 640  # every rollout observation, nothing else
+    assert norm.mean.abs().max() > 0.05 and (norm.std - 1).abs().max() > 0.05
+    # the checkpointed statistics reach the export: a policy without them gives other actions
+    model = onnx.load(str(tmp_path / "export" / "policy.onnx"))
+    obs = torch.randn(256, norm.mean.numel()) * 0.3 + norm.mean
+    onnx_action = onnx_session(model).run(["action"], {"obs": obs.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(onnx_action), actor(obs), atol=1e-5, rtol=0)
+        unnormalized = actor.net(obs).clamp(-1, 1)
+    assert (torch.from_numpy(onnx_action) - unnormalized).abs().max() > 1e-2
+
+
 def test_presets_registered():
     assert get_preset("paper-td3").off_policy.total_env_steps == 300_000
+    assert not get_preset("paper-td3").task.critic_actor_inputs  # the paper's 28-dim critic
+    assert TrainConfig().task.critic_actor_inputs  # the default for sac, ppo and new presets
     assert get_preset("crazyflie-hover").algorithm == "apg"
     assert get_preset("crazyflie-hover-td3").algorithm == "td3"
     with pytest.raises(ValueError, match="unknown preset"):

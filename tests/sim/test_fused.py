@@ -71,11 +71,13 @@ def stabilising_action(env, g: torch.Generator) -> torch.Tensor:
     return a + (torch.rand(a.shape, generator=g) - 0.5) * 0.02
 
 
-@pytest.mark.parametrize("randomise", [False, True])
-def test_matches_torch_reference(randomise):
+@pytest.mark.parametrize(("randomise", "critic_actor_inputs"), [(False, True), (True, True), (True, False)])
+def test_matches_torch_reference(randomise, critic_actor_inputs):
     dr = DomainRandomization(mass=(0.8, 1.2), inertia=(0.9, 1.1), thrust_coefficient=(0.95, 1.05),
                              motor_time_constant=(0.8, 1.2)) if randomise else DomainRandomization()
-    fused, ref = near_hover_pair(64, randomization=dr)
+    fused, ref = near_hover_pair(64, randomization=dr, critic_actor_inputs=critic_actor_inputs)
+    critic_dim = 28 + 4 * randomise + 128 * critic_actor_inputs
+    assert fused.obs_dims["critic"] == ref.obs_dims["critic"] == critic_dim
     g = torch.Generator().manual_seed(0)
     for t in range(200):  # > action_history steps, so the ring wraps around
         a = stabilising_action(fused, g)
@@ -96,8 +98,8 @@ def test_matches_torch_reference(randomise):
 def test_observation_layout_and_history():
     env = make(4, noise=False)
     obs = env.reset(seed=3)
-    assert obs["policy"].shape == (4, 146) and obs["critic"].shape == (4, 28)
-    assert (obs["policy"][:, 18:] == 0).all()
+    assert obs["policy"].shape == (4, 146) and obs["critic"].shape == (4, 28 + 128)
+    assert (obs["policy"][:, 18:] == 0).all() and (obs["critic"][:, 28:] == 0).all()
     actions = [torch.rand(4, 4) * 2 - 1 for _ in range(40)]
     for a in actions:
         env.state[:, :3] = 0.0  # stay alive
@@ -105,9 +107,10 @@ def test_observation_layout_and_history():
     s = env.state
     torch.testing.assert_close(obs["critic"][:, 3:12], quat_to_rotmat(s[:, 3:7]).reshape(4, 9))
     torch.testing.assert_close(obs["policy"][:, 18:], torch.cat(actions[-32:], dim=1).clamp(-1, 1))
+    assert torch.equal(obs["critic"][:, 28:], obs["policy"][:, 18:])  # the critic sees the actor's history
     torch.testing.assert_close(obs["critic"][:, 24:28], s[:, 13:17] / 21702 * 2 - 1)
     short = make(2, noise=False, action_history=0)
-    assert short.step(hover(short))[0]["policy"].shape == (2, 18)
+    assert [v.shape for v in short.step(hover(short))[0].values()] == [(2, 18), (2, 28)]
 
 
 def test_termination_truncation_and_auto_reset():
@@ -180,7 +183,7 @@ def test_results_do_not_depend_on_thread_count():
         two = rollout(7, n, 60)
     finally:
         numba.set_num_threads(before)
-    resets = one[:, :, 146 + 28 + 146 + 1].sum(1)  # terminations per step
+    resets = one[:, :, 146 + 156 + 146 + 1].sum(1)  # terminations per step
     assert resets.max() >= 2 * RESET_CHUNK  # the parallel reset path ran too
     assert torch.equal(one, two)
 
@@ -200,12 +203,15 @@ def test_reward_weights_change_at_runtime():
 def test_domain_randomisation_is_per_env():
     dr = DomainRandomization(mass=(0.8, 1.2), thrust_coefficient=(0.9, 1.1))
     env = make(256, randomization=dr)
-    assert env.obs_dims["critic"] == 32
+    assert env.obs_dims["critic"] == 32 + 128
     m = env.pt.mass[:, 0] / 0.027
     assert 0.8 <= m.min() < 0.85 and 1.15 < m.max() <= 1.2
     torch.testing.assert_close(env.pt.thrust_coefficient[:, 0] / 3.16e-10, env.factors[:, 2])
     obs = env.reset(seed=0)
-    torch.testing.assert_close(obs["critic"][:, 28:], env.factors - 1)
+    torch.testing.assert_close(obs["critic"][:, 28:32], env.factors - 1)
+    env.step(torch.rand(256, 4) * 2 - 1)
+    obs, *_ = env.step(torch.rand(256, 4) * 2 - 1)
+    assert torch.equal(obs["critic"][:, 32:], obs["policy"][:, 18:])  # history after the factors
 
 
 def test_unsupported_options_and_factory():
@@ -225,7 +231,7 @@ def test_unsupported_options_and_factory():
 def test_gymnasium_adapter():
     env = GymVectorEnv(make(3, noise=False))
     obs, info = env.reset(seed=0)
-    assert obs.shape == (3, 146) and info["obs_critic"].shape == (3, 28)
+    assert obs.shape == (3, 146) and info["obs_critic"].shape == (3, 156)
     for _ in range(200):
         obs, rew, term, trunc, info = env.step(np.full((3, 4), 1.0, dtype=np.float32))
         if term.any():
@@ -245,6 +251,6 @@ def test_buffers_are_views_and_actions_of_any_layout():
     env.steps.zero_()
     strided = torch.full((4, 8), env.hover_action)[:, ::2]
     out_strided = env.step(strided)
-    torch.testing.assert_close(out64[0]["critic"], out_strided[0]["critic"])
+    torch.testing.assert_close(out64[0]["critic"][:, :28], out_strided[0]["critic"][:, :28])
     with pytest.raises(ValueError, match="action must be"):
         env.step(torch.zeros(3, 4))

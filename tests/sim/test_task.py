@@ -26,7 +26,7 @@ def hover(env) -> torch.Tensor:
 def test_observation_layout_matches_state():
     env = make(4, noise=False)
     obs = env.reset(seed=3)
-    assert obs["policy"].shape == (4, 146) and obs["critic"].shape == (4, 28)
+    assert obs["policy"].shape == (4, 146) and obs["critic"].shape == (4, 156)
     a = torch.rand(4, 4) * 2 - 1
     obs, *_ = env.step(a)
     s = env.state
@@ -45,6 +45,8 @@ def test_observation_layout_matches_state():
     b = torch.rand(4, 4) * 2 - 1
     obs, *_ = env.step(b)
     torch.testing.assert_close(obs["policy"][:, -8:], torch.cat((a, b), dim=1))
+    # the critic sees the actor's action history (what, with the state, determines the actor's action)
+    assert obs["critic"].shape == (4, 28 + 128) and torch.equal(obs["critic"][:, 28:], obs["policy"][:, 18:])
 
 
 def test_actor_noise_has_paper_sigma():
@@ -120,15 +122,19 @@ def test_same_seed_same_trajectory():
 
 
 def test_domain_randomisation_is_per_env_and_off_by_default():
-    assert make(4).obs_dims["critic"] == 28
+    assert make(4).obs_dims["critic"] == 28 + 128
     dr = DomainRandomization(mass=(0.8, 1.2), thrust_coefficient=(0.9, 1.1), obs_latency_steps=(0, 3))
     env = make(256, randomization=dr)
-    assert env.obs_dims["critic"] == 32
+    assert env.obs_dims["critic"] == 32 + 128 + 1
     m = env.pt.mass[:, 0] / 0.027
     assert 0.8 <= m.min() < 0.85 and 1.15 < m.max() <= 1.2
     assert set(env.latency.tolist()) == {0, 1, 2, 3}
     obs = env.reset(seed=0)
-    torch.testing.assert_close(obs["critic"][:, 28:], env.factors - 1)
+    torch.testing.assert_close(obs["critic"][:, 28:32], env.factors - 1)
+    assert obs["critic"].shape == (256, env.obs_dims["critic"])
+    assert torch.equal(obs["critic"][:, 32:-1], obs["policy"][:, 18:])
+    torch.testing.assert_close(obs["critic"][:, -1], env.latency.float() / 3)  # the actor's latency, 0..1
+    assert len(set(obs["critic"][:, -1].tolist())) == 4
 
 
 def test_observation_latency_delays_actor_state():
@@ -145,7 +151,7 @@ def test_observation_latency_delays_actor_state():
 def test_gymnasium_adapter_behaves_like_vector_env():
     env = GymVectorEnv(make(3, noise=False))
     obs, info = env.reset(seed=0)
-    assert obs.shape == (3, 146) and obs.dtype == np.float32 and info["obs_critic"].shape == (3, 28)
+    assert obs.shape == (3, 146) and obs.dtype == np.float32 and info["obs_critic"].shape == (3, 156)
     assert env.observation_space.shape == (3, 146) and env.single_action_space.shape == (4,)
     assert env.action_space.contains(env.action_space.sample())
     steps = 0
