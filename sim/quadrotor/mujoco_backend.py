@@ -78,10 +78,17 @@ class MujocoHoverEnv(EngineHoverEnv):
             qvel[local, :3], qvel[local, 3:] = vel[sel], omega[sel]
 
     def _engine_set_params(self, idx, mass, inertia) -> None:
-        for rows, model, *_ in self._worlds:
+        for rows, model, data, *_ in self._worlds:
             sel = (idx >= rows[0]) & (idx <= rows[-1])
-            model.body_mass[1 + idx[sel] - rows[0]] = mass[sel]
-            model.body_inertia[1 + idx[sel] - rows[0]] = inertia[sel]
+            if sel.any() and not (np.array_equal(model.body_mass[1 + idx[sel] - rows[0]], mass[sel])
+                                  and np.array_equal(model.body_inertia[1 + idx[sel] - rows[0]], inertia[sel])):
+                model.body_mass[1 + idx[sel] - rows[0]] = mass[sel]
+                model.body_inertia[1 + idx[sel] - rows[0]] = inertia[sel]
+                # MuJoCo caches quantities derived from mass and inertia; mj_setConst recomputes them at qpos0
+                # and leaves data there, so the other drones of the world are put back afterwards
+                saved = data.qpos.copy(), data.qvel.copy(), data.qacc_warmstart.copy()
+                mujoco.mj_setConst(model, data)
+                data.qpos[:], data.qvel[:], data.qacc_warmstart[:] = saved
 
     def _engine_substep(self, thrust, force, torque) -> None:
         for rows, model, data, qpos, _, ctrl, xfrc in self._worlds:
