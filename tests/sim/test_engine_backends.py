@@ -77,7 +77,7 @@ def test_step_shapes_and_same_step_autoreset(engine):
 def test_truncation_at_episode_length(engine):
     env = make(engine, 2, episode_length=3, init_guidance=1.0, disturbance_force_std_g=0.0,
                disturbance_torque_std=0.0)
-    for t in range(3):
+    for _ in range(3):
         _, _, term, trunc, info = env.step(hover(env))
     assert trunc.all() and not term.any() and info["time_outs"].all()
 
