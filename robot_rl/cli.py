@@ -44,16 +44,18 @@ def sim(
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, sweep: bool = True,
-             source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto") -> None:
+             source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto", sim: tuple[str, ...] = ("ours",)) -> None:
     """Evaluate a run with its task's protocol (quadrotor-hover: 256 paper episodes + robustness sweep) and
     write report.md with plots.
 
     ``--episodes``: default the run's ``evaluation.episodes``. The episodes are held out (``evaluation.seed``):
     the in-training evaluations that choose when training stops fly ``evaluation.selection_seed``.
-    ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md)."""
+    ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md).
+    ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
+    transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md)."""
     from robot_rl.commands.evaluate import print_summary, run_eval
 
-    summary = run_eval(run_dir, episodes, sweep, source)
+    summary = run_eval(run_dir, episodes, sweep, source, sims=sim)
     print(f"report written to {summary['report']}")
     print_summary(summary)
 
