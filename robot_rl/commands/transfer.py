@@ -11,10 +11,14 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from robot_rl.plotting import plot_trajectories
+import matplotlib.pyplot as plt
+import numpy as np
+
+from robot_rl.plotting import quat_to_euler_deg, save_figure
 from sim.registry import Policy, TaskSpec
 
 OURS = "ours"
+STYLES = ("-", "--", ":", "-.")
 
 
 def resolve_sims(task: TaskSpec, sims: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -47,18 +51,32 @@ def transfer_eval(task: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Any, 
     return out
 
 
-def transfer_plot(results: dict[str, dict], path: Path, episodes: int = 3) -> Path | None:
-    """The same first ``episodes`` initial states flown in each backend (one line per backend and episode)."""
-    traces, labels = [], []
-    for label, r in results.items():
-        tr = r["result"].get("traces")
-        if tr is None:
-            return None
-        for i in range(min(episodes, len(tr))):
-            traces.append(tr[i])
-            labels.append(f"{label} ep {i}")
-    return plot_trajectories(traces, labels, results[next(iter(results))]["result"]["dt"],
-                             f"same initial states in {', '.join(results)}", path)
+def transfer_plot(results: dict[str, dict], path: Path, episodes: int = 4) -> Path | None:
+    """The same first ``episodes`` initial states flown in each backend: position and attitude over time, one
+    colour per episode, one line style per simulator (None: the protocol records no traces)."""
+    if any(r["result"].get("traces") is None for r in results.values()):
+        return None
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6), sharex=True)
+    dt = next(iter(results.values()))["result"]["dt"]
+    for k, (label, r) in enumerate(results.items()):
+        traces = np.asarray(r["result"]["traces"], dtype=np.float64)
+        for i in range(min(episodes, len(traces))):
+            s, t = traces[i], np.arange(len(traces[i])) * dt
+            euler = quat_to_euler_deg(s[:, 3:7])
+            for j in range(3):
+                kw = {"color": f"C{i}", "ls": STYLES[k % len(STYLES)], "lw": 1.0,
+                      "label": f"{label} ep {i}" if j == 0 else None}
+                axes[0, j].plot(t, s[:, j], **kw)
+                axes[1, j].plot(t, euler[:, j], **kw)
+    for j, (pos, ang) in enumerate(zip("xyz", ("roll", "pitch", "yaw"), strict=True)):
+        axes[0, j].set_ylabel(f"{pos} [m]")
+        axes[1, j].set_ylabel(f"{ang} [deg]")
+        axes[1, j].set_xlabel("time [s]")
+        for row in (0, 1):
+            axes[row, j].grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=6, ncol=len(results))
+    fig.suptitle(f"the same initial states flown in {', '.join(results)} (colour: episode, style: simulator)")
+    return save_figure(fig, path)
 
 
 def transfer_lines(results: dict[str, dict], rates: tuple[str, ...], bars: str) -> list[str]:
