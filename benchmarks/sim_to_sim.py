@@ -5,7 +5,8 @@ Flies the run's ``export/policy.onnx`` (onnxruntime, what deploys) on the held-o
 coefficient, motor time constant) in each, through ``robot-rl eval RUN --sim ours mujoco pybullet`` (the run's
 ``report_transfer.md`` gets the transfer table and plot). No retraining: the policy only ever trained in ours.
 Then measures the throughput of each backend (full task steps with the hover action plus noise, 64 envs, one
-thread) beside our fused numba simulator in the same process: wall steps/s and steps per CPU-second (per core).
+thread, each in a fresh process) beside our fused numba simulator in the same run: wall steps/s and steps per
+CPU-second (per core).
 
 Without RUN_DIR it first trains one: ``robot-rl train crazyflie-hover --seed SEED --out runs/sim_to_sim/seedSEED``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import subprocess
 import sys
 import time
@@ -36,7 +38,15 @@ SIMS = ("ours", "mujoco", "pybullet")
 
 
 def throughput(impl: str, n_envs: int = 64, seconds: float = 3.0) -> dict:
-    """Full task steps per wall second and per CPU second of backend ``impl`` (one thread)."""
+    """Full task steps per wall second and per CPU second of backend ``impl`` (one thread), measured in a fresh
+    process (the evaluation's onnxruntime thread pool would otherwise count towards this process's CPU time)."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_throughput, (impl, n_envs, seconds))
+
+
+def _throughput(impl: str, n_envs: int, seconds: float) -> dict:
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
     env = get_task("quadrotor-hover").make_env(QuadrotorTaskConfig(num_envs=n_envs), seed=0, impl=impl)
     gen = torch.Generator().manual_seed(0)
     actions = [(env.hover_action + 0.1 * torch.randn(n_envs, 4, generator=gen)).clamp(-1, 1) for _ in range(64)]
