@@ -14,7 +14,8 @@ def tiny_run(tmp_path_factory):
     main(["train", "crazyflie-hover-td3", "--seed", "1", "--out", str(out), "--task.num-envs", "4",
           "--off-policy.total-env-steps", "200", "--off-policy.critic-starts", "100", "--off-policy.actor-starts",
           "100", "--off-policy.batch-size", "16", "--td3.actor-hidden", "8", "--td3.critic-hidden", "8",
-          "--task.episode-length", "20", "--eval-every", "0", "--checkpoint-every", "0", "--log-every", "50"])
+          "--task.episode-length", "10", "--evaluation.episodes", "8", "--eval-every", "0", "--checkpoint-every", "0",
+          "--log-every", "50"])
     return out
 
 
