@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sim.core import BatchedEnv, Obs
@@ -47,7 +48,10 @@ def check_action(action: torch.Tensor, num_envs: int) -> None:
     (a non-finite action never reaches the motors; clipping would silently turn it into NaN rotor speeds)."""
     if tuple(action.shape) != (num_envs, 4):
         raise ValueError(f"action must be [{num_envs}, 4], got {list(action.shape)}")
-    bad = ~torch.isfinite(torch.as_tensor(action).detach()).all(-1)
+    a = torch.as_tensor(action).detach()
+    if bool(np.isfinite(a.numpy()).all() if a.device.type == "cpu" else torch.isfinite(a).all()):
+        return  # (numpy: a few microseconds, which matters beside the fused env's step)
+    bad = ~torch.isfinite(a).all(-1)
     if bool(bad.any()):
         rows = bad.nonzero().flatten().tolist()
         raise ValueError(f"action is not finite (NaN or inf) in env(s) {rows[:8]}{' ...' if len(rows) > 8 else ''}; "
