@@ -76,17 +76,20 @@ def demos(task: tyro.conf.Positional[str], out: Path, episodes: int = 200, seed:
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, sweep: bool = True,
-             source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto", video_episodes: int = 4) -> None:
+             source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto", video_episodes: int = 4,
+             sim: tuple[str, ...] = ("ours",)) -> None:
     """Evaluate a run with its task's protocol (quadrotor-hover: 256 paper episodes + robustness sweep) and
     write report.md with plots.
 
     ``--episodes``: default the run's ``evaluation.episodes``. The episodes are held out (``evaluation.seed``):
     the in-training evaluations that choose when training stops fly ``evaluation.selection_seed``.
     ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md).
-    Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none)."""
+    Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none).
+    ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
+    transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md)."""
     from robot_rl.commands.evaluate import print_summary, run_eval
 
-    summary = run_eval(run_dir, episodes, sweep, source, video_episodes)
+    summary = run_eval(run_dir, episodes, sweep, source, video_episodes, sims=sim)
     print(f"report written to {summary['report']}")
     print_summary(summary)
 

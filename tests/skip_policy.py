@@ -23,6 +23,7 @@ CAUSES: tuple[tuple[str, str, str], ...] = (
     (".venv-ros", "the ROS 2 venv", "bash deploy/ros2/make_venv.sh"),
     (".venv-lerobot", "the LeRobot venv", "bash tests/robot_rl/data/make_lerobot_venv.sh"),
     ("'mujoco'", "the arm extra (MuJoCo)", ".venv/bin/pip install -e '.[dev,arm]'"),
+    ("'pybullet'", "the backends extra (PyBullet)", ".venv/bin/pip install -e '.[dev,arm,backends]'"),
     ("EGL", "Mesa EGL (headless rendering)", "sudo sim/install_headless_gl.sh"),
     ("arm-none-eabi-gcc", "the Arm toolchain", "sudo firmware/install_toolchain.sh"),
     ("qemu-system-arm", "the Arm toolchain", "sudo firmware/install_toolchain.sh"),

@@ -12,6 +12,7 @@ import torch
 
 from deploy import contract
 from deploy.export.policy import onnx_session
+from robot_rl.commands.transfer import OURS, resolve_sims, transfer_eval, transfer_lines, transfer_plot
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import plot_trajectories, save_figure
@@ -84,11 +85,13 @@ def _sweep_plot(rows: list[dict], rates: tuple[str, ...], path: Path) -> Path:
 
 
 def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, source: str = "auto",
-             video_episodes: int = 4) -> dict:
+             video_episodes: int = 4, sims: tuple[str, ...] = ("ours",)) -> dict:
     """Evaluate ``run_dir`` (its exported ONNX when present, else the checkpoint) with its task's protocol on the
     held-out episodes (``evaluation.seed``, never flown by the in-training evaluations that stop training;
     ``episodes`` None: the protocol's count) and write the report. A task that renders videos also gets
-    ``eval.mp4``: the first ``video_episodes`` held-out episodes (0: no video)."""
+    ``eval.mp4``: the first ``video_episodes`` held-out episodes (0: no video). ``sims``: the simulator backends
+    to fly in (``ours``: the task's reference; others: :mod:`robot_rl.commands.transfer`); the headline is the
+    first one's, and with more than one the report (``report_transfer.md``) adds the transfer table and plot."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     task = get_task(cfg.task_name)
@@ -102,11 +105,21 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
         _, actor, _ = load_actor(run_dir)
         policy, used = (lambda o: actor(o)), "checkpoint (torch)"
     suffix = "" if source != "int8" else "_int8"
+    sims = tuple(sims)
+    if sims != (OURS,):
+        pairs = resolve_sims(task, sims)
+        suffix += "_transfer" if len(sims) > 1 else f"_{sims[0]}"
     ecfg = replace(cfg.evaluation, episodes=cfg.evaluation.episodes if episodes is None else episodes)
     seed = ecfg.seed  # held out: the in-training evaluations fly ``ecfg.selection_seed``
     record = 8 if protocol.records else 0
-    result = task.evaluate(policy, cfg.task, ecfg, seed=seed, record=record)
-    rows = protocol.sweep(task, policy, cfg.task, ecfg, seed) if sweep and protocol.sweep else []
+    transfer = {}
+    if sims == (OURS,):
+        result = task.evaluate(policy, cfg.task, ecfg, seed=seed, record=record)
+        rows = protocol.sweep(task, policy, cfg.task, ecfg, seed) if sweep and protocol.sweep else []
+    else:
+        transfer = transfer_eval(task, policy, cfg.task, ecfg, pairs, sweep, record)
+        result, rows = transfer[sims[0]]["result"], transfer[sims[0]]["robustness"]
+        used += f"; simulator {sims[0]} (backend {pairs[0][1]})"
     plots = {}
     if result.get("traces") is not None:
         labels = [f"episode {i}" for i in range(len(result["traces"]))]
@@ -118,6 +131,8 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
         plots["learning_curve"] = curve
     if rows:
         plots["robustness"] = _sweep_plot(rows, protocol.rates, run_dir / f"robustness{suffix}.png")
+    if len(transfer) > 1 and transfer_plot(transfer, run_dir / f"transfer_trajectories{suffix}.png"):
+        plots["transfer_trajectories"] = run_dir / f"transfer_trajectories{suffix}.png"
     video = None
     if task.video is not None and video_episodes > 0:
         video = task.video(task, cfg.task, video_episodes, seed, run_dir / f"eval{suffix}.mp4", policy=policy)
@@ -125,6 +140,10 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
     summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used, "robustness": rows}
     if video is not None:
         summary["video"] = video["video"]
+    if transfer:
+        summary["transfer"] = {k: {r: v["result"][r] for r in (*protocol.headline, "episodes")}
+                               | {"backend": v["backend"], "passed": v["passed"], "robustness": v["robustness"]}
+                               for k, v in transfer.items()}
     atomic_write_json(run_dir / f"eval{suffix}.json", summary)
     bars = ", ".join(f"{k} ≥ {getattr(ecfg, k + '_bar'):.0%}" for k in protocol.rates if hasattr(ecfg, k + "_bar"))
     lines = [f"# Evaluation of `{run_dir}`", "", f"Preset `{cfg.preset}` (task `{task.name}`), algorithm "
@@ -141,6 +160,8 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
         lines.append("")
     if "episode_success" in result:
         lines += _success_table(result)
+    if len(transfer) > 1:
+        lines += transfer_lines(transfer, protocol.rates, bars)
     for title, p in plots.items():
         lines += [f"## {title.replace('_', ' ')}", "", f"![{title}]({Path(p).name})", ""]
     if video is not None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from sim.quadrotor.config import DomainRandomization, QuadrotorTaskConfig
+from sim.quadrotor.factory import make_hover_env
 from sim.quadrotor.task import QuadrotorHoverEnv
 from sim.registry import EVAL_SEED, SELECTION_SEED, EvalProtocol, Policy
 
@@ -42,9 +43,12 @@ SWEEP_PARAMS = ("mass", "thrust_coefficient", "motor_time_constant")
 
 @torch.no_grad()
 def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, settle_radius: float = 0.1,
-             seed: int = EVAL_SEED, record: int = 0, randomization: DomainRandomization | None = None) -> dict:
+             seed: int = EVAL_SEED, record: int = 0, randomization: DomainRandomization | None = None,
+             impl: str = "torch") -> dict:
     """Fly ``episodes`` episodes of ``task.episode_length`` steps from the paper's initial-state distribution
     with the paper's observation noise and disturbances. ``policy`` maps ``policy`` observations to actions.
+    ``impl``: the simulator backend (``torch``: our RK4 reference; ``mujoco``, ``pybullet``: the same episodes,
+    initial states, disturbances and noise draws, in that engine).
 
     Returns survival rate (no termination), settle rate (survived and within ``settle_radius`` of the target
     at the end), the paper's rate (survived and within 0.2 m at the end), median final position error
@@ -52,7 +56,7 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
     """
     cfg = replace(task, num_envs=episodes, device="cpu", noise=True,
                   randomization=randomization or DomainRandomization())
-    env = QuadrotorHoverEnv(cfg, seed=seed)
+    env = QuadrotorHoverEnv(cfg, seed=seed) if impl == "torch" else make_hover_env(cfg, seed=seed, impl=impl)
     obs = env.reset(seed=seed)
     alive = torch.ones(episodes, dtype=torch.bool)
     ret = torch.zeros(episodes)
@@ -68,6 +72,7 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
             traces.append(torch.where(alive[:record, None], _pose_from_critic(s), torch.nan))
         if t == cfg.episode_length - 1:
             final_err = torch.where(alive, info["final_obs"]["critic"][:, :3].norm(dim=-1), torch.nan)
+    env.close()
     settled = alive & (final_err < settle_radius)
     survivors = final_err[alive]
     return {
@@ -95,13 +100,14 @@ def _pose_from_critic(critic: torch.Tensor) -> torch.Tensor:
 
 
 def robustness_sweep(policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig,
-                     seed: int = EVAL_SEED) -> list[dict]:
-    """Evaluate with each of mass, thrust coefficient and motor time constant off by each relative error."""
+                     seed: int = EVAL_SEED, impl: str = "torch") -> list[dict]:
+    """Evaluate with each of mass, thrust coefficient and motor time constant off by each relative error (in the
+    simulator backend ``impl``)."""
     rows = []
     for name in SWEEP_PARAMS:
         for err in cfg.robustness:
             dr = DomainRandomization(**{name: (1.0 + err, 1.0 + err)})
-            r = evaluate(policy, task, cfg.episodes, cfg.settle_radius, seed, randomization=dr)
+            r = evaluate(policy, task, cfg.episodes, cfg.settle_radius, seed, randomization=dr, impl=impl)
             rows.append({"parameter": name, "error": err, "survival": r["survival"], "settle": r["settle"],
                          "median_final_error_m": r["median_final_error_m"]})
     return rows
@@ -123,13 +129,13 @@ def describe(task: QuadrotorTaskConfig, cfg: HoverEvalConfig) -> str:
 
 
 def _evaluate(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig, episodes: int,
-              seed: int, record: int) -> dict:
-    return evaluate(policy, task, episodes, cfg.settle_radius, seed, record)
+              seed: int, record: int, impl: str | None = None) -> dict:
+    return evaluate(policy, task, episodes, cfg.settle_radius, seed, record, impl=impl or spec.backends[0])
 
 
 def _sweep(spec: TaskSpec, policy: Policy, task: QuadrotorTaskConfig, cfg: HoverEvalConfig,
-           seed: int) -> list[dict]:
-    return robustness_sweep(policy, task, cfg, seed)
+           seed: int, impl: str | None = None) -> list[dict]:
+    return robustness_sweep(policy, task, cfg, seed, impl=impl or spec.backends[0])
 
 
 HOVER_PROTOCOL = EvalProtocol(

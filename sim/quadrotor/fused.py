@@ -32,7 +32,7 @@ from sim.quadrotor import _fused_kernels as K
 from sim.quadrotor._fused_rng import make_keys
 from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.dynamics import STATE_DIM
-from sim.quadrotor.task import REWARD_TERMS, hover_export_spec, resolve_frame, reward_from_terms
+from sim.quadrotor.task import REWARD_TERMS, check_action, hover_export_spec, resolve_frame, reward_from_terms
 
 
 def fused_unsupported_reason(cfg: QuadrotorTaskConfig) -> str | None:
@@ -210,9 +210,8 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
 
     def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Advance every env one step; finished envs are reset (see ``sim.core`` for the contract)."""
-        if tuple(action.shape) != (self.num_envs, 4):
-            raise ValueError(f"action must be [{self.num_envs}, 4], got {list(action.shape)}")
         a = action if isinstance(action, torch.Tensor) else torch.as_tensor(action)
+        check_action(a, self.num_envs)
         if a.requires_grad:
             a = a.detach()
         if a.dtype != torch.float32 or a.device.type != "cpu" or not a.is_contiguous():

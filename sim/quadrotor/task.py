@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sim.core import BatchedEnv, Obs
@@ -40,6 +41,21 @@ def resolve_frame(frame: str) -> QuadrotorParams:
         return crazyflie_params()
     builtin = Path(__file__).parent / f"{frame}.yaml"
     return load_params(builtin if builtin.is_file() else frame)
+
+
+def check_action(action: torch.Tensor, num_envs: int) -> None:
+    """Raise the one-line error every hover backend gives for an action batch of the wrong shape or with NaN/inf
+    (a non-finite action never reaches the motors; clipping would silently turn it into NaN rotor speeds)."""
+    if tuple(action.shape) != (num_envs, 4):
+        raise ValueError(f"action must be [{num_envs}, 4], got {list(action.shape)}")
+    a = torch.as_tensor(action).detach()
+    if bool(np.isfinite(a.numpy()).all() if a.device.type == "cpu" else torch.isfinite(a).all()):
+        return  # (numpy: a few microseconds, which matters beside the fused env's step)
+    bad = ~torch.isfinite(a).all(-1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"action is not finite (NaN or inf) in env(s) {rows[:8]}{' ...' if len(rows) > 8 else ''}; "
+                         f"the quadrotor takes actions in [-1, 1]")
 
 
 def reward_terms(state: torch.Tensor, action: torch.Tensor, target: torch.Tensor,
@@ -222,14 +238,9 @@ class QuadrotorHoverEnv(BatchedEnv):
         return self._observe(fresh=torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
 
     def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        if action.shape != (self.num_envs, 4):
-            raise ValueError(f"action must be [{self.num_envs}, 4], got {list(action.shape)}")
+        check_action(action, self.num_envs)
         a = action.to(self.device, torch.float32).clamp(-1.0, 1.0)
-        if self._level is None:
-            rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
-            self.state = rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
-        else:
-            self.state = self._level.advance(self.state, self._level.setpoint(a), self.pt, self.force, self.torque)
+        self.state = self._advance(a)
         self.history = torch.cat((self.history[:, 4:], a), dim=1)
         self.steps += 1
         terms = reward_terms(self.state, a, self.target, self._hover_ref)
@@ -251,6 +262,14 @@ class QuadrotorHoverEnv(BatchedEnv):
         return hover_export_spec(self.cfg, self.params)
 
     # ----------------------------------------------------------------- internals
+    def _advance(self, a: torch.Tensor) -> torch.Tensor:
+        """The state after one control step under clipped actions ``a`` (the physics; simulator backends
+        override this and nothing else of the task)."""
+        if self._level is None:
+            rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
+            return rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
+        return self._level.advance(self.state, self._level.setpoint(a), self.pt, self.force, self.torque)
+
     def _uniform(self, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
         return torch.rand(shape, generator=self.gen, device=self.device) * (high - low) + low
 

@@ -13,5 +13,5 @@ def _make(cfg: QuadrotorTaskConfig, seed: int = 0, impl: str = "torch", differen
 
 register_task(
     "quadrotor-hover", config_cls=QuadrotorTaskConfig, env_factory=_make, evaluation=HOVER_PROTOCOL,
-    backends=("torch", "fused"), aliases=("crazyflie",), demo=open_loop_demo,
+    backends=("torch", "fused", "mujoco", "pybullet"), aliases=("crazyflie",), demo=open_loop_demo,
     description="L2F hover/position hold from random states (motor RPM or attitude+thrust setpoints)")

@@ -44,8 +44,8 @@ def test_quadrotor_is_registered_with_its_backends():
     assert type(spec.make_env(cfg, impl="auto")) is FusedQuadrotorHoverEnv
     env = spec.make_env(cfg, impl="fused", differentiable=True)
     assert env.differentiable and env.task_name == "quadrotor-hover"
-    with pytest.raises(ValueError, match="task 'quadrotor-hover' has no env implementation 'mujoco'; choose"):
-        spec.make_env(cfg, impl="mujoco")
+    with pytest.raises(ValueError, match="task 'quadrotor-hover' has no env implementation 'isaac'; choose"):
+        spec.make_env(cfg, impl="isaac")
     with pytest.raises(TypeError, match="takes a QuadrotorTaskConfig"):
         spec.make_env(BareConfig())
     assert spec.export_spec(cfg)["action"]["type"] == "motor_rpm"
