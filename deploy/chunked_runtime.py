@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from deploy import contract
-from deploy.runtime import ModelError, PolicyRunner, onnx_session
+from deploy.runtime import ModelError, PolicyRunner, load_onnx
 
 
 class ChunkedPolicyRunner(PolicyRunner):
@@ -85,14 +85,8 @@ class ChunkedPolicyRunner(PolicyRunner):
 
     # ------------------------------------------------------------------ loading
     def _load_session(self, spec: dict[str, Any]) -> None:
+        self.session = load_onnx(self.export_dir)
         path = self.export_dir / "policy.onnx"
-        if not path.is_file():
-            raise ModelError(f"no policy.onnx in {self.export_dir}")
-        try:
-            self.session = onnx_session(path)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{path}: cannot load ONNX model ({first[:200]})") from None
         ins = {i.name: i.shape for i in self.session.get_inputs()}
         outs = self.session.get_outputs()
         want = {"obs": [self.obs_steps, contract.obs_dim(spec)], "noise": list(self._noise_shape[1:])}

@@ -81,6 +81,18 @@ def onnx_session(path: str | Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def load_onnx(export_dir: Path) -> ort.InferenceSession:
+    """``export_dir/policy.onnx`` in a :func:`onnx_session`, or a one-line :class:`ModelError`."""
+    path = export_dir / "policy.onnx"
+    if not path.is_file():
+        raise ModelError(f"no policy.onnx in {export_dir}")
+    try:
+        return onnx_session(path)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: cannot load ONNX model ({first[:200]})") from None
+
+
 class PolicyRunner:
     """Run an exported policy (``policy.onnx`` + ``policy.json``) safely at a fixed rate.
 
@@ -248,14 +260,8 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ loading
     def _load_session(self, spec: dict[str, Any]) -> None:
+        self.session = load_onnx(self.export_dir)
         path = self.export_dir / "policy.onnx"
-        if not path.is_file():
-            raise ModelError(f"no policy.onnx in {self.export_dir}")
-        try:
-            self.session = onnx_session(path)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{path}: cannot load ONNX model ({first[:200]})") from None
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         if len(ins) != 1 or len(outs) != 1:
             raise ModelError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
