@@ -84,8 +84,13 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     the in-training evaluations that choose when training stops fly ``evaluation.selection_seed``.
     ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md).
     Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none)."""
+    from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
 
+    if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
+        summary = run_bc_eval(run_dir, episodes, video_episodes, source)
+        print(f"report written to {summary['report']}")
+        return print_summary(summary)
     summary = run_eval(run_dir, episodes, sweep, source, video_episodes)
     print(f"report written to {summary['report']}")
     print_summary(summary)
@@ -94,9 +99,10 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
 def export(run_dir: tyro.conf.Positional[Path], format: Literal["onnx", "c"] = "onnx",
            quantize: Literal["none", "int8"] = "none") -> None:
     """Export a run's policy to RUN/export (policy.onnx + policy.json; --format c adds C sources)."""
+    from robot_rl.commands.bc import export_bc_run, is_bc_run
     from robot_rl.commands.export import export_run
 
-    doc = export_run(run_dir)
+    doc = export_bc_run(run_dir) if is_bc_run(run_dir) else export_run(run_dir)
     v = doc["verification"]
     print(f"exported {run_dir / 'export'} (max |torch - onnxruntime| = "
           f"{max(v['max_abs_error_random'], v['max_abs_error_on_distribution']):.2e})")
