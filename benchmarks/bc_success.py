@@ -24,11 +24,10 @@ import torch
 
 from robot_rl.data import write_dataset
 from robot_rl.data.collect import collect_demos
-from robot_rl.policies.presets import bc_preset
+from robot_rl.policies.presets import ARM_TASKS, bc_preset
 from robot_rl.policies.rollout import evaluate_chunked
 from robot_rl.runners.bc import BCRunner
-from sim.arm import ARM_TASKS
-from sim.arm.experts import make_expert
+from sim.registry import get_task
 
 
 def main() -> None:
@@ -42,13 +41,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
-    cfg_cls, env_cls = ARM_TASKS[args.task]
+    spec = get_task(args.task)
     tmp = None if args.out else tempfile.TemporaryDirectory()
     root = Path(args.out or tmp.name)
     per_seed, train_wall = [], 0.0
     for seed in seeds:
-        env = env_cls(cfg_cls(num_envs=16))
-        demos, summary = collect_demos(env, make_expert(env, seed=seed + 1, action_noise=0.1), args.demos, seed=seed)
+        env = spec.make_env(spec.config_cls(num_envs=16))
+        demos, summary = collect_demos(env, spec.expert(env, seed=seed + 1, action_noise=0.1), args.demos, seed=seed)
         demo_dir = write_dataset(root / f"demos-seed{seed}", demos, fps=round(1 / env.dt), task=args.task,
                                  overwrite=True)
         row = {"seed": seed, "expert_success": summary["successes"] / summary["attempts"]}
@@ -61,8 +60,8 @@ def main() -> None:
             runner.train()
             row[f"{kind}_train_s"] = time.perf_counter() - t0
             train_wall += row[f"{kind}_train_s"]
-            ev = evaluate_chunked(env_cls(cfg_cls(num_envs=25)), runner.policy.eval(), args.episodes, seed=1000,
-                                  noise_seed=seed)
+            ev = evaluate_chunked(spec.make_env(spec.config_cls(num_envs=25)), runner.policy.eval(), args.episodes,
+                                  seed=1000, noise_seed=seed)
             row[f"{kind}_success"] = ev["success_rate"]
             row[f"{kind}_mean_length"] = ev["mean_length"]
         per_seed.append(row)

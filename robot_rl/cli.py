@@ -87,8 +87,16 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none).
     ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
     transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md)."""
+    from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
 
+    if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
+        if tuple(sim) != ("ours",):
+            raise ValueError("--sim applies to RL runs of tasks with several backends; a BC run flies the arm's "
+                             "MuJoCo task")
+        summary = run_bc_eval(run_dir, episodes, video_episodes, source)
+        print(f"report written to {summary['report']}")
+        return print_summary(summary)
     summary = run_eval(run_dir, episodes, sweep, source, video_episodes, sims=sim)
     print(f"report written to {summary['report']}")
     print_summary(summary)
@@ -97,9 +105,10 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
 def export(run_dir: tyro.conf.Positional[Path], format: Literal["onnx", "c"] = "onnx",
            quantize: Literal["none", "int8"] = "none") -> None:
     """Export a run's policy to RUN/export (policy.onnx + policy.json; --format c adds C sources)."""
+    from robot_rl.commands.bc import export_bc_run, is_bc_run
     from robot_rl.commands.export import export_run
 
-    doc = export_run(run_dir)
+    doc = export_bc_run(run_dir) if is_bc_run(run_dir) else export_run(run_dir)
     v = doc["verification"]
     print(f"exported {run_dir / 'export'} (max |torch - onnxruntime| = "
           f"{max(v['max_abs_error_random'], v['max_abs_error_on_distribution']):.2e})")

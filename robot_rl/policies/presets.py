@@ -14,7 +14,7 @@ from dataclasses import replace
 from robot_rl.policies.diffusion import DiffusionConfig
 from robot_rl.runners.bc import BCTrainConfig
 
-ARM_TASKS = ("panda-reach-bimodal", "panda-pick-cube", "panda-peg-insert")
+ARM_TASKS = ("panda-reach", "panda-reach-bimodal", "panda-pick-cube", "panda-peg-insert")
 _DP = DiffusionConfig(denoiser="mlp", prediction_type="sample", mlp_hidden=(256, 256, 256))
 _BASE = BCTrainConfig(steps=3000, batch_size=256, lr=1e-3, warmup_steps=200, checkpoint_every=1000)
 
@@ -24,7 +24,7 @@ def bc_preset(name: str, demos: str = "", seed: int = 0) -> BCTrainConfig:
     kind, _, task = name.partition("-")
     if kind not in ("dp", "mse") or task not in ARM_TASKS:
         raise KeyError(f"unknown behaviour-cloning preset {name!r}; have {sorted(bc_presets())}")
-    return replace(_BASE, demos=demos, seed=seed, policy="diffusion" if kind == "dp" else "mse",
+    return replace(_BASE, demos=demos, seed=seed, task=task, preset=name, policy="diffusion" if kind == "dp" else "mse",
                    diffusion=replace(_DP))
 
 

@@ -35,6 +35,10 @@ class BCTrainConfig:
 
     demos: str = ""
     """Dataset directory (LeRobot v3.0 layout, e.g. written by ``robot-rl demos``)."""
+    task: str = ""
+    """Registered task the demonstrations come from (export contract and evaluation; "" = none)."""
+    preset: str = ""
+    """Preset the run was started from (``dp-<task>`` / ``mse-<task>``), for reports."""
     policy: Literal["diffusion", "mse"] = "diffusion"
     """``diffusion`` (DDPM/DDIM) or ``mse`` (the MSE-BC baseline on the same data and observation)."""
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
