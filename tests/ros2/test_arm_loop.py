@@ -233,25 +233,6 @@ except KeyboardInterrupt:
 PICK_SCENE_SEED = 3  # arm-sim's episode seed (cube placement, start pose, gains); seeds 0-10 all succeeded
 
 
-def export_pick_policy(run, demos, out):
-    """The trained ``dp-panda-pick-cube`` run as a chunked export (DDIM sampler unrolled in ONNX, verified)."""
-    import torch
-
-    from deploy.export.chunked import export_chunked_policy
-    from robot_rl.data import load_dataset
-    from robot_rl.runners.bc import load_policy
-    from sim.registry import get_task
-
-    torch.set_num_threads(1)
-    task = get_task("panda-pick-cube")
-    env = task.make_env(task.config_cls(num_envs=1, device="cpu"))
-    spec = env.export_spec()
-    env.close()
-    policy, _ = load_policy(run)
-    obs = np.concatenate([ep["observation.state"] for ep in load_dataset(demos, ["observation.state"]).episodes[:4]])
-    return export_chunked_policy(out, policy, spec, obs, {"robot": spec["robot"], "task": "panda-pick-cube"})
-
-
 @pytest.mark.slow
 def test_diffusion_policy_picks_the_cube_through_node_and_arm_sim(ros_venv, trained_pick_dp, tmp_path):
     """The diffusion policy of ``dp-panda-pick-cube`` (100 demos, the session fixture ``trained_pick_dp``), exported
@@ -261,8 +242,10 @@ def test_diffusion_policy_picks_the_cube_through_node_and_arm_sim(ros_venv, trai
     DDS: the cube is lifted 10 cm and held (the task's success: ``hold_steps`` control steps, after which a
     training episode ends, so what the policy does afterwards is not checked). Scene seeds 0-10: 11/11 lifted
     and held."""
-    run, demos = trained_pick_dp
-    doc = export_pick_policy(run, demos, tmp_path / "pick")
+    from robot_rl.commands.bc import export_bc_run
+
+    run, _ = trained_pick_dp
+    doc = export_bc_run(run, tmp_path / "pick")
     assert doc["kind"] == "chunked" and {c["name"] for c in doc["observation"]} >= {"gripper_width",
                                                                                     "object_position"}
     report, diag = tmp_path / "arm.json", tmp_path / "diag.json"
