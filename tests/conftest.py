@@ -36,3 +36,21 @@ def trained_reach_run(tmp_path_factory):
         main(["train", "panda-reach-sac", "--seed", "0", "--out", str(run), "--checkpoint-every", "0",
               "--eval-every", "0"])  # in-training evaluations do not change the training; skip them here
     return run, json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def trained_pick_dp(tmp_path_factory):
+    """``dp-panda-pick-cube`` trained once per session on 100 expert demonstrations (``robot-rl demos``, seed 0;
+    1500 steps, ~1 min on one core): the run directory and the dataset. Shared by the learning check in sim and
+    the ROS 2 closed loop."""
+    pytest.importorskip("mujoco")
+    from robot_rl.commands.demos import record_demos
+    from robot_rl.policies.presets import bc_preset
+    from robot_rl.runners.bc import BCRunner
+
+    root = tmp_path_factory.mktemp("pick_dp")
+    record_demos("panda-pick-cube", 100, seed=0, out=root / "demos", action_noise=0.1, num_envs=16)
+    cfg = bc_preset("dp-panda-pick-cube", str(root / "demos"), seed=0)
+    cfg.steps = 1500
+    BCRunner(cfg, root / "run").train()
+    return root / "run", root / "demos"

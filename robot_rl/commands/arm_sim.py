@@ -14,7 +14,8 @@ commit 94e74de35, see :mod:`sim.arm.ros2_control`):
   peg: the hole), when there is one.
 
 With ``--duration`` it stops that many seconds after the first arm command and reports (``--report`` JSON)
-whether the TCP stayed within ``--radius`` of the goal for ``--hold`` seconds, with the controllers' counters
+whether the TCP stayed within ``--radius`` of the goal for ``--hold`` seconds (``panda-pick-cube``: whether the
+cube was lifted and held as the task defines success, ``success``/``lifted_at_s``), with the controllers' counters
 (dropped non-finite commands, size errors, limit and velocity violations). ``--pause-joint-states AT FOR``
 stops ``/joint_states`` for FOR seconds, AT seconds after the first command (a stalled driver). Needs rclpy,
 mujoco and torch (the task scene) in one interpreter (``.venv-ros``).
@@ -81,7 +82,7 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
     node.create_subscription(Float64MultiArray, f"/{arm.arm.name}/commands", on_arm, system_default)
     node.create_subscription(Float64MultiArray, f"/{arm.gripper.name}/commands",
                              lambda msg: warn(arm.command_gripper(msg.data)), system_default)
-    rec: dict[str, list] = {"t": [], "tcp": [], "q": [], "published": []}
+    rec: dict[str, list] = {"t": [], "tcp": [], "q": [], "published": [], "object": [], "lifted": []}
     pause = {"last_q": None}
 
     def pose(position: list[float], quat: list[float], stamp: Any) -> PoseStamped:
@@ -113,6 +114,9 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
             rec["tcp"].append(arm.tcp().tolist())
             rec["q"].append(arm.q.tolist())
             rec["published"].append(not paused)
+            if obj is not None:
+                rec["object"].append(obj[0])
+                rec["lifted"].append(arm.lifted())
             if paused and "q_at_pause" not in rec:
                 rec["q_at_pause"] = pause["last_q"]
 
@@ -144,6 +148,12 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
         summary["final_error_m"] = err[-1]
         summary["reached_at_s"] = _held_from(rec["t"], err, radius, hold)
         summary["reached"] = summary["reached_at_s"] is not None
+    if rec["lifted"] and rec["lifted"][0] is not None:  # pick: lifted and held, as the task defines success
+        down = [0.0 if up else 1.0 for up in rec["lifted"]]
+        summary["lifted_at_s"] = _held_from(rec["t"], down, 0.5, arm.success_hold_s)
+        summary["success"] = summary["lifted_at_s"] is not None
+        summary["lifted_at_end"] = bool(rec["lifted"][-1])
+        summary["max_object_height_m"] = max(p[2] for p in rec["object"])
     if report is not None:
         from robot_rl.io import atomic_write_text
 

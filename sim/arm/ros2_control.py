@@ -181,6 +181,22 @@ class SimulatedPanda:
         qp = self.data.qpos[self._object:self._object + 7]
         return qp[:3].tolist(), qp[3:7].tolist()
 
+    def lifted(self) -> bool | None:
+        """``panda-pick-cube``'s success condition at this instant (:meth:`sim.arm.pick.PickCubeEnv._evaluate`:
+        the cube ``lift_height`` above its resting height and within ``near_distance`` of the TCP); ``None``
+        for tasks without a lift."""
+        cfg = self.env.cfg
+        if self._object is None or not hasattr(cfg, "lift_height"):
+            return None
+        pos = self.data.qpos[self._object:self._object + 3]
+        return bool(pos[2] - cfg.cube_half_size >= cfg.lift_height
+                    and np.linalg.norm(pos - self.tcp()) <= cfg.near_distance)
+
+    @property
+    def success_hold_s(self) -> float:
+        """How long the lift must hold for success (the task's ``hold_steps`` control periods)."""
+        return float(getattr(self.env.cfg, "hold_steps", 0) * self.env.dt)
+
     def counters(self) -> dict[str, Any]:
         return {"arm_commands": self.arm.received, "arm_nonfinite_dropped": self.arm.dropped_nonfinite,
                 "arm_update_errors": self.arm.update_errors, "gripper_commands": self.gripper.received,

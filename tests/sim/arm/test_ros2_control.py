@@ -53,3 +53,23 @@ def test_commands_move_the_arm_and_violations_are_counted(panda):
     assert "non-finite" in panda.command_arm([math.nan] * 7)
     counts = panda.counters()
     assert counts["arm_commands"] == 2 and counts["arm_nonfinite_dropped"] == 1 and counts["gripper_commands"] == 1
+
+
+def test_pick_success_condition_is_the_tasks():
+    arm = SimulatedPanda("panda-pick-cube", seed=1)
+    try:
+        cfg, a, tcp = arm.env.cfg, arm._object, arm.tcp()
+        assert arm.lifted() is False  # resting on the floor
+        assert arm.success_hold_s == pytest.approx(cfg.hold_steps * 0.02)
+        assert tcp[2] - cfg.cube_half_size > cfg.lift_height  # the start pose holds the hand ~25 cm up
+        arm.data.qpos[a:a + 3] = tcp  # in the hand
+        assert arm.lifted() is True
+        arm.data.qpos[a:a + 3] = tcp + [cfg.near_distance + 0.005, 0.0, 0.0]  # high enough but not in the hand
+        assert arm.lifted() is False
+    finally:
+        arm.close()
+    reach = SimulatedPanda("panda-reach", seed=0)
+    try:
+        assert reach.lifted() is None and reach.success_hold_s == 0.0
+    finally:
+        reach.close()
