@@ -11,6 +11,7 @@ evaluation and export.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,10 @@ class BCTrainConfig:
     """Dataset feature the policy observes."""
     action_key: str = "action"
     """Dataset feature the policy imitates."""
+    success_only: bool = True
+    """Imitate only the episodes whose ``next.success`` is set at some frame (as diffusion_policy's and ResiP's
+    demonstrations are successful ones; ``robot-rl demos`` also records the expert's failures). Datasets without
+    a ``next.success`` feature are used whole, and the run's summary says how many episodes were used."""
     steps: int = 5000
     """Optimiser steps."""
     batch_size: int = 256
@@ -106,6 +111,18 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+SUCCESS_KEY = "next.success"
+
+
+def dataset_features(root: str | Path) -> set[str]:
+    """Feature names in a dataset's ``meta/info.json`` (empty when it cannot be read: the loader then reports
+    what is wrong with the dataset)."""
+    try:
+        return set(json.loads((Path(root) / "meta" / "info.json").read_text()).get("features", {}))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
 class BCRunner:
     """Trains one chunked policy; ``train(stop_at)`` stops early for resume tests."""
 
@@ -114,10 +131,19 @@ class BCRunner:
             raise ValueError("BCTrainConfig.demos: give the demonstration dataset directory")
         torch.set_num_threads(cfg.threads)
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        data = load_dataset(cfg.demos, keys=[cfg.obs_key, cfg.action_key])
+        keys = [cfg.obs_key, cfg.action_key]
+        if cfg.success_only and SUCCESS_KEY in dataset_features(cfg.demos):
+            keys.append(SUCCESS_KEY)
+        data = load_dataset(cfg.demos, keys=keys)
         for key in (cfg.obs_key, cfg.action_key):
             if key not in data.stats or "min" not in data.stats[key]:
                 raise DatasetFormatError(f"{Path(cfg.demos) / 'meta/stats.json'}: no min/max statistics for {key!r}")
+        self.demos_total = len(data.episodes)
+        if SUCCESS_KEY in keys:
+            data.episodes = [ep for ep in data.episodes if bool(ep[SUCCESS_KEY].any())]
+            if not data.episodes:
+                raise DatasetFormatError(f"{cfg.demos}: no episode has {SUCCESS_KEY} set (train on all of them with "
+                                         "--no-success-only)")
         n_obs, horizon, _ = cfg.horizons
         obs, act = chunk_windows([ep[cfg.obs_key] for ep in data.episodes],
                                  [ep[cfg.action_key] for ep in data.episodes], n_obs, horizon)
@@ -182,7 +208,7 @@ class BCRunner:
         meta = {"step": self.step, "train_time_s": self.train_time, "optimizer": opt_meta,
                 "ema_step": ema.step if ema is not None else 0, "pending_losses": self.pending_losses,
                 "config": self.cfg.to_dict(), "obs_dim": self.obs_dim, "act_dim": self.act_dim,
-                "episodes": self.episodes, "fps": self.fps}
+                "episodes": self.episodes, "episodes_in_dataset": self.demos_total, "fps": self.fps}
         path = self.run_dir / "checkpoint"
         save_checkpoint(path, tensors, meta)
         return path

@@ -60,7 +60,7 @@ def test_normalisers_come_from_the_dataset(demos, tmp_path):
 
 
 def test_windows_pad_with_the_episode_ends(demos, tmp_path):
-    runner = BCRunner(_cfg(demos), tmp_path / "run")
+    runner = BCRunner(_cfg(demos, success_only=False), tmp_path / "run")  # all four episodes
     # first window: both history entries are frame 0; the last window repeats the final action
     assert torch.equal(runner.obs[0, 0], runner.obs[0, 1])
     last = 12 - 1  # last frame of episode 0
@@ -98,3 +98,14 @@ def test_presets():
     assert BCTrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(KeyError, match="unknown behaviour-cloning preset"):
         bc_preset("dp-crazyflie-hover")
+
+
+def test_only_successful_demonstrations_are_imitated_by_default(demos, tmp_path):
+    # make_episodes: episodes 1 and 3 succeed, 0 and 2 fail
+    runner = BCRunner(_cfg(demos), tmp_path / "ok")
+    assert runner.episodes == 2 and runner.demos_total == 4
+    assert BCRunner(_cfg(demos, success_only=False), tmp_path / "all").episodes == 4
+    failed = write_dataset(tmp_path / "failed", [dict(ep, **{"next.success": np.zeros(len(ep["action"]), bool)})
+                                                 for ep in make_episodes(2)], fps=50, task="t")
+    with pytest.raises(DatasetFormatError, match="no episode has next.success set"):
+        BCRunner(_cfg(failed), tmp_path / "none")
