@@ -63,7 +63,7 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
     return {
         "episodes": episodes,
         "seed": seed,
-        "success": success.float().mean().item(),
+        "success": success.double().mean().item(),
         "mean_return": ret.mean().item(),
         "mean_episode_length": length.double().mean().item(),
         "episode_success": success.tolist(),

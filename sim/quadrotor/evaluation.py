@@ -78,9 +78,9 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
     return {
         "episodes": episodes,
         "seed": seed,
-        "survival": alive.float().mean().item(),
-        "settle": settled.float().mean().item(),
-        "within_0p2m": (alive & (final_err < PAPER_RADIUS)).float().mean().item(),
+        "survival": alive.double().mean().item(),
+        "settle": settled.double().mean().item(),
+        "within_0p2m": (alive & (final_err < PAPER_RADIUS)).double().mean().item(),
         "median_final_error_m": survivors.median().item() if len(survivors) else float("nan"),
         "final_errors_m": [None if e != e else round(e, 4) for e in final_err.tolist()],
         "mean_return": ret.mean().item(),
