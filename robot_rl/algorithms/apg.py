@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from robot_rl.algorithms.common import make_optimizer
+from robot_rl.distributed import average_gradients
 from robot_rl.models.mlp import MLP
 
 
@@ -85,6 +86,7 @@ class APG:
         else:
             for p, g in zip(self.actor.parameters(), grads, strict=True):
                 p.grad = -g
+        average_gradients(self.actor.parameters())  # a distributed run: the mean over every rank's envs
         norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.max_grad_norm)
         self.opt.step()
         self.num_updates += 1

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from robot_rl.distributed import average_gradients, optimizer_params
+
 
 def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """Adam, or PyTorch's AdamW (decoupled decay ``w <- w (1 - lr weight_decay)`` on every parameter) when
@@ -40,8 +42,10 @@ def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter] | None = None,
          max_grad_norm: float | None = None) -> None:
+    """One optimiser step on ``loss`` (its gradient averaged over the ranks of a distributed run)."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    average_gradients(optimizer_params(opt))
     if max_grad_norm is not None and params is not None:
         nn.utils.clip_grad_norm_(params, max_grad_norm)
     opt.step()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robot_rl import distributed
 from robot_rl.algorithms.common import make_optimizer
 from robot_rl.models.mlp import MLP, PolicyGraph
 from robot_rl.models.normalizer import EmpiricalNormalizer
@@ -56,6 +57,16 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, last_value: torch.T
         gae = delta + gamma * lam * not_done * gae
         adv[t] = gae
     return adv, adv + values
+
+
+def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
+    """``(adv - mean) / (std + 1e-8)``, mean and (unbiased) std over every rank's advantages."""
+    if not distributed.active():
+        return (adv - adv.mean()) / (adv.std() + 1e-8)
+    stats = distributed.all_sum(torch.stack((adv.sum(), torch.tensor(float(adv.numel()), device=adv.device))))
+    mean = stats[0] / stats[1]
+    var = distributed.all_sum(((adv - mean) ** 2).sum()) / (stats[1] - 1)
+    return (adv - mean) / (var.sqrt() + 1e-8)
 
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:
@@ -116,9 +127,9 @@ class PPO:
 
     def update_normalizers(self, policy_obs: torch.Tensor, critic_obs: torch.Tensor) -> None:
         """Fold one batch of rollout observations into the running statistics (no-op without normalisation)."""
-        if self.cfg.empirical_normalization:
-            self.actor.normalizer.update(policy_obs)
-            self.critic[0].update(critic_obs)
+        if self.cfg.empirical_normalization:  # over every rank's batch, so the ranks' statistics stay equal
+            self.actor.normalizer.update(distributed.all_gather_cat(policy_obs))
+            self.critic[0].update(distributed.all_gather_cat(critic_obs))
 
     @torch.no_grad()
     def act(self, policy_obs: torch.Tensor, explore: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,11 +140,14 @@ class PPO:
         return a, d.log_prob(a).sum(-1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """``batch`` holds flattened ``policy_obs, critic_obs, action, logp, advantages, returns, values``."""
+        """``batch`` holds flattened ``policy_obs, critic_obs, action, logp, advantages, returns, values``.
+
+        In a distributed run each rank passes its own rollout: advantages are normalised by the statistics of
+        all ranks' advantages and every minibatch gradient is averaged over the ranks (with ``minibatches=1``
+        the step equals a single process's on the ranks' rollouts concatenated)."""
         c = self.cfg
         n = batch["action"].shape[0]
-        adv = batch["advantages"]
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = normalize_advantages(batch["advantages"])
         params = list(self.actor.parameters()) + list(self.critic.parameters())
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
         steps = 0
@@ -151,6 +165,7 @@ class PPO:
                 loss = pl + c.value_coef * vl - c.entropy_coef * ent
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(params)
                 nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.opt.step()
                 stats["policy_loss"] += pl.item()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import tyro
 
+from robot_rl import distributed
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import save_figure
@@ -79,7 +80,13 @@ def bc_train_main(name: str | None, argv: list[str], resume: Path | None = None)
             raise ValueError(f"{run_dir} already holds a run; continue it with `robot-rl train --resume {run_dir}` "
                              "or choose another --out")
         resuming = False
-    out = run_bc_training(cfg, run_dir, resuming, flags.get("eval_episodes"), flags.get("video_episodes", 4))
+    try:
+        out = run_bc_training(cfg, run_dir, resuming, flags.get("eval_episodes"), flags.get("video_episodes", 4))
+        main = distributed.info().is_main
+    finally:
+        distributed.shutdown()
+    if not main:
+        return
     print(f"run directory : {run_dir}")
     print(f"  checkpoint  : {run_dir / 'checkpoint.safetensors'} (+ .json)")
     print(f"  metrics     : {run_dir / 'metrics.csv'}, TensorBoard: {run_dir / 'tb'}")
@@ -92,14 +99,19 @@ def bc_train_main(name: str | None, argv: list[str], resume: Path | None = None)
 
 def run_bc_training(cfg: BCTrainConfig, run_dir: Path, resume: bool = False, eval_episodes: int | None = None,
                     video_episodes: int = 4) -> dict[str, Any]:
-    """Train (or continue) ``cfg`` in ``run_dir``, export (diffusion) and evaluate (``eval_episodes`` 0: skip)."""
+    """Train (or continue) ``cfg`` in ``run_dir``, export (diffusion) and evaluate (``eval_episodes`` 0: skip).
+    Under ``torchrun`` (CPU ranks, gloo) every rank trains and rank 0 alone exports and evaluates."""
+    distributed.init("cpu")
     runner = BCRunner(cfg, run_dir)
     if resume:
         runner.load(run_dir / "checkpoint")
-        print(f"resuming {run_dir} at step {runner.step}")
+        if runner.dist.is_main:
+            print(f"resuming {run_dir} at step {runner.step}")
     out = runner.train()
     if runner.logger:
         runner.logger.close()
+    if not runner.dist.is_main:
+        return out
     if cfg.policy == "diffusion" and cfg.task:
         doc = export_bc_run(run_dir)
         v = doc["verification"]

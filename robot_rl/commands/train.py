@@ -1,4 +1,5 @@
-"""``robot-rl train PRESET [overrides]`` and ``robot-rl train --resume DIR``."""
+"""``robot-rl train PRESET [overrides]`` and ``robot-rl train --resume DIR`` (also under ``torchrun``: one process
+per rank, see :mod:`robot_rl.distributed`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import tyro
 
-from robot_rl import presets  # noqa: F401  (registers the presets)
+from robot_rl import distributed, presets  # noqa: F401  (presets registers the presets)
 from robot_rl.commands.bc import bc_train_main, bc_usage_lines, is_bc_run
 from robot_rl.config import PRESETS, TrainConfig, cli_class, get_training_config
 from robot_rl.policies.presets import bc_presets
@@ -17,14 +18,24 @@ from sim.registry import get_task, task_names
 
 
 def run_training(cfg: TrainConfig, run_dir: Path, resume: bool = False, evaluate_after: bool = True) -> dict:
-    """Train (or continue), export, evaluate; returns a summary of where everything went."""
+    """Train (or continue), export, evaluate; returns a summary of where everything went.
+
+    Under ``torchrun`` every rank trains; rank 0 alone exports and evaluates (the others return the training
+    summary)."""
+    device = distributed.init(cfg.device)
+    if device != cfg.device:
+        cfg = dataclasses.replace(cfg, device=device)
     runner = make_runner(cfg, run_dir)
     if resume:
         runner.load(run_dir / "checkpoint")
-        print(f"resuming {run_dir} at {runner.env_steps} env steps")
+        if runner.dist.is_main:
+            print(f"resuming {run_dir} at {runner.env_steps} env steps"
+                  + (f" on {runner.world} ranks" if runner.world > 1 else ""))
     out = runner.train()
     if runner.logger:
         runner.logger.close()
+    if not runner.dist.is_main:
+        return out
     from robot_rl.commands.export import export_run
 
     doc = export_run(run_dir)
@@ -56,6 +67,14 @@ def _task_line(name: str) -> str:
 
 
 def train_main(argv: list[str]) -> None:
+    """``robot-rl train ...``; under ``torchrun`` the process group is left when training ends."""
+    try:
+        _train_main(argv)
+    finally:
+        distributed.shutdown()
+
+
+def _train_main(argv: list[str]) -> None:
     usage = ("usage: robot-rl train PRESET|TASK [--seed S] [--out DIR] [--device cpu|cuda] [overrides...]\n"
              "       robot-rl train --resume DIR\n"
              "       robot-rl train PRESET|TASK --help   (every option of that preset's or task's config)\n\n"
@@ -93,6 +112,8 @@ def train_main(argv: list[str]) -> None:
                              "or choose another --out")
         cfg.out = str(run_dir)
         out = run_training(cfg, run_dir)
+    if not distributed.info().is_main:
+        return
     print(f"run directory : {run_dir}")
     print(f"  config      : {run_dir / 'config.json'}")
     print(f"  checkpoint  : {run_dir / 'checkpoint.safetensors'} (+ .json)")

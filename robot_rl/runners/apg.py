@@ -37,7 +37,7 @@ class APGRunner(Runner):
         if self.bptt is not None:
             mean_reward, grads, obs = self.bptt.rollout_gradient(self.obs["policy"])
             self._track_window(self.bptt.rewards, self.bptt.dones)
-            self.env_steps += env.num_envs * self.cfg.apg.horizon
+            self.env_steps += env.num_envs * self.world * self.cfg.apg.horizon
             stats = self.algo.update(mean_reward, grads)
             return self._finish(obs, stats)
         obs = self.obs
@@ -47,7 +47,7 @@ class APGRunner(Runner):
             obs, reward, terminated, truncated, _ = env.step(action)
             total = total + reward.mean()
             self._track_episodes(reward.detach(), terminated | truncated)
-            self.env_steps += env.num_envs
+            self.env_steps += env.num_envs * self.world
         stats = self.algo.update(total / self.cfg.apg.horizon)
         return self._finish(obs, stats)
 

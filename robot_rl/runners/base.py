@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from robot_rl import distributed
 from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from robot_rl.config import TrainConfig
 from robot_rl.curriculum import Curriculum
@@ -19,15 +20,22 @@ from sim.core import BatchedEnv
 from sim.registry import get_task
 
 
-def make_env(cfg: TrainConfig) -> BatchedEnv:
-    """The training env of ``cfg``'s task (apg differentiates through the simulator: a differentiable env)."""
-    return get_task(cfg.task_name).make_env(replace(cfg.task, device=cfg.device), seed=cfg.seed,
+def make_env(cfg: TrainConfig, seed: int | None = None) -> BatchedEnv:
+    """The training env of ``cfg``'s task (apg differentiates through the simulator: a differentiable env),
+    seeded ``seed`` (default ``cfg.seed``; a rank of a distributed run passes its own)."""
+    return get_task(cfg.task_name).make_env(replace(cfg.task, device=cfg.device),
+                                            seed=cfg.seed if seed is None else seed,
                                             impl=cfg.env_impl, differentiable=cfg.algorithm == "apg")
 
 
 class Runner:
     """Base class; subclasses implement ``_iteration`` (collect + update once) and, if they keep more state
-    than the networks, ``_extra_state``/``_load_extra_state``."""
+    than the networks, ``_extra_state``/``_load_extra_state``.
+
+    Under ``torchrun`` (:mod:`robot_rl.distributed`) every rank runs one runner on envs of its own seed;
+    ``env_steps`` counts the steps of all ranks (so ``total_env_steps``, logging, evaluation and checkpoint
+    intervals are the group's), only rank 0 writes the run directory, and its checkpoint holds every rank's
+    envs, generators and buffers."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, env: BatchedEnv | None = None) -> None:
         if cfg.evaluation.seed == cfg.evaluation.selection_seed:
@@ -36,16 +44,20 @@ class Runner:
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # network initialisation
         self.cfg = cfg
+        self.dist = distributed.info()
+        self.world = self.dist.world_size
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 1)
-        self.env = env if env is not None else make_env(cfg)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        seed = distributed.rank_seed(cfg.seed, self.dist.rank)
+        self.gen = torch.Generator(device=cfg.device).manual_seed(seed + 1)
+        self.env = env if env is not None else make_env(cfg, seed)
         self.task = get_task(cfg.task_name)
         weights = self.env.reward_weights
         if cfg.curriculum.every > 0 and weights is None:
             raise self.env.unsupported("reward weights, which the curriculum changes (set --curriculum.every 0)")
         self.curriculum = Curriculum(cfg.curriculum, weights)
-        self.obs = {k: v.clone() for k, v in self.env.reset(seed=cfg.seed).items()}
+        self.obs = {k: v.clone() for k, v in self.env.reset(seed=seed).items()}
         self.env_steps = 0
         self.train_time = 0.0
         self.eval_time = 0.0
@@ -54,7 +66,8 @@ class Runner:
         self.ep_length = torch.zeros(self.env.num_envs, device=self.env.device)
         self.recent: dict[str, list[float]] = {"return": [], "length": []}
         self.logger: RunLogger | None = None
-        atomic_write_text(self.run_dir / "config.json", cfg.to_json())
+        if self.dist.is_main:
+            atomic_write_text(self.run_dir / "config.json", cfg.to_json())
 
     # subclasses ---------------------------------------------------------------
     algo: Any
@@ -109,8 +122,12 @@ class Runner:
         """Train until ``total_env_steps`` (or ``stop_at`` env steps, for tests of resuming)."""
         cfg = self.cfg
         total = cfg.total_env_steps if stop_at is None else min(stop_at, cfg.total_env_steps)
-        self.logger = self.logger or RunLogger(self.run_dir)
-        self.logger.truncate_after(self.env_steps)
+        main = self.dist.is_main
+        if main:
+            self.logger = self.logger or RunLogger(self.run_dir)
+            self.logger.truncate_after(self.env_steps)
+        distributed.broadcast_modules(self.algo.modules().values())
+
         def next_multiple(every: int) -> int | None:
             return (self.env_steps // every + 1) * every if every else None
 
@@ -119,7 +136,7 @@ class Runner:
         next_ckpt = next_multiple(cfg.checkpoint_every)
         losses: dict[str, list[float]] = {}
         bar = tqdm(total=total, initial=self.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
-                   desc=f"{cfg.preset} seed {cfg.seed}", mininterval=1.0)
+                   desc=f"{cfg.preset} seed {cfg.seed}", mininterval=1.0, disable=not main)
         while self.env_steps < total:
             t0 = time.perf_counter()
             before = self.env_steps
@@ -129,26 +146,27 @@ class Runner:
             bar.update(self.env_steps - before)
             if self.env_steps >= next_log:
                 next_log += cfg.log_every
-                row = {k: sum(v) / len(v) for k, v in losses.items()}
-                if self.recent["return"]:
-                    row["episode_return"] = sum(self.recent["return"]) / len(self.recent["return"])
-                    row["episode_length"] = sum(self.recent["length"]) / len(self.recent["length"])
-                row["train_time_s"] = self.train_time
-                self.logger.log(self.env_steps, row)
-                bar.set_postfix(ep_len=f"{row.get('episode_length', 0):.0f}")
+                row = self._log_row(losses)
+                if main:
+                    self.logger.log(self.env_steps, row)
+                    bar.set_postfix(ep_len=f"{row.get('episode_length', 0):.0f}")
                 losses, self.recent = {}, {"return": [], "length": []}
             if next_eval is not None and self.env_steps >= next_eval:
                 next_eval += cfg.eval_every
-                r = self.evaluate_now(cfg.eval_episodes_during_training)
-                protocol = self.task.evaluation
-                self.logger.log(self.env_steps, {column: r[key] for key, column in protocol.headline.items()}
-                                | {"train_time_s": self.train_time})
-                if self.first_pass is None and protocol.passes(r, cfg.evaluation):
-                    self.first_pass = {"env_steps": self.env_steps, "train_time_s": self.train_time,
-                                       **{k: r[k] for k in protocol.headline}, "episodes": r["episodes"],
-                                       "seed": r["seed"]}
-                    if cfg.stop_when_passed:
-                        break
+                passed_now = False
+                if main:  # rank 0 evaluates; the others learn its verdict (they must stop together)
+                    r = self.evaluate_now(cfg.eval_episodes_during_training)
+                    protocol = self.task.evaluation
+                    self.logger.log(self.env_steps, {column: r[key] for key, column in protocol.headline.items()}
+                                    | {"train_time_s": self.train_time})
+                    if self.first_pass is None and protocol.passes(r, cfg.evaluation):
+                        self.first_pass = {"env_steps": self.env_steps, "train_time_s": self.train_time,
+                                           **{k: r[k] for k in protocol.headline}, "episodes": r["episodes"],
+                                           "seed": r["seed"]}
+                        passed_now = True
+                self.first_pass, passed_now = distributed.broadcast_object((self.first_pass, passed_now))
+                if passed_now and cfg.stop_when_passed:
+                    break
             if next_ckpt is not None and self.env_steps >= next_ckpt:
                 next_ckpt += cfg.checkpoint_every
                 self.save()
@@ -157,8 +175,42 @@ class Runner:
         return {"env_steps": self.env_steps, "train_time_s": self.train_time, "eval_time_s": self.eval_time,
                 "first_pass": self.first_pass}
 
+    def _log_row(self, losses: dict[str, list[float]]) -> dict[str, float]:
+        """One metrics row: mean losses and finished episodes since the last row (over all ranks)."""
+        row = {k: sum(v) / len(v) for k, v in losses.items()}
+        ret, length = self.recent["return"], self.recent["length"]
+        if distributed.active():
+            keys = sorted(row)
+            sums = torch.tensor([row[k] for k in keys] + [sum(ret), sum(length), len(ret)], dtype=torch.float64)
+            sums = distributed.all_sum(sums).tolist()
+            row = {k: v / self.world for k, v in zip(keys, sums, strict=False)}
+            if sums[-1]:
+                row["episode_return"], row["episode_length"] = sums[-3] / sums[-1], sums[-2] / sums[-1]
+        elif ret:
+            row["episode_return"], row["episode_length"] = sum(ret) / len(ret), sum(length) / len(length)
+        row["train_time_s"] = self.train_time
+        return row
+
     # checkpoints ----------------------------------------------------------------
+    def _rank_state(self) -> dict[str, torch.Tensor]:
+        """What each rank holds of its own: envs, observations, generator, episode counters, buffers."""
+        tensors = dict(self.env.state_dict())
+        tensors.update({f"obs.{k}": v for k, v in self.obs.items()})
+        tensors["runner.gen"] = self.gen.get_state()
+        tensors["runner.ep"] = torch.stack((self.ep_return, self.ep_length))
+        tensors.update(self._extra_state())
+        return tensors
+
     def save(self) -> Path:
+        """Write ``checkpoint`` (every rank takes part: rank 0 gathers the others' own state and writes)."""
+        path = self.run_dir / "checkpoint"
+        own = distributed.gather_rank_state(self._rank_state()) if distributed.active() else self._rank_state()
+        if own is not None:
+            self._write_checkpoint(path, own)
+        distributed.barrier()  # the checkpoint is on disk before any rank goes on (and may --resume from it)
+        return path
+
+    def _write_checkpoint(self, path: Path, own: dict[str, torch.Tensor]) -> None:
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {"env_steps": self.env_steps, "train_time_s": self.train_time,
                                 "eval_time_s": self.eval_time, "curriculum_stage": self.curriculum.stage,
@@ -169,27 +221,31 @@ class Runner:
             t, m = optimizer_tensors(name, opt)
             tensors.update(t)
             meta["optimizers"][name] = m
-        tensors.update(self.env.state_dict())
-        tensors.update({f"obs.{k}": v for k, v in self.obs.items()})
-        tensors["runner.gen"] = self.gen.get_state()
-        tensors["runner.ep"] = torch.stack((self.ep_return, self.ep_length))
-        tensors.update(self._extra_state())
+        tensors.update(own)
         meta["num_updates"] = getattr(self.algo, "num_updates", 0)
-        path = self.run_dir / "checkpoint"
+        if self.world > 1:
+            meta["world_size"] = self.world
         save_checkpoint(path, tensors, meta)
-        return path
 
     def load(self, path: Path) -> None:
+        """Continue from ``path``: networks and optimisers on every rank; each rank's own envs, generator and
+        buffers where the checkpoint holds them (a rank beyond the saving group's size starts fresh ones)."""
         tensors, meta = load_checkpoint(path)
         for name, module in self.algo.modules().items():
             prefix = f"{name}."
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
         for name, opt in self.algo.optimizers().items():
             load_optimizer(name, opt, tensors, meta["optimizers"][name])
-        self.env.load_state_dict(tensors)
-        self.obs = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("obs.")}
-        self.gen.set_state(tensors["runner.gen"])
-        self.ep_return, self.ep_length = tensors["runner.ep"].clone()
+        own = distributed.select_rank_state(tensors, self.dist.rank)
+        if own is not None:
+            self.env.load_state_dict(own)
+            self.obs = {k[4:]: v.clone() for k, v in own.items() if k.startswith("obs.")}
+            self.gen.set_state(own["runner.gen"])
+            self.ep_return, self.ep_length = own["runner.ep"].clone()
+            self._load_extra_state(own)
+        else:
+            print(f"rank {self.dist.rank}: {path} holds the state of {distributed.world_size_of(tensors)} ranks; "
+                  "this rank's envs start afresh")
         self.env_steps = meta["env_steps"]
         self.train_time = meta["train_time_s"]
         self.eval_time = meta["eval_time_s"]
@@ -197,4 +253,3 @@ class Runner:
         self.first_pass = meta["first_pass"]
         if hasattr(self.algo, "num_updates"):
             self.algo.num_updates = meta["num_updates"]
-        self._load_extra_state(tensors)

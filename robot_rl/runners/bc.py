@@ -6,6 +6,10 @@ LeRobot), fits the min-max normalisers to the dataset statistics, trains with Ad
 ``checkpoint.safetensors``/``.json`` (weights, EMA weights, optimiser, RNG). :meth:`BCRunner.load` resumes
 to exactly the numbers of an uninterrupted run; :func:`load_policy` rebuilds the trained policy for
 evaluation and export.
+
+Under ``torchrun`` every rank draws its own batches (and diffusion noise) from the whole dataset with a
+generator of its own seed, gradients are averaged over the ranks (an effective batch of ``world_size x
+batch_size`` windows), and only rank 0 writes the run directory; its checkpoint holds every rank's generator.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
+from robot_rl import distributed
 from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from robot_rl.data import DatasetFormatError, load_dataset
 from robot_rl.io import atomic_write_json
@@ -156,23 +161,28 @@ class BCRunner:
                                    MinMaxNormalizer.from_stats(data.stats[cfg.action_key]))
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, betas=cfg.betas,
                                      weight_decay=cfg.weight_decay)
-        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.dist = distributed.info()
+        self.gen = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed, self.dist.rank) + 1)
         self.step = 0
         self.train_time = 0.0
         self.pending_losses: list[float] = []
         self.logger: RunLogger | None = None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
 
     def train(self, stop_at: int | None = None) -> dict[str, Any]:
         cfg = self.cfg
         total = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-        self.logger = self.logger or RunLogger(self.run_dir)
-        self.logger.truncate_after(self.step)
+        main = self.dist.is_main
+        if main:
+            self.logger = self.logger or RunLogger(self.run_dir)
+            self.logger.truncate_after(self.step)
+        distributed.broadcast_modules([self.policy])
         self.policy.train()
         losses = self.pending_losses  # losses since the last metrics row (kept across a resume)
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=1.0,
-                   desc=f"{cfg.policy} seed {cfg.seed}")
+                   desc=f"{cfg.policy} seed {cfg.seed}", disable=not main)
         while self.step < total:
             t0 = time.perf_counter()
             for g in self.opt.param_groups:
@@ -181,6 +191,7 @@ class BCRunner:
             loss = self.policy.compute_loss(self.obs[idx], self.act[idx], self.gen)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.policy.parameters())
             self.opt.step()
             self.policy.after_optimizer_step()
             self.step += 1
@@ -188,10 +199,12 @@ class BCRunner:
             losses.append(loss.item())
             bar.update(1)
             if self.step % cfg.log_every == 0:
-                row = {"loss": sum(losses) / len(losses), "lr": self.opt.param_groups[0]["lr"],
+                mean = distributed.all_sum(torch.tensor([sum(losses), len(losses)], dtype=torch.float64)).tolist()
+                row = {"loss": mean[0] / mean[1], "lr": self.opt.param_groups[0]["lr"],
                        "train_time_s": self.train_time}
-                self.logger.log(self.step, row)
-                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if main:
+                    self.logger.log(self.step, row)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}")
                 losses.clear()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save()
@@ -200,17 +213,28 @@ class BCRunner:
         return {"steps": self.step, "train_time_s": self.train_time, "checkpoint": str(self.run_dir / "checkpoint")}
 
     def save(self) -> Path:
+        """Write ``checkpoint`` (every rank takes part: rank 0 gathers the others' generators and writes)."""
+        path = self.run_dir / "checkpoint"
+        own = {"runner.gen": self.gen.get_state()}
+        if distributed.active():  # a rank's losses since the last metrics row (rank 0's: in the JSON)
+            own["runner.pending_losses"] = torch.tensor(self.pending_losses, dtype=torch.float64)
+            own = distributed.gather_rank_state(own)
+            if own is None:
+                distributed.barrier()  # until rank 0 has written the checkpoint
+                return path
         tensors = dict(self.policy.state_tensors())
         t, opt_meta = optimizer_tensors("opt", self.opt)
         tensors.update(t)
-        tensors["runner.gen"] = self.gen.get_state()
+        tensors.update(own)
         ema = getattr(self.policy, "ema", None)
         meta = {"step": self.step, "train_time_s": self.train_time, "optimizer": opt_meta,
                 "ema_step": ema.step if ema is not None else 0, "pending_losses": self.pending_losses,
                 "config": self.cfg.to_dict(), "obs_dim": self.obs_dim, "act_dim": self.act_dim,
                 "episodes": self.episodes, "episodes_in_dataset": self.demos_total, "fps": self.fps}
-        path = self.run_dir / "checkpoint"
+        if self.dist.world_size > 1:
+            meta["world_size"] = self.dist.world_size
         save_checkpoint(path, tensors, meta)
+        distributed.barrier()  # the checkpoint is on disk before any rank goes on
         return path
 
     def load(self, path: str | Path) -> None:
@@ -221,9 +245,15 @@ class BCRunner:
                              f"the dataset {self.obs_dim}/{self.act_dim}")
         self.policy.load_state_tensors(tensors, meta["ema_step"])
         load_optimizer("opt", self.opt, tensors, meta["optimizer"])
-        self.gen.set_state(tensors["runner.gen"])
         self.step, self.train_time = meta["step"], meta["train_time_s"]
         self.pending_losses = list(meta["pending_losses"])
+        own = distributed.select_rank_state(tensors, self.dist.rank)
+        if own is not None:
+            self.gen.set_state(own["runner.gen"])
+            if self.dist.rank > 0:
+                self.pending_losses = own["runner.pending_losses"].tolist()
+        else:
+            print(f"rank {self.dist.rank}: {path} holds no state of this rank; its batches start afresh")
 
 
 def load_policy(path: str | Path) -> tuple[DiffusionPolicy | MSEBCPolicy, dict[str, Any]]:

@@ -47,7 +47,7 @@ class OffPolicyRunner(Runner):
                         next_critic_obs=final["critic"], terminated=terminated.float())
         self.obs = {k: v.clone() for k, v in obs.items()}
         self._track_episodes(reward, terminated | truncated)
-        self.env_steps += env.num_envs
+        self.env_steps += env.num_envs * self.world
         self._apply_curriculum(self.buffer.recompute_rewards)
         if self.env_steps < oc.critic_starts:
             return {}

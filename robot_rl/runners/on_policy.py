@@ -38,7 +38,7 @@ class OnPolicyRunner(Runner):
                 buf[k].append(v)
             self.obs = {k: v.clone() for k, v in obs.items()}
             self._track_episodes(reward, terminated | truncated)
-            self.env_steps += env.num_envs
+            self.env_steps += env.num_envs * self.world
             self._apply_curriculum()
         data = {k: torch.stack(v) for k, v in buf.items()}
         with torch.no_grad():

@@ -1,0 +1,142 @@
+"""Data-parallel scaling on CPU: env-steps/s and time per update of 1 rank vs 2 gloo ranks, same total work.
+
+Each rank is a process with one torch thread that runs the real training iteration (``Runner._iteration``:
+rollout on ``--num-envs`` quadrotor-hover envs of its own, then the update with gradients all-reduced over the
+group) as ``torchrun`` launches it. The 1-rank run does ``--iterations`` iterations; each of the 2 ranks does
+half as many, so both runs step the same number of env steps and the 2-rank run finishes them in half the time
+if nothing is lost (efficiency = 2-rank throughput / (2 x 1-rank throughput); 1.0 ideal).
+
+What the cores allow is measured in the same run: two independent 1-rank processes at once (no communication),
+summed (``steps_per_s_2_independent``); ``efficiency_vs_cores`` = 2-rank throughput / that, the part of the loss
+due to the process group rather than to cores shared with other jobs. Each configuration is run ``--repeats``
+times (median). The load average is printed before and after: on a shared machine re-measure on a quiet one.
+
+    PYTHONPATH=. python benchmarks/ddp_scaling.py [--algorithm ppo|apg] [--num-envs 256] [--iterations 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sim_throughput import available_cores  # noqa: E402
+
+
+def _config(algorithm: str, num_envs: int):
+    from robot_rl.config import TrainConfig
+
+    cfg = TrainConfig.for_task("quadrotor-hover", algorithm=algorithm, seed=0, preset="ddp-scaling")
+    cfg.task.num_envs = num_envs
+    cfg.on_policy.total_env_steps = 10**12  # the benchmark stops, not the schedule
+    return cfg
+
+
+def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, iterations: int, queue) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from robot_rl import distributed
+    from robot_rl.runs import make_runner
+
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                          LOCAL_RANK=str(rank))
+        distributed.init("cpu")
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = make_runner(_config(algorithm, num_envs), Path(tmp))
+        update, spent = runner.algo.update, [0.0, 0]
+
+        def timed_update(*args, **kwargs):
+            t = time.perf_counter()
+            out = update(*args, **kwargs)
+            spent[0] += time.perf_counter() - t
+            spent[1] += 1
+            return out
+
+        runner.algo.update = timed_update
+        runner._iteration()  # warm-up: numba cache, first allocations
+        spent[:] = [0.0, 0]
+        if world > 1:
+            dist.barrier()
+        t0, steps0 = time.perf_counter(), runner.env_steps
+        for _ in range(iterations):
+            runner._iteration()
+        if world > 1:
+            dist.barrier()
+        wall = time.perf_counter() - t0
+        queue.put({"rank": rank, "wall_s": wall, "env_steps": runner.env_steps - steps0,
+                   "update_s": spent[0] / max(spent[1], 1)})
+    distributed.shutdown()
+
+
+def _run(world: int, algorithm: str, num_envs: int, iterations: int, independent: bool = False) -> dict:
+    """One measurement: ``world`` ranks of one group, or (``independent``) that many unconnected processes."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    with socket.socket() as s:  # a free port for the group's rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [ctx.Process(target=_worker, args=(r, 1 if independent else world, port, algorithm, num_envs,
+                                               iterations, queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"a rank exited with status {p.exitcode}")
+    if independent:  # each process's own steps in its own time, summed
+        return {"steps_per_s": sum(r["env_steps"] / r["wall_s"] for r in results),
+                "update_s": statistics.mean(r["update_s"] for r in results)}
+    wall = max(r["wall_s"] for r in results)
+    return {"steps_per_s": results[0]["env_steps"] / wall, "update_s": max(r["update_s"] for r in results)}
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", choices=("ppo", "apg"), default="ppo")
+    parser.add_argument("--num-envs", type=int, default=256, help="envs per rank")
+    parser.add_argument("--iterations", type=int, default=8, help="of the 1-rank run (each of 2 ranks: half)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.iterations % 2:
+        parser.error("--iterations must be even (2 ranks split them)")
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); "
+          f"cores two busy processes get now: {available_cores():.2f}")
+    rows: dict[str, list[dict]] = {"1 rank": [], "2 ranks (gloo)": [], "2 independent": []}
+    for _ in range(args.repeats):
+        rows["1 rank"].append(_run(1, args.algorithm, args.num_envs, args.iterations))
+        rows["2 ranks (gloo)"].append(_run(2, args.algorithm, args.num_envs, args.iterations // 2))
+        rows["2 independent"].append(_run(2, args.algorithm, args.num_envs, args.iterations // 2, independent=True))
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("steps_per_s", "update_s")} for k, v in rows.items()}
+    print(f"\n{args.algorithm}, {args.num_envs} envs per rank, {args.iterations} iterations of 1 rank "
+          f"({args.repeats} repeats, median)")
+    print(f"{'configuration':<16} {'env-steps/s':>12} {'update (ms)':>12}")
+    for k, v in med.items():
+        print(f"{k:<16} {v['steps_per_s']:>12,.0f} {1e3 * v['update_s']:>12.1f}")
+    s1, s2, ind = (med[k]["steps_per_s"] for k in rows)
+    load = os.getloadavg()[0]
+    print(f"load average after: {load:.2f}; efficiency {s2 / (2 * s1):.2f} of 2x one rank, "
+          f"{s2 / ind:.2f} of two independent processes (what the cores allow now)")
+    result = {"ranks": 2, "steps_per_s_1": round(s1), "steps_per_s_2": round(s2),
+              "efficiency": round(s2 / (2 * s1), 3), "steps_per_s_2_independent": round(ind),
+              "efficiency_vs_cores": round(s2 / ind, 3), "update_ms_1": round(1e3 * med["1 rank"]["update_s"], 2),
+              "update_ms_2": round(1e3 * med["2 ranks (gloo)"]["update_s"], 2), "load_average": round(load, 2)}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

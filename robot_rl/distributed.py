@@ -1,0 +1,214 @@
+"""Data-parallel training over ``torch.distributed`` (launched by ``torchrun``).
+
+Every rank steps its own envs (seeded :func:`rank_seed`) and computes gradients on its own data; before each
+optimiser step :func:`average_gradients` all-reduces them into their mean (one flattened buffer per step), so
+every rank takes the same step and the weights stay identical without a ``DistributedDataParallel`` wrapper.
+An explicit all-reduce rather than DDP because the update rules drive their modules in ways DDP's autograd
+hooks do not follow: the APG gradient of the fused CPU env is written by hand (``apg_bptt``), TD3/SAC freeze the
+critic while the actor's loss runs through it, and PPO clips the gradient norm, which must act on the averaged
+gradient (clip-then-average would differ from a single process on the whole batch).
+
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) nothing here communicates: every helper returns its
+input, so single-process runs and their numbers are unchanged. Only rank 0 logs, checkpoints and exports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+_ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+_RANK_KEY = re.compile(r"^rank(\d+)/")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the group (``rank 0 of 1`` when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs, checkpoints and exports."""
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """Whether ``torchrun`` (or a launcher setting the same variables) started this process."""
+    return "WORLD_SIZE" in os.environ
+
+
+def info() -> DistInfo:
+    """Rank, world size and local rank of this process (``DistInfo()`` outside a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return DistInfo()
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def active() -> bool:
+    """Whether there is a process group with more than one rank (else every collective here is a no-op)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def init(device: str) -> str:
+    """Join the process group that ``torchrun`` set up (gloo for a CPU ``device``, NCCL for CUDA) and return the
+    device this rank trains on (``cuda`` becomes ``cuda:LOCAL_RANK``). Without ``torchrun``: ``device`` as is."""
+    if not launched():
+        return device
+    missing = [v for v in (*_ENV_VARS, "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"WORLD_SIZE is set but {', '.join(missing)} are not: launch with torchrun")
+    local = int(os.environ["LOCAL_RANK"])
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda under torchrun, but this machine has no CUDA device")
+        if local >= torch.cuda.device_count():
+            raise RuntimeError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA devices: "
+                               "--nproc_per_node must not exceed the GPUs of a node")
+        device = f"cuda:{local}"
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        kwargs = {"device_id": torch.device(device)} if backend == "nccl" else {}
+        dist.init_process_group(backend, timeout=timedelta(minutes=30), **kwargs)
+    return device
+
+
+def shutdown() -> None:
+    """Leave the process group (no-op without one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The env/sampling seed of ``rank``: ``seed`` itself on rank 0 (a single process is rank 0), else a
+    value mixed from both (``numpy.random.SeedSequence``), so no two (seed, rank) pairs of a run share envs."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence(seed, spawn_key=(rank,)).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Replace every ``param.grad`` by its mean over the ranks (one all-reduce of a flattened buffer).
+
+    Parameters without a gradient are skipped; every rank runs the same code path, so they agree on which."""
+    if not active():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat.div_(dist.get_world_size())
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def optimizer_params(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """Every parameter an optimiser steps."""
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
+    """The ranks' ``x`` (same shape on every rank) concatenated along dim 0 in rank order; ``x`` alone."""
+    if not active():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def all_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over the ranks (a new tensor; ``x`` itself when not distributed)."""
+    if not active():
+        return x
+    if dist.get_backend() == "nccl" and x.device.type != "cuda":  # NCCL reduces CUDA tensors only
+        out = x.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(out)
+        return out.to(x.device)
+    out = x.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def broadcast_modules(modules: Iterable[nn.Module]) -> None:
+    """Copy rank 0's parameters and buffers into every rank's modules (a resume or a seed mismatch can no
+    longer leave the ranks apart)."""
+    if not active():
+        return
+    for module in modules:
+        for t in module.state_dict().values():
+            dist.broadcast(t, src=0)
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (no-op when not distributed)."""
+    if active():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` when not distributed)."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` in rank order on rank 0 (None elsewhere); ``[obj]`` when not distributed."""
+    if not active():
+        return [obj]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def rank_prefix(rank: int) -> str:
+    """Key prefix of rank ``rank``'s own state in a group checkpoint (rank 0's keys carry none)."""
+    return "" if rank == 0 else f"rank{rank}/"
+
+
+def gather_rank_state(local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """Merge the ranks' own state (envs, observations, generators, replay buffers) for rank 0's checkpoint:
+    rank 0's keys as a single process writes them, rank r's under ``rank{r}/``. None on the other ranks."""
+    # as safetensors bytes: pickled tensors do not survive gather_object's unpickler in torch 2.13
+    parts = gather_objects(st_save({k: v.detach().cpu().contiguous() for k, v in local.items()}))
+    if parts is None:
+        return None
+    return {rank_prefix(r) + k: v for r, part in enumerate(parts) for k, v in st_load(part).items()}
+
+
+def select_rank_state(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor] | None:
+    """Rank ``rank``'s own state from a checkpoint's tensors, or None when the checkpoint holds none for it
+    (it was written by a smaller group: that rank keeps its freshly seeded envs)."""
+    if rank == 0:
+        return {k: v for k, v in tensors.items() if not _RANK_KEY.match(k)}
+    prefix = rank_prefix(rank)
+    own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return own or None
+
+
+def world_size_of(tensors: dict[str, torch.Tensor]) -> int:
+    """How many ranks' state a checkpoint holds (1 for a single-process checkpoint)."""
+    ranks = {int(m.group(1)) for m in map(_RANK_KEY.match, tensors) if m}
+    return max(ranks, default=0) + 1

@@ -1,0 +1,116 @@
+"""Process-group workers of ``test_distributed.py`` (module-level, so ``torch.multiprocessing.spawn`` can pickle
+them): each rank joins a gloo group the way ``torchrun`` sets one up, runs, and saves what it ends with to
+``out/rank{r}.pt`` for the test to compare."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+
+from robot_rl import distributed
+from robot_rl.config import TrainConfig
+from robot_rl.curriculum import CurriculumConfig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(fn: Any, world: int, *args: Any) -> None:
+    """Run ``fn(rank, *args)`` on ``world`` fresh processes of one gloo group (torchrun's environment)."""
+    mp.spawn(_entry, args=(world, free_port(), fn, args), nprocs=world, join=True)
+
+
+def _entry(rank: int, world: int, port: int, fn: Any, args: tuple) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    assert distributed.init("cpu") == "cpu"
+    try:
+        fn(rank, *args)
+    finally:
+        distributed.shutdown()
+
+
+def tiny_rl(algorithm: str, steps: int) -> TrainConfig:
+    """A few iterations of ``algorithm`` on 4 quadrotor-hover envs per rank with small networks."""
+    normalized = algorithm == "ppo-normalized"
+    cfg = TrainConfig(preset="test", algorithm="ppo" if normalized else algorithm, seed=5)
+    cfg.task.num_envs = 4
+    for c in (cfg.td3, cfg.sac, cfg.ppo):
+        c.actor_hidden, c.critic_hidden = (16,), (16,)
+    cfg.ppo.empirical_normalization = normalized
+    o = cfg.off_policy
+    o.total_env_steps, o.buffer_capacity, o.critic_starts, o.actor_starts = steps, 1024, 32, 48
+    o.updates_per_step, o.batch_size = 0.5, 16
+    cfg.on_policy.total_env_steps, cfg.on_policy.steps_per_env = steps, 8
+    cfg.apg.actor_hidden, cfg.apg.horizon = (16,), 8
+    cfg.curriculum = CurriculumConfig(every=64)
+    cfg.log_every, cfg.checkpoint_every = 32, 0
+    return cfg
+
+
+def module_tensors(algo: Any) -> dict[str, torch.Tensor]:
+    return {f"{n}.{k}": v.detach().clone() for n, m in algo.modules().items() for k, v in m.state_dict().items()}
+
+
+ALGORITHMS = ("ppo-normalized", "sac", "td3", "apg")
+TOTAL, STOP = 128, 64
+
+
+def rl_runners(rank: int, out: Path) -> None:
+    """Per algorithm: an uninterrupted run of ``TOTAL`` env steps (rank 1 is handed a directory of its own,
+    which must stay unwritten) and one stopped at ``STOP`` and resumed by fresh runners of the group."""
+    from robot_rl.runs import make_runner
+
+    result: dict[str, Any] = {}
+    for algorithm in ALGORITHMS:
+        cfg = tiny_rl(algorithm, TOTAL)
+        full_dir = out / algorithm / ("full" if rank == 0 else "full-rank1")
+        full = make_runner(cfg, full_dir)
+        full.train()
+        part_dir = out / algorithm / "part"
+        make_runner(cfg, part_dir).train(stop_at=STOP)
+        resumed = make_runner(cfg, part_dir)
+        resumed.load(part_dir / "checkpoint")
+        resumed_at = resumed.env_steps
+        resumed.train()
+        result[algorithm] = {"full": module_tensors(full.algo), "resumed": module_tensors(resumed.algo),
+                             "env_steps": full.env_steps, "resumed_at": resumed_at,
+                             "first_obs": full.obs["policy"].clone()}
+    torch.save(result, out / f"rank{rank}.pt")
+
+
+def updates_and_bc(rank: int, out: Path, demos: str) -> None:
+    """On this rank's half of fixed data: one PPO update (several epochs of one minibatch), one APG step from
+    a precomputed gradient (as the hand-written BPTT hands it over), three MSE-BC steps; then a diffusion BC
+    run and its stopped-and-resumed twin."""
+    from robot_rl.runners.bc import BCRunner
+    from tests.robot_rl.test_distributed import apg_algo_and_grads, bc_cfg, mse_steps, ppo_algo_and_batch
+
+    algo, batch = ppo_algo_and_batch()
+    half = {k: v.chunk(2)[rank] for k, v in batch.items()}
+    algo.update_normalizers(half["policy_obs"], half["critic_obs"])
+    algo.update(half)
+    result = {"ppo": module_tensors(algo)}
+    algo, grads = apg_algo_and_grads()
+    algo.update(torch.tensor(0.0), grads[rank])
+    result["apg"] = module_tensors(algo)
+    result["mse"] = mse_steps(demos, rank)
+    cfg = bc_cfg(demos)
+    full = BCRunner(cfg, out / ("bc-full" if rank == 0 else "bc-full-rank1"))
+    full.train()
+    part = BCRunner(cfg, out / "bc-part")
+    part.train(stop_at=5)
+    resumed = BCRunner(cfg, out / "bc-part")
+    resumed.load(out / "bc-part" / "checkpoint")
+    resumed.train()
+    result["bc"] = {"full": full.policy.state_tensors(), "resumed": resumed.policy.state_tensors()}
+    torch.save(result, out / f"rank{rank}.pt")
