@@ -1,10 +1,11 @@
 """Data-parallel scaling on CPU: env-steps/s and time per update of 1 rank vs 2 gloo ranks, same total work.
 
-Each rank is a process with one torch thread that runs the real training iteration (``Runner._iteration``:
-rollout on ``--num-envs`` quadrotor-hover envs of its own, then the update with gradients all-reduced over the
-group) as ``torchrun`` launches it. The 1-rank run does ``--iterations`` iterations; each of the 2 ranks does
-half as many, so both runs step the same number of env steps and the 2-rank run finishes them in half the time
-if nothing is lost (efficiency = 2-rank throughput / (2 x 1-rank throughput); 1.0 ideal).
+Each rank is a process with one torch and one numba thread (``robot_rl.distributed.init``, as under ``torchrun``)
+that runs the real training iteration (``Runner._iteration``: rollout on ``--num-envs`` quadrotor-hover envs of
+its own, then the update with gradients all-reduced over the group). The 1-rank run does ``--iterations``
+iterations; each of the 2 ranks does half as many, so both runs step the same number of env steps and the
+2-rank run finishes them in half the time if nothing is lost (efficiency = 2-rank throughput / (2 x 1-rank
+throughput); 1.0 ideal).
 
 What the cores allow is measured in the same run: two independent 1-rank processes at once (no communication),
 summed (``steps_per_s_2_independent``); ``efficiency_vs_cores`` = 2-rank throughput / that, the part of the loss
@@ -49,10 +50,9 @@ def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, ite
     from robot_rl import distributed
     from robot_rl.runs import make_runner
 
-    if world > 1:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                          LOCAL_RANK=str(rank))
-        distributed.init("cpu")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    distributed.init("cpu")  # as under torchrun, also for 1 rank (one numba thread per rank, gloo)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         runner = make_runner(_config(algorithm, num_envs), Path(tmp))
@@ -68,28 +68,32 @@ def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, ite
         runner.algo.update = timed_update
         runner._iteration()  # warm-up: numba cache, first allocations
         spent[:] = [0.0, 0]
-        if world > 1:
-            dist.barrier()
+        dist.barrier()
         t0, steps0 = time.perf_counter(), runner.env_steps
         for _ in range(iterations):
             runner._iteration()
-        if world > 1:
-            dist.barrier()
+        dist.barrier()
         wall = time.perf_counter() - t0
         queue.put({"rank": rank, "wall_s": wall, "env_steps": runner.env_steps - steps0,
                    "update_s": spent[0] / max(spent[1], 1)})
     distributed.shutdown()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _run(world: int, algorithm: str, num_envs: int, iterations: int, independent: bool = False) -> dict:
     """One measurement: ``world`` ranks of one group, or (``independent``) that many unconnected processes."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    with socket.socket() as s:  # a free port for the group's rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = [ctx.Process(target=_worker, args=(r, 1 if independent else world, port, algorithm, num_envs,
-                                               iterations, queue)) for r in range(world)]
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(0, 1, _free_port(), algorithm, num_envs, iterations, queue))
+             if independent else
+             ctx.Process(target=_worker, args=(r, world, port, algorithm, num_envs, iterations, queue))
+             for r in range(world)]
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
