@@ -31,6 +31,7 @@ def spawn(fn: Any, world: int, *args: Any) -> None:
 def _entry(rank: int, world: int, port: int, fn: Any, args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only, whatever the host name resolves to
     torch.set_num_threads(1)
     assert distributed.init("cpu") == "cpu"
     try:

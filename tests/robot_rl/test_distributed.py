@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +157,8 @@ def test_torchrun_trains_from_the_cli(tmp_path):
            str(out), "--task.num-envs", "4", "--on-policy.total-env-steps", "128", "--on-policy.steps-per-env",
            "8", "--ppo.actor-hidden", "8", "--ppo.critic-hidden", "8", "--evaluation.episodes", "8",
            "--evaluation.robustness", "--log-every", "32", "--checkpoint-every", "0"]
-    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "GLOO_SOCKET_IFNAME": "lo",
+           "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
