@@ -77,7 +77,8 @@ def train_main(argv: list[str]) -> None:
 def _train_main(argv: list[str]) -> None:
     usage = ("usage: robot-rl train PRESET|TASK [--seed S] [--out DIR] [--device cpu|cuda] [overrides...]\n"
              "       robot-rl train --resume DIR\n"
-             "       robot-rl train PRESET|TASK --help   (every option of that preset's or task's config)\n\n"
+             "       robot-rl train PRESET|TASK --help   (every option of that preset's or task's config)\n"
+             "       torchrun --nproc_per_node N -m robot_rl.cli train ...   (data-parallel, README)\n\n"
              "presets (tuned recipes):\n"
              + "\n".join(f"  {k:26s} {v[0]} [task {get_preset_task(k)}]" for k, v in sorted(PRESETS.items()))
              + "\n\nbehaviour-cloning presets (robot-rl train NAME --demos DIR [--seed S] [--out RUN]):\n"

@@ -31,6 +31,7 @@ from robot_rl.data import write_dataset
 from robot_rl.distributed import DistInfo, average_gradients, rank_seed, select_rank_state, world_size_of
 from robot_rl.policies.diffusion import DiffusionConfig
 from robot_rl.runners.bc import BCRunner, BCTrainConfig
+from robot_rl.runs import make_runner
 from tests.robot_rl import ddp_workers as W
 from tests.robot_rl.data.helpers import make_episodes
 
@@ -115,6 +116,14 @@ def test_rl_runners_agree_across_ranks_and_resume_as_a_group(tmp_path):
         assert meta["world_size"] == 2 and world_size_of(tensors) == 2 and meta["env_steps"] == W.TOTAL
         assert not torch.equal(tensors["runner.gen"], tensors["rank1/runner.gen"])
         assert "rank1/obs.policy" in tensors and "rank1/obs.policy" not in select_rank_state(tensors, 0)
+    # one process continues a group's run from rank 0's share of the checkpoint
+    runner = make_runner(W.tiny_rl("ppo-normalized", 2 * W.TOTAL), tmp_path / "ppo-normalized" / "part")
+    runner.load(tmp_path / "ppo-normalized" / "part" / "checkpoint")
+    tensors, _ = load_checkpoint(tmp_path / "ppo-normalized" / "part" / "checkpoint")
+    assert runner.env_steps == W.TOTAL and torch.equal(runner.obs["policy"], tensors["obs.policy"])
+    _assert_all(W.module_tensors(runner.algo), r0["ppo-normalized"]["resumed"])
+    runner.train()
+    assert runner.env_steps == 2 * W.TOTAL
 
 
 def test_two_rank_updates_equal_one_process_on_the_whole_batch(tmp_path):
