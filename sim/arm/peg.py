@@ -63,13 +63,13 @@ class PegInsertEnv(ArmEnv):
     task_name = "panda-peg-insert"
     workspace_low = (0.25, -0.45, 0.02)
 
-    def __init__(self, cfg: PegInsertConfig | None = None) -> None:
+    def __init__(self, cfg: PegInsertConfig | None = None, backend: str = "mujoco") -> None:
         cfg = cfg or PegInsertConfig()
         if not 0 < cfg.clearance < 0.01:
             raise ValueError(f"clearance must be in (0, 0.01) m, got {cfg.clearance}")
         self.fixed_finger = cfg.peg_radius
         self._tip_below_tcp = cfg.peg_length + cfg.peg_radius - 0.02
-        super().__init__(cfg)
+        super().__init__(cfg, backend)
 
     def _scene(self) -> tuple[str, str]:
         c = self.cfg

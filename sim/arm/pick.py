@@ -43,8 +43,8 @@ class PickCubeEnv(ArmEnv):
     has_yaw_action = True
     has_gripper_action = True
 
-    def __init__(self, cfg: PickCubeConfig | None = None) -> None:
-        super().__init__(cfg or PickCubeConfig())
+    def __init__(self, cfg: PickCubeConfig | None = None, backend: str = "mujoco") -> None:
+        super().__init__(cfg or PickCubeConfig(), backend)
 
     def _scene(self) -> tuple[str, str]:
         c = self.cfg

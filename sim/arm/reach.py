@@ -48,8 +48,8 @@ class ReachBimodalEnv(ArmEnv):
 
     task_name = "panda-reach-bimodal"
 
-    def __init__(self, cfg: ReachBimodalConfig | None = None) -> None:
-        super().__init__(cfg or ReachBimodalConfig())
+    def __init__(self, cfg: ReachBimodalConfig | None = None, backend: str = "mujoco") -> None:
+        super().__init__(cfg or ReachBimodalConfig(), backend)
 
     def _scene(self) -> tuple[str, str]:
         c = self.cfg

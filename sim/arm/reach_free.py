@@ -50,8 +50,8 @@ class ReachEnv(ArmEnv):
 
     task_name = "panda-reach"
 
-    def __init__(self, cfg: ReachConfig | None = None) -> None:
-        super().__init__(cfg or ReachConfig())
+    def __init__(self, cfg: ReachConfig | None = None, backend: str = "mujoco") -> None:
+        super().__init__(cfg or ReachConfig(), backend)
 
     def _scene(self) -> tuple[str, str]:
         return '<site name="goal" type="sphere" size="0.015" rgba="0 1 0 0.6"/>', ""
