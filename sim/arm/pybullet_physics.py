@@ -177,11 +177,22 @@ class PybulletArmPhysics(BulletScene, ArmPhysics):
                          for i in range(n)])
         kp, kv = self.gain[:, None] * KP9, self.gain[:, None] * KV9
         kp[:, 7:], kv[:, 7:] = KP9[7:], KV9[7:]  # the gain randomisation scales the arm servos only
-        implicit = mass + np.eye(9) * (self._armature + dt * (kv + self._damping))[:, None, :]
         gravity = {b: (self._mass[b][:, None] * GRAVITY).tolist() for b in self._free}
+        eye, zero = np.eye(9), [0.0] * 9
         for _ in range(nstep):
-            force = np.clip(kp * (target - self.q9) - kv * self.qd9, -LIMIT9, LIMIT9) - self._damping * self.qd9
-            tau = (mass @ np.linalg.solve(implicit, force[..., None]))[..., 0]
+            servo = kp * (target - self.q9) - kv * self.qd9
+            force = np.clip(servo, -LIMIT9, LIMIT9) - self._damping * self.qd9
+            # MuJoCo's implicitfast: damping and the servo's kv are implicit, kv only where the servo is not
+            # saturated (a clamped force does not depend on the velocity)
+            damping = self._damping + np.where(np.abs(servo) < LIMIT9, kv, 0.0)
+            implicit = mass + eye * (self._armature + dt * damping)[:, None, :]
+            # Bullet adds the bias (Coriolis, centrifugal) forces c itself, through M^-1: ask for the acceleration
+            # (M + armature + dt D)^-1 (f - c), as MuJoCo integrates it
+            bias = np.array([pb.calculateInverseDynamics(int(self.robot[i]), self.q9[i].tolist(),
+                                                         self.qd9[i].tolist(), zero,
+                                                         physicsClientId=self.clients[self.client_of[i]])
+                             for i in range(n)])
+            tau = (mass @ np.linalg.solve(implicit, (force - bias)[..., None]))[..., 0] + bias
             for i in range(n):
                 pc = self.clients[self.client_of[i]]
                 pb.setJointMotorControlArray(int(self.robot[i]), self._dof_links, pb.TORQUE_CONTROL,

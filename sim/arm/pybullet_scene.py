@@ -178,9 +178,11 @@ class BulletScene:
             if link_geoms[-1]:
                 self._set_contact(pc, r, -1, link_geoms[-1][0])
             for k in range(len(self._links)):
-                pb.changeDynamics(r, k, localInertiaDiagonal=self._link_inertia[k].tolist(), linearDamping=0.0,
-                                  angularDamping=0.0, jointDamping=0.0, maxJointVelocity=100.0,
-                                  activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING, physicsClientId=pc)
+                pb.changeDynamics(r, k, linearDamping=0.0, angularDamping=0.0, jointDamping=0.0,
+                                  maxJointVelocity=100.0, activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING,
+                                  physicsClientId=pc)
+                # alone: together with the other options Bullet keeps the inertia it derived from the shapes
+                pb.changeDynamics(r, k, localInertiaDiagonal=self._link_inertia[k].tolist(), physicsClientId=pc)
                 if link_geoms[k]:
                     self._set_contact(pc, r, k, link_geoms[k][-1])
             for dof, k in enumerate(self._dof_links):
@@ -198,9 +200,9 @@ class BulletScene:
                                        (self.origins[i] + frame[0]).tolist(), xyzw(_quat(frame[1])),
                                        physicsClientId=pc)
                 if kind == "free":
-                    pb.changeDynamics(o, -1, localInertiaDiagonal=m.body_inertia[b].tolist(), linearDamping=0.0,
-                                      angularDamping=0.0, activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING,
-                                      physicsClientId=pc)
+                    pb.changeDynamics(o, -1, linearDamping=0.0, angularDamping=0.0,
+                                      activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING, physicsClientId=pc)
+                    pb.changeDynamics(o, -1, localInertiaDiagonal=m.body_inertia[b].tolist(), physicsClientId=pc)
                 if geoms_of.get(b):
                     self._set_contact(pc, o, -1, geoms_of[b][0])
                 self.objects[name][i] = o
