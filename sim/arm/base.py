@@ -53,8 +53,8 @@ class ArmEnv(BatchedEnv):
         self.model = model
         self._setup(model)
         self.backend = backend
-        self.physics = make_physics(backend, model, cfg.num_envs, sim.num_threads, list(self._contact_index),
-                                    self._dr_bodies, self._dr_geoms)
+        self.physics = make_physics(backend, model, cfg.num_envs, sim, list(self._contact_index), self._dr_bodies,
+                                    self._dr_geoms)
         #: MuJoCo's batched worlds (rendering, ros2_control, benchmarks); None on other backends.
         self.worlds = getattr(self.physics, "worlds", None)
         act = cfg.action

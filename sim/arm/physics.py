@@ -20,6 +20,7 @@ from collections.abc import Callable
 import mujoco
 import numpy as np
 
+from sim.arm.config import ArmSimConfig
 from sim.arm.kinematics import JOINT_NAMES
 from sim.arm.worlds import BatchedWorlds
 
@@ -114,10 +115,10 @@ class MujocoArmPhysics(ArmPhysics):
 
     name = "mujoco"
 
-    def __init__(self, model: mujoco.MjModel, num_envs: int, num_threads: int, contacts: list[ContactPair],
+    def __init__(self, model: mujoco.MjModel, num_envs: int, sim: ArmSimConfig, contacts: list[ContactPair],
                  dr_bodies: list[str], dr_geoms: list[str]) -> None:
         self.model = model
-        self.worlds = BatchedWorlds(model, num_envs, num_threads)
+        self.worlds = BatchedWorlds(model, num_envs, sim.num_threads)
         self.num_envs, self.chunks = num_envs, self.worlds.chunks
         self.ctrl, self.unstable = self.worlds.ctrl, self.worlds.unstable
         arm_q = [model.jnt_qposadr[model.joint(n).id] for n in JOINT_NAMES]
@@ -208,9 +209,10 @@ PHYSICS_BACKENDS = {"mujoco": ("sim.arm.physics", "MujocoArmPhysics", "mujoco"),
 """Backend name -> (module, class, pip package)."""
 
 
-def make_physics(backend: str, model: mujoco.MjModel, num_envs: int, num_threads: int, contacts: list[ContactPair],
-                 dr_bodies: list[str], dr_geoms: list[str], **kwargs) -> ArmPhysics:
-    """The physics of ``model``'s scene on ``backend``; a one-line error names a missing package."""
+def make_physics(backend: str, model: mujoco.MjModel, num_envs: int, sim: ArmSimConfig, contacts: list[ContactPair],
+                 dr_bodies: list[str], dr_geoms: list[str]) -> ArmPhysics:
+    """The physics of ``model``'s scene on ``backend`` (a constructor with these arguments, ``contacts``: the watched
+    geom pairs, ``dr_*``: the randomised bodies and geoms); a one-line error names a missing package."""
     if backend not in PHYSICS_BACKENDS:
         raise ValueError(f"unknown arm physics backend {backend!r}; choose from {', '.join(PHYSICS_BACKENDS)}")
     module, cls, package = PHYSICS_BACKENDS[backend]
@@ -221,7 +223,7 @@ def make_physics(backend: str, model: mujoco.MjModel, num_envs: int, num_threads
             raise
         raise ModuleNotFoundError(f"the {backend} arm backend needs the {package} package: "
                                   "pip install -e '.[backends]'", name=package) from None
-    return getattr(mod, cls)(model, num_envs, num_threads, contacts, dr_bodies, dr_geoms, **kwargs)
+    return getattr(mod, cls)(model, num_envs, sim, contacts, dr_bodies, dr_geoms)
 
 
 __all__ = ["ArmPhysics", "MujocoArmPhysics", "PHYSICS_BACKENDS", "make_physics"]

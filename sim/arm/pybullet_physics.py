@@ -29,19 +29,21 @@ import mujoco
 import numpy as np
 import pybullet as pb
 
+from sim.arm.config import ArmSimConfig
 from sim.arm.physics import ArmPhysics
 from sim.arm.pybullet_scene import GRAVITY, HIGH9, KP9, KV9, LIMIT9, LOW9, BulletScene, xyzw
 
 
 class PybulletArmPhysics(BulletScene, ArmPhysics):
-    """The scene of ``model`` in PyBullet (see the module docstring); ``num_threads`` is not used (one thread)."""
+    """The scene of ``model`` in PyBullet (see the module docstring); ``sim.envs_per_client`` envs share a Bullet
+    world; one thread (``sim.num_threads`` is not used)."""
 
     name = "pybullet"
 
-    def __init__(self, model: mujoco.MjModel, num_envs: int, num_threads: int, contacts, dr_bodies, dr_geoms,
-                 envs_per_client: int | None = None) -> None:
+    def __init__(self, model: mujoco.MjModel, num_envs: int, sim: ArmSimConfig, contacts, dr_bodies,
+                 dr_geoms) -> None:
         self.model, self.num_envs, self.dt = model, num_envs, float(model.opt.timestep)
-        per = num_envs if envs_per_client is None else max(1, int(envs_per_client))
+        per = num_envs if sim.envs_per_client <= 0 else int(sim.envs_per_client)
         self.client_of = np.arange(num_envs) // per
         self.chunks = [(0, num_envs)]
         self.ctrl = np.zeros((num_envs, 8))
