@@ -3,6 +3,8 @@
 A task subclass provides the scene (:meth:`ArmEnv._scene`), the start pose and object placement
 (:meth:`ArmEnv._home_q`, :meth:`ArmEnv._place`), the observation components and
 :meth:`ArmEnv._evaluate` (reward, success, failure). Everything else (the contract of :mod:`sim.core`) is here.
+The scene is MJCF; the physics comes from a backend (:mod:`sim.arm.physics`: MuJoCo, the reference, or PyBullet),
+which is all a task touches of the simulator (names of bodies and geoms, never engine ids).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class ArmTaskBase:
     """Fields every Panda task config has."""
 
     num_envs: int = 16
-    """Parallel MuJoCo worlds."""
+    """Parallel worlds (MuJoCo, or PyBullet with ``impl="pybullet"``)."""
     episode_seconds: float = 8.0
     """Time limit (s); episodes reaching it are truncated."""
     terminate_on_success: bool = True

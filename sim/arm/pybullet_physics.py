@@ -10,17 +10,18 @@ ring, moved like MuJoCo mocap bodies) are single-link multibodies; the floor is 
 
 Servos, with MuJoCo's semantics (:mod:`sim.arm.physics`): gravity is switched off in the Bullet world and applied
 as an external force to free bodies only (MuJoCo's ``gravcomp="1"`` on every arm body); each physics step applies
-joint torques computed the way MuJoCo's ``implicitfast`` integrator treats the position servos: the servo force
-``f = clip(g kp e - g kv qd, +-limit) - b qd`` becomes the acceleration ``(M + armature + dt D)^-1 f`` (``D``: the
-servo's and the joint's damping, implicit), applied as ``tau = M (M + armature + dt D)^-1 f`` (``M`` from Bullet,
-once per control step). The fingers each get half the gripper servo (equal targets), where MuJoCo couples them
+joint torques that make Bullet's explicit step produce the acceleration of MuJoCo's ``implicitfast`` integrator:
+``tau = M A^-1 (f - c) + c`` with the servo force ``f = clip(g kp e - g kv qd, +-limit) - b qd``, Bullet's bias
+forces ``c`` (Coriolis, centrifugal), and ``A = M + armature + dt D``, ``D`` the joint damping plus the servo's
+``kv`` where the servo is not saturated (MuJoCo drops the derivative of a clamped force). ``M`` comes from Bullet
+once per control step. The fingers each get half the gripper servo (equal targets), where MuJoCo couples them
 with an equality constraint.
 
 What differs from MuJoCo: Bullet's contact model (rigid, ERP-stabilised, sequential impulses) against MuJoCo's
 soft elliptic-cone contacts; Bullet multiplies the two friction coefficients where MuJoCo takes the larger, has no
 torsional friction (MuJoCo condim 4), ignores the Coriolis term in the servo's implicit step, and reports contacts
-per link (the peg shares its link with the hand and link 7). Several envs share one Bullet world (``envs_per_client``),
-4 m apart, stepped by one ``stepSimulation``.
+per link (the peg shares its link with the hand and link 7). Several envs share one Bullet world
+(``ArmSimConfig.envs_per_client``), 4 m apart, stepped by one ``stepSimulation``.
 """
 
 from __future__ import annotations
