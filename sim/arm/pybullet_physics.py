@@ -34,6 +34,9 @@ from sim.arm.config import ArmSimConfig
 from sim.arm.physics import ArmPhysics
 from sim.arm.pybullet_scene import GRAVITY, HIGH9, KP9, KV9, LIMIT9, LOW9, BulletScene, xyzw
 
+TOUCH_DISTANCE = 1e-4
+"""A Bullet contact point counts as a contact (MuJoCo's contact sensor) at this signed distance (m) or closer."""
+
 
 class PybulletArmPhysics(BulletScene, ArmPhysics):
     """The scene of ``model`` in PyBullet (see the module docstring); ``sim.envs_per_client`` envs share a Bullet
@@ -56,7 +59,7 @@ class PybulletArmPhysics(BulletScene, ArmPhysics):
         mujoco.mj_forward(model, data)
         self._ref = data
         self._plan(model)
-        self.clients, self.origins = [], np.zeros((num_envs, 3))
+        self.clients, self.origins, self._plane = [], np.zeros((num_envs, 3)), {}
         self.robot = np.zeros(num_envs, dtype=np.int64)
         self.objects = {b: np.zeros(num_envs, dtype=np.int64) for b in self._objects}
         for c in range(int(self.client_of.max()) + 1):
@@ -118,8 +121,9 @@ class PybulletArmPhysics(BulletScene, ArmPhysics):
                 self.body_vel[b][i, :3], self.body_vel[b][i, 3:] = lin, rot.T @ np.array(ang)
             for k, (a, other) in enumerate(self._pairs):
                 kw = {} if other is None else {"bodyB": self._body(other[0], i), "linkIndexB": other[1]}
-                self._contacts[i, k] = len(pb.getContactPoints(bodyA=self._body(a[0], i), linkIndexA=a[1],
-                                                               physicsClientId=pc, **kw)) > 0
+                points = pb.getContactPoints(bodyA=self._body(a[0], i), linkIndexA=a[1], physicsClientId=pc, **kw)
+                # Bullet keeps manifold points up to its contact threshold (positive distances): touching only
+                self._contacts[i, k] = any(p[8] <= TOUCH_DISTANCE for p in points)
 
     def set_params(self, i: int, gain: float, mass: float, friction: float) -> None:
         pc, m = self.clients[self.client_of[i]], self.model

@@ -132,7 +132,6 @@ class BulletScene:
         floor = [g for g in range(m.ngeom) if m.geom_bodyid[g] == 0]
         if any(m.geom_type[g] != int(mujoco.mjtGeom.mjGEOM_PLANE) for g in floor):
             raise ValueError("pybullet arm backend: only a plane may sit on the MJCF world body")
-        self._plane = {}
         if floor:
             plane = pb.createMultiBody(0, pb.createCollisionShape(pb.GEOM_PLANE, physicsClientId=pc),
                                        physicsClientId=pc)

@@ -165,3 +165,19 @@ def test_transfer_eval_of_an_observation_policy_in_both_backends():
     assert set(out) == {"mujoco", "pybullet"}
     for r in out.values():
         assert r["result"]["episodes"] == 8 and r["result"]["success"] >= 0.75
+
+
+def test_a_world_per_env_gives_the_same_numbers_as_one_shared_world():
+    spec = get_task("panda-pick-cube")
+    outs = []
+    for per_client in (0, 1):
+        cfg = spec.config_cls(num_envs=3)
+        cfg.sim.envs_per_client = per_client
+        env = spec.make_env(cfg, seed=2, impl="pybullet")
+        assert len(env.physics.clients) == (1 if per_client == 0 else 3)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(10):
+            obs, *_ = env.step(torch.rand(3, env.action_dim, generator=gen) * 2 - 1)
+        outs.append(obs["critic"].numpy())
+        env.close()
+    np.testing.assert_array_equal(outs[0], outs[1])
