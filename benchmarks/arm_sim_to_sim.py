@@ -8,8 +8,8 @@
    100 held-out episodes, a fresh sampler with the same noise per backend). ``--sac-run RUN``: also an RL run
    (e.g. ``panda-reach-sac``) through the same command.
 3. Throughput of ``panda-pick-cube`` (random ee_delta actions, IK included, one thread, each in a fresh process):
-   MuJoCo and PyBullet (all envs in one Bullet world, and one world per env) in the same run; control steps per
-   wall second and per CPU second (per core).
+   MuJoCo and PyBullet (one Bullet world per env, the default, and all envs in one world) in the same run;
+   control steps per wall second and per CPU second (per core).
 
     PYTHONPATH=. python benchmarks/arm_sim_to_sim.py [--dp-run RUN] [--sac-run RUN] [--episodes 50]
 
@@ -138,8 +138,8 @@ def main() -> None:
     print("\nthroughput of panda-pick-cube, 1 thread (control steps incl. IK; per CPU second = per core)")
     out["throughput"] = {}
     for n in args.envs:
-        for label, impl, per in ((f"mujoco_{n}", "mujoco", 0), (f"pybullet_{n}", "pybullet", 0),
-                                 (f"pybullet_{n}_world_per_env", "pybullet", 1)):
+        for label, impl, per in ((f"mujoco_{n}", "mujoco", 0), (f"pybullet_{n}", "pybullet", 1),
+                                 (f"pybullet_{n}_shared_world", "pybullet", 0)):
             tp = throughput(impl, n, per)
             out["throughput"][label] = tp
             print(f"  {label:28s} {tp['steps_per_s']:9,.0f} steps/s {tp['steps_per_cpu_s']:9,.0f} per CPU-s",

@@ -20,8 +20,8 @@ with an equality constraint.
 What differs from MuJoCo: Bullet's contact model (rigid, ERP-stabilised, sequential impulses) against MuJoCo's
 soft elliptic-cone contacts; Bullet multiplies the two friction coefficients where MuJoCo takes the larger, has no
 torsional friction (MuJoCo condim 4), ignores the Coriolis term in the servo's implicit step, and reports contacts
-per link (the peg shares its link with the hand and link 7). Several envs share one Bullet world
-(``ArmSimConfig.envs_per_client``), 4 m apart, stepped by one ``stepSimulation``.
+per link (the peg shares its link with the hand and link 7). ``ArmSimConfig.envs_per_client`` envs share a Bullet
+world, 4 m apart, stepped by one ``stepSimulation`` (default one world per env: the same numbers, faster).
 """
 
 from __future__ import annotations
