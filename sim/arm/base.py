@@ -36,6 +36,9 @@ class ArmEnv(BatchedEnv):
     fixed_finger = 0.0
     workspace_low = (0.25, -0.45, 0.0)
     workspace_high = (0.8, 0.45, 0.6)
+    #: MJCF bodies whose mass and geoms whose sliding friction the domain randomisation scales (set in ``_setup``).
+    _dr_bodies: tuple[str, ...] | list[str] = ()
+    _dr_geoms: tuple[str, ...] | list[str] = ()
 
     def __init__(self, cfg: ArmTaskBase, backend: str = "mujoco") -> None:
         self.cfg = cfg
