@@ -13,6 +13,7 @@ Without RUN_DIR it first trains one: ``robot-rl train crazyflie-hover --seed SEE
     PYTHONPATH=. python benchmarks/sim_to_sim.py [RUN_DIR] [--seed 0] [--episodes 256] [--no-sweep]
 
 Last line: ``{"ours": {"survival", "settle", ...}, "mujoco": {...}, "pybullet": {...}, "fused": {...}}``.
+The Panda tasks' MuJoCo-vs-PyBullet figures are ``benchmarks/arm_sim_to_sim.py``.
 """
 
 from __future__ import annotations

@@ -86,15 +86,13 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     ``--source int8`` flies the int8 C variant through its bit-exact NumPy reference (report_int8.md).
     Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none).
     ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
-    transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md)."""
+    transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md); the Panda tasks
+    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``."""
     from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
 
     if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
-        if tuple(sim) != ("ours",):
-            raise ValueError("--sim applies to RL runs of tasks with several backends; a BC run flies the arm's "
-                             "MuJoCo task")
-        summary = run_bc_eval(run_dir, episodes, video_episodes, source)
+        summary = run_bc_eval(run_dir, episodes, video_episodes, source, sims=tuple(sim))
         print(f"report written to {summary['report']}")
         return print_summary(summary)
     summary = run_eval(run_dir, episodes, sweep, source, video_episodes, sims=sim)

@@ -29,15 +29,16 @@ class SuccessEvalConfig:
 
 @torch.no_grad()
 def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: SuccessEvalConfig, episodes: int,
-                     seed: int, record: int = 0) -> dict:
-    """Run ``episodes`` envs (CPU, reference backend, seeded with ``seed``) until each has ended one episode.
+                     seed: int, record: int = 0, impl: str | None = None) -> dict:
+    """Run ``episodes`` envs (CPU, backend ``impl``: None is the reference, seeded with ``seed``) until each has
+    ended one episode.
 
     An episode succeeds if ``info["success"]`` is set when it ends. Returns the success rate, mean return and
     mean length, and every episode's outcome. ``record`` is not supported (no generic pose to trace).
     """
     if record:
         raise ValueError(f"task {spec.name!r}: the success protocol records no traces")
-    env = spec.make_env(replace(task_cfg, num_envs=episodes, device="cpu"), seed=seed)
+    env = spec.make_env(replace(task_cfg, num_envs=episodes, device="cpu"), seed=seed, impl=impl)
     obs = env.reset(seed=seed)
     done = torch.zeros(episodes, dtype=torch.bool)
     success = torch.zeros(episodes, dtype=torch.bool)

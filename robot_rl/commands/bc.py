@@ -22,6 +22,7 @@ import torch
 import tyro
 
 from robot_rl import distributed
+from robot_rl.commands.transfer import OURS, resolve_sims, transfer_eval, transfer_lines
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import save_figure
@@ -212,10 +213,12 @@ def torch_chunk_sampler(run_dir: Path, noise_seed: int) -> tuple[Any, int, int]:
 
 
 def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int = 4,
-                source: str = "auto") -> dict[str, Any]:
+                source: str = "auto", sims: tuple[str, ...] = (OURS,)) -> dict[str, Any]:
     """Evaluate a BC run on its task's held-out episodes (the protocol's ``seed``; ``episodes`` None: the
     protocol's count, 100 for the arm tasks) through the exported ONNX sampler where there is one, and write
-    ``report.md``, ``eval.json``, ``loss.png`` and ``eval.mp4`` (the first ``video_episodes`` episodes)."""
+    ``report.md``, ``eval.json``, ``loss.png`` and ``eval.mp4`` (the first ``video_episodes`` episodes).
+    ``sims``: simulator backends to fly the same episodes in (:mod:`robot_rl.commands.transfer`; each gets a fresh
+    sampler with the same noise seed); with several, ``report_transfer.md`` adds the transfer table."""
     run_dir = Path(run_dir)
     cfg = load_bc_config(run_dir)
     if not cfg.task:
@@ -235,18 +238,30 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
 
     used = ("export/policy.onnx (onnxruntime, chunks on the runtime's synchronous schedule)" if use_onnx
             else "checkpoint (torch, chunks on the runtime's synchronous schedule)")
-    result = task.evaluate(executor(cfg.seed), task_cfg, ecfg, seed=ecfg.seed)
+    sims, suffix, transfer = tuple(sims), "", {}
+    if sims == (OURS,):
+        result = task.evaluate(executor(cfg.seed), task_cfg, ecfg, seed=ecfg.seed)
+    else:
+        pairs = resolve_sims(task, sims)
+        suffix = "_transfer" if len(sims) > 1 else f"_{sims[0]}"
+        for pair in pairs:
+            transfer |= transfer_eval(task, executor(cfg.seed), task_cfg, ecfg, [pair], False, 0)
+        result = transfer[sims[0]]["result"]
+        used += f"; simulator {sims[0]} (backend {pairs[0][1]})"
     ok = task.evaluation.passes(result, ecfg)
     video = None
     if task.video is not None and video_episodes > 0:
-        video = task.video(task, task_cfg, video_episodes, ecfg.seed, run_dir / "eval.mp4",
+        video = task.video(task, task_cfg, video_episodes, ecfg.seed, run_dir / f"eval{suffix}.mp4",
                            policy=executor(cfg.seed))
     plot = _loss_plot(run_dir)
     summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used,
                                                                      "preset": cfg.preset, "kind": cfg.policy}
     if video is not None:
         summary["video"] = video["video"]
-    atomic_write_json(run_dir / "eval.json", summary)
+    if transfer:
+        summary["transfer"] = {k: {r: v["result"][r] for r in ("success", "mean_return", "episodes")}
+                               | {"backend": v["backend"], "passed": v["passed"]} for k, v in transfer.items()}
+    atomic_write_json(run_dir / f"eval{suffix}.json", summary)
     n, k = len(result["episode_success"]), int(sum(result["episode_success"]))
     lines = [f"# Evaluation of `{run_dir}`", "",
              f"Preset `{cfg.preset}` (task `{task.name}`), {cfg.policy} behaviour cloning from `{cfg.demos}`, "
@@ -255,15 +270,18 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
              f"{'PASSED' if ok else 'not passed'}.", "",
              "| episodes | successes | success rate | mean length |", "|---:|---:|---:|---:|",
              f"| {n} | {k} | {k / n:.1%} | {result['mean_episode_length']:.1f} steps |", ""]
+    if len(transfer) > 1:
+        lines += transfer_lines(transfer, task.evaluation.rates, f"success ≥ {ecfg.success_bar:.0%}")
     if plot is not None:
         lines += ["## training loss", "", f"![loss]({plot.name})", ""]
     if video is not None:
+        name = Path(video["video"]).name
         outcome = ", ".join(f"{'success' if s else 'failure'} ({m} steps)"
                             for s, m in zip(video["episode_success"], video["episode_length"], strict=True))
-        lines += ["## video", "", f"[eval.mp4](eval.mp4): the first {video_episodes} held-out episodes: {outcome}.",
-                  ""]
-    atomic_write_text(run_dir / "report.md", "\n".join(lines))
-    summary["report"] = str(run_dir / "report.md")
+        lines += ["## video", "", f"[{name}]({name}): the first {video_episodes} held-out episodes (MuJoCo): "
+                  f"{outcome}.", ""]
+    atomic_write_text(run_dir / f"report{suffix}.md", "\n".join(lines))
+    summary["report"] = str(run_dir / f"report{suffix}.md")
     summary["headline"] = {"success": result["success"], "mean_return": result["mean_return"], "passed": ok}
     return summary
 

@@ -1,8 +1,9 @@
 """Sim-to-sim transfer: one export flown in several simulator backends of its task (``robot-rl eval --sim``).
 
-``ours`` is the task's reference backend (quadrotor-hover: our RK4 simulator); any other name is a registered
-backend of the task (quadrotor-hover: ``mujoco``, ``pybullet``). Every backend flies the same held-out episodes
-(same initial states, disturbances and observation-noise draws), with the robustness sweep in each.
+``ours`` is the task's reference backend (quadrotor-hover: our RK4 simulator; the Panda tasks: MuJoCo); any other
+name is a registered backend of the task (quadrotor-hover and the Panda tasks: ``mujoco``, ``pybullet``). Every
+backend flies the same held-out episodes (same initial states, disturbances and observation-noise draws), with the
+robustness sweep in each.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def resolve_sims(task: TaskSpec, sims: tuple[str, ...]) -> list[tuple[str, str]]
         backend = task.backends[0] if name == OURS else name
         if backend not in task.backends:
             raise ValueError(f"task {task.name!r} has no simulator backend {name!r}; choose from "
-                             f"{', '.join((OURS,) + task.backends[1:])}")
+                             f"{', '.join((OURS,) + task.backends)} ({OURS} = {task.backends[0]})")
         if backend != task.backends[0] and "impl" not in inspect.signature(task.evaluation.evaluate).parameters:
             raise ValueError(f"task {task.name!r}: its evaluation protocol flies only its reference backend")
         out.append((name, backend))

@@ -1,4 +1,4 @@
-"""Franka Panda in MuJoCo: MJCF from Franka's DH table, torch-free FK/IK, batched worlds, manipulation tasks.
+"""Franka Panda: MJCF from Franka's DH table, torch-free FK/IK, manipulation tasks on MuJoCo or PyBullet physics.
 
 ``forward_kinematics`` and the IK (:mod:`sim.arm.ik`) are numpy only; the envs (torch, mujoco) are imported
 lazily through ``ARM_TASKS`` so that the deploy runtime can import the kinematics without torch.

@@ -3,6 +3,8 @@
 A task subclass provides the scene (:meth:`ArmEnv._scene`), the start pose and object placement
 (:meth:`ArmEnv._home_q`, :meth:`ArmEnv._place`), the observation components and
 :meth:`ArmEnv._evaluate` (reward, success, failure). Everything else (the contract of :mod:`sim.core`) is here.
+The scene is MJCF; the physics comes from a backend (:mod:`sim.arm.physics`: MuJoCo, the reference, or PyBullet),
+which is all a task touches of the simulator (names of bodies and geoms, never engine ids).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sim.arm.ee_control import EeDeltaController, EeDeltaLimits
 from sim.arm.ik import ik_workspace
 from sim.arm.kinematics import FINGER_MAX, JOINT_NAMES, Q_LOWER, Q_UPPER, QD_LIMIT, tcp_pose
 from sim.arm.mjcf import panda_mjcf
-from sim.arm.worlds import BatchedWorlds
+from sim.arm.physics import make_physics
 from sim.core import BatchedEnv, Obs
 
 STAT_KEYS = ("action_clipped", "ik_unreached", "rate_limited", "physics_unstable")
@@ -34,8 +36,11 @@ class ArmEnv(BatchedEnv):
     fixed_finger = 0.0
     workspace_low = (0.25, -0.45, 0.0)
     workspace_high = (0.8, 0.45, 0.6)
+    #: MJCF bodies whose mass and geoms whose sliding friction the domain randomisation scales (set in ``_setup``).
+    _dr_bodies: tuple[str, ...] | list[str] = ()
+    _dr_geoms: tuple[str, ...] | list[str] = ()
 
-    def __init__(self, cfg: ArmTaskBase) -> None:
+    def __init__(self, cfg: ArmTaskBase, backend: str = "mujoco") -> None:
         self.cfg = cfg
         sim = cfg.sim
         substeps = sim.control_dt / sim.physics_dt
@@ -50,16 +55,13 @@ class ArmEnv(BatchedEnv):
         self._contact_index = {pair: k for k, pair in enumerate(self._contact_pairs())}
         model = mujoco.MjModel.from_xml_string(panda_mjcf(sim.physics_dt, world_extra, hand_extra, self.task_name,
                                                           tuple(self._contact_index)))
-        self.worlds = BatchedWorlds(model, cfg.num_envs, sim.num_threads)
         self.model = model
-        arm_q = [model.jnt_qposadr[model.joint(n).id] for n in JOINT_NAMES]
-        arm_v = [model.jnt_dofadr[model.joint(n).id] for n in JOINT_NAMES]
-        if arm_q != list(range(7)) or arm_v != list(range(7)):
-            raise RuntimeError(f"{self.task_name}: the arm joints must come first in the MJCF")
-        self._finger_q = np.array([model.jnt_qposadr[model.joint(f"finger_joint{i}").id] for i in (1, 2)])
-        self._kp0 = model.actuator_gainprm[:7, 0].copy()
-        self._kv0 = -model.actuator_biasprm[:7, 2].copy()
         self._setup(model)
+        self.backend = backend
+        self.physics = make_physics(backend, model, cfg.num_envs, sim, list(self._contact_index), self._dr_bodies,
+                                    self._dr_geoms)
+        #: MuJoCo's batched worlds (rendering, ros2_control, benchmarks); None on other backends.
+        self.worlds = getattr(self.physics, "worlds", None)
         act = cfg.action
         if act.type == "ee_delta":
             self.action_dim = 3 + int(self.has_yaw_action) + int(self.has_gripper_action)
@@ -76,7 +78,7 @@ class ArmEnv(BatchedEnv):
         self._q_meas, self._delta = np.zeros((n, 7)), np.zeros((n, 3))
         self._yaw_delta = np.zeros(n) if self.has_yaw_action else None
         self._unreached, self._rate_limited = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-        self._ik_work = [ik_workspace() for _ in self.worlds.chunks]
+        self._ik_work = [ik_workspace() for _ in self.physics.chunks]
         self.finger_target = np.full(n, self.fixed_finger)
         self.episode_step = np.zeros(n, dtype=np.int64)
         self.max_latency = int(cfg.dr.action_latency_steps[1])
@@ -98,7 +100,8 @@ class ArmEnv(BatchedEnv):
         return []
 
     def _setup(self, model: mujoco.MjModel) -> None:
-        """Look up ids and allocate task buffers (called once, before the first reset)."""
+        """Allocate task buffers and name ``_dr_bodies`` / ``_dr_geoms``, the bodies whose mass and the geoms whose
+        friction the domain randomisation scales (called once, before the physics is built)."""
 
     def _home_q(self, ids: np.ndarray) -> np.ndarray:
         """Start joint positions ``[len(ids), 7]``."""
@@ -123,19 +126,19 @@ class ArmEnv(BatchedEnv):
     @property
     def q(self) -> np.ndarray:
         """Measured arm joint positions ``[N, 7]`` (a view: copy it before the next step if you keep it)."""
-        return self.worlds.qpos[:, :7]
+        return self.physics.arm_q
 
     @property
     def qd(self) -> np.ndarray:
-        return self.worlds.qvel[:, :7]
+        return self.physics.arm_qd
 
     def in_contact(self, geom1: str, geom2: str | None = None) -> np.ndarray:
         """``[N]`` bool: the two geoms (or ``geom1`` and anything) touched in the last physics substep."""
-        return self.worlds.sensordata[:, self._contact_index[(geom1, geom2)]] > 0
+        return self.physics.contact(self._contact_index[(geom1, geom2)])
 
     @property
     def gripper_width(self) -> np.ndarray:
-        return self.worlds.qpos[:, self._finger_q].sum(1)
+        return self.physics.finger_q.sum(1)
 
     def _robot_components(self, rot: bool, gripper: bool) -> tuple[list, list, dict]:
         """Noisy (policy) and exact (critic) joint/TCP/gripper components; also returns the exact TCP pose."""
@@ -164,7 +167,7 @@ class ArmEnv(BatchedEnv):
         return self._to_torch(self._observe())
 
     def _reset_envs(self, ids: np.ndarray) -> None:
-        dr, base = self.cfg.dr, self.model
+        dr = self.cfg.dr
         k = len(ids)
         mass = self.rng.uniform(*dr.object_mass_scale, k)
         fric = self.rng.uniform(*dr.object_friction, k)
@@ -172,24 +175,10 @@ class ArmEnv(BatchedEnv):
         self.delay[ids] = self.rng.integers(dr.action_latency_steps[0], dr.action_latency_steps[1] + 1, k)
         self.params[ids] = np.stack([mass, fric, gain, self.delay[ids]], 1)
         q0 = self._home_q(ids)
-        for j, i in enumerate(ids):
-            m, d = self.worlds.models[i], self.worlds.datas[i]
-            m.actuator_gainprm[:7, 0] = self._kp0 * gain[j]
-            m.actuator_biasprm[:7, 1] = -self._kp0 * gain[j]
-            m.actuator_biasprm[:7, 2] = -self._kv0 * gain[j]
-            for b in self._dr_bodies:
-                m.body_mass[b] = base.body_mass[b] * mass[j]
-                m.body_inertia[b] = base.body_inertia[b] * mass[j]
-            for g in self._dr_geoms:
-                m.geom_friction[g, 0] = base.geom_friction[g, 0] * fric[j]
-            mujoco.mj_resetData(m, d)
-            d.qpos[:7] = q0[j]
-            d.qpos[self._finger_q] = self.fixed_finger if not self.has_gripper_action else FINGER_MAX
-            d.ctrl[:7] = q0[j]
-            d.ctrl[7] = d.qpos[self._finger_q[0]]
+        self.physics.reset(ids, q0, self.fixed_finger if not self.has_gripper_action else FINGER_MAX, gain, mass, fric)
         self.finger_target[ids] = self.fixed_finger if not self.has_gripper_action else FINGER_MAX
         self._place(ids)
-        self.worlds.forward(ids)
+        self.physics.forward(ids)
         if len(self.controller.q_target) != self.num_envs:
             self.controller.reset(np.tile(q0[:1], (self.num_envs, 1)))
         self.controller.reset(q0, ids)
@@ -221,7 +210,7 @@ class ArmEnv(BatchedEnv):
         """IK of rows ``lo..hi`` into their joint targets (runs in the worker thread of that chunk)."""
         self.controller.step_rows(lo, hi, self._q_meas, self._delta, self._yaw_delta, self._unreached,
                                   self._rate_limited, self._ik_work[chunk])
-        self.worlds.ctrl[lo:hi, :7] = self.controller.q_target[lo:hi]
+        self.physics.ctrl[lo:hi, :7] = self.controller.q_target[lo:hi]
 
     def _apply(self, a: np.ndarray):
         """Set the finger controls for the (delayed) actions ``a``; return the per-chunk joint-target function.
@@ -231,7 +220,7 @@ class ArmEnv(BatchedEnv):
         """
         if self.has_gripper_action:
             self.finger_target = (a[:, -1] + 1) * 0.5 * FINGER_MAX
-        self.worlds.ctrl[:, 7] = self.finger_target
+        self.physics.ctrl[:, 7] = self.finger_target
         if self.cfg.action.type == "ee_delta":
             np.copyto(self._q_meas, self.q)
             np.copyto(self._delta, a[:, :3])
@@ -245,7 +234,7 @@ class ArmEnv(BatchedEnv):
         limited = np.any(np.abs(dq) > max_dq, axis=1)
         self.stats["rate_limited"] += int(limited.sum())
         c.reset(c.q_target + np.clip(dq, -max_dq, max_dq))
-        self.worlds.ctrl[:, :7] = c.q_target
+        self.physics.ctrl[:, :7] = c.q_target
         return None
 
     def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -254,13 +243,13 @@ class ArmEnv(BatchedEnv):
             self._abuf[1:] = self._abuf[:-1]
         self._abuf[0] = a
         prepare = self._apply(self._abuf[self.delay, self._rows])
-        self.worlds.step(self.substeps, prepare)
+        self.physics.step(self.substeps, prepare)
         if prepare is not None:
             self.stats["ik_unreached"] += int(self._unreached.sum())
             self.stats["rate_limited"] += int(self._rate_limited.sum())
         self.episode_step += 1
         reward, success, failed = self._evaluate()
-        unstable = self.worlds.unstable.copy()
+        unstable = self.physics.unstable.copy()
         self.stats["physics_unstable"] += int(unstable.sum())
         terminated = failed | (success if self.cfg.terminate_on_success else False)
         truncated = ~terminated & ((self.episode_step >= self.max_episode_steps) | unstable)
@@ -311,26 +300,17 @@ class ArmEnv(BatchedEnv):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: physics state, DR parameters, buffers, RNG."""
         c = self.controller
-        return {"physics": self.worlds.get_state(), "params": self.params.copy(), "delay": self.delay.copy(),
+        return {"physics": self.physics.get_state(), "params": self.params.copy(), "delay": self.delay.copy(),
                 "abuf": self._abuf.copy(), "episode_step": self.episode_step.copy(),
                 "finger_target": self.finger_target.copy(), "q_target": c.q_target.copy(),
                 "pos_target": c.pos_target.copy(), "yaw_target": c.yaw_target.copy(),
                 "task": self._task_state(), "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        base = self.model
         for i in range(self.num_envs):
-            m = self.worlds.models[i]
             mass, fric, gain, _ = state["params"][i]
-            m.actuator_gainprm[:7, 0] = self._kp0 * gain
-            m.actuator_biasprm[:7, 1] = -self._kp0 * gain
-            m.actuator_biasprm[:7, 2] = -self._kv0 * gain
-            for b in self._dr_bodies:
-                m.body_mass[b] = base.body_mass[b] * mass
-                m.body_inertia[b] = base.body_inertia[b] * mass
-            for g in self._dr_geoms:
-                m.geom_friction[g, 0] = base.geom_friction[g, 0] * fric
-        self.worlds.set_state(state["physics"])
+            self.physics.set_params(i, gain, mass, fric)
+        self.physics.set_state(state["physics"])
         self.params, self.delay = state["params"].copy(), state["delay"].copy()
         self._abuf, self.episode_step = state["abuf"].copy(), state["episode_step"].copy()
         self.finger_target = state["finger_target"].copy()
@@ -346,4 +326,4 @@ class ArmEnv(BatchedEnv):
         pass
 
     def close(self) -> None:
-        self.worlds.close()
+        self.physics.close()

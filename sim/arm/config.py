@@ -16,6 +16,10 @@ class ArmSimConfig:
     """Control period (s), a multiple of ``physics_dt`` (50 Hz by default, the rate of a ros2_control loop)."""
     num_threads: int = 1
     """Threads stepping the MuJoCo worlds (each runs ``mj_step`` on a chunk of envs with the GIL released)."""
+    envs_per_client: int = 1
+    """PyBullet backend: envs sharing one Bullet world (one ``stepSimulation`` steps them all); 0: every env in one
+    world. The numbers do not depend on it; one world per env is the fastest (``benchmarks/arm_sim_to_sim.py``).
+    MuJoCo ignores it."""
 
 
 @dataclass
@@ -70,7 +74,7 @@ class ArmTaskBase:
     """Fields every Panda task config has."""
 
     num_envs: int = 16
-    """Parallel MuJoCo worlds."""
+    """Parallel worlds (MuJoCo, or PyBullet with ``impl="pybullet"``)."""
     episode_seconds: float = 8.0
     """Time limit (s); episodes reaching it are truncated."""
     terminate_on_success: bool = True

@@ -63,13 +63,13 @@ class PegInsertEnv(ArmEnv):
     task_name = "panda-peg-insert"
     workspace_low = (0.25, -0.45, 0.02)
 
-    def __init__(self, cfg: PegInsertConfig | None = None) -> None:
+    def __init__(self, cfg: PegInsertConfig | None = None, backend: str = "mujoco") -> None:
         cfg = cfg or PegInsertConfig()
         if not 0 < cfg.clearance < 0.01:
             raise ValueError(f"clearance must be in (0, 0.01) m, got {cfg.clearance}")
         self.fixed_finger = cfg.peg_radius
         self._tip_below_tcp = cfg.peg_length + cfg.peg_radius - 0.02
-        super().__init__(cfg)
+        super().__init__(cfg, backend)
 
     def _scene(self) -> tuple[str, str]:
         c = self.cfg
@@ -92,8 +92,7 @@ class PegInsertEnv(ArmEnv):
 
     def _setup(self, model: mujoco.MjModel) -> None:
         self._dr_bodies = []
-        self._dr_geoms = [model.geom(f"ring{k}").id for k in range(RING_BOXES)]
-        self._mocap = model.body("hole").mocapid[0]
+        self._dr_geoms = [f"ring{k}" for k in range(RING_BOXES)]
         self.hole = np.zeros((self.num_envs, 3))
         self.hole_bias = np.zeros((self.num_envs, 3))
 
@@ -109,7 +108,7 @@ class PegInsertEnv(ArmEnv):
 
     def _place(self, ids: np.ndarray) -> None:
         for i in ids:
-            self.worlds.datas[i].mocap_pos[self._mocap] = [self.hole[i, 0], self.hole[i, 1], 0.0]
+            self.physics.move_fixed(i, "hole", [self.hole[i, 0], self.hole[i, 1], 0.0])
 
     def peg_tip(self, q: np.ndarray | None = None) -> np.ndarray:
         """Peg tip position ``[N, 3]`` (exact, or from the given joints)."""

@@ -43,8 +43,8 @@ class PickCubeEnv(ArmEnv):
     has_yaw_action = True
     has_gripper_action = True
 
-    def __init__(self, cfg: PickCubeConfig | None = None) -> None:
-        super().__init__(cfg or PickCubeConfig())
+    def __init__(self, cfg: PickCubeConfig | None = None, backend: str = "mujoco") -> None:
+        super().__init__(cfg or PickCubeConfig(), backend)
 
     def _scene(self) -> tuple[str, str]:
         c = self.cfg
@@ -54,10 +54,7 @@ class PickCubeEnv(ArmEnv):
                 f'condim="4" {WORLD_GEOM} rgba="0.8 0.2 0.2 1"/></body>'), ""
 
     def _setup(self, model: mujoco.MjModel) -> None:
-        self._cube_q = model.jnt_qposadr[model.joint("cube").id]
-        self._cube_v = model.jnt_dofadr[model.joint("cube").id]
-        self._dr_bodies = [model.body("cube").id]
-        self._dr_geoms = [model.geom("cube").id]
+        self._dr_bodies, self._dr_geoms = ["cube"], ["cube"]
         self.hold = np.zeros(self.num_envs, dtype=np.int64)
 
     def _home_q(self, ids: np.ndarray) -> np.ndarray:
@@ -70,15 +67,12 @@ class PickCubeEnv(ArmEnv):
         xy = self.rng.uniform(c.cube_xy_low, c.cube_xy_high, (len(ids), 2))
         yaw = self.rng.uniform(-np.pi, np.pi, len(ids))
         for j, i in enumerate(ids):
-            d = self.worlds.datas[i]
-            d.qpos[self._cube_q:self._cube_q + 7] = [*xy[j], c.cube_half_size, np.cos(yaw[j] / 2), 0, 0,
-                                                     np.sin(yaw[j] / 2)]
+            self.physics.place_body(i, "cube", [*xy[j], c.cube_half_size],
+                                    [np.cos(yaw[j] / 2), 0, 0, np.sin(yaw[j] / 2)])
         self.hold[ids] = 0
 
     def _cube(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        qp, qv = self.worlds.qpos, self.worlds.qvel
-        return qp[:, self._cube_q:self._cube_q + 3], qp[:, self._cube_q + 3:self._cube_q + 7], \
-            qv[:, self._cube_v:self._cube_v + 6]
+        return self.physics.body_state("cube")
 
     def _contact_pairs(self):
         return [("cube", "left_pad"), ("cube", "right_pad"), ("cube", "floor")]

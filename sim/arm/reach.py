@@ -48,8 +48,8 @@ class ReachBimodalEnv(ArmEnv):
 
     task_name = "panda-reach-bimodal"
 
-    def __init__(self, cfg: ReachBimodalConfig | None = None) -> None:
-        super().__init__(cfg or ReachBimodalConfig())
+    def __init__(self, cfg: ReachBimodalConfig | None = None, backend: str = "mujoco") -> None:
+        super().__init__(cfg or ReachBimodalConfig(), backend)
 
     def _scene(self) -> tuple[str, str]:
         c = self.cfg
@@ -60,7 +60,6 @@ class ReachBimodalEnv(ArmEnv):
 
     def _setup(self, model: mujoco.MjModel) -> None:
         self._dr_bodies, self._dr_geoms = [], []
-        self._goal_site = model.site("goal").id
         self.goal = np.tile(np.array(self.cfg.goal, dtype=np.float64), (self.num_envs, 1))
 
     def _jitter(self, k: int) -> np.ndarray:
@@ -75,7 +74,7 @@ class ReachBimodalEnv(ArmEnv):
     def _place(self, ids: np.ndarray) -> None:
         self.goal[ids] = np.array(self.cfg.goal) + self._jitter(len(ids))
         for i in ids:  # the goal marker (visual only) follows the goal in each world
-            self.worlds.models[i].site_pos[self._goal_site] = self.goal[i]
+            self.physics.set_marker(i, "goal", self.goal[i])
 
     def _contact_pairs(self):
         return [("wall", None)]

@@ -50,15 +50,14 @@ class ReachEnv(ArmEnv):
 
     task_name = "panda-reach"
 
-    def __init__(self, cfg: ReachConfig | None = None) -> None:
-        super().__init__(cfg or ReachConfig())
+    def __init__(self, cfg: ReachConfig | None = None, backend: str = "mujoco") -> None:
+        super().__init__(cfg or ReachConfig(), backend)
 
     def _scene(self) -> tuple[str, str]:
         return '<site name="goal" type="sphere" size="0.015" rgba="0 1 0 0.6"/>', ""
 
     def _setup(self, model: mujoco.MjModel) -> None:
         self._dr_bodies, self._dr_geoms = [], []
-        self._goal_site = model.site("goal").id
         self.goal = np.tile(0.5 * (np.array(self.cfg.goal_low) + np.array(self.cfg.goal_high)), (self.num_envs, 1))
 
     def _home_q(self, ids: np.ndarray) -> np.ndarray:
@@ -70,7 +69,7 @@ class ReachEnv(ArmEnv):
         c = self.cfg
         self.goal[ids] = self.rng.uniform(c.goal_low, c.goal_high, (len(ids), 3))
         for i in ids:  # the goal marker (visual only) follows the goal in each world
-            self.worlds.models[i].site_pos[self._goal_site] = self.goal[i]
+            self.physics.set_marker(i, "goal", self.goal[i])
 
     def _components(self):
         pol, cri, exact = self._robot_components(rot=False, gripper=False)
@@ -96,7 +95,7 @@ class ReachEnv(ArmEnv):
     def _load_task_state(self, state):
         self.goal = state["goal"].copy()
         for i in range(self.num_envs):
-            self.worlds.models[i].site_pos[self._goal_site] = self.goal[i]
+            self.physics.set_marker(i, "goal", self.goal[i])
 
 
 class ReachExpert(_Expert):

@@ -25,6 +25,8 @@ from sim.evaluation import success_protocol
 from sim.registry import register_task
 
 STATE_PREFIX = "env."
+#: Physics backends of every Panda task (:mod:`sim.arm.physics`); MuJoCo is the reference.
+BACKENDS = ("mujoco", "pybullet")
 #: Margin (m) of the plausibility range of positions beyond the controller's workspace box.
 POSITION_MARGIN = 0.3
 
@@ -149,7 +151,7 @@ def _factory(env_cls: type[ArmEnv]):
     cls = _registered(env_cls)
 
     def make(cfg: Any, seed: int = 0, impl: str = "mujoco", differentiable: bool = False) -> ArmEnv:
-        env = cls(cfg)
+        env = cls(cfg, backend="mujoco" if impl == "auto" else impl)
         env.reset(seed=seed)
         return env
 
@@ -173,4 +175,4 @@ def _expert(env: ArmEnv, seed: int = 0, action_noise: float = 0.0):
 
 for _name, (_cfg_cls, _env_cls, _desc) in TASKS.items():
     register_task(_name, config_cls=_cfg_cls, env_factory=_factory(_env_cls), evaluation=success_protocol(),
-                  description=_desc, backends=("mujoco",), expert=_expert, video=record_video)
+                  description=_desc, backends=BACKENDS, expert=_expert, video=record_video)

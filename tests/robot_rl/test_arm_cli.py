@@ -10,6 +10,7 @@ pytest.importorskip("mujoco")
 from deploy import contract  # noqa: E402
 from robot_rl.cli import main  # noqa: E402
 from sim.video import read_video  # noqa: E402
+from tests.sim.test_engine_backends import require  # noqa: E402
 
 SAC = ["--algorithm", "sac", "--task.num-envs", "4", "--task.episode-seconds", "0.4",
        "--off-policy.total-env-steps", "200", "--off-policy.critic-starts", "100", "--off-policy.actor-starts", "100",
@@ -45,6 +46,14 @@ def test_sac_on_a_panda_task_trains_exports_and_evaluates(tmp_path, capsys):
     assert f"| 5 | {sum(doc['episode_success'])} |" in report and "eval.mp4" in report
     frames = read_video(run / "eval.mp4")
     assert len(frames) >= 2 * 10 and frames.shape[1:] == (240, 320, 3)  # 2 episodes x 20 steps, every 2nd
+    # the same export in MuJoCo and PyBullet: the transfer table, MuJoCo's column is the plain evaluation
+    require("pybullet")
+    main(["eval", str(run), "--episodes", "5", "--video-episodes", "0", "--sim", "mujoco", "pybullet"])
+    both = json.loads((run / "eval_transfer.json").read_text())
+    assert list(both["transfer"]) == ["mujoco", "pybullet"] and both["episode_success"] == doc["episode_success"]
+    assert both["transfer"]["pybullet"]["backend"] == "pybullet" and both["transfer"]["pybullet"]["episodes"] == 5
+    report = (run / "report_transfer.md").read_text()
+    assert "## Sim-to-sim transfer" in report and "| pybullet | pybullet |" in report
 
 
 def test_sim_expert_renders_a_video(tmp_path, capsys):

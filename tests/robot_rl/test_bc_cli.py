@@ -12,6 +12,7 @@ from robot_rl.checkpoint import load_checkpoint  # noqa: E402
 from robot_rl.cli import main  # noqa: E402
 from robot_rl.commands.bc import ChunkExecutor, load_bc_config  # noqa: E402
 from robot_rl.runners.bc import BCRunner  # noqa: E402
+from tests.sim.test_engine_backends import require  # noqa: E402
 
 TINY = ["--steps", "200", "--batch-size", "32", "--diffusion.mlp-hidden", "32", "32", "--diffusion.horizon", "8",
         "--diffusion.n-action-steps", "4", "--diffusion.num-inference-steps", "3", "--mse.hidden", "32", "32",
@@ -57,6 +58,13 @@ def test_dp_preset_trains_exports_evaluates_and_resumes(demos, tmp_path, capsys)
     main(["eval", str(run), "--episodes", "8", "--video-episodes", "0"])
     again = json.loads((run / "eval.json").read_text())
     assert again["episode_success"] == ev["episode_success"] and again["mean_return"] == ev["mean_return"]
+    # `--sim mujoco pybullet`: a fresh sampler per simulator, MuJoCo's column is the plain evaluation
+    require("pybullet")
+    main(["eval", str(run), "--episodes", "8", "--video-episodes", "0", "--sim", "mujoco", "pybullet"])
+    both = json.loads((run / "eval_transfer.json").read_text())
+    assert list(both["transfer"]) == ["mujoco", "pybullet"] and both["episode_success"] == ev["episode_success"]
+    assert both["transfer"]["pybullet"]["episodes"] == 8 and 0 <= both["transfer"]["pybullet"]["success"] <= 1
+    assert "| pybullet | pybullet |" in (run / "report_transfer.md").read_text()
     # resume: stop a run of the same config at step 100, continue it through the CLI: the same weights
     cfg = load_bc_config(run)
     part = tmp_path / "part"
