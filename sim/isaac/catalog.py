@@ -12,5 +12,4 @@ from sim.registry import declare_task_family
 ISAAC_PREFIX = "isaac:"
 
 declare_task_family(ISAAC_PREFIX, "sim.isaac.tasks", "register_isaac_task",
-                    requires="Isaac Lab (Python 3.12): bash sim/isaac/make_venv.sh, then use /work/venvs/isaac "
-                             "or VENV's python")
+                    requires="Isaac Lab (Python 3.12): bash sim/isaac/make_venv.sh, then run .venv-isaac/bin/robot-rl")

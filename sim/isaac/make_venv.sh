@@ -18,11 +18,15 @@ if [ -f "$stamp" ] && [ "$stamp" -nt "$0" ] && [ "$stamp" -nt sim/isaac/constrai
     echo "make_venv.sh: $VENV is up to date"
     exit 0
 fi
+is312() { [ -n "$1" ] && "$1" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; }
 if [ -z "${PYTHON:-}" ]; then
-    PYTHON=$(command -v python3.12 || ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null \
-             | sort -V | tail -1 || true)
+    # a pyenv shim on PATH fails unless 3.12 is the active version, so each candidate is tried
+    for candidate in "$(command -v python3.12 || true)" \
+        $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | sort -rV); do
+        if is312 "$candidate"; then PYTHON=$candidate; break; fi
+    done
 fi
-if [ -z "$PYTHON" ] || ! "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+if ! is312 "${PYTHON:-}"; then
     echo "make_venv.sh: Isaac Lab 3.0.0 needs Python 3.12 (none found; set PYTHON=/path/to/python3.12)" >&2
     exit 1
 fi

@@ -22,6 +22,10 @@ def test_isaac_task_without_isaaclab_is_a_one_line_error(monkeypatch):
     with pytest.raises(ValueError, match=r"task 'isaac:Isaac-Cartpole' cannot be loaded: .*sim/isaac/make_venv.sh"):
         get_task("isaac:Isaac-Cartpole")
     assert "Isaac Lab" in task_families()["isaac:"]
+    from robot_rl.config import get_training_config
+
+    with pytest.raises(ValueError, match=r"cannot be loaded: .*make_venv.sh"):  # `robot-rl train isaac:...`
+        get_training_config("isaac:Isaac-Cartpole")
 
 
 def test_unknown_task_error_names_the_family():
