@@ -21,6 +21,8 @@ from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics
 #: Relative paths (below the asset root) of the files this module writes, as Isaac Lab's configs name them.
 CARTPOLE = "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd"
 GROUND_PLANE = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/default_ground_plane.usda"
+CRAZYFLIE = "RobotRL/Robots/Bitcraze/Crazyflie/crazyflie_hover.usda"
+"""Ours, not an Isaac Lab asset (Isaac Lab's ``cf2x.usd`` has rotor joints; our task needs one body)."""
 
 # Cart-pole dimensions (ours; documented in write_cartpole): a 4 m rail, a 1 kg cart, a 1.25 m 0.5 kg pole.
 RAIL_HALF_LENGTH = 4.0
@@ -122,8 +124,22 @@ def write_ground_plane(path: Path, half_size: float = 50.0) -> Path:
     return _save(stage, path)
 
 
+def write_crazyflie(path: Path) -> Path:
+    """The Crazyflie 2.x body of our hover task as one free rigid body ``/crazyflie/body``: the paper model's
+    mass (27 g) and diagonal inertia (``sim/quadrotor/crazyflie.yaml``), centre of mass at the origin, a 9 x 9 x 3 cm
+    box as its visual shape (no collisions: the task ends an episode 0.6 m from the target, far from anything).
+    The rotors are not bodies: :mod:`sim.isaac.crazyflie` applies their thrusts and torques as a wrench."""
+    from sim.quadrotor.task import resolve_frame
+
+    prm = resolve_frame("crazyflie")
+    stage, _ = _new_stage(path, "crazyflie")
+    body = _box_link(stage, "/crazyflie/body", (0.09, 0.09, 0.03), prm.mass, collide=False)
+    UsdPhysics.MassAPI(body).GetDiagonalInertiaAttr().Set(Gf.Vec3f(*prm.inertia))
+    return _save(stage, path)
+
+
 #: Every asset this module writes: relative path -> writer.
-WRITERS = {CARTPOLE: write_cartpole, GROUND_PLANE: write_ground_plane}
+WRITERS = {CARTPOLE: write_cartpole, GROUND_PLANE: write_ground_plane, CRAZYFLIE: write_crazyflie}
 
 
 def write_asset_root(root: Path) -> Path:

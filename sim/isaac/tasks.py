@@ -17,6 +17,7 @@ from isaaclab.utils.assets import NUCLEUS_ASSET_ROOT_DIR
 from isaaclab_tasks.utils.parse_cfg import parse_env_cfg
 
 from sim.evaluation import SuccessEvalConfig, success_protocol
+from sim.isaac import crazyflie  # noqa: F401  (registers RobotRL-Crazyflie-Hover-Direct with gymnasium)
 from sim.isaac.adapter import IsaacLabEnv
 from sim.isaac.catalog import ISAAC_PREFIX
 from sim.registry import register_task
@@ -107,7 +108,7 @@ def register_isaac_task(name: str) -> None:
     gym_id = name[len(ISAAC_PREFIX):]
     if gym_id not in gym.registry or "env_cfg_entry_point" not in gym.registry[gym_id].kwargs:
         known = sorted(k for k, v in gym.registry.items() if "env_cfg_entry_point" in v.kwargs
-                       and k.startswith("Isaac-") and "Camera" not in k)
+                       and k.startswith(("Isaac-", "RobotRL-")) and "Camera" not in k)
         raise ValueError(f"unknown Isaac Lab task {gym_id!r}; e.g. {', '.join(known[:12])}, ... "
                          f"({len(known)} Isaac-* tasks)")
 
