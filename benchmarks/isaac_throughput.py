@@ -1,5 +1,5 @@
-"""Env-steps/s of Isaac Lab's ``Isaac-Cartpole`` on the CPU through the adapter (sim/isaac), and of the raw
-Isaac Lab env (the reference, measured in the same run on the same instance).
+"""Env-steps/s of an Isaac Lab task (default ``Isaac-Cartpole``) on the CPU through the adapter (sim/isaac), and
+of the raw Isaac Lab env (the reference, measured in the same run on the same instance).
 
 Isaac Lab holds one simulation per process, so each ``num_envs`` runs in its own child process: it writes the
 project's assets, builds ``isaac:Isaac-Cartpole`` (Newton / MuJoCo-Warp on the CPU), warms up, then times
@@ -8,6 +8,7 @@ project's assets, builds ``isaac:Isaac-Cartpole`` (Newton / MuJoCo-Warp on the C
 machine is shared). Run in the Isaac Lab venv (``bash sim/isaac/make_venv.sh``):
 
     PYTHONPATH=. .venv-isaac/bin/python benchmarks/isaac_throughput.py [--num-envs 64 512] [--steps 200]
+        [--task isaac:RobotRL-Crazyflie-Hover-Direct]
 
 Last line JSON: ``{"num_envs", "steps_per_s", "raw_steps_per_s", "adapter_overhead", "build_s", "load"}``
 (lists, one entry per ``num_envs``; overhead = 1 - adapter / raw).
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(num_envs: int, steps: int, threads: int) -> dict:
+def measure(task: str, num_envs: int, steps: int, threads: int) -> dict:
     """One configuration (runs in a child process)."""
     import torch
 
@@ -35,7 +36,7 @@ def measure(num_envs: int, steps: int, threads: int) -> dict:
     from sim.isaac.assets import write_asset_root
     from sim.registry import get_task
 
-    spec = get_task("isaac:Isaac-Cartpole")
+    spec = get_task(task)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_asset_root(Path(tmp))
         t0 = time.perf_counter()
@@ -65,24 +66,26 @@ def load() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", default="isaac:Isaac-Cartpole", help="e.g. isaac:RobotRL-Crazyflie-Hover-Direct")
     ap.add_argument("--num-envs", type=int, nargs="+", default=[64, 512])
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(measure(args.child, args.steps, args.threads)))
+        print("RESULT " + json.dumps(measure(args.task, args.child, args.steps, args.threads)))
         return
     rows = []
-    print(f"Isaac-Cartpole on the CPU (isaaclab 3.0.0, Newton / MuJoCo-Warp), {args.steps} timed steps, "
+    print(f"{args.task} on the CPU (isaaclab 3.0.0, Newton / MuJoCo-Warp), {args.steps} timed steps, "
           f"torch threads {args.threads}")
     print(f"{'num_envs':>8} {'adapter steps/s':>16} {'raw Isaac Lab steps/s':>22} {'overhead':>9} {'build s':>8} "
           f"{'resets':>7}  load (1, 5, 15 min)")
     for n in args.num_envs:
         before = load()
-        proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--steps", str(args.steps),
-                               "--threads", str(args.threads)], capture_output=True, text=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        cmd = [sys.executable, __file__, "--child", str(n), "--task", args.task, "--steps", str(args.steps),
+               "--threads", str(args.threads)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             sys.exit(f"num_envs {n} failed:\n{proc.stderr[-2000:]}")
