@@ -182,10 +182,13 @@ def get_training_config(name: str) -> TrainConfig:
     """The preset ``name``, else the default training config of the registered task ``name``
     (:meth:`TrainConfig.for_task`)."""
     from robot_rl import presets  # noqa: F401  (registers the presets; it imports this module)
-    from sim.registry import task_names
+    from sim.registry import task_families, task_names
 
     if name in PRESETS:
         return get_preset(name)
+    if any(name.startswith(prefix) for prefix in task_families()):
+        spec = get_task(name)  # a family's task: its own error (not installed, unknown id) is the useful one
+        return TrainConfig.for_task(spec.name, preset=spec.name)
     try:
         spec = get_task(name)
     except ValueError:

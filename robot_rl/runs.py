@@ -47,6 +47,7 @@ def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
     probe = get_task(cfg.task_name).probe(cfg.task)
     dims = probe.obs_dims
+    probe.close()  # simulators that allow one instance per process (Isaac Lab) can build the next env
     if cfg.algorithm == "td3":
         from robot_rl.algorithms.td3 import TD3
 

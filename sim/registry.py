@@ -28,7 +28,7 @@ Policy = Callable[[torch.Tensor], torch.Tensor]
 """Maps a batch of ``policy`` observations to a batch of actions."""
 
 #: Packages that register (or :func:`declare_task`) the built-in tasks, imported on the first registry lookup.
-TASK_PACKAGES: tuple[str, ...] = ("sim.quadrotor", "sim.arm.catalog")
+TASK_PACKAGES: tuple[str, ...] = ("sim.quadrotor", "sim.arm.catalog", "sim.isaac.catalog")
 
 EVAL_SEED = 1_000_003
 """Default seed of a task's held-out evaluation episodes: ``robot-rl eval`` and every confirmation of a selected
@@ -119,7 +119,11 @@ class TaskSpec:
 
     def export_spec(self, cfg: Any = None) -> dict[str, Any]:
         """The ``policy.json`` observation/action contract of the task under ``cfg``."""
-        return self.probe(cfg).export_spec()
+        env = self.probe(cfg)
+        try:
+            return env.export_spec()
+        finally:
+            env.close()
 
     def evaluate(self, policy: Policy, task_cfg: Any, eval_cfg: Any, episodes: int | None = None,
                  selection: bool = False, record: int = 0, seed: int | None = None) -> dict:
@@ -135,6 +139,8 @@ _TASKS: dict[str, TaskSpec] = {}
 _ALIASES: dict[str, str] = {}
 _DECLARED: dict[str, tuple[str, str]] = {}
 """Declared, not yet registered tasks: name -> (module that registers it, what to install if it fails)."""
+_FAMILIES: dict[str, tuple[str, str, str]] = {}
+"""Declared task families: name prefix -> (module, its function that registers ``prefix + id``, requirement)."""
 _loaded = False
 
 
@@ -191,6 +197,31 @@ def declare_task(name: str, module: str, requires: str = "") -> None:
     _DECLARED[name] = (module, requires)
 
 
+def declare_task_family(prefix: str, module: str, register: str, requires: str = "") -> None:
+    """Declare every task named ``prefix + id`` (e.g. ``isaac:Isaac-Cartpole-v0``) without importing ``module``.
+
+    The first :func:`get_task` of such a name imports ``module`` and calls its function ``register(name)``, which
+    must :func:`register_task` ``name`` (or raise ``ValueError`` for an unknown id). For families whose ids come
+    from another framework's registry (Isaac Lab's gymnasium ids), so they cannot all be listed up front.
+    """
+    if prefix in _FAMILIES:
+        raise ValueError(f"task family {prefix!r} is already declared")
+    _FAMILIES[prefix] = (module, register, requires)
+
+
+def _load_family(name: str) -> None:
+    prefix = next(p for p in _FAMILIES if name.startswith(p))
+    module, register, requires = _FAMILIES[prefix]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        hint = f"; install {requires}" if requires else ""
+        raise ValueError(f"task {name!r} cannot be loaded: {exc}{hint}") from None
+    getattr(mod, register)(name)
+    if name not in _TASKS:
+        raise ValueError(f"task {name!r}: {module}.{register} did not register it")
+
+
 def _load_declared(name: str) -> None:
     module, requires = _DECLARED[name]
     try:
@@ -216,8 +247,11 @@ def get_task(name: str) -> TaskSpec:
     name = _ALIASES.get(name, name)
     if name in _DECLARED:
         _load_declared(name)
+    elif name not in _TASKS and any(name.startswith(p) for p in _FAMILIES):
+        _load_family(name)
     if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}; registered: {', '.join(task_names())} (a task outside "
+        families = "".join(f"; {p}<id> ({r})" for p, r in task_families().items())
+        raise ValueError(f"unknown task {name!r}; registered: {', '.join(task_names())}{families} (a task outside "
                          f"{', '.join(TASK_PACKAGES)} registers when its package is imported)")
     return _TASKS[name]
 
@@ -228,5 +262,11 @@ def task_names() -> list[str]:
     return sorted({*_TASKS, *_DECLARED})
 
 
+def task_families() -> dict[str, str]:
+    """Declared task-name prefixes (:func:`declare_task_family`) and what each needs installed."""
+    _load_builtin()
+    return {prefix: requires for prefix, (_, _, requires) in _FAMILIES.items()}
+
+
 __all__ = ["EVAL_SEED", "EvalProtocol", "SELECTION_SEED", "Policy", "TASK_PACKAGES", "TaskSpec", "declare_task",
-           "get_task", "register_task", "task_names"]
+           "declare_task_family", "get_task", "register_task", "task_families", "task_names"]
