@@ -66,7 +66,7 @@ class ToyReachEnv(BatchedEnv):
 
 class BiasedChunkPolicy(nn.Module):
     """A scripted chunk policy (the :class:`~robot_rl.policies.base.ChunkPolicy` interface): every action of the
-    chunk steers at the goal seen in the newest observation (gain 5, clipped), plus a constant ``offset`` that
+    chunk steers at the goal seen in the newest observation (gain 2, clipped), plus a constant ``offset`` that
     makes it miss; ``noise`` scales a Gaussian perturbation drawn from the caller's generator."""
 
     def __init__(self, offset: tuple[float, float] = (0.4, 0.0), noise: float = 0.0, n_obs_steps: int = 2,
@@ -80,7 +80,7 @@ class BiasedChunkPolicy(nn.Module):
 
     def predict_chunk(self, obs, generator=None):
         last = obs[:, -1]
-        a = (5 * (last[:, 2:] - last[:, :2])).clamp(-1, 1) + self.offset
+        a = (2 * (last[:, 2:] - last[:, :2])).clamp(-1, 1) + self.offset
         chunk = a[:, None, :].expand(-1, self.horizon, -1)
         if self.noise:
             chunk = chunk + self.noise * torch.randn(chunk.shape, generator=generator)
