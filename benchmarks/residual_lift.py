@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--resip-steps", type=int, default=400_000, help="ResiP env steps")
     ap.add_argument("--resip", default="", help="extra ResiPConfig fields as JSON, e.g. '{\"scale\": 0.2}'")
     ap.add_argument("--out", default=None, help="keep datasets and runs here (default: a temporary folder)")
+    ap.add_argument("--continue-resip", action="store_true",
+                    help="continue the ResiP runs already in --out (their checkpoints) up to --resip-steps")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tmp = None if args.out else tempfile.TemporaryDirectory()
@@ -97,9 +99,10 @@ def main() -> None:
         cfg = ResiPConfig(base=str(base_run), task=args.task, seed=seed, total_env_steps=args.resip_steps,
                           checkpoint_every=0, **(json.loads(args.resip) if args.resip else {}))
         runner = ResiPRunner(cfg, root / f"resip-seed{seed}")
-        t0 = time.perf_counter()
+        if args.continue_resip:
+            runner.load(root / f"resip-seed{seed}" / "checkpoint")
         runner.train()
-        resip_wall = time.perf_counter() - t0
+        resip_wall = runner.train_time  # training iterations only, summed over continued runs
         res = evaluate_residual(args.task, policy, runner.actor, args.episodes, noise_seed=seed)
         expo = expo_hook(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}")
         rerank = rerank_hook(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}")
