@@ -72,7 +72,9 @@ def resip_train_main(argv: list[str], resume: Path | None = None) -> None:
         resuming = (run_dir / "checkpoint.json").is_file()
     else:
         cfg = tyro.cli(ResiPConfig, args=argv, prog="robot-rl train resip",
-                       description="Residual PPO (ResiP) on a frozen behaviour-cloning base.").check()
+                       description="Residual PPO (ResiP) on a frozen behaviour-cloning base. Run flags: --out RUN "
+                       "(default runs/resip-<task>/seed<S>), --eval-episodes N (0: no evaluation after training)."
+                       ).check()
         cfg.base = str(Path(cfg.base).resolve())
         if not (Path(cfg.base) / "checkpoint.json").is_file():
             raise FileNotFoundError(f"{cfg.base}: no behaviour-cloning checkpoint (train one with `robot-rl train "
