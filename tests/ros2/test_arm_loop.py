@@ -272,3 +272,55 @@ def test_diffusion_policy_picks_the_cube_through_node_and_arm_sim(ros_venv, trai
     widths = [w for _, w in data["gripper"]]
     assert max(widths) > 0.015 and min(widths) < 0.015, (min(widths), max(widths))  # it opened and closed
     assert diag.is_file() and int(json.loads(diag.read_text())["chunks"]) >= 20  # chunked runtime: 8 steps a chunk
+
+
+@pytest.mark.slow
+def test_residual_composition_picks_the_cube_through_node_and_arm_sim(ros_venv, trained_pick_dp, tmp_path):
+    """The ``residual`` composition (:mod:`deploy.export.residual`) over the same diffusion base: the node's
+    loader picks :class:`deploy.residual_runtime.ResidualPolicyRunner` from ``composition.kind`` and runs the base
+    sampler every 8 steps and the residual actor every step, torch-free, against ``robot-rl arm-sim``. The residual
+    is small but not zero (last layer ~N(0, 0.01), scale 0.1), so the commands differ from the base's while the
+    cube is still lifted and held."""
+    import numpy as np
+    import torch
+
+    from deploy.export.residual import export_residual_policy
+    from robot_rl.commands.bc import load_bc_config
+    from robot_rl.data import load_dataset
+    from robot_rl.residual.resip import ResidualActor
+    from robot_rl.runners.bc import load_policy
+    from sim.registry import get_task
+
+    run, demos = trained_pick_dp
+    policy, _ = load_policy(run)
+    torch.manual_seed(0)
+    actor = ResidualActor(policy.obs_norm, policy.act_norm, (64, 64), 0.1, -1.0, False)
+    with torch.no_grad():
+        actor.net[-1].weight.normal_(0.0, 0.01)
+    spec = get_task("panda-pick-cube").export_spec()
+    spec.pop("robot", None)
+    cfg = load_bc_config(run)
+    on_dist = np.concatenate([ep[cfg.obs_key] for ep in load_dataset(demos, keys=[cfg.obs_key]).episodes])
+    doc = export_residual_policy(tmp_path / "pick", policy, actor, spec, on_dist, {"robot": "panda"})
+    assert doc["kind"] == "composed" and doc["composition"]["kind"] == "residual"
+    report, diag = tmp_path / "arm.json", tmp_path / "diag.json"
+    sim_args = ["--task", "panda-pick-cube", "--seed", str(PICK_SCENE_SEED), "--duration", "5",
+                "--report", str(report)]
+    peer = subprocess.Popen([str(VENV_PYTHON), "-c", DIAG_PEER, str(diag)], stdout=subprocess.PIPE,
+                            stderr=open(tmp_path / "peer.log", "w"), text=True, env=ros_env())
+    try:
+        assert peer.stdout.readline().strip() == "ready", (tmp_path / "peer.log").read_text()[-2000:]
+        with sim_and_node(tmp_path, sim_args, [f"model_path:={tmp_path / 'pick'}"]) as (sim, logs):
+            sim.wait(timeout=150)
+    finally:
+        peer.send_signal(signal.SIGINT)
+        try:
+            peer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+    assert report.is_file(), logs
+    s = json.loads(report.read_text())["summary"]
+    assert clean(s), (s, logs)
+    assert s["success"] and s["max_object_height_m"] >= 0.02 + 0.10, (s, logs)
+    values = json.loads(diag.read_text())
+    assert int(values["chunks"]) >= 20 and float(values["max_residual_ms"]) > 0, values  # the residual ran
