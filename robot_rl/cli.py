@@ -89,7 +89,12 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md)."""
     from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
+    from robot_rl.commands.expo import is_expo_run, run_expo_eval
 
+    if is_expo_run(run_dir):  # EXPO refinement of a BC run: the deterministic on-the-fly policy
+        summary = run_expo_eval(run_dir, episodes)
+        print(f"report written to {summary['report']}")
+        return print(json.dumps(summary["headline"]))
     if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
         if tuple(sim) != ("ours",):
             raise ValueError("--sim applies to RL runs of tasks with several backends; a BC run flies the arm's "
