@@ -23,6 +23,7 @@ training windows were padded. A fault (safe command) drops history and chunks; a
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from collections import deque
@@ -50,6 +51,9 @@ class ChunkedPolicyRunner(PolicyRunner):
         clock: time source of the deadline (seconds).
     """
 
+    COMPOSITION: str | None = None
+    """``composition.kind`` a subclass runs on top of the base sampler (None: a plain chunked policy)."""
+
     def __init__(self, export_dir: str | Path, *, asynchronous: bool = False, replan_steps: int = 2,
                  temporal_ensemble: float | None = None, deadline_s: float | None = None, noise_seed: int = 0,
                  clock: Callable[[], float] = time.perf_counter, **kwargs: Any) -> None:
@@ -57,8 +61,15 @@ class ChunkedPolicyRunner(PolicyRunner):
             spec = contract.load(export_dir)
         except (OSError, contract.ContractError) as exc:
             raise ModelError(str(exc)) from None
-        if not contract.is_chunked(spec):
-            raise ModelError(f"{export_dir}: policy.json kind is {spec.get('kind', 'mlp')!r}, not 'chunked'")
+        kind = spec.get("kind", "mlp")
+        if self.COMPOSITION is None and kind != "chunked":
+            what = ""
+            if kind == "composed":
+                what = f" (composition {spec['composition']['kind']!r}: load it with load_runner)"
+            raise ModelError(f"{export_dir}: policy.json kind is {kind!r}, not 'chunked'{what}")
+        if self.COMPOSITION is not None and not (kind == "composed"
+                                                 and spec["composition"]["kind"] == self.COMPOSITION):
+            raise ModelError(f"{export_dir}: not a {self.COMPOSITION!r} composition (kind {kind!r})")
         ch = spec["chunk"]
         self.obs_steps, self.chunk_execute = int(ch["observation_steps"]), int(ch["execute"])
         h, a = int(ch["horizon"]), int(spec["action"]["size"])
@@ -219,10 +230,22 @@ class ChunkedPolicyRunner(PolicyRunner):
         return out
 
 
+COMPOSITIONS: dict[str, str] = {"residual": "deploy.residual_runtime:ResidualPolicyRunner"}
+"""``composition.kind`` -> ``module:class`` of its runner (a :class:`ChunkedPolicyRunner` subclass)."""
+
+
 def load_runner(export_dir: str | Path, **kwargs: Any) -> PolicyRunner:
-    """The runner for whatever ``export_dir`` holds: :class:`ChunkedPolicyRunner` for ``kind: "chunked"``."""
+    """The runner for whatever ``export_dir`` holds: :class:`ChunkedPolicyRunner` for ``kind: "chunked"``, the
+    runner of :data:`COMPOSITIONS` for ``kind: "composed"``, else :class:`PolicyRunner`."""
     try:
         spec = contract.load(export_dir)
     except (OSError, contract.ContractError) as exc:
         raise ModelError(str(exc)) from None
+    if contract.is_composed(spec):
+        kind = spec["composition"]["kind"]
+        if kind not in COMPOSITIONS:
+            raise ModelError(f"{export_dir}: unknown composition kind {kind!r}; this runtime knows "
+                             f"{', '.join(sorted(COMPOSITIONS))}")
+        module, _, name = COMPOSITIONS[kind].partition(":")
+        return getattr(importlib.import_module(module), name)(export_dir, **kwargs)
     return (ChunkedPolicyRunner if contract.is_chunked(spec) else PolicyRunner)(export_dir, **kwargs)

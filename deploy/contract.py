@@ -46,6 +46,11 @@
   ``[batch, horizon, size]``; ``chunk`` holds ``observation_steps``, ``horizon``, ``execute`` (actions run per
   chunk before replanning), ``sampler`` (e.g. ``"ddim"``) and ``steps``; the test vector adds
   ``example_noise`` and its rows are nested (``[k][observation_steps][obs_dim]``, ``[k][horizon][size]``).
+  ``"composed"``: ``policy.onnx`` is such a chunked base sampler (same ``chunk`` and test vector) and
+  ``composition`` says what runs on top of it: ``kind`` (``"residual"``: :mod:`deploy.residual_runtime`),
+  ``network`` (a second ONNX file in the same folder) and the kind's own fields and test vector. The runtime
+  picks the runner by ``composition.kind`` (:func:`deploy.chunked_runtime.load_runner`); a runtime that does
+  not know the kind refuses the export rather than running the base alone.
 * ``control_rate_hz``, ``robot``, ``task``, ``training`` (algorithm, config, seed), ``package_version``,
   ``onnx_opset``, ``network`` (layer sizes, activation, output), ``test_vector``
   (``example_input`` ``[k, obs_dim]``, ``example_output`` ``[k, act_dim]``, ``atol``).
@@ -73,7 +78,7 @@ KNOWN_COMPONENTS = set(QUADROTOR_COMPONENTS) | set(ARM_COMPONENTS) | set(HISTORY
 ACTION_TYPES = ("motor_rpm", "joint_position", "attitude_thrust", "ee_delta")
 EE_DELTA_CHANNELS = ("x", "y", "z", "yaw", "gripper")
 ARM_JOINT_COMPONENTS = ("joint_position", "joint_velocity")
-KINDS = ("mlp", "chunked")
+KINDS = ("mlp", "chunked", "composed")
 
 
 class ContractError(ValueError):
@@ -90,9 +95,14 @@ def is_chunked(spec: dict[str, Any]) -> bool:
     return spec.get("kind", "mlp") == "chunked"
 
 
+def is_composed(spec: dict[str, Any]) -> bool:
+    """Whether ``spec`` describes a composition over a chunked base (``kind`` ``"composed"``)."""
+    return spec.get("kind", "mlp") == "composed"
+
+
 def chunk_horizon(spec: dict[str, Any]) -> int:
     """Number of actions the network outputs per query (1 unless ``action.chunk`` or a chunked kind)."""
-    if is_chunked(spec):
+    if is_chunked(spec) or is_composed(spec):
         return int(spec["chunk"]["horizon"])
     return int(spec["action"].get("chunk", {}).get("horizon", 1))
 
@@ -170,8 +180,14 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
     tv = spec.get("test_vector", {})
     need("example_input" in tv and "example_output" in tv, "'test_vector' needs example_input and example_output")
     need(spec.get("kind", "mlp") in KINDS, f"'kind' must be one of {KINDS}")
-    if is_chunked(spec):
+    if is_chunked(spec) or is_composed(spec):
         _validate_chunked(spec, need)
+    if is_composed(spec):
+        comp = spec.get("composition")
+        need(isinstance(comp, dict) and isinstance(comp.get("kind"), str) and isinstance(comp.get("network"), str)
+             and "/" not in comp["network"] and comp["network"].endswith(".onnx"),
+             "a composed policy needs 'composition': {kind, network (an .onnx file beside policy.onnx), ...}")
+    if is_chunked(spec) or is_composed(spec):
         return spec
     need(all(len(row) == obs_dim(spec) for row in tv["example_input"]), "test_vector input width != obs size")
     need(all(len(row) == output_dim(spec) for row in tv["example_output"]),

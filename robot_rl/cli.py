@@ -3,6 +3,8 @@
 Commands:
   sim      run a task's simulator open-loop, plot it      robot-rl sim crazyflie --steps 500
   train    train a preset or task (or --resume a run)     robot-rl train crazyflie-hover --seed 0
+           residual RL on a frozen BC base                 robot-rl train resip --base runs/dp-panda-peg-insert/seed0
+           EXPO (edits + argmax-Q candidates) on it        robot-rl train expo --base runs/dp-panda-peg-insert/seed0
   eval     evaluate a run and write report.md            robot-rl eval runs/crazyflie-hover/seed0
   export   export a run's policy (ONNX + policy.json)     robot-rl export runs/crazyflie-hover/seed0
   demos    scripted-expert demonstrations (LeRobot v3.0)   robot-rl demos panda-pick-cube --episodes 200 --out d
@@ -95,6 +97,13 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
         summary = run_expo_eval(run_dir, episodes)
         print(f"report written to {summary['report']}")
         return print(json.dumps(summary["headline"]))
+    from robot_rl.commands.resip import is_resip_run, run_resip_eval
+
+    if is_resip_run(run_dir):  # residual RL: base alone and base + residual on the same held-out episodes
+        summary = run_resip_eval(run_dir, episodes)
+        print(f"report written to {summary['report']}")
+        print(json.dumps({k: v for k, v in summary.items() if k != "report"}))
+        return
     if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
         if tuple(sim) != ("ours",):
             raise ValueError("--sim applies to RL runs of tasks with several backends; a BC run flies the arm's "
@@ -112,7 +121,15 @@ def export(run_dir: tyro.conf.Positional[Path], format: Literal["onnx", "c"] = "
     """Export a run's policy to RUN/export (policy.onnx + policy.json; --format c adds C sources)."""
     from robot_rl.commands.bc import export_bc_run, is_bc_run
     from robot_rl.commands.export import export_run
+    from robot_rl.commands.resip import export_resip_run, is_resip_run
 
+    if is_resip_run(run_dir):
+        if format != "onnx" or quantize != "none":
+            raise ValueError("a residual (composed) policy exports to ONNX only")
+        doc = export_resip_run(run_dir)
+        print(f"exported {run_dir / 'export'} (base sampler + residual actor; max |torch - onnxruntime| = "
+              f"{doc['composition']['verification']['max_abs_error']:.2e})")
+        return
     doc = export_bc_run(run_dir) if is_bc_run(run_dir) else export_run(run_dir)
     v = doc["verification"]
     print(f"exported {run_dir / 'export'} (max |torch - onnxruntime| = "

@@ -11,6 +11,7 @@ import tyro
 from robot_rl import presets  # noqa: F401  (registers the presets)
 from robot_rl.commands.bc import bc_train_main, bc_usage_lines, is_bc_run
 from robot_rl.commands.expo import is_expo_run
+from robot_rl.commands.resip import is_resip_run, resip_train_main, resip_usage_line
 from robot_rl.config import PRESETS, TrainConfig, cli_class, get_training_config
 from robot_rl.policies.presets import bc_presets
 from robot_rl.runs import default_run_dir, load_config, make_runner
@@ -64,8 +65,9 @@ def train_main(argv: list[str]) -> None:
              + "\n".join(f"  {k:26s} {v[0]} [task {get_preset_task(k)}]" for k, v in sorted(PRESETS.items()))
              + "\n\nbehaviour-cloning presets (robot-rl train NAME --demos DIR [--seed S] [--out RUN]):\n"
              + "\n".join(bc_usage_lines())
-             + "\n\nrefinement of a behaviour-cloning run:\n"
-             + "  expo --base RUN            EXPO: edit policy + argmax-Q over base candidates (--help: options)"
+             + "\n\nresidual RL on a frozen behaviour-cloning base (robot-rl train resip --base RUN [overrides]):\n"
+             + resip_usage_line()
+             + "\n  expo --base RUN            EXPO: edit policy + argmax-Q over base candidates (--help: options)"
              + "\n\ntasks (the task's default config, no curriculum):\n"
              + "\n".join(f"  {k:26s} {_task_line(k)}" for k in task_names()))
     if not argv:
@@ -79,6 +81,10 @@ def train_main(argv: list[str]) -> None:
         from robot_rl.commands.expo import expo_train_main
 
         return expo_train_main(argv[1:]) if argv[0] == "expo" else expo_train_main(argv[2:], Path(argv[1]))
+    if argv[0] == "resip":
+        return resip_train_main(argv[1:])
+    if argv[0] == "--resume" and len(argv) >= 2 and is_resip_run(argv[1]):
+        return resip_train_main(argv[2:], resume=Path(argv[1]))
     if argv[0] == "--resume" and len(argv) >= 2 and is_bc_run(argv[1]):
         return bc_train_main(None, argv[2:], resume=Path(argv[1]))
     if argv[0] == "--resume":

@@ -1,0 +1,174 @@
+"""Residual RL runs from the CLI: ``robot-rl train resip --base RUN [--task T] [overrides]``, their evaluation
+(``robot-rl eval RUN``: base alone and base + residual on the same held-out episodes) and export.
+
+A ResiP run directory holds ``config.json`` (a :class:`~robot_rl.residual.resip.ResiPConfig`, with
+``"algorithm": "resip"``), ``metrics.csv`` + TensorBoard events, ``checkpoint.safetensors``/``.json``,
+``export/`` (diffusion bases: the chunked sampler + the residual actor, ``composition.kind = "residual"``) and,
+after evaluation, ``eval.json`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from robot_rl.checkpoint import load_checkpoint
+from robot_rl.io import atomic_write_json, atomic_write_text
+from robot_rl.residual.resip import ResidualActor, ResiPConfig
+from robot_rl.runners.resip import ResiPRunner, evaluate_residual
+from sim.registry import get_task
+
+_RUN_FLAGS = {"--out": str, "--eval-episodes": int}
+
+
+def is_resip_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a ResiP run."""
+    path = Path(run_dir) / "config.json"
+    return path.is_file() and json.loads(path.read_text()).get("algorithm") == "resip"
+
+
+def load_resip_config(run_dir: str | Path) -> ResiPConfig:
+    return ResiPConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+
+
+def load_resip(run_dir: str | Path) -> tuple[ResiPConfig, Any, ResidualActor, dict[str, Any]]:
+    """``(config, frozen base policy, trained residual actor, checkpoint metadata)`` of a ResiP run."""
+    from robot_rl.runners.bc import load_policy
+
+    cfg = load_resip_config(run_dir)
+    policy, _ = load_policy(cfg.base)
+    tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
+    actor = ResidualActor(policy.obs_norm, policy.act_norm, cfg.actor_hidden, cfg.scale, cfg.log_std_init,
+                          cfg.learn_std)
+    actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
+    return cfg, policy.eval(), actor.eval(), meta
+
+
+def _split_flags(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    rest, flags = [], {}
+    it = iter(argv)
+    for arg in it:
+        key, eq, value = arg.partition("=")
+        if key in _RUN_FLAGS:
+            value = value if eq else next(it, None)
+            if value is None:
+                raise ValueError(f"{key} needs a value")
+            flags[key[2:].replace("-", "_")] = _RUN_FLAGS[key](value)
+        else:
+            rest.append(arg)
+    return rest, flags
+
+
+def resip_train_main(argv: list[str], resume: Path | None = None) -> None:
+    """``robot-rl train resip --base RUN [--task T] [--seed S] [--out RUN] [overrides]`` or ``--resume RUN``."""
+    argv, flags = _split_flags(argv)
+    if resume is not None:
+        if argv:
+            raise ValueError(f"--resume continues the saved config; it takes only --eval-episodes, not {argv[0]!r}")
+        cfg, run_dir = load_resip_config(resume), Path(resume)
+        resuming = (run_dir / "checkpoint.json").is_file()
+    else:
+        cfg = tyro.cli(ResiPConfig, args=argv, prog="robot-rl train resip",
+                       description="Residual PPO (ResiP) on a frozen behaviour-cloning base.").check()
+        cfg.base = str(Path(cfg.base).resolve())
+        if not (Path(cfg.base) / "checkpoint.json").is_file():
+            raise FileNotFoundError(f"{cfg.base}: no behaviour-cloning checkpoint (train one with `robot-rl train "
+                                    "dp-<task> --demos DIR`)")
+        if not cfg.task:
+            from robot_rl.runners.resip import base_task
+
+            cfg.task = base_task(cfg.base)
+        run_dir = Path(flags.get("out") or Path("runs") / f"resip-{cfg.task}" / f"seed{cfg.seed}")
+        if (run_dir / "checkpoint.json").is_file():
+            raise ValueError(f"{run_dir} already holds a run; continue it with `robot-rl train --resume {run_dir}` "
+                             "or choose another --out")
+        resuming = False
+    out = run_resip_training(cfg, run_dir, resuming, flags.get("eval_episodes"))
+    print(f"run directory : {run_dir}")
+    print(f"  checkpoint  : {run_dir / 'checkpoint.safetensors'} (+ .json)")
+    print(f"  metrics     : {run_dir / 'metrics.csv'}, TensorBoard: {run_dir / 'tb'}")
+    for key, what in (("export", "export     "), ("report", "report     ")):
+        if key in out:
+            print(f"  {what} : {out[key]}")
+    print(json.dumps({k: v for k, v in out.items() if k not in ("export", "report")}))
+
+
+def run_resip_training(cfg: ResiPConfig, run_dir: Path, resume: bool = False,
+                       eval_episodes: int | None = None) -> dict[str, Any]:
+    """Train (or continue) ``cfg`` in ``run_dir``, export (diffusion bases) and evaluate (``eval_episodes`` 0:
+    skip)."""
+    runner = ResiPRunner(cfg, run_dir)
+    if resume:
+        runner.load(run_dir / "checkpoint")
+        print(f"resuming {run_dir} at {runner.env_steps} env steps")
+    out = runner.train()
+    if runner.logger:
+        runner.logger.close()
+    if getattr(runner.base.policy, "sample", None) is not None:
+        doc = export_resip_run(run_dir)
+        out["export"] = str(run_dir / "export")
+        out["export_max_abs_error"] = doc["composition"]["verification"]["max_abs_error"]
+    if eval_episodes != 0:
+        summary = run_resip_eval(run_dir, eval_episodes)
+        out["eval"] = {k: summary[k] for k in ("base_success", "resip_success", "episodes")}
+        out["report"] = summary["report"]
+    return out
+
+
+def export_resip_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
+    """Export base sampler + residual actor to ``RUN/export`` (``composition.kind = "residual"``)."""
+    from deploy.export.residual import export_residual_policy
+    from robot_rl.commands.bc import load_bc_config
+    from robot_rl.data import load_dataset
+
+    cfg, policy, actor, meta = load_resip(run_dir)
+    if getattr(policy, "sample", None) is None:
+        raise ValueError(f"{run_dir}: only a diffusion/flow base exports a chunked sampler")
+    bc = load_bc_config(cfg.base)
+    task = get_task(cfg.task)
+    spec = task.export_spec()
+    metadata = {"robot": spec.pop("robot", task.name), "task": f"resip-{cfg.task}"}
+    metadata["training"] = {"algorithm": "resip", "seed": cfg.seed, "task": task.name, "env_steps": meta["env_steps"],
+                            "train_time_s": meta["train_time_s"], "base": cfg.base, "config": cfg.to_dict()}
+    data = load_dataset(bc.demos, keys=[bc.obs_key])
+    import numpy as np
+
+    on_dist = np.concatenate([ep[bc.obs_key] for ep in data.episodes])
+    return export_residual_policy(out_dir or Path(run_dir) / "export", policy, actor, spec, on_dist, metadata,
+                                  seed=cfg.seed)
+
+
+def run_resip_eval(run_dir: Path, episodes: int | None = None) -> dict[str, Any]:
+    """Success of the base alone and of base + residual (mean) on the task's held-out episodes (the same
+    episodes and base noise for both); writes ``eval.json`` and ``report.md``."""
+    run_dir = Path(run_dir)
+    cfg, policy, actor, meta = load_resip(run_dir)
+    task = get_task(cfg.task)
+    ecfg = task.evaluation.config_cls()
+    n = ecfg.episodes if episodes is None else episodes
+    base = evaluate_residual(cfg.task, policy, None, n, noise_seed=cfg.seed)
+    res = evaluate_residual(cfg.task, policy, actor, n, noise_seed=cfg.seed)
+    summary = {"episodes": n, "seed": res["seed"], "base_success": base["success"], "resip_success": res["success"],
+               "base_mean_length": base["mean_episode_length"], "resip_mean_length": res["mean_episode_length"],
+               "env_steps": meta["env_steps"], "train_time_s": meta["train_time_s"], "task": cfg.task,
+               "policy": "checkpoint (torch): base on the runtime's synchronous chunk schedule + mean residual"}
+    atomic_write_json(run_dir / "eval.json", summary)
+    lines = [f"# Evaluation of `{run_dir}`", "",
+             f"ResiP on task `{cfg.task}` over the frozen base `{cfg.base}`; seed {cfg.seed}, "
+             f"{meta['env_steps']} env steps ({meta['train_time_s']:.0f} s). {n} held-out episodes from seed "
+             f"{res['seed']}, the same episodes and base noise for both rows.", "",
+             "| policy | success | mean length |", "|---|---:|---:|",
+             f"| base alone | {base['success']:.1%} | {base['mean_episode_length']:.1f} |",
+             f"| base + residual | {res['success']:.1%} | {res['mean_episode_length']:.1f} |", ""]
+    atomic_write_text(run_dir / "report.md", "\n".join(lines))
+    summary["report"] = str(run_dir / "report.md")
+    return summary
+
+
+def resip_usage_line() -> str:
+    """``robot-rl train --help`` line of the residual trainer."""
+    return (f"  {'resip':26s} residual PPO on a frozen BC base: --base RUN [--task T] (robot-rl train resip "
+            "--help)")

@@ -1,0 +1,50 @@
+"""`robot-rl train resip --base RUN`, `--resume`, `robot-rl eval` and `export` on a residual run."""
+
+import json
+
+import pytest
+
+pytest.importorskip("mujoco")
+
+from deploy.chunked_runtime import load_runner  # noqa: E402
+from deploy.residual_runtime import ResidualPolicyRunner  # noqa: E402
+from robot_rl.cli import main  # noqa: E402
+
+BC = ["--steps", "100", "--batch-size", "32", "--diffusion.mlp-hidden", "32", "32", "--diffusion.horizon", "8",
+      "--diffusion.n-action-steps", "4", "--diffusion.num-inference-steps", "3", "--checkpoint-every", "0"]
+RESIP = ["--num-envs", "4", "--steps-per-env", "8", "--total-env-steps", "64", "--epochs", "1", "--actor-hidden",
+         "16", "16", "--critic-hidden", "16", "16", "--log-every", "32", "--checkpoint-every", "32"]
+
+
+def test_resip_trains_exports_evaluates_and_resumes(tmp_path, capsys):
+    main(["demos", "panda-reach", "--episodes", "6", "--out", str(tmp_path / "demos")])
+    base = tmp_path / "dp"
+    main(["train", "dp-panda-reach", "--demos", str(tmp_path / "demos"), "--out", str(base), "--eval-episodes", "0",
+          *BC])
+    capsys.readouterr()
+    main(["train", "--help"])
+    assert "resip" in capsys.readouterr().out
+    run = tmp_path / "resip"
+    main(["train", "resip", "--base", str(base), "--out", str(run), "--eval-episodes", "4", *RESIP])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["env_steps"] == 64 and summary["export_max_abs_error"] <= 1e-5
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["algorithm"] == "resip" and cfg["task"] == "panda-reach" and cfg["scale"] == 0.1
+    doc = json.loads((run / "export" / "policy.json").read_text())
+    assert doc["kind"] == "composed" and doc["composition"]["kind"] == "residual"
+    assert isinstance(load_runner(run / "export", sources={"state": None}), ResidualPolicyRunner)
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["episodes"] == 4 and ev["seed"] == 1_000_003 and 0 <= ev["resip_success"] <= 1
+    main(["eval", str(run), "--episodes", "4"])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["resip_success"] == ev["resip_success"] and again["base_success"] == ev["base_success"]
+    main(["train", "--resume", str(run), "--eval-episodes", "0"])
+    assert "resuming" in capsys.readouterr().out
+    main(["export", str(run)])
+    assert "residual actor" in capsys.readouterr().out
+
+
+def test_resip_refuses_a_missing_base(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "resip", "--base", str(tmp_path / "nothing")])
+    assert "no behaviour-cloning checkpoint" in capsys.readouterr().err
