@@ -81,7 +81,7 @@ def run_expo_eval(run_dir: str | Path, episodes: int | None = None) -> dict[str,
     task = get_task(cfg.task)
     ecfg = task.evaluation.config_cls()
     n = ecfg.episodes if episodes is None else episodes
-    result = task.evaluate(CandidatePolicy(policy, agent, cfg.seed + 4), task.config_cls(), ecfg, episodes=n)
+    result = task.evaluate(CandidatePolicy(policy, agent, cfg.seed), task.config_cls(), ecfg, episodes=n)
     ok = task.evaluation.passes(result, ecfg)
     summary = {k: v for k, v in result.items() if k != "traces"} | {
         "passed": ok, "env_steps": meta["env_steps"], "base": cfg.base, "candidates": cfg.expo.num_candidates,

@@ -56,7 +56,7 @@ class EXPOTrainConfig:
     """Transitions per gradient step."""
     demo_fraction: float = 0.5
     """Share of each batch drawn from the demonstrations (RLPD's symmetric sampling)."""
-    updates_per_step: int = 2
+    updates_per_step: int = 1
     """Gradient steps per vectorised env step (num_envs transitions)."""
     pretrain_steps: int = 1000
     """Gradient steps on the demonstrations before the first env step."""
@@ -64,8 +64,8 @@ class EXPOTrainConfig:
     """Online transitions kept."""
     eval_every: int = 8_000
     """Env steps between in-training evaluations (selection seed; 0: none)."""
-    eval_episodes: int = 100
-    """Episodes per in-training evaluation."""
+    selection_episodes: int = 100
+    """Episodes per in-training evaluation (selection seed)."""
     target_success: float = 0.0
     """Stop once an in-training evaluation reaches this success rate (0: run all env_steps)."""
     checkpoint_every: int = 20_000
@@ -196,7 +196,7 @@ class EXPORunner:
     def evaluate(self, episodes: int, selection: bool = True) -> dict[str, Any]:
         """The deterministic policy on the task's evaluation episodes (selection or held-out seed)."""
         ecfg = self.task.evaluation.config_cls()
-        policy = CandidatePolicy(self.base.policy, self.agent, self.cfg.seed + 4)
+        policy = CandidatePolicy(self.base.policy, self.agent, self.cfg.seed)
         return self.task.evaluate(policy, self.task_cfg, ecfg, episodes=episodes, selection=selection)
 
     # ------------------------------------------------------------------ loop
@@ -231,7 +231,7 @@ class EXPORunner:
                 "env_steps_to_target": self.first_pass, "last_eval": self.last_eval}
 
     def _eval_row(self) -> dict[str, float]:
-        res = self.evaluate(self.cfg.eval_episodes)
+        res = self.evaluate(self.cfg.selection_episodes)
         self.last_eval = {"env_steps": self.env_steps, "success": res["success"],
                           "mean_episode_length": res["mean_episode_length"]}
         if self.cfg.target_success and res["success"] >= self.cfg.target_success and self.first_pass is None:
