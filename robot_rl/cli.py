@@ -92,7 +92,12 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
     from robot_rl.commands.expo import is_expo_run, run_expo_eval
+    from robot_rl.commands.vgps import is_vgps_run, run_vgps_eval
 
+    if is_vgps_run(run_dir):  # value-guided re-ranking: base vs re-ranked on the same held-out episodes
+        summary = run_vgps_eval(run_dir, episodes)
+        print(f"report written to {summary['report']}")
+        return print(json.dumps(summary["headline"]))
     if is_expo_run(run_dir):  # EXPO refinement of a BC run: the deterministic on-the-fly policy
         summary = run_expo_eval(run_dir, episodes)
         print(f"report written to {summary['report']}")

@@ -68,6 +68,7 @@ def train_main(argv: list[str]) -> None:
              + "\n\nresidual RL on a frozen behaviour-cloning base (robot-rl train resip --base RUN [overrides]):\n"
              + resip_usage_line()
              + "\n  expo --base RUN            EXPO: edit policy + argmax-Q over base candidates (--help: options)"
+             + "\n  vgps --base RUN            value-guided re-ranking of K base chunks (IQL value, no policy training)"
              + "\n\ntasks (the task's default config, no curriculum):\n"
              + "\n".join(f"  {k:26s} {_task_line(k)}" for k in task_names()))
     if not argv:
@@ -81,6 +82,10 @@ def train_main(argv: list[str]) -> None:
         from robot_rl.commands.expo import expo_train_main
 
         return expo_train_main(argv[1:]) if argv[0] == "expo" else expo_train_main(argv[2:], Path(argv[1]))
+    if argv[0] == "vgps":
+        from robot_rl.commands.vgps import vgps_train_main
+
+        return vgps_train_main(argv[1:])
     if argv[0] == "resip":
         return resip_train_main(argv[1:])
     if argv[0] == "--resume" and len(argv) >= 2 and is_resip_run(argv[1]):
