@@ -27,6 +27,7 @@ class EnsembleLinear(nn.Module):
     def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(in_dim)
+        self.out_dim = out_dim
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
 
@@ -60,7 +61,7 @@ class QEnsemble(nn.Module):
         x = x.unsqueeze(0).expand(self.n, -1, -1)
         for layer in self.layers:
             h = layer(x)
-            x = torch.relu(nn.functional.layer_norm(h, h.shape[-1:]))
+            x = torch.relu(nn.functional.layer_norm(h, (layer.out_dim,)))  # a static shape (ONNX export)
         return self.head(x).squeeze(-1)
 
 
