@@ -125,9 +125,21 @@ def export(run_dir: tyro.conf.Positional[Path], format: Literal["onnx", "c"] = "
            quantize: Literal["none", "int8"] = "none") -> None:
     """Export a run's policy to RUN/export (policy.onnx + policy.json; --format c adds C sources)."""
     from robot_rl.commands.bc import export_bc_run, is_bc_run
+    from robot_rl.commands.expo import is_expo_run
     from robot_rl.commands.export import export_run
     from robot_rl.commands.resip import export_resip_run, is_resip_run
+    from robot_rl.commands.vgps import is_vgps_run
 
+    if is_expo_run(run_dir) or is_vgps_run(run_dir):
+        from robot_rl.commands.candidates_export import export_candidates_run
+
+        if format != "onnx" or quantize != "none":
+            raise ValueError("a candidates (composed) policy exports to ONNX only")
+        doc = export_candidates_run(run_dir)
+        print(f"exported {run_dir / 'export'} (base sampler + {doc['composition']['network']}, k = "
+              f"{doc['composition']['k']}; max |torch - onnxruntime| = "
+              f"{doc['composition']['verification']['max_abs_error']:.2e})")
+        return
     if is_resip_run(run_dir):
         if format != "onnx" or quantize != "none":
             raise ValueError("a residual (composed) policy exports to ONNX only")

@@ -7,6 +7,8 @@ import torch
 
 pytest.importorskip("mujoco")
 
+from deploy.candidates_runtime import CandidatesPolicyRunner  # noqa: E402
+from deploy.chunked_runtime import load_runner  # noqa: E402
 from robot_rl.cli import main  # noqa: E402
 from robot_rl.residual.expo import EXPOConfig  # noqa: E402
 from robot_rl.runners.expo import EXPORunner, EXPOTrainConfig  # noqa: E402
@@ -45,6 +47,9 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     main(["train", "--resume", str(run), "--eval-episodes", "0"])
     out = capsys.readouterr().out
     assert "resuming" in out and json.loads(out.strip().splitlines()[-1])["env_steps"] == 48
+    main(["export", str(run)])
+    assert "select.onnx" in capsys.readouterr().out
+    assert isinstance(load_runner(run / "export", sources={"state": None}), CandidatesPolicyRunner)
 
     vg = tmp_path / "vgps"
     main(["train", "vgps", "--base", str(base_run), "--out", str(vg), "--rollout-episodes", "4", "--steps", "10",
@@ -54,6 +59,9 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     main(["eval", str(vg), "--episodes", "4"])
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again == res["eval"]
+    main(["export", str(vg)])
+    assert "value.onnx, k = 3" in capsys.readouterr().out
+    assert json.loads((vg / "export" / "policy.json").read_text())["composition"]["score"] == "chunk"
 
 
 def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path):
