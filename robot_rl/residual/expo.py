@@ -52,6 +52,9 @@ class EXPOConfig:
     """Temperature learning rate."""
     init_alpha: float = 0.1
     """Initial entropy temperature of the edit policy."""
+    target_range: tuple[float, float] | None = None
+    """Clip TD targets to this range (the values a return can take: [0, 1] for a sparse success reward that ends
+    the episode), so the pessimistic subset minimum cannot drag unvisited values below it; None: no clip."""
     target_entropy: float | None = None
     """Edit entropy target (nats); None: ``act_dim * (log(edit_scale) - 1)``, SAC's ``-act_dim`` for the tanh
     variable expressed for the scaled edit."""
@@ -102,7 +105,8 @@ class EXPOAgent(nn.Module):
         nxt = batch["next_cands"].view(-1, k, self.act_dim)
         a_next, _, _ = self.select(batch["next_obs"], nxt, True, generator)
         q_next = redq_min(self.critic.target(batch["next_obs"], a_next), self.cfg.target_subset, generator)
-        return batch["reward"] + self.cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        y = batch["reward"] + self.cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        return y if self.cfg.target_range is None else y.clamp(*self.cfg.target_range)
 
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, float]:
         """One critic, edit-policy and temperature step on ``batch`` (transitions with ``valid`` = 1 count)."""

@@ -51,7 +51,8 @@ class EXPOTrainConfig:
     expo: EXPOConfig = field(default_factory=EXPOConfig)
     """Update-rule settings."""
     reward: Literal["sparse", "dense"] = "sparse"
-    """``sparse``: 1 on the step that succeeds; ``dense``: the task's shaped reward."""
+    """``sparse``: 1 on the step that succeeds (TD targets clipped to [0, 1] unless ``expo.target_range`` is set);
+    ``dense``: the task's shaped reward."""
     batch_size: int = 256
     """Transitions per gradient step."""
     demo_fraction: float = 0.5
@@ -145,6 +146,8 @@ class EXPORunner:
         self.base.reset(obs)
         k, a = cfg.expo.num_candidates, self.base.action_dim
         obs_dim = self.base.n_obs_steps * self.base.obs_dim
+        if cfg.reward == "sparse" and cfg.expo.target_range is None:
+            cfg.expo.target_range = (0.0, 1.0)
         self.agent = EXPOAgent(cfg.expo, obs_dim, a, obs_norm_of(self.base))
         self.gen = torch.Generator().manual_seed(cfg.seed + 2)
         demo = (demo_transitions(demos, self.base, k, cfg.reward, torch.Generator().manual_seed(cfg.seed + 3))

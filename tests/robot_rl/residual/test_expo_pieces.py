@@ -171,3 +171,13 @@ def test_demo_transitions_link_next_states_and_stop_at_truncation(tmp_path):
     assert tr["terminated"].tolist() == [0, 0, 0, 1, 0, 0, 0]
     assert tr["valid"].flatten().tolist() == [1, 1, 1, 1, 1, 1, 0]
     assert float(tr["cands"].abs().max()) <= 1.0 + 1e-6
+
+
+def test_td_targets_clip_to_the_return_range():
+    agent = _agent()
+    agent.cfg.target_range = (0.0, 1.0)
+    agent.critic.target = _Fn(lambda obs, act: torch.full((3, len(act)), -0.5))
+    b = 8
+    batch = {"next_obs": torch.randn(b, 4), "next_cands": torch.rand(b, 6) * 2 - 1,
+             "reward": torch.tensor([0, 0, 1, 1, 2, 0, 0, 0.5]), "terminated": torch.zeros(b)}
+    torch.testing.assert_close(agent.td_target(batch), torch.tensor([0, 0, 0.505, 0.505, 1, 0, 0, 0.005]))
