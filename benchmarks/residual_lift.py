@@ -111,7 +111,9 @@ def main() -> None:
                "bc_train_wall_s": None if bc_wall is None else round(bc_wall, 1),
                "eval_wall_s": round(eval_wall, 1), "episodes": args.episodes, "eval_seed": res["seed"],
                "expo_success": expo and expo["success"], "expo_env_steps": expo and expo["env_steps"],
-               "rerank_success": rerank and rerank["success"]}
+               "expo_train_wall_s": expo and expo["train_wall_s"], "rerank_success": rerank and rerank["success"],
+               "rerank_k": rerank and rerank["k"], "rerank_value_env_steps": rerank and rerank["value_env_steps"],
+               "rerank_train_wall_s": rerank and rerank["train_wall_s"]}
         print(json.dumps(row), flush=True)
         rows.append(row)
 

@@ -230,7 +230,8 @@ class ChunkedPolicyRunner(PolicyRunner):
         return out
 
 
-COMPOSITIONS: dict[str, str] = {"residual": "deploy.residual_runtime:ResidualPolicyRunner"}
+COMPOSITIONS: dict[str, str] = {"residual": "deploy.residual_runtime:ResidualPolicyRunner",
+                                "candidates": "deploy.candidates_runtime:CandidatesPolicyRunner"}
 """``composition.kind`` -> ``module:class`` of its runner (a :class:`ChunkedPolicyRunner` subclass)."""
 
 

@@ -4,6 +4,7 @@ Commands:
   sim      run a task's simulator open-loop, plot it      robot-rl sim crazyflie --steps 500
   train    train a preset or task (or --resume a run)     robot-rl train crazyflie-hover --seed 0
            residual RL on a frozen BC base                 robot-rl train resip --base runs/dp-panda-peg-insert/seed0
+           EXPO (edits + argmax-Q candidates) on it        robot-rl train expo --base runs/dp-panda-peg-insert/seed0
   eval     evaluate a run and write report.md            robot-rl eval runs/crazyflie-hover/seed0
   export   export a run's policy (ONNX + policy.json)     robot-rl export runs/crazyflie-hover/seed0
   demos    scripted-expert demonstrations (LeRobot v3.0)   robot-rl demos panda-pick-cube --episodes 200 --out d
@@ -91,6 +92,17 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``."""
     from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
+    from robot_rl.commands.expo import is_expo_run, run_expo_eval
+    from robot_rl.commands.vgps import is_vgps_run, run_vgps_eval
+
+    if is_vgps_run(run_dir):  # value-guided re-ranking: base vs re-ranked on the same held-out episodes
+        summary = run_vgps_eval(run_dir, episodes)
+        print(f"report written to {summary['report']}")
+        return print(json.dumps(summary["headline"]))
+    if is_expo_run(run_dir):  # EXPO refinement of a BC run: the deterministic on-the-fly policy
+        summary = run_expo_eval(run_dir, episodes)
+        print(f"report written to {summary['report']}")
+        return print(json.dumps(summary["headline"]))
     from robot_rl.commands.resip import is_resip_run, run_resip_eval
 
     if is_resip_run(run_dir):  # residual RL: base alone and base + residual on the same held-out episodes
@@ -111,9 +123,21 @@ def export(run_dir: tyro.conf.Positional[Path], format: Literal["onnx", "c"] = "
            quantize: Literal["none", "int8"] = "none") -> None:
     """Export a run's policy to RUN/export (policy.onnx + policy.json; --format c adds C sources)."""
     from robot_rl.commands.bc import export_bc_run, is_bc_run
+    from robot_rl.commands.expo import is_expo_run
     from robot_rl.commands.export import export_run
     from robot_rl.commands.resip import export_resip_run, is_resip_run
+    from robot_rl.commands.vgps import is_vgps_run
 
+    if is_expo_run(run_dir) or is_vgps_run(run_dir):
+        from robot_rl.commands.candidates_export import export_candidates_run
+
+        if format != "onnx" or quantize != "none":
+            raise ValueError("a candidates (composed) policy exports to ONNX only")
+        doc = export_candidates_run(run_dir)
+        print(f"exported {run_dir / 'export'} (base sampler + {doc['composition']['network']}, k = "
+              f"{doc['composition']['k']}; max |torch - onnxruntime| = "
+              f"{doc['composition']['verification']['max_abs_error']:.2e})")
+        return
     if is_resip_run(run_dir):
         if format != "onnx" or quantize != "none":
             raise ValueError("a residual (composed) policy exports to ONNX only")

@@ -11,6 +11,7 @@ import tyro
 
 from robot_rl import distributed, presets  # noqa: F401  (presets registers the presets)
 from robot_rl.commands.bc import bc_train_main, bc_usage_lines, is_bc_run
+from robot_rl.commands.expo import is_expo_run
 from robot_rl.commands.resip import is_resip_run, resip_train_main, resip_usage_line
 from robot_rl.config import PRESETS, TrainConfig, cli_class, get_training_config
 from robot_rl.policies.presets import bc_presets
@@ -93,6 +94,8 @@ def _train_main(argv: list[str]) -> None:
              + "\n".join(bc_usage_lines())
              + "\n\nresidual RL on a frozen behaviour-cloning base (robot-rl train resip --base RUN [overrides]):\n"
              + resip_usage_line()
+             + "\n  expo --base RUN            EXPO: edit policy + argmax-Q over base candidates (--help: options)"
+             + "\n  vgps --base RUN            value-guided re-ranking of K base chunks (IQL value, no policy training)"
              + "\n\ntasks (the task's default config, no curriculum):\n"
              + "\n".join(f"  {k:26s} {_task_line(k)}" for k in task_names())
              + "".join(f"\n  {p + '<id>':26s} needs {r}" for p, r in task_families().items()))
@@ -103,6 +106,14 @@ def _train_main(argv: list[str]) -> None:
         return
     if argv[0] in bc_presets():
         return bc_train_main(argv[0], argv[1:])
+    if argv[0] == "expo" or (argv[0] == "--resume" and len(argv) >= 2 and is_expo_run(argv[1])):
+        from robot_rl.commands.expo import expo_train_main
+
+        return expo_train_main(argv[1:]) if argv[0] == "expo" else expo_train_main(argv[2:], Path(argv[1]))
+    if argv[0] == "vgps":
+        from robot_rl.commands.vgps import vgps_train_main
+
+        return vgps_train_main(argv[1:])
     if argv[0] == "resip":
         return resip_train_main(argv[1:])
     if argv[0] == "--resume" and len(argv) >= 2 and is_resip_run(argv[1]):

@@ -1,0 +1,111 @@
+"""Torch-free runtime of a candidates composition (:mod:`deploy.export.candidates`): the base samples several
+candidates and a second network picks one.
+
+:class:`CandidatesPolicyRunner` is a :class:`deploy.chunked_runtime.ChunkedPolicyRunner` (same history, chunk
+schedule, input checks, clamping, action mapping, rate limiting and safe command) for exports with
+``kind: "composed"`` and ``composition.kind: "candidates"``:
+
+* ``score: "chunk"`` (re-ranking): each chunk query samples ``k`` chunks (candidate 0 with the noise the base
+  alone would draw, the other k - 1 from a second generator) and queues the one whose executed part
+  ``value.onnx`` scores highest.
+* ``score: "action"`` (EXPO): the chunk queue runs as for the base; every step ``k - 1`` further chunks are
+  sampled from the same history and ``select.onnx`` picks among this step's base action, their first actions
+  and the edits of all of them.
+
+Scores that tie go to the lowest index (numpy's argmax), so a constant value runs the base.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.chunked_runtime import ChunkedPolicyRunner
+from deploy.runtime import ModelError, onnx_session
+
+
+class CandidatesPolicyRunner(ChunkedPolicyRunner):
+    """Run a candidates composition (arguments as :class:`ChunkedPolicyRunner`)."""
+
+    COMPOSITION = "candidates"
+
+    def __init__(self, export_dir: str | Path, **kwargs: Any) -> None:
+        self.last_select_ms = self.max_select_ms = 0.0
+        # the extra candidates draw from their own stream: the base's noise stays what the base alone draws
+        self._cand_rng = np.random.default_rng([int(kwargs.get("noise_seed", 0)), 1])
+        super().__init__(export_dir, **kwargs)
+
+    def _load_session(self, spec: dict[str, Any]) -> None:
+        super()._load_session(spec)
+        comp = spec["composition"]
+        self.score_kind, self.k = comp.get("score"), int(comp.get("k", 0))
+        if self.score_kind not in ("chunk", "action") or self.k < 1:
+            raise ModelError(f"{self.export_dir}: composition needs score 'chunk' or 'action' and k >= 1, got "
+                             f"{self.score_kind!r}, {comp.get('k')!r}")
+        path = self.export_dir / comp["network"]
+        if not path.is_file():
+            raise ModelError(f"{path}: the network named by policy.json is missing")
+        try:
+            self.selector = onnx_session(path)
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+            raise ModelError(f"{path}: cannot load ({type(exc).__name__}: {str(exc)[:200]})") from None
+        want = ["chunk", "obs"] if self.score_kind == "chunk" else ["candidates", "obs"]
+        got = sorted(i.name for i in self.selector.get_inputs())
+        if got != want:
+            raise ModelError(f"{path}: a {self.score_kind!r} network takes inputs {want}, got {got}")
+        self._sel_out = [self.selector.get_outputs()[0].name]
+        self._cand = np.zeros((1, self.k, int(spec["action"]["size"])), dtype=np.float32)
+
+    def run_selector(self, obs: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """The composition network on a batch: histories and chunks (``score: chunk``) or candidates."""
+        name = "chunk" if self.score_kind == "chunk" else "candidates"
+        return self.selector.run(self._sel_out, {"obs": np.ascontiguousarray(obs, np.float32),
+                                                 name: np.ascontiguousarray(second, np.float32)})[0]
+
+    def verify_test_vector(self) -> float:
+        err = super().verify_test_vector()
+        tv = self.spec["composition"].get("test_vector")
+        key = "example_chunk" if self.score_kind == "chunk" else "example_candidates"
+        if not isinstance(tv, dict) or not {"example_obs", key, "example_output"} <= set(tv):
+            raise ModelError(f"{self.export_dir}: composition.test_vector needs example_obs, {key} and example_output")
+        want = np.asarray(tv["example_output"], np.float32)
+        got = self.run_selector(np.asarray(tv["example_obs"], np.float32), np.asarray(tv[key], np.float32))
+        sel_err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
+        if not sel_err <= float(tv.get("atol", 1e-5)):
+            raise ModelError(f"{self.export_dir}: composition test vector mismatch (max abs error {sel_err:.3g})")
+        return max(err, sel_err)
+
+    def _extra_chunks(self, hist: np.ndarray, count: int) -> np.ndarray:
+        noise = self._cand_rng.standard_normal((count, *self._noise_shape[1:]), dtype=np.float32)
+        return self.sample(np.repeat(hist, count, axis=0), noise)
+
+    def _query(self, hist: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.score_kind != "chunk" or self.k == 1:
+            return super()._query(hist)
+        t0 = self._clock()
+        first = self.sample(hist, self._rng.standard_normal(self._noise_shape, dtype=np.float32))
+        chunks = np.concatenate((first, self._extra_chunks(hist, self.k - 1)))
+        score = self.run_selector(np.repeat(hist, self.k, axis=0), chunks[:, : self.chunk_execute])
+        return chunks[int(np.argmax(score))], self._clock() - t0
+
+    def _next_action(self, now: float) -> np.ndarray | None:
+        base = super()._next_action(now)
+        if base is None or self.score_kind != "action":
+            return base
+        t0 = time.perf_counter()
+        self._cand[0, 0] = base
+        if self.k > 1:
+            self._cand[0, 1:] = self._extra_chunks(self._hist, self.k - 1)[:, 0]
+        out = self.run_selector(self._hist, self._cand)[0]
+        self.last_select_ms = (time.perf_counter() - t0) * 1e3
+        self.max_select_ms = max(self.max_select_ms, self.last_select_ms)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out.update({"last_select_ms": self.last_select_ms, "max_select_ms": self.max_select_ms})
+        return out

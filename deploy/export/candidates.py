@@ -1,0 +1,136 @@
+"""Export a candidates composition: the base's chunked sampler plus the network that picks among its samples.
+
+Two forms, one ``composition.kind``: ``"candidates"``:
+
+* ``score: "chunk"`` (value-guided re-ranking, :mod:`robot_rl.residual.rerank`): where a chunk is due the runtime
+  samples ``k`` chunks and ``network`` (``value.onnx``: inputs ``obs`` ``[batch, observation_steps, obs_dim]`` and
+  ``chunk`` ``[batch, execute, size]`` raw, output ``score`` ``[batch]``) scores their executed parts; the best
+  one is queued. ``edit: false``.
+* ``score: "action"`` (EXPO, :mod:`robot_rl.residual.expo`): every step the candidates are the base action of
+  this step plus the first actions of ``k - 1`` fresh chunks from the same history, and ``network``
+  (``select.onnx``: inputs ``obs`` ``[batch, observation_steps, obs_dim]`` and ``candidates`` ``[batch, k, size]``
+  raw, output ``action`` ``[batch, size]`` raw) adds their mean edits and returns the argmax-Q one. ``edit: true``.
+
+Candidate 0 always uses the noise the base alone would use, and ties go to the lowest index, so a constant
+score runs the base. Normalisation, edits and the argmax are folded into the graphs. Verification: the whole
+composition (sampler -> candidates -> network) against torch on the same noise; above 1e-5 nothing is written.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from deploy import contract
+from deploy.export.chunked import OPSET, export_chunked_policy
+from deploy.export.policy import MAX_ABS_ERROR, ExportError, onnx_session
+from robot_rl.io import atomic_write_bytes, atomic_write_json
+
+
+class ChunkScorer(nn.Module):
+    """Raw history + raw executed chunk -> score (a :class:`robot_rl.residual.value.ChunkValue`)."""
+
+    def __init__(self, value: nn.Module, policy: Any) -> None:
+        super().__init__()
+        self.value, self.act_norm = value, policy.act_norm
+
+    def forward(self, obs: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+        return self.value.score(obs.flatten(1), self.act_norm.normalize(chunk).flatten(1))
+
+
+class ActionSelector(nn.Module):
+    """Raw history + raw candidates ``[B, k, A]`` -> the argmax-Q action among them and their mean edits (raw);
+    :meth:`robot_rl.residual.expo.EXPOAgent.select` with ``stochastic=False``, in raw units."""
+
+    def __init__(self, agent: nn.Module, policy: Any) -> None:
+        super().__init__()
+        self.edit, self.q, self.act_norm = agent.edit, agent.critic.q, policy.act_norm
+
+    def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        b, k, a = candidates.shape
+        flat_obs = obs.flatten(1)
+        base = self.act_norm.normalize(candidates)
+        rep = flat_obs.repeat_interleave(k, dim=0)
+        edited = self.edit(rep, base.reshape(b * k, a)).reshape(b, k, a)
+        cands = torch.cat((base, edited), dim=1)
+        score = self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)).mean(0)
+        idx = score.reshape(b, 2 * k).argmax(dim=1)
+        best = torch.gather(cands, 1, idx.reshape(b, 1, 1).expand(b, 1, a)).squeeze(1)
+        return self.act_norm.unnormalize(best)
+
+
+def _onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], out: str) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    axes = {n: {0: "batch"} for n in [*names, out]}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), inputs, buf, dynamo=False, opset_version=OPSET, input_names=names,
+                          output_names=[out], dynamic_axes=axes)
+    model = onnx.load_from_string(buf.getvalue())
+    model.producer_name = "robot-rl"
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_candidates_policy(out_dir: str | Path, policy: Any, net: nn.Module, score: str, k: int,
+                             spec: dict[str, Any], on_distribution_obs: np.ndarray, metadata: dict[str, Any],
+                             seed: int = 0, samples: int = 32) -> dict[str, Any]:
+    """Write the composition of ``policy`` (frozen base) and ``net`` (a :class:`ChunkScorer` for ``score``
+    ``"chunk"``, an :class:`ActionSelector` for ``"action"``) choosing among ``k`` candidates; returns
+    ``policy.json``."""
+    if score not in ("chunk", "action") or k < 1:
+        raise ExportError(f"score must be 'chunk' or 'action' and k >= 1 (got {score!r}, {k})")
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="base-", dir=out.parent if out.parent.exists() else None) as tmp:
+        doc = export_chunked_policy(tmp, policy, spec, on_distribution_obs, metadata, seed=seed)
+        base_onnx = (Path(tmp) / "policy.onnx").read_bytes()
+    to, d, h, a, n = policy.n_obs_steps, policy.obs_dim, policy.horizon, policy.act_dim, policy.n_action_steps
+    second = (("obs", "chunk"), "score", (torch.zeros(1, to, d), torch.zeros(1, n, a))) if score == "chunk" else \
+        (("obs", "candidates"), "action", (torch.zeros(1, to, d), torch.zeros(1, k, a)))
+    model = _onnx(net, second[2], list(second[0]), second[1])
+    sess, base = onnx_session(model), onnx_session(onnx.load_from_string(base_onnx))
+    rng = np.random.default_rng(seed + 1)
+    on_dist = np.asarray(on_distribution_obs, dtype=np.float32)
+    starts = rng.integers(0, len(on_dist) - to + 1, samples)
+    hist = np.stack([on_dist[s:s + to] for s in starts])
+    noise = rng.standard_normal((samples, k, h, a)).astype(np.float32)
+    rep = np.repeat(hist, k, axis=0)
+    chunks_o = base.run(["action"], {"obs": rep, "noise": noise.reshape(-1, h, a)})[0].reshape(samples, k, h, a)
+    with torch.no_grad():
+        chunks_t = policy.sample(torch.as_tensor(rep), torch.as_tensor(noise.reshape(-1, h, a))).view(samples, k, h, a)
+        if score == "chunk":
+            want = net(torch.as_tensor(rep), chunks_t[:, :, :n].reshape(-1, n, a)).view(samples, k)
+            want = chunks_t[torch.arange(samples), want.argmax(1)].numpy()
+        else:
+            want = net(torch.as_tensor(hist), chunks_t[:, :, 0]).numpy()
+    if score == "chunk":
+        s = sess.run(["score"], {"obs": rep, "chunk": np.ascontiguousarray(chunks_o[:, :, :n].reshape(-1, n, a))})[0]
+        got = chunks_o[np.arange(samples), s.reshape(samples, k).argmax(1)]
+        tv_in = {"example_obs": rep[:4].tolist(), "example_chunk": chunks_o[:, :, :n].reshape(-1, n, a)[:4].tolist()}
+        tv_out = s[:4]
+    else:
+        got = sess.run(["action"], {"obs": hist, "candidates": np.ascontiguousarray(chunks_o[:, :, 0])})[0]
+        tv_in = {"example_obs": hist[:4].tolist(), "example_candidates": chunks_o[:4, :, 0].tolist()}
+        tv_out = got[:4]
+    err = float(np.abs(got - want).max())
+    if not err <= MAX_ABS_ERROR:
+        raise ExportError(f"candidates composition differs from torch: max abs error {err:.3g} > {MAX_ABS_ERROR}")
+    network = "value.onnx" if score == "chunk" else "select.onnx"
+    doc["kind"] = "composed"
+    doc["composition"] = {"kind": "candidates", "network": network, "score": score, "k": int(k),
+                          "edit": score == "action", "inputs": list(second[0]), "output": second[1],
+                          "verification": {"max_abs_error": err, "samples": samples},
+                          "test_vector": {**tv_in, "example_output": tv_out.tolist(), "atol": MAX_ABS_ERROR}}
+    contract.validate(doc)
+    atomic_write_bytes(out / "policy.onnx", base_onnx)
+    atomic_write_bytes(out / network, model.SerializeToString())
+    atomic_write_json(out / "policy.json", doc)  # last: names the files above
+    return doc

@@ -1,0 +1,164 @@
+"""EXPO-style off-policy refinement of a frozen base (Dong et al., ICLR 2026): update rules and the on-the-fly
+policy.
+
+Candidates are per control step: the base action the frozen chunk executes now plus the first actions of
+``k - 1`` chunks freshly sampled from the same observation history (all in the base's normalised action
+space), each with its edited version from :class:`EditPolicy`. The on-the-fly policy executes the candidate of
+highest ensemble-mean Q; :meth:`EXPOAgent.select` is the one selection both acting and the TD backup use (the
+backup's candidates are those sampled when the next state was acted in, stored in the replay), and no value
+gradient ever reaches the denoising chain: only the edit policy and the Q ensemble learn.
+
+Q and the edit policy read the policy group's observation history (what the robot measures), not the critic
+group: the Q ensemble chooses the executed action at deployment too, where no privileged state exists, and a
+selector trained on privileged state would make training-time success unreachable for the deployed policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robot_rl.residual.edit_policy import EditPolicy
+from robot_rl.residual.q_ensemble import QEnsemble, QWithTarget, redq_min
+
+
+@dataclass
+class EXPOConfig:
+    """Hyper-parameters of the EXPO update (RLPD's critic recipe, SAC's temperature)."""
+
+    num_q: int = 5
+    """Q ensemble members."""
+    target_subset: int = 2
+    """Members in REDQ's random-subset minimum of the TD target."""
+    hidden: tuple[int, ...] = (128, 128)
+    """Hidden widths of the Q members and the edit policy (RLPD uses 256; 128 halves a CPU update)."""
+    edit_scale: float = 0.2
+    """Largest edit per dimension, normalised action units."""
+    num_candidates: int = 4
+    """Base candidates per step (the executing base action + k - 1 fresh samples); each is also edited."""
+    gamma: float = 0.99
+    """Discount."""
+    tau: float = 0.005
+    """Polyak rate of the target ensemble."""
+    q_lr: float = 3e-4
+    """Q ensemble learning rate (Adam)."""
+    edit_lr: float = 3e-4
+    """Edit policy learning rate (Adam)."""
+    alpha_lr: float = 3e-4
+    """Temperature learning rate."""
+    init_alpha: float = 0.1
+    """Initial entropy temperature of the edit policy."""
+    target_range: tuple[float, float] | None = None
+    """Clip TD targets to this range (the values a return can take: [0, 1] for a sparse success reward that ends
+    the episode), so the pessimistic subset minimum cannot drag unvisited values below it; None: no clip."""
+    target_entropy: float | None = None
+    """Edit entropy target (nats); None: ``act_dim * (log(edit_scale) - 1)``, SAC's ``-act_dim`` for the tanh
+    variable expressed for the scaled edit."""
+
+
+class EXPOAgent(nn.Module):
+    """Q ensemble + edit policy + temperature, all reading ``obs`` ``[B, obs_dim]`` (raw; normalised inside by
+    ``obs_norm = (mid, span)``) and normalised actions."""
+
+    def __init__(self, cfg: EXPOConfig, obs_dim: int, act_dim: int,
+                 obs_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        norm = obs_norm or (None, None)
+        self.critic = QWithTarget(QEnsemble(cfg.num_q, obs_dim, act_dim, cfg.hidden, *norm))
+        self.edit = EditPolicy(obs_dim, act_dim, cfg.edit_scale, cfg.hidden, *norm)
+        self.log_alpha = nn.Parameter(torch.tensor(float(torch.tensor(cfg.init_alpha).log())))
+        self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
+                               else act_dim * (float(torch.tensor(cfg.edit_scale).log()) - 1.0))
+        self.q_opt = torch.optim.Adam(self.critic.q.parameters(), lr=cfg.q_lr)
+        self.edit_opt = torch.optim.Adam(self.edit.parameters(), lr=cfg.edit_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+
+    # ------------------------------------------------------------------ the on-the-fly policy
+    @torch.no_grad()
+    def select(self, obs: torch.Tensor, base: torch.Tensor, stochastic: bool,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pick the argmax-Q action among ``base`` ``[B, k, A]`` and their edits.
+
+        Returns ``(action [B, A], index [B], candidates [B, 2k, A])``: index < k is an unedited base candidate,
+        index k + j the edit of candidate j. Edits are sampled (``stochastic``) or the mean edit. Ties go to the
+        lowest index, so a constant Q executes the base action.
+        """
+        b, k, a = base.shape
+        flat = base.reshape(b * k, a)
+        eo = obs.repeat_interleave(k, dim=0)
+        edited = self.edit.sample(eo, flat, generator)[0] if stochastic else self.edit(eo, flat)
+        cands = torch.cat((base, edited.view(b, k, a)), dim=1)
+        score = self.critic.q(obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)).mean(0)
+        idx = score.view(b, 2 * k).argmax(dim=1)
+        return cands[torch.arange(b), idx], idx, cands
+
+    # ------------------------------------------------------------------ updates
+    @torch.no_grad()
+    def td_target(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+        """``r + gamma (1 - terminated) Q_target(s', select(s'))`` with REDQ's subset minimum, ``[B]``."""
+        k = self.cfg.num_candidates
+        nxt = batch["next_cands"].view(-1, k, self.act_dim)
+        a_next, _, _ = self.select(batch["next_obs"], nxt, True, generator)
+        q_next = redq_min(self.critic.target(batch["next_obs"], a_next), self.cfg.target_subset, generator)
+        y = batch["reward"] + self.cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        return y if self.cfg.target_range is None else y.clamp(*self.cfg.target_range)
+
+    def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, float]:
+        """One critic, edit-policy and temperature step on ``batch`` (transitions with ``valid`` = 1 count)."""
+        y = self.td_target(batch, generator)
+        valid = batch["valid"].view(-1)
+        q = self.critic.q(batch["obs"], batch["action"])
+        q_loss = (((q - y) ** 2).mean(0) * valid).sum() / valid.sum().clamp(min=1.0)
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_opt.step()
+        self.critic.update_target(self.cfg.tau)
+
+        # the edit policy learns on one stored base candidate per state (a random one: cheaper than all k)
+        cands = batch["cands"].view(len(y), self.cfg.num_candidates, self.act_dim)
+        pick = torch.randint(0, self.cfg.num_candidates, (len(y),), generator=generator)
+        edited, logp = self.edit.sample(batch["obs"], cands[torch.arange(len(y)), pick], generator)
+        q_edit = self.critic.q(batch["obs"], edited).mean(0)
+        alpha = self.log_alpha.exp().detach()
+        edit_loss = (alpha * logp - q_edit).mean()
+        self.edit_opt.zero_grad(set_to_none=True)
+        edit_loss.backward()
+        self.edit_opt.step()
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        self.critic.q.zero_grad(set_to_none=True)  # the edit loss reached Q's parameters; drop it
+        return {"q_loss": q_loss.item(), "edit_loss": edit_loss.item(), "alpha": alpha.item(),
+                "q_mean": q.mean().item(), "edit_logp": logp.mean().item()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"q_opt": self.q_opt, "edit_opt": self.edit_opt, "alpha_opt": self.alpha_opt}
+
+
+def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, env_steps: int = 40_000,
+         target_success: float = 0.95) -> dict[str, Any]:
+    """``benchmarks/residual_lift.py``'s EXPO figures: train on ``base_run`` until the in-training evaluation
+    (selection seed) reaches ``target_success`` or ``env_steps`` run out, then the held-out episodes.
+    ``env_steps``: env steps used (to the target when reached)."""
+    import time
+
+    from robot_rl.runners.expo import CandidatePolicy, EXPORunner, EXPOTrainConfig
+    from sim.registry import get_task
+
+    cfg = EXPOTrainConfig(base=str(base_run), seed=seed, env_steps=env_steps, eval_every=4000,
+                          target_success=target_success, checkpoint_every=0)
+    runner = EXPORunner(cfg, work)
+    t0 = time.perf_counter()
+    out = runner.train()
+    wall = time.perf_counter() - t0
+    spec = get_task(task)
+    res = spec.evaluate(CandidatePolicy(runner.base.policy, runner.agent, seed), spec.config_cls(),
+                        spec.evaluation.config_cls(), episodes)
+    return {"success": res["success"], "env_steps": out["env_steps"], "train_wall_s": round(wall, 1),
+            "reached_target": out["env_steps_to_target"] is not None}

@@ -1,0 +1,299 @@
+"""EXPO on a frozen chunked base: collect with the on-the-fly argmax-Q policy, learn Q + edits off-policy.
+
+``EXPORunner(cfg, run_dir).train()`` freezes the behaviour-cloning run ``cfg.base`` in a
+:class:`~robot_rl.residual.base_policy.FrozenChunkBase`, fills the demonstration buffer from ``cfg.demos``
+(default: the base's own dataset), pre-trains Q and the edit policy on it for ``pretrain_steps`` (no env
+steps), then alternates one vectorised env step with ``updates_per_step`` gradient steps on half demonstration,
+half online batches. Every ``eval_every`` env steps the deterministic policy (mean edits, argmax Q) runs the
+task's in-training evaluation episodes (selection seed); training stops early once it reaches
+``target_success``. Checkpoints hold the agent, optimisers, replay, base executor, env and generators, so a
+resumed run reproduces an uninterrupted one.
+
+The base itself stays frozen here (EXPO also keeps training it on its imitation loss over successful data; not
+implemented: the base is the BC run's policy throughout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm import tqdm
+
+from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
+from robot_rl.io import atomic_write_json
+from robot_rl.logging import RunLogger
+from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.expo import EXPOAgent, EXPOConfig
+from robot_rl.residual.expo_replay import ExpoReplay, demo_transitions, transition_dims
+from sim.registry import get_task
+
+
+@dataclass
+class EXPOTrainConfig:
+    """EXPO refinement of a behaviour-cloning run."""
+
+    base: str = ""
+    """Behaviour-cloning run directory (``robot-rl train dp-<task>|mse-<task>``) whose policy is the frozen base."""
+    demos: str = ""
+    """Demonstration dataset for the replay ("": the one the base was trained on; "none": no demonstrations)."""
+    seed: int = 0
+    """Seed of the envs, networks and sampling."""
+    num_envs: int = 16
+    """Parallel training envs."""
+    env_steps: int = 100_000
+    """Environment steps (summed over envs) to train for."""
+    expo: EXPOConfig = field(default_factory=EXPOConfig)
+    """Update-rule settings."""
+    reward: Literal["sparse", "dense"] = "sparse"
+    """``sparse``: 1 on the step that succeeds (TD targets clipped to [0, 1] unless ``expo.target_range`` is set);
+    ``dense``: the task's shaped reward."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    demo_fraction: float = 0.5
+    """Share of each batch drawn from the demonstrations (RLPD's symmetric sampling)."""
+    updates_per_step: int = 1
+    """Gradient steps per vectorised env step (num_envs transitions)."""
+    pretrain_steps: int = 1000
+    """Gradient steps on the demonstrations before the first env step."""
+    replay_capacity: int = 300_000
+    """Online transitions kept."""
+    eval_every: int = 8_000
+    """Env steps between in-training evaluations (selection seed; 0: none)."""
+    selection_episodes: int = 100
+    """Episodes per in-training evaluation (selection seed)."""
+    target_success: float = 0.0
+    """Stop once an in-training evaluation reaches this success rate (0: run all env_steps)."""
+    checkpoint_every: int = 20_000
+    """Env steps between checkpoints (0: only at the end)."""
+    threads: int = 1
+    """torch CPU threads."""
+    task: str = ""
+    """Filled from the base run (the task its demonstrations come from)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EXPOTrainConfig:
+        d = dict(d)
+        e = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("expo", {}).items()}
+        return cls(**d, expo=EXPOConfig(**e))
+
+
+def obs_norm_of(base: FrozenChunkBase) -> tuple[torch.Tensor, torch.Tensor]:
+    """The base's observation normalisation tiled over its history (what Q and the edit policy read)."""
+    n = base.policy.obs_norm
+    return n.mid.repeat(base.n_obs_steps), n.span.repeat(base.n_obs_steps)
+
+
+def candidates(base: FrozenChunkBase, k: int) -> torch.Tensor:
+    """``[N, k, A]`` normalised: the action the base executes now, then the first actions of k - 1 fresh chunks."""
+    now = base.normalize_action(base.act())[:, None]
+    if k == 1:
+        return now
+    fresh = base.normalize_action(base.sample_chunks(k - 1)[:, :, 0])
+    return torch.cat((now, fresh), dim=1)
+
+
+class CandidatePolicy:
+    """The deterministic EXPO policy as a batched ``obs -> action`` callable for the evaluation protocols: each
+    call is one control step of every env (their first episode counts, as :class:`ChunkExecutor`)."""
+
+    def __init__(self, policy: Any, agent: EXPOAgent, seed: int) -> None:
+        self.policy, self.agent, self.seed = policy, agent, seed
+        self.base: FrozenChunkBase | None = None
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.float().cpu()
+        if self.base is None:
+            self.base = FrozenChunkBase(self.policy, len(obs), self.seed)
+            self.base.reset(obs)
+        else:
+            self.base.step(obs, torch.zeros(len(obs), dtype=torch.bool))
+        cands = candidates(self.base, self.agent.cfg.num_candidates)
+        action, _, _ = self.agent.select(self.base.history.flatten(1), cands, stochastic=False)
+        return self.base.unnormalize_action(action)
+
+
+class EXPORunner:
+    """Trains one EXPO agent; ``train(stop_at)`` stops early (resume tests)."""
+
+    def __init__(self, cfg: EXPOTrainConfig, run_dir: str | Path) -> None:
+        if not cfg.base:
+            raise ValueError("EXPOTrainConfig.base: give the behaviour-cloning run to refine (--base RUN)")
+        torch.set_num_threads(cfg.threads)
+        base_cfg = json.loads((Path(cfg.base) / "config.json").read_text())
+        cfg.task = cfg.task or base_cfg.get("task", "")
+        if not cfg.task:
+            raise ValueError(f"{cfg.base}: the base run names no task")
+        demos = base_cfg.get("demos", "") if cfg.demos == "" else ("" if cfg.demos == "none" else cfg.demos)
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        torch.manual_seed(cfg.seed)
+        self.base = FrozenChunkBase.from_run(cfg.base, cfg.num_envs, cfg.seed)
+        self.task = get_task(cfg.task)
+        self.task_cfg = self.task.config_cls()
+        self.env = self.task.make_env(replace(self.task_cfg, num_envs=cfg.num_envs, device="cpu"), seed=cfg.seed)
+        obs = self.env.reset(seed=cfg.seed)["policy"]
+        if obs.shape[1] != self.base.obs_dim:
+            raise ValueError(f"{cfg.task} observes {obs.shape[1]} dims, the base {self.base.obs_dim}")
+        self.base.reset(obs)
+        k, a = cfg.expo.num_candidates, self.base.action_dim
+        obs_dim = self.base.n_obs_steps * self.base.obs_dim
+        if cfg.reward == "sparse" and cfg.expo.target_range is None:
+            cfg.expo.target_range = (0.0, 1.0)
+        self.agent = EXPOAgent(cfg.expo, obs_dim, a, obs_norm_of(self.base))
+        self.gen = torch.Generator().manual_seed(cfg.seed + 2)
+        demo = (demo_transitions(demos, self.base, k, cfg.reward, torch.Generator().manual_seed(cfg.seed + 3))
+                if demos else None)
+        n_demo = 0 if demo is None else len(demo["obs"])
+        self.replay = ExpoReplay(transition_dims(obs_dim, a, k), cfg.replay_capacity, n_demo)
+        if demo is not None:
+            self.replay.demo.add(**demo)
+        self.demos_used, self.demo_transitions = demos, n_demo
+        self.env_steps = self.updates = self.episodes = self.successes = 0
+        self.pretrained = False
+        self.pending: dict[str, torch.Tensor] | None = None
+        self.train_time = 0.0
+        self.first_pass: int | None = None
+        self.last_eval: dict[str, float] = {}
+        self.logger: RunLogger | None = None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
+
+    # ------------------------------------------------------------------ collection
+    @torch.no_grad()
+    def collect_step(self) -> None:
+        """One control step of every env with the stochastic on-the-fly policy; the previous step's transition
+        is stored once this step's candidates (its next-state candidates) are known."""
+        base = self.base
+        obs = base.history.flatten(1)
+        cands = candidates(base, self.cfg.expo.num_candidates)
+        if self.pending is not None:
+            self.replay.online.add(**self.pending, next_cands=cands.flatten(1))
+        action, _, _ = self.agent.select(obs, cands, stochastic=True, generator=self.gen)
+        nxt, reward, terminated, truncated, info = self.env.step(base.unnormalize_action(action))
+        done, success = info["done_mask"].cpu(), info["success"].cpu()
+        final = info["final_obs"]["policy"].float().cpu()
+        next_hist = torch.cat((base.history[:, 1:], final[:, None]), dim=1)
+        r = success.float() if self.cfg.reward == "sparse" else reward.float().cpu()
+        self.pending = {"obs": obs, "action": action, "cands": cands.flatten(1), "reward": r,
+                        "terminated": terminated.float().cpu(), "next_obs": next_hist.flatten(1),
+                        "valid": (~truncated.cpu()).float()[:, None]}
+        base.step(nxt["policy"].float().cpu(), done)
+        self.env_steps += self.cfg.num_envs
+        self.episodes += int(done.sum())
+        self.successes += int((done & success).sum())
+
+    def update(self) -> dict[str, float]:
+        self.updates += 1
+        batch = self.replay.sample(self.cfg.batch_size, self.cfg.demo_fraction, self.gen)
+        return self.agent.update(batch, self.gen)
+
+    def evaluate(self, episodes: int, selection: bool = True) -> dict[str, Any]:
+        """The deterministic policy on the task's evaluation episodes (selection or held-out seed)."""
+        ecfg = self.task.evaluation.config_cls()
+        policy = CandidatePolicy(self.base.policy, self.agent, self.cfg.seed)
+        return self.task.evaluate(policy, self.task_cfg, ecfg, episodes=episodes, selection=selection)
+
+    # ------------------------------------------------------------------ loop
+    def train(self, stop_at: int | None = None) -> dict[str, Any]:
+        cfg = self.cfg
+        total = cfg.env_steps if stop_at is None else min(stop_at, cfg.env_steps)
+        self.logger = self.logger or RunLogger(self.run_dir)
+        self.logger.truncate_after(self.env_steps)
+        t0 = time.perf_counter()
+        if not self.pretrained:
+            for _ in tqdm(range(cfg.pretrain_steps if self.replay.demo.size else 0), desc="pretrain on demos",
+                          mininterval=1.0):
+                self.update()
+            self.pretrained = True
+        bar = tqdm(total=cfg.env_steps, initial=self.env_steps, unit="step", mininterval=1.0, desc="expo")
+        stats: list[dict[str, float]] = []
+        while self.env_steps < total and self.first_pass is None:
+            self.collect_step()
+            stats += [self.update() for _ in range(cfg.updates_per_step)]
+            bar.update(cfg.num_envs)
+            if cfg.eval_every and self.env_steps % cfg.eval_every < cfg.num_envs:
+                self._log(stats, self._eval_row())
+                stats = []
+            if cfg.checkpoint_every and self.env_steps % cfg.checkpoint_every < cfg.num_envs:
+                self.train_time += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self.save()
+        bar.close()
+        self.train_time += time.perf_counter() - t0
+        self.save()
+        return {"env_steps": self.env_steps, "updates": self.updates, "train_time_s": self.train_time,
+                "env_steps_to_target": self.first_pass, "last_eval": self.last_eval}
+
+    def _eval_row(self) -> dict[str, float]:
+        res = self.evaluate(self.cfg.selection_episodes)
+        self.last_eval = {"env_steps": self.env_steps, "success": res["success"],
+                          "mean_episode_length": res["mean_episode_length"]}
+        if self.cfg.target_success and res["success"] >= self.cfg.target_success and self.first_pass is None:
+            self.first_pass = self.env_steps
+        return {"eval_success": res["success"], "eval_length": res["mean_episode_length"]}
+
+    def _log(self, stats: list[dict[str, float]], extra: dict[str, float]) -> None:
+        row = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {}
+        row.update(extra)
+        row["train_success"] = self.successes / max(self.episodes, 1)
+        if self.logger:
+            self.logger.log(self.env_steps, row)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> Path:
+        tensors = {f"agent.{k}": v for k, v in self.agent.state_dict().items()}
+        opt_meta = {}
+        for name, opt in self.agent.optimizers().items():
+            t, opt_meta[name] = optimizer_tensors(name, opt)
+            tensors.update(t)
+        tensors.update({f"replay.{k}": v for k, v in self.replay.state_dict().items()})
+        tensors.update({f"base.{k}": v for k, v in self.base.state_dict().items()})
+        tensors.update(self.env.state_dict())
+        tensors["runner.gen"] = self.gen.get_state()
+        if self.pending is not None:
+            tensors.update({f"pending.{k}": v for k, v in self.pending.items()})
+        meta = {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
+                "successes": self.successes, "pretrained": self.pretrained, "train_time_s": self.train_time,
+                "first_pass": self.first_pass, "last_eval": self.last_eval, "optimizers": opt_meta,
+                "config": self.cfg.to_dict(), "demos": self.demos_used, "demo_transitions": self.demo_transitions}
+        path = self.run_dir / "checkpoint"
+        save_checkpoint(path, tensors, meta)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Resume from a checkpoint written by :meth:`save` (same config)."""
+        tensors, meta = load_checkpoint(Path(path))
+        self.agent.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("agent.")})
+        for name, opt in self.agent.optimizers().items():
+            load_optimizer(name, opt, tensors, meta["optimizers"][name])
+        self.replay.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("replay.")})
+        self.base.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("base.")})
+        self.env.load_state_dict({k: v for k, v in tensors.items() if k.startswith("env.")})
+        self.gen.set_state(tensors["runner.gen"])
+        pending = {k[8:]: v for k, v in tensors.items() if k.startswith("pending.")}
+        self.pending = pending or None
+        for key in ("env_steps", "updates", "episodes", "successes", "pretrained", "train_time"):
+            setattr(self, key, meta[key if key != "train_time" else "train_time_s"])
+        self.first_pass, self.last_eval = meta["first_pass"], meta["last_eval"]
+
+
+def load_expo(run_dir: str | Path) -> tuple[EXPOTrainConfig, Any, EXPOAgent, dict[str, Any]]:
+    """``(config, frozen base policy, agent in eval mode, checkpoint metadata)`` of an EXPO run."""
+    from robot_rl.runners.bc import load_policy
+
+    run_dir = Path(run_dir)
+    tensors, meta = load_checkpoint(run_dir / "checkpoint")
+    cfg = EXPOTrainConfig.from_dict(meta["config"])
+    policy, _ = load_policy(cfg.base)
+    agent = EXPOAgent(cfg.expo, policy.n_obs_steps * policy.obs_dim, policy.act_dim)
+    agent.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("agent.")})
+    return cfg, policy, agent.eval(), meta

@@ -1,0 +1,84 @@
+"""EXPO and V-GPS from the CLI on panda-reach (tiny networks), and EXPO's resume equivalence."""
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("mujoco")
+
+from deploy.candidates_runtime import CandidatesPolicyRunner  # noqa: E402
+from deploy.chunked_runtime import load_runner  # noqa: E402
+from robot_rl.cli import main  # noqa: E402
+from robot_rl.residual.expo import EXPOConfig  # noqa: E402
+from robot_rl.runners.expo import EXPORunner, EXPOTrainConfig  # noqa: E402
+
+BC = ["--steps", "60", "--batch-size", "32", "--diffusion.mlp-hidden", "32", "32", "--diffusion.horizon", "8",
+      "--diffusion.n-action-steps", "4", "--diffusion.num-inference-steps", "3", "--checkpoint-every", "0"]
+EXPO = ["--num-envs", "4", "--env-steps", "32", "--pretrain-steps", "3", "--batch-size", "16", "--expo.hidden", "16",
+        "16", "--expo.num-candidates", "2", "--eval-every", "16", "--selection-episodes", "4", "--checkpoint-every",
+        "16"]
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("expo")
+    main(["demos", "panda-reach", "--episodes", "6", "--out", str(root / "demos")])
+    main(["train", "dp-panda-reach", "--demos", str(root / "demos"), "--out", str(root / "dp"), "--eval-episodes",
+          "0", *BC])
+    return root / "dp"
+
+
+def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path, capsys):
+    torch.set_num_threads(1)
+    capsys.readouterr()
+    main(["train", "--help"])
+    assert "expo --base RUN" in capsys.readouterr().out
+    run = tmp_path / "expo"
+    main(["train", "expo", "--base", str(base_run), "--out", str(run), "--eval-episodes", "4", *EXPO])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["env_steps"] == 32 and summary["updates"] == 3 + 8 and 0 <= summary["eval"]["success"] <= 1
+    assert summary["last_eval"]["env_steps"] == 32
+    main(["eval", str(run), "--episodes", "4"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["success"] == summary["eval"]["success"]
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["env_steps"] = 48
+    (run / "config.json").write_text(json.dumps(cfg))
+    main(["train", "--resume", str(run), "--eval-episodes", "0"])
+    out = capsys.readouterr().out
+    assert "resuming" in out and json.loads(out.strip().splitlines()[-1])["env_steps"] == 48
+    main(["export", str(run)])
+    assert "select.onnx" in capsys.readouterr().out
+    assert isinstance(load_runner(run / "export", sources={"state": None}), CandidatesPolicyRunner)
+
+    vg = tmp_path / "vgps"
+    main(["train", "vgps", "--base", str(base_run), "--out", str(vg), "--rollout-episodes", "4", "--steps", "10",
+          "--k", "3", "--iql.hidden", "16", "16", "--eval-episodes", "4"])
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["rollout_env_steps"] > 0 and res["eval"]["k"] == 3
+    main(["eval", str(vg), "--episodes", "4"])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again == res["eval"]
+    main(["export", str(vg)])
+    assert "value.onnx, k = 3" in capsys.readouterr().out
+    assert json.loads((vg / "export" / "policy.json").read_text())["composition"]["score"] == "chunk"
+
+
+def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path):
+    torch.set_num_threads(1)
+
+    def cfg():
+        return EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=48, pretrain_steps=2, batch_size=16,
+                               expo=EXPOConfig(hidden=(16, 16), num_candidates=2), eval_every=0, checkpoint_every=0)
+
+    whole = EXPORunner(cfg(), tmp_path / "a")
+    whole.train()
+    first = EXPORunner(cfg(), tmp_path / "b")
+    first.train(stop_at=24)
+    resumed = EXPORunner(cfg(), tmp_path / "c")
+    resumed.load(tmp_path / "b" / "checkpoint")
+    resumed.train()
+    assert resumed.env_steps == whole.env_steps == 48 and resumed.updates == whole.updates
+    for (name, a), (_, b) in zip(whole.agent.state_dict().items(), resumed.agent.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(whole.replay.online.data["action"], resumed.replay.online.data["action"])
