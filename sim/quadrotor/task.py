@@ -25,6 +25,14 @@ from sim.quadrotor.dynamics import (
     rk4_step,
 )
 from sim.quadrotor.params import QuadrotorParams, crazyflie_params, load_params
+from sim.quadrotor.vehicles import (
+    VEHICLE_KEYS,
+    normalised,
+    sample_vehicles,
+    vehicle_command_rpm,
+    vehicle_hover_action,
+    vehicle_param_tensors,
+)
 
 # Plausibility ranges written into policy.json (outside them the deployed runtime treats the input as a fault):
 # physical limits of a small quadrotor with margin, far outside anything the policy trains on.
@@ -153,11 +161,18 @@ class QuadrotorHoverEnv(BatchedEnv):
         self._hover_ref: float | torch.Tensor = self.hover_action
         self.reward_weights = replace(cfg.reward)
         self._dr = cfg.randomization
+        self._veh = cfg.vehicles
         self._latency_max = int(cfg.randomization.obs_latency_steps[1])
+        if self._veh.enabled:
+            self._veh.check()
+            if self._dr.enabled or cfg.action_level != "motor_rpm":
+                raise ValueError("vehicles: needs action_level='motor_rpm' and randomization off (the vehicle "
+                                 "distribution draws mass, inertia, thrust, motors and latency itself)")
+            self._latency_max = int(self._veh.latency_steps[1])
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
             "policy": self._state_obs_dim + 4 * cfg.action_history,
-            "critic": 28 + (4 if self._dr.enabled else 0)
+            "critic": 28 + (4 if self._dr.enabled else 0) + (len(VEHICLE_KEYS) if self._veh.enabled else 0)
             + ((4 * cfg.action_history + (self._latency_max > 0)) if cfg.critic_actor_inputs else 0),
         }
         dev, f32 = self.device, torch.float32
@@ -173,6 +188,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.pt = self.params.tensors(n, dev, f32)
         self.factors = torch.ones(n, 4, device=dev)  # mass, inertia, thrust coeff, motor time constant
         self.latency = torch.zeros(n, dtype=torch.long, device=dev)
+        self.vehicle_values = torch.zeros(n, len(VEHICLE_KEYS), device=dev)  # columns VEHICLE_KEYS
+        self._noise_scale = torch.ones(n, 1, device=dev)
         self.state = torch.zeros(n, STATE_DIM, device=dev)
         self.history = torch.zeros(n, 4 * cfg.action_history, device=dev)
         self.force = torch.zeros(n, 3, device=dev)
@@ -206,12 +223,18 @@ class QuadrotorHoverEnv(BatchedEnv):
 
     _STATE_KEYS = ("state", "history", "force", "torque", "target", "steps", "factors", "latency", "_delay")
 
+    def vehicles(self) -> dict[str, torch.Tensor]:
+        """The current vehicle of every env ``{name: [N]}`` (names ``VEHICLE_KEYS``; zeros when off)."""
+        return dict(zip(VEHICLE_KEYS, self.vehicle_values.unbind(-1), strict=True))
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything needed to continue bit-exactly (buffers, parameters, random generator)."""
         out = {f"env.{k}": getattr(self, k).clone() for k in self._STATE_KEYS}
         out.update({f"env.pt.{k}": getattr(self.pt, k).clone() for k in ("mass", "inertia", "thrust_coefficient",
                                                                           "motor_time_constant")})
         out["env.gen"] = self.gen.get_state()
+        if self._veh.enabled:
+            out["env.vehicle_values"] = self.vehicle_values.clone()
         out["env.delay_head"] = torch.tensor(self._delay_head)
         out["env.reward_weights"] = torch.tensor(self.reward_weights.as_list() + [self.reward_weights.scale,
                                                                                   self.reward_weights.constant])
@@ -225,6 +248,9 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.pt = self.pt._replace(**{k: state[f"env.pt.{k}"].to(self.device).clone() for k in (
             "mass", "inertia", "thrust_coefficient", "motor_time_constant")})
         self.gen.set_state(state["env.gen"])
+        if self._veh.enabled:
+            self.vehicle_values = state["env.vehicle_values"].to(self.device).clone()
+            self._apply_vehicles()
         self._delay_head = int(state["env.delay_head"])
         w = state["env.reward_weights"].tolist()
         self.reward_weights = RewardWeights(*w[:5], scale=w[5], constant=w[6])
@@ -265,6 +291,8 @@ class QuadrotorHoverEnv(BatchedEnv):
     def _advance(self, a: torch.Tensor) -> torch.Tensor:
         """The state after one control step under clipped actions ``a`` (the physics; simulator backends
         override this and nothing else of the task)."""
+        if self._veh.enabled:
+            return rk4_step(self.state, vehicle_command_rpm(a, self.pt), self.pt, self.dt, self.force, self.torque)
         if self._level is None:
             rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
             return rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
@@ -315,6 +343,11 @@ class QuadrotorHoverEnv(BatchedEnv):
             self._level.reset(mask, self.state)
 
     def _resample_params(self, mask: torch.Tensor) -> None:
+        if self._veh.enabled:
+            v = torch.stack(list(sample_vehicles(self._veh, self.num_envs, self.gen, self.device).values()), -1)
+            self.vehicle_values = torch.where(mask[:, None], v, self.vehicle_values)
+            self._apply_vehicles()
+            return
         if not self._dr.enabled:
             return
         r, n = self._dr, self.num_envs
@@ -331,6 +364,14 @@ class QuadrotorHoverEnv(BatchedEnv):
             thrust_coefficient=base.thrust_coefficient * self.factors[:, 2:3],
             motor_time_constant=base.motor_time_constant * self.factors[:, 3:4],
         )
+
+    def _apply_vehicles(self) -> None:
+        """Dynamics parameters, latency, noise scale and hover action of the current ``vehicle_values``."""
+        v = self.vehicles()
+        self.pt = vehicle_param_tensors(self.params, v)
+        self.latency = v["latency_steps"].round().long()
+        self._noise_scale = v["obs_noise_scale"][:, None]
+        self._hover_ref = vehicle_hover_action(self.params, v)[:, None]
 
     def _state_obs(self) -> torch.Tensor:
         s = self.state
@@ -355,11 +396,14 @@ class QuadrotorHoverEnv(BatchedEnv):
             idx = (self._delay_head - self.latency) % (self._latency_max + 1)
             seen = self._delay[idx, torch.arange(self.num_envs, device=self.device)]
         if self.cfg.noise:
-            seen = seen + torch.randn(seen.shape, generator=self.gen, device=self.device) * self._noise_std
+            noise = torch.randn(seen.shape, generator=self.gen, device=self.device) * self._noise_std
+            seen = seen + (noise * self._noise_scale if self._veh.enabled else noise)
         rpm = self.state[:, RPM] / self.pt.rpm_max * 2.0 - 1.0
         critic = [clean if self.cfg.obs_angular_velocity else self._critic_state(), self.force, self.torque, rpm]
         if self._dr.enabled:
             critic.append(self.factors - 1.0)
+        if self._veh.enabled:
+            critic.append(normalised(self._veh, self.vehicles()))
         if self.cfg.critic_actor_inputs:
             critic.append(self.history)
             if self._latency_max > 0:
