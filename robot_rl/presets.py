@@ -5,6 +5,7 @@ from __future__ import annotations
 from robot_rl.config import TrainConfig, register
 from robot_rl.curriculum import CurriculumConfig
 from sim.quadrotor.config import RewardWeights
+from sim.quadrotor.vehicles import VehicleDistribution
 
 
 @register("paper-td3", "The L2F paper's TD3: 1 env, 300k steps, critic every 10 / actor every 20 steps")
@@ -33,6 +34,27 @@ def crazyflie_hover() -> TrainConfig:
     cfg.eval_every = steps_per_update * 10
     cfg.eval_episodes_during_training = 256  # the full protocol: the first pass is a pass of `robot-rl eval`
     cfg.checkpoint_every = steps_per_update * 50
+    cfg.log_every = steps_per_update * 5
+    return cfg
+
+
+@register("crazyflie-hover-robust",
+          "APG over per-env Crazyflie vehicles from published spans; adapts in context from a 48-step action history")
+def crazyflie_hover_robust() -> TrainConfig:
+    cfg = crazyflie_hover()
+    t = cfg.task
+    # the published span (issue 14) plus 10 % of each range on either side; `robot-rl eval --vehicles` flies 20 %
+    t.vehicles = VehicleDistribution().widened(0.1)
+    # in-context adaptation: the actor reads its last 48 actions (0.48 s), from which (with the current state) it
+    # can infer the vehicle's hover command and response; the ONNX, runtime and C contracts are unchanged, and
+    # 18 + 4 * 48 = 210 inputs fit the Crazyflie app's 256-input buffer (firmware/crazyflie/src/rlp_cf.h)
+    t.action_history = 48
+    # vehicles put the fused env out of reach: APG runs torch autograd through the torch env
+    cfg.task.num_envs = 128
+    steps_per_update = t.num_envs * cfg.apg.horizon
+    cfg.on_policy.total_env_steps = steps_per_update * 600
+    cfg.eval_every = steps_per_update * 50
+    cfg.checkpoint_every = steps_per_update * 25
     cfg.log_every = steps_per_update * 5
     return cfg
 

@@ -178,6 +178,10 @@ class QuadrotorHoverEnv(BatchedEnv):
         dev, f32 = self.device, torch.float32
         self.gen = torch.Generator(device=dev)
         self.gen.manual_seed(seed)
+        self._veh_gen: torch.Generator | None = None
+        if self._veh.enabled and self._veh.seed is not None:
+            self._veh_gen = torch.Generator(device=dev)
+            self._veh_gen.manual_seed(self._veh.seed)
         self._level: AttitudeThrustLevel | None = None
         if cfg.action_level == "attitude_thrust":
             self._level = AttitudeThrustLevel(cfg.attitude, self.params, cfg.dt, n, dev, self.gen)
@@ -235,6 +239,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         out["env.gen"] = self.gen.get_state()
         if self._veh.enabled:
             out["env.vehicle_values"] = self.vehicle_values.clone()
+        if self._veh_gen is not None:
+            out["env.vehicle_gen"] = self._veh_gen.get_state()
         out["env.delay_head"] = torch.tensor(self._delay_head)
         out["env.reward_weights"] = torch.tensor(self.reward_weights.as_list() + [self.reward_weights.scale,
                                                                                   self.reward_weights.constant])
@@ -251,6 +257,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         if self._veh.enabled:
             self.vehicle_values = state["env.vehicle_values"].to(self.device).clone()
             self._apply_vehicles()
+        if self._veh_gen is not None:
+            self._veh_gen.set_state(state["env.vehicle_gen"])
         self._delay_head = int(state["env.delay_head"])
         w = state["env.reward_weights"].tolist()
         self.reward_weights = RewardWeights(*w[:5], scale=w[5], constant=w[6])
@@ -260,6 +268,8 @@ class QuadrotorHoverEnv(BatchedEnv):
     def reset(self, seed: int | None = None) -> Obs:
         if seed is not None:
             self.gen.manual_seed(seed)
+            if self._veh_gen is not None:
+                self._veh_gen.manual_seed(self._veh.seed)
         self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self._observe(fresh=torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
 
@@ -344,7 +354,8 @@ class QuadrotorHoverEnv(BatchedEnv):
 
     def _resample_params(self, mask: torch.Tensor) -> None:
         if self._veh.enabled:
-            v = torch.stack(list(sample_vehicles(self._veh, self.num_envs, self.gen, self.device).values()), -1)
+            gen = self._veh_gen if self._veh_gen is not None else self.gen
+            v = torch.stack(list(sample_vehicles(self._veh, self.num_envs, gen, self.device).values()), -1)
             self.vehicle_values = torch.where(mask[:, None], v, self.vehicle_values)
             self._apply_vehicles()
             return

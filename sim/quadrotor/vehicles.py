@@ -62,9 +62,13 @@ class VehicleDistribution:
     """Observation latency in control steps (inclusive; at 100 Hz: 0-20 ms)."""
     obs_noise_scale: tuple[float, float] = (0.5, 2.0)
     """Actor observation noise over the task's ``obs_noise_*``."""
+    seed: int | None = None
+    """None: vehicles come from the env's random stream (training: the run's seed fixes them); a number: from
+    a generator of their own with this seed, restarted by ``reset(seed=...)`` (held-out evaluation vehicles,
+    independent of the episode seed)."""
 
     def ranges(self) -> dict[str, tuple[float, float]]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "enabled"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("enabled", "seed")}
 
     def widened(self, margin: float = 0.1) -> VehicleDistribution:
         """Every range grown by ``margin`` of its width on each side (physical bounds kept; latency one step
@@ -158,3 +162,19 @@ def normalised(dist: VehicleDistribution, v: dict[str, torch.Tensor]) -> torch.T
 def vehicle_command_rpm(action: torch.Tensor, pt: ParamTensors) -> torch.Tensor:
     """Commanded rotor speeds of clipped actions on per-env vehicles: ``max((a + 1) / 2 * rpm_max, idle)``."""
     return torch.maximum((action.clamp(-1.0, 1.0) + 1.0) * (0.5 * pt.rpm_max), pt.rpm_min)
+
+
+VEHICLE_EVAL_SEED = 4_000_037
+"""Seed of the held-out evaluation vehicles (``robot-rl eval --vehicles``); training draws its vehicles from the
+env's stream, which the run's seed fixes."""
+
+
+def far_vehicle(dist: VehicleDistribution | None = None) -> VehicleDistribution:
+    """One vehicle at a hard corner of ``dist`` (default: the published span): heaviest, least thrust-to-weight,
+    thrust 0.8x with the largest linear share, 5x inertia, strongest yaw coupling, slowest spin-up, fastest
+    spin-down, highest idle floor, longest latency, noisiest (the adaptation-time probe)."""
+    d = dist or VehicleDistribution()
+    pick = {"mass": 1, "inertia_xy_scale": 1, "inertia_z_scale": 1, "thrust_scale": 0, "thrust_linear_fraction": 1,
+            "torque_ratio": 1, "motor_tau_up": 1, "motor_tau_down": 0, "idle_rpm": 1, "thrust_to_weight": 0,
+            "arm_scale": 0, "latency_steps": 1, "obs_noise_scale": 1}
+    return replace(d, enabled=True, **{k: (getattr(d, k)[i],) * 2 for k, i in pick.items()})
