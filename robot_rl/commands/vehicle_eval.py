@@ -45,6 +45,9 @@ def fly_vehicles(policy, task, vehicles: int, dist: VehicleDistribution, settle_
 
 
 def _binned(x: np.ndarray, y: np.ndarray, bins: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    values = np.unique(x)
+    if len(values) <= bins:  # a discrete parameter (latency steps): one point per value
+        return values, np.array([y[x == v].mean() for v in values])
     edges = np.quantile(x, np.linspace(0, 1, bins + 1))
     idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
     centre = np.array([x[idx == i].mean() if (idx == i).any() else np.nan for i in range(bins)])

@@ -72,13 +72,13 @@ class VehicleDistribution:
 
     def widened(self, margin: float = 0.1) -> VehicleDistribution:
         """Every range grown by ``margin`` of its width on each side (physical bounds kept; latency one step
-        longer): the held-out evaluation distribution, wider than training."""
+        longer when ``margin`` > 0): the held-out evaluation distribution, wider than training."""
         floors = {"thrust_linear_fraction": 0.0, "idle_rpm": 0.0, "inertia_xy_scale": 0.5, "inertia_z_scale": 0.5,
                   "thrust_to_weight": 1.15, "obs_noise_scale": 0.0, "motor_tau_up": 0.02, "motor_tau_down": 0.02}
         out = {}
         for name, (lo, hi) in self.ranges().items():
             if name == "latency_steps":
-                out[name] = (lo, hi + 1)
+                out[name] = (lo, hi + (margin > 0))
                 continue
             w = margin * (hi - lo)
             out[name] = (max(lo - w, floors.get(name, 0.0)), hi + w)
@@ -169,12 +169,19 @@ VEHICLE_EVAL_SEED = 4_000_037
 env's stream, which the run's seed fixes."""
 
 
-def far_vehicle(dist: VehicleDistribution | None = None) -> VehicleDistribution:
-    """One vehicle at a hard corner of ``dist`` (default: the published span): heaviest, least thrust-to-weight,
-    thrust 0.8x with the largest linear share, 5x inertia, strongest yaw coupling, slowest spin-up, fastest
-    spin-down, highest idle floor, longest latency, noisiest (the adaptation-time probe)."""
+def far_vehicle(dist: VehicleDistribution | None = None, hardness: float = 0.7) -> VehicleDistribution:
+    """One vehicle ``hardness`` of the way from the easy to the hard end of every range of ``dist`` (default: the
+    published span): heavier, less thrust-to-weight, less thrust with more of it linear, more inertia, stronger
+    yaw coupling, slower spin-up, faster spin-down, higher idle floor, longer latency, more noise (the
+    adaptation-time probe; 1.0 is the all-hard corner, which no policy here flies)."""
     d = dist or VehicleDistribution()
-    pick = {"mass": 1, "inertia_xy_scale": 1, "inertia_z_scale": 1, "thrust_scale": 0, "thrust_linear_fraction": 1,
-            "torque_ratio": 1, "motor_tau_up": 1, "motor_tau_down": 0, "idle_rpm": 1, "thrust_to_weight": 0,
-            "arm_scale": 0, "latency_steps": 1, "obs_noise_scale": 1}
-    return replace(d, enabled=True, **{k: (getattr(d, k)[i],) * 2 for k, i in pick.items()})
+    hard_end = {"mass": 1, "inertia_xy_scale": 1, "inertia_z_scale": 1, "thrust_scale": 0,
+                "thrust_linear_fraction": 1, "torque_ratio": 1, "motor_tau_up": 1, "motor_tau_down": 0, "idle_rpm": 1,
+                "thrust_to_weight": 0, "arm_scale": 0, "latency_steps": 1, "obs_noise_scale": 1}
+    out = {}
+    for k, end in hard_end.items():
+        lo, hi = getattr(d, k)
+        x = lo + (hardness if end else 1.0 - hardness) * (hi - lo)
+        x = round(x) if k == "latency_steps" else x
+        out[k] = (x, x)
+    return replace(d, enabled=True, **out)

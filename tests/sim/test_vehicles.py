@@ -152,3 +152,17 @@ def test_widened_distribution_contains_training_and_state_dict_round_trip() -> N
     other = _env(9, n=4)
     other.load_state_dict(snap)
     torch.testing.assert_close(other.step(torch.full((4, 4), 0.3))[0]["policy"], obs1, rtol=0, atol=0)
+
+
+def test_far_vehicle_sits_toward_the_hard_end_of_every_range() -> None:
+    from sim.quadrotor.vehicles import far_vehicle
+
+    far = far_vehicle(hardness=0.7)
+    assert far.enabled
+    for name, (lo, hi) in ON.ranges().items():
+        a, b = getattr(far, name)
+        assert a == b and lo <= a <= hi, name
+    assert far.mass[0] == pytest.approx(0.027 + 0.7 * 0.006) and far.thrust_to_weight[0] == pytest.approx(1.6)
+    assert far.motor_tau_down[0] == pytest.approx(0.15 - 0.7 * 0.08) and far.latency_steps == (1, 1)
+    env = QuadrotorHoverEnv(QuadrotorTaskConfig(num_envs=3, vehicles=far), seed=0)
+    assert torch.allclose(env.vehicle_values, env.vehicle_values[:1].expand(3, -1))
