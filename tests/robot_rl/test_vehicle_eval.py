@@ -53,3 +53,14 @@ def test_eval_vehicles_reports_per_vehicle_and_overall(robust_run, capsys):
     other = json.loads((robust_run / "eval_vehicles.json").read_text())
     assert [p["mass"] for p in other["per_vehicle"]] != [p["mass"] for p in per]
     assert other["distribution"]["mass"] == [0.027, 0.033]
+
+
+def test_vehicles_refuses_what_it_cannot_fly():
+    from robot_rl.commands.vehicle_eval import fly_vehicles
+    from sim.quadrotor.config import QuadrotorTaskConfig
+
+    dist = vehicle_distribution()
+    with pytest.raises(ValueError, match="motor_rpm"):
+        fly_vehicles(lambda o: o[:, :4] * 0, QuadrotorTaskConfig(action_level="attitude_thrust"), 2, dist)
+    with pytest.raises(ValueError, match=">= 1"):
+        fly_vehicles(lambda o: o[:, :4] * 0, QuadrotorTaskConfig(), 0, dist)
