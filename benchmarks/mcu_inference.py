@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, nargs=2, default=(1, 4), help="the two repeat counts to difference")
     ap.add_argument("--keep", type=Path, default=None, help="keep the build directory here")
     ap.add_argument("--histogram", action="store_true", help="print the executed mnemonics per forward pass")
+    ap.add_argument("--action-history", type=int, default=32,
+                    help="actor input = 18 + 4 x this (crazyflie-hover: 32, crazyflie-hover-robust: 48)")
     args = ap.parse_args(argv)
     missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
     if missing:
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp) if args.keep is None else args.keep
         work.mkdir(parents=True, exist_ok=True)
         exp = work / "export"
-        obs = quadrotor_export(exp)
+        obs = quadrotor_export(exp, action_history=args.action_history)
         f32 = export_c(exp, out_dir=exp / "c")
         i8 = export_c(exp, out_dir=exp / "c_int8", quantize="int8", calibration=obs)
         macs = f32["macs"]
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("plain C triple loop (float)", "baseline", "-", "-"),
             ("rlp float32 (VMUL+VADD, 4-row blocks)", "float", flash_f, ram_f),
             ("rlp int8 (SMLAD, int16 activations)", "int8", flash_i, ram_i)]
-    print(f"network 146-64-64-4 fast_tanh/tanh, {macs} MACs per forward pass, Cortex-M4F (QEMU netduinoplus2)")
+    print(f"network {obs.shape[1]}-64-64-4 fast_tanh/tanh, {macs} MACs per forward pass, Cortex-M4F "
+          "(QEMU netduinoplus2)")
     print("cycles: Cortex-M4 TRM timings of the executed trace; low = zero wait states, high = + 5 flash wait "
           "states (168 MHz) on streamed parameters, table lookups and ART instruction-cache misses")
     print(f"{'variant':40s} {'instr/fwd':>9s} {'instr/MAC':>9s} {'cycles low-high':>16s} {'cyc/MAC':>10s} "

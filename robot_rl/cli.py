@@ -79,7 +79,8 @@ def demos(task: tyro.conf.Positional[str], out: Path, episodes: int = 200, seed:
 
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, sweep: bool = True,
              source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto", video_episodes: int = 4,
-             sim: tuple[str, ...] = ("ours",)) -> None:
+             sim: tuple[str, ...] = ("ours",), vehicles: int = 0, vehicle_seed: int | None = None,
+             vehicle_margin: float = 0.2) -> None:
     """Evaluate a run with its task's protocol (quadrotor-hover: 256 paper episodes + robustness sweep) and
     write report.md with plots.
 
@@ -89,7 +90,10 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none).
     ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
     transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md); the Panda tasks
-    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``."""
+    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``.
+    ``--vehicles N`` (quadrotor motor level) instead flies N vehicles drawn from the published Crazyflie span
+    widened by ``--vehicle-margin`` of each range, on the held-out ``--vehicle-seed`` (report_vehicles.md, with
+    survival/settle per vehicle and a plot of settle versus each parameter)."""
     from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
     from robot_rl.commands.expo import is_expo_run, run_expo_eval
@@ -110,6 +114,15 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
         print(f"report written to {summary['report']}")
         print(json.dumps({k: v for k, v in summary.items() if k != "report"}))
         return
+    if vehicles:
+        from robot_rl.commands.vehicle_eval import print_vehicle_summary, run_vehicle_eval
+        from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED
+
+        seed = VEHICLE_EVAL_SEED if vehicle_seed is None else vehicle_seed
+        summary = run_vehicle_eval(run_dir, vehicles, seed, vehicle_margin, source)
+        print(f"report written to {summary['report']}")
+        return print_vehicle_summary(summary)
+
     if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
         summary = run_bc_eval(run_dir, episodes, video_episodes, source, sims=tuple(sim))
         print(f"report written to {summary['report']}")

@@ -20,11 +20,11 @@ def _task_spec(env: QuadrotorHoverEnv) -> dict:
 
 
 def quadrotor_export(out_dir: str | Path, hidden: Sequence[int] = (64, 64), activation: str = "fast_tanh",
-                     output: str = "tanh", seed: int = 0, num_envs: int = 64) -> np.ndarray:
-    """Export a random ``MLP(146, hidden, 4)`` for the Crazyflie hover task (the paper's actor shape by
-    default); returns the on-distribution observations (``[num_envs, 146]``, simulator resets) it was
-    verified on."""
-    env = QuadrotorHoverEnv(QuadrotorTaskConfig(num_envs=num_envs), seed=seed)
+                     output: str = "tanh", seed: int = 0, num_envs: int = 64, action_history: int = 32) -> np.ndarray:
+    """Export a random ``MLP(18 + 4 * action_history, hidden, 4)`` for the Crazyflie hover task (the paper's
+    actor shape, 146-64-64-4, by default); returns the on-distribution observations (``[num_envs, obs_dim]``,
+    simulator resets) it was verified on."""
+    env = QuadrotorHoverEnv(QuadrotorTaskConfig(num_envs=num_envs, action_history=action_history), seed=seed)
     obs = env.reset(seed=seed)["policy"].numpy()
     torch.manual_seed(seed)
     net = MLP(obs.shape[1], list(hidden), 4, activation, output)

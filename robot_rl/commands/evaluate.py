@@ -45,6 +45,18 @@ def int8_policy(export_dir: Path):
     return fn
 
 
+def resolve_policy(run_dir: Path, source: str = "auto"):
+    """``(obs -> action, description)`` of a run: its export (``auto``: when present; ``onnx``; ``int8``: the C
+    variant's reference) or its checkpoint."""
+    export_dir = Path(run_dir) / "export"
+    if source == "int8":
+        return int8_policy(export_dir), "int8 C variant (deploy.export.int8_reference, bit-exact with the C)"
+    if source == "onnx" or (source == "auto" and (export_dir / "policy.onnx").is_file()):
+        return onnx_policy(export_dir), "export/policy.onnx (onnxruntime)"
+    _, actor, _ = load_actor(run_dir)
+    return (lambda o: actor(o)), "checkpoint (torch)"
+
+
 def _learning_curve(run_dir: Path, path: Path, protocol: EvalProtocol) -> Path | None:
     m = read_metrics(run_dir)
     if not m or "episode_length" not in m:
@@ -96,14 +108,7 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
     cfg = load_config(run_dir)
     task = get_task(cfg.task_name)
     protocol = task.evaluation
-    export_dir = run_dir / "export"
-    if source == "int8":
-        policy, used = int8_policy(export_dir), "int8 C variant (deploy.export.int8_reference, bit-exact with the C)"
-    elif source == "onnx" or (source == "auto" and (export_dir / "policy.onnx").is_file()):
-        policy, used = onnx_policy(export_dir), "export/policy.onnx (onnxruntime)"
-    else:
-        _, actor, _ = load_actor(run_dir)
-        policy, used = (lambda o: actor(o)), "checkpoint (torch)"
+    policy, used = resolve_policy(run_dir, source)
     suffix = "" if source != "int8" else "_int8"
     sims = tuple(sims)
     if sims != (OURS,):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sim.quadrotor.vehicles import VehicleDistribution
+
 
 @dataclass
 class RewardWeights:
@@ -118,3 +120,6 @@ class QuadrotorTaskConfig:
     disturbance_torque_std: float = 2.65e-5
     """Std of the per-episode body torque per axis (N m)."""
     randomization: DomainRandomization = field(default_factory=DomainRandomization)
+    vehicles: VehicleDistribution = field(default_factory=VehicleDistribution)
+    """Per-env vehicles drawn from published Crazyflie spans at every reset (``sim/quadrotor/vehicles.py``;
+    off by default; excludes ``randomization``'s physical factors)."""

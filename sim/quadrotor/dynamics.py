@@ -45,7 +45,9 @@ def state_derivative(state: torch.Tensor, rpm_cmd: torch.Tensor, p: ParamTensors
     rpm = state[:, RPM]
 
     f = p.thrust_coefficient * rpm * rpm  # [N, 4] rotor thrusts along body +z
-    rx, ry = p.rotor_positions[:, 0], p.rotor_positions[:, 1]
+    if p.thrust_linear is not None:
+        f = f + p.thrust_linear * rpm
+    rx, ry = p.rotor_positions[..., 0], p.rotor_positions[..., 1]
     # r_i x (0, 0, f_i) = (r_y f, -r_x f, 0); yaw reaction torque k_m * sign_i * f_i
     tau = torch.stack(((f * ry).sum(-1), -(f * rx).sum(-1), (f * p.yaw_torque).sum(-1)), dim=-1)
     if torque is not None:
@@ -67,7 +69,11 @@ def state_derivative(state: torch.Tensor, rpm_cmd: torch.Tensor, p: ParamTensors
     )
     jw = p.inertia * w
     w_dot = (tau - torch.linalg.cross(w, jw, dim=-1)) / p.inertia
-    rpm_dot = (rpm_cmd - rpm) / p.motor_time_constant
+    if p.motor_time_constant_down is None:
+        rpm_dot = (rpm_cmd - rpm) / p.motor_time_constant
+    else:  # asymmetric motors: spin-up and spin-down time constants differ
+        tau = torch.where(rpm_cmd >= rpm, p.motor_time_constant, p.motor_time_constant_down)
+        rpm_dot = (rpm_cmd - rpm) / tau
     return torch.cat((v, q_dot, acc, w_dot, rpm_dot), dim=-1)
 
 
@@ -81,7 +87,7 @@ def rk4_step(state: torch.Tensor, rpm_cmd: torch.Tensor, p: ParamTensors, dt: fl
     nxt = state + (dt / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
     q = nxt[:, QUAT]
     q = q / q.norm(dim=-1, keepdim=True)
-    rpm = nxt[:, RPM].clamp(p.rpm_min, p.rpm_max)
+    rpm = nxt[:, RPM].clamp(p.rpm_min, p.rpm_max)  # numbers, or [N, 1] tensors (both) per env
     return torch.cat((nxt[:, :3], q, nxt[:, 7:13], rpm), dim=-1)
 
 

@@ -63,6 +63,9 @@ class EngineHoverEnv(QuadrotorHoverEnv):
         if cfg.action_level != "motor_rpm":
             raise ValueError(f"the {self.engine_name} backend flies action_level='motor_rpm' only, got "
                              f"{cfg.action_level!r} (the attitude level runs on the torch env)")
+        if cfg.vehicles.enabled:
+            raise ValueError(f"the {self.engine_name} backend flies the frame file's vehicle only (vehicles.enabled "
+                             "runs on the torch env)")
         if torch.device(cfg.device).type != "cpu":
             raise ValueError(f"the {self.engine_name} backend runs on the CPU, got device={cfg.device!r}")
         if substeps < 1:

@@ -10,6 +10,7 @@ import torch
 from sim.quadrotor.config import DomainRandomization, QuadrotorTaskConfig
 from sim.quadrotor.factory import make_hover_env
 from sim.quadrotor.task import QuadrotorHoverEnv
+from sim.quadrotor.vehicles import VehicleDistribution
 from sim.registry import EVAL_SEED, SELECTION_SEED, EvalProtocol, Policy
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ SWEEP_PARAMS = ("mass", "thrust_coefficient", "motor_time_constant")
 @torch.no_grad()
 def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, settle_radius: float = 0.1,
              seed: int = EVAL_SEED, record: int = 0, randomization: DomainRandomization | None = None,
-             impl: str = "torch") -> dict:
+             impl: str = "torch", vehicles: VehicleDistribution | None = None) -> dict:
     """Fly ``episodes`` episodes of ``task.episode_length`` steps from the paper's initial-state distribution
     with the paper's observation noise and disturbances. ``policy`` maps ``policy`` observations to actions.
     ``impl``: the simulator backend (``torch``: our RK4 reference; ``mujoco``, ``pybullet``: the same episodes,
@@ -53,15 +54,21 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
     Returns survival rate (no termination), settle rate (survived and within ``settle_radius`` of the target
     at the end), the paper's rate (survived and within 0.2 m at the end), median final position error
     (survivors), every episode's final error (None: crashed), mean return, and ``record`` state traces.
+    The frame file's vehicle flies unless ``vehicles`` (enabled) gives each episode its own; then the result also
+    holds every episode's vehicle (``vehicles``: ``{name: [episodes]}``) and outcome (``episode_survived``,
+    ``episode_settled``) and the step at which each survivor first came within ``settle_radius`` for good
+    (``episode_settle_step``; None: never).
     """
     cfg = replace(task, num_envs=episodes, device="cpu", noise=True,
-                  randomization=randomization or DomainRandomization())
+                  randomization=randomization or DomainRandomization(), vehicles=vehicles or VehicleDistribution())
     env = QuadrotorHoverEnv(cfg, seed=seed) if impl == "torch" else make_hover_env(cfg, seed=seed, impl=impl)
     obs = env.reset(seed=seed)
     alive = torch.ones(episodes, dtype=torch.bool)
     ret = torch.zeros(episodes)
     traces = [env.state[:record, :7].clone()]
     final_err = torch.full((episodes,), float("nan"))
+    flown = env.vehicles() if cfg.vehicles.enabled else None
+    last_out = torch.zeros(episodes, dtype=torch.long)  # steps until the last time outside the settle radius
     for t in range(cfg.episode_length):
         action = policy(obs["policy"]).to(torch.float32)
         obs, reward, terminated, truncated, info = env.step(action)
@@ -70,12 +77,19 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
         if record:
             s = info["final_obs"]["critic"][:record]
             traces.append(torch.where(alive[:record, None], _pose_from_critic(s), torch.nan))
+        err = info["final_obs"]["critic"][:, :3].norm(dim=-1)
+        last_out = torch.where(alive & (err >= settle_radius), t + 1, last_out)
         if t == cfg.episode_length - 1:
-            final_err = torch.where(alive, info["final_obs"]["critic"][:, :3].norm(dim=-1), torch.nan)
+            final_err = torch.where(alive, err, torch.nan)
     env.close()
     settled = alive & (final_err < settle_radius)
     survivors = final_err[alive]
-    return {
+    extra = {} if flown is None else {
+        "vehicles": {k: v.tolist() for k, v in flown.items()}, "episode_survived": alive.tolist(),
+        "episode_settled": settled.tolist(),
+        "episode_settle_step": [int(s) if ok else None for s, ok in zip(last_out.tolist(), settled.tolist(),
+                                                                         strict=True)]}
+    return extra | {
         "episodes": episodes,
         "seed": seed,
         "survival": alive.double().mean().item(),

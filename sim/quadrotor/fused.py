@@ -39,6 +39,8 @@ def fused_unsupported_reason(cfg: QuadrotorTaskConfig) -> str | None:
     """Why ``cfg`` cannot run on :class:`FusedQuadrotorHoverEnv` (one line), or ``None`` if it can."""
     if torch.device(cfg.device).type != "cpu":
         return f"FusedQuadrotorHoverEnv runs on the CPU only, got device={cfg.device!r} (use QuadrotorHoverEnv)"
+    if cfg.vehicles.enabled:
+        return "FusedQuadrotorHoverEnv does not support vehicles.enabled (use QuadrotorHoverEnv)"
     if tuple(cfg.randomization.obs_latency_steps) != (0, 0):
         return ("FusedQuadrotorHoverEnv does not support randomization.obs_latency_steps="
                 f"{tuple(cfg.randomization.obs_latency_steps)} (use QuadrotorHoverEnv)")

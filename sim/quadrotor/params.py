@@ -82,10 +82,14 @@ class ParamTensors(NamedTuple):
     thrust_coefficient: torch.Tensor  # [N, 1]
     motor_time_constant: torch.Tensor  # [N, 1]
     gravity: torch.Tensor  # [3]
-    rotor_positions: torch.Tensor  # [4, 3]
-    yaw_torque: torch.Tensor  # [4], torque coefficient times yaw sign
-    rpm_min: float
-    rpm_max: float
+    rotor_positions: torch.Tensor  # [4, 3], or [N, 4, 3] per env
+    yaw_torque: torch.Tensor  # [4] (or [N, 4] per env), torque coefficient times yaw sign
+    rpm_min: float | torch.Tensor  # a number, or [N, 1] per env (an idle floor)
+    rpm_max: float | torch.Tensor  # a number, or [N, 1] per env
+    thrust_linear: torch.Tensor | None = None
+    """[N, 1] linear thrust term: f = k_f rpm^2 + k_lin rpm (None: the paper's purely quadratic curve)."""
+    motor_time_constant_down: torch.Tensor | None = None
+    """[N, 1] time constant while the rotor slows down (None: ``motor_time_constant`` both ways)."""
 
 
 def load_params(path: str | Path) -> QuadrotorParams:

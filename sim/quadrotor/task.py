@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sim.core import BatchedEnv, Obs
-from sim.quadrotor.attitude_level import AttitudeThrustLevel, attitude_action_spec
+from sim.quadrotor.attitude_level import AttitudeThrustLevel
 from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.dynamics import (
     OMEGA,
@@ -24,13 +24,16 @@ from sim.quadrotor.dynamics import (
     quat_to_rotmat,
     rk4_step,
 )
+from sim.quadrotor.export_spec import hover_export_spec
 from sim.quadrotor.params import QuadrotorParams, crazyflie_params, load_params
-
-# Plausibility ranges written into policy.json (outside them the deployed runtime treats the input as a fault):
-# physical limits of a small quadrotor with margin, far outside anything the policy trains on.
-PLAUSIBLE_POSITION_ERROR = 100.0  # m from the target (a geofence, not this, bounds where the vehicle may fly)
-PLAUSIBLE_SPEED = 20.0  # m/s (a Crazyflie tops out near 10 m/s)
-PLAUSIBLE_RATE = 40.0  # rad/s (the Crazyflie's BMI088 gyro saturates at 2000 deg/s = 34.9 rad/s)
+from sim.quadrotor.vehicles import (
+    VEHICLE_KEYS,
+    normalised,
+    sample_vehicles,
+    vehicle_command_rpm,
+    vehicle_hover_action,
+    vehicle_param_tensors,
+)
 
 REWARD_TERMS = ("position", "orientation", "linear_velocity", "angular_velocity", "action")
 
@@ -85,47 +88,6 @@ def reward_from_terms(terms: torch.Tensor, weights: RewardWeights) -> torch.Tens
     return -weights.scale * (terms @ w) + weights.constant
 
 
-def hover_export_spec(cfg: QuadrotorTaskConfig, prm: QuadrotorParams) -> dict[str, Any]:
-    """The actor observation and action contract of the hover task (``policy.json`` fields)."""
-    noise = (cfg.obs_noise_position, cfg.obs_noise_rotation, cfg.obs_noise_linear_velocity,
-             cfg.obs_noise_angular_velocity) if cfg.noise else (0.0, 0.0, 0.0, 0.0)
-    lim = cfg.position_limit
-    spec = {
-        "observation": [
-            # low/high: the training box (the runtime clamps into it); valid_*: plausibility (outside: a fault)
-            {"name": "position", "size": 3, "frame": "world", "unit": "m", "relative_to": "target",
-             "low": -lim, "high": lim, "valid_low": -PLAUSIBLE_POSITION_ERROR, "valid_high": PLAUSIBLE_POSITION_ERROR,
-             "noise_std": noise[0]},
-            {"name": "rotation_matrix", "size": 9, "frame": "body_to_world", "order": "row_major",
-             "low": -1.0, "high": 1.0, "valid_low": -1.02, "valid_high": 1.02, "noise_std": noise[1]},
-            {"name": "linear_velocity", "size": 3, "frame": "world", "unit": "m/s", "noise_std": noise[2],
-             "valid_low": -PLAUSIBLE_SPEED, "valid_high": PLAUSIBLE_SPEED},
-            {"name": "angular_velocity", "size": 3, "frame": "body", "unit": "rad/s", "noise_std": noise[3],
-             "valid_low": -PLAUSIBLE_RATE, "valid_high": PLAUSIBLE_RATE},
-            {"name": "action_history", "size": 4 * cfg.action_history, "steps": cfg.action_history,
-             "order": "oldest_first", "initial_value": 0.0, "low": -1.0, "high": 1.0},
-        ],
-        "action": {
-            "type": "motor_rpm", "size": 4, "low": -1.0, "high": 1.0,
-            "mapping": "rpm = (clip(a, -1, 1) + 1) / 2 * (rpm_max - rpm_min) + rpm_min",
-            "rpm_min": prm.rpm_min, "rpm_max": prm.rpm_max, "hover": prm.hover_action,
-            "hover_rpm": prm.hover_rpm,
-            "rotor_order": ["m1_front_right", "m2_back_right", "m3_back_left", "m4_front_left"],
-            "rotor_positions": [list(r) for r in prm.rotor_positions],
-            "yaw_signs": list(prm.yaw_signs),
-            "safe_action": -1.0,
-        },
-        "control_rate_hz": 1.0 / cfg.dt,
-        "robot": prm.name,
-        "model": {k: v for k, v in prm.to_dict().items() if k != "extra"},
-    }
-    if not cfg.obs_angular_velocity:
-        spec["observation"] = [c for c in spec["observation"] if c["name"] != "angular_velocity"]
-    if cfg.action_level == "attitude_thrust":
-        spec["action"] = attitude_action_spec(cfg.attitude, prm)
-    return spec
-
-
 class QuadrotorHoverEnv(BatchedEnv):
     """Hover at a target from random initial states with per-episode disturbances (paper task).
 
@@ -153,16 +115,27 @@ class QuadrotorHoverEnv(BatchedEnv):
         self._hover_ref: float | torch.Tensor = self.hover_action
         self.reward_weights = replace(cfg.reward)
         self._dr = cfg.randomization
+        self._veh = cfg.vehicles
         self._latency_max = int(cfg.randomization.obs_latency_steps[1])
+        if self._veh.enabled:
+            self._veh.check()
+            if self._dr.enabled or cfg.action_level != "motor_rpm":
+                raise ValueError("vehicles: needs action_level='motor_rpm' and randomization off (the vehicle "
+                                 "distribution draws mass, inertia, thrust, motors and latency itself)")
+            self._latency_max = int(self._veh.latency_steps[1])
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
             "policy": self._state_obs_dim + 4 * cfg.action_history,
-            "critic": 28 + (4 if self._dr.enabled else 0)
+            "critic": 28 + (4 if self._dr.enabled else 0) + (len(VEHICLE_KEYS) if self._veh.enabled else 0)
             + ((4 * cfg.action_history + (self._latency_max > 0)) if cfg.critic_actor_inputs else 0),
         }
         dev, f32 = self.device, torch.float32
         self.gen = torch.Generator(device=dev)
         self.gen.manual_seed(seed)
+        self._veh_gen: torch.Generator | None = None
+        if self._veh.enabled and self._veh.seed is not None:
+            self._veh_gen = torch.Generator(device=dev)
+            self._veh_gen.manual_seed(self._veh.seed)
         self._level: AttitudeThrustLevel | None = None
         if cfg.action_level == "attitude_thrust":
             self._level = AttitudeThrustLevel(cfg.attitude, self.params, cfg.dt, n, dev, self.gen)
@@ -173,6 +146,8 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.pt = self.params.tensors(n, dev, f32)
         self.factors = torch.ones(n, 4, device=dev)  # mass, inertia, thrust coeff, motor time constant
         self.latency = torch.zeros(n, dtype=torch.long, device=dev)
+        self.vehicle_values = torch.zeros(n, len(VEHICLE_KEYS), device=dev)  # columns VEHICLE_KEYS
+        self._noise_scale = torch.ones(n, 1, device=dev)
         self.state = torch.zeros(n, STATE_DIM, device=dev)
         self.history = torch.zeros(n, 4 * cfg.action_history, device=dev)
         self.force = torch.zeros(n, 3, device=dev)
@@ -206,12 +181,20 @@ class QuadrotorHoverEnv(BatchedEnv):
 
     _STATE_KEYS = ("state", "history", "force", "torque", "target", "steps", "factors", "latency", "_delay")
 
+    def vehicles(self) -> dict[str, torch.Tensor]:
+        """The current vehicle of every env ``{name: [N]}`` (names ``VEHICLE_KEYS``; zeros when off)."""
+        return dict(zip(VEHICLE_KEYS, self.vehicle_values.unbind(-1), strict=True))
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything needed to continue bit-exactly (buffers, parameters, random generator)."""
         out = {f"env.{k}": getattr(self, k).clone() for k in self._STATE_KEYS}
         out.update({f"env.pt.{k}": getattr(self.pt, k).clone() for k in ("mass", "inertia", "thrust_coefficient",
                                                                           "motor_time_constant")})
         out["env.gen"] = self.gen.get_state()
+        if self._veh.enabled:
+            out["env.vehicle_values"] = self.vehicle_values.clone()
+        if self._veh_gen is not None:
+            out["env.vehicle_gen"] = self._veh_gen.get_state()
         out["env.delay_head"] = torch.tensor(self._delay_head)
         out["env.reward_weights"] = torch.tensor(self.reward_weights.as_list() + [self.reward_weights.scale,
                                                                                   self.reward_weights.constant])
@@ -225,6 +208,11 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.pt = self.pt._replace(**{k: state[f"env.pt.{k}"].to(self.device).clone() for k in (
             "mass", "inertia", "thrust_coefficient", "motor_time_constant")})
         self.gen.set_state(state["env.gen"])
+        if self._veh.enabled:
+            self.vehicle_values = state["env.vehicle_values"].to(self.device).clone()
+            self._apply_vehicles()
+        if self._veh_gen is not None:
+            self._veh_gen.set_state(state["env.vehicle_gen"])
         self._delay_head = int(state["env.delay_head"])
         w = state["env.reward_weights"].tolist()
         self.reward_weights = RewardWeights(*w[:5], scale=w[5], constant=w[6])
@@ -234,6 +222,8 @@ class QuadrotorHoverEnv(BatchedEnv):
     def reset(self, seed: int | None = None) -> Obs:
         if seed is not None:
             self.gen.manual_seed(seed)
+            if self._veh_gen is not None:
+                self._veh_gen.manual_seed(self._veh.seed)
         self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self._observe(fresh=torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
 
@@ -265,6 +255,8 @@ class QuadrotorHoverEnv(BatchedEnv):
     def _advance(self, a: torch.Tensor) -> torch.Tensor:
         """The state after one control step under clipped actions ``a`` (the physics; simulator backends
         override this and nothing else of the task)."""
+        if self._veh.enabled:
+            return rk4_step(self.state, vehicle_command_rpm(a, self.pt), self.pt, self.dt, self.force, self.torque)
         if self._level is None:
             rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
             return rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
@@ -315,6 +307,12 @@ class QuadrotorHoverEnv(BatchedEnv):
             self._level.reset(mask, self.state)
 
     def _resample_params(self, mask: torch.Tensor) -> None:
+        if self._veh.enabled:
+            gen = self._veh_gen if self._veh_gen is not None else self.gen
+            v = torch.stack(list(sample_vehicles(self._veh, self.num_envs, gen, self.device).values()), -1)
+            self.vehicle_values = torch.where(mask[:, None], v, self.vehicle_values)
+            self._apply_vehicles()
+            return
         if not self._dr.enabled:
             return
         r, n = self._dr, self.num_envs
@@ -331,6 +329,14 @@ class QuadrotorHoverEnv(BatchedEnv):
             thrust_coefficient=base.thrust_coefficient * self.factors[:, 2:3],
             motor_time_constant=base.motor_time_constant * self.factors[:, 3:4],
         )
+
+    def _apply_vehicles(self) -> None:
+        """Dynamics parameters, latency, noise scale and hover action of the current ``vehicle_values``."""
+        v = self.vehicles()
+        self.pt = vehicle_param_tensors(self.params, v)
+        self.latency = v["latency_steps"].round().long()
+        self._noise_scale = v["obs_noise_scale"][:, None]
+        self._hover_ref = vehicle_hover_action(self.params, v)[:, None]
 
     def _state_obs(self) -> torch.Tensor:
         s = self.state
@@ -355,11 +361,14 @@ class QuadrotorHoverEnv(BatchedEnv):
             idx = (self._delay_head - self.latency) % (self._latency_max + 1)
             seen = self._delay[idx, torch.arange(self.num_envs, device=self.device)]
         if self.cfg.noise:
-            seen = seen + torch.randn(seen.shape, generator=self.gen, device=self.device) * self._noise_std
+            noise = torch.randn(seen.shape, generator=self.gen, device=self.device) * self._noise_std
+            seen = seen + (noise * self._noise_scale if self._veh.enabled else noise)
         rpm = self.state[:, RPM] / self.pt.rpm_max * 2.0 - 1.0
         critic = [clean if self.cfg.obs_angular_velocity else self._critic_state(), self.force, self.torque, rpm]
         if self._dr.enabled:
             critic.append(self.factors - 1.0)
+        if self._veh.enabled:
+            critic.append(normalised(self._veh, self.vehicles()))
         if self.cfg.critic_actor_inputs:
             critic.append(self.history)
             if self._latency_max > 0:

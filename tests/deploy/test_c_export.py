@@ -156,3 +156,16 @@ def test_module_entry_point(paper_export, tmp_path, capsys):
                  "--calibration", str(tmp_path / "calib.npy")]) == 0
     assert "int8: max action error vs float" in capsys.readouterr().out
     assert (tmp_path / "o" / "policy.c").is_file() and (tmp_path / "o" / "int8_params.npz").is_file()
+
+
+@needs_gcc
+def test_longer_action_history_flows_through_export_and_c(tmp_path):
+    """crazyflie-hover-robust's 48-step history: 210 inputs in policy.json, the C export and its self-test."""
+    obs = quadrotor_export(tmp_path / "exp", action_history=48)
+    spec = json.loads((tmp_path / "exp" / "policy.json").read_text())
+    hist = next(c for c in spec["observation"] if c["name"] == "action_history")
+    assert obs.shape[1] == 210 and hist["steps"] == 48 and hist["size"] == 192
+    export_c(tmp_path / "exp", out_dir=tmp_path / "c")
+    pol = HostPolicy(build_host_library(tmp_path / "c", tmp_path / "libpolicy.so"))
+    assert pol.self_test()[0] == 0
+    assert np.abs(pol(obs) - _ort(tmp_path / "exp", obs)).max() <= 1e-6

@@ -1,0 +1,97 @@
+"""Robust hover: a quadrotor export over held-out Crazyflie vehicles, beside the ``crazyflie-hover`` baseline.
+
+Flies RUN_DIR's export (default ``runs/crazyflie-hover-robust/seed0``) and the baseline's (the ``crazyflie-hover``
+preset's export, ``--baseline``; trained with the preset and seed 0 if it does not exist) on the same ``--vehicles``
+vehicles, drawn with the held-out ``--vehicle-seed`` from the published Crazyflie span (``--margin`` widens each
+range by that fraction on each side; 0 = the span of issue 14), one episode each (paper initial states, noise and
+disturbances). Also: both on the nominal (paper) model over the 256 held-out episodes of ``robot-rl eval``, and the
+adaptation time on a far-from-nominal vehicle (:func:`sim.quadrotor.vehicles.far_vehicle`: control steps after
+take-over until the position error stays below 0.1 m, median over 64 episodes that settle). Last line: JSON
+``{"preset", "vehicles", "survival", "settle", "nominal_survival", "nominal_settle", "baseline_survival",
+"baseline_settle", ...}``.
+
+    python benchmarks/robust_hover.py [RUN_DIR] [--vehicles 1000] [--baseline runs/crazyflie-hover/seed0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from robot_rl import presets  # noqa: F401
+from robot_rl.checkpoint import load_checkpoint
+from robot_rl.commands.evaluate import resolve_policy
+from robot_rl.commands.train import run_training
+from robot_rl.commands.vehicle_eval import fly_vehicles, vehicle_distribution
+from robot_rl.config import get_preset
+from robot_rl.runs import load_config
+from sim.quadrotor.evaluation import evaluate
+from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED, VehicleDistribution, far_vehicle
+
+
+def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int) -> dict:
+    cfg = load_config(run_dir)
+    policy, used = resolve_policy(run_dir)
+    radius = cfg.evaluation.settle_radius
+    t0 = time.perf_counter()
+    over = fly_vehicles(policy, cfg.task, vehicles, dist, radius)
+    nominal = evaluate(policy, cfg.task, cfg.evaluation.episodes, radius, seed=cfg.evaluation.seed)
+    far = fly_vehicles(policy, cfg.task, adapt_episodes, replace(far_vehicle(), seed=dist.seed), radius)
+    steps = [s for s in far["episode_settle_step"] if s is not None]
+    meta = load_checkpoint(run_dir / "checkpoint")[1]
+    return {"run": str(run_dir), "preset": cfg.preset, "policy": used, "survival": over["survival"],
+            "settle": over["settle"], "nominal_survival": nominal["survival"], "nominal_settle": nominal["settle"],
+            "far_survival": far["survival"], "far_settle": far["settle"],
+            "adaptation_steps": statistics.median(steps) if steps else None,
+            "train_minutes": meta["train_time_s"] / 60.0, "eval_s": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", nargs="?", default="runs/crazyflie-hover-robust/seed0")
+    ap.add_argument("--baseline", default="runs/crazyflie-hover/seed0")
+    ap.add_argument("--vehicles", type=int, default=1000)
+    ap.add_argument("--vehicle-seed", type=int, default=VEHICLE_EVAL_SEED)
+    ap.add_argument("--margin", type=float, default=0.0, help="widen each range by this fraction per side")
+    ap.add_argument("--adapt-episodes", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    run_dir, base_dir = Path(args.run_dir), Path(args.baseline)
+    if not (run_dir / "config.json").is_file():
+        raise SystemExit(f"{run_dir} is not a run directory; train it: robot-rl train crazyflie-hover-robust "
+                         f"--seed 0 --out {run_dir}")
+    if not (base_dir / "export" / "policy.onnx").is_file():
+        print(f"baseline {base_dir} missing: training crazyflie-hover seed 0 there", flush=True)
+        cfg = get_preset("crazyflie-hover")
+        cfg.seed = 0
+        run_training(cfg, base_dir, evaluate_after=False)
+    dist = vehicle_distribution(args.vehicle_seed, args.margin)
+    rows = [measure(d, args.vehicles, dist, args.adapt_episodes) for d in (run_dir, base_dir)]
+    print(f"{args.vehicles} vehicles, seed {args.vehicle_seed}, span widened by {args.margin:.0%}; nominal: "
+          f"256 held-out paper episodes; far vehicle: {args.adapt_episodes} episodes")
+    print(f"{'preset':<24} {'survival':>8} {'settle':>7} {'nom_surv':>8} {'nom_set':>7} {'far_surv':>8} "
+          f"{'far_set':>7} {'adapt':>5} {'train_min':>9}")
+    for r in rows:
+        adapt = "-" if r["adaptation_steps"] is None else f"{r['adaptation_steps']:.0f}"
+        print(f"{r['preset']:<24} {r['survival']:>8.1%} {r['settle']:>7.1%} {r['nominal_survival']:>8.1%} "
+              f"{r['nominal_settle']:>7.1%} {r['far_survival']:>8.1%} {r['far_settle']:>7.1%} {adapt:>5} "
+              f"{r['train_minutes']:>9.1f}")
+    main_row, base = rows
+    print(json.dumps({"preset": main_row["preset"], "vehicles": args.vehicles, "survival": main_row["survival"],
+                      "settle": main_row["settle"], "nominal_survival": main_row["nominal_survival"],
+                      "nominal_settle": main_row["nominal_settle"], "baseline_survival": base["survival"],
+                      "baseline_settle": base["settle"], "baseline_nominal_survival": base["nominal_survival"],
+                      "baseline_nominal_settle": base["nominal_settle"], "vehicle_seed": args.vehicle_seed,
+                      "margin": args.margin, "adaptation_steps": main_row["adaptation_steps"],
+                      "baseline_adaptation_steps": base["adaptation_steps"], "far_settle": main_row["far_settle"],
+                      "baseline_far_settle": base["far_settle"], "train_minutes": main_row["train_minutes"]}))
+
+
+if __name__ == "__main__":
+    main()
