@@ -22,6 +22,7 @@ import torch
 import tyro
 
 from robot_rl import distributed
+from robot_rl.commands.run_flags import split_run_flags
 from robot_rl.commands.transfer import OURS, resolve_sims, transfer_eval, transfer_lines
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
@@ -46,24 +47,10 @@ def load_bc_config(run_dir: str | Path) -> BCTrainConfig:
     return BCTrainConfig.from_dict(json.loads(path.read_text()))
 
 
-def _split_flags(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
-    rest, flags = [], {}
-    it = iter(argv)
-    for arg in it:
-        key, eq, value = arg.partition("=")
-        if key in _RUN_FLAGS:
-            value = value if eq else next(it, None)
-            if value is None:
-                raise ValueError(f"{key} needs a value")
-            flags[key[2:].replace("-", "_")] = _RUN_FLAGS[key](value)
-        else:
-            rest.append(arg)
-    return rest, flags
-
 
 def bc_train_main(name: str | None, argv: list[str], resume: Path | None = None) -> None:
     """``robot-rl train NAME [--demos DIR] [--seed S] [--out RUN] [config overrides]`` or ``--resume RUN``."""
-    argv, flags = _split_flags(argv)
+    argv, flags = split_run_flags(argv, _RUN_FLAGS)
     if resume is not None:
         if argv:
             raise ValueError(f"--resume continues the saved config; it takes only --eval-episodes/--video-episodes, "

@@ -14,6 +14,7 @@ from typing import Any
 
 import tyro
 
+from robot_rl.commands.run_flags import split_run_flags
 from robot_rl.io import atomic_write_json, atomic_write_text
 
 
@@ -30,17 +31,8 @@ def expo_train_main(argv: list[str], resume: Path | None = None) -> None:
     """``robot-rl train expo --base RUN [--out DIR] [--eval-episodes N] [overrides]`` or ``--resume RUN``."""
     from robot_rl.runners.expo import EXPORunner, EXPOTrainConfig
 
-    out, episodes, rest = None, None, []
-    it = iter(argv)
-    for arg in it:
-        key, eq, value = arg.partition("=")
-        if key in ("--out", "--eval-episodes"):
-            value = value if eq else next(it, None)
-            if value is None:
-                raise ValueError(f"{key} needs a value")
-            out, episodes = (value, episodes) if key == "--out" else (out, int(value))
-        else:
-            rest.append(arg)
+    rest, flags = split_run_flags(argv, {"--out": str, "--eval-episodes": int})
+    out, episodes = flags.get("out"), flags.get("eval_episodes")
     if resume is not None:
         if rest or out:
             raise ValueError("--resume continues the saved config; it takes only --eval-episodes")

@@ -16,6 +16,7 @@ from typing import Any
 import tyro
 
 from robot_rl.checkpoint import load_checkpoint
+from robot_rl.commands.run_flags import split_run_flags
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.residual.resip import ResidualActor, ResiPConfig
 from robot_rl.runners.resip import ResiPRunner, evaluate_residual
@@ -47,24 +48,10 @@ def load_resip(run_dir: str | Path) -> tuple[ResiPConfig, Any, ResidualActor, di
     return cfg, policy.eval(), actor.eval(), meta
 
 
-def _split_flags(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
-    rest, flags = [], {}
-    it = iter(argv)
-    for arg in it:
-        key, eq, value = arg.partition("=")
-        if key in _RUN_FLAGS:
-            value = value if eq else next(it, None)
-            if value is None:
-                raise ValueError(f"{key} needs a value")
-            flags[key[2:].replace("-", "_")] = _RUN_FLAGS[key](value)
-        else:
-            rest.append(arg)
-    return rest, flags
-
 
 def resip_train_main(argv: list[str], resume: Path | None = None) -> None:
     """``robot-rl train resip --base RUN [--task T] [--seed S] [--out RUN] [overrides]`` or ``--resume RUN``."""
-    argv, flags = _split_flags(argv)
+    argv, flags = split_run_flags(argv, _RUN_FLAGS)
     if resume is not None:
         if argv:
             raise ValueError(f"--resume continues the saved config; it takes only --eval-episodes, not {argv[0]!r}")

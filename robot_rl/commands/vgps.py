@@ -16,6 +16,7 @@ from typing import Any
 
 import tyro
 
+from robot_rl.commands.run_flags import split_run_flags
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.residual.value import IQLConfig
 
@@ -63,17 +64,8 @@ def vgps_train_main(argv: list[str]) -> None:
     from robot_rl.residual.rerank import base_rollouts, demo_episodes, train_value
     from robot_rl.runners.bc import load_policy
 
-    out, episodes, rest = None, None, []
-    it = iter(argv)
-    for arg in it:
-        key, eq, value = arg.partition("=")
-        if key in ("--out", "--eval-episodes"):
-            value = value if eq else next(it, None)
-            if value is None:
-                raise ValueError(f"{key} needs a value")
-            out, episodes = (value, episodes) if key == "--out" else (out, int(value))
-        else:
-            rest.append(arg)
+    rest, flags = split_run_flags(argv, {"--out": str, "--eval-episodes": int})
+    out, episodes = flags.get("out"), flags.get("eval_episodes")
     cfg = tyro.cli(VGPSConfig, args=rest, prog="robot-rl train vgps")
     if not cfg.base or not (Path(cfg.base) / "checkpoint.json").is_file():
         raise ValueError(f"robot-rl train vgps needs --base RUN with a behaviour-cloning checkpoint (got {cfg.base!r})")

@@ -175,3 +175,27 @@ class FrozenChunkBase:
         self.phase = state["phase"].clone().long()
         self.chunk_due = state["chunk_due"].clone().bool()
         self.chunks_sampled = int(state["chunks_sampled"])
+
+
+class BaseStepPolicy:
+    """A batched ``obs -> action`` callable for the evaluation protocols, built on a :class:`FrozenChunkBase`:
+    each call is one control step of every env (their first episode counts). Subclasses choose the action from
+    the base in :meth:`choose` (re-ranked chunks, EXPO's argmax-Q candidate)."""
+
+    def __init__(self, policy: ChunkPolicy, seed: int) -> None:
+        self.policy, self.seed = policy, seed
+        self.base: FrozenChunkBase | None = None
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.float().cpu()
+        if self.base is None:
+            self.base = FrozenChunkBase(self.policy, len(obs), self.seed)
+            self.base.reset(obs)
+        else:
+            self.base.step(obs, torch.zeros(len(obs), dtype=torch.bool))
+        return self.choose(self.base)
+
+    def choose(self, base: FrozenChunkBase) -> torch.Tensor:
+        """The raw action every env executes now."""
+        raise NotImplementedError

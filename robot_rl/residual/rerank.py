@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from robot_rl.data import load_dataset
-from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
 from robot_rl.residual.value import ChunkValue, IQLConfig, chunk_windows_rl, stack_transitions
 from sim.registry import get_task
 
@@ -44,22 +44,15 @@ def rerank_act(base: FrozenChunkBase, value: ChunkValue | None, k: int) -> torch
     return base.act(chunks)
 
 
-class RerankPolicy:
-    """Batched ``obs -> action`` callable (one control step of every env; first episodes count)."""
+class RerankPolicy(BaseStepPolicy):
+    """Batched ``obs -> action`` callable: the base's chunks re-ranked by ``value`` over ``k`` samples."""
 
     def __init__(self, policy: Any, value: ChunkValue | None, k: int, seed: int) -> None:
-        self.policy, self.value, self.k, self.seed = policy, value, k, seed
-        self.base: FrozenChunkBase | None = None
+        super().__init__(policy, seed)
+        self.value, self.k = value, k
 
-    @torch.no_grad()
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = obs.float().cpu()
-        if self.base is None:
-            self.base = FrozenChunkBase(self.policy, len(obs), self.seed)
-            self.base.reset(obs)
-        else:
-            self.base.step(obs, torch.zeros(len(obs), dtype=torch.bool))
-        return rerank_act(self.base, self.value, self.k)
+    def choose(self, base: FrozenChunkBase) -> torch.Tensor:
+        return rerank_act(base, self.value, self.k)
 
 
 def evaluate_rerank(task: str, policy: Any, value: ChunkValue | None, k: int, episodes: int, seed: int = 0,

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from robot_rl.io import atomic_write_json
 from robot_rl.logging import RunLogger
-from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig
 from robot_rl.residual.expo_replay import ExpoReplay, demo_transitions, transition_dims
 from sim.registry import get_task
@@ -101,25 +101,17 @@ def candidates(base: FrozenChunkBase, k: int) -> torch.Tensor:
     return torch.cat((now, fresh), dim=1)
 
 
-class CandidatePolicy:
-    """The deterministic EXPO policy as a batched ``obs -> action`` callable for the evaluation protocols: each
-    call is one control step of every env (their first episode counts, as :class:`ChunkExecutor`)."""
+class CandidatePolicy(BaseStepPolicy):
+    """The deterministic EXPO policy as a batched ``obs -> action`` callable for the evaluation protocols."""
 
     def __init__(self, policy: Any, agent: EXPOAgent, seed: int) -> None:
-        self.policy, self.agent, self.seed = policy, agent, seed
-        self.base: FrozenChunkBase | None = None
+        super().__init__(policy, seed)
+        self.agent = agent
 
-    @torch.no_grad()
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = obs.float().cpu()
-        if self.base is None:
-            self.base = FrozenChunkBase(self.policy, len(obs), self.seed)
-            self.base.reset(obs)
-        else:
-            self.base.step(obs, torch.zeros(len(obs), dtype=torch.bool))
-        cands = candidates(self.base, self.agent.cfg.num_candidates)
-        action, _, _ = self.agent.select(self.base.history.flatten(1), cands, stochastic=False)
-        return self.base.unnormalize_action(action)
+    def choose(self, base: FrozenChunkBase) -> torch.Tensor:
+        cands = candidates(base, self.agent.cfg.num_candidates)
+        action, _, _ = self.agent.select(base.history.flatten(1), cands, stochastic=False)
+        return base.unnormalize_action(action)
 
 
 class EXPORunner:
