@@ -260,8 +260,8 @@ class ArmEnv(BatchedEnv):
         finish = self._fused_begin() if self.fused_step else None
         self.worlds.step(self.substeps, prepare, finish)
         if prepare is not None:
-            self.stats["ik_unreached"] += int(self._unreached.sum())
-            self.stats["rate_limited"] += int(self._rate_limited.sum())
+            self.stats["ik_unreached"] += int(np.count_nonzero(self._unreached))
+            self.stats["rate_limited"] += int(np.count_nonzero(self._rate_limited))
         self.episode_step += 1
         if finish is None:
             reward, success, failed = self._evaluate()
@@ -269,7 +269,7 @@ class ArmEnv(BatchedEnv):
         else:
             reward, success, failed, obs = self._fused_end()
         unstable = self.worlds.unstable.copy()
-        self.stats["physics_unstable"] += int(unstable.sum())
+        self.stats["physics_unstable"] += int(np.count_nonzero(unstable))
         terminated = failed | (success if self.cfg.terminate_on_success else False)
         truncated = ~terminated & ((self.episode_step >= self.max_episode_steps) | unstable)
         done = terminated | truncated
