@@ -126,6 +126,46 @@ def serial_fraction(n: int, fused: bool, steps: int) -> tuple[float, float]:
     return (total - inside[0]) / total, (total - inside[0]) / steps
 
 
+def cpu_critical_path_scaling(n: int, steps: int) -> float:
+    """2-thread speedup predicted from CPU time alone: (1-thread CPU per step) / (2-thread critical path per step),
+    the critical path being the main thread's serial CPU plus the slowest chunk's CPU of each step (Amdahl and
+    chunk imbalance included; OS wake-up latencies and other processes excluded). The two envs step alternately
+    with the same actions, so both meet the same cache and contention conditions."""
+    envs = {t: PickCubeEnv(PickCubeConfig(num_envs=n, sim=ArmSimConfig(num_threads=t))) for t in (1, 2)}
+    chunk_cpu: list[float] = []
+    main_chunk = [0.0]
+    w2 = envs[2].worlds
+    run_chunk = w2._run_chunk
+
+    def timed_chunk(k: int) -> None:
+        c = time.thread_time()
+        run_chunk(k)
+        chunk_cpu.append(time.thread_time() - c)
+        if k == len(w2.chunks) - 1:  # the calling (main) thread's own chunk
+            main_chunk[0] = chunk_cpu[-1]
+
+    w2._run_chunk = timed_chunk
+    gen = torch.Generator().manual_seed(0)
+    for e in envs.values():
+        e.reset(0)
+    one, critical = 0.0, 0.0
+    for k in range(steps + 20):
+        a = torch.rand(n, envs[1].action_dim, generator=gen) * 2 - 1
+        c = time.thread_time()
+        envs[1].step(a)
+        c1 = time.thread_time() - c
+        chunk_cpu.clear()
+        c = time.thread_time()
+        envs[2].step(a)
+        c2 = time.thread_time() - c
+        if k >= 20:
+            one += c1
+            critical += c2 - main_chunk[0] + max(chunk_cpu)
+    for e in envs.values():
+        e.close()
+    return one / critical
+
+
 def paired_scaling(n: int, seconds: float, pairs: int) -> tuple[float, float, list[float]]:
     """Median over alternating windows of (2-thread env steps/s) / (1-thread env steps/s), the same for the plain
     rollout of the 1-thread env's worlds, and the env's paired ratios."""
@@ -211,6 +251,10 @@ def main() -> None:
             print(f"{n:4d} envs, {'fused kernel' if fused else 'numpy path  '}: serial main-thread CPU "
                   f"{per_step * 1e3:.3f} ms/step = {frac:.2%} of the step (Amdahl bound on 2 threads "
                   f"{1 / (frac + (1 - frac) / 2):.2f}x)")
+        cpu_scaling = cpu_critical_path_scaling(n, steps=100)
+        amdahl[f"{n}_cpu_critical_path_scaling"] = round(cpu_scaling, 3)
+        print(f"{n:4d} envs: 2-thread speedup from CPU time (main thread's serial work + slowest chunk per step): "
+              f"{cpu_scaling:.2f}x")
     scalings, plains = {}, {}
     for n in args.scaling_envs:
         scalings[n], plains[n], each = paired_scaling(n, args.seconds, args.pairs)

@@ -12,6 +12,7 @@ from typing import Any
 import mujoco
 import numpy as np
 import torch
+from numba import njit
 
 from sim.arm.config import ArmTaskBase
 from sim.arm.ee_control import EeDeltaController, EeDeltaLimits
@@ -22,6 +23,23 @@ from sim.arm.worlds import BatchedWorlds
 from sim.core import BatchedEnv, Obs
 
 STAT_KEYS = ("action_clipped", "ik_unreached", "rate_limited", "physics_unstable")
+
+
+@njit(cache=True, nogil=True)
+def _clip_rows(a: np.ndarray, low: float, high: float, out: np.ndarray) -> tuple[int, int]:
+    """``out = clip(a, low, high)``; returns (rows with a non-finite entry, rows changed by the clip)."""
+    bad = changed = 0
+    for i in range(a.shape[0]):
+        row_bad = row_changed = False
+        for k in range(a.shape[1]):
+            v = a[i, k]
+            row_bad |= not np.isfinite(v)
+            c = min(max(v, low), high)
+            row_changed |= c != v
+            out[i, k] = c
+        bad += row_bad
+        changed += row_changed
+    return bad, changed
 
 
 class ArmEnv(BatchedEnv):
@@ -212,12 +230,12 @@ class ArmEnv(BatchedEnv):
         a = torch.as_tensor(action).detach().to("cpu", torch.float64).numpy()
         if a.shape != (self.num_envs, self.action_dim):
             raise ValueError(f"{self.task_name}: action must be [{self.num_envs}, {self.action_dim}], got {a.shape}")
-        bad = ~np.isfinite(a).all(1)
-        if bad.any():
-            raise ValueError(f"{self.task_name}: non-finite action in envs {np.flatnonzero(bad)[:8].tolist()}; "
-                             "nothing was applied")
-        clipped = np.clip(a, self.action_low, self.action_high)
-        self.stats["action_clipped"] += int(np.any(clipped != a, axis=1).sum())
+        clipped = np.empty_like(a)
+        bad, n_clipped = _clip_rows(a, float(self.action_low), float(self.action_high), clipped)
+        if bad:
+            raise ValueError(f"{self.task_name}: non-finite action in envs "
+                             f"{np.flatnonzero(~np.isfinite(a).all(1))[:8].tolist()}; nothing was applied")
+        self.stats["action_clipped"] += n_clipped
         return clipped
 
     def _ik_chunk(self, lo: int, hi: int, chunk: int) -> None:
