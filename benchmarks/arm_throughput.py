@@ -9,9 +9,17 @@ before every timing window, because the 2 cores of the development machine are s
 pairs; ``cpu_ratio_to_limit`` is the same ratio per CPU second of the process (all its threads), which other
 processes on a shared machine do not distort. Two references sit beside it: the same rollout on 2 threads
 (what 2 threads can get on this machine at that moment: below 2x when other processes hold the cores), and a
-naive per-env Python loop (unbatched IK, one ``mj_step`` call per substep). Last line: one JSON object.
+naive per-env Python loop (unbatched IK, one ``mj_step`` call per substep).
 
-    NUMBA_NUM_THREADS=1 python benchmarks/arm_throughput.py [--seconds 1.0] [--repeats 3]
+Thread scaling (the 2-thread goal) is measured by alternating timing windows of a 1-thread and a 2-thread env
+(same seed and actions; order flipped every pair), so both see the same machine; ``thread_scaling`` is the
+median of the paired ratios, beside the same pairing for the plain rollout (its ceiling on this machine).
+The Amdahl evidence does not depend on the load: ``serial_fraction`` is the CPU time of the main thread outside
+the threaded per-chunk work (IK, physics, observations, reward) over the CPU time of the whole step, measured on
+1 thread for the env's fused path and for its numpy reference path (``fused_step=False``); the 2-thread bound
+is ``1 / (s + (1 - s) / 2)``. Last line: one JSON object.
+
+    NUMBA_NUM_THREADS=1 python benchmarks/arm_throughput.py [--seconds 1.0] [--repeats 3] [--pairs 7]
 """
 
 from __future__ import annotations
@@ -92,12 +100,105 @@ def naive_loop(env: PickCubeEnv, seconds: float) -> float:
     return env.num_envs * _rate(run, seconds)[0]
 
 
+def serial_fraction(n: int, fused: bool, steps: int) -> tuple[float, float]:
+    """Main-thread CPU time outside ``worlds.step`` / CPU time of the whole step (1 thread), and that serial time
+    per step (s)."""
+    env = PickCubeEnv(PickCubeConfig(num_envs=n))
+    env.fused_step = fused
+    env.reset(0)
+    gen = torch.Generator().manual_seed(0)
+    actions = [torch.rand(n, env.action_dim, generator=gen) * 2 - 1 for _ in range(steps + 20)]
+    for a in actions[:20]:
+        env.step(a)
+    inside, threaded = [0.0], env.worlds.step
+
+    def timed(*args, **kwargs) -> None:
+        c = time.thread_time()
+        threaded(*args, **kwargs)
+        inside[0] += time.thread_time() - c
+
+    env.worlds.step = timed
+    c0 = time.thread_time()
+    for a in actions[20:]:
+        env.step(a)
+    total = time.thread_time() - c0
+    env.close()
+    return (total - inside[0]) / total, (total - inside[0]) / steps
+
+
+def cpu_critical_path_scaling(n: int, steps: int) -> float:
+    """2-thread speedup predicted from CPU time alone: (1-thread CPU per step) / (2-thread critical path per step),
+    the critical path being the main thread's serial CPU plus the slowest chunk's CPU of each step (Amdahl and
+    chunk imbalance included; OS wake-up latencies and other processes excluded). The two envs step alternately
+    with the same actions, so both meet the same cache and contention conditions."""
+    envs = {t: PickCubeEnv(PickCubeConfig(num_envs=n, sim=ArmSimConfig(num_threads=t))) for t in (1, 2)}
+    chunk_cpu: list[float] = []
+    main_chunk = [0.0]
+    w2 = envs[2].worlds
+    run_chunk = w2._run_chunk
+
+    def timed_chunk(k: int) -> None:
+        c = time.thread_time()
+        run_chunk(k)
+        chunk_cpu.append(time.thread_time() - c)
+        if k == len(w2.chunks) - 1:  # the calling (main) thread's own chunk
+            main_chunk[0] = chunk_cpu[-1]
+
+    w2._run_chunk = timed_chunk
+    gen = torch.Generator().manual_seed(0)
+    for e in envs.values():
+        e.reset(0)
+    one, critical = 0.0, 0.0
+    for k in range(steps + 20):
+        a = torch.rand(n, envs[1].action_dim, generator=gen) * 2 - 1
+        c = time.thread_time()
+        envs[1].step(a)
+        c1 = time.thread_time() - c
+        chunk_cpu.clear()
+        c = time.thread_time()
+        envs[2].step(a)
+        c2 = time.thread_time() - c
+        if k >= 20:
+            one += c1
+            critical += c2 - main_chunk[0] + max(chunk_cpu)
+    for e in envs.values():
+        e.close()
+    return one / critical
+
+
+def paired_scaling(n: int, seconds: float, pairs: int) -> tuple[float, float, list[float]]:
+    """Median over alternating windows of (2-thread env steps/s) / (1-thread env steps/s), the same for the plain
+    rollout of the 1-thread env's worlds, and the env's paired ratios."""
+    envs, gens = {}, {}
+    for t in (1, 2):
+        envs[t] = PickCubeEnv(PickCubeConfig(num_envs=n, sim=ArmSimConfig(num_threads=t)))
+        envs[t].reset(0)
+        gens[t] = torch.Generator().manual_seed(0)
+    steps = {t: (lambda t=t: envs[t].step(torch.rand(n, envs[t].action_dim, generator=gens[t]) * 2 - 1))
+             for t in (1, 2)}
+    for _ in range(20):
+        for t in (1, 2):
+            steps[t]()
+    env_ratios, plain_ratios = [], []
+    for k in range(pairs):
+        order = (1, 2) if k % 2 == 0 else (2, 1)
+        rate = {t: _rate(steps[t], seconds)[0] for t in order}
+        env_ratios.append(rate[2] / rate[1])
+        plain = {t: PhysicsLimit(t).rate(envs[1], seconds / 2)[0] for t in order}
+        plain_ratios.append(plain[2] / plain[1])
+    for e in envs.values():
+        e.close()
+    return float(np.median(env_ratios)), float(np.median(plain_ratios)), env_ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--pairs", type=int, default=7, help="alternating 1-/2-thread windows per env count")
+    parser.add_argument("--scaling-envs", type=int, nargs="+", default=[64, 256])
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; NUMBA_NUM_THREADS="
@@ -140,16 +241,35 @@ def main() -> None:
                   f"{row['limit_steps_per_s']:8,.0f}/core, ratio to limit x threads {row['ratio_to_limit']:.2f} "
                   f"(per CPU second: {row['cpu_ratio_to_limit']:.2f}){extra}")
             env.close()
-    best = {t: max(r["steps_per_s"] for r in rows if r["threads"] == t) for t in args.threads}
-    scaling = best[max(best)] / best[min(best)] if len(best) > 1 else None
-    if scaling is not None:
-        print(f"{max(best)} threads / {min(best)} thread (best env count): {scaling:.2f}x")
+    amdahl = {}
+    for n in args.scaling_envs:
+        for fused in (True, False):
+            frac, per_step = serial_fraction(n, fused, steps=100)
+            amdahl[f"{n}_{'fused' if fused else 'numpy'}"] = {"serial_fraction": round(frac, 4),
+                                                            "serial_ms_per_step": round(per_step * 1e3, 3),
+                                                            "two_thread_bound": round(1 / (frac + (1 - frac) / 2), 3)}
+            print(f"{n:4d} envs, {'fused kernel' if fused else 'numpy path  '}: serial main-thread CPU "
+                  f"{per_step * 1e3:.3f} ms/step = {frac:.2%} of the step (Amdahl bound on 2 threads "
+                  f"{1 / (frac + (1 - frac) / 2):.2f}x)")
+        cpu_scaling = cpu_critical_path_scaling(n, steps=100)
+        amdahl[f"{n}_cpu_critical_path_scaling"] = round(cpu_scaling, 3)
+        print(f"{n:4d} envs: 2-thread speedup from CPU time (main thread's serial work + slowest chunk per step): "
+              f"{cpu_scaling:.2f}x")
+    scalings, plains = {}, {}
+    for n in args.scaling_envs:
+        scalings[n], plains[n], each = paired_scaling(n, args.seconds, args.pairs)
+        print(f"{n:4d} envs: 2 threads / 1 thread, median of {args.pairs} alternating pairs: {scalings[n]:.2f}x "
+              f"(pairs {', '.join(f'{r:.2f}' for r in each)}); plain rollout in the same windows {plains[n]:.2f}x")
+    scaling = max(scalings.values()) if scalings else None
     top = max(rows, key=lambda r: (r["threads"], r["envs"]))
     summary = {"steps_per_s": round(top["steps_per_s"], 1), "limit_steps_per_s": round(top["limit_steps_per_s"], 1),
                "ratio_to_limit": round(top["ratio_to_limit"], 3), "threads": top["threads"], "envs": top["envs"],
                "cpu_ratio_to_limit": round(top["cpu_ratio_to_limit"], 3),
                "naive_steps_per_s": round(naive, 1),
                "thread_scaling": round(scaling, 3) if scaling is not None else None,
+               "thread_scaling_by_envs": {n: round(v, 3) for n, v in scalings.items()},
+               "plain_rollout_thread_scaling_by_envs": {n: round(v, 3) for n, v in plains.items()},
+               "amdahl": amdahl,
                "load_average": round(os.getloadavg()[0], 2),
                "rows": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
     print(json.dumps(summary))

@@ -14,6 +14,7 @@ from typing import Any
 import mujoco
 import numpy as np
 import torch
+from numba import njit
 
 from sim.arm.config import ArmTaskBase
 from sim.arm.ee_control import EeDeltaController, EeDeltaLimits
@@ -24,6 +25,23 @@ from sim.arm.physics import make_physics
 from sim.core import BatchedEnv, Obs
 
 STAT_KEYS = ("action_clipped", "ik_unreached", "rate_limited", "physics_unstable")
+
+
+@njit(cache=True, nogil=True)
+def _clip_rows(a: np.ndarray, low: float, high: float, out: np.ndarray) -> tuple[int, int]:
+    """``out = clip(a, low, high)``; returns (rows with a non-finite entry, rows changed by the clip)."""
+    bad = changed = 0
+    for i in range(a.shape[0]):
+        row_bad = row_changed = False
+        for k in range(a.shape[1]):
+            v = a[i, k]
+            row_bad |= not np.isfinite(v)
+            c = min(max(v, low), high)
+            row_changed |= c != v
+            out[i, k] = c
+        bad += row_bad
+        changed += row_changed
+    return bad, changed
 
 
 class ArmEnv(BatchedEnv):
@@ -87,6 +105,9 @@ class ArmEnv(BatchedEnv):
         self.params = np.zeros((n, 4))  # object mass scale, friction scale, gain scale, latency steps
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self.rng = np.random.default_rng(0)
+        self.fused_step = True
+        """Use the task's fused kernel (:meth:`_fused_begin`) where it has one; False: the numpy reference path
+        (same numbers, the serial part of a step runs on the main thread)."""
         obs = self.reset(0)
         self.obs_dims = {k: v.shape[1] for k, v in obs.items()}
 
@@ -198,12 +219,12 @@ class ArmEnv(BatchedEnv):
         a = torch.as_tensor(action).detach().to("cpu", torch.float64).numpy()
         if a.shape != (self.num_envs, self.action_dim):
             raise ValueError(f"{self.task_name}: action must be [{self.num_envs}, {self.action_dim}], got {a.shape}")
-        bad = ~np.isfinite(a).all(1)
-        if bad.any():
-            raise ValueError(f"{self.task_name}: non-finite action in envs {np.flatnonzero(bad)[:8].tolist()}; "
-                             "nothing was applied")
-        clipped = np.clip(a, self.action_low, self.action_high)
-        self.stats["action_clipped"] += int(np.any(clipped != a, axis=1).sum())
+        clipped = np.empty_like(a)
+        bad, n_clipped = _clip_rows(a, float(self.action_low), float(self.action_high), clipped)
+        if bad:
+            raise ValueError(f"{self.task_name}: non-finite action in envs "
+                             f"{np.flatnonzero(~np.isfinite(a).all(1))[:8].tolist()}; nothing was applied")
+        self.stats["action_clipped"] += n_clipped
         return clipped
 
     def _ik_chunk(self, lo: int, hi: int, chunk: int) -> None:
@@ -243,39 +264,57 @@ class ArmEnv(BatchedEnv):
             self._abuf[1:] = self._abuf[:-1]
         self._abuf[0] = a
         prepare = self._apply(self._abuf[self.delay, self._rows])
-        self.physics.step(self.substeps, prepare)
+        finish = self._fused_begin() if self.fused_step and self.worlds is not None else None
+        self.physics.step(self.substeps, prepare, finish)
         if prepare is not None:
-            self.stats["ik_unreached"] += int(self._unreached.sum())
-            self.stats["rate_limited"] += int(self._rate_limited.sum())
+            self.stats["ik_unreached"] += int(np.count_nonzero(self._unreached))
+            self.stats["rate_limited"] += int(np.count_nonzero(self._rate_limited))
         self.episode_step += 1
-        reward, success, failed = self._evaluate()
+        if finish is None:
+            reward, success, failed = self._evaluate()
+            obs = self._observe()
+        else:
+            reward, success, failed, obs = self._fused_end()
         unstable = self.physics.unstable.copy()
-        self.stats["physics_unstable"] += int(unstable.sum())
+        self.stats["physics_unstable"] += int(np.count_nonzero(unstable))
         terminated = failed | (success if self.cfg.terminate_on_success else False)
         truncated = ~terminated & ((self.episode_step >= self.max_episode_steps) | unstable)
         done = terminated | truncated
-        obs = self._observe()
-        final = obs
         if done.any():
+            final = obs
             self._reset_envs(np.flatnonzero(done))
             obs = self._observe()
             final = {k: np.where(done[:, None], final[k], obs[k]) for k in obs}
-        info = {
-            "final_obs": self._to_torch(final),
-            "done_mask": torch.as_tensor(done, device=self.device),
-            "success": torch.as_tensor(success, device=self.device),
-            "stats": dict(self.stats),
-        }
-        t = self._to_torch
-        return (t(obs), torch.as_tensor(reward, dtype=torch.float32, device=self.device),
-                torch.as_tensor(terminated, device=self.device), torch.as_tensor(truncated, device=self.device), info)
+        else:  # the same values, in tensors of their own
+            final = {k: v.copy() for k, v in obs.items()}
+        t = self._tensor
+        info = {"final_obs": self._to_torch(final), "done_mask": t(done), "success": t(success),
+                "stats": dict(self.stats)}
+        return self._to_torch(obs), t(reward.astype(np.float32)), t(terminated), t(truncated), info
+
+    def _fused_begin(self):
+        """Optional fast path of a task: draw this step's observation noise (the same draws, in the same order, as
+        :meth:`_components`) and return ``finish(lo, hi, chunk)``, a GIL-free kernel that the worker threads run
+        after the physics of their rows: observations (float32) and the reward terms, success and failure of
+        :meth:`_evaluate`. ``None``: the numpy path (:meth:`_evaluate`, :meth:`_observe`) on the main thread."""
+        return None
+
+    def _fused_end(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """After ``finish`` ran on every chunk: ``reward, success, failed`` and the observation groups (float32),
+        bit-identical to :meth:`_evaluate` and :meth:`_observe` (``tests/sim/arm`` checks it)."""
+        raise NotImplementedError
 
     def _observe(self) -> dict[str, np.ndarray]:
         pol, cri = self._components()
         return {"policy": np.concatenate([v for _, v in pol], 1), "critic": np.concatenate([v for _, v in cri], 1)}
 
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        """``a`` (a fresh array nobody else keeps) as a tensor on the env's device, without a copy on the CPU."""
+        t = torch.from_numpy(a)
+        return t if self.device.type == "cpu" else t.to(self.device)
+
     def _to_torch(self, obs: dict[str, np.ndarray]) -> Obs:
-        return {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in obs.items()}
+        return {k: self._tensor(v if v.dtype == np.float32 else v.astype(np.float32)) for k, v in obs.items()}
 
     # ----- export and checkpoints -------------------------------------------------------------------------
     def export_spec(self) -> dict[str, Any]:

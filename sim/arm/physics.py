@@ -93,9 +93,9 @@ class ArmPhysics:
         """Recompute derived quantities (contacts, batched arrays) of worlds ``ids`` after their state was set."""
         raise NotImplementedError
 
-    def step(self, nstep: int, prepare: Prepare | None = None) -> None:
+    def step(self, nstep: int, prepare: Prepare | None = None, finish: Prepare | None = None) -> None:
         """Run ``prepare(lo, hi, chunk)`` per chunk (it may fill ``ctrl`` rows), then hold ``ctrl`` for ``nstep``
-        physics steps."""
+        physics steps, then run ``finish(lo, hi, chunk)`` per chunk (a task's fused observation kernel)."""
         raise NotImplementedError
 
     def get_state(self) -> np.ndarray:
@@ -191,8 +191,8 @@ class MujocoArmPhysics(ArmPhysics):
     def forward(self, ids) -> None:
         self.worlds.forward(ids)
 
-    def step(self, nstep, prepare=None) -> None:
-        self.worlds.step(nstep, prepare)
+    def step(self, nstep, prepare=None, finish=None) -> None:
+        self.worlds.step(nstep, prepare, finish)
 
     def get_state(self) -> np.ndarray:
         return self.worlds.get_state()

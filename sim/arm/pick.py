@@ -6,12 +6,17 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+from numba import njit
 
 from sim.arm.base import ArmEnv
 from sim.arm.config import ArmTaskBase
 from sim.arm.ik import down_rotation, solve_ik
-from sim.arm.kinematics import Q_READY
+from sim.arm.kinematics import Q_READY, frames_row, tcp_row
 from sim.arm.mjcf import WORLD_GEOM
+
+#: Observation noise draws per env and step, in the order :meth:`PickCubeEnv._components` draws them:
+#: joints (7), joint velocities (7), gripper width (1), cube quaternion (4), cube position (3).
+_NOISE = (7, 7, 1, 4, 3)
 
 
 @dataclass
@@ -36,6 +41,77 @@ class PickCubeConfig(ArmTaskBase):
     """Consecutive lifted control steps for success."""
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pick_rows(lo, hi, qpos, qvel, sens, params, hold, noise, prm, idx, pol, cri, dist, lift_term, success, failed):
+    """Rows ``lo..hi`` of :meth:`PickCubeEnv._components` (float32) and :meth:`PickCubeEnv._evaluate` (``dist``
+    and the lift term of the reward; ``hold`` in place), operation for operation, so the numbers are identical.
+
+    ``noise`` holds the step's draws as ``rng.standard_normal`` gives them for the blocks of ``_NOISE`` (each
+    ``[N, k]``); ``prm`` = noise stds (5), half size, lift height, near distance, start-region centre (2);
+    ``idx`` = cube qpos / qvel address, finger qpos addresses (2), contact sensors (3), hold steps.
+    """
+    n = qpos.shape[0]
+    cq, cv, f1, f2, hold_steps = idx[0], idx[1], idx[2], idx[3], idx[7]
+    fpos, frot, tcp, hand = np.empty((8, 3)), np.empty((8, 3, 3)), np.empty(3), np.empty((3, 3))
+    q_n = np.empty(7)
+    for i in range(lo, hi):
+        # exact (critic) robot state
+        frames_row(qpos[i, :7], fpos, frot)
+        tcp_row(fpos, frot, tcp, hand)
+        for k in range(7):
+            cri[i, k] = qpos[i, k]
+            cri[i, 7 + k] = qvel[i, k]
+        for k in range(3):
+            cri[i, 14 + k] = tcp[k]
+        for r in range(3):
+            for c in range(3):
+                cri[i, 17 + 3 * r + c] = hand[r, c]
+        width = qpos[i, f1] + qpos[i, f2]
+        cri[i, 26] = width
+        # evaluation (uses the exact TCP)
+        d0, d1, d2 = qpos[i, cq] - tcp[0], qpos[i, cq + 1] - tcp[1], qpos[i, cq + 2] - tcp[2]
+        dist[i] = np.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+        lift = qpos[i, cq + 2] - prm[5]
+        lift_term[i] = 0.7 * min(max(lift / prm[6], 0.0), 1.0)
+        lifted = lift >= prm[6] and dist[i] <= prm[7]
+        hold[i] = hold[i] + 1 if lifted else 0
+        success[i] = hold[i] >= hold_steps
+        failed[i] = (qpos[i, cq + 2] < -0.05 or abs(qpos[i, cq] - prm[8]) > 0.6
+                     or abs(qpos[i, cq + 1] - prm[9]) > 0.6)
+        # noisy (policy) robot state: FK of the noisy joints
+        for k in range(7):
+            q_n[k] = qpos[i, k] + prm[0] * noise[7 * i + k]
+            pol[i, k] = q_n[k]
+            pol[i, 7 + k] = qvel[i, k] + prm[1] * noise[7 * n + 7 * i + k]
+        frames_row(q_n, fpos, frot)
+        tcp_row(fpos, frot, tcp, hand)
+        for k in range(3):
+            pol[i, 14 + k] = tcp[k]
+        for r in range(3):
+            for c in range(3):
+                pol[i, 17 + 3 * r + c] = hand[r, c]
+        pol[i, 26] = width + prm[2] * noise[14 * n + i]
+        # cube
+        z0 = 15 * n + 4 * i
+        a0 = qpos[i, cq + 3] + prm[3] * noise[z0]
+        a1 = qpos[i, cq + 4] + prm[3] * noise[z0 + 1]
+        a2 = qpos[i, cq + 5] + prm[3] * noise[z0 + 2]
+        a3 = qpos[i, cq + 6] + prm[3] * noise[z0 + 3]
+        norm = np.sqrt(a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3)
+        pol[i, 30], pol[i, 31], pol[i, 32], pol[i, 33] = a0 / norm, a1 / norm, a2 / norm, a3 / norm
+        for k in range(3):
+            pol[i, 27 + k] = qpos[i, cq + k] + prm[4] * noise[19 * n + 3 * i + k]
+            cri[i, 27 + k] = qpos[i, cq + k]
+        for k in range(4):
+            cri[i, 30 + k] = qpos[i, cq + 3 + k]
+        for k in range(6):
+            cri[i, 34 + k] = qvel[i, cv + k]
+        for k in range(3):
+            cri[i, 40 + k] = 1.0 if sens[i, idx[4 + k]] > 0 else 0.0
+        for k in range(4):
+            cri[i, 43 + k] = params[i, k]
+
+
 class PickCubeEnv(ArmEnv):
     """Batched pick-cube; policy sees noisy joints, TCP, gripper, tracked cube pose."""
 
@@ -56,6 +132,7 @@ class PickCubeEnv(ArmEnv):
     def _setup(self, model: mujoco.MjModel) -> None:
         self._dr_bodies, self._dr_geoms = ["cube"], ["cube"]
         self.hold = np.zeros(self.num_envs, dtype=np.int64)
+        self._noise = np.empty(sum(_NOISE) * self.num_envs)
 
     def _home_q(self, ids: np.ndarray) -> np.ndarray:
         k = len(ids)
@@ -107,6 +184,29 @@ class PickCubeEnv(ArmEnv):
         failed = (pos[:, 2] < -0.05) | (np.abs(pos[:, :2] - 0.5 * (np.array(c.cube_xy_low) +
                                                                     np.array(c.cube_xy_high))) > 0.6).any(1)
         return reward, success, failed
+
+    def _fused_begin(self):
+        if type(self)._components is not PickCubeEnv._components or type(self)._evaluate is not PickCubeEnv._evaluate:
+            return None  # a subclass changed what the kernel computes: its own numpy path
+        n, w, c, nz, ph = self.num_envs, self.worlds, self.cfg, self.cfg.noise, self.physics
+        # Read from the config every step, as the numpy path does (a curriculum may change the noise).
+        centre = 0.5 * (np.array(c.cube_xy_low) + np.array(c.cube_xy_high))
+        prm = np.array([nz.joint_position, nz.joint_velocity, nz.gripper_width, nz.object_quaternion,
+                        nz.object_position, c.cube_half_size, c.lift_height, c.near_distance, *centre])
+        cube_q, cube_v = ph._free("cube")
+        idx = np.array([cube_q, cube_v, *ph._finger_q,
+                        *(self._contact_index[p] for p in self._contact_pairs()), c.hold_steps], dtype=np.int64)
+        self.rng.standard_normal(out=self._noise)  # = the five draws of _components, one after the other
+        self._fused_out = out = (np.empty((n, self.obs_dims["policy"]), np.float32),
+                                 np.empty((n, self.obs_dims["critic"]), np.float32), np.empty(n), np.empty(n),
+                                 np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.bool_))
+        args = (w.qpos, w.qvel, w.sensordata, self.params, self.hold, self._noise, prm, idx, *out)
+        return lambda lo, hi, chunk: _pick_rows(lo, hi, *args)
+
+    def _fused_end(self):
+        pol, cri, dist, lift_term, success, failed = self._fused_out
+        reward = 0.3 * np.exp(-20 * dist) + lift_term  # numpy's exp, as in _evaluate (numba's differs in ulps)
+        return reward, success, failed, {"policy": pol, "critic": cri}
 
     def privileged_state(self) -> dict[str, np.ndarray]:
         from sim.arm.ik import hand_yaw

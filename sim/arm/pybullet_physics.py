@@ -174,7 +174,7 @@ class PybulletArmPhysics(BulletScene, ArmPhysics):
         self._read(ids)
 
     # ----- stepping -----------------------------------------------------------------------------------------------
-    def step(self, nstep, prepare=None) -> None:
+    def step(self, nstep, prepare=None, finish=None) -> None:
         if prepare is not None:
             prepare(0, self.num_envs, 0)
         n, dt = self.num_envs, self.dt
@@ -226,6 +226,8 @@ class PybulletArmPhysics(BulletScene, ArmPhysics):
                 self.place_body(i, b, self.model.body(b).pos, self.model.body(b).quat)
         if bad.any():
             self.forward(np.flatnonzero(bad))
+        if finish is not None:
+            finish(0, n, 0)
 
     def get_state(self) -> np.ndarray:
         """Joints (q, qd), servo targets, free bodies (pos, quat, vel) and fixed-body positions per env; Bullet's

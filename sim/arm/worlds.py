@@ -2,11 +2,13 @@
 
 Each control step makes one ``mj_step(model, data, nstep=substeps)`` call per env, so the physics substeps
 run in C with the GIL released (MuJoCo's bindings release it). Envs are split into ``num_threads`` contiguous
-chunks, one per worker thread; a worker first runs the caller's ``prepare(lo, hi, chunk)`` for its rows (the
-env's IK, a numba kernel that releases the GIL too), then steps its worlds and copies their state into the
-batched arrays. The only Python per env is that loop (set ``ctrl``, step, copy four small arrays), and it runs
-inside the workers. Results do not depend on the thread count: each world is stepped by exactly one call, and
-``prepare`` computes every row independently of the others.
+chunks, one per thread (the calling thread takes the last chunk, a pool of ``num_threads - 1`` workers the
+others); each first runs the caller's ``prepare(lo, hi, chunk)`` for its rows (the env's IK, a numba kernel that
+releases the GIL too), then steps its worlds, copies their state into the batched arrays and runs the caller's
+``finish(lo, hi, chunk)`` (the task's observations and reward, again a GIL-free kernel). The only Python per env
+is that loop (set ``ctrl``, step, copy four small arrays), and it runs inside the threads. Results do not depend
+on the thread count: each world is stepped by exactly one call, and ``prepare`` / ``finish`` compute every row
+independently of the others.
 
 Each env owns a copy of the model so that domain randomisation (masses, friction, gains) is per env.
 Contacts reach the batch through MuJoCo ``contact`` sensors (``sensordata``), so nobody scans contact lists
@@ -48,9 +50,10 @@ class BatchedWorlds:
         bounds = np.linspace(0, num_envs, self.num_threads + 1).astype(int)
         self.chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         """Row ranges ``(lo, hi)`` handled by each worker."""
-        self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
+        self._pool = ThreadPoolExecutor(self.num_threads - 1) if self.num_threads > 1 else None
         self._nstep = 1
         self._prepare: Callable[[int, int, int], None] | None = None
+        self._finish: Callable[[int, int, int], None] | None = None
         self.refresh()
 
     def _run_chunk(self, k: int) -> None:
@@ -70,22 +73,31 @@ class BatchedWorlds:
             qpos[i] = d_qpos
             qvel[i] = d_qvel
             sens[i] = d_sens
+        if self._finish is not None:
+            self._finish(lo, hi, k)
 
-    def step(self, nstep: int, prepare: Callable[[int, int, int], None] | None = None) -> None:
-        """Run ``prepare(lo, hi, chunk)`` per chunk, then hold ``self.ctrl`` for ``nstep`` physics steps.
+    def step(self, nstep: int, prepare: Callable[[int, int, int], None] | None = None,
+             finish: Callable[[int, int, int], None] | None = None) -> None:
+        """Per chunk: ``prepare(lo, hi, chunk)``, hold ``self.ctrl`` for ``nstep`` physics steps, ``finish(...)``.
 
-        ``ctrl`` must be finite and ``prepare`` must only touch rows ``lo..hi`` (it may run in a worker thread).
+        ``ctrl`` must be finite; ``prepare`` and ``finish`` must only touch rows ``lo..hi`` (they run in
+        several threads at once, on different chunks).
         """
         self._nstep = int(nstep)
-        self._prepare = prepare
+        self._prepare, self._finish = prepare, finish
         try:
             if self._pool is None:
                 self._run_chunk(0)
             else:
-                for f in [self._pool.submit(self._run_chunk, k) for k in range(len(self.chunks))]:
-                    f.result()
+                last = len(self.chunks) - 1
+                futures = [self._pool.submit(self._run_chunk, k) for k in range(last)]
+                try:
+                    self._run_chunk(last)
+                finally:
+                    for f in futures:
+                        f.result()
         finally:
-            self._prepare = None
+            self._prepare = self._finish = None
 
     def forward(self, envs) -> None:
         """Recompute derived quantities (positions, contacts, sensors) of ``envs`` after their state was set."""
