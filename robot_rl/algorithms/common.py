@@ -8,17 +8,24 @@ import torch
 from torch import nn
 
 
-def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _impl(fused: bool) -> dict[str, bool | None]:
+    """torch's single-kernel Adam (one fused op per parameter group; same update, other rounding) or the
+    multi-tensor one (one foreach op per step of the algorithm)."""
+    return {"fused": True} if fused else {"foreach": True}
+
+
+def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float,
+                   fused: bool = False) -> torch.optim.Optimizer:
     """Adam, or PyTorch's AdamW (decoupled decay ``w <- w (1 - lr weight_decay)`` on every parameter) when
     ``weight_decay > 0``. The L2F paper's optimizer is not this but RLtools' decay: :func:`make_rltools_adam`."""
     params = list(params)
     if weight_decay > 0:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **_impl(fused))
+    return torch.optim.Adam(params, lr=lr, **_impl(fused))
 
 
 def make_rltools_adam(named_params: Iterable[tuple[str, nn.Parameter]], lr: float,
-                      weight_decay: float) -> torch.optim.Optimizer:
+                      weight_decay: float, fused: bool = False) -> torch.optim.Optimizer:
     """Adam with RLtools' weight decay (the L2F paper's optimizer): every step, after the Adam update is formed,
     each weight *matrix* entry also moves by ``-w * weight_decay / 2`` (not scaled by the learning rate); biases
     are not decayed. Built as AdamW with per-group decay ``weight_decay / (2 lr)`` on weights and 0 on biases
@@ -27,9 +34,9 @@ def make_rltools_adam(named_params: Iterable[tuple[str, nn.Parameter]], lr: floa
     for name, p in named_params:
         (biases if "bias" in name else weights).append(p)
     if weight_decay <= 0:
-        return torch.optim.Adam(weights + biases, lr=lr, foreach=True)
+        return torch.optim.Adam(weights + biases, lr=lr, **_impl(fused))
     groups = [{"params": weights, "weight_decay": weight_decay / (2.0 * lr)}, {"params": biases, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, foreach=True)
+    return torch.optim.AdamW(groups, lr=lr, **_impl(fused))
 
 
 @torch.no_grad()
