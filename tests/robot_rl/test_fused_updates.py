@@ -103,3 +103,26 @@ def test_fused_path_trains_something():
     for name in ("actor", "critic"):
         for a, b in zip(before[name].parameters(), algo.modules()[name].parameters(), strict=True):
             assert not torch.equal(a, b)
+
+
+def test_fast_path_is_the_default():
+    """The resume tests of ``test_training.py`` (default configs) therefore run on the fused path."""
+    assert TD3Config().fused and SACConfig().fused
+
+
+def test_sac_hover_preset_critic_reads_the_privileged_group_actor_the_policy_group(tmp_path):
+    from robot_rl.config import get_preset
+    from robot_rl.runs import make_runner
+
+    cfg = get_preset("crazyflie-hover-sac")
+    apg = get_preset("crazyflie-hover")  # the actor shape the runtime, ONNX and C exports already serve
+    cfg.task.num_envs = 2
+    runner = make_runner(cfg, tmp_path)
+    dims = runner.env.obs_dims
+    assert cfg.task.critic_actor_inputs and dims["critic"] == 28 + 4 * cfg.task.action_history
+    assert runner.algo.critic.weights[0].shape[1] == dims["critic"] + 4
+    graph = runner.algo.actor.graph()
+    assert graph.weights[0].shape[1] == dims["policy"] == 18 + 4 * apg.task.action_history
+    assert graph.weights[-1].shape[0] == 4 and graph.output == "tanh"
+    runner._iteration()  # the critic group carries the actor's inputs (its action history) too
+    assert torch.equal(runner.obs["critic"][:, 28:], runner.obs["policy"][:, 18:])
