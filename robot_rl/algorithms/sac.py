@@ -11,9 +11,9 @@ from torch import nn
 
 from robot_rl.algorithms.common import make_optimizer, polyak, step
 from robot_rl.models.critic import EnsembleMLP
-from robot_rl.models.ensemble_function import ensemble_apply
+from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP, PolicyGraph
-from robot_rl.models.mlp_function import mlp_apply, mlp_forward
+from robot_rl.models.mlp_function import mlp_forward
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -58,7 +58,7 @@ class SquashedGaussianActor(nn.Module):
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action and its log-probability (with the tanh correction)."""
-        out = mlp_apply(self.net, obs) if self.fused else self.net(obs)
+        out = actor_apply(self.net, obs) if self.fused else self.net(obs)
         mean, log_std = out.split(self.action_dim, dim=-1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device)
@@ -90,7 +90,7 @@ class SAC:
         self.target_entropy = float(-action_dim if cfg.target_entropy is None else cfg.target_entropy)
         self.actor_opt = make_optimizer(self.actor.parameters(), cfg.actor_lr, cfg.weight_decay, cfg.fused)
         self.critic_opt = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay, cfg.fused)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=cfg.fused or None)
         self.gen = generator
         self.num_updates = 0
 

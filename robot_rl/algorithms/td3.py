@@ -9,9 +9,9 @@ import torch
 
 from robot_rl.algorithms.common import make_rltools_adam, polyak, step
 from robot_rl.models.critic import EnsembleMLP
-from robot_rl.models.ensemble_function import ensemble_apply
+from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP
-from robot_rl.models.mlp_function import mlp_apply, mlp_forward
+from robot_rl.models.mlp_function import mlp_forward
 
 
 @dataclass
@@ -122,7 +122,7 @@ class TD3:
         if train_actor and self.num_updates % c.policy_delay == 0:
             ab = actor_batch if actor_batch is not None else batch
             if c.fused:
-                a = mlp_apply(self.actor, ab["policy_obs"])
+                a = actor_apply(self.actor, ab["policy_obs"])
                 q_pi = ensemble_apply(self.critic, torch.cat((ab["critic_obs"], a), dim=-1), members=1)[0]
             else:
                 a = self.actor(ab["policy_obs"])

@@ -6,7 +6,8 @@ matrix products. :func:`ensemble_apply` computes the same forward values with th
 ``critic(x)``) and back-propagates with three batched matrix products per layer and the closed-form activation
 derivatives (equal to autograd's up to float rounding); the fast tanh and its slope come from one numba pass
 (:mod:`robot_rl.models._fast_tanh_kernels`) instead of sixteen elementwise torch ops. ``members``
-evaluates only the first ``members`` critics (TD3's actor loss reads the first twin only).
+evaluates only the first ``members`` critics (TD3's actor loss reads the first twin only); :func:`actor_apply`
+runs an actor MLP through the same node.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 
 from robot_rl.models._fast_tanh_kernels import applies, fast_tanh, fast_tanh_slope
 from robot_rl.models.critic import EnsembleMLP
-from robot_rl.models.mlp_function import SUPPORTED_ACTIVATIONS, _act, _act_grad
+from robot_rl.models.mlp import MLP
+from robot_rl.models.mlp_function import SUPPORTED_ACTIVATIONS, _act, _act_grad, mlp_apply
 
 
 def _forward(x: torch.Tensor, activation: str, weights: tuple[torch.Tensor, ...], biases: tuple[torch.Tensor, ...],
@@ -93,4 +95,14 @@ def ensemble_apply(critic: EnsembleMLP, x: torch.Tensor, members: int | None = N
     return _EnsembleFunction.apply(x, critic.activation_name, *params)
 
 
-__all__ = ["ensemble_apply"]
+def actor_apply(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)`` for a ``[B, in]`` batch through the same node, as a one-member ensemble on views of the
+    weights (the fast tanh and its slope in one numba pass, unlike :func:`mlp_apply`). Other activations,
+    other shapes and no-gradient calls go to :func:`mlp_apply`."""
+    if mlp.activation_name not in SUPPORTED_ACTIVATIONS or x.dim() != 2 or not torch.is_grad_enabled():
+        return mlp_apply(mlp, x)
+    params = [t for layer in mlp.linears for t in (layer.weight.t().unsqueeze(0), layer.bias.view(1, 1, -1))]
+    return mlp.squash(_EnsembleFunction.apply(x, mlp.activation_name, *params)[0])
+
+
+__all__ = ["actor_apply", "ensemble_apply"]

@@ -8,7 +8,8 @@ import torch
 from robot_rl.algorithms.sac import SAC, SACConfig
 from robot_rl.algorithms.td3 import TD3, TD3Config
 from robot_rl.models.critic import EnsembleMLP
-from robot_rl.models.ensemble_function import ensemble_apply
+from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
+from robot_rl.models.mlp import MLP
 
 
 @pytest.mark.parametrize("activation", ["fast_tanh", "tanh", "relu"])
@@ -30,6 +31,25 @@ def test_ensemble_apply_matches_autograd(activation, shape, members):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     if members == 1:  # the second twin takes no part
         assert gp[0][1].abs().max() == 0 and gp_ref[0][1].abs().max() == 0
+
+
+@pytest.mark.parametrize("activation", ["fast_tanh", "tanh", "relu"])
+@pytest.mark.parametrize("output", ["tanh", "identity"])
+def test_actor_apply_matches_autograd(activation, output):
+    torch.manual_seed(0)
+    actor = MLP(5, (16, 16), 3, activation, output)
+    with torch.no_grad():
+        actor.linears[0].weight.mul_(6.0)
+    x = torch.randn(32, 5, requires_grad=True)
+    g = torch.randn(32, 3)
+    ref = actor(x)
+    want = torch.autograd.grad(ref, [x, *actor.parameters()], g)
+    out = actor_apply(actor, x)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(out, [x, *actor.parameters()], g), want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():  # acting: the module's values bit for bit
+        assert torch.equal(actor_apply(actor, x), actor(x))
 
 
 def batch(n: int, pdim: int = 5, cdim: int = 9, adim: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
