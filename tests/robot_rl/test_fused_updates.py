@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from robot_rl.algorithms.common import make_optimizer, make_rltools_adam, step
 from robot_rl.algorithms.sac import SAC, SACConfig
 from robot_rl.algorithms.td3 import TD3, TD3Config
 from robot_rl.models.critic import EnsembleMLP
@@ -123,6 +124,31 @@ def test_fused_path_trains_something():
     for name in ("actor", "critic"):
         for a, b in zip(before[name].parameters(), algo.modules()[name].parameters(), strict=True):
             assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["adam", "rltools"])
+def test_fused_adam_step_equals_optimizer_step(kind):
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    w0 = nets[0][0].weight.detach().clone()
+    if kind == "adam":
+        opts = [make_optimizer(n.parameters(), 1e-2, 0.0, fused=True) for n in nets]
+    else:  # AdamW with a decayed and an undecayed group
+        opts = [make_rltools_adam(n.named_parameters(), 1e-2, 1e-2, fused=True) for n in nets]
+    for i in range(4):
+        x = torch.randn(16, 4, generator=torch.Generator().manual_seed(i))
+        for net, opt, fast in ((nets[0], opts[0], False), (nets[1], opts[1], True)):
+            loss = net(x).square().mean()
+            if fast:
+                step(opt, loss)  # the direct kernel call (after the first step has built the state)
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+            assert torch.equal(a, b)
+    assert not torch.equal(nets[0][0].weight, w0)
 
 
 def test_fast_path_is_the_default():
