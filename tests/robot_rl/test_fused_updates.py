@@ -157,6 +157,7 @@ def test_fast_path_is_the_default():
 
 
 def test_sac_hover_preset_critic_reads_the_privileged_group_actor_the_policy_group(tmp_path):
+    """Asymmetric: Q on the privileged state (+ action), the actor on what the exports and runtime feed it."""
     from robot_rl.config import get_preset
     from robot_rl.runs import make_runner
 
@@ -165,10 +166,10 @@ def test_sac_hover_preset_critic_reads_the_privileged_group_actor_the_policy_gro
     cfg.task.num_envs = 2
     runner = make_runner(cfg, tmp_path)
     dims = runner.env.obs_dims
-    assert cfg.task.critic_actor_inputs and dims["critic"] == 28 + 4 * cfg.task.action_history
-    assert runner.algo.critic.weights[0].shape[1] == dims["critic"] + 4
+    assert dims["critic"] == 28 and runner.algo.critic.weights[0].shape[1] == 28 + 4
+    assert runner.algo.actor.net.linears[0].in_features == dims["policy"]
     graph = runner.algo.actor.graph()
     assert graph.weights[0].shape[1] == dims["policy"] == 18 + 4 * apg.task.action_history
     assert graph.weights[-1].shape[0] == 4 and graph.output == "tanh"
-    runner._iteration()  # the critic group carries the actor's inputs (its action history) too
-    assert torch.equal(runner.obs["critic"][:, 28:], runner.obs["policy"][:, 18:])
+    runner._iteration()
+    assert runner.obs["critic"].shape == (2, 28) and runner.obs["policy"].shape == (2, dims["policy"])
