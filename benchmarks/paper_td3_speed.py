@@ -62,7 +62,8 @@ def main() -> None:
     wall_300k = wall * PAPER_STEPS / out["env_steps"] if extrapolated else wall
     print(f"paper-td3 seed {args.seed} ({'fused' if cfg.td3.fused else 'plain'} updates): {out['env_steps']} env "
           f"steps, {runner.algo.num_updates} critic updates in {wall:.1f} s = {steps_per_s:.0f} env+train steps/s"
-          + (f"; extrapolated to 300k steps: {wall_300k:.1f} s (EXTRAPOLATED)" if extrapolated else ""))
+          + (f"; extrapolated linearly to 300k steps: {wall_300k:.1f} s (EXTRAPOLATED; a lower bound: the "
+             "updates start at 15k/30k steps)" if extrapolated else ""))
     why = reference_missing()
     print(why)
     print(json.dumps({"wall_s": round(wall_300k, 2), "steps_per_s": round(steps_per_s, 1),
