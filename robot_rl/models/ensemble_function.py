@@ -16,10 +16,15 @@ from typing import Any
 
 import torch
 
-from robot_rl.models._fast_tanh_kernels import applies, fast_tanh, fast_tanh_slope
+from robot_rl.models._fast_tanh_kernels import fast_tanh, fast_tanh_slope
 from robot_rl.models.critic import EnsembleMLP
 from robot_rl.models.mlp import MLP
 from robot_rl.models.mlp_function import SUPPORTED_ACTIVATIONS, _act, _act_grad, mlp_apply
+
+
+def _kernel(activation: str, w: torch.Tensor) -> bool:
+    """Whether the fast tanh goes through the numba kernel (float32 on the CPU)."""
+    return activation == "fast_tanh" and w.device.type == "cpu" and w.dtype == torch.float32
 
 
 def _forward(x: torch.Tensor, activation: str, weights: tuple[torch.Tensor, ...], biases: tuple[torch.Tensor, ...],
@@ -28,13 +33,14 @@ def _forward(x: torch.Tensor, activation: str, weights: tuple[torch.Tensor, ...]
     through the numba kernel) or its pre-activation, and every layer's input."""
     n = weights[0].shape[0]
     h = x.unsqueeze(0).expand(n, -1, -1) if x.dim() == 2 else x
+    kernel = _kernel(activation, weights[0])
     grads, posts = [], [h]
     last = len(weights) - 1
     for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
         z = torch.baddbmm(b, h, w)
         if i == last:
             return z, grads, posts
-        if activation == "fast_tanh" and applies(z):
+        if kernel:  # baddbmm's output: contiguous, like the weights on the CPU in float32
             if keep:
                 h, slope = fast_tanh_slope(z)
                 grads.append(slope)
@@ -55,7 +61,7 @@ class _EnsembleFunction(torch.autograd.Function):
             out, grads, posts = _forward(x, activation, weights, biases, keep=True)
         ctx.save_for_backward(*weights, *grads, *posts)
         ctx.activation, ctx.layers, ctx.shared = activation, len(weights), x.dim() == 2
-        ctx.slopes = activation == "fast_tanh" and applies(out)
+        ctx.slopes = _kernel(activation, weights[0])
         return out
 
     @staticmethod
