@@ -122,3 +122,32 @@ def panda_reach_sac() -> TrainConfig:
     cfg.checkpoint_every = 20_000
     cfg.log_every = 5_000
     return cfg
+
+
+@register("crazyflie-hover-sac",
+          "Asymmetric SAC (critic on the paper's 28-dim privileged state), 32 envs, fused updates; below the bar")
+def crazyflie_hover_sac() -> TrainConfig:
+    cfg = TrainConfig(algorithm="sac")
+    # the critic reads the paper's privileged group (noise-free state, disturbances, rotor speeds), the actor the
+    # policy group, so export and runtime are unchanged. With the actor's 128-dim action history in the critic
+    # (task.critic_actor_inputs) SAC crashed every episode up to 90-130k steps in two configurations, where this
+    # one survives 91 % at 120k (benchmarks/README.md), as paper-td3 did with the history
+    cfg.task.critic_actor_inputs = False
+    cfg.task.num_envs = 32
+    # the paper's reward weights and curriculum, its stages 4x as often (position weight 5 -> 31 by 250k steps):
+    # the end point from the start (as crazyflie-hover) makes the per-step reward negative early on, and
+    # SAC then learns to end episodes early
+    cfg.curriculum = CurriculumConfig(every=25_000)
+    oc = cfg.off_policy
+    oc.total_env_steps = oc.buffer_capacity = 300_000
+    oc.random_steps = oc.critic_starts = oc.actor_starts = 5_000
+    # RLtools' SAC optimiser and entropy target (lr 1e-3, target entropy -4: SACConfig's defaults) and its one
+    # gradient step per 5 transitions; 32 envs share the per-step cost of collection; 64-64 networks as paper-td3
+    cfg.sac.actor_hidden = cfg.sac.critic_hidden = (64, 64)
+    oc.updates_per_step = 0.2
+    oc.batch_size = 256
+    cfg.eval_every = 20_000
+    cfg.eval_episodes_during_training = 256  # the full protocol: the first pass is a pass of `robot-rl eval`
+    cfg.checkpoint_every = 100_000
+    cfg.log_every = 10_000
+    return cfg

@@ -11,7 +11,9 @@ from torch import nn
 
 from robot_rl.algorithms.common import make_optimizer, polyak, step
 from robot_rl.models.critic import EnsembleMLP
+from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP, PolicyGraph
+from robot_rl.models.mlp_function import mlp_forward
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -34,22 +36,30 @@ class SACConfig:
     """None gives -action_dim."""
     policy_delay: int = 1
     num_critics: int = 2
+    fused: bool = True
+    """Fast path, same maths: actor and critics as one autograd node each (hand-written backward,
+    ``mlp_function``/``ensemble_function``) and torch's fused Adam. False: plain autograd through the modules
+    and multi-tensor Adam (equal up to float rounding)."""
 
 
 class SquashedGaussianActor(nn.Module):
     """MLP producing mean and log-std of a Gaussian squashed by tanh; deterministic action = tanh(mean)."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...], action_dim: int, activation: str) -> None:
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], action_dim: int, activation: str,
+                 fused: bool = False) -> None:
         super().__init__()
         self.action_dim = action_dim
+        self.fused = fused
         self.net = MLP(in_dim, hidden, 2 * action_dim, activation, output="identity")
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs)[..., : self.action_dim])
+        out = mlp_forward(self.net, obs) if self.fused and not torch.is_grad_enabled() else self.net(obs)
+        return torch.tanh(out[..., : self.action_dim])
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action and its log-probability (with the tanh correction)."""
-        mean, log_std = self.net(obs).split(self.action_dim, dim=-1)
+        out = actor_apply(self.net, obs) if self.fused else self.net(obs)
+        mean, log_std = out.split(self.action_dim, dim=-1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device)
         u = mean + eps * log_std.exp()
@@ -73,14 +83,14 @@ class SAC:
     def __init__(self, cfg: SACConfig, policy_dim: int, critic_dim: int, action_dim: int,
                  generator: torch.Generator | None = None) -> None:
         self.cfg = cfg
-        self.actor = SquashedGaussianActor(policy_dim, cfg.actor_hidden, action_dim, cfg.activation)
+        self.actor = SquashedGaussianActor(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, cfg.fused)
         self.critic = EnsembleMLP(cfg.num_critics, critic_dim + action_dim, cfg.critic_hidden, 1, cfg.activation)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_alpha)))
         self.target_entropy = float(-action_dim if cfg.target_entropy is None else cfg.target_entropy)
-        self.actor_opt = make_optimizer(self.actor.parameters(), cfg.actor_lr, cfg.weight_decay)
-        self.critic_opt = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.actor_opt = make_optimizer(self.actor.parameters(), cfg.actor_lr, cfg.weight_decay, cfg.fused)
+        self.critic_opt = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay, cfg.fused)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=cfg.fused or None)
         self.gen = generator
         self.num_updates = 0
 
@@ -103,9 +113,12 @@ class SAC:
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
             a2, logp2 = self.actor.sample(batch["next_policy_obs"], self.gen)
-            q2 = self.critic_target(torch.cat((batch["next_critic_obs"], a2), dim=-1)).squeeze(-1).min(0).values
+            x2 = torch.cat((batch["next_critic_obs"], a2), dim=-1)
+            q2 = (ensemble_apply(self.critic_target, x2) if self.cfg.fused else self.critic_target(x2))
+            q2 = q2.squeeze(-1).min(0).values
             y = batch["reward"] + self.cfg.gamma * (1.0 - batch["terminated"]) * (q2 - alpha * logp2)
-        q = self.critic(torch.cat((batch["critic_obs"], batch["action"]), dim=-1)).squeeze(-1)
+        critic = (lambda x: ensemble_apply(self.critic, x)) if self.cfg.fused else self.critic
+        q = critic(torch.cat((batch["critic_obs"], batch["action"]), dim=-1)).squeeze(-1)
         critic_loss = ((q - y) ** 2).mean(dim=1).sum()
         step(self.critic_opt, critic_loss)
         self.num_updates += 1
@@ -113,7 +126,7 @@ class SAC:
         if train_actor and self.num_updates % self.cfg.policy_delay == 0:
             a, logp = self.actor.sample(batch["policy_obs"], self.gen)
             self.critic.requires_grad_(False)
-            q_pi = self.critic(torch.cat((batch["critic_obs"], a), dim=-1)).squeeze(-1).min(0).values
+            q_pi = critic(torch.cat((batch["critic_obs"], a), dim=-1)).squeeze(-1).min(0).values
             actor_loss = (alpha * logp - q_pi).mean()
             step(self.actor_opt, actor_loss)
             self.critic.requires_grad_(True)

@@ -9,7 +9,9 @@ import torch
 
 from robot_rl.algorithms.common import make_rltools_adam, polyak, step
 from robot_rl.models.critic import EnsembleMLP
+from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP
+from robot_rl.models.mlp_function import mlp_forward
 
 
 @dataclass
@@ -40,6 +42,10 @@ class TD3Config:
     target_noise_clip: float = 0.5
     exploration_noise: float = 0.1
     num_critics: int = 2
+    fused: bool = True
+    """Fast path, same maths: actor and critics as one autograd node each (hand-written backward,
+    ``mlp_function``/``ensemble_function``), the actor loss on the first twin only, torch's fused Adam.
+    False: plain autograd through the modules and multi-tensor Adam (equal up to float rounding)."""
 
 
 class TD3:
@@ -53,8 +59,9 @@ class TD3:
         self.critic = EnsembleMLP(cfg.num_critics, critic_dim + action_dim, cfg.critic_hidden, 1, cfg.activation)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = make_rltools_adam(self.actor.named_parameters(), cfg.actor_lr, cfg.weight_decay)
-        self.critic_opt = make_rltools_adam(self.critic.named_parameters(), cfg.critic_lr, cfg.weight_decay)
+        self.actor_opt = make_rltools_adam(self.actor.named_parameters(), cfg.actor_lr, cfg.weight_decay, cfg.fused)
+        self.critic_opt = make_rltools_adam(self.critic.named_parameters(), cfg.critic_lr, cfg.weight_decay,
+                                            cfg.fused)
         self.gen = generator
         self.num_updates = 0
 
@@ -67,7 +74,7 @@ class TD3:
 
     @torch.no_grad()
     def act(self, policy_obs: torch.Tensor, explore: bool) -> torch.Tensor:
-        a = self.actor(policy_obs)
+        a = mlp_forward(self.actor, policy_obs) if self.cfg.fused else self.actor(policy_obs)
         if explore:
             noise = torch.randn(a.shape, generator=self.gen, device=a.device) * self.cfg.exploration_noise
             a = (a + noise).clamp(-1.0, 1.0)
@@ -78,10 +85,11 @@ class TD3:
                  terminated: torch.Tensor) -> torch.Tensor:
         """``r + gamma (1 - terminated) min_i Q_i'(s', clip(pi'(s') + clip(eps)))``."""
         c = self.cfg
-        a = self.actor_target(next_policy_obs)
+        a = mlp_forward(self.actor_target, next_policy_obs) if c.fused else self.actor_target(next_policy_obs)
         eps = torch.randn(a.shape, generator=self.gen, device=a.device) * c.target_noise
         a = (a + eps.clamp(-c.target_noise_clip, c.target_noise_clip)).clamp(-1.0, 1.0)
-        q = self.critic_target(torch.cat((next_critic_obs, a), dim=-1)).squeeze(-1).min(dim=0).values
+        x = torch.cat((next_critic_obs, a), dim=-1)
+        q = (ensemble_apply(self.critic_target, x) if c.fused else self.critic_target(x)).squeeze(-1).min(dim=0).values
         return reward + c.gamma * (1.0 - terminated) * q
 
     def batch_rows(self, batch_size: int) -> int:
@@ -106,15 +114,19 @@ class TD3:
         x = torch.cat((batch["critic_obs"], batch["action"]), dim=-1)
         if c.independent_batches:
             x, y = x.reshape(c.num_critics, -1, x.shape[-1]), y.reshape(c.num_critics, -1)
-        q = self.critic(x).squeeze(-1)
+        q = (ensemble_apply(self.critic, x) if c.fused else self.critic(x)).squeeze(-1)
         critic_loss = ((q - y) ** 2).mean(dim=1).sum()
         step(self.critic_opt, critic_loss)
         self.num_updates += 1
         out = {"critic_loss": critic_loss.detach()}
         if train_actor and self.num_updates % c.policy_delay == 0:
             ab = actor_batch if actor_batch is not None else batch
-            a = self.actor(ab["policy_obs"])
-            q_pi = self.critic(torch.cat((ab["critic_obs"], a), dim=-1))[0]
+            if c.fused:
+                a = actor_apply(self.actor, ab["policy_obs"])
+                q_pi = ensemble_apply(self.critic, torch.cat((ab["critic_obs"], a), dim=-1), members=1)[0]
+            else:
+                a = self.actor(ab["policy_obs"])
+                q_pi = self.critic(torch.cat((ab["critic_obs"], a), dim=-1))[0]
             actor_loss = -q_pi.mean()
             self.critic.requires_grad_(False)
             step(self.actor_opt, actor_loss)

@@ -29,13 +29,18 @@ class EnsembleMLP(nn.Module):
             bound = 1.0 / math.sqrt(a)
             self.weights.append(nn.Parameter(torch.empty(n, a, b).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(n, 1, b).uniform_(-bound, bound)))
+        self.activation_name = activation
         self.act = ACTIVATIONS[activation]()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: int | None = None) -> torch.Tensor:
+        """All members' outputs, or those of the first ``members`` only."""
+        k = self.n if members is None else members
         if x.ndim == 2:
-            x = x.unsqueeze(0).expand(self.n, -1, -1)
+            x = x.unsqueeze(0).expand(k, -1, -1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if k < self.n:
+                w, b = w[:k], b[:k]
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = self.act(x)

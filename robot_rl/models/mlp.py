@@ -67,7 +67,10 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.linears[:-1]:
             x = self.act(layer(x))
-        x = self.linears[-1](x)
+        return self.squash(self.linears[-1](x))
+
+    def squash(self, x: torch.Tensor) -> torch.Tensor:
+        """The output squash applied to the last layer's values."""
         if self.output == "tanh":
             return torch.tanh(x)
         if self.output == "clip":

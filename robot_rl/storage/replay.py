@@ -16,6 +16,10 @@ class ReplayBuffer:
     Besides the reward it keeps the unweighted reward terms of every transition, so that
     :meth:`recompute_rewards` can rewrite all stored rewards when a curriculum changes the weights (the
     L2F paper's trick). ``overwrite=False`` refuses to wrap (the paper never overwrites its buffer).
+
+    All fields live side by side in one preallocated ``[capacity, width]`` float32 table (``data[name]`` is a
+    view of its columns): adding a batch is one row write and sampling one ``index_select``, whatever the number
+    of fields (per-field tensors cost one op per field, and on small networks those ops are the update's cost).
     """
 
     def __init__(self, capacity: int, dims: dict[str, int], device: torch.device | str = "cpu",
@@ -23,11 +27,24 @@ class ReplayBuffer:
         self.capacity = capacity
         self.overwrite = overwrite
         self.device = torch.device(device)
-        self.data = {k: torch.zeros(capacity, d, device=self.device) for k, d in dims.items()}
-        self.data["reward"] = torch.zeros(capacity, device=self.device)
-        self.data["terminated"] = torch.zeros(capacity, device=self.device)
+        widths = {**dims, "reward": 1, "terminated": 1}  # one scalar per transition each
+        self.fields = [k for k in FIELDS if k in widths] + [k for k in widths if k not in FIELDS]
+        self.table = torch.zeros(capacity, sum(widths.values()), device=self.device)
+        self.columns: dict[str, slice] = {}
+        start = 0
+        for k in self.fields:
+            self.columns[k] = slice(start, start + widths[k])
+            start += widths[k]
+        self.data = {k: self._view(self.table, k) for k in self.fields}
+        self._sampled = [k for k in self.fields if k != "reward_terms"]
         self.pos = 0
         self.size = 0
+
+    def _view(self, rows: torch.Tensor, name: str) -> torch.Tensor:
+        col = self.columns[name]
+        if name in ("reward", "terminated"):
+            return rows[:, col.start]
+        return rows[:, col]
 
     @classmethod
     def for_env(cls, capacity: int, policy_dim: int, critic_dim: int, action_dim: int, n_terms: int,
@@ -41,16 +58,20 @@ class ReplayBuffer:
         n = batch["action"].shape[0]
         if not self.overwrite and self.size + n > self.capacity:
             raise RuntimeError(f"replay buffer full ({self.capacity} transitions) and overwrite=False")
-        idx = (torch.arange(n, device=self.device) + self.pos) % self.capacity
-        for k, v in batch.items():
-            dst = self.data[k]
-            dst.index_copy_(0, idx, v.to(dst.dtype).reshape(n, *dst.shape[1:]))
+        if batch.keys() != self.columns.keys():
+            raise ValueError(f"replay add needs the fields {sorted(self.columns)}, got {sorted(batch)}")
+        rows = torch.cat([batch[k].reshape(n, -1).to(self.table.dtype) for k in self.fields], dim=1)
+        if self.pos + n <= self.capacity:
+            self.table[self.pos:self.pos + n] = rows
+        else:
+            self.table.index_copy_(0, (torch.arange(n, device=self.device) + self.pos) % self.capacity, rows)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.size, (batch_size,), generator=generator, device=self.device)
-        return {k: v.index_select(0, idx) for k, v in self.data.items() if k != "reward_terms"}
+        rows = self.table.index_select(0, idx)
+        return {k: self._view(rows, k) for k in self._sampled}
 
     @torch.no_grad()
     def recompute_rewards(self, reward_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:

@@ -179,6 +179,7 @@ def test_presets_registered():
     assert TrainConfig().task.critic_actor_inputs  # the default for sac, ppo and new presets
     assert get_preset("crazyflie-hover").algorithm == "apg"
     assert get_preset("crazyflie-hover-td3").algorithm == "td3"
+    assert get_preset("crazyflie-hover-sac").algorithm == "sac"
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("nope")
 
