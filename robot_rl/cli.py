@@ -77,7 +77,7 @@ def demos(task: tyro.conf.Positional[str], out: Path, episodes: int = 200, seed:
 
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, sweep: bool = True,
              source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto", video_episodes: int = 4,
-             sim: tuple[str, ...] = ("ours",)) -> None:
+             sim: tuple[str, ...] = ("ours",), sweep_episodes: int | None = None) -> None:
     """Evaluate a run with its task's protocol (quadrotor-hover: 256 paper episodes + robustness sweep) and
     write report.md with plots.
 
@@ -87,15 +87,18 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none).
     ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
     transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md); the Panda tasks
-    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``."""
+    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``. Their robustness sweep (object mass and friction
+    x0.8/x1.2, servo gains x0.8/x1.2, +10 ms latency) flies ``--sweep-episodes`` episodes per row (default 50, at
+    most ``--episodes``); ``--no-sweep`` skips it."""
     from robot_rl.commands.bc import is_bc_run, run_bc_eval
     from robot_rl.commands.evaluate import print_summary, run_eval
 
     if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
-        summary = run_bc_eval(run_dir, episodes, video_episodes, source, sims=tuple(sim))
+        summary = run_bc_eval(run_dir, episodes, video_episodes, source, sims=tuple(sim), sweep=sweep,
+                              sweep_episodes=sweep_episodes)
         print(f"report written to {summary['report']}")
         return print_summary(summary)
-    summary = run_eval(run_dir, episodes, sweep, source, video_episodes, sims=sim)
+    summary = run_eval(run_dir, episodes, sweep, source, video_episodes, sims=sim, sweep_episodes=sweep_episodes)
     print(f"report written to {summary['report']}")
     print_summary(summary)
 
