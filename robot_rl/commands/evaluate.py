@@ -16,6 +16,7 @@ from robot_rl.commands.transfer import (
     OURS,
     resolve_sims,
     sweep_config,
+    sweep_digest,
     sweep_lines,
     sweep_setting,
     transfer_eval,
@@ -201,4 +202,7 @@ def _success_table(result: dict) -> list[str]:
 
 
 def print_summary(summary: dict) -> None:
+    """The robustness sweep (one line per simulator), then the headline as the last line (JSON)."""
+    for line in sweep_digest(summary):
+        print(line)
     print(json.dumps(summary["headline"]))

@@ -154,3 +154,20 @@ def sweep_config(ecfg: Any, sweep_episodes: int | None) -> Any:
         return ecfg
     want = ecfg.sweep_episodes if sweep_episodes is None else sweep_episodes
     return replace(ecfg, sweep_episodes=min(want, ecfg.episodes))
+
+
+def sweep_digest(summary: dict) -> list[str]:
+    """One line per simulator with its robustness sweep's rates (what ``robot-rl eval`` prints)."""
+    per = {k: v.get("robustness") or [] for k, v in summary.get("transfer", {}).items()}
+    per = per or {"": summary.get("robustness") or []}
+    lines = []
+    for label, rows in per.items():
+        if not rows:
+            continue
+        rates = [k for k, v in rows[0].items() if k not in ("parameter", "error", "setting", "unit", "episodes")
+                 and isinstance(v, float) and not k.endswith(("_m", "_length"))]
+        cells = ", ".join(f"{_column(r)} " + "/".join(f"{r[k]:.0%}" for k in rates) for r in rows)
+        where = f" in {label}" if label else ""
+        lines.append(f"robustness sweep{where} ({'/'.join(rates)}, {rows[0].get('episodes', 'all')} episodes per "
+                     f"row): {cells}")
+    return lines
