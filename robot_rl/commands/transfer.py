@@ -141,7 +141,8 @@ def sweep_lines(rows: list[dict], rates: tuple[str, ...]) -> list[str]:
             return f"{value:.1%}"
         return f"{value * 100:.1f} cm" if key.endswith("_m") else f"{value:.1f}"
 
-    return head + [f"| parameter | setting | {names} |", "|---|---|" + "---|" * len(cols)] + [
+    level = "setting" if "setting" in rows[0] else "error"
+    return head + [f"| parameter | {level} | {names} |", "|---|---|" + "---|" * len(cols)] + [
         f"| {r['parameter']} | {sweep_setting(r)} | " + " | ".join(cell(c, r[c]) for c in cols) + " |"
         for r in rows] + [""]
 
