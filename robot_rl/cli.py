@@ -79,8 +79,8 @@ def demos(task: tyro.conf.Positional[str], out: Path, episodes: int = 200, seed:
 
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, sweep: bool = True,
              source: Literal["auto", "onnx", "checkpoint", "int8"] = "auto", video_episodes: int = 4,
-             sim: tuple[str, ...] = ("ours",), vehicles: int = 0, vehicle_seed: int | None = None,
-             vehicle_margin: float = 0.2) -> None:
+             sim: tuple[str, ...] = ("ours",), sweep_episodes: int | None = None, vehicles: int = 0,
+             vehicle_seed: int | None = None, vehicle_margin: float = 0.2) -> None:
     """Evaluate a run with its task's protocol (quadrotor-hover: 256 paper episodes + robustness sweep) and
     write report.md with plots.
 
@@ -90,7 +90,9 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none).
     ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
     transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md); the Panda tasks
-    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``.
+    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``. Their robustness sweep (object mass and friction
+    x0.8/x1.2, servo gains x0.8/x1.2, +10 ms latency) flies ``--sweep-episodes`` episodes per row (default 50, at
+    most ``--episodes``); ``--no-sweep`` skips it.
     ``--vehicles N`` (quadrotor motor level) instead flies N vehicles drawn from the published Crazyflie span
     widened by ``--vehicle-margin`` of each range, on the held-out ``--vehicle-seed`` (report_vehicles.md, with
     survival/settle per vehicle and a plot of settle versus each parameter)."""
@@ -124,10 +126,11 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
         return print_vehicle_summary(summary)
 
     if is_bc_run(run_dir):  # behaviour cloning (dp-/mse- presets): chunked, executed as deployed
-        summary = run_bc_eval(run_dir, episodes, video_episodes, source, sims=tuple(sim))
+        summary = run_bc_eval(run_dir, episodes, video_episodes, source, sims=tuple(sim), sweep=sweep,
+                              sweep_episodes=sweep_episodes)
         print(f"report written to {summary['report']}")
         return print_summary(summary)
-    summary = run_eval(run_dir, episodes, sweep, source, video_episodes, sims=sim)
+    summary = run_eval(run_dir, episodes, sweep, source, video_episodes, sims=sim, sweep_episodes=sweep_episodes)
     print(f"report written to {summary['report']}")
     print_summary(summary)
 

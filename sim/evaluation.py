@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +34,15 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
     """Run ``episodes`` envs (CPU, backend ``impl``: None is the reference, seeded with ``seed``) until each has
     ended one episode.
 
+    A policy with a ``reset()`` method (stateful: observation history, action chunks, noise) is reset first.
     An episode succeeds if ``info["success"]`` is set when it ends. Returns the success rate, mean return and
     mean length, and every episode's outcome. ``record`` is not supported (no generic pose to trace).
     """
     if record:
         raise ValueError(f"task {spec.name!r}: the success protocol records no traces")
+    reset = getattr(policy, "reset", None)
+    if callable(reset):  # a stateful policy (e.g. chunked execution) starts every evaluation afresh
+        reset()
     env = spec.make_env(replace(task_cfg, num_envs=episodes, device="cpu"), seed=seed, impl=impl)
     obs = env.reset(seed=seed)
     done = torch.zeros(episodes, dtype=torch.bool)
@@ -87,8 +92,11 @@ def success_describe(task_cfg: Any, cfg: SuccessEvalConfig) -> str:
             f"it when the episode ends; bar: success ≥ {cfg.success_bar:.0%}.")
 
 
-def success_protocol(config_cls: type = SuccessEvalConfig) -> EvalProtocol:
-    """The success-rate protocol (``config_cls``: a subclass of :class:`SuccessEvalConfig` with other defaults)."""
+def success_protocol(config_cls: type = SuccessEvalConfig, sweep: Callable[..., list[dict]] | None = None
+                     ) -> EvalProtocol:
+    """The success-rate protocol (``config_cls``: a subclass of :class:`SuccessEvalConfig` with other defaults;
+    ``sweep``: the task family's robustness sweep, e.g. :func:`sim.arm.robustness.arm_sweep`)."""
     return EvalProtocol(config_cls=config_cls, evaluate=evaluate_success, passes=success_passes,
                         summary=success_summary, describe=success_describe,
-                        headline={"success": "eval_success", "mean_return": "eval_return"}, rates=("success",))
+                        headline={"success": "eval_success", "mean_return": "eval_return"}, rates=("success",),
+                        sweep=sweep)

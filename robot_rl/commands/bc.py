@@ -23,7 +23,7 @@ import tyro
 
 from robot_rl import distributed
 from robot_rl.commands.run_flags import split_run_flags
-from robot_rl.commands.transfer import OURS, resolve_sims, transfer_eval, transfer_lines
+from robot_rl.commands.transfer import OURS, resolve_sims, sweep_config, sweep_lines, transfer_eval, transfer_lines
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import save_figure
@@ -140,14 +140,22 @@ class ChunkExecutor:
 
     ``sample(history [N, observation_steps, obs_dim]) -> chunk [N, horizon, act_dim]``. Every env of the batch
     starts its episode on the first call (as :func:`sim.evaluation.evaluate_success` and the arm video hook run
-    them); only each env's first episode is meaningful.
+    them); only each env's first episode is meaningful. :meth:`reset` (called by ``evaluate_success`` before every
+    evaluation) starts afresh, with ``restart`` putting the sampler's noise generator back to its seed.
     """
 
-    def __init__(self, sample: Any, observation_steps: int, execute: int) -> None:
+    def __init__(self, sample: Any, observation_steps: int, execute: int, restart: Any = None) -> None:
         self.sample, self.observation_steps, self.execute = sample, observation_steps, execute
+        self.restart = restart
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history and the current chunk; restart the sampler's noise (the same draws again)."""
         self.hist: np.ndarray | None = None
         self.chunk: np.ndarray | None = None
         self.t = 0
+        if self.restart is not None:
+            self.restart()
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         o = obs.detach().cpu().numpy().astype(np.float32)
@@ -162,9 +170,9 @@ class ChunkExecutor:
         return torch.from_numpy(np.ascontiguousarray(action, dtype=np.float32))
 
 
-def onnx_chunk_sampler(export_dir: Path, noise_seed: int) -> tuple[Any, int, int]:
+def onnx_chunk_sampler(export_dir: Path, noise_seed: int) -> tuple[Any, int, int, Any]:
     """The exported sampler in onnxruntime with its own noise generator (the deployed computation), after
-    checking ``policy.json``'s test vector; returns ``(sample, observation_steps, execute)``."""
+    checking ``policy.json``'s test vector; returns ``(sample, observation_steps, execute, restart)``."""
     from deploy import contract
     from deploy.runtime import onnx_session
 
@@ -178,16 +186,20 @@ def onnx_chunk_sampler(export_dir: Path, noise_seed: int) -> tuple[Any, int, int
         raise ValueError(f"{export_dir}: policy.onnx fails its test vector (max abs error {err:.3g})")
     ch = spec["chunk"]
     rng = np.random.default_rng(noise_seed)
+    start = rng.bit_generator.state
     shape = (int(ch["horizon"]), int(spec["action"]["size"]))
 
     def sample(hist: np.ndarray) -> np.ndarray:
         noise = rng.standard_normal((len(hist), *shape), dtype=np.float32)
         return sess.run(["action"], {"obs": hist, "noise": noise})[0]
 
-    return sample, int(ch["observation_steps"]), int(ch["execute"])
+    def restart() -> None:
+        rng.bit_generator.state = start
+
+    return sample, int(ch["observation_steps"]), int(ch["execute"]), restart
 
 
-def torch_chunk_sampler(run_dir: Path, noise_seed: int) -> tuple[Any, int, int]:
+def torch_chunk_sampler(run_dir: Path, noise_seed: int) -> tuple[Any, int, int, Any]:
     """The checkpoint's policy in torch (runs without an export: the MSE-BC baseline)."""
     policy, _ = load_policy(run_dir)
     gen = torch.Generator().manual_seed(noise_seed)
@@ -196,23 +208,26 @@ def torch_chunk_sampler(run_dir: Path, noise_seed: int) -> tuple[Any, int, int]:
     def sample(hist: np.ndarray) -> np.ndarray:
         return policy.predict_chunk(torch.from_numpy(hist), gen).numpy()
 
-    return sample, policy.n_obs_steps, policy.n_action_steps
+    return sample, policy.n_obs_steps, policy.n_action_steps, lambda: gen.manual_seed(noise_seed)
 
 
 def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int = 4,
-                source: str = "auto", sims: tuple[str, ...] = (OURS,)) -> dict[str, Any]:
+                source: str = "auto", sims: tuple[str, ...] = (OURS,), sweep: bool = True,
+                sweep_episodes: int | None = None) -> dict[str, Any]:
     """Evaluate a BC run on its task's held-out episodes (the protocol's ``seed``; ``episodes`` None: the
     protocol's count, 100 for the arm tasks) through the exported ONNX sampler where there is one, and write
     ``report.md``, ``eval.json``, ``loss.png`` and ``eval.mp4`` (the first ``video_episodes`` episodes).
     ``sims``: simulator backends to fly the same episodes in (:mod:`robot_rl.commands.transfer`; each gets a fresh
-    sampler with the same noise seed); with several, ``report_transfer.md`` adds the transfer table."""
+    sampler with the same noise seed); with several, ``report_transfer.md`` adds the transfer table. ``sweep``: the
+    task's robustness sweep in every simulator (Panda tasks: :mod:`sim.arm.robustness`, ``sweep_episodes`` per
+    row, default the protocol's, at most ``episodes``)."""
     run_dir = Path(run_dir)
     cfg = load_bc_config(run_dir)
     if not cfg.task:
         raise ValueError(f"{run_dir}: the run names no task to evaluate on")
     task = get_task(cfg.task)
     ecfg = task.evaluation.config_cls()
-    ecfg = replace(ecfg, episodes=ecfg.episodes if episodes is None else episodes)
+    ecfg = sweep_config(replace(ecfg, episodes=ecfg.episodes if episodes is None else episodes), sweep_episodes)
     task_cfg = task.config_cls()
     export_dir = run_dir / "export"
     use_onnx = source == "onnx" or (source == "auto" and (export_dir / "policy.onnx").is_file())
@@ -227,13 +242,16 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
             else "checkpoint (torch, chunks on the runtime's synchronous schedule)")
     sims, suffix, transfer = tuple(sims), "", {}
     if sims == (OURS,):
-        result = task.evaluate(executor(cfg.seed), task_cfg, ecfg, seed=ecfg.seed)
+        policy = executor(cfg.seed)
+        result = task.evaluate(policy, task_cfg, ecfg, seed=ecfg.seed)
+        rows = task.evaluation.sweep(task, policy, task_cfg, ecfg, ecfg.seed) if sweep and task.evaluation.sweep \
+            else []
     else:
         pairs = resolve_sims(task, sims)
         suffix = "_transfer" if len(sims) > 1 else f"_{sims[0]}"
         for pair in pairs:
-            transfer |= transfer_eval(task, executor(cfg.seed), task_cfg, ecfg, [pair], False, 0)
-        result = transfer[sims[0]]["result"]
+            transfer |= transfer_eval(task, executor(cfg.seed), task_cfg, ecfg, [pair], sweep, 0)
+        result, rows = transfer[sims[0]]["result"], transfer[sims[0]]["robustness"]
         used += f"; simulator {sims[0]} (backend {pairs[0][1]})"
     ok = task.evaluation.passes(result, ecfg)
     video = None
@@ -242,12 +260,14 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
                            policy=executor(cfg.seed))
     plot = _loss_plot(run_dir)
     summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used,
-                                                                     "preset": cfg.preset, "kind": cfg.policy}
+                                                                     "preset": cfg.preset, "kind": cfg.policy,
+                                                                     "robustness": rows}
     if video is not None:
         summary["video"] = video["video"]
     if transfer:
         summary["transfer"] = {k: {r: v["result"][r] for r in ("success", "mean_return", "episodes")}
-                               | {"backend": v["backend"], "passed": v["passed"]} for k, v in transfer.items()}
+                               | {"backend": v["backend"], "passed": v["passed"], "robustness": v["robustness"]}
+                               for k, v in transfer.items()}
     atomic_write_json(run_dir / f"eval{suffix}.json", summary)
     n, k = len(result["episode_success"]), int(sum(result["episode_success"]))
     lines = [f"# Evaluation of `{run_dir}`", "",
@@ -257,6 +277,7 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
              f"{'PASSED' if ok else 'not passed'}.", "",
              "| episodes | successes | success rate | mean length |", "|---:|---:|---:|---:|",
              f"| {n} | {k} | {k / n:.1%} | {result['mean_episode_length']:.1f} steps |", ""]
+    lines += sweep_lines(rows, task.evaluation.rates)
     if len(transfer) > 1:
         lines += transfer_lines(transfer, task.evaluation.rates, f"success ≥ {ecfg.success_bar:.0%}")
     if plot is not None:

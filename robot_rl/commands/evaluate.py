@@ -12,7 +12,17 @@ import torch
 
 from deploy import contract
 from deploy.export.policy import onnx_session
-from robot_rl.commands.transfer import OURS, resolve_sims, transfer_eval, transfer_lines, transfer_plot
+from robot_rl.commands.transfer import (
+    OURS,
+    resolve_sims,
+    sweep_config,
+    sweep_digest,
+    sweep_lines,
+    sweep_setting,
+    transfer_eval,
+    transfer_lines,
+    transfer_plot,
+)
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import plot_trajectories, save_figure
@@ -81,10 +91,17 @@ def _learning_curve(run_dir: Path, path: Path, protocol: EvalProtocol) -> Path |
 
 
 def _sweep_plot(rows: list[dict], rates: tuple[str, ...], path: Path) -> Path:
+    """Rates over the relative error of each parameter; rows with a unit (latency) and the nominal row are
+    horizontal lines."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     main, *others = reversed(rates)  # the last rate (quadrotor-hover: settle) is the solid line
-    for i, name in enumerate(sorted({r["parameter"] for r in rows})):
-        sel = [r for r in rows if r["parameter"] == name]
+    flat = [r for r in rows if "unit" in r or r["parameter"] == "nominal"]
+    for j, r in enumerate(flat):
+        ax.axhline(r[main], color="k", ls=(":", "--", "-.")[j % 3], lw=1,
+                   label=f"{r['parameter']} {sweep_setting(r)}: {r[main]:.0%}")
+    swept = [r for r in rows if r not in flat]
+    for i, name in enumerate(sorted({r["parameter"] for r in swept})):
+        sel = [r for r in swept if r["parameter"] == name]
         err = [r["error"] * 100 for r in sel]
         ax.plot(err, [r[main] for r in sel], "o-", label=f"{name} {main}", color=f"C{i}")
         for key in others:
@@ -97,13 +114,14 @@ def _sweep_plot(rows: list[dict], rates: tuple[str, ...], path: Path) -> Path:
 
 
 def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, source: str = "auto",
-             video_episodes: int = 4, sims: tuple[str, ...] = ("ours",)) -> dict:
+             video_episodes: int = 4, sims: tuple[str, ...] = ("ours",), sweep_episodes: int | None = None) -> dict:
     """Evaluate ``run_dir`` (its exported ONNX when present, else the checkpoint) with its task's protocol on the
     held-out episodes (``evaluation.seed``, never flown by the in-training evaluations that stop training;
     ``episodes`` None: the protocol's count) and write the report. A task that renders videos also gets
     ``eval.mp4``: the first ``video_episodes`` held-out episodes (0: no video). ``sims``: the simulator backends
     to fly in (``ours``: the task's reference; others: :mod:`robot_rl.commands.transfer`); the headline is the
-    first one's, and with more than one the report (``report_transfer.md``) adds the transfer table and plot."""
+    first one's, and with more than one the report (``report_transfer.md``) adds the transfer table and plot.
+    ``sweep_episodes``: episodes per robustness-sweep row where the protocol has that option (the Panda tasks)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     task = get_task(cfg.task_name)
@@ -114,7 +132,8 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
     if sims != (OURS,):
         pairs = resolve_sims(task, sims)
         suffix += "_transfer" if len(sims) > 1 else f"_{sims[0]}"
-    ecfg = replace(cfg.evaluation, episodes=cfg.evaluation.episodes if episodes is None else episodes)
+    ecfg = sweep_config(replace(cfg.evaluation, episodes=cfg.evaluation.episodes if episodes is None else episodes),
+                        sweep_episodes)
     seed = ecfg.seed  # held out: the in-training evaluations fly ``ecfg.selection_seed``
     record = 8 if protocol.records else 0
     transfer = {}
@@ -156,13 +175,7 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
              f"evaluations, which fly seed {ecfg.selection_seed}).", "",
              f"**{protocol.summary(result)}** — bar ({bars}): {'PASSED' if ok else 'not passed'}.", "",
              f"Mean return {result['mean_return']:.1f}. {protocol.describe(cfg.task, ecfg)}", ""]
-    if rows:
-        cols = [k for k in rows[0] if k not in ("parameter", "error")]
-        names = " | ".join(c.removesuffix("_m").replace("_", " ") for c in cols)
-        lines += ["## Robustness sweep", "", f"| parameter | error | {names} |", "|---|---|" + "---|" * len(cols)]
-        lines += [f"| {r['parameter']} | {r['error']:+.0%} | " + " | ".join(_cell(c, r[c]) for c in cols) + " |"
-                  for r in rows]
-        lines.append("")
+    lines += sweep_lines(rows, protocol.rates)
     if "episode_success" in result:
         lines += _success_table(result)
     if len(transfer) > 1:
@@ -193,9 +206,8 @@ def _success_table(result: dict) -> list[str]:
             f"{result['mean_episode_length']:.1f} steps |", ""]
 
 
-def _cell(key: str, value: float) -> str:
-    return f"{value * 100:.1f} cm" if key.endswith("_m") else f"{value:.1%}"
-
-
 def print_summary(summary: dict) -> None:
+    """The robustness sweep (one line per simulator), then the headline as the last line (JSON)."""
+    for line in sweep_digest(summary):
+        print(line)
     print(json.dumps(summary["headline"]))

@@ -9,6 +9,7 @@ robustness sweep in each.
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,15 @@ def transfer_lines(results: dict[str, dict], rates: tuple[str, ...], bars: str) 
                      + f" | {'—' if err is None else f'{err * 100:.1f} cm'} | {'yes' if r['passed'] else 'no'} | "
                      + " / ".join(worst) + " |")
     sweeps = [(label, r["robustness"]) for label, r in results.items() if r["robustness"]]
-    if sweeps:
+    if sweeps and "setting" in sweeps[0][1][0]:  # named settings (the Panda tasks): one column per row of the sweep
+        cols = list(dict.fromkeys(_column(row) for row in sweeps[0][1]))
+        lines += ["", f"Robustness sweep per simulator ({' / '.join(rates)}; {sweeps[0][1][0]['episodes']} episodes "
+                  "per cell, the same in every column):", "", "| simulator | " + " | ".join(cols) + " |",
+                  "|---|" + "---|" * len(cols)]
+        for label, rows in sweeps:
+            cells = {_column(row): " / ".join(f"{row[k]:.0%}" for k in rates) for row in rows}
+            lines.append(f"| {label} | " + " | ".join(cells.get(c, "—") for c in cols) + " |")
+    elif sweeps:
         params = list(dict.fromkeys(row["parameter"] for row in sweeps[0][1]))
         errors = list(dict.fromkeys(row["error"] for row in sweeps[0][1]))
         lines += ["", f"Robustness sweep per simulator ({' / '.join(rates)}):", "",
@@ -105,3 +114,61 @@ def transfer_lines(results: dict[str, dict], rates: tuple[str, ...], bars: str) 
                          if row["parameter"] == prm}
                 lines.append(f"| {label} | {prm} | " + " | ".join(cells.get(e, "—") for e in errors) + " |")
     return lines + [""]
+
+
+def sweep_setting(row: dict) -> str:
+    """How a sweep row's parameter is off: its named setting (``×0.8``, ``+10 ms``) or the relative error."""
+    return row.get("setting") or f"{row['error']:+.0%}"
+
+
+def _column(row: dict) -> str:
+    return "nominal" if row["parameter"] == "nominal" else f"{row['parameter'].replace('_', ' ')} {sweep_setting(row)}"
+
+
+def sweep_lines(rows: list[dict], rates: tuple[str, ...]) -> list[str]:
+    """The report's robustness-sweep table: one line per row, its rates in %, lengths in steps, ``*_m`` in cm."""
+    if not rows:
+        return []
+    cols = [k for k in rows[0] if k not in ("parameter", "error", "setting", "unit", "episodes")]
+    names = " | ".join(c.removesuffix("_m").replace("_", " ") for c in cols)
+    head = ["## Robustness sweep", ""]
+    if "episodes" in rows[0]:
+        head += [f"{rows[0]['episodes']} held-out episodes per row (the same initial states in every row; one "
+                 "parameter off each).", ""]
+
+    def cell(key: str, value: float) -> str:
+        if key in rates:
+            return f"{value:.1%}"
+        return f"{value * 100:.1f} cm" if key.endswith("_m") else f"{value:.1f}"
+
+    level = "setting" if "setting" in rows[0] else "error"
+    return head + [f"| parameter | {level} | {names} |", "|---|---|" + "---|" * len(cols)] + [
+        f"| {r['parameter']} | {sweep_setting(r)} | " + " | ".join(cell(c, r[c]) for c in cols) + " |"
+        for r in rows] + [""]
+
+
+def sweep_config(ecfg: Any, sweep_episodes: int | None) -> Any:
+    """``ecfg`` with ``sweep_episodes`` set (None: its own) and capped at its ``episodes`` (protocols that have one)."""
+    if not hasattr(ecfg, "sweep_episodes"):
+        if sweep_episodes is not None:
+            raise ValueError(f"{type(ecfg).__name__} has no sweep_episodes: its sweep flies --episodes episodes")
+        return ecfg
+    want = ecfg.sweep_episodes if sweep_episodes is None else sweep_episodes
+    return replace(ecfg, sweep_episodes=min(want, ecfg.episodes))
+
+
+def sweep_digest(summary: dict) -> list[str]:
+    """One line per simulator with its robustness sweep's rates (what ``robot-rl eval`` prints)."""
+    per = {k: v.get("robustness") or [] for k, v in summary.get("transfer", {}).items()}
+    per = per or {"": summary.get("robustness") or []}
+    lines = []
+    for label, rows in per.items():
+        if not rows:
+            continue
+        rates = [k for k, v in rows[0].items() if k not in ("parameter", "error", "setting", "unit", "episodes")
+                 and isinstance(v, float) and not k.endswith(("_m", "_length"))]
+        cells = ", ".join(f"{_column(r)} " + "/".join(f"{r[k]:.0%}" for k in rates) for r in rows)
+        where = f" in {label}" if label else ""
+        lines.append(f"robustness sweep{where} ({'/'.join(rates)}, {rows[0].get('episodes', 'all')} episodes per "
+                     f"row): {cells}")
+    return lines

@@ -99,7 +99,13 @@ class ArmEnv(BatchedEnv):
         self._ik_work = [ik_workspace() for _ in self.physics.chunks]
         self.finger_target = np.full(n, self.fixed_finger)
         self.episode_step = np.zeros(n, dtype=np.int64)
-        self.max_latency = int(cfg.dr.action_latency_steps[1])
+        extra = cfg.dr.extra_latency / sim.physics_dt
+        if extra < -1e-9 or abs(extra - round(extra)) > 1e-6:
+            raise ValueError(f"dr.extra_latency {cfg.dr.extra_latency} must be a non-negative multiple of physics_dt "
+                             f"{sim.physics_dt}")
+        #: The fixed extra latency: whole control steps (added to every env's delay) and physics substeps.
+        self.extra_delay, self.latency_substeps = divmod(round(extra), self.substeps)
+        self.max_latency = int(cfg.dr.action_latency_steps[1]) + self.extra_delay
         self._abuf = np.zeros((self.max_latency + 1, n, self.action_dim))
         self.delay = np.zeros(n, dtype=np.int64)
         self.params = np.zeros((n, 4))  # object mass scale, friction scale, gain scale, latency steps
@@ -193,8 +199,10 @@ class ArmEnv(BatchedEnv):
         mass = self.rng.uniform(*dr.object_mass_scale, k)
         fric = self.rng.uniform(*dr.object_friction, k)
         gain = self.rng.uniform(*dr.gain_scale, k)
-        self.delay[ids] = self.rng.integers(dr.action_latency_steps[0], dr.action_latency_steps[1] + 1, k)
-        self.params[ids] = np.stack([mass, fric, gain, self.delay[ids]], 1)
+        self.delay[ids] = self.rng.integers(dr.action_latency_steps[0], dr.action_latency_steps[1] + 1, k) \
+            + self.extra_delay
+        latency = self.delay[ids] + self.latency_substeps / self.substeps  # in control steps
+        self.params[ids] = np.stack([mass, fric, gain, latency], 1)
         q0 = self._home_q(ids)
         self.physics.reset(ids, q0, self.fixed_finger if not self.has_gripper_action else FINGER_MAX, gain, mass, fric)
         self.finger_target[ids] = self.fixed_finger if not self.has_gripper_action else FINGER_MAX
@@ -263,9 +271,14 @@ class ArmEnv(BatchedEnv):
         if self.max_latency:
             self._abuf[1:] = self._abuf[:-1]
         self._abuf[0] = a
+        unstable = np.zeros(self.num_envs, dtype=bool)
+        if self.latency_substeps:  # sub-step latency: the previous servo targets hold a little longer
+            self.physics.step(self.latency_substeps)
+            unstable |= self.physics.unstable
         prepare = self._apply(self._abuf[self.delay, self._rows])
         finish = self._fused_begin() if self.fused_step and self.worlds is not None else None
-        self.physics.step(self.substeps, prepare, finish)
+        self.physics.step(self.substeps - self.latency_substeps, prepare, finish)
+        unstable |= self.physics.unstable
         if prepare is not None:
             self.stats["ik_unreached"] += int(np.count_nonzero(self._unreached))
             self.stats["rate_limited"] += int(np.count_nonzero(self._rate_limited))
@@ -275,7 +288,6 @@ class ArmEnv(BatchedEnv):
             obs = self._observe()
         else:
             reward, success, failed, obs = self._fused_end()
-        unstable = self.physics.unstable.copy()
         self.stats["physics_unstable"] += int(np.count_nonzero(unstable))
         terminated = failed | (success if self.cfg.terminate_on_success else False)
         truncated = ~terminated & ((self.episode_step >= self.max_episode_steps) | unstable)

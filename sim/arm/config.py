@@ -51,6 +51,10 @@ class ArmDomainRandomization:
     """Factor on every arm joint servo's kp and kv."""
     action_latency_steps: tuple[int, int] = (0, 1)
     """Delay (control steps, inclusive range) between the policy's action and the arm receiving it."""
+    extra_latency: float = 0.0
+    """Fixed delay (s, a multiple of ``sim.physics_dt``) of every action on top of ``action_latency_steps``: whole
+    control steps join the step delay, the rest holds the previous servo targets for the first physics steps of each
+    control step (sub-step latency, e.g. the robustness sweep's +10 ms at 50 Hz)."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from sim.arm.peg import PegInsertConfig, PegInsertEnv
 from sim.arm.pick import PickCubeConfig, PickCubeEnv
 from sim.arm.reach import ReachBimodalConfig, ReachBimodalEnv
 from sim.arm.reach_free import ReachConfig, ReachEnv, ReachExpert
+from sim.arm.robustness import ArmEvalConfig, arm_sweep
 from sim.arm.video import record_video
 from sim.evaluation import success_protocol
 from sim.registry import register_task
@@ -174,5 +175,6 @@ def _expert(env: ArmEnv, seed: int = 0, action_noise: float = 0.0):
 
 
 for _name, (_cfg_cls, _env_cls, _desc) in TASKS.items():
-    register_task(_name, config_cls=_cfg_cls, env_factory=_factory(_env_cls), evaluation=success_protocol(),
-                  description=_desc, backends=BACKENDS, expert=_expert, video=record_video)
+    register_task(_name, config_cls=_cfg_cls, env_factory=_factory(_env_cls),
+                  evaluation=success_protocol(ArmEvalConfig, arm_sweep), description=_desc, backends=BACKENDS,
+                  expert=_expert, video=record_video)

@@ -38,12 +38,21 @@ def test_sac_on_a_panda_task_trains_exports_and_evaluates(tmp_path, capsys):
     assert spec["training"]["task"] == "panda-reach-bimodal" and spec["control_rate_hz"] == 50.0
 
     main(["eval", str(run), "--episodes", "5", "--video-episodes", "2"])
-    held = json.loads(capsys.readouterr().out.splitlines()[-1])
+    out = capsys.readouterr().out.splitlines()
+    held = json.loads(out[-1])
+    assert out[-2].startswith("robustness sweep (success, 5 episodes per row): nominal ")
+    assert "servo gains ×0.8 " in out[-2] and "action latency +10 ms " in out[-2]
     doc = json.loads((run / "eval.json").read_text())
+    # the sweep: no object in the bimodal reach, so gains and latency; at most --episodes episodes per row
+    assert [(r["parameter"], r["setting"], r["episodes"]) for r in doc["robustness"]] == [
+        ("nominal", "as configured", 5), ("servo_gains", "×0.8", 5), ("servo_gains", "×1.2", 5),
+        ("action_latency", "+10 ms", 5)]
+    assert doc["robustness"][0]["success"] == doc["success"]  # nominal row = the same 5 held-out episodes
     assert doc["episodes"] == 5 and doc["seed"] == 1_000_003 and held["success"] == np.mean(doc["episode_success"])
     report = (run / "report.md").read_text()
     assert "| episodes | successes | failures | success rate | 95 % interval |" in report
     assert f"| 5 | {sum(doc['episode_success'])} |" in report and "eval.mp4" in report
+    assert "## Robustness sweep" in report and "| action_latency | +10 ms |" in report
     frames = read_video(run / "eval.mp4")
     assert len(frames) >= 2 * 10 and frames.shape[1:] == (240, 320, 3)  # 2 episodes x 20 steps, every 2nd
     # the same export in MuJoCo and PyBullet: the transfer table, MuJoCo's column is the plain evaluation
@@ -54,6 +63,10 @@ def test_sac_on_a_panda_task_trains_exports_and_evaluates(tmp_path, capsys):
     assert both["transfer"]["pybullet"]["backend"] == "pybullet" and both["transfer"]["pybullet"]["episodes"] == 5
     report = (run / "report_transfer.md").read_text()
     assert "## Sim-to-sim transfer" in report and "| pybullet | pybullet |" in report
+    assert both["transfer"]["mujoco"]["robustness"] == doc["robustness"]  # the same sweep episodes
+    assert len(both["transfer"]["pybullet"]["robustness"]) == 4
+    assert "| simulator | nominal | servo gains ×0.8 | servo gains ×1.2 | action latency +10 ms |" in report
+    assert report.count("| pybullet | ") == 2  # transfer table and sweep table
 
 
 def test_sim_expert_renders_a_video(tmp_path, capsys):

@@ -58,6 +58,11 @@ def test_dp_preset_trains_exports_evaluates_and_resumes(demos, tmp_path, capsys)
     main(["eval", str(run), "--episodes", "8", "--video-episodes", "0"])
     again = json.loads((run / "eval.json").read_text())
     assert again["episode_success"] == ev["episode_success"] and again["mean_return"] == ev["mean_return"]
+    # its robustness sweep: a sampler reset per row, so deterministic and its nominal row is the evaluation
+    assert again["robustness"] == ev["robustness"] and [r["parameter"] for r in ev["robustness"]] == [
+        "nominal", "servo_gains", "servo_gains", "action_latency"]
+    assert ev["robustness"][0]["success"] == ev["success"] and ev["robustness"][0]["episodes"] == 8
+    assert "| servo_gains | ×1.2 |" in (run / "report.md").read_text()
     # `--sim mujoco pybullet`: a fresh sampler per simulator, MuJoCo's column is the plain evaluation
     require("pybullet")
     main(["eval", str(run), "--episodes", "8", "--video-episodes", "0", "--sim", "mujoco", "pybullet"])
@@ -65,6 +70,8 @@ def test_dp_preset_trains_exports_evaluates_and_resumes(demos, tmp_path, capsys)
     assert list(both["transfer"]) == ["mujoco", "pybullet"] and both["episode_success"] == ev["episode_success"]
     assert both["transfer"]["pybullet"]["episodes"] == 8 and 0 <= both["transfer"]["pybullet"]["success"] <= 1
     assert "| pybullet | pybullet |" in (run / "report_transfer.md").read_text()
+    assert both["transfer"]["mujoco"]["robustness"] == ev["robustness"]
+    assert "robustness sweep in pybullet (success, 8 episodes per row): nominal " in capsys.readouterr().out
     # resume: stop a run of the same config at step 100, continue it through the CLI: the same weights
     cfg = load_bc_config(run)
     part = tmp_path / "part"
