@@ -12,7 +12,8 @@ task: ``policy`` = noisy joint positions, velocities, TCP (forward kinematics of
 
 Differences from the MuJoCo task: gravity is off instead of per-body gravity compensation (the arm is alone in
 the scene), no domain randomisation (gains, latency), no gripper. The IK and the controller run on the CPU
-(numpy / numba) as in the MuJoCo task, so CUDA runs copy joints to the host each control step.
+(numpy / numba) as in the MuJoCo task, so CUDA runs copy joints to the host each control step. Exports declare
+``panda-reach``'s ``policy.json`` contract (:meth:`PandaReachEnv.export_spec`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,14 @@ class PandaReachEnv(DirectRLEnv):
             self.rng = np.random.default_rng(seed)
         return super().reset(seed=seed, options=options)
 
+    def export_spec(self) -> dict[str, Any]:
+        """``panda-reach``'s ``policy.json`` contract under this task config: the policy observation (joints,
+        joint velocities, TCP, goal) and the ``ee_delta`` action are that task's, so a run trained here deploys
+        like a MuJoCo ``panda-reach`` run (the runtime runs the same IK controller)."""
+        from sim.registry import get_task
+
+        return get_task("panda-reach").export_spec(replace(self.task, num_envs=1, device="cpu"))
+
     # ----------------------------------------------------------------- action: our ee_delta controller
     def joint_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Measured joint positions and velocities ``[N, 7]`` (Franka's joint order)."""
@@ -130,7 +139,7 @@ class PandaReachEnv(DirectRLEnv):
         self._q_target = torch.as_tensor(out["q_target"], dtype=torch.float32, device=self.device)
 
     def _apply_action(self) -> None:
-        self.robot.set_joint_position_target_index(target=self._q_target, joint_ids=self.joint_ids)
+        self.robot.actuators.target_command.set_position_index(value=self._q_target, joint_ids=self.joint_ids)
 
     # ----------------------------------------------------------------- our reach task on Isaac's joints
     def tcp(self, q: torch.Tensor) -> torch.Tensor:
@@ -180,7 +189,7 @@ class PandaReachEnv(DirectRLEnv):
         self.robot.write_joint_position_to_sim_index(position=q_t, joint_ids=self.joint_ids, env_ids=env_ids)
         self.robot.write_joint_velocity_to_sim_index(velocity=torch.zeros_like(q_t), joint_ids=self.joint_ids,
                                                      env_ids=env_ids)
-        self.robot.set_joint_position_target_index(target=q_t, joint_ids=self.joint_ids, env_ids=env_ids)
+        self.robot.actuators.target_command.set_position_index(value=q_t, joint_ids=self.joint_ids, env_ids=env_ids)
 
 
 gym.register(id=GYM_ID, entry_point=f"{__name__}:PandaReachEnv", disable_env_checker=True,

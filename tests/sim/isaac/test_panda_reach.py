@@ -7,14 +7,19 @@ module (Isaac Lab: one simulation per process).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("isaaclab", reason="isaaclab is not installed (Python 3.12 venv: make test-isaac)")
 
+from deploy.runtime import PolicyRunner  # noqa: E402
+from robot_rl.commands.train import run_training  # noqa: E402
 from robot_rl.config import TrainConfig  # noqa: E402
 from robot_rl.runners.on_policy import OnPolicyRunner  # noqa: E402
+from robot_rl.runs import load_actor  # noqa: E402
 from sim.arm.kinematics import JOINT_NAMES, Q_LOWER, Q_READY, Q_UPPER, TCP_OFFSET, tcp_pose  # noqa: E402
 from sim.isaac.assets import write_asset_root  # noqa: E402
 from sim.registry import get_task  # noqa: E402
@@ -61,7 +66,7 @@ def test_articulation_fk_matches_our_kinematics(env):
         ids = torch.arange(NUM_ENVS)
         robot.write_joint_position_to_sim_index(position=q_t, env_ids=ids)
         robot.write_joint_velocity_to_sim_index(velocity=torch.zeros_like(q_t), env_ids=ids)
-        robot.set_joint_position_target_index(target=q_t, env_ids=ids)
+        robot.actuators.target_command.set_position_index(value=q_t, env_ids=ids)
         for _ in range(3):
             inner.scene.write_data_to_sim()
             inner.sim.step(render=False)
@@ -124,3 +129,28 @@ def test_ppo_iterations_on_isaac_panda_reach(env, assets, tmp_path):
     assert all(torch.isfinite(torch.tensor(list(s.values()))).all() for s in stats)
     assert max(losses) > min(losses) * 1.05, f"value loss did not move: {losses}"
     assert runner.env_steps == 3 * 16 * NUM_ENVS
+
+
+def test_run_exports_the_panda_reach_contract(env, assets, tmp_path):
+    """Last (it closes the module's env): ``run_training``'s export of an Isaac Lab reach run is ``panda-reach``'s
+    contract, verified ONNX; the runtime reproduces the torch actor on the exported on-distribution examples."""
+    env.close()  # Isaac Lab: one simulation per process; the run builds its own
+    cfg = TrainConfig.for_task(TASK, preset="test-isaac-reach-export", algorithm="ppo", seed=1)
+    cfg.task = get_task(TASK).config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=str(assets))
+    cfg.ppo.actor_hidden = cfg.ppo.critic_hidden = (32, 32)
+    cfg.on_policy.steps_per_env = 16
+    cfg.on_policy.total_env_steps = 16 * NUM_ENVS
+    out = run_training(cfg, tmp_path, evaluate_after=False)
+    assert out["export_max_abs_error"] <= 1e-5
+    doc = json.loads((tmp_path / "export" / "policy.json").read_text())
+    reference = get_task("panda-reach").export_spec()
+    assert doc["observation"] == json.loads(json.dumps(reference["observation"]))
+    assert doc["action"] == json.loads(json.dumps(reference["action"])) and doc["action"]["type"] == "ee_delta"
+    assert doc["training"]["task"] == TASK
+    runner = PolicyRunner(tmp_path / "export", sources={"joint_states": None})
+    assert runner.verify_test_vector() <= 1e-5  # the exported examples: observations of the Isaac Lab env
+    _, actor, _ = load_actor(tmp_path)
+    obs = np.asarray(doc["test_vector"]["example_input"], dtype=np.float32)
+    assert obs.shape[1] == 20 and np.abs(obs[:, 17:20]).max() > 0.1  # Isaac Lab observations (goal included)
+    with torch.no_grad():
+        np.testing.assert_allclose(runner.forward_batch(obs), actor(torch.as_tensor(obs)).numpy(), atol=1e-5)
