@@ -18,8 +18,10 @@ How Isaac Lab's conventions map onto ours (read from isaaclab 3.0.0's ``envs/man
 * Export: an Isaac Lab env that defines ``export_spec()`` (ours: :mod:`sim.isaac.crazyflie`) declares the
   ``policy.json`` contract of a task of ours, so ``robot-rl export`` and the runtime work on its runs; stock tasks
   refuse export in one line.
-* ``info["success"]``: the episode ended by a time-out and not by a termination (it survived), so the generic
-  success-rate evaluation works on any task; ``info["isaac_log"]``: Isaac Lab's per-episode ``extras["log"]``.
+* ``info["success"]``: the task's own ``extras["success"]`` where it sets one (the reach: the TCP within its
+  success distance at the step's end, before any reset), else the episode ended by a time-out and not by a
+  termination (it survived), so the generic success-rate evaluation works on any task; ``info["isaac_log"]``:
+  Isaac Lab's per-episode ``extras["log"]``.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class IsaacLabEnv(BatchedEnv):
             final = {k: torch.where(done[:, None], before[k], v) for k, v in obs.items()}
         else:
             final = obs
-        info = {"final_obs": final, "done_mask": done, "success": truncated, "isaac_log": extras.get("log", {})}
+        success = extras.get("success")  # a task's own success flag (ours: the reach), else "survived"
+        success = truncated if success is None else success.to(self.device).bool()
+        info = {"final_obs": final, "done_mask": done, "success": success, "isaac_log": extras.get("log", {})}
         return obs, reward.float(), terminated, truncated, info
 
     def observation_names(self) -> dict[str, list[str]]:

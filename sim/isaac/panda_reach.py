@@ -156,7 +156,9 @@ class PandaReachEnv(DirectRLEnv):
 
     def _get_rewards(self) -> torch.Tensor:
         d = self._distance()
-        return -torch.tanh(d / self.task.distance_scale) + (d <= self.task.success_distance).float()
+        reached = d <= self.task.success_distance
+        self.extras["success"] = reached  # read by the adapter as info["success"] (before this step's resets)
+        return -torch.tanh(d / self.task.distance_scale) + reached.float()
 
     def _get_observations(self) -> dict[str, torch.Tensor]:
         q, qd = self.joint_state()

@@ -98,7 +98,7 @@ def test_groups_and_reset(env):
 def test_ee_delta_moves_the_tcp_and_times_out(env):
     """+x at full scale for 15 steps (0.3 s): the commanded TCP advances up to pos_scale (2 cm) per step but at most
     max_lead (4 cm) ahead of the measured one, so the TCP follows the drives' lag, mostly along +x;
-    episodes end by time-out only (truncated, a success for the adapter)."""
+    episodes end by time-out only (truncated); success is the task's."""
     obs = env.reset(seed=5)
     start = obs["critic"][:, 14:17].clone()
     push = torch.tensor([[1.0, 0.0, 0.0]]).repeat(NUM_ENVS, 1)
@@ -115,7 +115,11 @@ def test_ee_delta_moves_the_tcp_and_times_out(env):
         obs, _, terminated, truncated, info = env.step(zero)
         if bool(truncated.any()):
             break
-    assert bool(truncated.all()) and not bool(terminated.any()) and bool(info["success"].all())
+    assert bool(truncated.all()) and not bool(terminated.any())
+    # success is the task's (goal within 2 cm at the episode's end), not "survived": standing still reaches no goal
+    dist = info["final_obs"]["critic"][:, 20:23].norm(dim=-1)
+    torch.testing.assert_close(info["success"], dist <= 0.02)
+    assert not bool(info["success"].any())
 
 
 def test_ppo_iterations_on_isaac_panda_reach(env, assets, tmp_path):
