@@ -19,12 +19,15 @@ def on_distribution_observations(actor: torch.nn.Module, task: TaskSpec, task_cf
     """Observations the policy meets when it acts: 100 envs of the task's reference backend, every 25th step
     of a 250-step rollout."""
     env = task.make_env(replace(task_cfg, num_envs=100, device="cpu"), seed=seed)
-    obs = env.reset(seed=seed)
-    out = []
-    for t in range(250):
-        if t % 25 == 0:
-            out.append(obs["policy"].clone())
-        obs, *_ = env.step(actor(obs["policy"]))
+    try:
+        obs = env.reset(seed=seed)
+        out = []
+        for t in range(250):
+            if t % 25 == 0:
+                out.append(obs["policy"].clone())
+            obs, *_ = env.step(actor(obs["policy"]))
+    finally:
+        env.close()  # simulators with one instance per process (Isaac Lab) can build the next env
     return torch.cat(out)[:n].numpy()
 
 

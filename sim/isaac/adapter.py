@@ -15,8 +15,13 @@ How Isaac Lab's conventions map onto ours (read from isaaclab 3.0.0's ``envs/man
   a reset, so it is read only when some env finished).
 * Actions: our actors act in [-1, 1]; the adapter clips to it and Isaac Lab's action terms scale (e.g. the
   cart-pole's effort scale 100 N). Tensors stay on the Isaac Lab env's device (CPU or CUDA).
-* ``info["success"]``: the episode ended by a time-out and not by a termination (it survived), so the generic
-  success-rate evaluation works on any task; ``info["isaac_log"]``: Isaac Lab's per-episode ``extras["log"]``.
+* Export: an Isaac Lab env that defines ``export_spec()`` (ours: :mod:`sim.isaac.crazyflie`) declares the
+  ``policy.json`` contract of a task of ours, so ``robot-rl export`` and the runtime work on its runs; stock tasks
+  refuse export in one line.
+* ``info["success"]``: the task's own ``extras["success"]`` where it sets one (the reach: the TCP within its
+  success distance at the step's end, before any reset), else the episode ended by a time-out and not by a
+  termination (it survived), so the generic success-rate evaluation works on any task; ``info["isaac_log"]``:
+  Isaac Lab's per-episode ``extras["log"]``.
 """
 
 from __future__ import annotations
@@ -76,7 +81,9 @@ class IsaacLabEnv(BatchedEnv):
             final = {k: torch.where(done[:, None], before[k], v) for k, v in obs.items()}
         else:
             final = obs
-        info = {"final_obs": final, "done_mask": done, "success": truncated, "isaac_log": extras.get("log", {})}
+        success = extras.get("success")  # a task's own success flag (ours: the reach), else "survived"
+        success = truncated if success is None else success.to(self.device).bool()
+        info = {"final_obs": final, "done_mask": done, "success": success, "isaac_log": extras.get("log", {})}
         return obs, reward.float(), terminated, truncated, info
 
     def observation_names(self) -> dict[str, list[str]]:
@@ -101,8 +108,15 @@ class IsaacLabEnv(BatchedEnv):
                                "actor still evaluates and exports)")
 
     def export_spec(self) -> dict[str, Any]:
-        raise self.unsupported("export: an Isaac Lab task's observation terms and action terms have no "
-                               "policy.json contract (deploy.contract) yet")
+        """The wrapped task's ``policy.json`` contract, where the Isaac Lab env declares one (``export_spec()``:
+        our own tasks, whose observation and action code is a registered task's); a stock Isaac Lab task's
+        observation and action terms have no deployment contract, so exporting it is refused in one line."""
+        declared = getattr(self.env, "export_spec", None)
+        if not callable(declared):
+            raise self.unsupported("export: this Isaac Lab task declares no deployment contract (its observation "
+                                   "and action terms have no policy.json mapping; a DirectRLEnv declares one "
+                                   "with an export_spec() method)")
+        return declared()
 
     def close(self) -> None:
         """Close the Isaac Lab env (it clears its simulation context, so another env can be built)."""

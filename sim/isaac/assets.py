@@ -23,6 +23,8 @@ CARTPOLE = "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd"
 GROUND_PLANE = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/default_ground_plane.usda"
 CRAZYFLIE = "RobotRL/Robots/Bitcraze/Crazyflie/crazyflie_hover.usda"
 """Ours, not an Isaac Lab asset (Isaac Lab's ``cf2x.usd`` has rotor joints; our task needs one body)."""
+PANDA = "RobotRL/Robots/Franka/panda_reach.usda"
+"""Ours (:mod:`sim.isaac.panda_asset`), not Isaac Lab's ``panda_instanceable.usd``."""
 
 # Cart-pole dimensions (ours; documented in write_cartpole): a 4 m rail, a 1 kg cart, a 1.25 m 0.5 kg pole.
 RAIL_HALF_LENGTH = 4.0
@@ -138,8 +140,16 @@ def write_crazyflie(path: Path) -> Path:
     return _save(stage, path)
 
 
+def write_panda(path: Path) -> Path:
+    """The Franka Panda articulation of our reach task (:func:`sim.isaac.panda_asset.write_panda`)."""
+    from sim.isaac.panda_asset import write_panda as write
+
+    return write(path)
+
+
 #: Every asset this module writes: relative path -> writer.
-WRITERS = {CARTPOLE: write_cartpole, GROUND_PLANE: write_ground_plane, CRAZYFLIE: write_crazyflie}
+WRITERS = {CARTPOLE: write_cartpole, GROUND_PLANE: write_ground_plane, CRAZYFLIE: write_crazyflie,
+           PANDA: write_panda}
 
 
 def write_asset_root(root: Path) -> Path:

@@ -99,6 +99,12 @@ class CrazyflieHoverEnv(DirectRLEnv):
             self.task.gen.manual_seed(seed)
         return super().reset(seed=seed, options=options)
 
+    def export_spec(self) -> dict[str, Any]:
+        """The hover task's ``policy.json`` contract (:func:`sim.quadrotor.export_spec.hover_export_spec`): the
+        observations and actions are our task's own code, so a run trained here deploys like ``quadrotor-hover``
+        (the :class:`IsaacLabEnv` adapter passes this on to ``robot-rl export``)."""
+        return self.task.export_spec()
+
     # ----------------------------------------------------------------- physics: our motor model, Isaac's body
     def _pre_physics_step(self, actions: torch.Tensor) -> None:
         pt = self.task.pt

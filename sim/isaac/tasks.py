@@ -17,7 +17,7 @@ from isaaclab.utils.assets import NUCLEUS_ASSET_ROOT_DIR
 from isaaclab_tasks.utils.parse_cfg import parse_env_cfg
 
 from sim.evaluation import SuccessEvalConfig, success_protocol
-from sim.isaac import crazyflie  # noqa: F401  (registers RobotRL-Crazyflie-Hover-Direct with gymnasium)
+from sim.isaac import crazyflie, panda_reach  # noqa: F401  (register RobotRL-*-Direct with gymnasium)
 from sim.isaac.adapter import IsaacLabEnv
 from sim.isaac.catalog import ISAAC_PREFIX
 from sim.registry import register_task
