@@ -112,7 +112,7 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     from robot_rl.commands.resip import is_resip_run, run_resip_eval
 
     if is_resip_run(run_dir):  # residual RL: base alone and base + residual on the same held-out episodes
-        summary = run_resip_eval(run_dir, episodes)
+        summary = run_resip_eval(run_dir, episodes, sims=tuple(sim))
         print(f"report written to {summary['report']}")
         print(json.dumps({k: v for k, v in summary.items() if k != "report"}))
         return

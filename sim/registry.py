@@ -126,13 +126,15 @@ class TaskSpec:
             env.close()
 
     def evaluate(self, policy: Policy, task_cfg: Any, eval_cfg: Any, episodes: int | None = None,
-                 selection: bool = False, record: int = 0, seed: int | None = None) -> dict:
+                 selection: bool = False, record: int = 0, seed: int | None = None, impl: str | None = None) -> dict:
         """Run the evaluation protocol on the held-out episodes (``eval_cfg.seed``), or with ``selection`` on the
-        episodes of the in-training evaluations (``eval_cfg.selection_seed``)."""
+        episodes of the in-training evaluations (``eval_cfg.selection_seed``); ``impl``: a simulator backend of
+        the task (None: its reference backend)."""
         if seed is None:
             seed = eval_cfg.selection_seed if selection else eval_cfg.seed
         episodes = eval_cfg.episodes if episodes is None else episodes
-        return self.evaluation.evaluate(self, policy, task_cfg, eval_cfg, episodes, seed, record)
+        backend = {} if impl is None else {"impl": impl}
+        return self.evaluation.evaluate(self, policy, task_cfg, eval_cfg, episodes, seed, record, **backend)
 
 
 _TASKS: dict[str, TaskSpec] = {}

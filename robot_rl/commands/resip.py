@@ -17,6 +17,7 @@ import tyro
 
 from robot_rl.checkpoint import load_checkpoint
 from robot_rl.commands.run_flags import split_run_flags
+from robot_rl.commands.transfer import OURS, resolve_sims
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.residual.resip import ResidualActor, ResiPConfig
 from robot_rl.runners.resip import ResiPRunner, evaluate_residual
@@ -130,29 +131,40 @@ def export_resip_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, An
                                   seed=cfg.seed)
 
 
-def run_resip_eval(run_dir: Path, episodes: int | None = None) -> dict[str, Any]:
+def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, ...] = (OURS,)) -> dict[str, Any]:
     """Success of the base alone and of base + residual (mean) on the task's held-out episodes (the same
-    episodes and base noise for both); writes ``eval.json`` and ``report.md``."""
+    episodes and base noise for both), in each simulator backend of ``sims`` (``ours``: the task's reference
+    backend); writes ``eval.json`` and ``report.md``. The headline figures are the first simulator's."""
     run_dir = Path(run_dir)
     cfg, policy, actor, meta = load_resip(run_dir)
     task = get_task(cfg.task)
     ecfg = task.evaluation.config_cls()
     n = ecfg.episodes if episodes is None else episodes
-    base = evaluate_residual(cfg.task, policy, None, n, noise_seed=cfg.seed)
-    res = evaluate_residual(cfg.task, policy, actor, n, noise_seed=cfg.seed)
+    rows = []
+    for label, backend in resolve_sims(task, tuple(sims)):
+        impl = None if label == OURS else backend
+        base = evaluate_residual(cfg.task, policy, None, n, noise_seed=cfg.seed, impl=impl)
+        res = evaluate_residual(cfg.task, policy, actor, n, noise_seed=cfg.seed, impl=impl)
+        rows.append((label, backend, base, res))
+    _, _, base, res = rows[0]
     summary = {"episodes": n, "seed": res["seed"], "base_success": base["success"], "resip_success": res["success"],
                "base_mean_length": base["mean_episode_length"], "resip_mean_length": res["mean_episode_length"],
                "env_steps": meta["env_steps"], "train_time_s": meta["train_time_s"], "task": cfg.task,
                "policy": "checkpoint (torch): base on the runtime's synchronous chunk schedule + mean residual"}
+    if len(rows) > 1:
+        summary["simulators"] = {label: {"backend": b, "base_success": bs["success"], "resip_success": rs["success"]}
+                                 for label, b, bs, rs in rows}
     atomic_write_json(run_dir / "eval.json", summary)
     lines = [f"# Evaluation of `{run_dir}`", "",
              f"ResiP on task `{cfg.task}` over the frozen base `{cfg.base}`; seed {cfg.seed}, "
              f"{meta['env_steps']} env steps ({meta['train_time_s']:.0f} s). {n} held-out episodes from seed "
-             f"{res['seed']}, the same episodes and base noise for both rows.", "",
-             "| policy | success | mean length |", "|---|---:|---:|",
-             f"| base alone | {base['success']:.1%} | {base['mean_episode_length']:.1f} |",
-             f"| base + residual | {res['success']:.1%} | {res['mean_episode_length']:.1f} |", ""]
-    atomic_write_text(run_dir / "report.md", "\n".join(lines))
+             f"{res['seed']}, the same episodes and base noise for both rows in every simulator.", "",
+             "| simulator | policy | success | mean length |", "|---|---|---:|---:|"]
+    for label, backend, bs, rs in rows:
+        sim = f"{label} ({backend})" if label == OURS else label
+        lines += [f"| {sim} | base alone | {bs['success']:.1%} | {bs['mean_episode_length']:.1f} |",
+                  f"| {sim} | base + residual | {rs['success']:.1%} | {rs['mean_episode_length']:.1f} |"]
+    atomic_write_text(run_dir / "report.md", "\n".join(lines + [""]))
     summary["report"] = str(run_dir / "report.md")
     return summary
 

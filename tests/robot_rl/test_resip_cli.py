@@ -38,6 +38,16 @@ def test_resip_trains_exports_evaluates_and_resumes(tmp_path, capsys):
     main(["eval", str(run), "--episodes", "4"])
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["resip_success"] == ev["resip_success"] and again["base_success"] == ev["base_success"]
+    main(["eval", str(run), "--episodes", "4", "--sim", "ours", "pybullet"])
+    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    sims = both["simulators"]
+    assert sims["ours"] == {"backend": "mujoco", "base_success": ev["base_success"],
+                            "resip_success": ev["resip_success"]}  # the reference backend: the same numbers
+    assert sims["pybullet"]["backend"] == "pybullet" and 0 <= sims["pybullet"]["resip_success"] <= 1
+    assert "| pybullet | base + residual |" in (run / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["eval", str(run), "--episodes", "4", "--sim", "isaac"])
+    assert "no simulator backend 'isaac'" in capsys.readouterr().err
     main(["train", "--resume", str(run), "--eval-episodes", "0"])
     assert "resuming" in capsys.readouterr().out
     main(["export", str(run)])
