@@ -36,10 +36,11 @@ class SACConfig:
     """None gives -action_dim."""
     policy_delay: int = 1
     num_critics: int = 2
-    fused: bool = True
-    """Fast path, same maths: actor and critics as one autograd node each (hand-written backward,
-    ``mlp_function``/``ensemble_function``) and torch's fused Adam. False: plain autograd through the modules
-    and multi-tensor Adam (equal up to float rounding)."""
+    fused: bool = False
+    """Opt-in fast path, same maths per update (tested to 1e-6): actor and critics as one autograd node each
+    (hand-written backward, ``mlp_function``/``ensemble_function``), torch's fused Adam. Not the
+    default: its float rounding differs from the plain path's, and over 60k steps `panda-reach-sac` (seed 0)
+    learned to 0.60 held-out success on it against 1.00 on the plain path (one seed each; not understood yet)."""
 
 
 class SquashedGaussianActor(nn.Module):

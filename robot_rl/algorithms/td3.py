@@ -42,10 +42,12 @@ class TD3Config:
     target_noise_clip: float = 0.5
     exploration_noise: float = 0.1
     num_critics: int = 2
-    fused: bool = True
-    """Fast path, same maths: actor and critics as one autograd node each (hand-written backward,
-    ``mlp_function``/``ensemble_function``), the actor loss on the first twin only, torch's fused Adam.
-    False: plain autograd through the modules and multi-tensor Adam (equal up to float rounding)."""
+    fused: bool = False
+    """Opt-in fast path, same maths per update (tested to 1e-6): actor and critics as one autograd node each
+    (hand-written backward, ``mlp_function``/``ensemble_function``), the actor loss on the first twin only,
+    torch's fused Adam. Not the default: its float rounding differs from the plain path's, and over 60k steps
+    `panda-reach-sac` (seed 0, SAC) learned to 0.60 held-out success on it against 1.00 on the plain path (one seed
+    each; not understood yet)."""
 
 
 class TD3:
