@@ -4,7 +4,7 @@ model sampled step by step in eager torch, for DDIM-10 and the few-step flow-mat
 Models have random weights of the pick-cube shape (34-D observation, 2 observation steps, 5-D action,
 horizon 16): latency does not depend on the weight values. Each is exported with
 :func:`deploy.export.chunked.export_chunked_policy` (which verifies it against torch) and timed through the
-runtime's single-threaded session (``deploy.runtime.onnx_session``) with fresh noise per call; torch runs
+runtime's single-threaded session (``deploy.onnx_io.onnx_session``) with fresh noise per call; torch runs
 ``DiffusionPolicy.sample`` under ``no_grad`` with one thread. p50/p99 over ``--calls`` calls after a warm-up,
 the median over ``--repeats`` interleaved windows (the 2 cores of the development machine are shared).
 At 50 Hz with 8 executed actions per chunk, a chunk has 160 ms before the queue runs dry (asynchronous mode)
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from deploy.export.chunked import export_chunked_policy
-from deploy.runtime import onnx_session
+from deploy.onnx_io import onnx_session
 from robot_rl.policies.diffusion import DiffusionConfig, DiffusionPolicy
 
 OBS_DIM, ACT_DIM, CONTROL_HZ = 34, 5, 50.0

@@ -57,8 +57,8 @@ def bench_runner(export_dir: Path, calls: int, repeats: int) -> dict[str, float]
     """Part (a): ``PolicyRunner.step`` alone, and a new odometry message converted and accepted by the node's
     ``quadrotor_motors`` profile (``on_odometry``: stamp check, quaternion, rotation, twist) followed by the step,
     every call; next to onnxruntime's ``session.run`` on the same observation."""
+    from deploy.onnx_io import onnx_session
     from deploy.ros2.profiles import NodeConfig, make_profile
-    from deploy.runtime import onnx_session
 
     profile = make_profile(NodeConfig(model_path=str(export_dir), target=[0.0, 0.0, 1.0]))
     runner = profile.runner

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from deploy.chunked_runtime import ChunkedPolicyRunner
-from deploy.runtime import ModelError, onnx_session
+from deploy.inputs import ModelError
+from deploy.onnx_io import onnx_session
 
 
 class CandidatesPolicyRunner(ChunkedPolicyRunner):

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from deploy import contract
-from deploy.runtime import ModelError, PolicyRunner, load_onnx
+from deploy.onnx_io import load_onnx
+from deploy.runtime import ModelError, PolicyRunner
 
 
 class ChunkedPolicyRunner(PolicyRunner):

@@ -19,7 +19,8 @@ import numpy as np
 
 from deploy import contract
 from deploy.chunked_runtime import ChunkedPolicyRunner
-from deploy.runtime import ModelError, onnx_session
+from deploy.inputs import ModelError
+from deploy.onnx_io import onnx_session
 
 
 class ResidualPolicyRunner(ChunkedPolicyRunner):

@@ -25,13 +25,11 @@ velocity limits times the control period), counted in ``limited_steps``; the gua
 same units into :attr:`PolicyRunner.measured` (joints outside the Panda's limits by more than 0.1 rad are a
 fault).
 
-Input stamps (:meth:`PolicyRunner.accept`): a message must be newer than the last one of its source and not
-stamped more than ``max_future_s`` ahead of the caller's clock; a stamp that jumps back more than ``jump_s``,
-or ``recovery_count`` consecutive rejections, restart the source's stamp sequence (a driver restart or a clock
-step), with a notice in :attr:`PolicyRunner.notices`. The e-stop latch survives :meth:`PolicyRunner.activate`
-and is cleared only by :meth:`PolicyRunner.clear_estop`. A safe step resets ``action_history`` /
-``previous_action`` to what training saw after a reset, so the first policy step after any interruption
-conditions on the same history as the first step of a training episode.
+Input stamps (:meth:`PolicyRunner.accept`) pass :class:`deploy.inputs.StampGate` (newer than the last, not
+from the future, restarts after a clock step). The e-stop latch survives :meth:`PolicyRunner.activate` and is
+cleared only by :meth:`PolicyRunner.clear_estop`. A safe step resets ``action_history`` / ``previous_action``
+to what training saw after a reset, so the first policy step after any interruption conditions on the same
+history as the first step of a training episode.
 
 Safe commands: ``motor_rpm`` -> ``safe_action`` (default -1, motors off); ``joint_position`` and ``ee_delta``
 -> hold the last valid measured joint position, approached from the last command within ``max_command_delta``
@@ -54,43 +52,13 @@ import numpy as np
 import onnxruntime as ort
 
 from deploy import contract
-from deploy.inputs import ModelError, Source, ranges
+from deploy.command_map import build_command_map
+from deploy.inputs import ModelError, StampGate
+from deploy.obs_layout import RUNTIME_COMPONENTS, ObsLayout
+from deploy.onnx_io import load_onnx
 
-__all__ = ["ModelError", "PolicyRunner", "onnx_session"]
+__all__ = ["ModelError", "PolicyRunner"]
 
-RUNTIME_COMPONENTS = ("action_history", "previous_action")
-RANGE_TOLERANCE = 1e-5
-
-
-def _vector(value: float | Sequence[float] | None, n: int, default: float, what: str) -> np.ndarray:
-    """Broadcast a number or a length-1 / length-n sequence to a float64 vector of length n."""
-    arr = np.asarray(default if value is None else value, dtype=np.float64).reshape(-1)
-    if arr.size == 1:
-        arr = np.full(n, arr[0])
-    if arr.size != n:
-        raise ModelError(f"{what} has {arr.size} values but the action has {n}")
-    return arr
-
-
-def onnx_session(path: str | Path) -> ort.InferenceSession:
-    """A single-threaded CPU onnxruntime session (deterministic, no thread-pool wake-ups)."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def load_onnx(export_dir: Path) -> ort.InferenceSession:
-    """``export_dir/policy.onnx`` in a :func:`onnx_session`, or a one-line :class:`ModelError`."""
-    path = export_dir / "policy.onnx"
-    if not path.is_file():
-        raise ModelError(f"no policy.onnx in {export_dir}")
-    try:
-        return onnx_session(path)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot load ONNX model ({first[:200]})") from None
 
 
 class PolicyRunner:
@@ -130,115 +98,39 @@ class PolicyRunner:
         self.horizon = contract.chunk_horizon(spec)
         self.execute = int(act.get("chunk", {}).get("execute", 1))
         self.control_rate_hz = float(spec["control_rate_hz"])
-        self.check_stamps = check_stamps
-        if not (max_future_s > 0 and stamp_jump_s > 0 and recovery_count >= 1):
-            raise ModelError("max_future_s and stamp_jump_s must be positive, recovery_count at least 1")
-        self._future_ns, self._jump_ns = int(max_future_s * 1e9), int(stamp_jump_s * 1e9)
-        self.recovery_count = int(recovery_count)
-        self.notices: list[str] = []  # one-line events for the caller's log (stamp restarts); it empties the list
-        self.sources = {name: Source(name, t) for name, t in (sources or {"state": 0.1}).items()}
+        self._stamps = StampGate(sources or {"state": 0.1}, check_stamps=check_stamps, max_future_s=max_future_s,
+                                 stamp_jump_s=stamp_jump_s, recovery_count=recovery_count)
+        self.sources = self._stamps.sources
+        self.notices = self._stamps.notices  # one-line events for the caller's log (stamp restarts); it empties it
         self._source_list = list(self.sources.values())
 
         # observation buffer, one view per component; measured components start as NaN (= not received)
-        dim = contract.obs_dim(spec)
-        self.obs = np.full((1, dim), np.nan, dtype=np.float32)
+        self._layout = layout = ObsLayout(spec)
+        self.obs, self._views, self._lo, self._hi = layout.obs, layout.views, layout.lo, layout.hi
         self._feed = {self._input_name: self.obs}
-        self._views: dict[str, np.ndarray] = {}
-        big = float(np.finfo(np.float32).max)  # unranged: any finite value (NaN and +-inf fail the check)
-        self._lo = np.full(dim, -big, dtype=np.float32)
-        self._hi = np.full(dim, big, dtype=np.float32)
-        self._slices: list[tuple[str, int, int]] = []
-        self._clipped: list[tuple[str, int, int, np.ndarray, np.ndarray]] = []  # clamped into the training box
-        i = 0
-        for c in spec["observation"]:
-            size, name = int(c["size"]), c["name"]
-            self._views[name] = self.obs[0, i:i + size]
-            self._slices.append((name, i, i + size))
-            if name not in RUNTIME_COMPONENTS:
-                lo, hi, train = ranges(c, size)
-                self._lo[i:i + size] = np.maximum(lo - RANGE_TOLERANCE, -big)
-                self._hi[i:i + size] = np.minimum(hi + RANGE_TOLERANCE, big)
-                if train is not None:
-                    self._clipped.append((name, i, i + size, train[0].astype(np.float32),
-                                          train[1].astype(np.float32)))
-            i += size
-        hist = next((c for c in spec["observation"] if c["name"] == "action_history"), None)
         self._history = self._views.get("action_history")
-        self._history_init = float(hist.get("initial_value", 0.0)) if hist else 0.0
+        self._history_init = layout.history_init
         self._previous = self._views.get("previous_action")
+        dim = self.obs.shape[1]
         self._ok_lo = np.empty(dim, dtype=bool)
         self._ok_hi = np.empty(dim, dtype=bool)
 
         # action -> command: command = offset + scale * action (+ measured joint position if delta)
-        f32 = np.float32
-        self._act_lo = _vector(act.get("low", -np.inf), n, -np.inf, "action.low").astype(f32)
-        self._act_hi = _vector(act.get("high", np.inf), n, np.inf, "action.high").astype(f32)
-        self._measured: np.ndarray | None = None
-        self.measured: np.ndarray | None = None
-        self._delta = False
-        self._ee: Any = None  # deploy.arm_command.EeDeltaCommand for ee_delta actions
+        cm = build_command_map(act, self._views, self.control_rate_hz, command_low=command_low,
+                               command_high=command_high, max_command_delta=max_command_delta,
+                               command_unit=command_unit, output_order=output_order)
+        self._act_lo, self._act_hi, self._scale, self._offset = cm.act_lo, cm.act_hi, cm.scale, cm.offset
+        self._measured = cm.measured  # the hold reference (joint_position: the observation's view)
+        self.measured = cm.measured if cm.ee is not None else None  # ee_delta: the profile writes joints here
+        self._delta, self._ee, self._safe_fixed = cm.delta, cm.ee, cm.safe_fixed
         self._grip_sent: float | None = None  # last gripper width sent (ee_delta with a gripper channel)
-        m = n  # command size (ee_delta: 7 joints + gripper width)
-        self._safe_fixed: np.ndarray | None = None
-        if self.action_type == "motor_rpm":
-            if command_unit == "rpm":
-                lo, hi = float(act.get("rpm_min", 0.0)), float(act["rpm_max"])
-                scale, offset = np.full(n, (hi - lo) / 2), np.full(n, (hi + lo) / 2)
-            elif command_unit == "normalized":
-                scale, offset = np.ones(n), np.zeros(n)
-            else:
-                raise ModelError(f"command_unit must be 'rpm' or 'normalized', not {command_unit!r}")
-            safe = _vector(act.get("safe_action", -1.0), n, -1.0, "action.safe_action")
-            self._safe_fixed = (offset + scale * safe).astype(f32)
-        elif self.action_type == "joint_position":
-            if "joint_position" not in self._views:
-                raise ModelError("a joint_position action needs a joint_position observation (the hold position)")
-            self._measured = self._views["joint_position"]
-            self._delta = bool(act.get("delta", False))
-            scale = _vector(act.get("scale", 1.0), n, 1.0, "action.scale")
-            offset = _vector(act.get("offset", 0.0), n, 0.0, "action.offset")
-        elif self.action_type == "ee_delta":
-            from deploy.arm_command import EeDeltaCommand  # numba + the shared IK: only for arms
-
-            self._ee = EeDeltaCommand(act, 1.0 / self.control_rate_hz)
-            m = self._ee.size
-            self.measured = self._measured = np.full(m, np.nan, dtype=f32)
-            scale, offset = np.ones(m), np.zeros(m)
-        elif self.action_type == "attitude_thrust":
-            scale = _vector(act.get("scale"), n, math.nan, "action.scale")
-            offset = _vector(act.get("offset"), n, math.nan, "action.offset")
-            if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
-                raise ModelError("an attitude_thrust action needs finite 'scale' and 'offset' (one per channel)")
-        else:
-            raise ModelError(f"action type {self.action_type!r} has no runtime mapping yet")
-        if np.any(scale == 0):
-            raise ModelError("action.scale must not be zero")
-        self._scale, self._offset = scale.astype(f32), offset.astype(f32)
-        self.command_size = m
-        lo = _vector(command_low, m, -np.inf, "command_low")
-        hi = _vector(command_high, m, np.inf, "command_high")
-        max_delta = _vector(max_command_delta, m, np.inf, "max_command_delta")
-        if self._ee is not None:  # never beyond the Panda's joint position and velocity limits
-            lo, hi = np.maximum(lo, self._ee.low), np.minimum(hi, self._ee.high)
-            max_delta = np.minimum(max_delta, self._ee.max_delta)
-        # float32 commands: limits rounded inwards, so that a clamped command is never beyond the real limit
-        lo32, hi32 = lo.astype(f32), hi.astype(f32)
-        self._cmd_lo = np.where(lo32 < lo, np.nextafter(lo32, f32(np.inf)), lo32).astype(f32)
-        self._cmd_hi = np.where(hi32 > hi, np.nextafter(hi32, f32(-np.inf)), hi32).astype(f32)
-        if np.any(self._cmd_lo > self._cmd_hi):
-            raise ModelError("command_low must not exceed command_high")
-        self._cmd_limited = bool(np.isfinite(self._cmd_lo).any() or np.isfinite(self._cmd_hi).any())
-        self._max_delta = max_delta.astype(f32)
-        if np.any(self._max_delta <= 0):
-            raise ModelError("max_command_delta must be positive (inf disables rate limiting)")
-        self._rate_limited = bool(np.isfinite(self._max_delta).any())
-        self._neg_max_delta = -self._max_delta
-        if output_order is not None and sorted(output_order) != list(range(m)):
-            raise ModelError(f"output_order must be a permutation of 0..{m - 1}")
-        self._order = None if output_order is None or list(output_order) == list(range(m)) \
-            else np.asarray(output_order, dtype=np.intp)
+        self.command_size = m = cm.size
+        self._cmd_lo, self._cmd_hi, self._cmd_limited = cm.cmd_lo, cm.cmd_hi, cm.limited
+        self._max_delta, self._rate_limited, self._neg_max_delta = cm.max_delta, cm.rate_limited, -cm.max_delta
+        self._order, self._map = cm.order, cm
 
         # preallocated step buffers (float32 throughout: the network's precision)
+        f32 = np.float32
         self._chunk = np.zeros((self.horizon, n), dtype=f32)
         self._chunk_flat = self._chunk.reshape(-1)
         self._act = np.zeros(n, f32)
@@ -309,7 +201,7 @@ class PolicyRunner:
     @property
     def components(self) -> list[str]:
         """Observation component names in ``policy.json`` order."""
-        return [name for name, _, _ in self._slices]
+        return [name for name, _, _ in self._layout.slices]
 
     def accept(self, source: str, stamp_ns: int, received: float | None = None, clock_ns: int | None = None) -> bool:
         """Register a message of ``source`` stamped ``stamp_ns``; ``False``: drop it (see the module docstring).
@@ -317,40 +209,11 @@ class PolicyRunner:
         Call before writing the message into the views. ``received`` is a ``time.monotonic()`` reading,
         ``clock_ns`` the receiver's clock in the stamps' time base (ROS time); ``None`` skips the future check.
         """
-        src = self.sources[source]
-        if self.check_stamps:
-            if stamp_ns <= 0:
-                return self.reject(source, "unstamped message (header.stamp = 0)")
-            if clock_ns is not None and stamp_ns - clock_ns > self._future_ns:
-                src.future += 1
-                return self.reject(source, f"stamp {(stamp_ns - clock_ns) * 1e-9:.3g} s ahead of the node clock")
-            if src.stamp is not None and stamp_ns <= src.stamp:
-                back = src.stamp - stamp_ns
-                if back > self._jump_ns:
-                    self._restart(src, f"stamp jumped back {back * 1e-9:.3g} s")
-                elif src.consecutive >= self.recovery_count:
-                    self._restart(src, f"{src.consecutive} consecutive messages not newer than the last")
-                else:
-                    return self.reject(source, "stamp not newer than the last")
-        src.stamp = stamp_ns
-        src.received = time.monotonic() if received is None else received
-        src.count += 1
-        src.consecutive = 0
-        src.last_reject = ""
-        src.fault = None
-        return True
-
-    def _restart(self, src: Source, why: str) -> None:
-        src.resets += 1
-        self.notices.append(f"{src.name}: stamp sequence restarted ({why}: driver restart or clock step)")
+        return self._stamps.accept(source, stamp_ns, received, clock_ns)
 
     def reject(self, source: str, reason: str) -> bool:
         """Count a refused message of ``source`` and remember why (shown when the source goes stale); ``False``."""
-        src = self.sources[source]
-        src.rejected += 1
-        src.consecutive += 1
-        src.last_reject = reason
-        return False
+        return self._stamps.reject(source, reason)
 
     def invalidate(self, source: str, reason: str) -> None:
         """The last accepted message of ``source`` is unusable (``reason``): safe steps until the next accept."""
@@ -419,20 +282,6 @@ class PolicyRunner:
             np.copyto(self._hold, m)
             self._have_hold = True
 
-    def _input_problem(self) -> str:
-        """Name the first observation component that is not finite or out of range (failure path only)."""
-        obs = self.obs[0]
-        for name, a, b in self._slices:
-            seg = obs[a:b]
-            if not np.isfinite(seg).all():
-                return f"non-finite input in {name!r}"
-            bad = (seg < self._lo[a:b]) | (seg > self._hi[a:b])
-            if bad.any():
-                k = int(np.argmax(bad))
-                lo, hi = float(self._lo[a + k]) + RANGE_TOLERANCE, float(self._hi[a + k]) - RANGE_TOLERANCE
-                return f"input {name!r}[{k}] = {float(seg[k]):.4g} outside its plausible range [{lo:.4g}, {hi:.4g}]"
-        return "invalid input"
-
     # ------------------------------------------------------------------ the control step
     def step(self, now: float | None = None) -> tuple[np.ndarray | None, str | None]:
         """One control step at time ``now`` (``time.monotonic()``): the command and ``None``, or safe + reason."""
@@ -455,7 +304,7 @@ class PolicyRunner:
         np.greater_equal(obs, self._lo, out=ok_lo)
         np.less_equal(obs, self._hi, out=ok_hi)
         if not (ok_lo.all() and ok_hi.all()):
-            return self.safe_command(self._input_problem())
+            return self.safe_command(self._layout.problem())
         if self._ee is not None:
             problem = self._ee.measured_problem(self._measured)
             if problem is not None:
@@ -463,8 +312,11 @@ class PolicyRunner:
         if self._measured is not None:
             np.copyto(self._hold, self._measured)
             self._have_hold = True
-        if self._clipped:
-            self._clamp()
+        if self._layout.clipped:
+            hit = self.clamping = self._layout.clamp()
+            if hit:
+                self.clamped_steps += 1
+                self.last_clamped = hit
         row = self._next_action(now)
         if row is None:  # a chunked policy's next chunk is late: hold, keep history and queue
             return self._hold_step(self.last_reason or "no action ready")
@@ -508,7 +360,7 @@ class PolicyRunner:
                 self.limited_steps += 1
                 if self._ee is not None:
                     self._ee.sync(cmd)
-            problem = self._guard(cmd)
+            problem = self._map.guard(cmd)
             if problem is not None:
                 self.guard_trips += 1
                 return self.safe_command(problem)
@@ -517,17 +369,6 @@ class PolicyRunner:
         self._push_executed(exact, self._measured)
         self.last_reason = None
         return self._output(), None
-
-    def _guard(self, cmd: np.ndarray) -> str | None:
-        """Independent last check of an arm command: finite and inside the command limits (``None``: fine)."""
-        if not np.isfinite(cmd).all():
-            return "command guard: non-finite joint target"
-        bad = (cmd < self._cmd_lo) | (cmd > self._cmd_hi)
-        if bad.any():
-            k = int(np.argmax(bad))
-            return (f"command guard: target [{k}] = {float(cmd[k]):.4g} outside [{float(self._cmd_lo[k]):.4g}, "
-                    f"{float(self._cmd_hi[k]):.4g}]")
-        return None
 
     def _next_action(self, now: float) -> np.ndarray | None:
         """The policy action for this step from the chunk queue (querying the network when it is empty)."""
@@ -545,19 +386,6 @@ class PolicyRunner:
             return None, reason
         np.copyto(self._prev, self._cmd)
         return self._output(), reason
-
-    def _clamp(self) -> None:
-        """Clamp components outside their training box into it (plausible, but more than the policy saw)."""
-        obs, hit = self.obs[0], ""
-        for name, a, b, lo, hi in self._clipped:
-            seg = obs[a:b]
-            if (seg < lo).any() or (seg > hi).any():
-                np.clip(seg, lo, hi, out=seg)
-                hit = name if not hit else f"{hit}, {name}"
-        if hit:
-            self.clamped_steps += 1
-            self.last_clamped = hit
-        self.clamping = hit
 
     def _push_executed(self, exact: bool, measured: np.ndarray | None) -> None:
         """Feed the executed action into ``action_history`` / ``previous_action`` (action units).

@@ -31,7 +31,8 @@ from torch import nn
 
 from deploy import contract
 from deploy.export.chunked import OPSET, export_chunked_policy
-from deploy.export.policy import MAX_ABS_ERROR, ExportError, onnx_session
+from deploy.export.policy import MAX_ABS_ERROR, ExportError
+from deploy.onnx_io import onnx_session
 from robot_rl.io import atomic_write_bytes, atomic_write_json
 
 

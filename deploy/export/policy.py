@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
 import robot_rl
 from deploy import contract
 from deploy.export.onnx_graph import OPSET, build_onnx
+from deploy.onnx_io import onnx_session
 from robot_rl.io import atomic_write_bytes, atomic_write_json
 from robot_rl.models.mlp import PolicyGraph
 
@@ -22,14 +22,6 @@ MAX_ABS_ERROR = 1e-5
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the torch policy."""
-
-
-def onnx_session(model: onnx.ModelProto | str | Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
 def verify(session: ort.InferenceSession, torch_policy: Callable[[torch.Tensor], torch.Tensor],

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploy.export.policy import export_policy, onnx_session
+from deploy.export.policy import export_policy
+from deploy.onnx_io import onnx_session
 from robot_rl.models import MLP
 from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
 

@@ -174,7 +174,7 @@ def onnx_chunk_sampler(export_dir: Path, noise_seed: int) -> tuple[Any, int, int
     """The exported sampler in onnxruntime with its own noise generator (the deployed computation), after
     checking ``policy.json``'s test vector; returns ``(sample, observation_steps, execute, restart)``."""
     from deploy import contract
-    from deploy.runtime import onnx_session
+    from deploy.onnx_io import onnx_session
 
     spec = contract.load(export_dir)
     sess = onnx_session(export_dir / "policy.onnx")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from deploy import contract
-from deploy.export.policy import onnx_session
+from deploy.onnx_io import onnx_session
 from robot_rl.commands.transfer import (
     OURS,
     resolve_sims,

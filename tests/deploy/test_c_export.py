@@ -14,8 +14,8 @@ from deploy.export.c_export import export_c, main
 from deploy.export.c_toolchain import HostPolicy, build_host_library
 from deploy.export.int8_reference import Int8Policy, expf, tanhf
 from deploy.export.mlp_reader import UnsupportedGraphError, read_mlp
-from deploy.export.policy import onnx_session
 from deploy.export.sample_policies import generic_export, quadrotor_export
+from deploy.onnx_io import onnx_session
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host C compiler gcc not found")
 

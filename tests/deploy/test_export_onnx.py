@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deploy import contract
-from deploy.export.policy import ExportError, export_policy, onnx_session
+from deploy.export.policy import ExportError, export_policy
+from deploy.onnx_io import onnx_session
 from robot_rl.models import MLP
 from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
 

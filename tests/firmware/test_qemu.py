@@ -9,8 +9,8 @@ import pytest
 from deploy.export.c_export import export_c
 from deploy.export.c_toolchain import build_host_program, build_m4_elf, run_qemu, write_obs_header
 from deploy.export.int8_reference import Int8Policy
-from deploy.export.policy import onnx_session
 from deploy.export.sample_policies import closed_loop_observations, generic_export, quadrotor_export
+from deploy.onnx_io import onnx_session
 
 MISSING = [t for t in ("gcc", "arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} "

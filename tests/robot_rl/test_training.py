@@ -4,7 +4,7 @@ import onnx
 import pytest
 import torch
 
-from deploy.export.policy import onnx_session
+from deploy.onnx_io import onnx_session
 from robot_rl.commands.train import run_training
 from robot_rl.config import TrainConfig, get_preset
 from robot_rl.curriculum import Curriculum, CurriculumConfig
