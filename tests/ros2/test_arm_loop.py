@@ -233,6 +233,28 @@ except KeyboardInterrupt:
 PICK_SCENE_SEED = 3  # arm-sim's episode seed (cube placement, start pose, gains); seeds 0-10 all succeeded
 
 
+def pick_through_node(tmp_path, model_dir) -> tuple[dict, dict | None, dict[str, str]]:
+    """Run the export in ``model_dir`` through the node against ``arm-sim``'s pick scene with the diagnostics
+    peer listening; returns arm-sim's report, the last diagnostics values (``None``: none arrived) and logs."""
+    report, diag = tmp_path / "arm.json", tmp_path / "diag.json"
+    sim_args = ["--task", "panda-pick-cube", "--seed", str(PICK_SCENE_SEED), "--duration", "5",
+                "--report", str(report)]
+    peer = subprocess.Popen([str(VENV_PYTHON), "-c", DIAG_PEER, str(diag)], stdout=subprocess.PIPE,
+                            stderr=open(tmp_path / "peer.log", "w"), text=True, env=ros_env())
+    try:
+        assert peer.stdout.readline().strip() == "ready", (tmp_path / "peer.log").read_text()[-2000:]
+        with sim_and_node(tmp_path, sim_args, [f"model_path:={model_dir}"]) as (sim, logs):
+            sim.wait(timeout=150)
+    finally:
+        peer.send_signal(signal.SIGINT)
+        try:
+            peer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+    assert report.is_file(), logs
+    return json.loads(report.read_text()), json.loads(diag.read_text()) if diag.is_file() else None, logs
+
+
 @pytest.mark.slow
 def test_diffusion_policy_picks_the_cube_through_node_and_arm_sim(ros_venv, trained_pick_dp, tmp_path):
     """The diffusion policy of ``dp-panda-pick-cube`` (100 demos, the session fixture ``trained_pick_dp``), exported
@@ -248,30 +270,14 @@ def test_diffusion_policy_picks_the_cube_through_node_and_arm_sim(ros_venv, trai
     doc = export_bc_run(run, tmp_path / "pick")
     assert doc["kind"] == "chunked" and {c["name"] for c in doc["observation"]} >= {"gripper_width",
                                                                                     "object_position"}
-    report, diag = tmp_path / "arm.json", tmp_path / "diag.json"
-    sim_args = ["--task", "panda-pick-cube", "--seed", str(PICK_SCENE_SEED), "--duration", "5",
-                "--report", str(report)]
-    peer = subprocess.Popen([str(VENV_PYTHON), "-c", DIAG_PEER, str(diag)], stdout=subprocess.PIPE,
-                            stderr=open(tmp_path / "peer.log", "w"), text=True, env=ros_env())
-    try:
-        assert peer.stdout.readline().strip() == "ready", (tmp_path / "peer.log").read_text()[-2000:]
-        with sim_and_node(tmp_path, sim_args, [f"model_path:={tmp_path / 'pick'}"]) as (sim, logs):
-            sim.wait(timeout=150)
-    finally:
-        peer.send_signal(signal.SIGINT)
-        try:
-            peer.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            peer.kill()
-    assert report.is_file(), logs
-    data = json.loads(report.read_text())
+    data, diag, logs = pick_through_node(tmp_path, tmp_path / "pick")
     s = data["summary"]
-    print(json.dumps({"summary": s, "diagnostics": json.loads(diag.read_text()) if diag.is_file() else None}))
+    print(json.dumps({"summary": s, "diagnostics": diag}))
     assert clean(s), (s, logs)
     assert s["success"] and s["max_object_height_m"] >= 0.02 + 0.10, (s, logs)  # lifted >= 10 cm, held 0.2 s
     widths = [w for _, w in data["gripper"]]
     assert max(widths) > 0.015 and min(widths) < 0.015, (min(widths), max(widths))  # it opened and closed
-    assert diag.is_file() and int(json.loads(diag.read_text())["chunks"]) >= 20  # chunked runtime: 8 steps a chunk
+    assert diag is not None and int(diag["chunks"]) >= 20  # chunked runtime: 8 steps a chunk
 
 
 @pytest.mark.slow
@@ -303,24 +309,8 @@ def test_residual_composition_picks_the_cube_through_node_and_arm_sim(ros_venv, 
     on_dist = np.concatenate([ep[cfg.obs_key] for ep in load_dataset(demos, keys=[cfg.obs_key]).episodes])
     doc = export_residual_policy(tmp_path / "pick", policy, actor, spec, on_dist, {"robot": "panda"})
     assert doc["kind"] == "composed" and doc["composition"]["kind"] == "residual"
-    report, diag = tmp_path / "arm.json", tmp_path / "diag.json"
-    sim_args = ["--task", "panda-pick-cube", "--seed", str(PICK_SCENE_SEED), "--duration", "5",
-                "--report", str(report)]
-    peer = subprocess.Popen([str(VENV_PYTHON), "-c", DIAG_PEER, str(diag)], stdout=subprocess.PIPE,
-                            stderr=open(tmp_path / "peer.log", "w"), text=True, env=ros_env())
-    try:
-        assert peer.stdout.readline().strip() == "ready", (tmp_path / "peer.log").read_text()[-2000:]
-        with sim_and_node(tmp_path, sim_args, [f"model_path:={tmp_path / 'pick'}"]) as (sim, logs):
-            sim.wait(timeout=150)
-    finally:
-        peer.send_signal(signal.SIGINT)
-        try:
-            peer.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            peer.kill()
-    assert report.is_file(), logs
-    s = json.loads(report.read_text())["summary"]
+    data, diag, logs = pick_through_node(tmp_path, tmp_path / "pick")
+    s = data["summary"]
     assert clean(s), (s, logs)
     assert s["success"] and s["max_object_height_m"] >= 0.02 + 0.10, (s, logs)
-    values = json.loads(diag.read_text())
-    assert int(values["chunks"]) >= 20 and float(values["max_residual_ms"]) > 0, values  # the residual ran
+    assert diag is not None and int(diag["chunks"]) >= 20 and float(diag["max_residual_ms"]) > 0, diag  # it ran
