@@ -9,7 +9,7 @@ on /<cf_name>/cmd_vel_legacy from /<cf_name>/odom. Deactivate (or the e-stop ser
 /<cf_name>/emergency. The node is the pip console script `robot-rl-node` found on PATH (no ament package needed).
 """
 
-# Self-contained on purpose (the twin launch files repeat these lines): `ros2 launch` runs the system Python,
+# Self-contained on purpose (node_launch.py has the same imports): `ros2 launch` runs the system Python,
 # which need not see the venv where robot-rl is installed, so a launch file must not import robot-rl itself.
 from pathlib import Path
 

@@ -7,31 +7,13 @@ unconfigured unless the params file sets autostart: true; then
 `ros2 lifecycle set /cf1/robot_rl_node configure` and `... activate`.
 """
 
-# Self-contained on purpose (the twin launch file repeats these lines): `ros2 launch` runs the system Python,
-# which need not see the venv where robot-rl is installed, so a launch file must not import robot-rl itself.
+import sys
 from pathlib import Path
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-
-DEFAULT_PARAMS = str(Path(__file__).resolve().parent / "config" / "quadrotor.yaml")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # node_launch.py beside this file (no package needed)
+from node_launch import node_launch_description  # noqa: E402
 
 
-def generate_launch_description() -> LaunchDescription:
+def generate_launch_description():
     """Arguments: model_path (export directory), namespace, params_file (YAML, see config/quadrotor.yaml)."""
-    return LaunchDescription([
-        DeclareLaunchArgument("model_path", description="export directory with policy.onnx + policy.json"),
-        DeclareLaunchArgument("namespace", default_value="cf1", description="namespace of the node and its topics"),
-        DeclareLaunchArgument("params_file", default_value=DEFAULT_PARAMS, description="node parameters (YAML)"),
-        Node(
-            executable="robot-rl-node",
-            package=None,
-            name="robot_rl_node",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file"), {"model_path": LaunchConfiguration("model_path")}],
-            output="screen",
-            emulate_tty=True,
-        ),
-    ])
+    return node_launch_description("quadrotor", namespace="cf1")
