@@ -1,6 +1,8 @@
 """ROS 2 tests run the real node in .venv-ros (made by deploy/ros2/make_venv.sh); they skip without it."""
 
+import contextlib
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -50,3 +52,28 @@ def ros_venv() -> Path:
     if reason:
         pytest.skip(reason)
     return VENV_PYTHON
+
+
+@contextlib.contextmanager
+def sim_and_node(tmp_path: Path, sim_command: str, params_file: str, sim_args: list[str], node_params: list[str]):
+    """``robot-rl <sim_command>`` (in .venv-ros) and ``robot-rl-node`` (``launch/config/<params_file>``, torch
+    blocked) side by side; yields the simulator process and a dict that holds both log tails (``sim``, ``node``)
+    once both have stopped."""
+    sim = subprocess.Popen([str(VENV_PYTHON), "-m", "robot_rl.cli", sim_command, *sim_args],
+                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
+    params = [x for p in node_params for x in ("-p", p)]
+    node = subprocess.Popen([str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config" / params_file),
+                             *params], stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT,
+                            env=node_env(), cwd=tmp_path)
+    logs: dict[str, str] = {}
+    try:
+        yield sim, logs
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        if sim.poll() is None:
+            sim.kill()
+        logs.update({k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")})

@@ -23,7 +23,8 @@ import pytest
 
 from sim.arm.kinematics import Q_UPPER, QD_LIMIT
 
-from .conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env
+from .conftest import VENV_PYTHON, ros_env
+from .conftest import sim_and_node as ros_sim_and_node
 
 PANDA = [f"panda_joint{i}" for i in range(1, 8)]
 MAX_STEP = QD_LIMIT * 0.02  # panda.yaml's max_command_delta: the velocity limits over one 50 Hz period
@@ -31,26 +32,9 @@ MAX_STEP = QD_LIMIT * 0.02  # panda.yaml's max_command_delta: the velocity limit
 
 @contextlib.contextmanager
 def sim_and_node(tmp_path, sim_args: list[str], node_params: list[str]):
-    """``robot-rl arm-sim`` and ``robot-rl-node`` (panda.yaml, torch blocked) side by side; yields the sim process
-    and a dict that holds both log tails once they have stopped."""
-    sim = subprocess.Popen([str(VENV_PYTHON), "-m", "robot_rl.cli", "arm-sim", *sim_args],
-                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
-    params = [x for p in ["autostart:=true", *node_params] for x in ("-p", p)]
-    node = subprocess.Popen([str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/panda.yaml"),
-                             *params], stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT,
-                            env=node_env(), cwd=tmp_path)
-    logs: dict[str, str] = {}
-    try:
-        yield sim, logs
-    finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        if sim.poll() is None:
-            sim.kill()
-        logs.update({k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")})
+    """``robot-rl arm-sim`` beside the node on ``panda.yaml``, started active; yields (sim process, logs)."""
+    with ros_sim_and_node(tmp_path, "arm-sim", "panda.yaml", sim_args, ["autostart:=true", *node_params]) as out:
+        yield out
 
 
 def clean(summary: dict) -> bool:

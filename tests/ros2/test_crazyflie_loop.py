@@ -10,7 +10,6 @@ new target for 10 s.
 
 import contextlib
 import json
-import signal
 import subprocess
 
 import pytest
@@ -20,31 +19,15 @@ from robot_rl.config import get_preset
 from robot_rl.runs import make_runner
 from sim.quadrotor.evaluation import evaluate, passes
 
-from .conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env
+from .conftest import VENV_PYTHON, ros_env
+from .conftest import sim_and_node as ros_sim_and_node
 
 
 @contextlib.contextmanager
 def sim_and_node(tmp_path, sim_args: list[str], node_params: list[str]):
-    """Run ``robot-rl crazyflie-sim`` (in .venv-ros) and ``robot-rl-node`` (crazyflie.yaml, torch blocked) side by
-    side; yields a dict that holds their log tails (``sim``, ``node``) once both have stopped."""
-    sim = subprocess.Popen([str(VENV_PYTHON), "-m", "robot_rl.cli", "crazyflie-sim", *sim_args],
-                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
-    params = [x for p in node_params for x in ("-p", p)]
-    node = subprocess.Popen(
-        [str(NODE_EXE), "--ros-args", "--params-file", str(ROOT / "launch/config/crazyflie.yaml"), *params],
-        stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT, env=node_env(), cwd=tmp_path)
-    logs: dict[str, str] = {}
-    try:
-        yield logs, sim
-    finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        if sim.poll() is None:
-            sim.kill()
-        logs.update({k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")})
+    """``robot-rl crazyflie-sim`` beside the node on ``crazyflie.yaml``; yields (sim process, logs)."""
+    with ros_sim_and_node(tmp_path, "crazyflie-sim", "crazyflie.yaml", sim_args, node_params) as out:
+        yield out
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +58,7 @@ def test_exported_policy_holds_a_target_step_through_the_node(trained, ros_venv,
     sim_args = ["--cf", "cf1", "--start", "0", "0", "1", "--target-topic", "/cf1/target", "--step", "0.3", "0", "0",
                 "--step-at", "3", "--hold", "10", "--duration", "19", "--report", str(report)]
     node_params = [f"model_path:={run_dir / 'export'}", "target_topic:=/cf1/target", "autostart:=true"]
-    with sim_and_node(tmp_path, sim_args, node_params) as (logs, sim):
+    with sim_and_node(tmp_path, sim_args, node_params) as (sim, logs):
         sim.wait(timeout=120)
     assert report.is_file(), logs
     data = json.loads(report.read_text())
@@ -116,7 +99,7 @@ def test_node_unlocks_streams_and_estop_calls_the_crazyflie_emergency(ros_venv, 
     export_hover_example(tmp_path / "att", hidden=(16,), attitude=True)
     report = tmp_path / "loop.json"
     node_params = [f"model_path:={tmp_path / 'att'}", "autostart:=true", "input_timeout_s:=0.5"]
-    with sim_and_node(tmp_path, ["--duration", "4", "--report", str(report)], node_params) as (logs, sim):
+    with sim_and_node(tmp_path, ["--duration", "4", "--report", str(report)], node_params) as (sim, logs):
         caller = subprocess.run([str(VENV_PYTHON), "-c", ESTOP_CALLER, "0.5"], capture_output=True, text=True,
                                 env=ros_env(), timeout=120)
         sim.wait(timeout=90)
