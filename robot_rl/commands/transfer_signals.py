@@ -37,7 +37,7 @@ def signal_figure(results: dict[str, dict], episodes: int = 4) -> Figure | None:
     first = next(iter(sig.values()))
     names = list(first["values"])
     rows = min([episodes] + [len(s["episode_length"]) for s in sig.values()])
-    fig, axes = plt.subplots(rows, len(names), figsize=(3.4 * len(names), 2.0 * rows + 0.8), sharex=True,
+    fig, axes = plt.subplots(rows, len(names), figsize=(3.4 * len(names), 2.0 * rows + 0.8), sharex="row",
                              squeeze=False)
     for k, s in enumerate(sig.values()):
         ls, dt = STYLES[k % len(STYLES)], s["dt"]
@@ -127,15 +127,28 @@ def signal_lines(results: dict[str, dict], plot: Path | None) -> list[str]:
         return []
     ref = next(iter(sig))
     n = len(sig[ref]["episode_length"])
-    parts = "; ".join(f"{label}: " + ", ".join("—" if t is None else f"{t:.2f} s" for t in times)
-                      for label, times in parting_times(results).items())
+    parting = parting_times(results)
     dists = ", ".join(k for k in sig[ref]["values"] if k.startswith("|"))
-    return ["## Traces in each simulator", "",
-            f"The first {n} held-out episodes from the same initial states in {', '.join(sig)} "
-            f"([{Path(plot).name}]({Path(plot).name}); traces in `{Path(plot).with_suffix('.npz').name}`): the "
-            f"initial frames differ by at most {initial_gap(results):.2g} (m, over every traced signal). Time at "
-            f"which {dists} first differs from {ref}'s by more than {DIVERGE_M * 100:.0f} cm, per episode (—: "
-            f"never): {parts}.", ""]
+
+    def outcome(s: dict, i: int) -> str:
+        step = s["success_step"][i]
+        return f"success at {step * s['dt']:.2f} s" if step is not None else \
+            f"no success ({s['episode_length'][i] * s['dt']:.2f} s)"
+
+    others = [label for label in sig if label != ref]
+    lines = ["## Traces in each simulator", "",
+             f"The first {n} held-out episodes from the same initial states in {', '.join(sig)} "
+             f"([{Path(plot).name}]({Path(plot).name}); traces in `{Path(plot).with_suffix('.npz').name}`): the "
+             f"initial frames differ by at most {initial_gap(results):.1e} (largest difference over every traced "
+             f"signal). Parted: the first time {dists} differs from {ref}'s by more than {DIVERGE_M * 100:.0f} cm "
+             "while both episodes run (—: never).", "",
+             "| episode | " + " | ".join(sig) + " | " + " | ".join(f"parted ({o})" for o in others) + " |",
+             "|---:|" + "---|" * (len(sig) + len(others))]
+    for i in range(n):
+        cells = [outcome(s, i) for s in sig.values()]
+        cells += ["—" if parting[o][i] is None else f"{parting[o][i]:.2f} s" for o in others]
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def signal_summary(results: dict[str, dict], plot: Path | None) -> dict | None:

@@ -90,6 +90,7 @@ def test_the_transfer_plot_has_a_row_per_episode_and_a_panel_per_signal(reach_tr
     assert npz["mujoco/ee_position"].shape[0] == 3 and set(npz["pybullet/episode_length"]) <= set(range(1, 200))
     text = "\n".join(signal_lines(out, path))
     assert "first 3 held-out episodes" in text and "transfer_trajectories.png" in text
+    assert "| 2 | success at" in text and text.count("\n| ") == 4  # header + one row per episode
 
 
 def test_bad_simulator_and_untraced_task_get_one_line_errors():
