@@ -45,6 +45,10 @@ def test_resip_trains_exports_evaluates_and_resumes(tmp_path, capsys):
                             "resip_success": ev["resip_success"]}  # the reference backend: the same numbers
     assert sims["pybullet"]["backend"] == "pybullet" and 0 <= sims["pybullet"]["resip_success"] <= 1
     assert "| pybullet | base + residual |" in (run / "report.md").read_text()
+    assert both["transfer_traces"]["initial_gap"] <= 1e-6 and list(both["transfer_traces"]["parting_times_s"]) == [
+        "pybullet"]  # base + residual traced in both simulators from the same initial states
+    assert (run / "transfer_trajectories.png").is_file()
+    assert "transfer_trajectories.png" in (run / "report.md").read_text()
     with pytest.raises(SystemExit):
         main(["eval", str(run), "--episodes", "4", "--sim", "isaac"])
     assert "no simulator backend 'isaac'" in capsys.readouterr().err
