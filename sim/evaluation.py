@@ -38,8 +38,8 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
     A policy with a ``reset()`` method (stateful: observation history, action chunks, noise) is reset first.
     An episode succeeds if ``info["success"]`` is set when it ends. Returns the success rate, mean return and
     mean length, and every episode's outcome. ``record`` > 0: ``result["signals"]`` holds the first ``record``
-    episodes' traces of the components the task declares (:class:`sim.traces.TraceRecorder`; a one-line error if
-    it declares none); the pose ``traces`` of the quadrotor protocol are always None here.
+    episodes' traces of the components the task declares (:class:`sim.traces.TraceRecorder`; None if it declares
+    none); the pose ``traces`` of the quadrotor protocol are always None here.
     """
     reset = getattr(policy, "reset", None)
     if callable(reset):  # a stateful policy (e.g. chunked execution) starts every evaluation afresh
@@ -50,8 +50,9 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
     success = torch.zeros(episodes, dtype=torch.bool)
     ret = torch.zeros(episodes, dtype=torch.float64)
     length = torch.zeros(episodes, dtype=torch.long)
+    traced = record > 0 and bool(env.trace_components or env.trace_distances)
     try:
-        tracer = TraceRecorder(env, min(record, episodes), env.max_episode_steps) if record > 0 else None
+        tracer = TraceRecorder(env, min(record, episodes), env.max_episode_steps) if traced else None
     except ValueError:
         env.close()
         raise

@@ -172,7 +172,7 @@ def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, 
         sim = f"{label} ({backend})" if label == OURS else label
         lines += [f"| {sim} | base alone | {bs['success']:.1%} | {bs['mean_episode_length']:.1f} |",
                   f"| {sim} | base + residual | {rs['success']:.1%} | {rs['mean_episode_length']:.1f} |"]
-    lines += [""] + signal_lines(traced_runs, traced)
+    lines += [""] + (signal_lines(traced_runs, traced) if record else [])
     if traced is not None:
         lines += [f"![transfer trajectories: base + residual]({traced.name})"]
     atomic_write_text(run_dir / "report.md", "\n".join(lines + [""]))

@@ -123,6 +123,8 @@ def parting_times(results: dict[str, dict]) -> dict[str, list[float | None]]:
 def signal_lines(results: dict[str, dict], plot: Path | None) -> list[str]:
     """The report's paragraph on the traced episodes (empty: no signals)."""
     sig = _signals(results)
+    if sig is None and all(r["result"].get("traces") is None for r in results.values()):
+        return ["No traced episodes: the task declares no trace components (`BatchedEnv.trace_components`).", ""]
     if sig is None or plot is None:
         return []
     ref = next(iter(sig))
