@@ -136,7 +136,7 @@ def policies(args: argparse.Namespace, out: dict) -> None:
               + f"; traces {out['sac']['traces']}", flush=True)
     out["resip"] = None
     if args.resip_run is not None:
-        rs = run_resip_eval(args.resip_run, args.policy_episodes, sims=BACKENDS)
+        rs = run_resip_eval(args.resip_run, args.policy_episodes, sims=BACKENDS, sweep=not args.no_sweep)
         out["resip"] = {k: {"base": v["base_success"], "resip": v["resip_success"]}
                         for k, v in rs["simulators"].items()} | {"run": str(args.resip_run),
                                                                   "episodes": rs["episodes"], "traces": traced(rs)}
