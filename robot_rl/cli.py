@@ -102,6 +102,9 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     from robot_rl.commands.expo import is_expo_run, run_expo_eval
     from robot_rl.commands.vgps import is_vgps_run, run_vgps_eval
 
+    if tuple(sim) != ("ours",) and (is_vgps_run(run_dir) or is_expo_run(run_dir)):
+        raise ValueError(f"{run_dir}: --sim is not supported for EXPO and value-guided runs (they evaluate in the "
+                         "task's reference simulator)")
     if is_vgps_run(run_dir):  # value-guided re-ranking: base vs re-ranked on the same held-out episodes
         summary = run_vgps_eval(run_dir, episodes)
         print(f"report written to {summary['report']}")

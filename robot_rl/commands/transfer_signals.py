@@ -8,6 +8,7 @@ panel per signal, one line style per simulator, marks each simulator's success s
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -78,14 +79,12 @@ def signal_plot(results: dict[str, dict], path: Path, episodes: int = 4) -> Path
     fig = signal_figure(results, episodes)
     if fig is None:
         return None
-    import io
-
-    buf, arrays = io.BytesIO(), {}
-    for label, s in _signals(results).items():
+    buf, arrays, sig = io.BytesIO(), {}, _signals(results)
+    for label, s in sig.items():
         arrays |= {f"{label}/{k}": v for k, v in s["values"].items()}
         arrays[f"{label}/success"] = s["success"]
         arrays[f"{label}/episode_length"] = np.asarray(s["episode_length"])
-    np.savez_compressed(buf, dt=next(iter(_signals(results).values()))["dt"], **arrays)
+    np.savez_compressed(buf, dt=next(iter(sig.values()))["dt"], **arrays)
     atomic_write_bytes(Path(path).with_suffix(".npz"), buf.getvalue())
     return save_figure(fig, path)
 
