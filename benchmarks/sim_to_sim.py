@@ -3,7 +3,8 @@
 Flies the run's ``export/policy.onnx`` (onnxruntime, what deploys) on the held-out evaluation episodes
 (``evaluation.seed``, 256 paper episodes) in each backend, with the ±10/20 % robustness sweep (mass, thrust
 coefficient, motor time constant) in each, through ``robot-rl eval RUN --sim ours mujoco pybullet`` (the run's
-``report_transfer.md`` gets the transfer table and plot). No retraining: the policy only ever trained in ours.
+``report_transfer.md`` gets the transfer table and ``transfer_trajectories_transfer.png``: the first 4 episodes'
+position and attitude in each simulator). No retraining: the policy only ever trained in ours.
 Then measures the throughput of each backend (full task steps with the hover action plus noise, 64 envs, one
 thread, each in a fresh process) beside our fused numba simulator in the same run: wall steps/s and steps per
 CPU-second (per core).
@@ -12,7 +13,7 @@ Without RUN_DIR it first trains one: ``robot-rl train crazyflie-hover --seed SEE
 
     PYTHONPATH=. python benchmarks/sim_to_sim.py [RUN_DIR] [--seed 0] [--episodes 256] [--no-sweep]
 
-Last line: ``{"ours": {"survival", "settle", ...}, "mujoco": {...}, "pybullet": {...}, "fused": {...}}``.
+Last line: ``{"ours": {"survival", "settle", ...}, "mujoco": {...}, "pybullet": {...}, "fused": {...}, "plot"}``.
 The Panda tasks' MuJoCo-vs-PyBullet figures are ``benchmarks/arm_sim_to_sim.py``.
 """
 
@@ -80,7 +81,9 @@ def main() -> None:
                             str(args.seed), "--out", str(run_dir)], check=True)
     t0 = time.perf_counter()
     summary = run_eval(run_dir, args.episodes, not args.no_sweep, "onnx", sims=SIMS)
-    print(f"evaluation in {len(SIMS)} simulators: {time.perf_counter() - t0:.0f} s; report {summary['report']}")
+    plot = Path(summary["report"]).parent / "transfer_trajectories_transfer.png"  # the same 4 episodes in each
+    print(f"evaluation in {len(SIMS)} simulators: {time.perf_counter() - t0:.0f} s; report {summary['report']}; "
+          f"plot {plot}")
     out = {}
     print(f"{'simulator':10s} {'survival':>9s} {'settle':>8s} {'final err':>10s} {'worst sweep surv/settle':>24s}")
     for name, r in summary["transfer"].items():
@@ -98,7 +101,7 @@ def main() -> None:
         print(f"{label:10s} ({impl:8s}) {tp['steps_per_s']:12,.0f} steps/s {tp['steps_per_cpu_s']:12,.0f} "
               f"steps per CPU-s")
         out.setdefault(label, {})["steps_per_cpu_s"] = round(tp["steps_per_cpu_s"])
-    out["run_dir"] = str(run_dir)
+    out["run_dir"], out["plot"] = str(run_dir), str(plot) if plot.is_file() else None
     print(json.dumps(out))
 
 

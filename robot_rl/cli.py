@@ -90,7 +90,8 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     Tasks that render (the Panda tasks) also get eval.mp4: ``--video-episodes`` held-out episodes (0: none).
     ``--sim ours mujoco pybullet`` flies the same episodes (and sweep) in each simulator backend and writes the
     transfer table and plot (report_transfer.md; one non-``ours`` simulator: report_<sim>.md); the Panda tasks
-    (RL and behaviour-cloning runs) have ``--sim mujoco pybullet``. Their robustness sweep (object mass and friction
+    (RL, behaviour-cloning and ResiP runs; ResiP: report.md) have ``--sim mujoco pybullet``, the plot tracing their
+    first 4 episodes in each (transfer_trajectories*.png + .npz). Their robustness sweep (object mass and friction
     x0.8/x1.2, servo gains x0.8/x1.2, +10 ms latency) flies ``--sweep-episodes`` episodes per row (default 50, at
     most ``--episodes``); ``--no-sweep`` skips it.
     ``--vehicles N`` (quadrotor motor level) instead flies N vehicles drawn from the published Crazyflie span
@@ -101,6 +102,9 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     from robot_rl.commands.expo import is_expo_run, run_expo_eval
     from robot_rl.commands.vgps import is_vgps_run, run_vgps_eval
 
+    if tuple(sim) != ("ours",) and (is_vgps_run(run_dir) or is_expo_run(run_dir)):
+        raise ValueError(f"{run_dir}: --sim is not supported for EXPO and value-guided runs (they evaluate in the "
+                         "task's reference simulator)")
     if is_vgps_run(run_dir):  # value-guided re-ranking: base vs re-ranked on the same held-out episodes
         summary = run_vgps_eval(run_dir, episodes)
         print(f"report written to {summary['report']}")
@@ -112,7 +116,7 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int | None = None, s
     from robot_rl.commands.resip import is_resip_run, run_resip_eval
 
     if is_resip_run(run_dir):  # residual RL: base alone and base + residual on the same held-out episodes
-        summary = run_resip_eval(run_dir, episodes, sims=tuple(sim))
+        summary = run_resip_eval(run_dir, episodes, sims=tuple(sim), sweep=sweep, sweep_episodes=sweep_episodes)
         print(f"report written to {summary['report']}")
         print(json.dumps({k: v for k, v in summary.items() if k != "report"}))
         return

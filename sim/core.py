@@ -55,6 +55,13 @@ class BatchedEnv(ABC):
     reward_weights: Any = None
     #: Whether ``step`` is differentiable in the action (torch autograd), for analytic policy gradients.
     differentiable: bool = False
+    #: Components of the ``"critic"`` group (noise-free) that an evaluation records per step for its plots, e.g.
+    #: ``("ee_position", "object_position")`` (names as :meth:`observation_names` gives them, ``component.element``);
+    #: empty: the task declares none, and its evaluations record no traces.
+    trace_components: tuple[str, ...] = ()
+    #: Pairs of ``"critic"`` components whose distance an evaluation records beside :attr:`trace_components`, e.g.
+    #: ``(("ee_position", "goal_position"),)``: the task's own progress measure.
+    trace_distances: tuple[tuple[str, str], ...] = ()
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> Obs:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sim.registry import EVAL_SEED, SELECTION_SEED, EvalProtocol, Policy
+from sim.traces import TraceRecorder
 
 if TYPE_CHECKING:
     from sim.registry import TaskSpec
@@ -36,10 +37,10 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
 
     A policy with a ``reset()`` method (stateful: observation history, action chunks, noise) is reset first.
     An episode succeeds if ``info["success"]`` is set when it ends. Returns the success rate, mean return and
-    mean length, and every episode's outcome. ``record`` is not supported (no generic pose to trace).
+    mean length, and every episode's outcome. ``record`` > 0: ``result["signals"]`` holds the first ``record``
+    episodes' traces of the components the task declares (:class:`sim.traces.TraceRecorder`; None if it declares
+    none); the pose ``traces`` of the quadrotor protocol are always None here.
     """
-    if record:
-        raise ValueError(f"task {spec.name!r}: the success protocol records no traces")
     reset = getattr(policy, "reset", None)
     if callable(reset):  # a stateful policy (e.g. chunked execution) starts every evaluation afresh
         reset()
@@ -49,9 +50,19 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
     success = torch.zeros(episodes, dtype=torch.bool)
     ret = torch.zeros(episodes, dtype=torch.float64)
     length = torch.zeros(episodes, dtype=torch.long)
-    for _ in range(env.max_episode_steps):
+    traced = record > 0 and bool(env.trace_components or env.trace_distances)
+    try:
+        tracer = TraceRecorder(env, min(record, episodes), env.max_episode_steps) if traced else None
+    except ValueError:
+        env.close()
+        raise
+    if tracer is not None:
+        tracer.record(0, obs["critic"], ~done)
+    for t in range(1, env.max_episode_steps + 1):
         obs, reward, _, _, info = env.step(policy(obs["policy"]).to(torch.float32))
         active = ~done
+        if tracer is not None:  # the state each episode reached, before an auto-reset
+            tracer.record(t, info["final_obs"]["critic"], active, info.get("success"))
         ret += torch.where(active, reward.cpu().double(), 0.0)
         length += active.long()
         ended = info["done_mask"].cpu() & active
@@ -74,6 +85,7 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
         "mean_episode_length": length.double().mean().item(),
         "episode_success": success.tolist(),
         "traces": None,
+        "signals": None if tracer is None else tracer.result(success, length, env.dt),
         "dt": env.dt,
     }
 

@@ -23,7 +23,17 @@ import tyro
 
 from robot_rl import distributed
 from robot_rl.commands.run_flags import split_run_flags
-from robot_rl.commands.transfer import OURS, resolve_sims, sweep_config, sweep_lines, transfer_eval, transfer_lines
+from robot_rl.commands.transfer import (
+    OURS,
+    TRACE_EPISODES,
+    resolve_sims,
+    sweep_config,
+    sweep_lines,
+    transfer_eval,
+    transfer_lines,
+    transfer_plot,
+)
+from robot_rl.commands.transfer_signals import signal_lines, signal_summary
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import save_figure
@@ -218,7 +228,8 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
     protocol's count, 100 for the arm tasks) through the exported ONNX sampler where there is one, and write
     ``report.md``, ``eval.json``, ``loss.png`` and ``eval.mp4`` (the first ``video_episodes`` episodes).
     ``sims``: simulator backends to fly the same episodes in (:mod:`robot_rl.commands.transfer`; each gets a fresh
-    sampler with the same noise seed); with several, ``report_transfer.md`` adds the transfer table. ``sweep``: the
+    sampler with the same noise seed); with several, ``report_transfer.md`` adds the transfer table and the plot of
+    the first episodes' traces in each (``transfer_trajectories_transfer.png`` + ``.npz``). ``sweep``: the
     task's robustness sweep in every simulator (Panda tasks: :mod:`sim.arm.robustness`, ``sweep_episodes`` per
     row, default the protocol's, at most ``episodes``)."""
     run_dir = Path(run_dir)
@@ -250,7 +261,8 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
         pairs = resolve_sims(task, sims)
         suffix = "_transfer" if len(sims) > 1 else f"_{sims[0]}"
         for pair in pairs:
-            transfer |= transfer_eval(task, executor(cfg.seed), task_cfg, ecfg, [pair], sweep, 0)
+            transfer |= transfer_eval(task, executor(cfg.seed), task_cfg, ecfg, [pair], sweep,
+                                      TRACE_EPISODES if len(pairs) > 1 else 0)
         result, rows = transfer[sims[0]]["result"], transfer[sims[0]]["robustness"]
         used += f"; simulator {sims[0]} (backend {pairs[0][1]})"
     ok = task.evaluation.passes(result, ecfg)
@@ -259,15 +271,17 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
         video = task.video(task, task_cfg, video_episodes, ecfg.seed, run_dir / f"eval{suffix}.mp4",
                            policy=executor(cfg.seed))
     plot = _loss_plot(run_dir)
-    summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used,
-                                                                     "preset": cfg.preset, "kind": cfg.policy,
-                                                                     "robustness": rows}
+    traced = transfer_plot(transfer, run_dir / f"transfer_trajectories{suffix}.png") if len(transfer) > 1 else None
+    summary = {k: v for k, v in result.items() if k not in ("traces", "signals")} | {
+        "passed": ok, "policy": used, "preset": cfg.preset, "kind": cfg.policy, "robustness": rows}
     if video is not None:
         summary["video"] = video["video"]
     if transfer:
         summary["transfer"] = {k: {r: v["result"][r] for r in ("success", "mean_return", "episodes")}
                                | {"backend": v["backend"], "passed": v["passed"], "robustness": v["robustness"]}
                                for k, v in transfer.items()}
+        if (traced_summary := signal_summary(transfer, traced)) is not None:
+            summary["transfer_traces"] = traced_summary
     atomic_write_json(run_dir / f"eval{suffix}.json", summary)
     n, k = len(result["episode_success"]), int(sum(result["episode_success"]))
     lines = [f"# Evaluation of `{run_dir}`", "",
@@ -280,6 +294,9 @@ def run_bc_eval(run_dir: Path, episodes: int | None = None, video_episodes: int 
     lines += sweep_lines(rows, task.evaluation.rates)
     if len(transfer) > 1:
         lines += transfer_lines(transfer, task.evaluation.rates, f"success ≥ {ecfg.success_bar:.0%}")
+        lines += signal_lines(transfer, traced)
+        if traced is not None:
+            lines += [f"![transfer trajectories]({traced.name})", ""]
     if plot is not None:
         lines += ["## training loss", "", f"![loss]({plot.name})", ""]
     if video is not None:

@@ -14,6 +14,7 @@ from deploy import contract
 from deploy.onnx_io import onnx_session
 from robot_rl.commands.transfer import (
     OURS,
+    TRACE_EPISODES,
     resolve_sims,
     sweep_config,
     sweep_digest,
@@ -23,6 +24,7 @@ from robot_rl.commands.transfer import (
     transfer_lines,
     transfer_plot,
 )
+from robot_rl.commands.transfer_signals import signal_lines, signal_summary
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
 from robot_rl.plotting import plot_trajectories, save_figure
@@ -135,7 +137,7 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
     ecfg = sweep_config(replace(cfg.evaluation, episodes=cfg.evaluation.episodes if episodes is None else episodes),
                         sweep_episodes)
     seed = ecfg.seed  # held out: the in-training evaluations fly ``ecfg.selection_seed``
-    record = 8 if protocol.records else 0
+    record = 8 if protocol.records else (TRACE_EPISODES if len(sims) > 1 else 0)  # success protocol: signals
     transfer = {}
     if sims == (OURS,):
         result = task.evaluate(policy, cfg.task, ecfg, seed=seed, record=record)
@@ -155,19 +157,23 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
         plots["learning_curve"] = curve
     if rows:
         plots["robustness"] = _sweep_plot(rows, protocol.rates, run_dir / f"robustness{suffix}.png")
-    if len(transfer) > 1 and transfer_plot(transfer, run_dir / f"transfer_trajectories{suffix}.png"):
-        plots["transfer_trajectories"] = run_dir / f"transfer_trajectories{suffix}.png"
+    traced = transfer_plot(transfer, run_dir / f"transfer_trajectories{suffix}.png") if len(transfer) > 1 else None
+    if traced is not None:
+        plots["transfer_trajectories"] = traced
     video = None
     if task.video is not None and video_episodes > 0:
         video = task.video(task, cfg.task, video_episodes, seed, run_dir / f"eval{suffix}.mp4", policy=policy)
     ok = protocol.passes(result, ecfg)
-    summary = {k: v for k, v in result.items() if k != "traces"} | {"passed": ok, "policy": used, "robustness": rows}
+    summary = {k: v for k, v in result.items() if k not in ("traces", "signals")} | {"passed": ok, "policy": used,
+                                                                                   "robustness": rows}
     if video is not None:
         summary["video"] = video["video"]
     if transfer:
         summary["transfer"] = {k: {r: v["result"][r] for r in (*protocol.headline, "episodes")}
                                | {"backend": v["backend"], "passed": v["passed"], "robustness": v["robustness"]}
                                for k, v in transfer.items()}
+        if (traced_summary := signal_summary(transfer, traced)) is not None:
+            summary["transfer_traces"] = traced_summary
     atomic_write_json(run_dir / f"eval{suffix}.json", summary)
     bars = ", ".join(f"{k} ≥ {getattr(ecfg, k + '_bar'):.0%}" for k in protocol.rates if hasattr(ecfg, k + "_bar"))
     lines = [f"# Evaluation of `{run_dir}`", "", f"Preset `{cfg.preset}` (task `{task.name}`), algorithm "
@@ -179,7 +185,7 @@ def run_eval(run_dir: Path, episodes: int | None = None, sweep: bool = True, sou
     if "episode_success" in result:
         lines += _success_table(result)
     if len(transfer) > 1:
-        lines += transfer_lines(transfer, protocol.rates, bars)
+        lines += transfer_lines(transfer, protocol.rates, bars) + signal_lines(transfer, traced)
     for title, p in plots.items():
         lines += [f"## {title.replace('_', ' ')}", "", f"![{title}]({Path(p).name})", ""]
     if video is not None:

@@ -10,6 +10,7 @@ after evaluation, ``eval.json`` and ``report.md``.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ import tyro
 
 from robot_rl.checkpoint import load_checkpoint
 from robot_rl.commands.run_flags import split_run_flags
-from robot_rl.commands.transfer import OURS, resolve_sims
+from robot_rl.commands.transfer import OURS, TRACE_EPISODES, resolve_sims, sweep_config, sweep_lines, transfer_plot
+from robot_rl.commands.transfer_signals import signal_lines, signal_summary
 from robot_rl.io import atomic_write_json, atomic_write_text
-from robot_rl.residual.resip import ResidualActor, ResiPConfig
+from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.resip import ResidualActor, ResidualExecutor, ResiPConfig
 from robot_rl.runners.resip import ResiPRunner, evaluate_residual
 from sim.registry import get_task
 
@@ -131,21 +134,33 @@ def export_resip_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, An
                                   seed=cfg.seed)
 
 
-def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, ...] = (OURS,)) -> dict[str, Any]:
+def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, ...] = (OURS,), sweep: bool = False,
+                   sweep_episodes: int | None = None) -> dict[str, Any]:
     """Success of the base alone and of base + residual (mean) on the task's held-out episodes (the same
     episodes and base noise for both), in each simulator backend of ``sims`` (``ours``: the task's reference
-    backend); writes ``eval.json`` and ``report.md``. The headline figures are the first simulator's."""
+    backend); writes ``eval.json`` and ``report.md``. The headline figures are the first simulator's. With several
+    simulators, the first episodes of base + residual are traced in each (``transfer_trajectories.png`` + ``.npz``).
+    ``sweep``: the task's robustness sweep of base + residual in each simulator (``sweep_episodes`` per row, default
+    the protocol's, at most ``episodes``; the same base noise in every row)."""
     run_dir = Path(run_dir)
     cfg, policy, actor, meta = load_resip(run_dir)
     task = get_task(cfg.task)
     ecfg = task.evaluation.config_cls()
     n = ecfg.episodes if episodes is None else episodes
-    rows = []
-    for label, backend in resolve_sims(task, tuple(sims)):
+    ecfg = sweep_config(replace(ecfg, episodes=n), sweep_episodes)
+    rows, pairs, sweeps = [], resolve_sims(task, tuple(sims)), {}
+    record = TRACE_EPISODES if len(pairs) > 1 else 0
+    for label, backend in pairs:
         impl = None if label == OURS else backend
         base = evaluate_residual(cfg.task, policy, None, n, noise_seed=cfg.seed, impl=impl)
-        res = evaluate_residual(cfg.task, policy, actor, n, noise_seed=cfg.seed, impl=impl)
+        res = evaluate_residual(cfg.task, policy, actor, n, noise_seed=cfg.seed, impl=impl, record=record)
         rows.append((label, backend, base, res))
+        if sweep and task.evaluation.sweep:  # a fresh executor, reset (same base noise) before every row
+            executor = ResidualExecutor(FrozenChunkBase(policy, ecfg.sweep_episodes, cfg.seed), actor)
+            sweeps[label] = task.evaluation.sweep(task, executor, task.config_cls(), ecfg, ecfg.seed, impl=impl)
+    # the deployed policy (base + residual) traced in each simulator
+    traced_runs = {label: {"backend": b, "result": rs} for label, b, _, rs in rows}
+    traced = transfer_plot(traced_runs, run_dir / "transfer_trajectories.png") if record else None
     _, _, base, res = rows[0]
     summary = {"episodes": n, "seed": res["seed"], "base_success": base["success"], "resip_success": res["success"],
                "base_mean_length": base["mean_episode_length"], "resip_mean_length": res["mean_episode_length"],
@@ -154,6 +169,11 @@ def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, 
     if len(rows) > 1:
         summary["simulators"] = {label: {"backend": b, "base_success": bs["success"], "resip_success": rs["success"]}
                                  for label, b, bs, rs in rows}
+        for label, s in summary["simulators"].items():
+            s["robustness"] = sweeps.get(label, [])
+        if (traced_summary := signal_summary(traced_runs, traced)) is not None:
+            summary["transfer_traces"] = traced_summary
+    summary["robustness"] = sweeps.get(pairs[0][0], [])
     atomic_write_json(run_dir / "eval.json", summary)
     lines = [f"# Evaluation of `{run_dir}`", "",
              f"ResiP on task `{cfg.task}` over the frozen base `{cfg.base}`; seed {cfg.seed}, "
@@ -164,6 +184,13 @@ def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, 
         sim = f"{label} ({backend})" if label == OURS else label
         lines += [f"| {sim} | base alone | {bs['success']:.1%} | {bs['mean_episode_length']:.1f} |",
                   f"| {sim} | base + residual | {rs['success']:.1%} | {rs['mean_episode_length']:.1f} |"]
+    lines.append("")
+    for label, sweep_rows in sweeps.items():
+        table = sweep_lines(sweep_rows, task.evaluation.rates)
+        lines += [f"## Robustness sweep of base + residual in {label}"] + table[1:]
+    lines += signal_lines(traced_runs, traced) if record else []
+    if traced is not None:
+        lines += [f"![transfer trajectories: base + residual]({traced.name})"]
     atomic_write_text(run_dir / "report.md", "\n".join(lines + [""]))
     summary["report"] = str(run_dir / "report.md")
     return summary

@@ -3,7 +3,7 @@
 ``ours`` is the task's reference backend (quadrotor-hover: our RK4 simulator; the Panda tasks: MuJoCo); any other
 name is a registered backend of the task (quadrotor-hover and the Panda tasks: ``mujoco``, ``pybullet``). Every
 backend flies the same held-out episodes (same initial states, disturbances and observation-noise draws), with the
-robustness sweep in each.
+robustness sweep in each, and the first episodes are traced in each for the transfer plot.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from robot_rl.commands.transfer_signals import signal_plot
 from robot_rl.plotting import quat_to_euler_deg, save_figure
 from sim.registry import Policy, TaskSpec
 
 OURS = "ours"
 STYLES = ("-", "--", ":", "-.")
+TRACE_EPISODES = 4
+"""Episodes whose traces a multi-simulator evaluation records and plots, where the protocol does not record its own."""
 
 
 def resolve_sims(task: TaskSpec, sims: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -53,11 +56,12 @@ def transfer_eval(task: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Any, 
     return out
 
 
-def transfer_plot(results: dict[str, dict], path: Path, episodes: int = 4) -> Path | None:
-    """The same first ``episodes`` initial states flown in each backend: position and attitude over time, one
-    colour per episode, one line style per simulator (None: the protocol records no traces)."""
+def transfer_plot(results: dict[str, dict], path: Path, episodes: int = TRACE_EPISODES) -> Path | None:
+    """The same first ``episodes`` initial states flown in each backend: pose traces (the quadrotor: position and
+    attitude over time, one colour per episode, one line style per simulator) or the task's traced signals
+    (:func:`robot_rl.commands.transfer_signals.signal_plot`); None: the evaluation recorded neither."""
     if any(r["result"].get("traces") is None for r in results.values()):
-        return None
+        return signal_plot(results, path, episodes)
     fig, axes = plt.subplots(2, 3, figsize=(13, 6), sharex=True)
     dt = next(iter(results.values()))["result"]["dt"]
     for k, (label, r) in enumerate(results.items()):

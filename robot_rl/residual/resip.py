@@ -241,6 +241,13 @@ class ResidualExecutor:
         self.base, self.actor = base, actor
         self.started = False
 
+    def reset(self) -> None:
+        """Start afresh: the next call starts every env's episode, with the base's noise from its seed again (an
+        evaluation calls it first, so every row of a robustness sweep sees the same noise)."""
+        self.started = False
+        self.base.generator.manual_seed(self.base.seed)
+        self.base.candidate_generator.manual_seed(self.base.seed + 1)
+
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.detach().cpu().float()

@@ -195,12 +195,14 @@ class ResiPRunner:
 
 
 def evaluate_residual(task: str, policy: Any, actor: Any, episodes: int, selection: bool = False,
-                      seed: int | None = None, noise_seed: int = 0, impl: str | None = None) -> dict[str, Any]:
+                      seed: int | None = None, noise_seed: int = 0, impl: str | None = None,
+                      record: int = 0) -> dict[str, Any]:
     """Success protocol of ``task`` for the frozen ``policy`` plus ``actor``'s mean residual (None: base only);
     one episode per env, the base sampled on its chunk schedule with noise from ``noise_seed``; ``impl``: the
-    simulator backend (None: the task's reference backend)."""
+    simulator backend (None: the task's reference backend); ``record``: trace the first episodes
+    (``result["signals"]``)."""
     spec = get_task(task)
     ecfg = spec.evaluation.config_cls()
     base = FrozenChunkBase(policy, episodes, noise_seed)
     return spec.evaluate(ResidualExecutor(base, actor), spec.config_cls(), ecfg, episodes, selection=selection,
-                         seed=seed, impl=impl)
+                         seed=seed, impl=impl, record=record)

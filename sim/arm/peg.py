@@ -61,6 +61,8 @@ class PegInsertEnv(ArmEnv):
     """Batched peg insertion; the policy sees noisy joints, TCP and the noisy hole position (``goal_position``)."""
 
     task_name = "panda-peg-insert"
+    trace_components = ("ee_position", "peg_tip", "peg_contact")
+    trace_distances = (("peg_tip", "goal_position"),)
     workspace_low = (0.25, -0.45, 0.02)
 
     def __init__(self, cfg: PegInsertConfig | None = None, backend: str = "mujoco") -> None:

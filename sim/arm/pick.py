@@ -116,6 +116,8 @@ class PickCubeEnv(ArmEnv):
     """Batched pick-cube; policy sees noisy joints, TCP, gripper, tracked cube pose."""
 
     task_name = "panda-pick-cube"
+    trace_components = ("ee_position", "gripper_width", "object_position")
+    trace_distances = (("ee_position", "object_position"),)
     has_yaw_action = True
     has_gripper_action = True
 

@@ -70,6 +70,7 @@ class PybulletArmPhysics(BulletScene, ArmPhysics):
         self._pairs = [(self._where(g1), None if g2 is None else self._where(g2)) for g1, g2 in contacts]
         self._free = [b for b, kind in self._objects.items() if kind == "free"]
         self._fixed = [b for b, kind in self._objects.items() if kind == "fixed"]
+        self._static = {"plane", *self._fixed}
         self.body_pos = {b: np.zeros((num_envs, 3)) for b in self._free}
         self.body_quat = {b: np.tile([1.0, 0, 0, 0], (num_envs, 1)) for b in self._free}
         self.body_vel = {b: np.zeros((num_envs, 6)) for b in self._free}
@@ -122,6 +123,9 @@ class PybulletArmPhysics(BulletScene, ArmPhysics):
             for k, (a, other) in enumerate(self._pairs):
                 kw = {} if other is None else {"bodyB": self._body(other[0], i), "linkIndexB": other[1]}
                 points = pb.getContactPoints(bodyA=self._body(a[0], i), linkIndexA=a[1], physicsClientId=pc, **kw)
+                if other is None and a[0] in self._static:  # MuJoCo never collides two static geoms (a fixed wall
+                    static = {self._body(o, i) for o in self._static}  # on the floor); Bullet reports them
+                    points = [p for p in points if p[2] not in static]
                 # Bullet keeps manifold points up to its contact threshold (positive distances): touching only
                 self._contacts[i, k] = any(p[8] <= TOUCH_DISTANCE for p in points)
 

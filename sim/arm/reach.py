@@ -47,6 +47,8 @@ class ReachBimodalEnv(ArmEnv):
     """Batched bimodal reach; the policy sees noisy joints, TCP and the goal."""
 
     task_name = "panda-reach-bimodal"
+    trace_components = ("ee_position", "wall_contact")
+    trace_distances = (("ee_position", "goal_position"),)
 
     def __init__(self, cfg: ReachBimodalConfig | None = None, backend: str = "mujoco") -> None:
         super().__init__(cfg or ReachBimodalConfig(), backend)

@@ -49,6 +49,8 @@ class ReachEnv(ArmEnv):
     """Batched wall-free reach (``ee_delta`` x, y, z or joint-position actions)."""
 
     task_name = "panda-reach"
+    trace_components = ("ee_position",)
+    trace_distances = (("ee_position", "goal_position"),)
 
     def __init__(self, cfg: ReachConfig | None = None, backend: str = "mujoco") -> None:
         super().__init__(cfg or ReachConfig(), backend)

@@ -66,7 +66,14 @@ def test_sac_on_a_panda_task_trains_exports_and_evaluates(tmp_path, capsys):
     assert both["transfer"]["mujoco"]["robustness"] == doc["robustness"]  # the same sweep episodes
     assert len(both["transfer"]["pybullet"]["robustness"]) == 4
     assert "| simulator | nominal | servo gains ×0.8 | servo gains ×1.2 | action latency +10 ms |" in report
-    assert report.count("| pybullet | ") == 2  # transfer table and sweep table
+    assert report.count("| pybullet | ") == 3  # transfer table, sweep table, header of the traced episodes
+    # the first 4 episodes traced in both, from the same initial states (the task's declared signals)
+    traces = both["transfer_traces"]
+    assert traces["initial_gap"] <= 1e-6 and len(traces["parting_times_s"]["pybullet"]) == 4
+    assert (run / "transfer_trajectories_transfer.png").read_bytes()[:4] == b"\x89PNG"
+    assert {"mujoco/ee_position", "pybullet/wall_contact"} <= set(np.load(run / "transfer_trajectories_transfer.npz"))
+    assert "## Traces in each simulator" in report and "![transfer_trajectories](transfer_trajectories_transfer.png)" \
+        in report
 
 
 def test_sim_expert_renders_a_video(tmp_path, capsys):

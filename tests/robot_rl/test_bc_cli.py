@@ -70,6 +70,9 @@ def test_dp_preset_trains_exports_evaluates_and_resumes(demos, tmp_path, capsys)
     assert list(both["transfer"]) == ["mujoco", "pybullet"] and both["episode_success"] == ev["episode_success"]
     assert both["transfer"]["pybullet"]["episodes"] == 8 and 0 <= both["transfer"]["pybullet"]["success"] <= 1
     assert "| pybullet | pybullet |" in (run / "report_transfer.md").read_text()
+    assert both["transfer_traces"]["initial_gap"] <= 1e-6  # the same initial states, traced in both
+    assert "transfer_trajectories_transfer.png" in (run / "report_transfer.md").read_text()
+    assert (run / "transfer_trajectories_transfer.npz").is_file()
     assert both["transfer"]["mujoco"]["robustness"] == ev["robustness"]
     assert "robustness sweep in pybullet (success, 8 episodes per row): nominal " in capsys.readouterr().out
     # resume: stop a run of the same config at step 100, continue it through the CLI: the same weights

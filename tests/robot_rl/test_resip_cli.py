@@ -35,16 +35,25 @@ def test_resip_trains_exports_evaluates_and_resumes(tmp_path, capsys):
     assert isinstance(load_runner(run / "export", sources={"state": None}), ResidualPolicyRunner)
     ev = json.loads((run / "eval.json").read_text())
     assert ev["episodes"] == 4 and ev["seed"] == 1_000_003 and 0 <= ev["resip_success"] <= 1
-    main(["eval", str(run), "--episodes", "4"])
+    main(["eval", str(run), "--episodes", "4", "--no-sweep"])
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["resip_success"] == ev["resip_success"] and again["base_success"] == ev["base_success"]
     main(["eval", str(run), "--episodes", "4", "--sim", "ours", "pybullet"])
     both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     sims = both["simulators"]
-    assert sims["ours"] == {"backend": "mujoco", "base_success": ev["base_success"],
-                            "resip_success": ev["resip_success"]}  # the reference backend: the same numbers
+    assert {k: v for k, v in sims["ours"].items() if k != "robustness"} == {
+        "backend": "mujoco", "base_success": ev["base_success"],
+        "resip_success": ev["resip_success"]}  # the reference backend: the same numbers
     assert sims["pybullet"]["backend"] == "pybullet" and 0 <= sims["pybullet"]["resip_success"] <= 1
     assert "| pybullet | base + residual |" in (run / "report.md").read_text()
+    assert both["transfer_traces"]["initial_gap"] <= 1e-6 and list(both["transfer_traces"]["parting_times_s"]) == [
+        "pybullet"]  # base + residual traced in both simulators from the same initial states
+    assert (run / "transfer_trajectories.png").is_file()
+    for s in sims.values():  # the sweep of base + residual per simulator; its nominal row = the same 4 episodes
+        assert s["robustness"][0]["parameter"] == "nominal" and s["robustness"][0]["episodes"] == 4
+        assert s["robustness"][0]["success"] == s["resip_success"] and len(s["robustness"]) == 4
+    assert "## Robustness sweep of base + residual in pybullet" in (run / "report.md").read_text()
+    assert "transfer_trajectories.png" in (run / "report.md").read_text()
     with pytest.raises(SystemExit):
         main(["eval", str(run), "--episodes", "4", "--sim", "isaac"])
     assert "no simulator backend 'isaac'" in capsys.readouterr().err

@@ -41,6 +41,9 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     assert summary["last_eval"]["env_steps"] == 32
     main(["eval", str(run), "--episodes", "4"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["success"] == summary["eval"]["success"]
+    with pytest.raises(SystemExit):  # not silently ignored
+        main(["eval", str(run), "--sim", "mujoco", "pybullet"])
+    assert "--sim is not supported for EXPO and value-guided runs" in capsys.readouterr().err
     cfg = json.loads((run / "config.json").read_text())
     cfg["env_steps"] = 48
     (run / "config.json").write_text(json.dumps(cfg))
