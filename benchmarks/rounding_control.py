@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # as robot-rl's CLI: MuJoCo picks its GL backend when first imported
 
 import torch
 
