@@ -45,9 +45,9 @@ class TD3Config:
     fused: bool = False
     """Opt-in fast path, same maths per update (tested to 1e-6): actor and critics as one autograd node each
     (hand-written backward, ``mlp_function``/``ensemble_function``), the actor loss on the first twin only,
-    torch's fused Adam. Not the default: its float rounding differs from the plain path's, and over 60k steps
-    `panda-reach-sac` (seed 0, SAC) learned to 0.60 held-out success on it against 1.00 on the plain path (one seed
-    each; not understood yet)."""
+    torch's fused Adam. Not the default: its float rounding differs from the plain path's, training amplifies that
+    to different networks within ~1000 updates, and `panda-reach-sac` (SAC) seed 0 then learned to 0.60 held-out
+    success against 1.00 on the plain path (benchmarks/README.md: rounding, not a bug)."""
 
 
 class TD3:

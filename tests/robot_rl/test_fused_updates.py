@@ -100,14 +100,24 @@ def test_td3_fused_update_matches_plain(activation, independent):
     assert "actor_loss" in out_p
 
 
-def test_sac_fused_update_matches_plain():
+@pytest.mark.parametrize("shape", ["default", "panda-reach-sac"])
+def test_sac_fused_update_matches_plain(shape):
+    """Also on the reach preset's shapes (policy 20, critic 25, 3 actions; 128-128 ReLU, gamma 0.97, target
+    entropy -3) over 20 updates: there the two paths differ only by the Adam kernel's rounding (1-2 ulp in a few
+    numbers per update, ``benchmarks/fused_divergence.py``)."""
+    dims, updates = ((5, 9, 3), 3) if shape == "default" else ((20, 25, 3), 20)
+
     def make(fused):
-        cfg = SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), fused=fused)
-        return SAC(cfg, 5, 9, 3, torch.Generator().manual_seed(7))
+        if shape == "default":
+            cfg = SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), fused=fused)
+        else:
+            cfg = SACConfig(actor_hidden=(128, 128), critic_hidden=(128, 128), activation="relu", gamma=0.97,
+                            target_entropy=-3.0, fused=fused)
+        return SAC(cfg, *dims, torch.Generator().manual_seed(7))
 
     plain, fused = pair(make)
-    for i in range(3):
-        b = batch(64, seed=i)
+    for i in range(updates):
+        b = batch(64, *dims, seed=i)
         out_p, out_f = plain.update(b), fused.update(b)
         for k in out_p:
             torch.testing.assert_close(out_f[k], out_p[k], rtol=1e-6, atol=1e-6)
