@@ -4,7 +4,8 @@ Per robot: a few PPO iterations of our Isaac Lab task (on the CPU, in the Isaac 
 run, then three processes from .venv-ros on a private DDS domain (localhost only): our simulator counterpart
 (``robot-rl quadrotor-sim``: our quadrotor model behind the ``quadrotor_motors`` topics; ``robot-rl arm-sim``: the
 MuJoCo Panda behind ros2_control's), ``robot-rl-node`` with the robot's example YAML (torch blocked), and a tap
-that records the simulator's state messages and the node's commands in arrival order. Checked: commands flow at
+(``ros_tap.py``) that activates the node through its lifecycle services once it sees the simulator and the node,
+then records the simulator's state messages and the node's commands in arrival order. Checked: commands flow at
 the control rate with the right shape and inside the robot's limits, the simulator refused none, and every
 command the node sent equals, bit for bit, the torch-free runtime's command (:func:`deploy.ros2.profiles
 .make_profile`, the node's own conversion) replayed on the recorded states: the one the node used is among the
@@ -16,6 +17,7 @@ Opt-in with the other Isaac tests (``make test-isaac``); skips without ``isaacla
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -40,7 +42,7 @@ from tests.ros2.conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env, 
 
 TAP = Path(__file__).with_name("ros_tap.py")
 NUM_ENVS = 8
-SECONDS = 2.0  # of closed loop, from the node's first command
+SECONDS = 2.0  # of closed loop, from the node's activation
 AGES = (0, 1, -1, 2, -2, 3)  # the states the node may have used: 0 the newest that had reached the tap, 1 the one
 # before it, -1 the next (the node may get a state before the tap does); most likely first
 
@@ -55,8 +57,6 @@ def ros_venv() -> Path:
 
 def dds_env() -> dict[str, str]:
     """:func:`tests.ros2.conftest.ros_env` on a domain of its own (200-229: apart from the ROS tests' 100-199)."""
-    import os
-
     return {**ros_env(), "ROS_DOMAIN_ID": str(200 + os.getpid() % 30)}
 
 
@@ -72,7 +72,8 @@ def train_and_export(task: str, assets: Path, run: Path, preset: str) -> dict[st
 
 
 def ros_value(v: Any) -> str:
-    return json.dumps(v) if isinstance(v, list) else ("true" if v is True else str(v))
+    """A ``-p name:=value`` value (YAML)."""
+    return json.dumps(v) if isinstance(v, (list, bool)) else str(v)
 
 
 def run_loop(tmp_path: Path, sim_args: list[str], yaml_file: str, params: dict[str, Any], kind: str,
@@ -154,18 +155,18 @@ def _restore(snap: list[tuple[Any, dict[str, Any]]]) -> None:
 
 def replay(profile, feed, states: list[dict], commands: list[dict]) -> dict[str, int]:
     """Replay the recording through ``profile`` (the node's conversion + the runtime): each node command must
-    equal (float32, bit for bit) the runtime's command on one of the states the node could have used, newest
-    first: the state of the previous command, or one of ``AGES`` around the newest one that had reached the tap
-    when the command did. Returns how many commands matched, how many were safe commands, and how many used
-    each state by its age."""
+    equal (float32, bit for bit) the runtime's command on one of the states the node could have used: one of
+    ``AGES`` around the newest one that had reached the tap when the command did (not older than the previous
+    command's), or the previous command's. Returns how many commands matched, how many were safe commands, and
+    how many used each state by its age."""
     profile.runner.activate()  # as the node's on_activate
     used, counts = -1, {"matched": 0, "safe": 0, "by_age": {}}
     for k, c in enumerate(commands):
         newest = c["states_before"] - 1
         # equal states (a vehicle on the ground) match either way: the most likely is tried first
-        candidates = [newest - a for a in AGES if used <= newest - a < len(states)] or [used]
-        if used == -1:  # the node may have had no state yet
-            candidates.append(-1)
+        candidates = [newest - a for a in AGES if used <= newest - a < len(states)]
+        if used not in candidates:  # no state since (a dropped best-effort message), or none yet (-1)
+            candidates.append(used)
         want = np.asarray(c["data"], dtype=np.float32)
         snap = _snapshot(_state_objects(profile))
         tried = []
