@@ -31,19 +31,23 @@ def run_quadrotor_sim(frame: str = "crazyflie", rate: float = 100.0,
         raise ValueError(f"--command-unit must be 'rpm' or 'normalized', not {command_unit!r}")
     if rate <= 0 or duration < 0:
         raise ValueError("--rate must be positive and --duration non-negative")
-    import rclpy
     import torch
-    from nav_msgs.msg import Odometry
-    from rclpy.clock import Clock, ClockType
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import Float32MultiArray
 
     from sim.quadrotor.dynamics import OMEGA, POS, QUAT, RPM, STATE_DIM, VEL, action_to_rpm, quat_to_rotmat, rk4_step
     from sim.quadrotor.task import resolve_frame
 
-    torch.set_num_threads(1)
     params = resolve_frame(frame)
+    try:
+        import rclpy
+        from nav_msgs.msg import Odometry
+        from rclpy.clock import Clock, ClockType
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import Float32MultiArray
+    except ImportError as exc:
+        raise RuntimeError(f"robot-rl quadrotor-sim needs ROS 2 (rclpy) in this interpreter ({exc}): run it from "
+                           ".venv-ros (bash deploy/ros2/make_venv.sh)") from exc
+    torch.set_num_threads(1)
     pt = params.tensors(1, "cpu", torch.float64)
     state = torch.zeros(1, STATE_DIM, dtype=torch.float64)
     state[0, POS] = torch.tensor(start, dtype=torch.float64)
