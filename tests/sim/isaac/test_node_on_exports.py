@@ -224,8 +224,6 @@ def test_node_flies_the_isaac_crazyflie_export_against_quadrotor_sim(ros_venv, a
               "target": [0.0, 0.0, 1.0]}
     sim_args = ["quadrotor-sim", "--start", "0", "0", "1", "--duration", str(SECONDS + 1.0)]
     tap, sim, logs = run_loop(tmp_path, sim_args, "quadrotor.yaml", params, "odom", "odom", "motor_commands")
-    print(json.dumps({"train_export_s": round(trained, 1), "loop_s": round(time.monotonic() - t0 - trained, 1),
-                      "tap_stages_s": tap["stages"]}))
     s, cmds = sim["summary"], tap["commands"]
     live = cmds[next(i for i, c in enumerate(cmds) if any(c["data"])):]  # before its first odometry: motors off
     assert s["invalid_commands"] == 0 and s["commands"] >= len(live), (s, logs)
@@ -236,6 +234,8 @@ def test_node_flies_the_isaac_crazyflie_export_against_quadrotor_sim(ros_venv, a
     assert np.isfinite(data).all() and data.min() >= 0.0 and data.max() <= 21702.0  # quadrotor.yaml's rpm range
     assert (data > 0).any(axis=1).sum() >= 30, logs  # the policy's own commands, not only safe (motors-off) ones
     counts = replay(make_profile(replay_config("quadrotor.yaml", params)), feed_odometry, tap["states"], cmds)
+    print(json.dumps({"train_export_s": round(trained, 1), "loop_s": round(time.monotonic() - t0 - trained, 1),
+                      "tap_stages_s": tap["stages"], "replay": counts}))
     assert counts["matched"] == len(cmds) and counts["matched"] - counts["safe"] >= 30, counts
     assert sum(n for age, n in counts["by_age"].items() if age <= 1) >= 0.5 * len(live), counts  # fresh states
 
@@ -254,8 +254,6 @@ def test_node_drives_the_isaac_panda_reach_export_against_arm_sim(ros_venv, asse
     sim_args = ["arm-sim", "--task", "panda-reach", "--goal", *map(str, goal), "--duration", str(SECONDS + 1.0)]
     tap, sim, logs = run_loop(tmp_path, sim_args, "panda.yaml", params, "joint_states", "/joint_states",
                               "/forward_position_controller/commands")
-    print(json.dumps({"train_export_s": round(trained, 1), "loop_s": round(time.monotonic() - t0 - trained, 1),
-                      "tap_stages_s": tap["stages"]}))
     s, cmds = sim["summary"], tap["commands"]
     faults = ("arm_nonfinite_dropped", "arm_update_errors", "limit_violations", "velocity_violations")
     assert all(s[k] == 0 for k in faults) and s["arm_commands"] >= len(cmds), (s, logs)
@@ -267,5 +265,7 @@ def test_node_drives_the_isaac_panda_reach_export_against_arm_sim(ros_venv, asse
     tcp = np.array(sim["trajectory"]["tcp"])
     assert np.linalg.norm(tcp - tcp[0], axis=1).max() > 0.005, logs  # the policy's ee_delta moved the arm
     counts = replay(make_profile(replay_config("panda.yaml", params)), feed_joint_state, tap["states"], cmds)
+    print(json.dumps({"train_export_s": round(trained, 1), "loop_s": round(time.monotonic() - t0 - trained, 1),
+                      "tap_stages_s": tap["stages"], "replay": counts}))
     assert counts["matched"] == len(cmds) and counts["safe"] == 0, counts
     assert sum(n for age, n in counts["by_age"].items() if age <= 1) >= 0.5 * len(cmds), counts  # fresh states
