@@ -5,10 +5,12 @@
 ``Float64MultiArray`` for joint targets) and prints ``ready``. Once the simulator's state arrives it configures
 the node NODE (started with ``autostart:=false``) through its lifecycle services, waits until the tap has
 discovered the node's command publisher and the node's state subscription, activates it (as an operator runs
-``ros2 lifecycle set``) and records SECONDS from then on: so the tap has every command from the first, which a
-replay of the runtime needs (its action history starts at activation). Every command row carries how many
-state messages had reached the tap before it, so a replay knows which states the node could have used. Gives
-up after 120 s at any stage (OUT.json then names the stage).
+``ros2 lifecycle set``) and records from then on, so the tap has every command from the first, which a replay of
+the runtime needs (its action history starts at activation), until SECONDS after the first command that is not
+all zeros (a quadrotor node commands motors off until its first odometry, which discovery can delay). Every
+command row carries how many state messages had reached the tap before it, so a replay knows which states the
+node could have used. Gives up (OUT.json then names the stage) 120 s after ``ready`` if the node is not active
+by then, or 60 s after its activation without a command that is not all zeros.
 """
 
 import json
@@ -101,8 +103,16 @@ if ok:
     ok = transition("activate")
 if ok:
     stage = "recording"
-    stages["active"] = active = time.monotonic()
-    ok = spin_until(lambda: time.monotonic() - active >= seconds)
+    stages["active"] = time.monotonic()
+    deadline = time.monotonic() + 60.0 + seconds
+    first: list[float] = []
+
+    def recorded() -> bool:
+        if not first and any(any(c["data"]) for c in commands[-3:]):
+            first.append(time.monotonic())
+        return bool(first) and time.monotonic() - first[0] >= seconds
+
+    ok = spin_until(recorded)
     stages["recorded"] = time.monotonic()
 node.destroy_node()
 rclpy.try_shutdown()

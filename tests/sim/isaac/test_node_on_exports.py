@@ -42,7 +42,7 @@ from tests.ros2.conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env, 
 
 TAP = Path(__file__).with_name("ros_tap.py")
 NUM_ENVS = 8
-SECONDS = 2.0  # of closed loop, from the node's activation
+SECONDS = 2.0  # of closed loop, from the node's first command that is not all zeros
 AGES = (0, 1, -1, 2, -2, 3)  # the states the node may have used: 0 the newest that had reached the tap, 1 the one
 # before it, -1 the next (the node may get a state before the tap does); most likely first
 
