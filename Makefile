@@ -41,10 +41,13 @@ test: $(VENV)/.installed
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure"; exit 1; fi; exit $$rc
 
 # Opt-in (not part of `make test` or CI): the Isaac Lab backend's tests in their own Python 3.12 venv, built by
-# sim/isaac/make_venv.sh if missing (isaaclab 3.0.0 + torch 2.11 with its CUDA libraries: ~8 GB, minutes).
+# sim/isaac/make_venv.sh if missing (isaaclab 3.0.0 + torch 2.11 with its CUDA libraries: ~8 GB, minutes). The
+# tests that run the ROS 2 node on Isaac exports also need .venv-ros (built as by `make test`; they skip without it).
 ISAAC_VENV ?= .venv-isaac
 test-isaac:
 	@VENV=$(ISAAC_VENV) bash sim/isaac/make_venv.sh
+	@VENV=.venv-ros TORCH_SPEC="$(TORCH_SPEC)" bash deploy/ros2/make_venv.sh || \
+	echo "make test-isaac: could not build .venv-ros; the node-on-Isaac-export tests will skip"
 	$(ISAAC_VENV)/bin/python -m pytest tests/sim/isaac $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure"; exit 1; fi; exit $$rc
 

@@ -12,6 +12,8 @@ Commands:
                                                           robot-rl crazyflie-sim --cf cf1
   arm-sim  the MuJoCo Panda behind ros2_control's ROS 2 topics (needs rclpy)
                                                           robot-rl arm-sim --task panda-pick-cube
+  quadrotor-sim  a motor-level quadrotor behind the node's quadrotor_motors topics (needs rclpy)
+                                                          robot-rl quadrotor-sim --duration 5
 
 Run ``robot-rl COMMAND --help`` for the options of a command.
 """
@@ -236,8 +238,37 @@ def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
         raise SystemExit(1)
 
 
+def quadrotor_sim(frame: str = "crazyflie", rate: float = 100.0, start: tuple[float, float, float] = (0.0, 0.0, 1.0),
+                  duration: float = 0.0, command_unit: Literal["rpm", "normalized"] = "rpm", odom_topic: str = "odom",
+                  motor_topic: str = "motor_commands", frame_id: str = "odom", child_frame_id: str = "base_link",
+                  report: Path | None = None, max_wait: float = 60.0) -> None:
+    """Play a motor-level quadrotor behind the node's ``quadrotor_motors`` topics: odometry out, motors in.
+
+    Our quadrotor model (first-order motors, RK4) flies the 4 motor commands it receives (zero-order hold); it
+    is held at ``--start`` with its rotors at hover speed until the first command that spins a rotor.
+
+    Args:
+        frame: vehicle parameters (sim.quadrotor frames, e.g. crazyflie).
+        rate: odometry and physics rate, Hz.
+        start: start position (m, world = the odometry frame).
+        duration: stop this many seconds after the launch (0: run until Ctrl-C).
+        command_unit: unit of the motor commands: rpm, or the policy's normalized [-1, 1].
+        odom_topic: nav_msgs/Odometry out (REP 105: twist in the body frame).
+        motor_topic: std_msgs/Float32MultiArray motor commands in (4 values, the policy's rotor order).
+        frame_id: header.frame_id of the odometry (the world).
+        child_frame_id: child_frame_id of the odometry (the body).
+        report: JSON file for the summary and the trajectory.
+        max_wait: with a duration, give up after this many seconds without a launch.
+    """
+    from robot_rl.commands.quadrotor_sim import run_quadrotor_sim
+
+    summary = run_quadrotor_sim(frame, rate, start, duration, command_unit, odom_topic, motor_topic, frame_id,
+                                child_frame_id, report, max_wait)
+    print(json.dumps(summary))
+
+
 COMMANDS = {"sim": sim, "eval": evaluate, "export": export, "demos": demos, "crazyflie-sim": crazyflie_sim,
-            "arm-sim": arm_sim}
+            "arm-sim": arm_sim, "quadrotor-sim": quadrotor_sim}
 
 
 def main(argv: list[str] | None = None) -> None:

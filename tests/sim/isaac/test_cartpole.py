@@ -17,36 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("isaaclab", reason="isaaclab is not installed (Python 3.12 venv: make test-isaac)")
+from .conftest import SKIP_REASON, ppo_config
 
-from robot_rl.config import TrainConfig  # noqa: E402
+pytest.importorskip("isaaclab", reason=SKIP_REASON)
+
 from robot_rl.runners.on_policy import OnPolicyRunner  # noqa: E402
-from sim.isaac.assets import write_asset_root  # noqa: E402
-from sim.registry import get_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 TASK = "isaac:Isaac-Cartpole"
 NUM_ENVS = 16
+ENV_SEED = 7
 EPISODE_S = 1.0  # 60 control steps at the cart-pole's 60 Hz, so time-outs come within the test
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> Path:
-    return write_asset_root(tmp_path_factory.mktemp("isaac_assets"))
-
-
-def task_config(assets: Path, num_envs: int = NUM_ENVS):
-    spec = get_task(TASK)
-    return spec, spec.config_cls(num_envs=num_envs, device="cpu", asset_root=str(assets),
-                                 overrides=[f"env.episode_length_s={EPISODE_S}"])
-
-
-@pytest.fixture(scope="module")
-def env(assets):
-    spec, cfg = task_config(assets)
-    env = spec.make_env(cfg, seed=7)
-    yield env
-    env.close()
+OVERRIDES = [f"env.episode_length_s={EPISODE_S}"]
 
 
 def test_contract(env):
@@ -114,10 +96,7 @@ def test_time_outs_are_truncations(env):
 def test_ppo_trains_on_isaac_cartpole(env, assets, tmp_path):
     """A few PPO iterations of our asymmetric trainer on the Isaac Lab env: losses finite and moving, the
     actor's weights change, episodes end and are counted."""
-    cfg = TrainConfig.for_task(TASK, preset="test-isaac", algorithm="ppo", seed=5)
-    cfg.task = task_config(assets)[1]
-    cfg.ppo.actor_hidden = cfg.ppo.critic_hidden = (32, 32)
-    cfg.on_policy.steps_per_env = 32
+    cfg = ppo_config(TASK, assets, NUM_ENVS, "test-isaac", seed=5, steps_per_env=32, overrides=OVERRIDES)
     runner = OnPolicyRunner(cfg, tmp_path, env=env)
     before = [p.detach().clone() for p in runner.actor.parameters()]
     stats = [runner._iteration() for _ in range(4)]

@@ -9,30 +9,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("isaaclab", reason="isaaclab is not installed (Python 3.12 venv: make test-isaac)")
+from .conftest import SKIP_REASON, ppo_config
 
-from robot_rl.config import TrainConfig  # noqa: E402
+pytest.importorskip("isaaclab", reason=SKIP_REASON)
+
 from robot_rl.runners.on_policy import OnPolicyRunner  # noqa: E402
-from sim.isaac.assets import write_asset_root  # noqa: E402
 from sim.quadrotor.dynamics import POS, QUAT, VEL  # noqa: E402
 from sim.quadrotor.task import QuadrotorHoverEnv  # noqa: E402
-from sim.registry import get_task  # noqa: E402
 
 TASK = "isaac:RobotRL-Crazyflie-Hover-Direct"
 NUM_ENVS = 8
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return write_asset_root(tmp_path_factory.mktemp("isaac_assets"))
-
-
-@pytest.fixture(scope="module")
-def env(assets):
-    spec = get_task(TASK)
-    env = spec.make_env(spec.config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=str(assets)), seed=11)
-    yield env
-    env.close()
+ENV_SEED = 11
 
 
 def test_groups_match_our_task(env):
@@ -87,10 +74,7 @@ def test_motors_off_terminates_with_final_observation(env):
 
 
 def test_ppo_iterations_on_isaac_crazyflie(env, assets, tmp_path):
-    cfg = TrainConfig.for_task(TASK, preset="test-isaac-cf", algorithm="ppo", seed=2)
-    cfg.task = get_task(TASK).config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=str(assets))
-    cfg.ppo.actor_hidden = cfg.ppo.critic_hidden = (32, 32)
-    cfg.on_policy.steps_per_env = 16
+    cfg = ppo_config(TASK, assets, NUM_ENVS, "test-isaac-cf", seed=2)
     runner = OnPolicyRunner(cfg, tmp_path, env=env)
     stats = [runner._iteration() for _ in range(3)]
     losses = [s["value_loss"] for s in stats]

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("isaaclab", reason="isaaclab is not installed (Python 3.12 venv: make test-isaac)")
+from .conftest import SKIP_REASON, ppo_config, task_config
+
+pytest.importorskip("isaaclab", reason=SKIP_REASON)
 
 from deploy.runtime import PolicyRunner  # noqa: E402
 from robot_rl.commands.train import run_training  # noqa: E402
-from robot_rl.config import TrainConfig  # noqa: E402
 from robot_rl.runs import load_actor  # noqa: E402
-from sim.isaac.assets import write_asset_root  # noqa: E402
 from sim.quadrotor.config import QuadrotorTaskConfig  # noqa: E402
 from sim.quadrotor.export_spec import hover_export_spec  # noqa: E402
 from sim.quadrotor.task import resolve_frame  # noqa: E402
@@ -33,13 +33,8 @@ NO_NOISE = ["env.task.noise=false"]  # noisy rotation entries can leave [-1, 1],
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    assets = write_asset_root(tmp_path_factory.mktemp("isaac_assets"))
-    cfg = TrainConfig.for_task(TASK, preset="test-isaac-cf-export", algorithm="ppo", seed=4)
-    cfg.task = get_task(TASK).config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=str(assets),
-                                         overrides=list(NO_NOISE))
-    cfg.ppo.actor_hidden = cfg.ppo.critic_hidden = (32, 32)
-    cfg.on_policy.steps_per_env = 16
+def run(tmp_path_factory, assets):
+    cfg = ppo_config(TASK, assets, NUM_ENVS, "test-isaac-cf-export", seed=4, overrides=NO_NOISE)
     cfg.on_policy.total_env_steps = 2 * 16 * NUM_ENVS
     run_dir = tmp_path_factory.mktemp("run")
     out = run_training(cfg, run_dir, evaluate_after=False)
@@ -66,8 +61,7 @@ def test_runtime_matches_torch_actor_on_isaac_observations(run):
     run_dir, _ = run
     cfg, actor, _ = load_actor(run_dir)
     spec = get_task(TASK)
-    env = spec.make_env(spec.config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=cfg.task.asset_root,
-                                        overrides=list(NO_NOISE)), seed=21)
+    env = spec.make_env(task_config(TASK, cfg.task.asset_root, NUM_ENVS, NO_NOISE), seed=21)
     try:
         runners = [PolicyRunner(run_dir / "export", sources={"odom": None}, command_unit="normalized")
                    for _ in range(NUM_ENVS)]

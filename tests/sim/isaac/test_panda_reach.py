@@ -13,32 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("isaaclab", reason="isaaclab is not installed (Python 3.12 venv: make test-isaac)")
+from .conftest import SKIP_REASON, ppo_config
+
+pytest.importorskip("isaaclab", reason=SKIP_REASON)
 
 from deploy.runtime import PolicyRunner  # noqa: E402
 from robot_rl.commands.train import run_training  # noqa: E402
-from robot_rl.config import TrainConfig  # noqa: E402
 from robot_rl.runners.on_policy import OnPolicyRunner  # noqa: E402
 from robot_rl.runs import load_actor  # noqa: E402
 from sim.arm.kinematics import JOINT_NAMES, Q_LOWER, Q_READY, Q_UPPER, TCP_OFFSET, tcp_pose  # noqa: E402
-from sim.isaac.assets import write_asset_root  # noqa: E402
 from sim.registry import get_task  # noqa: E402
 
 TASK = "isaac:RobotRL-Panda-Reach-Direct"
 NUM_ENVS = 4
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return write_asset_root(tmp_path_factory.mktemp("isaac_assets"))
-
-
-@pytest.fixture(scope="module")
-def env(assets):
-    spec = get_task(TASK)
-    env = spec.make_env(spec.config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=str(assets)), seed=3)
-    yield env
-    env.close()
+ENV_SEED = 3
 
 
 def _quat_to_rot(q: np.ndarray) -> np.ndarray:
@@ -123,10 +111,7 @@ def test_ee_delta_moves_the_tcp_and_times_out(env):
 
 
 def test_ppo_iterations_on_isaac_panda_reach(env, assets, tmp_path):
-    cfg = TrainConfig.for_task(TASK, preset="test-isaac-reach", algorithm="ppo", seed=2)
-    cfg.task = get_task(TASK).config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=str(assets))
-    cfg.ppo.actor_hidden = cfg.ppo.critic_hidden = (32, 32)
-    cfg.on_policy.steps_per_env = 16
+    cfg = ppo_config(TASK, assets, NUM_ENVS, "test-isaac-reach", seed=2)
     runner = OnPolicyRunner(cfg, tmp_path, env=env)
     stats = [runner._iteration() for _ in range(3)]
     losses = [s["value_loss"] for s in stats]
@@ -139,10 +124,7 @@ def test_run_exports_the_panda_reach_contract(env, assets, tmp_path):
     """Last (it closes the module's env): ``run_training``'s export of an Isaac Lab reach run is ``panda-reach``'s
     contract, verified ONNX; the runtime reproduces the torch actor on the exported on-distribution examples."""
     env.close()  # Isaac Lab: one simulation per process; the run builds its own
-    cfg = TrainConfig.for_task(TASK, preset="test-isaac-reach-export", algorithm="ppo", seed=1)
-    cfg.task = get_task(TASK).config_cls(num_envs=NUM_ENVS, device="cpu", asset_root=str(assets))
-    cfg.ppo.actor_hidden = cfg.ppo.critic_hidden = (32, 32)
-    cfg.on_policy.steps_per_env = 16
+    cfg = ppo_config(TASK, assets, NUM_ENVS, "test-isaac-reach-export", seed=1)
     cfg.on_policy.total_env_steps = 16 * NUM_ENVS
     out = run_training(cfg, tmp_path, evaluate_after=False)
     assert out["export_max_abs_error"] <= 1e-5
