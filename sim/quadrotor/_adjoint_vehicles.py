@@ -88,6 +88,8 @@ def vjp_rows_v(state, action, force, torque, target, vprm, geo, weights, g_next,
         if ok:
             for i in range(18 * lmax):
                 gd[i] = g_next[e, 17 + i]
+            if int(vp[VP_LAT]) > lmax:
+                raise ValueError("vjp_rows_v: g_next has fewer delay slots than a latency needs")
             o = 18 * int(vp[VP_LAT])
             for i in range(18):
                 gd[o + i] += g_obs[e, i]

@@ -15,6 +15,7 @@ No fast-math flags: the results are IEEE float32 and identical for any number of
 
 Shared constants travel in two small arrays, ``geo`` (float32, see ``GEO_*``) and ``task`` (float64, ``T_*``);
 per-env parameters in ``prm`` ``[N, 6]`` = mass, inertia x/y/z, thrust coefficient, motor time constant.
+The per-env physics is ``_fused_physics``; the same task over a distribution of vehicles is ``_vehicle_kernels``.
 """
 
 from __future__ import annotations

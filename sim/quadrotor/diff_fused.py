@@ -10,7 +10,9 @@ observation + reward + action clamp + action history. Gradients flow where they 
 the dynamics, the observation the policy reads (the noise is additive), the action history and the reward;
 an env that is reset starts a gradient-free branch (its new state, observation and history), while the reward
 of its last step still depends on the pre-reset state. ``detach()`` cuts the graph (truncated BPTT), as in the
-torch env. Not differentiable: the critic group and ``info["final_obs"]``.
+torch env. Not differentiable: the critic group and ``info["final_obs"]``. Over vehicles (``vehicles.enabled``) the
+backward is ``_adjoint_vehicles.vjp_rows_v``, and with observation latency the differentiable state carried from
+step to step is the dynamics state plus the delay line of clean observations (``carry_dim`` columns).
 
 :func:`hover_step` is the same one-step math as a differentiable function of ``(state, action)`` without
 termination or resets, in float32 or float64 (used to check the VJP with ``torch.autograd.gradcheck``).
@@ -68,8 +70,10 @@ def hover_step(state: torch.Tensor, action: torch.Tensor, env: FusedQuadrotorHov
     next state ``[N, 17]``, noise-free actor observation ``[N, 18]`` and reward ``[N]``.
 
     Disturbances, target, per-env parameters, frame constants and reward weights are those ``env`` holds now;
-    no termination or reset. Runs in the dtype of ``state`` (float32 or float64, CPU).
+    no termination or reset. Runs in the dtype of ``state`` (float32 or float64, CPU). The frame's vehicle only.
     """
+    if env._veh.enabled:
+        raise ValueError("hover_step: the frame's vehicle only (vehicles.enabled is not supported)")
     dt = state.detach().numpy().dtype
     geo = env._geo.astype(dt)
     geo[K.GEO_H6] = geo[K.GEO_DT] / 6  # exact in float64 (the env's float32 constant is rounded)
@@ -172,6 +176,8 @@ class DiffFusedHoverEnv(FusedQuadrotorHoverEnv):
         """Cotangents ``(pre-step state [N, 17], action [N, 4], previous actor observation [N, D])`` of the step
         recorded in ``record`` for the cotangents of its next state, actor observation and reward (None: 0)."""
         n, d, f32 = self.num_envs, self.obs_dims["policy"], np.float32
+        if g_state is not None and tuple(g_state.shape) != (n, self.carry_dim):
+            raise ValueError(f"step_vjp: g_state must be [{n}, {self.carry_dim}], got {list(g_state.shape)}")
         return self._vjp(*record[:-1], _np(g_state, (n, self.carry_dim), f32), _np(g_obs, (n, d), f32),
                          _np(g_reward, (n,), f32), record[-1])
 

@@ -13,8 +13,12 @@ Differences from the torch reference, all within the batched-env contract:
 * ``info["final_obs"]`` equals ``obs`` exactly for envs that did not finish (the reference redraws their
   actor noise when another env resets). It is materialised lazily, on first access, from ``obs`` and the
   stored rows of the finished envs: read it before modifying ``obs`` in place;
-* observation latency (``randomization.obs_latency_steps``) and CUDA devices are not supported (ValueError);
-  :func:`sim.quadrotor.factory.make_hover_env` falls back to the torch env for them.
+* per-env vehicles (``vehicles.enabled``, ``_vehicle_kernels.py``: the torch env's vehicle model, latency and
+  noise scale included) are drawn from that per-env stream too, so the same seed flies other vehicles than the
+  torch env's; held-out vehicles with a generator of their own (``vehicles.seed``) stay with the torch env, as
+  do the domain randomisation's observation latency (``randomization.obs_latency_steps``) and CUDA devices
+  (ValueError; :func:`sim.quadrotor.factory.make_hover_env` falls back to the torch env for them). With vehicles,
+  ``vehicles()`` gives every env's vehicle and ``pt`` only the frame's parameters.
 """
 
 from __future__ import annotations
