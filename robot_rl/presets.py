@@ -49,7 +49,7 @@ def crazyflie_hover_robust() -> TrainConfig:
     # can infer the vehicle's hover command and response; the ONNX, runtime and C contracts are unchanged, and
     # 18 + 4 * 48 = 210 inputs fit the Crazyflie app's 256-input buffer (firmware/crazyflie/src/rlp_cf.h)
     t.action_history = 48
-    # the differentiable fused env flies the vehicles (numba step + hand-written adjoint, ~0.08 s per update of
+    # the differentiable fused env flies the vehicles (numba step + hand-written adjoint, ~0.1 s per update of
     # 64 envs x 100 steps on one core, ~17x cheaper than autograd through the torch env), so many more updates
     # fit; at the nominal preset's 8e-3 the run diverged after ~1,100 updates (gradient norm 10 -> 1,900, episodes
     # 390 -> 50 steps), so a lower rate (benchmarks/README.md, "Robust hover")
