@@ -107,7 +107,7 @@ def _load_kernels(env: DiffFusedHoverEnv) -> None:
     scratch copy of the task, so that this one-off cost falls in set-up rather than in the first window."""
     scratch = DiffFusedHoverEnv(replace(env.cfg, num_envs=1), seed=0)
     *_, record = scratch.step_raw(np.zeros((1, 4), np.float32))
-    scratch.step_vjp(record, np.zeros((1, 17), np.float32), None, np.zeros(1, np.float32))
+    scratch.step_vjp(record, np.zeros((1, scratch.carry_dim), np.float32), None, np.zeros(1, np.float32))
     z = np.zeros(4, np.float32)
     KA.fast_tanh(z, z)
     KA.fast_tanh_grad(z, z, z)

@@ -30,11 +30,8 @@ from sim.quadrotor._fused_kernels import (
     GEO_RX,
     GEO_RY,
     GEO_YAW,
-    _axpy,
-    _clean_obs,
-    _deriv,
-    _rk4,
 )
+from sim.quadrotor._fused_physics import _axpy, _clean_obs, _deriv, _rk4
 
 _D1 = 1.0
 
@@ -55,12 +52,14 @@ def _scale(h, a):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _deriv_vjp(z, p, rx, ry, yw, g):
-    """Cotangents of the state ``z`` (17-tuple) and of the commanded RPM (4-tuple) of ``_deriv(z, cmd, p)``
-    for the output cotangent ``g`` (17-tuple). ``p`` as in ``_deriv`` (disturbances enter additively)."""
+def _deriv_vjp(z, c, p, rx, ry, yw, g):
+    """Cotangents of the state ``z`` (17-tuple) and of the commanded RPM ``c`` (4-tuple) of ``_deriv(z, c, p)``
+    for the output cotangent ``g`` (17-tuple). ``p`` as in ``_deriv`` (disturbances enter additively; the choice
+    of time constant, up or down, is piecewise constant)."""
     qw, qx, qy, qz = z[3], z[4], z[5], z[6]
     wx, wy, wz = z[10], z[11], z[12]
-    kf, inv_m, jx, jy, jz, ijx, ijy, ijz, inv_tau = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
+    kf, inv_m, jx, jy, jz, ijx, ijy, ijz, iu, idn, kl = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[19], \
+        p[18]
     # quaternion kinematics q_dot = 0.5 * Omega(w) q
     h0, h1, h2, h3 = 0.5 * g[3], 0.5 * g[4], 0.5 * g[5], 0.5 * g[6]
     gqw = h1 * wx + h2 * wy + h3 * wz
@@ -71,7 +70,8 @@ def _deriv_vjp(z, p, rx, ry, yw, g):
     gwy = -h0 * qy - h1 * qz + h2 * qw + h3 * qx
     gwz = -h0 * qz + h1 * qy - h2 * qx + h3 * qw
     # acceleration = R(q) e_z * T / m + g + F / m
-    f0, f1, f2, f3 = kf * z[13] * z[13], kf * z[14] * z[14], kf * z[15] * z[15], kf * z[16] * z[16]
+    f0, f1 = kf * z[13] * z[13] + kl * z[13], kf * z[14] * z[14] + kl * z[14]
+    f2, f3 = kf * z[15] * z[15] + kl * z[15], kf * z[16] * z[16] + kl * z[16]
     tm = (f0 + f1 + f2 + f3) * inv_m
     gax, gay, gaz = g[7], g[8], g[9]
     g_tm = (gax * 2.0 * (qx * qz + qw * qy) + gay * 2.0 * (qy * qz - qw * qx)
@@ -87,15 +87,16 @@ def _deriv_vjp(z, p, rx, ry, yw, g):
     gwx -= hy * (jx - jz) * wz + hz * (jy - jx) * wy
     gwy -= hx * (jz - jy) * wz + hz * (jy - jx) * wx
     gwz -= hx * (jz - jy) * wy + hy * (jx - jz) * wx
-    # rotor thrusts f_i = kf rpm_i^2 feed thrust and torque; rpm_dot = (cmd - rpm) / tau
+    # rotor thrusts f_i = kf rpm_i^2 + kl rpm_i feed thrust and torque; rpm_dot = (cmd - rpm) / tau
     gf0 = g_thrust + hx * ry[0] - hy * rx[0] + hz * yw[0]
     gf1 = g_thrust + hx * ry[1] - hy * rx[1] + hz * yw[1]
     gf2 = g_thrust + hx * ry[2] - hy * rx[2] + hz * yw[2]
     gf3 = g_thrust + hx * ry[3] - hy * rx[3] + hz * yw[3]
-    gc0, gc1, gc2, gc3 = g[13] * inv_tau, g[14] * inv_tau, g[15] * inv_tau, g[16] * inv_tau
+    gc0, gc1 = g[13] * (iu if c[0] >= z[13] else idn), g[14] * (iu if c[1] >= z[14] else idn)
+    gc2, gc3 = g[15] * (iu if c[2] >= z[15] else idn), g[16] * (iu if c[3] >= z[16] else idn)
     k2 = 2.0 * kf
-    gz = (0.0, 0.0, 0.0, gqw, gqx, gqy, gqz, g[0], g[1], g[2], gwx, gwy, gwz,
-          k2 * z[13] * gf0 - gc0, k2 * z[14] * gf1 - gc1, k2 * z[15] * gf2 - gc2, k2 * z[16] * gf3 - gc3)
+    gz = (0.0, 0.0, 0.0, gqw, gqx, gqy, gqz, g[0], g[1], g[2], gwx, gwy, gwz, (k2 * z[13] + kl) * gf0 - gc0,
+          (k2 * z[14] + kl) * gf1 - gc1, (k2 * z[15] + kl) * gf2 - gc2, (k2 * z[16] + kl) * gf3 - gc3)
     return gz, (gc0, gc1, gc2, gc3)
 
 
@@ -121,10 +122,10 @@ def _rk4_vjp(s, c, p, rx, ry, yw, dt, h6, lo, hi, gy):
           gy[13] if lo <= x[13] <= hi else 0.0, gy[14] if lo <= x[14] <= hi else 0.0,
           gy[15] if lo <= x[15] <= hi else 0.0, gy[16] if lo <= x[16] <= hi else 0.0)
     # x = s + h6 (k1 + 2 k2 + 2 k3 + k4), k_{i+1} = f(s + h_i k_i): reverse the stages
-    gz4, gc4 = _deriv_vjp(z4, p, rx, ry, yw, _scale(h6, gx))
-    gz3, gc3 = _deriv_vjp(z3, p, rx, ry, yw, _add(_scale(2.0 * h6, gx), _scale(dt, gz4)))
-    gz2, gc2 = _deriv_vjp(z2, p, rx, ry, yw, _add(_scale(2.0 * h6, gx), _scale(h2, gz3)))
-    gz1, gc1 = _deriv_vjp(s, p, rx, ry, yw, _add(_scale(h6, gx), _scale(h2, gz2)))
+    gz4, gc4 = _deriv_vjp(z4, c, p, rx, ry, yw, _scale(h6, gx))
+    gz3, gc3 = _deriv_vjp(z3, c, p, rx, ry, yw, _add(_scale(2.0 * h6, gx), _scale(dt, gz4)))
+    gz2, gc2 = _deriv_vjp(z2, c, p, rx, ry, yw, _add(_scale(2.0 * h6, gx), _scale(h2, gz3)))
+    gz1, gc1 = _deriv_vjp(s, c, p, rx, ry, yw, _add(_scale(h6, gx), _scale(h2, gz2)))
     gs = _add(_add(_add(_add(gx, gz4), gz3), gz2), gz1)
     gc = (gc1[0] + gc2[0] + gc3[0] + gc4[0], gc1[1] + gc2[1] + gc3[1] + gc4[1],
           gc1[2] + gc2[2] + gc3[2] + gc4[2], gc1[3] + gc2[3] + gc3[3] + gc4[3])
@@ -160,16 +161,16 @@ def _row_params(e, prm, force, torque, geo):
     inv_m = one / prm[e, 0]
     return (prm[e, 4], inv_m, prm[e, 1], prm[e, 2], prm[e, 3], one / prm[e, 1], one / prm[e, 2], one / prm[e, 3],
             one / prm[e, 5], geo[GEO_G], geo[GEO_G + 1], geo[GEO_G + 2], force[e, 0] * inv_m, force[e, 1] * inv_m,
-            force[e, 2] * inv_m, torque[e, 0], torque[e, 1], torque[e, 2])
+            force[e, 2] * inv_m, torque[e, 0], torque[e, 1], torque[e, 2], one - one, one / prm[e, 5])
 
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _f64(t):
-    """A tuple of 18 numbers as float64."""
+    """A tuple of 20 numbers as float64."""
     return (np.float64(t[0]), np.float64(t[1]), np.float64(t[2]), np.float64(t[3]), np.float64(t[4]),
             np.float64(t[5]), np.float64(t[6]), np.float64(t[7]), np.float64(t[8]), np.float64(t[9]),
             np.float64(t[10]), np.float64(t[11]), np.float64(t[12]), np.float64(t[13]), np.float64(t[14]),
-            np.float64(t[15]), np.float64(t[16]), np.float64(t[17]))
+            np.float64(t[15]), np.float64(t[16]), np.float64(t[17]), np.float64(t[18]), np.float64(t[19]))
 
 
 @njit(cache=True, error_model="numpy")

@@ -10,7 +10,9 @@ observation + reward + action clamp + action history. Gradients flow where they 
 the dynamics, the observation the policy reads (the noise is additive), the action history and the reward;
 an env that is reset starts a gradient-free branch (its new state, observation and history), while the reward
 of its last step still depends on the pre-reset state. ``detach()`` cuts the graph (truncated BPTT), as in the
-torch env. Not differentiable: the critic group and ``info["final_obs"]``.
+torch env. Not differentiable: the critic group and ``info["final_obs"]``. Over vehicles (``vehicles.enabled``) the
+backward is ``_adjoint_vehicles.vjp_rows_v``, and with observation latency the differentiable state carried from
+step to step is the dynamics state plus the delay line of clean observations (``carry_dim`` columns).
 
 :func:`hover_step` is the same one-step math as a differentiable function of ``(state, action)`` without
 termination or resets, in float32 or float64 (used to check the VJP with ``torch.autograd.gradcheck``).
@@ -25,6 +27,7 @@ import torch
 
 from sim.core import Obs
 from sim.quadrotor import _adjoint_kernels as A
+from sim.quadrotor import _adjoint_vehicles as AV
 from sim.quadrotor import _fused_kernels as K
 from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.fused import FusedQuadrotorHoverEnv
@@ -67,8 +70,10 @@ def hover_step(state: torch.Tensor, action: torch.Tensor, env: FusedQuadrotorHov
     next state ``[N, 17]``, noise-free actor observation ``[N, 18]`` and reward ``[N]``.
 
     Disturbances, target, per-env parameters, frame constants and reward weights are those ``env`` holds now;
-    no termination or reset. Runs in the dtype of ``state`` (float32 or float64, CPU).
+    no termination or reset. Runs in the dtype of ``state`` (float32 or float64, CPU). The frame's vehicle only.
     """
+    if env._veh.enabled:
+        raise ValueError("hover_step: the frame's vehicle only (vehicles.enabled is not supported)")
     dt = state.detach().numpy().dtype
     geo = env._geo.astype(dt)
     geo[K.GEO_H6] = geo[K.GEO_DT] / 6  # exact in float64 (the env's float32 constant is rounded)
@@ -96,7 +101,7 @@ class _EnvStep(torch.autograd.Function):
         env._step_out = out
         ctx.env, ctx.record = env, out[5]
         ctx.set_materialize_grads(False)
-        return torch.from_numpy(env._state.copy()), out[0]["policy"], out[1]
+        return torch.from_numpy(env.carried_state()), out[0]["policy"], out[1]
 
     @staticmethod
     def backward(ctx: Any, g_state: torch.Tensor | None, g_obs: torch.Tensor | None,
@@ -125,7 +130,10 @@ class DiffFusedHoverEnv(FusedQuadrotorHoverEnv):
         self._links: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(cfg, seed)
         d = self.obs_dims["policy"]
-        self._blank = (torch.zeros(self.num_envs, 17), torch.zeros(self.num_envs, d))
+        # over vehicles with observation latency, the differentiable state carries the delay line too
+        self.carry_dim = 17 + (self._delay.shape[1] - 18 if self._veh.enabled else 0)
+        self._blank = (torch.zeros(self.num_envs, self.carry_dim), torch.zeros(self.num_envs, d))
+        self._vjp = AV.vjp_rows_v if self._veh.enabled else A.vjp_rows
 
     def set_reward_weights(self, weights: RewardWeights) -> None:
         """Change the reward weights from the next step on (used by curricula)."""
@@ -152,16 +160,14 @@ class DiffFusedHoverEnv(FusedQuadrotorHoverEnv):
         a = action.detach().to("cpu", torch.float32).contiguous()
         if tuple(a.shape) != (self.num_envs, 4):
             raise ValueError(f"action must be [{self.num_envs}, 4], got {list(a.shape)}")
-        before = (self._state.copy(), a.numpy(), self._force.copy(), self._torque.copy(), self._target.copy(),
-                  self._prm.copy(), self._geo, self._adj_weights.copy())
+        before = self._before(a.numpy())
         obs, reward, terminated, truncated, info = super().step(a)
         return obs, reward, terminated, truncated, info, (*before, ~info["done_mask"].numpy())
 
     def step_raw(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, StepRecord]:
         """The step of :meth:`step_record` on numpy arrays, without the torch wrapping (for hand-written BPTT):
         ``action`` float32 ``[N, 4]`` -> ``policy, critic, reward, done, record``."""
-        before = (self._state.copy(), action, self._force.copy(), self._torque.copy(), self._target.copy(),
-                  self._prm.copy(), self._geo, self._adj_weights.copy())
+        before = self._before(action)
         policy, critic, reward, _, flags, _, _ = self._launch(action)
         return policy, critic, reward, flags[2], (*before, ~flags[2])
 
@@ -170,8 +176,26 @@ class DiffFusedHoverEnv(FusedQuadrotorHoverEnv):
         """Cotangents ``(pre-step state [N, 17], action [N, 4], previous actor observation [N, D])`` of the step
         recorded in ``record`` for the cotangents of its next state, actor observation and reward (None: 0)."""
         n, d, f32 = self.num_envs, self.obs_dims["policy"], np.float32
-        return A.vjp_rows(*record[:-1], _np(g_state, (n, 17), f32), _np(g_obs, (n, d), f32),
-                          _np(g_reward, (n,), f32), record[-1])
+        if g_state is not None and tuple(g_state.shape) != (n, self.carry_dim):
+            raise ValueError(f"step_vjp: g_state must be [{n}, {self.carry_dim}], got {list(g_state.shape)}")
+        return self._vjp(*record[:-1], _np(g_state, (n, self.carry_dim), f32), _np(g_obs, (n, d), f32),
+                         _np(g_reward, (n,), f32), record[-1])
+
+    def carried_state(self) -> np.ndarray:
+        """The differentiable state ``[N, carry_dim]``: the dynamics state, then (vehicles with latency) the last
+        ``L`` clean observations, newest first (see ``_adjoint_vehicles``)."""
+        if self.carry_dim == 17:
+            return self._state.copy()
+        slots = self._delay.shape[1] // 18
+        order = [(self._dhead - k) % slots for k in range(slots - 1)]
+        ring = self._delay.reshape(self.num_envs, slots, 18)[:, order].reshape(self.num_envs, -1)
+        return np.concatenate((self._state, ring), axis=1)
+
+    def _before(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The pre-step part of a :data:`StepRecord`."""
+        prm = self._vprm if self._veh.enabled else self._prm
+        return (self._state.copy(), action, self._force.copy(), self._torque.copy(), self._target.copy(),
+                prm.copy(), self._geo, self._adj_weights.copy())
 
     def step(self, action: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Advance every env one step; differentiable in ``action`` and the graph of earlier steps."""

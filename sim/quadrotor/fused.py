@@ -13,8 +13,12 @@ Differences from the torch reference, all within the batched-env contract:
 * ``info["final_obs"]`` equals ``obs`` exactly for envs that did not finish (the reference redraws their
   actor noise when another env resets). It is materialised lazily, on first access, from ``obs`` and the
   stored rows of the finished envs: read it before modifying ``obs`` in place;
-* observation latency (``randomization.obs_latency_steps``) and CUDA devices are not supported (ValueError);
-  :func:`sim.quadrotor.factory.make_hover_env` falls back to the torch env for them.
+* per-env vehicles (``vehicles.enabled``, ``_vehicle_kernels.py``: the torch env's vehicle model, latency and
+  noise scale included) are drawn from that per-env stream too, so the same seed flies other vehicles than the
+  torch env's; held-out vehicles with a generator of their own (``vehicles.seed``) stay with the torch env, as
+  do the domain randomisation's observation latency (``randomization.obs_latency_steps``) and CUDA devices
+  (ValueError; :func:`sim.quadrotor.factory.make_hover_env` falls back to the torch env for them). With vehicles,
+  ``vehicles()`` gives every env's vehicle and ``pt`` only the frame's parameters.
 """
 
 from __future__ import annotations
@@ -29,18 +33,24 @@ import torch
 
 from sim.core import BatchedEnv, Obs
 from sim.quadrotor import _fused_kernels as K
+from sim.quadrotor import _vehicle_kernels as V
 from sim.quadrotor._fused_rng import make_keys
 from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.dynamics import STATE_DIM
+from sim.quadrotor.params import QuadrotorParams
 from sim.quadrotor.task import REWARD_TERMS, check_action, hover_export_spec, resolve_frame, reward_from_terms
+from sim.quadrotor.vehicles import VEHICLE_KEYS
 
 
 def fused_unsupported_reason(cfg: QuadrotorTaskConfig) -> str | None:
     """Why ``cfg`` cannot run on :class:`FusedQuadrotorHoverEnv` (one line), or ``None`` if it can."""
     if torch.device(cfg.device).type != "cpu":
         return f"FusedQuadrotorHoverEnv runs on the CPU only, got device={cfg.device!r} (use QuadrotorHoverEnv)"
-    if cfg.vehicles.enabled:
-        return "FusedQuadrotorHoverEnv does not support vehicles.enabled (use QuadrotorHoverEnv)"
+    if cfg.vehicles.enabled and cfg.vehicles.seed is not None:
+        return ("FusedQuadrotorHoverEnv draws vehicles from the env's own stream; held-out vehicles "
+                "(vehicles.seed) come from torch's generator (use QuadrotorHoverEnv)")
+    if cfg.vehicles.enabled and cfg.randomization.enabled:
+        return "vehicles: needs randomization off (the vehicle distribution draws mass, inertia, thrust, motors)"
     if tuple(cfg.randomization.obs_latency_steps) != (0, 0):
         return ("FusedQuadrotorHoverEnv does not support randomization.obs_latency_steps="
                 f"{tuple(cfg.randomization.obs_latency_steps)} (use QuadrotorHoverEnv)")
@@ -96,10 +106,11 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self.max_episode_steps = cfg.episode_length
         self.action_dim = 4
         self.hover_action = p.hover_action
-        self._dr = cfg.randomization
+        self._dr, self._veh = cfg.randomization, cfg.vehicles
+        lmax = int(self._veh.latency_steps[1]) if self._veh.enabled else 0
         self.obs_dims = {"policy": 18 + 4 * cfg.action_history,
-                         "critic": 28 + (4 if self._dr.enabled else 0)
-                         + (4 * cfg.action_history if cfg.critic_actor_inputs else 0)}
+                         "critic": 28 + (4 if self._dr.enabled else 0) + (V.N_VEH if self._veh.enabled else 0)
+                         + ((4 * cfg.action_history + (lmax > 0)) if cfg.critic_actor_inputs else 0)}
         base = (p.mass, *p.inertia, p.thrust_coefficient, p.motor_time_constant)
         geo = np.zeros(K.GEO_SIZE, np.float32)
         geo[K.GEO_RX:K.GEO_RX + 4] = [r[0] for r in p.rotor_positions]
@@ -137,6 +148,9 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self._head = 0  # ring slot of the newest action; the oldest is the next one
         self._ctr = np.zeros(n, np.uint64)
         self._envs = np.arange(n, dtype=np.int64)
+        if self._veh.enabled:
+            self._veh.check()
+            self._init_vehicles(p, n, lmax)
         self._views = {k: torch.from_numpy(getattr(self, "_" + k))
                        for k in ("state", "force", "torque", "target", "steps", "factors")}
         prm = torch.from_numpy(self._prm)
@@ -183,19 +197,27 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         return hover_export_spec(self.cfg, self.params)
 
     _BUFFERS = ("state", "force", "torque", "target", "steps", "prm", "factors", "ring", "keys", "ctr")
+    _VEHICLE_BUFFERS = ("veh_values", "vprm", "delay")
+
+    def _buffer_names(self) -> tuple[str, ...]:
+        return self._BUFFERS + (self._VEHICLE_BUFFERS if self._veh.enabled else ())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every buffer and random-stream counter, so a checkpoint continues bit-exactly."""
-        out = {f"env.{k}": torch.from_numpy(getattr(self, "_" + k).copy()) for k in self._BUFFERS}
+        out = {f"env.{k}": torch.from_numpy(getattr(self, "_" + k).copy()) for k in self._buffer_names()}
         out["env.head"] = torch.tensor(self._head)
+        if self._veh.enabled:
+            out["env.delay_head"] = torch.tensor(self._dhead)
         w = self.reward_weights
         out["env.reward_weights"] = torch.tensor(w.as_list() + [w.scale, w.constant], dtype=torch.float64)
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for k in self._BUFFERS:
+        for k in self._buffer_names():
             getattr(self, "_" + k)[...] = state[f"env.{k}"].numpy()
         self._head = int(state["env.head"])
+        if self._veh.enabled:
+            self._dhead = int(state["env.delay_head"])
         w = state["env.reward_weights"].tolist()
         self.set_reward_weights(RewardWeights(*w[:5], scale=w[5], constant=w[6]))
 
@@ -230,7 +252,35 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
                                 "time_outs": truncated}
         return obs, torch.from_numpy(reward), terminated, truncated, info
 
+    def vehicles(self) -> dict[str, torch.Tensor]:
+        """The current vehicle of every env ``{name: [N]}`` (names ``VEHICLE_KEYS``; vehicles enabled only)."""
+        return dict(zip(VEHICLE_KEYS, torch.from_numpy(self._veh_values.copy()).unbind(-1), strict=True))
+
+    def set_vehicles(self, values: torch.Tensor) -> None:
+        """Fly the vehicles ``values`` ``[N, 13]`` (columns ``VEHICLE_KEYS``) from the current state on, until
+        each env's next reset; every env's observation delay line restarts at its current observation."""
+        if not self._veh.enabled or tuple(values.shape) != self._veh_values.shape:
+            raise ValueError(f"set_vehicles: needs vehicles enabled and values of shape {self._veh_values.shape}")
+        self._veh_values[...] = values.detach().to("cpu", torch.float32).numpy()
+        V.refresh_kernel_v(self._bufs(), self._vbufs(), self._vd)
+
     # ----------------------------------------------------------------- internals
+    def _init_vehicles(self, p: QuadrotorParams, n: int, lmax: int) -> None:
+        """Buffers and constants of the per-env vehicles (``_vehicle_kernels``)."""
+        vd = np.zeros(V.VD_SIZE, np.float64)
+        for i, k in enumerate(VEHICLE_KEYS):
+            vd[V.VD_LO + i], vd[V.VD_HI + i] = getattr(self._veh, k)
+        vd[[V.VD_KF, V.VD_WH, V.VD_G]] = p.thrust_coefficient, p.hover_rpm, float(np.linalg.norm(p.gravity))
+        vd[V.VD_J:V.VD_J + 3] = p.inertia
+        vd[V.VD_RX:V.VD_RX + 4] = [r[0] for r in p.rotor_positions]
+        vd[V.VD_RY:V.VD_RY + 4] = [r[1] for r in p.rotor_positions]
+        vd[V.VD_SIGN:V.VD_SIGN + 4] = p.yaw_signs
+        self._vd = vd
+        self._veh_values = np.zeros((n, V.N_VEH), np.float32)
+        self._vprm = np.zeros((n, V.VP_SIZE), np.float32)
+        self._delay = np.zeros((n, 18 * (lmax + 1)), np.float32)  # clean observations, one slot per step
+        self._dhead = 0
+
     def _rekey(self, seed: int) -> None:
         s = int(seed) & (2**64 - 1)
         self._keys = make_keys(s - 2**64 if s >= 2**63 else s, self.num_envs)
@@ -239,6 +289,10 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
     def _launch(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
         """Advance the history ring and run the step kernel on float32 ``action`` ``[N, 4]``; its raw outputs."""
         self._head = (self._head + 1) % (self._ring.shape[1] // 4)
+        if self._veh.enabled:
+            self._dhead = (self._dhead + 1) % (self._delay.shape[1] // 18)
+            return V.step_kernel_v(action, self._bufs(), self._vbufs(), self._head, self._dhead, self._envs,
+                                   self._geo, self._task, self._sig, self._weights, self._vd)
         args = (action, self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
         if self.num_envs < 2 * K.CHUNK and (threads := numba.get_num_threads()) > 1:
             numba.set_num_threads(1)  # a single chunk: do not wake the other threads
@@ -252,7 +306,14 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         return (self._state, self._force, self._torque, self._target, self._steps, self._prm, self._factors,
                 self._ring, self._keys, self._ctr)
 
+    def _vbufs(self) -> tuple[np.ndarray, ...]:
+        return self._veh_values, self._vprm, self._delay
+
     def _reset_all(self) -> Obs:
+        if self._veh.enabled:
+            policy, critic = V.reset_kernel_v(self._envs, self._bufs(), self._vbufs(), self._head, self._dhead,
+                                              self._geo, self._task, self._sig, self._vd)
+            return {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
         policy, critic = K.reset_kernel(self._envs, self._bufs(), self._head, self._geo, self._task, self._sig)
         return {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sim.quadrotor.config import QuadrotorTaskConfig
+from sim.quadrotor.diff_fused import DiffFusedHoverEnv
 from sim.quadrotor.dynamics import rk4_step, step_dynamics
 from sim.quadrotor.factory import make_hover_env
 from sim.quadrotor.params import crazyflie_params
@@ -133,9 +134,11 @@ def test_nominal_unchanged_when_off_and_unsupported_backends_say_so() -> None:
     assert on.obs_dims["critic"] == 156 + len(VEHICLE_KEYS) + 1  # + the latency fraction
     assert on.reset()["critic"].shape == (4, on.obs_dims["critic"])
     cfg = QuadrotorTaskConfig(num_envs=4, vehicles=ON)
-    assert isinstance(make_hover_env(cfg, impl="auto", differentiable=True), QuadrotorHoverEnv)
+    assert isinstance(make_hover_env(cfg, impl="auto", differentiable=True), DiffFusedHoverEnv)  # fused kernels
+    held_out = replace(cfg, vehicles=replace(ON, seed=3))  # held-out vehicles come from torch's generator
+    assert isinstance(make_hover_env(held_out, impl="auto"), QuadrotorHoverEnv)
     with pytest.raises(ValueError, match="vehicles"):
-        make_hover_env(cfg, impl="fused")
+        make_hover_env(held_out, impl="fused")
     with pytest.raises(ValueError, match="vehicles"):
         QuadrotorHoverEnv(replace(cfg, action_level="attitude_thrust"))
 
