@@ -127,7 +127,10 @@ class ResidualActor(nn.Module):
     ``history = H > 0`` the window's rows enter as ``normalise(obs_past) - normalise(obs)`` and
     ``normalise(action_past)`` (the base's min-max normalisers), then through running mean/std statistics
     (``history_norm``, updated on rollouts by :meth:`update_history_stats`): motions of a millimetre are a
-    hundredth of the demonstrations' range, too small for the MLP to read at their raw scale.
+    hundredth of the demonstrations' range, too small for the MLP to read at their raw scale. The first layer's
+    weights on the window start at zero and the rest as in the memoryless actor of the same seed (the same
+    draws): training starts from the memoryless network and adds what the past is worth, rather than from
+    hidden units dominated at initialisation by H * (obs_dim + A) mostly uninformative inputs.
     """
 
     def __init__(self, obs_norm: MinMaxNormalizer, act_norm: MinMaxNormalizer, hidden: tuple[int, ...],
@@ -136,10 +139,11 @@ class ResidualActor(nn.Module):
         self.obs_norm, self.act_norm = _copy(obs_norm), _copy(act_norm)
         self.obs_dim, self.action_dim, self.scale = obs_norm.dim, act_norm.dim, float(scale)
         self.history = int(history)
-        context = self.history * (self.obs_dim + self.action_dim)
+        self.net = _mlp(self.obs_dim + self.action_dim, hidden, self.action_dim, last_bias=False)
         if self.history:
+            context = self.history * (self.obs_dim + self.action_dim)
             self.history_norm = EmpiricalNormalizer(context, eps=1e-3)
-        self.net = _mlp(self.obs_dim + self.action_dim + context, hidden, self.action_dim, last_bias=False)
+            self.net[0] = _widen(self.net[0], context)
         nn.init.zeros_(self.net[-1].weight)
         self.log_std = nn.Parameter(torch.full((self.action_dim,), float(log_std_init)), requires_grad=learn_std)
 
@@ -186,6 +190,18 @@ class ResidualActor(nn.Module):
                       history: torch.Tensor | None = None) -> torch.Tensor:
         """The deployed action: base plus the mean residual (raw units in and out; what the export traces)."""
         return self.compose_raw(base_action, self(obs, self.act_norm.normalize(base_action), history))
+
+
+def _widen(layer: nn.Linear, extra: int) -> nn.Linear:
+    """``layer`` with ``extra`` more inputs (at the end) whose weights are zero; no random draws."""
+    with torch.random.fork_rng(devices=[]):
+        wide = nn.Linear(layer.in_features + extra, layer.out_features, bias=layer.bias is not None)
+    with torch.no_grad():
+        wide.weight.zero_()
+        wide.weight[:, :layer.in_features] = layer.weight
+        if layer.bias is not None:
+            wide.bias.copy_(layer.bias)
+    return wide
 
 
 def _copy(norm: MinMaxNormalizer) -> MinMaxNormalizer:

@@ -43,6 +43,16 @@ def test_zero_init_history_residual_is_the_base_bit_for_bit():
         actor(oa, torch.zeros(6, 2))
 
 
+def test_history_actor_starts_as_the_memoryless_actor_of_the_same_seed(tmp_path):
+    plain, hist = _runner(tmp_path / "a"), _runner(tmp_path / "b", history=3)
+    w, wh = plain.actor.net[0].weight, hist.actor.net[0].weight
+    assert wh.shape == (w.shape[0], 6 + 3 * 6)
+    assert torch.equal(wh[:, :6], w) and torch.count_nonzero(wh[:, 6:]) == 0
+    assert torch.equal(hist.actor.net[0].bias, plain.actor.net[0].bias)
+    for k, v in plain.algo.critic.state_dict().items():  # no extra random draws: the critic starts the same too
+        assert torch.equal(v, hist.algo.critic.state_dict()[k]), k
+
+
 def test_rollout_windows_hold_the_executed_steps_and_restart_on_done(tmp_path):
     runner = _runner(tmp_path, n=4, history=3)
     seen = {}
