@@ -144,7 +144,7 @@ def export_residual_policy(out_dir: str | Path, policy: DiffusionPolicy, actor: 
     }
     if n_hist:
         doc["composition"]["history"] = {
-            "steps": n_hist, "width": d + a, "order": "oldest first",
+            "steps": n_hist, "width": d + a, "order": "oldest first", "actions_read": actor.history_actions,
             "row": "the raw observation the policy acted on in that step (obs_dim), then the raw action the "
                    "residual network returned in that step (size)",
             "start": "after activation or a fault every row holds the first observation and a zero action"}

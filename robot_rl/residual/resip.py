@@ -54,6 +54,9 @@ class ResiPConfig:
     history: int = 0
     """In-context residual: the actor also reads each env's last H (observation, executed action) pairs, as
     changes from the current observation and actions, normalised by running statistics (0: memoryless)."""
+    history_actions: bool = True
+    """The history residual also reads the window's executed actions (``--no-history-actions``: only the past
+    observations; the window keeps its layout, so export and runtime are the same)."""
     reward: Literal["sparse", "dense"] = "sparse"
     """``sparse``: 1 in the step the task reports success (episodes end there), else 0; ``dense``: the task's
     shaped reward (where success ends the episode, per-step shaping can pay more than succeeding: on
@@ -134,14 +137,15 @@ class ResidualActor(nn.Module):
     """
 
     def __init__(self, obs_norm: MinMaxNormalizer, act_norm: MinMaxNormalizer, hidden: tuple[int, ...],
-                 scale: float, log_std_init: float, learn_std: bool, history: int = 0) -> None:
+                 scale: float, log_std_init: float, learn_std: bool, history: int = 0,
+                 history_actions: bool = True) -> None:
         super().__init__()
         self.obs_norm, self.act_norm = _copy(obs_norm), _copy(act_norm)
         self.obs_dim, self.action_dim, self.scale = obs_norm.dim, act_norm.dim, float(scale)
-        self.history = int(history)
+        self.history, self.history_actions = int(history), bool(history_actions)
         self.net = _mlp(self.obs_dim + self.action_dim, hidden, self.action_dim, last_bias=False)
         if self.history:
-            context = self.history * (self.obs_dim + self.action_dim)
+            context = self.history * (self.obs_dim + self.action_dim * self.history_actions)
             self.history_norm = EmpiricalNormalizer(context, eps=1e-3)
             self.net[0] = _widen(self.net[0], context)
         nn.init.zeros_(self.net[-1].weight)
@@ -154,6 +158,8 @@ class ResidualActor(nn.Module):
             raise ValueError(f"history must be [batch, {self.history}, {d + self.action_dim}], got "
                              f"{list(history.shape)}")
         past = self.obs_norm.normalize(history[..., :d]) - self.obs_norm.normalize(obs)[:, None, :]
+        if not self.history_actions:
+            return past.flatten(1)
         return torch.cat((past, self.act_norm.normalize(history[..., d:])), -1).flatten(1)
 
     @torch.no_grad()
@@ -217,7 +223,7 @@ class ResiP:
     def __init__(self, cfg: ResiPConfig, base: FrozenChunkBase, critic_dim: int, generator: torch.Generator) -> None:
         self.cfg = cfg
         self.actor = ResidualActor(base.policy.obs_norm, base.policy.act_norm, cfg.actor_hidden, cfg.scale,
-                                   cfg.log_std_init, cfg.learn_std, cfg.history)
+                                   cfg.log_std_init, cfg.learn_std, cfg.history, cfg.history_actions)
         self.critic = nn.Sequential(EmpiricalNormalizer(critic_dim), _mlp(critic_dim, cfg.critic_hidden, 1))
         self.value_stats = EmpiricalNormalizer(1, eps=1e-4)
         self.actor_opt = torch.optim.Adam([p for p in self.actor.parameters() if p.requires_grad], lr=cfg.actor_lr)

@@ -99,6 +99,21 @@ def test_history_resume_continues_bit_identically(tmp_path):
     assert torch.equal(full.history.window, resumed.history.window)
 
 
+def test_window_without_actions_reads_only_the_past_observations():
+    policy = tiny_diffusion()
+    actor = ResidualActor(policy.obs_norm, policy.act_norm, (8,), 0.1, -1.0, False, history=2, history_actions=False)
+    assert actor.net[0].in_features == 4 + 2 + 2 * 4
+    obs, an, window = torch.randn(3, 4), torch.randn(3, 2), torch.randn(3, 2, 6)
+    with torch.no_grad():
+        actor.net[0].weight.normal_()
+        actor.net[-1].weight.normal_()
+        other = window.clone()
+        other[..., 4:] += 1.0  # only the past actions differ
+        assert torch.equal(actor(obs, an, window), actor(obs, an, other))
+        other[..., :4] += 0.1
+        assert not torch.allclose(actor(obs, an, window), actor(obs, an, other))
+
+
 def test_configs_without_history_stay_memoryless():
     d = ResiPConfig(base="b").to_dict()
     del d["history"]  # a run written before the option existed
