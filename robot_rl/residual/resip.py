@@ -1,11 +1,11 @@
 """ResiP (Ankile et al., "From Imitation to Refinement"): PPO on a per-step residual over a frozen chunked base.
 
 The residual actor reads ``[normalised policy observation, normalised base action]`` (with ``history = H``, also
-the env's last H observations and executed actions: :mod:`robot_rl.residual.history`) and outputs ``r``; the
-executed action is ``a = clip(a_base + scale * r, -1, 1)`` in the base's normalised action space (then mapped
-back to raw units). Its last layer has no bias and starts at zero, so training starts exactly at the base. The
-Gaussian over ``r`` has a fixed (or learned) state-independent log-std. The critic is asymmetric: it reads the
-privileged ``critic`` group (true object/hole state), which the actor never sees.
+the env's last H observations, and optionally executed actions: :mod:`robot_rl.residual.history`) and outputs
+``r``; the executed action is ``a = clip(a_base + scale * r, -1, 1)`` in the base's normalised action space
+(then mapped back to raw units). Its last layer has no bias and starts at zero, so training starts exactly at
+the base. The Gaussian over ``r`` has a fixed (or learned) state-independent log-std. The critic is asymmetric:
+it reads the privileged ``critic`` group (true object/hole state), which the actor never sees.
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ class ResiPConfig:
     learn_std: bool = False
     """Learn the log-std (otherwise it stays at ``log_std_init``)."""
     history: int = 0
-    """In-context residual: the actor also reads each env's last H (observation, executed action) pairs, as
-    changes from the current observation and actions, normalised by running statistics (0: memoryless)."""
-    history_actions: bool = True
-    """The history residual also reads the window's executed actions (``--no-history-actions``: only the past
-    observations; the window keeps its layout, so export and runtime are the same)."""
+    """In-context residual: the actor also reads each env's last H policy observations, as changes from the
+    current one, normalised by running statistics (0: memoryless). With the reduced ``--actor-lr 1e-4`` (the
+    window's inputs make each Adam step move the output more); see benchmarks/README.md."""
+    history_actions: bool = False
+    """The history residual also reads the window's executed actions (exploration noise included; it did worse
+    on panda-peg-insert). The window keeps both either way, so export and runtime are the same."""
     reward: Literal["sparse", "dense"] = "sparse"
     """``sparse``: 1 in the step the task reports success (episodes end there), else 0; ``dense``: the task's
     shaped reward (where success ends the episode, per-step shaping can pay more than succeeding: on
@@ -127,18 +128,18 @@ class ResidualActor(nn.Module):
     executed action is :meth:`compose`.
 
     Carries a copy of the base's normalisers and the scale, so it is self-contained for export. With
-    ``history = H > 0`` the window's rows enter as ``normalise(obs_past) - normalise(obs)`` and
-    ``normalise(action_past)`` (the base's min-max normalisers), then through running mean/std statistics
-    (``history_norm``, updated on rollouts by :meth:`update_history_stats`): motions of a millimetre are a
-    hundredth of the demonstrations' range, too small for the MLP to read at their raw scale. The first layer's
-    weights on the window start at zero and the rest as in the memoryless actor of the same seed (the same
+    ``history = H > 0`` the window's rows enter as ``normalise(obs_past) - normalise(obs)`` (and, with
+    ``history_actions``, ``normalise(action_past)``; the base's min-max normalisers), then through running mean/std
+    statistics (``history_norm``, updated on rollouts by :meth:`update_history_stats`): motions of a millimetre
+    are a hundredth of the demonstrations' range, too small for the MLP to read at their raw scale. The first
+    layer's weights on the window start at zero and the rest as in the memoryless actor of the same seed (the same
     draws): training starts from the memoryless network and adds what the past is worth, rather than from
-    hidden units dominated at initialisation by H * (obs_dim + A) mostly uninformative inputs.
+    hidden units dominated at initialisation by H * obs_dim mostly uninformative inputs.
     """
 
     def __init__(self, obs_norm: MinMaxNormalizer, act_norm: MinMaxNormalizer, hidden: tuple[int, ...],
                  scale: float, log_std_init: float, learn_std: bool, history: int = 0,
-                 history_actions: bool = True) -> None:
+                 history_actions: bool = False) -> None:
         super().__init__()
         self.obs_norm, self.act_norm = _copy(obs_norm), _copy(act_norm)
         self.obs_dim, self.action_dim, self.scale = obs_norm.dim, act_norm.dim, float(scale)

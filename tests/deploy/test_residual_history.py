@@ -22,7 +22,8 @@ def composed(tmp_path_factory):
     d = tmp_path_factory.mktemp("resip_history_export")
     policy = _policy("mlp").eval()
     torch.manual_seed(2)
-    actor = ResidualActor(policy.obs_norm, policy.act_norm, (16, 16), 0.3, -1.0, False, history=STEPS)
+    actor = ResidualActor(policy.obs_norm, policy.act_norm, (16, 16), 0.3, -1.0, False, history=STEPS,
+                          history_actions=True)  # reads the pushed actions too, so the test checks them
     with torch.no_grad():  # trained-looking: non-zero window weights and last layer, statistics away from (0, 1)
         actor.net[0].weight.normal_(0.0, 0.3)
         actor.net[-1].weight.normal_(0.0, 0.5)

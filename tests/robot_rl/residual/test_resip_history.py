@@ -27,7 +27,8 @@ def test_zero_init_history_residual_is_the_base_bit_for_bit():
     policy = tiny_diffusion()
     policy.act_norm.mid.fill_(0.1)
     policy.act_norm.span.fill_(0.7)
-    actor = ResidualActor(policy.obs_norm, policy.act_norm, (32, 32), 0.1, -1.0, False, history=4)
+    actor = ResidualActor(policy.obs_norm, policy.act_norm, (32, 32), 0.1, -1.0, False, history=4,
+                          history_actions=True)
     with torch.no_grad():
         actor.history_norm.mean.normal_()
     env_a, env_b = ToyReachEnv(6, seed=1), ToyReachEnv(6, seed=1)
@@ -44,7 +45,7 @@ def test_zero_init_history_residual_is_the_base_bit_for_bit():
 
 
 def test_history_actor_starts_as_the_memoryless_actor_of_the_same_seed(tmp_path):
-    plain, hist = _runner(tmp_path / "a"), _runner(tmp_path / "b", history=3)
+    plain, hist = _runner(tmp_path / "a"), _runner(tmp_path / "b", history=3, history_actions=True)
     w, wh = plain.actor.net[0].weight, hist.actor.net[0].weight
     assert wh.shape == (w.shape[0], 6 + 3 * 6)
     assert torch.equal(wh[:, :6], w) and torch.count_nonzero(wh[:, 6:]) == 0
@@ -54,7 +55,7 @@ def test_history_actor_starts_as_the_memoryless_actor_of_the_same_seed(tmp_path)
 
 
 def test_rollout_windows_hold_the_executed_steps_and_restart_on_done(tmp_path):
-    runner = _runner(tmp_path, n=4, history=3)
+    runner = _runner(tmp_path, n=4, history=3, history_actions=True)
     seen = {}
     update = runner.algo.update
     runner.algo.update = lambda batch: seen.update(batch) or update(batch)
