@@ -53,8 +53,8 @@ class ResiPConfig:
     """Learn the log-std (otherwise it stays at ``log_std_init``)."""
     history: int = 0
     """In-context residual: the actor also reads each env's last H policy observations, as changes from the
-    current one, normalised by running statistics (0: memoryless). With the reduced ``--actor-lr 1e-4`` (the
-    window's inputs make each Adam step move the output more); see benchmarks/README.md."""
+    current one, normalised by running statistics (0: memoryless). Use it with ``--actor-lr 1e-4``: the window's
+    inputs make each Adam step move the output ~3x further (benchmarks/README.md)."""
     history_actions: bool = False
     """The history residual also reads the window's executed actions (exploration noise included; it did worse
     on panda-peg-insert). The window keeps both either way, so export and runtime are the same."""
