@@ -6,6 +6,11 @@ schedule, input checks, clamping, action mapping, rate limiting and safe command
 takes the base's action for this step from its chunk queue and runs ``composition.network`` on the current
 observation (after clamping into the training box) and that base action; its output is the policy action.
 A late base chunk holds the safe command as for the base alone (the residual never runs without a base action).
+
+A history residual (``composition.history``) also takes ``history`` ``[1, H, obs_dim + size]``: the runner keeps
+the last H rows of (clamped observation, action the residual returned), oldest first; activation and every
+fault restart it with H rows of the first observation and a zero action (an episode start in training). A step
+held for a late chunk adds no row.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
 
     def __init__(self, export_dir: str | Path, **kwargs: Any) -> None:
         self.last_residual_ms = self.max_residual_ms = 0.0
+        self.history_steps = 0
+        self._window: np.ndarray | None = None
+        self._window_empty = True
         super().__init__(export_dir, **kwargs)
 
     def _load_session(self, spec: dict[str, Any]) -> None:
@@ -44,25 +52,49 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
             raise ModelError(f"{path}: cannot load ({type(exc).__name__}: {str(exc)[:200]})") from None
         ins = {i.name: i.shape for i in self.residual.get_inputs()}
         d, a = contract.obs_dim(spec), int(spec["action"]["size"])
-        if sorted(ins) != ["base_action", "obs"] or list(ins["obs"][1:]) != [d] or list(ins["base_action"][1:]) != [a]:
-            raise ModelError(f"{path}: a residual network takes 'obs' [batch, {d}] and 'base_action' [batch, {a}], "
-                             f"got {ins}")
+        want = {"obs": [d], "base_action": [a]}
+        hist = comp.get("history")
+        if hist is not None:
+            steps = hist.get("steps") if isinstance(hist, dict) else None
+            if not isinstance(steps, int) or steps < 1 or hist.get("width") != d + a:
+                raise ModelError(f"{self.export_dir}: composition.history needs steps >= 1 and width {d + a} "
+                                 f"(obs_dim + size), got {hist}")
+            self.history_steps = steps
+            want["history"] = [steps, d + a]
+            self._window = np.zeros((1, steps, d + a), dtype=np.float32)
+        if sorted(ins) != sorted(want) or any(list(ins[k][1:]) != v for k, v in want.items()):
+            raise ModelError(f"{path}: this residual network takes "
+                             + ", ".join(f"{k!r} [batch, {', '.join(map(str, v))}]" for k, v in want.items())
+                             + f"; got {ins}")
         self._res_out = [self.residual.get_outputs()[0].name]
         self._base_row = np.zeros((1, a), dtype=np.float32)
 
-    def compose(self, obs: np.ndarray, base_action: np.ndarray) -> np.ndarray:
-        """Residual network on a batch: ``[k, obs_dim]`` + raw base actions ``[k, size]`` -> actions ``[k, size]``."""
-        return self.residual.run(self._res_out, {"obs": np.ascontiguousarray(obs, np.float32),
-                                                 "base_action": np.ascontiguousarray(base_action, np.float32)})[0]
+    def _reset_history(self) -> None:
+        super()._reset_history()
+        self._window_empty = True
+
+    def compose(self, obs: np.ndarray, base_action: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        """Residual network on a batch: ``[k, obs_dim]`` + raw base actions ``[k, size]`` (+ windows ``[k, H,
+        obs_dim + size]`` for a history residual) -> actions ``[k, size]``."""
+        feed = {"obs": np.ascontiguousarray(obs, np.float32),
+                "base_action": np.ascontiguousarray(base_action, np.float32)}
+        if self.history_steps:
+            if history is None:
+                raise ModelError(f"{self.export_dir}: this residual reads a history of {self.history_steps} steps")
+            feed["history"] = np.ascontiguousarray(history, np.float32)
+        return self.residual.run(self._res_out, feed)[0]
 
     def verify_test_vector(self) -> float:
         err = super().verify_test_vector()
         tv = self.spec["composition"].get("test_vector")
-        if not isinstance(tv, dict) or not {"example_obs", "example_base_action", "example_output"} <= set(tv):
-            raise ModelError(f"{self.export_dir}: composition.test_vector needs example_obs, example_base_action "
-                             "and example_output")
+        keys = {"example_obs", "example_base_action", "example_output"} | ({"example_history"} if self.history_steps
+                                                                             else set())
+        if not isinstance(tv, dict) or not keys <= set(tv):
+            raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
         want = np.asarray(tv["example_output"], np.float32)
-        got = self.compose(np.asarray(tv["example_obs"], np.float32), np.asarray(tv["example_base_action"], np.float32))
+        hist = np.asarray(tv["example_history"], np.float32) if self.history_steps else None
+        got = self.compose(np.asarray(tv["example_obs"], np.float32), np.asarray(tv["example_base_action"], np.float32),
+                           hist)
         res_err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
         if not res_err <= float(tv.get("atol", 1e-5)):
             raise ModelError(f"{self.export_dir}: residual test vector mismatch (max abs error {res_err:.3g})")
@@ -73,10 +105,22 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         if base is None:
             return None
         self._base_row[0] = base
+        window, d = self._window, self.obs.shape[1]
+        if window is not None and self._window_empty:
+            window[0, :, :d] = self.obs[0]
+            window[0, :, d:] = 0.0
+            self._window_empty = False
+        feed = {"obs": self.obs, "base_action": self._base_row}
+        if window is not None:
+            feed["history"] = window
         t0 = time.perf_counter()
-        out = self.residual.run(self._res_out, {"obs": self.obs, "base_action": self._base_row})[0][0]
+        out = self.residual.run(self._res_out, feed)[0][0]
         self.last_residual_ms = (time.perf_counter() - t0) * 1e3
         self.max_residual_ms = max(self.max_residual_ms, self.last_residual_ms)
+        if window is not None:
+            window[0, :-1] = window[0, 1:].copy()
+            window[0, -1, :d] = self.obs[0]
+            window[0, -1, d:] = out
         return out
 
     def stats(self) -> dict[str, Any]:

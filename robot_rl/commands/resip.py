@@ -47,7 +47,7 @@ def load_resip(run_dir: str | Path) -> tuple[ResiPConfig, Any, ResidualActor, di
     policy, _ = load_policy(cfg.base)
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
     actor = ResidualActor(policy.obs_norm, policy.act_norm, cfg.actor_hidden, cfg.scale, cfg.log_std_init,
-                          cfg.learn_std)
+                          cfg.learn_std, cfg.history, cfg.history_actions)
     actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
     return cfg, policy.eval(), actor.eval(), meta
 

@@ -1,10 +1,11 @@
 """ResiP (Ankile et al., "From Imitation to Refinement"): PPO on a per-step residual over a frozen chunked base.
 
-The residual actor reads ``[normalised policy observation, normalised base action]`` and outputs ``r``; the
-executed action is ``a = clip(a_base + scale * r, -1, 1)`` in the base's normalised action space (then mapped
-back to raw units). Its last layer has no bias and starts at zero, so training starts exactly at the base. The
-Gaussian over ``r`` has a fixed (or learned) state-independent log-std. The critic is asymmetric: it reads the
-privileged ``critic`` group (true object/hole state), which the actor never sees.
+The residual actor reads ``[normalised policy observation, normalised base action]`` (with ``history = H``, also
+the env's last H observations, and optionally executed actions: :mod:`robot_rl.residual.history`) and outputs
+``r``; the executed action is ``a = clip(a_base + scale * r, -1, 1)`` in the base's normalised action space
+(then mapped back to raw units). Its last layer has no bias and starts at zero, so training starts exactly at
+the base. The Gaussian over ``r`` has a fixed (or learned) state-independent log-std. The critic is asymmetric:
+it reads the privileged ``critic`` group (true object/hole state), which the actor never sees.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from robot_rl.algorithms.ppo import clipped_surrogate
 from robot_rl.models.normalizer import EmpiricalNormalizer
 from robot_rl.policies.diffusion import MinMaxNormalizer
 from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.history import ResidualHistory
 
 
 @dataclass
@@ -49,6 +51,13 @@ class ResiPConfig:
     """Initial log-std of the residual ``r`` (ResiP: fixed at -1)."""
     learn_std: bool = False
     """Learn the log-std (otherwise it stays at ``log_std_init``)."""
+    history: int = 0
+    """In-context residual: the actor also reads each env's last H policy observations, as changes from the
+    current one, normalised by running statistics (0: memoryless). Use it with ``--actor-lr 1e-4``: the window's
+    inputs make each Adam step move the output ~3x further (benchmarks/README.md)."""
+    history_actions: bool = False
+    """The history residual also reads the window's executed actions (exploration noise included; it did worse
+    on panda-peg-insert). The window keeps both either way, so export and runtime are the same."""
     reward: Literal["sparse", "dense"] = "sparse"
     """``sparse``: 1 in the step the task reports success (episodes end there), else 0; ``dense``: the task's
     shaped reward (where success ends the episode, per-step shaping can pay more than succeeding: on
@@ -98,6 +107,8 @@ class ResiPConfig:
             raise ValueError("resip needs --base RUN (a behaviour-cloning run: robot-rl train dp-<task> --demos DIR)")
         if self.scale <= 0:
             raise ValueError(f"--scale must be positive, got {self.scale}")
+        if self.history < 0:
+            raise ValueError(f"--history must be >= 0 (0: a memoryless residual), got {self.history}")
         if self.num_envs < 1 or self.steps_per_env < 1 or self.minibatches < 1:
             raise ValueError("num_envs, steps_per_env and minibatches must be at least 1")
         return self
@@ -113,25 +124,63 @@ def _mlp(inp: int, hidden: tuple[int, ...], out: int, last_bias: bool = True) ->
 
 
 class ResidualActor(nn.Module):
-    """``(obs [B, obs_dim] raw, a_base [B, A] normalised) -> r`` mean; the executed action is :meth:`compose`.
+    """``(obs [B, obs_dim] raw, a_base [B, A] normalised[, history [B, H, obs_dim + A] raw]) -> r`` mean; the
+    executed action is :meth:`compose`.
 
-    Carries a copy of the base's observation normaliser and the scale, so it is self-contained for export.
+    Carries a copy of the base's normalisers and the scale, so it is self-contained for export. With
+    ``history = H > 0`` the window's rows enter as ``normalise(obs_past) - normalise(obs)`` (and, with
+    ``history_actions``, ``normalise(action_past)``; the base's min-max normalisers), then through running mean/std
+    statistics (``history_norm``, updated on rollouts by :meth:`update_history_stats`): motions of a millimetre
+    are a hundredth of the demonstrations' range, too small for the MLP to read at their raw scale. The first
+    layer's weights on the window start at zero and the rest as in the memoryless actor of the same seed (the same
+    draws): training starts from the memoryless network and adds what the past is worth, rather than from
+    hidden units dominated at initialisation by H * obs_dim mostly uninformative inputs.
     """
 
     def __init__(self, obs_norm: MinMaxNormalizer, act_norm: MinMaxNormalizer, hidden: tuple[int, ...],
-                 scale: float, log_std_init: float, learn_std: bool) -> None:
+                 scale: float, log_std_init: float, learn_std: bool, history: int = 0,
+                 history_actions: bool = False) -> None:
         super().__init__()
         self.obs_norm, self.act_norm = _copy(obs_norm), _copy(act_norm)
         self.obs_dim, self.action_dim, self.scale = obs_norm.dim, act_norm.dim, float(scale)
+        self.history, self.history_actions = int(history), bool(history_actions)
         self.net = _mlp(self.obs_dim + self.action_dim, hidden, self.action_dim, last_bias=False)
+        if self.history:
+            context = self.history * (self.obs_dim + self.action_dim * self.history_actions)
+            self.history_norm = EmpiricalNormalizer(context, eps=1e-3)
+            self.net[0] = _widen(self.net[0], context)
         nn.init.zeros_(self.net[-1].weight)
         self.log_std = nn.Parameter(torch.full((self.action_dim,), float(log_std_init)), requires_grad=learn_std)
 
-    def forward(self, obs: torch.Tensor, base_action_n: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat((self.obs_norm.normalize(obs), base_action_n), -1))
+    def history_features(self, obs: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """``[B, H * (obs_dim + A)]`` window features before the running normalisation."""
+        d = self.obs_dim
+        if history.shape[1:] != (self.history, d + self.action_dim):
+            raise ValueError(f"history must be [batch, {self.history}, {d + self.action_dim}], got "
+                             f"{list(history.shape)}")
+        past = self.obs_norm.normalize(history[..., :d]) - self.obs_norm.normalize(obs)[:, None, :]
+        if not self.history_actions:
+            return past.flatten(1)
+        return torch.cat((past, self.act_norm.normalize(history[..., d:])), -1).flatten(1)
 
-    def dist(self, obs: torch.Tensor, base_action_n: torch.Tensor) -> torch.distributions.Normal:
-        return torch.distributions.Normal(self(obs, base_action_n), self.log_std.exp())
+    @torch.no_grad()
+    def update_history_stats(self, obs: torch.Tensor, history: torch.Tensor | None) -> None:
+        """Fold a rollout step's windows into the running statistics (training only)."""
+        if self.history:
+            self.history_norm.update(self.history_features(obs, history))
+
+    def forward(self, obs: torch.Tensor, base_action_n: torch.Tensor,
+                history: torch.Tensor | None = None) -> torch.Tensor:
+        x = [self.obs_norm.normalize(obs), base_action_n]
+        if self.history:
+            if history is None:
+                raise ValueError(f"this residual reads a history of {self.history} steps; none was given")
+            x.append(self.history_norm(self.history_features(obs, history)))
+        return self.net(torch.cat(x, -1))
+
+    def dist(self, obs: torch.Tensor, base_action_n: torch.Tensor,
+             history: torch.Tensor | None = None) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self(obs, base_action_n, history), self.log_std.exp())
 
     def compose(self, base_action_n: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Executed action in normalised space: ``clip(a_base + scale * r, -1, 1)``."""
@@ -144,9 +193,22 @@ class ResidualActor(nn.Module):
         an = self.act_norm.normalize(base_action)
         return base_action + (self.compose(an, r) - an) * self.act_norm.span
 
-    def deterministic(self, obs: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
+    def deterministic(self, obs: torch.Tensor, base_action: torch.Tensor,
+                      history: torch.Tensor | None = None) -> torch.Tensor:
         """The deployed action: base plus the mean residual (raw units in and out; what the export traces)."""
-        return self.compose_raw(base_action, self(obs, self.act_norm.normalize(base_action)))
+        return self.compose_raw(base_action, self(obs, self.act_norm.normalize(base_action), history))
+
+
+def _widen(layer: nn.Linear, extra: int) -> nn.Linear:
+    """``layer`` with ``extra`` more inputs (at the end) whose weights are zero; no random draws."""
+    with torch.random.fork_rng(devices=[]):
+        wide = nn.Linear(layer.in_features + extra, layer.out_features, bias=layer.bias is not None)
+    with torch.no_grad():
+        wide.weight.zero_()
+        wide.weight[:, :layer.in_features] = layer.weight
+        if layer.bias is not None:
+            wide.bias.copy_(layer.bias)
+    return wide
 
 
 def _copy(norm: MinMaxNormalizer) -> MinMaxNormalizer:
@@ -162,7 +224,7 @@ class ResiP:
     def __init__(self, cfg: ResiPConfig, base: FrozenChunkBase, critic_dim: int, generator: torch.Generator) -> None:
         self.cfg = cfg
         self.actor = ResidualActor(base.policy.obs_norm, base.policy.act_norm, cfg.actor_hidden, cfg.scale,
-                                   cfg.log_std_init, cfg.learn_std)
+                                   cfg.log_std_init, cfg.learn_std, cfg.history, cfg.history_actions)
         self.critic = nn.Sequential(EmpiricalNormalizer(critic_dim), _mlp(critic_dim, cfg.critic_hidden, 1))
         self.value_stats = EmpiricalNormalizer(1, eps=1e-4)
         self.actor_opt = torch.optim.Adam([p for p in self.actor.parameters() if p.requires_grad], lr=cfg.actor_lr)
@@ -184,14 +246,16 @@ class ResiP:
         return v
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, base_action_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def act(self, obs: torch.Tensor, base_action_n: torch.Tensor,
+            history: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampled residual ``r`` and its log-probability."""
-        d = self.actor.dist(obs, base_action_n)
+        d = self.actor.dist(obs, base_action_n, history)
         r = d.mean + d.stddev * torch.randn(d.mean.shape, generator=self.gen)
         return r, d.log_prob(r).sum(-1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """``batch``: flattened ``obs, base_action, residual, logp, critic_obs, advantages, returns``."""
+        """``batch``: flattened ``obs, base_action, residual, logp, critic_obs, advantages, returns`` (and
+        ``history`` for a history residual)."""
         c = self.cfg
         n = batch["residual"].shape[0]
         adv = batch["advantages"]
@@ -205,7 +269,8 @@ class ResiP:
         for _ in range(c.epochs):
             epochs_run += 1
             for idx in torch.randperm(n, generator=self.gen).chunk(c.minibatches):
-                d = self.actor.dist(batch["obs"][idx], batch["base_action"][idx])
+                hist = batch["history"][idx] if "history" in batch else None
+                d = self.actor.dist(batch["obs"][idx], batch["base_action"][idx], hist)
                 logp = d.log_prob(batch["residual"][idx]).sum(-1)
                 log_ratio = logp - batch["logp"][idx]
                 pl = clipped_surrogate(logp, batch["logp"][idx], adv[idx], c.clip)
@@ -235,11 +300,16 @@ class ResiP:
 class ResidualExecutor:
     """A batched ``obs -> action`` policy: the base on its chunk schedule plus the residual's mean (or, with
     ``residual=None``, the base alone). Every env starts its episode on the first call, as
-    :func:`sim.evaluation.evaluate_success` runs them (only each env's first episode counts there)."""
+    :func:`sim.evaluation.evaluate_success` runs them (only each env's first episode counts there); a history
+    residual's window starts there too and takes each call's observation and returned action."""
 
     def __init__(self, base: FrozenChunkBase, actor: ResidualActor | None) -> None:
         self.base, self.actor = base, actor
         self.started = False
+        self.history = None
+        if actor is not None and actor.history:
+            self.history = ResidualHistory(base.num_envs, actor.history, base.obs_dim, base.action_dim)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
         """Start afresh: the next call starts every env's episode, with the base's noise from its seed again (an
@@ -253,9 +323,16 @@ class ResidualExecutor:
         obs = obs.detach().cpu().float()
         if not self.started:
             self.base.reset(obs)
+            if self.history is not None:
+                self.history.reset(obs)
             self.started = True
         else:
             self.base.step(obs, torch.zeros(self.base.num_envs, dtype=torch.bool))
+            if self.history is not None:
+                self.history.push(*self._last)
         a = self.base.act()
-        return a if self.actor is None else self.actor.deterministic(obs, a)
-
+        if self.actor is None:
+            return a
+        out = self.actor.deterministic(obs, a, None if self.history is None else self.history.window)
+        self._last = (obs, out)
+        return out

@@ -21,6 +21,7 @@ from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tenso
 from robot_rl.io import atomic_write_json
 from robot_rl.logging import RunLogger
 from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.history import ResidualHistory
 from robot_rl.residual.resip import ResidualExecutor, ResiP, ResiPConfig
 from sim.core import BatchedEnv
 from sim.registry import get_task
@@ -61,6 +62,10 @@ class ResiPRunner:
         self.algo = ResiP(cfg, self.base, env.obs_dims["critic"], self.gen)
         self.obs = {k: v.detach().cpu().clone() for k, v in env.reset(seed=cfg.seed).items()}
         self.base.reset(self.obs["policy"])
+        self.history = None
+        if cfg.history:
+            self.history = ResidualHistory(cfg.num_envs, cfg.history, self.base.obs_dim, self.base.action_dim)
+            self.history.reset(self.obs["policy"])
         self.env_steps = self.iterations = 0
         self.train_time = self.eval_time = 0.0
         self.episodes = torch.zeros(2, dtype=torch.float64)  # ended episodes, successes since the last log row
@@ -75,13 +80,15 @@ class ResiPRunner:
     def _iteration(self) -> dict[str, float]:
         env, algo, base, cfg = self.env, self.algo, self.base, self.cfg
         keys = ("obs", "base_action", "residual", "logp", "critic_obs", "values", "rewards", "dones", "bootstrap")
-        buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys + ("history",)}
         for _ in range(cfg.steps_per_env):
             pol, cri = self.obs["policy"], self.obs["critic"]
+            hist = None if self.history is None else self.history.window
             algo.critic[0].update(cri)
+            algo.actor.update_history_stats(pol, hist)
             a_base = base.act()
             a_base_n = base.normalize_action(a_base)
-            r, logp = algo.act(pol, a_base_n)
+            r, logp = algo.act(pol, a_base_n, hist)
             action = algo.actor.compose_raw(a_base, r)
             value = algo.value(cri)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -91,16 +98,21 @@ class ResiPRunner:
             rew = success.float() if cfg.reward == "sparse" else reward.cpu().float()
             final_v = algo.value(info["final_obs"]["critic"].cpu()) if bool(truncated.any()) else torch.zeros_like(rew)
             base.step(obs["policy"], done)
+            if self.history is not None:
+                self.history.push(pol, action)
+                self.history.reset(obs["policy"], done)
+                buf["history"].append(hist.clone())
             for k, v in zip(keys, (pol, a_base_n, r, logp, cri, value, rew, done.float(),
                                    torch.where(truncated.cpu(), final_v, 0.0)), strict=True):
                 buf[k].append(v)
             self.episodes += torch.tensor([float(done.sum()), float((done & success).sum())], dtype=torch.float64)
             self.obs = obs
             self.env_steps += env.num_envs
-        data = {k: torch.stack(v) for k, v in buf.items()}
+        data = {k: torch.stack(v) for k, v in buf.items() if v}
         adv, ret = compute_gae(data["rewards"], data["values"], algo.value(self.obs["critic"]), data["dones"],
                                data["bootstrap"], cfg.gamma, cfg.lam)
-        flat = {k: data[k].flatten(0, 1) for k in ("obs", "base_action", "residual", "logp", "critic_obs")}
+        flat = {k: data[k].flatten(0, 1) for k in ("obs", "base_action", "residual", "logp", "critic_obs", "history")
+                if k in data}
         flat.update(advantages=adv.flatten(), returns=ret.flatten())
         out = algo.update(flat)
         out["reward"] = float(data["rewards"].mean())
@@ -171,6 +183,8 @@ class ResiPRunner:
         tensors.update(self.env.state_dict())
         tensors.update({f"obs.{k}": v for k, v in self.obs.items()})
         tensors.update({f"base.{k}": v for k, v in self.base.state_dict().items()})
+        if self.history is not None:
+            tensors.update({f"history.{k}": v for k, v in self.history.state_dict().items()})
         tensors["runner.gen"] = self.gen.get_state()
         tensors["runner.episodes"] = self.episodes.clone()
         path = self.run_dir / "checkpoint"
@@ -188,6 +202,8 @@ class ResiPRunner:
         self.env.load_state_dict(tensors)
         self.obs = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("obs.")}
         self.base.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("base.")})
+        if self.history is not None:
+            self.history.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("history.")})
         self.gen.set_state(tensors["runner.gen"])
         self.episodes = tensors["runner.episodes"].clone()
         self.env_steps, self.iterations = meta["env_steps"], meta["iterations"]

@@ -61,6 +61,17 @@ def test_resip_trains_exports_evaluates_and_resumes(tmp_path, capsys):
     assert "resuming" in capsys.readouterr().out
     main(["export", str(run)])
     assert "residual actor" in capsys.readouterr().out
+    # the in-context residual (--history): trained, exported with its window input, evaluated, resumed
+    hrun = tmp_path / "resip-history"
+    main(["train", "resip", "--base", str(base), "--out", str(hrun), "--eval-episodes", "4", "--history", "3",
+          "--history-actions", *RESIP])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["export_max_abs_error"] <= 1e-5 and 0 <= summary["eval"]["resip_success"] <= 1
+    comp = json.loads((hrun / "export" / "policy.json").read_text())["composition"]
+    assert comp["inputs"] == ["obs", "base_action", "history"] and comp["history"]["steps"] == 3
+    assert load_runner(hrun / "export", sources={"state": None}).history_steps == 3
+    main(["train", "--resume", str(hrun), "--eval-episodes", "0"])
+    assert "resuming" in capsys.readouterr().out
 
 
 def test_resip_refuses_a_missing_base(tmp_path, capsys):
