@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from robot_rl.commands.ros_sim_loop import spin_simulator
+
 
 def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
                 controller: str = "forward_position_controller", gripper_controller: str = "gripper_controller",
@@ -41,7 +43,6 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.clock import Clock, ClockType
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
@@ -122,24 +123,14 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
 
     steady = Clock(clock_type=ClockType.STEADY_TIME)
     node.create_timer(1.0 / rate, tick, clock=steady)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     log.info(f"simulated Panda ({task}, seed {seed}) at {rate:g} Hz: /joint_states out, commands on "
              f"/{arm.arm.name}/commands and /{arm.gripper.name}/commands"
              + (f", object on {object_topic}" if obj_pub else "") + (f", goal {arm.goal.round(3).tolist()} on "
                                                                     f"{goal_topic}" if goal_pub else ""))
     try:
-        started = time.monotonic()
-        while rclpy.ok() and not (duration and first and arm.time - first[0] >= duration):
-            if duration and not first and time.monotonic() - started > max_wait:
-                log.error(f"no arm command within {max_wait:g} s: giving up")
-                break
-            executor.spin_once(timeout_sec=0.05)
-    except KeyboardInterrupt:
-        pass
+        spin_simulator(node, lambda: first[0] if first else None, lambda: arm.time, duration=duration,
+                       max_wait=max_wait, what="arm command")
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
         arm.close()
     summary: dict[str, Any] = {"task": task, "ran_s": rec["t"][-1] if rec["t"] else 0.0, **arm.counters()}
     if arm.goal is not None and rec["t"]:

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from robot_rl.commands.ros_sim_loop import spin_simulator
+
 
 def euler_zyx(w: float, x: float, y: float, z: float) -> tuple[float, float, float]:
     """Roll, pitch, yaw (rad) of a unit quaternion, ZYX convention (the firmware's)."""
@@ -70,7 +72,6 @@ def run_crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 
     from geometry_msgs.msg import PoseStamped, Twist
     from nav_msgs.msg import Odometry
     from rclpy.clock import Clock, ClockType
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_srvs.srv import Empty
 
@@ -154,22 +155,10 @@ def run_crazyflie_sim(cf: str = "cf1", rate: float = 100.0, latency_ms: float = 
             rec["setpoint"].append(list(sp) if sp is not None else None)
 
     node.create_timer(1.0 / rate, tick, clock=steady)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     node.get_logger().info(f"simulated Crazyflie {cf} at {start}: odom on {odom_pub.topic_name}, setpoints on "
                            f"{cf}/cmd_vel_legacy, {latency_ms:g} ms radio latency")
-    try:
-        started = time.monotonic()
-        while rclpy.ok() and not (duration and first and vehicle.time - first[0] >= duration):
-            if duration and not first and time.monotonic() - started > max_wait:
-                node.get_logger().error(f"no setpoint within {max_wait:g} s: giving up")
-                break
-            executor.spin_once(timeout_sec=0.05)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_simulator(node, lambda: first[0] if first else None, lambda: vehicle.time, duration=duration,
+                   max_wait=max_wait, what="setpoint")
     errors = [math.dist(p, t) for p, t in zip(rec["position"], rec["target"], strict=True)]
     summary: dict[str, Any] = {"flew_s": rec["t"][-1] if rec["t"] else 0.0, "emergency": commander.emergency,
                                "on_ground": vehicle.on_ground}

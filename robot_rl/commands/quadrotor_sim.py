@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
+
+from robot_rl.commands.ros_sim_loop import spin_simulator
 
 
 def run_quadrotor_sim(frame: str = "crazyflie", rate: float = 100.0,
@@ -41,7 +42,6 @@ def run_quadrotor_sim(frame: str = "crazyflie", rate: float = 100.0,
         import rclpy
         from nav_msgs.msg import Odometry
         from rclpy.clock import Clock, ClockType
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from std_msgs.msg import Float32MultiArray
     except ImportError as exc:
@@ -109,22 +109,10 @@ def run_quadrotor_sim(frame: str = "crazyflie", rate: float = 100.0,
             rec["rpm_command"].append(rpm_cmd[0].tolist())
 
     node.create_timer(1.0 / rate, tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     node.get_logger().info(f"simulated {frame} quadrotor at {tuple(start)}: odometry on {odom_pub.topic_name}, "
                            f"motor commands ({command_unit}) on {motor_topic}")
-    try:
-        started = time.monotonic()
-        while rclpy.ok() and not (duration and launched and sim_time[0] - launched[0] >= duration):
-            if duration and not launched and time.monotonic() - started > max_wait:
-                node.get_logger().error(f"no motor command within {max_wait:g} s: giving up")
-                break
-            executor.spin_once(timeout_sec=0.05)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_simulator(node, lambda: launched[0] if launched else None, lambda: sim_time[0], duration=duration,
+                   max_wait=max_wait, what="motor command")
     dist = [math.dist(p, start) for p in rec["position"]]
     summary: dict[str, Any] = {"flew_s": rec["t"][-1] if rec["t"] else 0.0, **counts,
                                "max_distance_m": max(dist, default=0.0), "on_ground": on_ground[0],
