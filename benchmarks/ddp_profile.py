@@ -41,7 +41,7 @@ def _worker(rank: int, world: int, port: int, num_envs: int, iterations: int, qu
     from robot_rl.runs import make_runner
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     distributed.init("cpu")
     torch.set_num_threads(1)
     events: list[tuple[str, float, float]] = []  # (kind, enter, exit)

@@ -55,7 +55,7 @@ def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, ite
     from robot_rl.runs import make_runner
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     distributed.init("cpu")  # as under torchrun, also for 1 rank (one numba thread per rank, gloo)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
