@@ -29,39 +29,55 @@ class LocalReducer:
 
     def __init__(self, rank: int, world: int, store, timeout: timedelta) -> None:
         self.rank, self.world, self.timeout = rank, world, timeout.total_seconds()
-        self._buffers: dict[tuple[int, torch.dtype], torch.Tensor] = {}
-        server = socket.create_server(("127.0.0.1", 0))
-        server.settimeout(timeout.total_seconds())
+        self._buffers: dict[tuple[int, torch.dtype], tuple[torch.Tensor, dict[int, memoryview]]] = {}
+        server = _socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(world)
+        server.settimeout(self.timeout)
         store.set(_KEY.format(rank), str(server.getsockname()[1]))
         self.peers: dict[int, socket.socket] = {}
         try:
             for r in range(rank):  # connect to the lower ranks, accept the higher ones
                 port = int(store.get(_KEY.format(r)).decode())
-                conn = socket.create_connection(("127.0.0.1", port), timeout=timeout.total_seconds())
+                conn = _socket()
+                conn.settimeout(self.timeout)
+                conn.connect(("127.0.0.1", port))
                 conn.sendall(struct.pack("<i", rank))
                 self.peers[r] = conn
             for _ in range(rank + 1, world):
                 conn, _ = server.accept()
-                conn.settimeout(timeout.total_seconds())
+                conn.settimeout(self.timeout)
                 (r,) = struct.unpack("<i", _recv_exact(conn, 4))
                 self.peers[r] = conn
         finally:
             server.close()
         for conn in self.peers.values():
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.setblocking(False)
+        # a tensor this small is taken whole by the kernel (the peer's receive queue is empty between sums), so
+        # every rank can send to all, then read from all, blocking: no selector, one wake-up
+        self._whole = min(min(c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+                              c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) for c in self.peers.values()) // 4
         self._selector = selectors.DefaultSelector()
 
     def sum_(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (contiguous, CPU) replaced in place by its sum over the ranks, added in rank order."""
         if x.device.type != "cpu" or not x.is_contiguous():
             raise ValueError("LocalReducer.sum_ takes a contiguous CPU tensor")
-        n = x.numel()
-        key = (n, x.dtype)
+        key = (x.numel(), x.dtype)
         if key not in self._buffers:
-            self._buffers[key] = torch.empty((self.world, n), dtype=x.dtype)
-        recv = self._buffers[key]
-        self._exchange(_bytes(x), {r: _bytes(recv[r]) for r in self.peers})
+            recv = torch.empty((self.world, x.numel()), dtype=x.dtype)
+            self._buffers[key] = (recv, {r: _bytes(recv[r]) for r in self.peers})
+        recv, into = self._buffers[key]
+        out = _bytes(x)
+        if len(out) <= self._whole:
+            for conn in self.peers.values():
+                conn.sendall(out)
+            for r, conn in self.peers.items():
+                _recv_into(conn, into[r], r, self.rank)
+        else:
+            self._exchange(out, into)
+        if self.world == 2:  # a + b == b + a bit for bit: both ranks hold the same sum
+            return x.add_(recv[1 - self.rank])
         recv[self.rank].copy_(x)
         x.copy_(recv[0])
         for r in range(1, self.world):
@@ -72,6 +88,8 @@ class LocalReducer:
         """Send ``out`` to every peer while receiving each peer's bytes into ``into[peer]`` (interleaved, so that
         tensors larger than the socket buffers cannot deadlock two ranks that both send first)."""
         sel, total = self._selector, len(out)
+        for conn in self.peers.values():
+            conn.setblocking(False)
         sent = dict.fromkeys(self.peers, 0)
         got = dict.fromkeys(self.peers, 0)
         for r, conn in self.peers.items():
@@ -101,6 +119,7 @@ class LocalReducer:
             for conn in self.peers.values():
                 if conn in sel.get_map():
                     sel.unregister(conn)
+                conn.settimeout(self.timeout)
 
     def close(self) -> None:
         """Close the connections."""
@@ -108,6 +127,25 @@ class LocalReducer:
         for conn in self.peers.values():
             conn.close()
         self.peers = {}
+
+
+_BUFFER = 4 << 20  # asked for before connecting (the receive window scales with it); the kernel may cap it
+
+
+def _socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+    return s
+
+
+def _recv_into(conn: socket.socket, buf: memoryview, peer: int, rank: int) -> None:
+    got = 0
+    while got < len(buf):
+        k = conn.recv_into(buf[got:])
+        if k == 0:
+            raise RuntimeError(f"rank {rank}: rank {peer} closed its connection mid-reduction")
+        got += k
 
 
 def _bytes(t: torch.Tensor) -> memoryview:
