@@ -32,8 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddp_scaling import _config, _free_port  # noqa: E402
 
-from robot_rl.distributed import LOCAL_REDUCE_ENV  # noqa: E402
-
 
 def _worker(rank: int, world: int, port: int, num_envs: int, iterations: int, queue) -> None:
     import torch
@@ -57,11 +55,9 @@ def _worker(rank: int, world: int, port: int, num_envs: int, iterations: int, qu
             return out
         return wrapper
 
-    for name in ("all_gather", "broadcast"):
+    for name in ("all_reduce", "all_gather", "broadcast"):
         setattr(dist, name, timed(name, getattr(dist, name)))
-    # every sum of robot_rl.distributed (gradients, statistics) goes through _sum_: gloo or the local sockets
-    for name in ("average_gradients", "_sum_"):
-        setattr(distributed, name, timed(name, getattr(distributed, name)))
+    distributed.average_gradients = timed("average_gradients", distributed.average_gradients)
     with tempfile.TemporaryDirectory() as tmp:
         runner = make_runner(_config("ppo", num_envs), Path(tmp))
         runner.algo.update = timed("update", runner.algo.update)
@@ -105,7 +101,7 @@ def _breakdown(ranks: list[dict]) -> dict:
                "update": statistics.mean(u[2] - u[1] for u in updates)}
         row["rollout"] = row["iteration"] - row["update"]
         ag = [[e for e in u if e[0] == "average_gradients"] for u in inside]
-        comm = [[e for e in u if e[0] in ("_sum_", "all_gather", "broadcast")] for u in inside]
+        comm = [[e for e in u if e[0] in ("all_reduce", "all_gather", "broadcast")] for u in inside]
         row["collectives"] = statistics.mean(len(c) for c in comm)
         row["in_collectives"] = statistics.mean(sum(e[2] - e[1] for e in c) for c in comm)
         ar_in_ag = [sum(e[2] - e[1] for e in c if any(a[1] <= e[1] and e[2] <= a[2] for a in g))
@@ -141,15 +137,12 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--transports", default="local,gloo",
-                        help="comma-separated: local (sockets, the default of a single-node group), gloo")
     args = parser.parse_args()
     for _ in range(args.repeats):
-        for world, transport in [(1, "-")] + [(2, t) for t in args.transports.split(",")]:
-            os.environ[LOCAL_REDUCE_ENV] = "0" if transport == "gloo" else "1"  # inherited by the spawned ranks
+        for world in (1, 2):
             load = os.getloadavg()[0]
             res = _breakdown(_run(world, args.num_envs, args.iterations))
-            print(json.dumps({"load": round(load, 2), "transport": transport} | res), flush=True)
+            print(json.dumps({"load": round(load, 2)} | res), flush=True)
 
 
 if __name__ == "__main__":

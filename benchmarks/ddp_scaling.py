@@ -36,8 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim_throughput import available_cores  # noqa: E402
 
-from robot_rl.distributed import LOCAL_REDUCE_ENV  # noqa: E402
-
 
 def _config(algorithm: str, num_envs: int):
     from robot_rl.config import TrainConfig
@@ -90,11 +88,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(world: int, algorithm: str, num_envs: int, iterations: int, independent: bool = False,
-         gloo: bool = False) -> dict:
-    """One measurement: ``world`` ranks of one group, or (``independent``) that many unconnected processes;
-    ``gloo``: the group sums over gloo's all-reduce instead of its local sockets."""
-    os.environ[LOCAL_REDUCE_ENV] = "0" if gloo else "1"  # the spawned processes inherit it
+def _run(world: int, algorithm: str, num_envs: int, iterations: int, independent: bool = False) -> dict:
+    """One measurement: ``world`` ranks of one group, or (``independent``) that many unconnected processes."""
     ctx = mp.get_context("spawn")
     queue, start = ctx.Queue(), ctx.Barrier(world)
     port = _free_port()
@@ -123,18 +118,14 @@ def main() -> dict:
     parser.add_argument("--num-envs", type=int, default=256, help="envs per rank")
     parser.add_argument("--iterations", type=int, default=8, help="of the 1-rank run (each of 2 ranks: half)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--gloo", action="store_true",
-                        help="also measure 2 ranks summing over gloo's all-reduce (ROBOT_RL_LOCAL_REDUCE=0)")
     args = parser.parse_args()
     if args.iterations % 2:
         parser.error("--iterations must be even (2 ranks split them)")
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); "
           f"cores two busy processes get now: {available_cores():.2f}")
     runs = {"1 rank": lambda: _run(1, args.algorithm, args.num_envs, args.iterations),
-            "2 ranks": lambda: _run(2, args.algorithm, args.num_envs, args.iterations // 2),
+            "2 ranks (gloo)": lambda: _run(2, args.algorithm, args.num_envs, args.iterations // 2),
             "2 independent": lambda: _run(2, args.algorithm, args.num_envs, args.iterations // 2, independent=True)}
-    if args.gloo:
-        runs["2 ranks, gloo"] = lambda: _run(2, args.algorithm, args.num_envs, args.iterations // 2, gloo=True)
     rows: dict[str, list[dict]] = {k: [] for k in runs}
     names = list(runs)
     for rep in range(args.repeats):  # alternating, in a rotated order, so a load drift hits every configuration
@@ -150,10 +141,10 @@ def main() -> dict:
     print(f"{'configuration':<16} {'env-steps/s':>12} {'update (ms)':>12} {'load avg':>9}")
     for k, v in med.items():
         print(f"{k:<16} {v['steps_per_s']:>12,.0f} {1e3 * v['update_s']:>12.1f} {v['load']:>9.2f}")
-    s1, s2, ind = (med[k]["steps_per_s"] for k in ("1 rank", "2 ranks", "2 independent"))
+    s1, s2, ind = (med[k]["steps_per_s"] for k in ("1 rank", "2 ranks (gloo)", "2 independent"))
     # the same ratios within each repeat (runs minutes apart see different loads), then their median
     paired = statistics.median(b["steps_per_s"] / c["steps_per_s"]
-                               for b, c in zip(rows["2 ranks"], rows["2 independent"], strict=True))
+                               for b, c in zip(rows["2 ranks (gloo)"], rows["2 independent"], strict=True))
     load = os.getloadavg()[0]
     print(f"load average after: {load:.2f}; efficiency {s2 / (2 * s1):.2f} of 2x one rank, "
           f"{s2 / ind:.2f} of two independent processes (what the cores allow now; {paired:.2f} as the median of "
@@ -162,11 +153,8 @@ def main() -> dict:
               "efficiency": round(s2 / (2 * s1), 3), "steps_per_s_2_independent": round(ind),
               "efficiency_vs_cores": round(s2 / ind, 3), "efficiency_vs_cores_paired": round(paired, 3),
               "update_ms_1": round(1e3 * med["1 rank"]["update_s"], 2),
-              "update_ms_2": round(1e3 * med["2 ranks"]["update_s"], 2), "load_average": round(load, 2),
+              "update_ms_2": round(1e3 * med["2 ranks (gloo)"]["update_s"], 2), "load_average": round(load, 2),
               "repeats": args.repeats}
-    if args.gloo:
-        result["steps_per_s_2_gloo"] = round(med["2 ranks, gloo"]["steps_per_s"])
-        result["update_ms_2_gloo"] = round(1e3 * med["2 ranks, gloo"]["update_s"], 2)
     print(json.dumps(result))
     return result
 

@@ -8,11 +8,6 @@ hooks do not follow: the APG gradient of the fused CPU env is written by hand (`
 critic while the actor's loss runs through it, and PPO clips the gradient norm, which must act on the averaged
 gradient (clip-then-average would differ from a single process on the whole batch).
 
-The sums travel through the process group (gloo on CPU, NCCL on GPU), except in a CPU group whose ranks all run
-on one machine (``LOCAL_WORLD_SIZE == WORLD_SIZE``, as ``torchrun --nproc_per_node N`` on one node sets): there
-gradients and statistics are summed over direct loopback sockets (:mod:`robot_rl.local_reduce`, several times
-faster per collective than gloo's thread hand-offs; ``ROBOT_RL_LOCAL_REDUCE=0`` keeps gloo).
-
 Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) nothing here communicates: every helper returns its
 input, so single-process runs and their numbers are unchanged. Only rank 0 logs, checkpoints and exports.
 """
@@ -34,13 +29,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from robot_rl.local_reduce import LocalReducer
-
 _ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-_TIMEOUT = timedelta(minutes=30)
-LOCAL_REDUCE_ENV = "ROBOT_RL_LOCAL_REDUCE"
-"""``0`` keeps gloo's all-reduce for the gradients of a single-node CPU group (for comparison)."""
-_LOCAL: LocalReducer | None = None
 _RANK_KEY = re.compile(r"^rank(\d+)/")
 
 
@@ -98,23 +87,8 @@ def init(device: str) -> str:
         _one_numba_thread()
     if not dist.is_initialized():
         kwargs = {"device_id": torch.device(device)} if backend == "nccl" else {}
-        dist.init_process_group(backend, timeout=_TIMEOUT, **kwargs)
-    global _LOCAL
-    if backend == "gloo" and _LOCAL is None and _single_node() and os.environ.get(LOCAL_REDUCE_ENV, "1") != "0":
-        _LOCAL = LocalReducer(dist.get_rank(), dist.get_world_size(), _default_store(), _TIMEOUT)
+        dist.init_process_group(backend, timeout=timedelta(minutes=30), **kwargs)
     return device
-
-
-def _single_node() -> bool:
-    """Whether the launcher says every rank runs on this machine (torchrun's ``LOCAL_WORLD_SIZE``)."""
-    world = int(os.environ["WORLD_SIZE"])
-    return world > 1 and os.environ.get("LOCAL_WORLD_SIZE") == str(world)
-
-
-def _default_store():
-    from torch.distributed.distributed_c10d import _get_default_store
-
-    return _get_default_store()
 
 
 def _one_numba_thread() -> None:
@@ -129,10 +103,6 @@ def _one_numba_thread() -> None:
 
 def shutdown() -> None:
     """Leave the process group (no-op without one)."""
-    global _LOCAL
-    if _LOCAL is not None:
-        _LOCAL.close()
-        _LOCAL = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -166,7 +136,7 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
     if not all(p.grad.data_ptr() == v.data_ptr() and p.grad.stride() == v.stride()
                for p, v in zip(params, views, strict=True)):
         torch.cat([p.grad.reshape(-1) for p in params], out=flat)
-    _sum_(flat)
+    dist.all_reduce(flat)
     flat.div_(dist.get_world_size())
     for p, v in zip(params, views, strict=True):
         if p.grad is not v:
@@ -211,16 +181,9 @@ def all_sum(x: torch.Tensor) -> torch.Tensor:
         out = x.to(torch.device("cuda", torch.cuda.current_device()))
         dist.all_reduce(out)
         return out.to(x.device)
-    return _sum_(x.clone())
-
-
-def _sum_(x: torch.Tensor) -> torch.Tensor:
-    """``x`` summed over the ranks in place: over direct sockets in a single-node CPU group
-    (:mod:`robot_rl.local_reduce`), else gloo's or NCCL's all-reduce."""
-    if _LOCAL is not None and x.device.type == "cpu" and x.is_contiguous():
-        return _LOCAL.sum_(x)
-    dist.all_reduce(x)
-    return x
+    out = x.clone()
+    dist.all_reduce(out)
+    return out
 
 
 def broadcast_modules(modules: Iterable[nn.Module]) -> None:

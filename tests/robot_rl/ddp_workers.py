@@ -141,17 +141,3 @@ def grad_views(rank: int) -> dict[str, Any]:
         out["storage"].append({p.grad.untyped_storage().data_ptr() for p in params})
     return out
 
-
-def local_sums(rank: int, out: Path) -> None:
-    """Sums of rank-dependent tensors through the group's local socket transport and through gloo's all-reduce,
-    small and larger than the socket buffers (both ranks send before they read), float32 and float64."""
-    import torch.distributed as dist
-
-    assert distributed._LOCAL is not None  # a single-node CPU group sums over its own sockets
-    result = {}
-    for n, dtype in ((1, torch.float32), (1000, torch.float64), (3_000_000, torch.float32)):
-        x = torch.randn(n, generator=torch.Generator().manual_seed(100 + rank), dtype=dtype) * (rank + 1)
-        gloo = x.clone()
-        dist.all_reduce(gloo)
-        result[n] = {"local": distributed.all_sum(x), "gloo": gloo, "input": x}
-    torch.save(result, out / f"rank{rank}.pt")
