@@ -140,4 +140,3 @@ def grad_views(rank: int) -> dict[str, Any]:
         out["grads"].append([p.grad.clone() for p in params])
         out["storage"].append({p.grad.untyped_storage().data_ptr() for p in params})
     return out
-
