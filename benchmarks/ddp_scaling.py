@@ -1,4 +1,4 @@
-"""Data-parallel scaling on CPU: env-steps/s and time per update of 1 rank vs 2 gloo ranks, same total work.
+"""Data-parallel scaling on CPU: env-steps/s and time per update of 1 rank vs 2 ranks (gloo group), same total work.
 
 Each rank is a process with one torch and one numba thread (``robot_rl.distributed.init``, as under ``torchrun``)
 that runs the real training iteration (``Runner._iteration``: rollout on ``--num-envs`` quadrotor-hover envs of
@@ -9,8 +9,11 @@ throughput); 1.0 ideal).
 
 What the cores allow is measured in the same run: two independent 1-rank processes at once (no communication),
 summed (``steps_per_s_2_independent``); ``efficiency_vs_cores`` = 2-rank throughput / that, the part of the loss
-due to the process group rather than to cores shared with other jobs. Each configuration is run ``--repeats``
-times (median). The load average is printed before and after: on a shared machine re-measure on a quiet one.
+due to the process group rather than to cores shared with other jobs. Every configuration is measured the same
+way: one warm-up iteration per process, all its processes start together (a shared barrier), throughput = all
+env steps / (last end - common start). The configurations alternate, ``--repeats`` times in a rotated order
+(medians; also the median of each repeat's 2-rank / independent ratio). The load average is printed beside
+each run: on a shared machine re-measure on a quiet one.
 
     PYTHONPATH=. python benchmarks/ddp_scaling.py [--algorithm ppo|apg] [--num-envs 256] [--iterations 8]
 """
@@ -43,7 +46,8 @@ def _config(algorithm: str, num_envs: int):
     return cfg
 
 
-def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, iterations: int, queue) -> None:
+def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, iterations: int, queue,
+            start) -> None:
     import torch
     import torch.distributed as dist
 
@@ -51,7 +55,7 @@ def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, ite
     from robot_rl.runs import make_runner
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     distributed.init("cpu")  # as under torchrun, also for 1 rank (one numba thread per rank, gloo)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,13 +72,12 @@ def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, ite
         runner.algo.update = timed_update
         runner._iteration()  # warm-up: numba cache, first allocations
         spent[:] = [0.0, 0]
-        dist.barrier()
+        start.wait()  # every process of the measurement starts together (group ranks and independent ones)
         t0, steps0 = time.perf_counter(), runner.env_steps
         for _ in range(iterations):
             runner._iteration()
         dist.barrier()
-        wall = time.perf_counter() - t0
-        queue.put({"rank": rank, "wall_s": wall, "env_steps": runner.env_steps - steps0,
+        queue.put({"rank": rank, "start": t0, "end": time.perf_counter(), "env_steps": runner.env_steps - steps0,
                    "update_s": spent[0] / max(spent[1], 1)})
     distributed.shutdown()
 
@@ -88,11 +91,11 @@ def _free_port() -> int:
 def _run(world: int, algorithm: str, num_envs: int, iterations: int, independent: bool = False) -> dict:
     """One measurement: ``world`` ranks of one group, or (``independent``) that many unconnected processes."""
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
+    queue, start = ctx.Queue(), ctx.Barrier(world)
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(0, 1, _free_port(), algorithm, num_envs, iterations, queue))
+    procs = [ctx.Process(target=_worker, args=(0, 1, _free_port(), algorithm, num_envs, iterations, queue, start))
              if independent else
-             ctx.Process(target=_worker, args=(r, world, port, algorithm, num_envs, iterations, queue))
+             ctx.Process(target=_worker, args=(r, world, port, algorithm, num_envs, iterations, queue, start))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -101,11 +104,12 @@ def _run(world: int, algorithm: str, num_envs: int, iterations: int, independent
         p.join()
         if p.exitcode:
             raise RuntimeError(f"a rank exited with status {p.exitcode}")
-    if independent:  # each process's own steps in its own time, summed
-        return {"steps_per_s": sum(r["env_steps"] / r["wall_s"] for r in results),
-                "update_s": statistics.mean(r["update_s"] for r in results)}
-    wall = max(r["wall_s"] for r in results)
-    return {"steps_per_s": results[0]["env_steps"] / wall, "update_s": max(r["update_s"] for r in results)}
+    # the same clock (CLOCK_MONOTONIC) in every process: steps of all processes over the span from the common
+    # start to the last one's end (a rank's env_steps already counts its whole group's)
+    span = max(r["end"] for r in results) - min(r["start"] for r in results)
+    steps = sum(r["env_steps"] for r in results) if independent else results[0]["env_steps"]
+    update = statistics.mean if independent else max
+    return {"steps_per_s": steps / span, "update_s": update(r["update_s"] for r in results)}
 
 
 def main() -> dict:
@@ -119,25 +123,38 @@ def main() -> dict:
         parser.error("--iterations must be even (2 ranks split them)")
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); "
           f"cores two busy processes get now: {available_cores():.2f}")
-    rows: dict[str, list[dict]] = {"1 rank": [], "2 ranks (gloo)": [], "2 independent": []}
-    for _ in range(args.repeats):
-        rows["1 rank"].append(_run(1, args.algorithm, args.num_envs, args.iterations))
-        rows["2 ranks (gloo)"].append(_run(2, args.algorithm, args.num_envs, args.iterations // 2))
-        rows["2 independent"].append(_run(2, args.algorithm, args.num_envs, args.iterations // 2, independent=True))
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("steps_per_s", "update_s")} for k, v in rows.items()}
+    runs = {"1 rank": lambda: _run(1, args.algorithm, args.num_envs, args.iterations),
+            "2 ranks (gloo)": lambda: _run(2, args.algorithm, args.num_envs, args.iterations // 2),
+            "2 independent": lambda: _run(2, args.algorithm, args.num_envs, args.iterations // 2, independent=True)}
+    rows: dict[str, list[dict]] = {k: [] for k in runs}
+    names = list(runs)
+    for rep in range(args.repeats):  # alternating, in a rotated order, so a load drift hits every configuration
+        for k in names[rep % len(names):] + names[:rep % len(names)]:
+            load = os.getloadavg()[0]
+            rows[k].append(runs[k]() | {"load": load})
+            print(f"repeat {rep + 1}: {k:<16} {rows[k][-1]['steps_per_s']:>9,.0f} env-steps/s, update "
+                  f"{1e3 * rows[k][-1]['update_s']:6.1f} ms (load average {load:.2f})", flush=True)
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("steps_per_s", "update_s", "load")}
+           for k, v in rows.items()}
     print(f"\n{args.algorithm}, {args.num_envs} envs per rank, {args.iterations} iterations of 1 rank "
           f"({args.repeats} repeats, median)")
-    print(f"{'configuration':<16} {'env-steps/s':>12} {'update (ms)':>12}")
+    print(f"{'configuration':<16} {'env-steps/s':>12} {'update (ms)':>12} {'load avg':>9}")
     for k, v in med.items():
-        print(f"{k:<16} {v['steps_per_s']:>12,.0f} {1e3 * v['update_s']:>12.1f}")
-    s1, s2, ind = (med[k]["steps_per_s"] for k in rows)
+        print(f"{k:<16} {v['steps_per_s']:>12,.0f} {1e3 * v['update_s']:>12.1f} {v['load']:>9.2f}")
+    s1, s2, ind = (med[k]["steps_per_s"] for k in ("1 rank", "2 ranks (gloo)", "2 independent"))
+    # the same ratios within each repeat (runs minutes apart see different loads), then their median
+    paired = statistics.median(b["steps_per_s"] / c["steps_per_s"]
+                               for b, c in zip(rows["2 ranks (gloo)"], rows["2 independent"], strict=True))
     load = os.getloadavg()[0]
     print(f"load average after: {load:.2f}; efficiency {s2 / (2 * s1):.2f} of 2x one rank, "
-          f"{s2 / ind:.2f} of two independent processes (what the cores allow now)")
+          f"{s2 / ind:.2f} of two independent processes (what the cores allow now; {paired:.2f} as the median of "
+          "each repeat's ratio)")
     result = {"ranks": 2, "steps_per_s_1": round(s1), "steps_per_s_2": round(s2),
               "efficiency": round(s2 / (2 * s1), 3), "steps_per_s_2_independent": round(ind),
-              "efficiency_vs_cores": round(s2 / ind, 3), "update_ms_1": round(1e3 * med["1 rank"]["update_s"], 2),
-              "update_ms_2": round(1e3 * med["2 ranks (gloo)"]["update_s"], 2), "load_average": round(load, 2)}
+              "efficiency_vs_cores": round(s2 / ind, 3), "efficiency_vs_cores_paired": round(paired, 3),
+              "update_ms_1": round(1e3 * med["1 rank"]["update_s"], 2),
+              "update_ms_2": round(1e3 * med["2 ranks (gloo)"]["update_s"], 2), "load_average": round(load, 2),
+              "repeats": args.repeats}
     print(json.dumps(result))
     return result
 

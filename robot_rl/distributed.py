@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -115,22 +116,47 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
-    """Replace every ``param.grad`` by its mean over the ranks (one all-reduce of a flattened buffer).
+    """Replace every ``param.grad`` by its mean over the ranks (one all-reduce of a flat buffer).
 
-    Parameters without a gradient are skipped; every rank runs the same code path, so they agree on which."""
+    Parameters without a gradient are skipped; every rank runs the same code path, so they agree on which.
+    The flat buffer is kept per parameter list and the averaged ``.grad`` become views into it, so a step
+    costs one copy in (none when the ``.grad`` already are those views: zeroed in place, not set to None) and
+    no copy out or allocation."""
     if not active():
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+    params = [p for p in params if p.grad is not None]
+    if not params:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = _flat_buffer(params)
+    offset, views = 0, []
+    for p in params:
+        n = p.numel()
+        views.append(flat[offset:offset + n].view_as(p))
+        offset += n
+    if not all(p.grad.data_ptr() == v.data_ptr() and p.grad.stride() == v.stride()
+               for p, v in zip(params, views, strict=True)):
+        torch.cat([p.grad.reshape(-1) for p in params], out=flat)
     dist.all_reduce(flat)
     flat.div_(dist.get_world_size())
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
+    for p, v in zip(params, views, strict=True):
+        if p.grad is not v:
+            p.grad = v
+
+
+_FLAT: dict[tuple[int, ...], torch.Tensor] = {}
+
+
+def _flat_buffer(params: list[nn.Parameter]) -> torch.Tensor:
+    """The flat gradient buffer of this parameter list (dropped when the list's first parameter is)."""
+    key = tuple(id(p) for p in params)
+    flat = _FLAT.get(key)
+    if flat is None or flat.numel() != sum(p.numel() for p in params):
+        if len({(p.grad.dtype, p.grad.device) for p in params}) > 1:
+            raise ValueError("average_gradients: the gradients must share one dtype and device")
+        flat = _FLAT[key] = torch.empty(sum(p.numel() for p in params), dtype=params[0].grad.dtype,
+                                        device=params[0].grad.device)
+        weakref.finalize(params[0], _FLAT.pop, key, None)
+    return flat
 
 
 def optimizer_params(opt: torch.optim.Optimizer) -> list[nn.Parameter]:

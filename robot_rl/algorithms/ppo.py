@@ -60,13 +60,18 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, last_value: torch.T
 
 
 def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
-    """``(adv - mean) / (std + 1e-8)``, mean and (unbiased) std over every rank's advantages."""
+    """``(adv - mean) / (std + 1e-8)``, mean and (unbiased) std over every rank's advantages.
+
+    Distributed: one all-reduce of the count, sum and sum of squares, in float64 so that the one-pass variance
+    loses nothing against a single process's two-pass one in float32."""
     if not distributed.active():
         return (adv - adv.mean()) / (adv.std() + 1e-8)
-    stats = distributed.all_sum(torch.stack((adv.sum(), torch.tensor(float(adv.numel()), device=adv.device))))
-    mean = stats[0] / stats[1]
-    var = distributed.all_sum(((adv - mean) ** 2).sum()) / (stats[1] - 1)
-    return (adv - mean) / (var.sqrt() + 1e-8)
+    a = adv.double()
+    n, total, squares = distributed.all_sum(torch.stack((torch.tensor(float(a.numel()), dtype=a.dtype,
+                                                                      device=a.device), a.sum(), a.square().sum())))
+    mean = total / n
+    std = ((squares - n * mean * mean) / (n - 1)).clamp_min(0.0).sqrt()
+    return (adv - mean.to(adv.dtype)) / (std.to(adv.dtype) + 1e-8)
 
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ def spawn(fn: Any, world: int, *args: Any) -> None:
 
 def _entry(rank: int, world: int, port: int, fn: Any, args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only, whatever the host name resolves to
     torch.set_num_threads(1)
     assert distributed.init("cpu") == "cpu"
@@ -105,6 +105,7 @@ def updates_and_bc(rank: int, out: Path, demos: str) -> None:
     algo.update(torch.tensor(0.0), grads[rank])
     result["apg"] = module_tensors(algo)
     result["mse"] = mse_steps(demos, rank)
+    result["grad_views"] = grad_views(rank)
     cfg = bc_cfg(demos)
     full = BCRunner(cfg, out / ("bc-full" if rank == 0 else "bc-full-rank1"))
     full.train()
@@ -115,3 +116,27 @@ def updates_and_bc(rank: int, out: Path, demos: str) -> None:
     resumed.train()
     result["bc"] = {"full": full.policy.state_tensors(), "resumed": resumed.policy.state_tensors()}
     torch.save(result, out / f"rank{rank}.pt")
+
+
+def grad_views(rank: int) -> dict[str, Any]:
+    """``average_gradients`` over three steps of one parameter list: gradients handed over as fresh tensors,
+    then accumulated by ``backward`` into the previous step's views after zeroing them in place, then fresh
+    again after ``set_to_none``. Rank r's gradient of step s is ``(1 + r) * (s + 1) * c`` (c per parameter)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+    c = [torch.arange(p.numel(), dtype=torch.float32).view_as(p) + 1 for p in params]
+    out: dict[str, Any] = {"grads": [], "storage": []}
+    for step in range(3):
+        scale = (1 + rank) * (step + 1)
+        if step == 1:
+            for p in params:
+                p.grad.zero_()
+            sum((p * (scale * ci)).sum() for p, ci in zip(params, c, strict=True)).backward()
+        else:
+            for p, ci in zip(params, c, strict=True):
+                p.grad = None
+                p.grad = scale * ci
+        distributed.average_gradients(params)
+        out["grads"].append([p.grad.clone() for p in params])
+        out["storage"].append({p.grad.untyped_storage().data_ptr() for p in params})
+    return out

@@ -150,6 +150,15 @@ def test_two_rank_updates_equal_one_process_on_the_whole_batch(tmp_path):
     got = [r["mse"] for r in ranks]
     _assert_all(got[0], got[1])
     _assert_all(got[0], mse_steps(demos, None), exact=False)
+    # average_gradients' flat buffer: the mean whether .grad are fresh tensors or its own views zeroed in place
+    # (backward then accumulates into them); the averaged .grad are views into one buffer, kept across steps
+    for r in ranks:
+        views = r["grad_views"]
+        for step, grads in enumerate(views["grads"]):
+            c = [torch.arange(g.numel(), dtype=torch.float32).view_as(g) + 1 for g in grads]
+            for g, ci in zip(grads, c, strict=True):
+                assert torch.equal(g, 1.5 * (step + 1) * ci)
+        assert all(s == views["storage"][0] and len(s) == 1 for s in views["storage"])
     # diffusion BC: same weights on both ranks, a resumed group ends where an uninterrupted one does
     bc = [r["bc"] for r in ranks]
     _assert_all(bc[0]["full"], bc[1]["full"])
