@@ -54,6 +54,18 @@ def ros_venv() -> Path:
     return VENV_PYTHON
 
 
+def interrupt(*procs: subprocess.Popen) -> None:
+    """Ctrl-C each process (a ROS node shuts down cleanly on SIGINT); kill what has not exited 10 s later."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 @contextlib.contextmanager
 def sim_and_node(tmp_path: Path, sim_command: str, params_file: str, sim_args: list[str], node_params: list[str]):
     """``robot-rl <sim_command>`` (in .venv-ros) and ``robot-rl-node`` (``launch/config/<params_file>``, torch
@@ -69,11 +81,7 @@ def sim_and_node(tmp_path: Path, sim_command: str, params_file: str, sim_args: l
     try:
         yield sim, logs
     finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        interrupt(node)
         if sim.poll() is None:
             sim.kill()
         logs.update({k: (tmp_path / f"{k}.log").read_text()[-3000:] for k in ("sim", "node")})

@@ -15,7 +15,6 @@ The slow test flies the policy that asymmetric SAC learned for ``panda-reach`` (
 
 import contextlib
 import json
-import signal
 import subprocess
 
 import numpy as np
@@ -23,7 +22,7 @@ import pytest
 
 from sim.arm.kinematics import Q_UPPER, QD_LIMIT
 
-from .conftest import VENV_PYTHON, ros_env
+from .conftest import VENV_PYTHON, interrupt, ros_env
 from .conftest import sim_and_node as ros_sim_and_node
 
 PANDA = [f"panda_joint{i}" for i in range(1, 8)]
@@ -230,11 +229,7 @@ def pick_through_node(tmp_path, model_dir) -> tuple[dict, dict | None, dict[str,
         with sim_and_node(tmp_path, sim_args, [f"model_path:={model_dir}"]) as (sim, logs):
             sim.wait(timeout=150)
     finally:
-        peer.send_signal(signal.SIGINT)
-        try:
-            peer.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            peer.kill()
+        interrupt(peer)
     assert report.is_file(), logs
     return json.loads(report.read_text()), json.loads(diag.read_text()) if diag.is_file() else None, logs
 

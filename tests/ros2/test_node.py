@@ -8,7 +8,6 @@ runtime's own output for the same inputs.
 import json
 import math
 import shutil
-import signal
 import subprocess
 import time
 from types import SimpleNamespace as NS
@@ -19,7 +18,7 @@ import pytest
 from deploy.export.examples import export_arm_example, export_hover_example
 from deploy.ros2.profiles import NodeConfig, make_profile
 
-from .conftest import NODE_EXE, ROOT, node_env, ros_env
+from .conftest import NODE_EXE, ROOT, interrupt, node_env, ros_env
 
 QUAD_NODE, ARM_NODE = "/rrl_test/robot_rl_node", "/robot_rl_node"
 STATE = {"pos": [0.05, -0.03, 1.02], "quat": [0.9998, 0.0, 0.02, 0.0], "lin": [0.1, 0.0, -0.05],
@@ -60,13 +59,7 @@ def run(ros_venv, tmp_path_factory):
         peer = subprocess.run([str(ros_venv), str(ROOT / "tests/ros2/peer.py"), str(d / "cfg.json"),
                                str(d / "out.json")], capture_output=True, text=True, env=env, timeout=150)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        interrupt(*procs)
     text = {k: (f.seek(0), f.read())[1] for k, f in logs.items()}
     assert (d / "out.json").exists(), f"peer failed:\n{peer.stderr[-3000:]}"
     out = json.loads((d / "out.json").read_text())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from contextlib import ExitStack
@@ -38,7 +37,15 @@ import yaml  # noqa: E402
 from deploy.ros2.profiles import NodeConfig, make_profile  # noqa: E402
 from robot_rl.cli import main as robot_rl_cli  # noqa: E402
 from robot_rl.runs import make_runner  # noqa: E402
-from tests.ros2.conftest import NODE_EXE, ROOT, VENV_PYTHON, node_env, ros_env, venv_problem  # noqa: E402
+from tests.ros2.conftest import (  # noqa: E402
+    NODE_EXE,
+    ROOT,
+    VENV_PYTHON,
+    interrupt,
+    node_env,
+    ros_env,
+    venv_problem,
+)
 
 TAP = Path(__file__).with_name("ros_tap.py")
 NUM_ENVS = 8
@@ -100,11 +107,7 @@ def run_loop(tmp_path: Path, sim_args: list[str], yaml_file: str, params: dict[s
             tap.wait(timeout=150)
             sim.wait(timeout=60)
         finally:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+            interrupt(node)
             for proc in (tap, sim):
                 if proc.poll() is None:
                     proc.kill()
