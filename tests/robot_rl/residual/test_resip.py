@@ -3,7 +3,7 @@ import torch
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.resip import ResidualActor, ResidualExecutor, ResiPConfig
 from robot_rl.runners.resip import ResiPRunner
-from tests.robot_rl.residual.toy import BiasedChunkPolicy, ToyReachEnv, tiny_diffusion
+from tests.robot_rl.residual.toy import BiasedChunkPolicy, ToyReachEnv, assert_runs_as_the_base, tiny_diffusion
 
 
 def _runner(tmp_path, n=8, policy=None, **kw):
@@ -17,15 +17,8 @@ def test_zero_init_first_actions_bit_identical_to_base():
     policy = tiny_diffusion()
     policy.act_norm.mid.fill_(0.1)
     policy.act_norm.span.fill_(0.7)
-    env_a, env_b = ToyReachEnv(6, seed=1), ToyReachEnv(6, seed=1)
     actor = ResidualActor(policy.obs_norm, policy.act_norm, (32, 32), 0.1, -1.0, False)
-    with_res = ResidualExecutor(FrozenChunkBase(policy, 6, seed=3), actor)
-    base_only = ResidualExecutor(FrozenChunkBase(policy, 6, seed=3), None)
-    oa, ob = env_a.reset(2)["policy"], env_b.reset(2)["policy"]
-    for _ in range(7):
-        a, b = with_res(oa), base_only(ob)
-        assert torch.equal(a, b)
-        oa, ob = env_a.step(a)[0]["policy"], env_b.step(b)[0]["policy"]
+    assert_runs_as_the_base(policy, actor)
     assert torch.count_nonzero(actor.net[-1].weight) == 0 and actor.net[-1].bias is None
 
 

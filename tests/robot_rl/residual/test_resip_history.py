@@ -3,11 +3,10 @@
 import pytest
 import torch
 
-from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.history import ResidualHistory
-from robot_rl.residual.resip import ResidualActor, ResidualExecutor, ResiPConfig
+from robot_rl.residual.resip import ResidualActor, ResiPConfig
 from tests.robot_rl.residual.test_resip import _runner
-from tests.robot_rl.residual.toy import ToyReachEnv, tiny_diffusion
+from tests.robot_rl.residual.toy import assert_runs_as_the_base, tiny_diffusion
 
 
 def test_window_starts_still_and_shifts_oldest_first():
@@ -31,14 +30,7 @@ def test_zero_init_history_residual_is_the_base_bit_for_bit():
                           history_actions=True)
     with torch.no_grad():
         actor.history_norm.mean.normal_()
-    env_a, env_b = ToyReachEnv(6, seed=1), ToyReachEnv(6, seed=1)
-    with_res = ResidualExecutor(FrozenChunkBase(policy, 6, seed=3), actor)
-    base_only = ResidualExecutor(FrozenChunkBase(policy, 6, seed=3), None)
-    oa, ob = env_a.reset(2)["policy"], env_b.reset(2)["policy"]
-    for _ in range(7):
-        a, b = with_res(oa), base_only(ob)
-        assert torch.equal(a, b)
-        oa, ob = env_a.step(a)[0]["policy"], env_b.step(b)[0]["policy"]
+    oa = assert_runs_as_the_base(policy, actor)
     assert actor.net[0].in_features == 4 + 2 + 4 * (4 + 2)
     with pytest.raises(ValueError, match="reads a history of 4 steps"):
         actor(oa, torch.zeros(6, 2))

@@ -94,3 +94,20 @@ def tiny_diffusion(seed: int = 0) -> DiffusionPolicy:
                           num_inference_steps=3, use_ema=False, step_embed_dim=16)
     return DiffusionPolicy(cfg, 4, 2, MinMaxNormalizer(-torch.ones(4) * 0.6, torch.ones(4) * 0.6),
                            MinMaxNormalizer(-torch.ones(2), torch.ones(2))).eval()
+
+
+def assert_runs_as_the_base(policy: DiffusionPolicy, actor: nn.Module, steps: int = 7) -> torch.Tensor:
+    """Base + ``actor`` and the base alone fly twin toy envs from the same base noise: every action must be
+    equal bit for bit for ``steps`` steps; returns the last policy observation."""
+    from robot_rl.residual.base_policy import FrozenChunkBase
+    from robot_rl.residual.resip import ResidualExecutor
+
+    env_a, env_b = ToyReachEnv(6, seed=1), ToyReachEnv(6, seed=1)
+    with_res = ResidualExecutor(FrozenChunkBase(policy, 6, seed=3), actor)
+    base_only = ResidualExecutor(FrozenChunkBase(policy, 6, seed=3), None)
+    oa, ob = env_a.reset(2)["policy"], env_b.reset(2)["policy"]
+    for _ in range(steps):
+        a, b = with_res(oa), base_only(ob)
+        assert torch.equal(a, b)
+        oa, ob = env_a.step(a)[0]["policy"], env_b.step(b)[0]["policy"]
+    return oa
