@@ -24,6 +24,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import math
 import os
 import tempfile
 import time
@@ -36,6 +37,7 @@ import torch
 
 from robot_rl.data import write_dataset
 from robot_rl.data.collect import collect_demos
+from robot_rl.logging import read_metrics
 from robot_rl.policies.presets import ARM_TASKS, bc_preset
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.resip import ResidualExecutor, ResiPConfig
@@ -59,9 +61,9 @@ def train_base(task: str, seed: int, demos: int, root: Path, steps: int | None) 
     return root / f"dp-seed{seed}", time.perf_counter() - t0
 
 
-#: Robustness rows (parameters of :func:`sim.arm.robustness.sweep_cases`) the issue asks for; the nominal row is
-#: the method's main figure.
-ROBUSTNESS = ("object_mass", "object_friction", "action_latency")
+#: Robustness rows (parameters of :func:`sim.arm.robustness.sweep_cases`): the nominal task (the reference of the
+#: rows, on the sweep's episode count) and the parameters the issue asks for.
+ROBUSTNESS = ("nominal", "object_mass", "object_friction", "action_latency")
 
 
 def expo_hook(task: str, base_run: Path, episodes: int, seed: int, work: Path, **kw: Any) -> dict[str, Any] | None:
@@ -84,14 +86,16 @@ def _hook(module: str, *args: Any, **kw: Any) -> dict[str, Any] | None:
 
 def robustness(task: str, make_policy: Callable[[], Any], episodes: int) -> dict[str, float]:
     """Success of a fresh ``make_policy()`` on the held-out episodes in every :data:`ROBUSTNESS` row
-    (``"object_mass ×0.8"``, ..., ``"action_latency +10 ms"``); the same episodes and base noise in each."""
+    (``"nominal"``, ``"object_mass ×0.8"``, ..., ``"action_latency +10 ms"``); the same episodes and base noise
+    in each."""
     spec = get_task(task)
     ecfg = spec.evaluation.config_cls()
     out = {}
     for row, case_cfg in sweep_cases(spec.config_cls(), ArmEvalConfig(sweep_episodes=episodes)):
         if row["parameter"] in ROBUSTNESS:
             res = spec.evaluate(make_policy(), case_cfg, ecfg, episodes)
-            out[f"{row['parameter']} {row['setting']}"] = res["success"]
+            name = row["parameter"] if row["parameter"] == "nominal" else f"{row['parameter']} {row['setting']}"
+            out[name] = res["success"]
     return out
 
 
@@ -106,11 +110,11 @@ def steps_to(curve: list[tuple[int, float]], target: float) -> int | None:
     return next((steps for steps, success in curve if success >= target), None)
 
 
-def resip_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """``(env_steps, eval_success)`` of a ResiP run's in-training evaluations (selection seed)."""
-    path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    return [(int(r["env_steps"]), float(r["eval_success"])) for r in rows if "eval_success" in r]
+def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """``(env_steps, eval_success)`` of a ResiP or EXPO run's in-training evaluations (selection seed)."""
+    m = read_metrics(run_dir)
+    return [(int(s), v) for s, v in zip(m.get("env_steps", []), m.get("eval_success", []), strict=True)
+            if not math.isnan(v)]
 
 
 def main() -> None:
@@ -131,13 +135,16 @@ def main() -> None:
     ap.add_argument("--expo-target", type=float, default=None,
                     help="EXPO stops at this selection-eval success (default: ResiP's held-out success)")
     ap.add_argument("--rerank-k", type=int, default=8, help="chunks re-ranked per replanning")
+    ap.add_argument("--rerank-rollouts", type=int, default=200, help="base rollouts the value learns from")
+    ap.add_argument("--rerank-steps", type=int, default=5000, help="value gradient steps")
     ap.add_argument("--sweep-episodes", type=int, default=0,
                     help="episodes per robustness row (0: no robustness rows; they reuse the held-out seed)")
-    ap.add_argument("--skip", default="", help="comma-separated methods to leave out: resip, expo, rerank")
+    ap.add_argument("--skip", default="", help="comma-separated methods to leave out: resip, expo, rerank "
+                    "(base: no robustness rows for the base)")
     args = ap.parse_args()
     skip = {m for m in args.skip.split(",") if m}
-    if skip - {"resip", "expo", "rerank"}:
-        ap.error(f"--skip: unknown methods {sorted(skip - {'resip', 'expo', 'rerank'})}")
+    if skip - {"base", "resip", "expo", "rerank"}:
+        ap.error(f"--skip: unknown methods {sorted(skip - {'base', 'resip', 'expo', 'rerank'})}")
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     tmp = None if args.out else tempfile.TemporaryDirectory()
@@ -156,9 +163,19 @@ def main() -> None:
         row = {"seed": seed, "base_success": base["success"], "bc_train_wall_s": None if bc_wall is None else
                round(bc_wall, 1), "eval_wall_s": round(eval_wall, 1), "episodes": args.episodes,
                "eval_seed": base["seed"], "resip_success": None, "resip_env_steps": None}
-        robust = {"base": residual_policy(policy, None, args.sweep_episodes, seed)}
+        row["robustness"] = {}
+
+        def sweep(name: str, make_policy: Callable[[], Any], row: dict = row) -> None:
+            if args.sweep_episodes:
+                t0 = time.perf_counter()
+                row["robustness"][name] = robustness(args.task, make_policy, args.sweep_episodes)
+                print(json.dumps({"robustness": name, **row["robustness"][name],
+                                  "wall_s": round(time.perf_counter() - t0, 1)}, ensure_ascii=False), flush=True)
+
         print(json.dumps({"seed": seed, "base_success": base["success"], "eval_wall_s": row["eval_wall_s"]}),
               flush=True)
+        if "base" not in skip:
+            sweep("base", residual_policy(policy, None, args.sweep_episodes, seed))
         if "resip" not in skip:
             cfg = ResiPConfig(base=str(base_run), task=args.task, seed=seed, total_env_steps=args.resip_steps,
                               checkpoint_every=0, **(json.loads(args.resip) if args.resip else {}))
@@ -167,35 +184,31 @@ def main() -> None:
                 runner.load(root / f"resip-seed{seed}" / "checkpoint")
             runner.train()
             res = evaluate_residual(args.task, policy, runner.actor, args.episodes, noise_seed=seed)
-            curve = resip_curve(root / f"resip-seed{seed}")
+            curve = eval_curve(root / f"resip-seed{seed}")
             row |= {"resip_success": res["success"], "resip_env_steps": runner.env_steps,
                     "resip_train_wall_s": round(runner.train_time, 1),  # training iterations only
                     "resip_curve": curve}
-            robust["resip"] = residual_policy(policy, runner.actor, args.sweep_episodes, seed)
             print(json.dumps({k: row[k] for k in ("resip_success", "resip_env_steps", "resip_train_wall_s")}),
                   flush=True)
+            sweep("resip", residual_policy(policy, runner.actor, args.sweep_episodes, seed))
         if "expo" not in skip:
             target = args.expo_target if args.expo_target is not None else row["resip_success"] or 0.95
             expo = expo_hook(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}",
                              env_steps=args.expo_steps, target_success=target, eval_every=args.expo_eval_every)
-            robust["expo"] = expo.pop("make_policy")
-            row |= {"expo_" + k: v for k, v in expo.items()} | {"expo_target": target}
+            make_expo = expo.pop("make_policy")
+            row |= {"expo_" + k: v for k, v in expo.items()} | {"expo_target": target,
+                                                                "expo_curve": eval_curve(root / f"expo-seed{seed}")}
             if "resip_curve" in row:
                 row["resip_env_steps_to_expo_target"] = steps_to(row["resip_curve"], target)
             print(json.dumps({k: v for k, v in row.items() if k.startswith("expo")}), flush=True)
+            sweep("expo", make_expo)
         if "rerank" not in skip:
             rerank = rerank_hook(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}",
-                                 k=args.rerank_k)
-            robust["rerank"] = rerank.pop("make_policy")
+                                 k=args.rerank_k, rollout_episodes=args.rerank_rollouts, steps=args.rerank_steps)
+            make_rerank = rerank.pop("make_policy")
             row |= {"rerank_" + k: v for k, v in rerank.items() if k != "env_steps"}
             print(json.dumps({k: v for k, v in row.items() if k.startswith("rerank")}), flush=True)
-        if args.sweep_episodes:
-            row["robustness"] = {}
-            for name, make_policy in robust.items():
-                t0 = time.perf_counter()
-                row["robustness"][name] = robustness(args.task, make_policy, args.sweep_episodes)
-                print(json.dumps({"robustness": name, **row["robustness"][name],
-                                  "wall_s": round(time.perf_counter() - t0, 1)}, ensure_ascii=False), flush=True)
+            sweep("rerank", make_rerank)
         row["load_average"] = round(os.getloadavg()[0], 2)
         row.setdefault("expo_success", None)
         row.setdefault("expo_env_steps", None)

@@ -13,7 +13,7 @@ def test_steps_to_is_the_first_evaluation_at_the_target():
     assert steps_to(curve, 0.81) is None
 
 
-def test_robustness_rows_are_mass_friction_and_latency_each_on_a_fresh_policy():
+def test_robustness_rows_are_nominal_mass_friction_and_latency_each_on_a_fresh_policy():
     made = []
 
     def make_policy():
@@ -23,7 +23,7 @@ def test_robustness_rows_are_mass_friction_and_latency_each_on_a_fresh_policy():
         return still
 
     rows = robustness("panda-pick-cube", make_policy, episodes=2)
-    assert list(rows) == ["object_mass ×0.8", "object_mass ×1.2", "object_friction ×0.8", "object_friction ×1.2",
-                          "action_latency +10 ms"]
+    assert list(rows) == ["nominal", "object_mass ×0.8", "object_mass ×1.2", "object_friction ×0.8",
+                          "object_friction ×1.2", "action_latency +10 ms"]
     assert rows == dict.fromkeys(rows, 0.0)
-    assert len(made) == 5 and len({id(p) for p in made}) == 5
+    assert len(made) == 6 and len({id(p) for p in made}) == 6
