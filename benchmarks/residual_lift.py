@@ -1,17 +1,21 @@
-"""Residual RL lift on an arm task: frozen diffusion base vs base + ResiP (and EXPO / re-ranking when present).
+"""Residual RL lift on an arm task: frozen diffusion base vs base + ResiP, + EXPO and + value-guided re-ranking.
 
 For each seed: the scripted expert writes ``--demos`` successful episodes (action noise 0.1, clean labels, as
-``benchmarks/bc_success.py``), the ``dp-<task>`` preset trains the base (or ``--base-runs`` loads them), ResiP
-trains a residual on it for ``--resip-steps`` env steps, and both run the same ``--episodes`` held-out episodes
-of the task's evaluation protocol (seed 1000003, one episode per env, chunks on the runtime's synchronous
-schedule, the same base noise). EXPO and value-guided re-ranking run through :func:`expo_hook` /
-:func:`rerank_hook` once their modules exist (``robot_rl.residual.expo``, ``robot_rl.residual.rerank``), else
-their figures are null. Times are CPU wall seconds with one torch thread.
+``benchmarks/bc_success.py``), the ``dp-<task>`` preset trains the base (``--bc-steps`` optimiser steps; or
+``--base-runs`` loads them), ResiP trains a residual on it for ``--resip-steps`` env steps, EXPO
+(:func:`robot_rl.residual.expo.lift`) trains until its in-training evaluation reaches ``--expo-target`` (default:
+ResiP's held-out success, "EXPO to the same success") or ``--expo-steps`` run out, and re-ranking
+(:func:`robot_rl.residual.rerank.lift`) fits a value on base rollouts + demonstrations. Every policy runs the same
+``--episodes`` held-out episodes of the task's evaluation protocol (seed 1000003, one episode per env, chunks on
+the runtime's synchronous schedule, the same base noise). Robustness (``--sweep-episodes``, 0: none): the same
+held-out episodes with object mass x0.8 / x1.2, object friction x0.8 / x1.2 and +10 ms action latency
+(:mod:`sim.arm.robustness`: episode i of a row is episode i of the nominal evaluation with one parameter off).
+``--skip expo,rerank`` leaves methods out (their figures null). Times are CPU wall seconds with one torch thread.
 
     PYTHONPATH=. python benchmarks/residual_lift.py --task panda-peg-insert [--seeds 0,1,2] [--episodes 200]
 
 Last line: {"task", "base_success", "resip_success", "expo_success", "rerank_success", "resip_env_steps",
-"expo_env_steps"} (means over seeds) + per-seed rows.
+"expo_env_steps"} (means over seeds) + per-seed rows (with each method's ``robustness`` rows).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import argparse
 import importlib
 import importlib.util
 import json
+import math
+import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +37,13 @@ import torch
 
 from robot_rl.data import write_dataset
 from robot_rl.data.collect import collect_demos
+from robot_rl.logging import read_metrics
 from robot_rl.policies.presets import ARM_TASKS, bc_preset
-from robot_rl.residual.resip import ResiPConfig
+from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.resip import ResidualExecutor, ResiPConfig
 from robot_rl.runners.bc import BCRunner, load_policy
 from robot_rl.runners.resip import ResiPRunner, evaluate_residual
+from sim.arm.robustness import ArmEvalConfig, sweep_cases
 from sim.registry import get_task
 
 
@@ -51,22 +61,60 @@ def train_base(task: str, seed: int, demos: int, root: Path, steps: int | None) 
     return root / f"dp-seed{seed}", time.perf_counter() - t0
 
 
-def expo_hook(task: str, base_run: Path, episodes: int, seed: int, work: Path) -> dict[str, Any] | None:
-    """EXPO's figures for this base: ``robot_rl.residual.expo.lift(task, base_run, episodes, seed, work)`` must
-    return ``{"success", "env_steps", "train_wall_s"}`` on the same held-out episodes; None until it exists."""
-    return _hook("robot_rl.residual.expo", task, base_run, episodes, seed, work)
+#: Robustness rows (parameters of :func:`sim.arm.robustness.sweep_cases`): the nominal task (the reference of the
+#: rows, on the sweep's episode count) and the parameters the issue asks for.
+ROBUSTNESS = ("nominal", "object_mass", "object_friction", "action_latency")
 
 
-def rerank_hook(task: str, base_run: Path, episodes: int, seed: int, work: Path) -> dict[str, Any] | None:
+def expo_hook(task: str, base_run: Path, episodes: int, seed: int, work: Path, **kw: Any) -> dict[str, Any] | None:
+    """EXPO's figures for this base: ``robot_rl.residual.expo.lift(task, base_run, episodes, seed, work, **kw)``
+    returns ``{"success", "env_steps", "train_wall_s", "make_policy"}`` on the same held-out episodes."""
+    return _hook("robot_rl.residual.expo", task, base_run, episodes, seed, work, **kw)
+
+
+def rerank_hook(task: str, base_run: Path, episodes: int, seed: int, work: Path, **kw: Any) -> dict[str, Any] | None:
     """Value-guided re-ranking's figures (``robot_rl.residual.rerank.lift``, same signature and result)."""
-    return _hook("robot_rl.residual.rerank", task, base_run, episodes, seed, work)
+    return _hook("robot_rl.residual.rerank", task, base_run, episodes, seed, work, **kw)
 
 
-def _hook(module: str, *args: Any) -> dict[str, Any] | None:
+def _hook(module: str, *args: Any, **kw: Any) -> dict[str, Any] | None:
     if importlib.util.find_spec(module) is None:
         return None
     mod = importlib.import_module(module)
-    return mod.lift(*args) if hasattr(mod, "lift") else None
+    return mod.lift(*args, **kw) if hasattr(mod, "lift") else None
+
+
+def robustness(task: str, make_policy: Callable[[], Any], episodes: int) -> dict[str, float]:
+    """Success of a fresh ``make_policy()`` on the held-out episodes in every :data:`ROBUSTNESS` row
+    (``"nominal"``, ``"object_mass ×0.8"``, ..., ``"action_latency +10 ms"``); the same episodes and base noise
+    in each."""
+    spec = get_task(task)
+    ecfg = spec.evaluation.config_cls()
+    out = {}
+    for row, case_cfg in sweep_cases(spec.config_cls(), ArmEvalConfig(sweep_episodes=episodes)):
+        if row["parameter"] in ROBUSTNESS:
+            res = spec.evaluate(make_policy(), case_cfg, ecfg, episodes)
+            name = row["parameter"] if row["parameter"] == "nominal" else f"{row['parameter']} {row['setting']}"
+            out[name] = res["success"]
+    return out
+
+
+def residual_policy(policy: Any, actor: Any, episodes: int, seed: int) -> Callable[[], ResidualExecutor]:
+    """Fresh evaluation policies of base ``policy`` + ``actor`` (None: the base) over ``episodes`` envs, base noise
+    from ``seed`` (:func:`robot_rl.runners.resip.evaluate_residual`'s)."""
+    return lambda: ResidualExecutor(FrozenChunkBase(policy, episodes, seed), actor)
+
+
+def steps_to(curve: list[tuple[int, float]], target: float) -> int | None:
+    """First env-step count of ``curve`` (``(env_steps, success)`` in training order) at or above ``target``."""
+    return next((steps for steps, success in curve if success >= target), None)
+
+
+def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """``(env_steps, eval_success)`` of a ResiP or EXPO run's in-training evaluations (selection seed)."""
+    m = read_metrics(run_dir)
+    return [(int(s), v) for s, v in zip(m.get("env_steps", []), m.get("eval_success", []), strict=True)
+            if not math.isnan(v)]
 
 
 def main() -> None:
@@ -82,8 +130,23 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="keep datasets and runs here (default: a temporary folder)")
     ap.add_argument("--continue-resip", action="store_true",
                     help="continue the ResiP runs already in --out (their checkpoints) up to --resip-steps")
+    ap.add_argument("--expo-steps", type=int, default=40_000, help="EXPO's env-step budget")
+    ap.add_argument("--expo-eval-every", type=int, default=4000, help="env steps between EXPO's selection evals")
+    ap.add_argument("--expo-target", type=float, default=None,
+                    help="EXPO stops at this selection-eval success (default: ResiP's held-out success)")
+    ap.add_argument("--rerank-k", type=int, default=8, help="chunks re-ranked per replanning")
+    ap.add_argument("--rerank-rollouts", type=int, default=200, help="base rollouts the value learns from")
+    ap.add_argument("--rerank-steps", type=int, default=5000, help="value gradient steps")
+    ap.add_argument("--sweep-episodes", type=int, default=0,
+                    help="episodes per robustness row (0: no robustness rows; they reuse the held-out seed)")
+    ap.add_argument("--skip", default="", help="comma-separated methods to leave out: resip, expo, rerank "
+                    "(base: no robustness rows for the base)")
     args = ap.parse_args()
+    skip = {m for m in args.skip.split(",") if m}
+    if skip - {"base", "resip", "expo", "rerank"}:
+        ap.error(f"--skip: unknown methods {sorted(skip - {'base', 'resip', 'expo', 'rerank'})}")
     torch.set_num_threads(1)
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     tmp = None if args.out else tempfile.TemporaryDirectory()
     root = Path(args.out or tmp.name)
     rows = []
@@ -93,28 +156,64 @@ def main() -> None:
         else:
             base_run, bc_wall = train_base(args.task, seed, args.demos, root, args.bc_steps)
         policy, _ = load_policy(base_run)
+
         t0 = time.perf_counter()
         base = evaluate_residual(args.task, policy, None, args.episodes, noise_seed=seed)
         eval_wall = time.perf_counter() - t0
-        cfg = ResiPConfig(base=str(base_run), task=args.task, seed=seed, total_env_steps=args.resip_steps,
-                          checkpoint_every=0, **(json.loads(args.resip) if args.resip else {}))
-        runner = ResiPRunner(cfg, root / f"resip-seed{seed}")
-        if args.continue_resip:
-            runner.load(root / f"resip-seed{seed}" / "checkpoint")
-        runner.train()
-        resip_wall = runner.train_time  # training iterations only, summed over continued runs
-        res = evaluate_residual(args.task, policy, runner.actor, args.episodes, noise_seed=seed)
-        expo = expo_hook(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}")
-        rerank = rerank_hook(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}")
-        row = {"seed": seed, "base_success": base["success"], "resip_success": res["success"],
-               "resip_env_steps": runner.env_steps, "resip_train_wall_s": round(resip_wall, 1),
-               "bc_train_wall_s": None if bc_wall is None else round(bc_wall, 1),
-               "eval_wall_s": round(eval_wall, 1), "episodes": args.episodes, "eval_seed": res["seed"],
-               "expo_success": expo and expo["success"], "expo_env_steps": expo and expo["env_steps"],
-               "expo_train_wall_s": expo and expo["train_wall_s"], "rerank_success": rerank and rerank["success"],
-               "rerank_k": rerank and rerank["k"], "rerank_value_env_steps": rerank and rerank["value_env_steps"],
-               "rerank_train_wall_s": rerank and rerank["train_wall_s"]}
-        print(json.dumps(row), flush=True)
+        row = {"seed": seed, "base_success": base["success"], "bc_train_wall_s": None if bc_wall is None else
+               round(bc_wall, 1), "eval_wall_s": round(eval_wall, 1), "episodes": args.episodes,
+               "eval_seed": base["seed"], "resip_success": None, "resip_env_steps": None}
+        row["robustness"] = {}
+
+        def sweep(name: str, make_policy: Callable[[], Any], row: dict = row) -> None:
+            if args.sweep_episodes:
+                t0 = time.perf_counter()
+                row["robustness"][name] = robustness(args.task, make_policy, args.sweep_episodes)
+                print(json.dumps({"robustness": name, **row["robustness"][name],
+                                  "wall_s": round(time.perf_counter() - t0, 1)}, ensure_ascii=False), flush=True)
+
+        print(json.dumps({"seed": seed, "base_success": base["success"], "eval_wall_s": row["eval_wall_s"]}),
+              flush=True)
+        if "base" not in skip:
+            sweep("base", residual_policy(policy, None, args.sweep_episodes, seed))
+        if "resip" not in skip:
+            cfg = ResiPConfig(base=str(base_run), task=args.task, seed=seed, total_env_steps=args.resip_steps,
+                              checkpoint_every=0, **(json.loads(args.resip) if args.resip else {}))
+            runner = ResiPRunner(cfg, root / f"resip-seed{seed}")
+            if args.continue_resip:
+                runner.load(root / f"resip-seed{seed}" / "checkpoint")
+            runner.train()
+            res = evaluate_residual(args.task, policy, runner.actor, args.episodes, noise_seed=seed)
+            curve = eval_curve(root / f"resip-seed{seed}")
+            row |= {"resip_success": res["success"], "resip_env_steps": runner.env_steps,
+                    "resip_train_wall_s": round(runner.train_time, 1),  # training iterations only
+                    "resip_curve": curve}
+            print(json.dumps({k: row[k] for k in ("resip_success", "resip_env_steps", "resip_train_wall_s")}),
+                  flush=True)
+            sweep("resip", residual_policy(policy, runner.actor, args.sweep_episodes, seed))
+        if "expo" not in skip:
+            target = args.expo_target if args.expo_target is not None else row["resip_success"] or 0.95
+            expo = expo_hook(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}",
+                             env_steps=args.expo_steps, target_success=target, eval_every=args.expo_eval_every)
+            make_expo = expo.pop("make_policy")
+            row |= {"expo_" + k: v for k, v in expo.items()} | {"expo_target": target,
+                                                                "expo_curve": eval_curve(root / f"expo-seed{seed}")}
+            if "resip_curve" in row:
+                row["resip_env_steps_to_expo_target"] = steps_to(row["resip_curve"], target)
+            print(json.dumps({k: v for k, v in row.items() if k.startswith("expo")}), flush=True)
+            sweep("expo", make_expo)
+        if "rerank" not in skip:
+            rerank = rerank_hook(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}",
+                                 k=args.rerank_k, rollout_episodes=args.rerank_rollouts, steps=args.rerank_steps)
+            make_rerank = rerank.pop("make_policy")
+            row |= {"rerank_" + k: v for k, v in rerank.items() if k != "env_steps"}
+            print(json.dumps({k: v for k, v in row.items() if k.startswith("rerank")}), flush=True)
+            sweep("rerank", make_rerank)
+        row["load_average"] = round(os.getloadavg()[0], 2)
+        row.setdefault("expo_success", None)
+        row.setdefault("expo_env_steps", None)
+        row.setdefault("rerank_success", None)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
         rows.append(row)
 
     def mean(key: str) -> float | None:
@@ -124,7 +223,7 @@ def main() -> None:
     out = {"task": args.task, **{k: mean(k) for k in ("base_success", "resip_success", "expo_success",
                                                        "rerank_success", "resip_env_steps", "expo_env_steps")},
            "seeds": [r["seed"] for r in rows], "episodes": args.episodes, "per_seed": rows}
-    print(json.dumps(out))
+    print(json.dumps(out, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -186,6 +186,11 @@ class BaseStepPolicy:
         self.policy, self.seed = policy, seed
         self.base: FrozenChunkBase | None = None
 
+    def reset(self) -> None:
+        """Start afresh (an evaluation calls it first): the next call starts every env's episode with a new base
+        whose noise comes from ``seed`` again, so every row of a robustness sweep sees the same noise."""
+        self.base = None
+
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.float().cpu()

@@ -142,23 +142,26 @@ class EXPOAgent(nn.Module):
 
 
 def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, env_steps: int = 40_000,
-         target_success: float = 0.95) -> dict[str, Any]:
+         target_success: float = 0.95, eval_every: int = 4000) -> dict[str, Any]:
     """``benchmarks/residual_lift.py``'s EXPO figures: train on ``base_run`` until the in-training evaluation
-    (selection seed) reaches ``target_success`` or ``env_steps`` run out, then the held-out episodes.
-    ``env_steps``: env steps used (to the target when reached)."""
+    (selection seed, every ``eval_every`` env steps) reaches ``target_success`` or ``env_steps`` run out, then
+    the held-out episodes. ``env_steps``: env steps used (to the target when reached); ``make_policy``: a fresh
+    evaluation policy of the trained agent (robustness rows)."""
     import time
 
     from robot_rl.runners.expo import CandidatePolicy, EXPORunner, EXPOTrainConfig
     from sim.registry import get_task
 
-    cfg = EXPOTrainConfig(base=str(base_run), seed=seed, env_steps=env_steps, eval_every=4000,
+    cfg = EXPOTrainConfig(base=str(base_run), seed=seed, env_steps=env_steps, eval_every=eval_every,
                           target_success=target_success, checkpoint_every=0)
     runner = EXPORunner(cfg, work)
     t0 = time.perf_counter()
     out = runner.train()
     wall = time.perf_counter() - t0
     spec = get_task(task)
-    res = spec.evaluate(CandidatePolicy(runner.base.policy, runner.agent, seed), spec.config_cls(),
-                        spec.evaluation.config_cls(), episodes)
+    def make_policy() -> CandidatePolicy:
+        return CandidatePolicy(runner.base.policy, runner.agent, seed)
+
+    res = spec.evaluate(make_policy(), spec.config_cls(), spec.evaluation.config_cls(), episodes)
     return {"success": res["success"], "env_steps": out["env_steps"], "train_wall_s": round(wall, 1),
-            "reached_target": out["env_steps_to_target"] is not None}
+            "reached_target": out["env_steps_to_target"] is not None, "make_policy": make_policy}

@@ -127,7 +127,7 @@ def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, k: int
          rollout_episodes: int = 200, steps: int = 5000) -> dict[str, Any]:
     """``benchmarks/residual_lift.py``'s re-ranking figures: value from demonstrations + base rollouts, then the
     held-out episodes with ``k`` candidates. ``env_steps``: 0 policy-training steps (``value_env_steps``: the
-    base rollouts the value learned from)."""
+    base rollouts the value learned from); ``make_policy``: a fresh re-ranking policy (robustness rows)."""
     import json
 
     from robot_rl.runners.bc import load_policy
@@ -141,4 +141,4 @@ def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, k: int
     wall = time.perf_counter() - t0
     res = evaluate_rerank(task, policy, value, k, episodes, seed=seed)
     return {"success": res["success"], "env_steps": 0, "value_env_steps": int(sum(len(e["obs"]) for e in roll)),
-            "train_wall_s": round(wall, 1), "k": k}
+            "train_wall_s": round(wall, 1), "k": k, "make_policy": lambda: RerankPolicy(policy, value, k, seed)}

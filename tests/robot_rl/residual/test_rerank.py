@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from robot_rl.residual.base_policy import FrozenChunkBase
-from robot_rl.residual.rerank import rerank_act, train_value
+from robot_rl.residual.rerank import RerankPolicy, rerank_act, train_value
 from robot_rl.residual.value import IQLConfig, chunk_windows_rl
 from tests.robot_rl.residual.toy import ToyReachEnv, tiny_diffusion
 
@@ -85,3 +85,22 @@ def test_iql_value_prefers_the_chunks_that_succeeded():
     with torch.no_grad():
         hi, lo = value.score(obs, torch.full((50, 2), 0.6)), value.score(obs, torch.full((50, 2), -0.6))
     assert float((hi - lo).min()) > 0.5
+
+
+def test_a_reset_step_policy_replays_its_first_evaluation():
+    """An evaluation resets a policy first; a re-ranking policy reused for a second evaluation (a robustness row)
+    must then start every env afresh with the same base noise, not continue the previous episodes."""
+
+    def rollout(policy, steps=6):
+        env = ToyReachEnv(num_envs=4, seed=2)
+        obs, actions = env.reset(2)["policy"], []
+        for _ in range(steps):
+            actions.append(policy(obs))
+            obs = env.step(actions[-1])[0]["policy"]
+        return torch.stack(actions)
+
+    policy = RerankPolicy(tiny_diffusion(), _Score(lambda o, c: c.sum(-1)), k=3, seed=5)
+    first = rollout(policy)
+    assert not torch.equal(first, rollout(policy))  # without a reset it continues the old chunks and noise
+    policy.reset()
+    assert torch.equal(first, rollout(policy))
