@@ -10,7 +10,13 @@ take-over until the position error stays below 0.1 m, median over 64 episodes th
 ``{"preset", "vehicles", "survival", "settle", "nominal_survival", "nominal_settle", "baseline_survival",
 "baseline_settle", ...}``.
 
+``--attitude``: the same at the attitude/thrust level (Crazyswarm2 ``cmd_vel_legacy`` setpoints through the
+onboard PID model, which drives each vehicle): RUN_DIR defaults to ``runs/crazyflie-hover-attitude-robust/seed0``
+and the baseline to the ``crazyflie-hover-attitude`` export (``runs/crazyflie-hover-attitude/seed0``); episodes
+start within 30 deg of level as that preset's evaluation does.
+
     python benchmarks/robust_hover.py [RUN_DIR] [--vehicles 1000] [--baseline runs/crazyflie-hover/seed0]
+    python benchmarks/robust_hover.py --attitude [RUN_DIR] [--vehicles 1000]
 """
 
 from __future__ import annotations
@@ -54,21 +60,27 @@ def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir", nargs="?", default="runs/crazyflie-hover-robust/seed0")
-    ap.add_argument("--baseline", default="runs/crazyflie-hover/seed0")
+    ap.add_argument("run_dir", nargs="?", default=None,
+                    help="default: runs/crazyflie-hover-robust/seed0 (--attitude: crazyflie-hover-attitude-robust)")
+    ap.add_argument("--baseline", default=None, help="default: runs/crazyflie-hover/seed0 (--attitude: "
+                    "runs/crazyflie-hover-attitude/seed0); trained with that preset, seed 0, if missing")
+    ap.add_argument("--attitude", action="store_true", help="the attitude/thrust-level presets")
     ap.add_argument("--vehicles", type=int, default=1000)
     ap.add_argument("--vehicle-seed", type=int, default=VEHICLE_EVAL_SEED)
     ap.add_argument("--margin", type=float, default=0.0, help="widen each range by this fraction per side")
     ap.add_argument("--adapt-episodes", type=int, default=64)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    run_dir, base_dir = Path(args.run_dir), Path(args.baseline)
+    robust, base_preset = (("crazyflie-hover-attitude-robust", "crazyflie-hover-attitude") if args.attitude
+                           else ("crazyflie-hover-robust", "crazyflie-hover"))
+    run_dir = Path(args.run_dir or f"runs/{robust}/seed0")
+    base_dir = Path(args.baseline or f"runs/{base_preset}/seed0")
     if not (run_dir / "config.json").is_file():
-        raise SystemExit(f"{run_dir} is not a run directory; train it: robot-rl train crazyflie-hover-robust "
-                         f"--seed 0 --out {run_dir}")
+        raise SystemExit(f"{run_dir} is not a run directory; train it: robot-rl train {robust} --seed 0 "
+                         f"--out {run_dir}")
     if not (base_dir / "export" / "policy.onnx").is_file():
-        print(f"baseline {base_dir} missing: training crazyflie-hover seed 0 there", flush=True)
-        cfg = get_preset("crazyflie-hover")
+        print(f"baseline {base_dir} missing: training {base_preset} seed 0 there", flush=True)
+        cfg = get_preset(base_preset)
         cfg.seed = 0
         run_training(cfg, base_dir, evaluate_after=False)
     dist = vehicle_distribution(args.vehicle_seed, args.margin)

@@ -1,9 +1,11 @@
 """``robot-rl eval RUN --vehicles N``: fly a quadrotor export on N vehicles drawn from published Crazyflie spans.
 
-Each of the N episodes flies its own vehicle (``sim/quadrotor/vehicles.py``) from the paper's initial states,
-noise and disturbances; the vehicles come from a held-out seed and, by default, from a distribution wider than
-the one ``crazyflie-hover-robust`` trains on. Writes ``eval_vehicles.json`` (overall and per-vehicle survival and
-settle), ``report_vehicles.md`` and ``vehicles_settle.png`` (settle and survival versus each parameter).
+Each of the N episodes flies its own vehicle (``sim/quadrotor/vehicles.py``) from the run's initial states (the
+paper's; within 30 deg of level for attitude-level runs), noise and disturbances; at the attitude/thrust level
+the onboard controller model drives each vehicle (``sim/quadrotor/attitude_level.py``). The vehicles come from a
+held-out seed and, by default, from a distribution wider than the one the robust presets train on. Writes
+``eval_vehicles.json`` (overall and per-vehicle survival and settle), ``report_vehicles.md`` and
+``vehicles_settle.png`` (settle and survival versus each parameter).
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ def fly_vehicles(policy, task, vehicles: int, dist: VehicleDistribution, settle_
     layout; ``policy`` maps actor observations to actions."""
     if vehicles < 1:
         raise ValueError(f"--vehicles must be >= 1, got {vehicles}")
-    if not hasattr(task, "vehicles") or getattr(task, "action_level", "") != "motor_rpm":
-        raise ValueError("--vehicles evaluates quadrotor-hover runs at the motor_rpm action level (the attitude "
-                         "level's onboard controller is not modelled per vehicle)")
+    if not hasattr(task, "vehicles") or getattr(task, "action_level", "") not in ("motor_rpm", "attitude_thrust"):
+        raise ValueError("--vehicles evaluates quadrotor-hover runs (action level motor_rpm or attitude_thrust)")
     seed = dist.seed if episode_seed is None else episode_seed
     return evaluate(policy, task, vehicles, settle_radius, seed=seed, vehicles=dist)
 

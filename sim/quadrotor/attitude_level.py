@@ -7,6 +7,14 @@ units, 0-65535), the fields of Crazyswarm2's ``cmd_vel_legacy`` (``linear.y``, `
 ``linear.z``). The packet arrives after a per-episode latency drawn uniformly from ``latency_ms``; inside the
 step the onboard controller (:mod:`sim.quadrotor.attitude`) runs at its own rate on the newest setpoint that has
 arrived, and the rigid body is integrated with RK4 over each controller period.
+
+Per-env vehicles (``vehicles.enabled``, :mod:`sim.quadrotor.vehicles`): the firmware, its gains and its
+setpoint -> PWM path are the same on every Crazyflie, so the controller model is unchanged; what differs is what
+a PWM value does. As at the motor level, a motor PWM ratio ``u = pwm / 65535`` commands the rotor speed
+``max(u * rpm_max_v, idle_v)`` of the env's vehicle (its maximum speed set by its thrust-to-weight ratio and
+thrust curve, its idle floor), and the rigid body is the vehicle's (mass, inertia, rotor arms, thrust curve,
+yaw ratio, motor time constants up and down). The thrust setpoint that holds a hover therefore differs per
+vehicle (:func:`vehicle_hover_thrust`), and the fixed PID gains meet each vehicle's own inertia and arms.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from sim.quadrotor.attitude import (
 from sim.quadrotor.config import AttitudeLevelConfig
 from sim.quadrotor.dynamics import OMEGA, QUAT, rk4_step
 from sim.quadrotor.params import ParamTensors, QuadrotorParams
+from sim.quadrotor.vehicles import vehicle_rpm
 
 CHANNELS = ("roll", "pitch", "yaw_rate", "thrust")
 TWIST_FIELDS = ("linear.y", "linear.x", "angular.z", "linear.z")
@@ -40,6 +49,19 @@ def hover_action(cfg: AttitudeLevelConfig, prm: QuadrotorParams) -> list[float]:
         raise ValueError(f"the hover thrust {hover_pwm:.0f} lies outside the thrust range "
                          f"({cfg.thrust_low}, {cfg.thrust_high})")
     return [0.0, 0.0, 0.0, a]
+
+
+def vehicle_pwm_to_rpm(pwm: torch.Tensor, pt: ParamTensors) -> torch.Tensor:
+    """Commanded rotor speeds of motor PWM values on per-env vehicles: ``max(pwm / 65535 * rpm_max, idle)`` (the
+    motor level's :func:`~sim.quadrotor.vehicles.vehicle_command_rpm` with the PWM ratio as command fraction)."""
+    return torch.maximum(pwm * (pt.rpm_max / PWM_MAX), pt.rpm_min)
+
+
+def vehicle_hover_thrust(base: QuadrotorParams, v: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The thrust setpoint (PWM units) at which each vehicle's rotors carry its weight, level (``[n]``); above the
+    firmware's 60000 cap a vehicle cannot hover at this level."""
+    _, _, rpm_max, rpm_hover = vehicle_rpm(base, v)
+    return PWM_MAX * torch.maximum(rpm_hover, v["idle_rpm"]) / rpm_max
 
 
 def attitude_action_spec(cfg: AttitudeLevelConfig, prm: QuadrotorParams) -> dict[str, Any]:
@@ -70,7 +92,7 @@ class AttitudeThrustLevel:
     """Per-env radio queue + controller memory; :meth:`advance` integrates one control step."""
 
     def __init__(self, cfg: AttitudeLevelConfig, prm: QuadrotorParams, dt: float, num_envs: int,
-                 device: torch.device, gen: torch.Generator) -> None:
+                 device: torch.device, gen: torch.Generator, per_vehicle: bool = False) -> None:
         lo, hi = cfg.latency_ms
         if not 0 <= lo <= hi:
             raise ValueError(f"attitude.latency_ms must satisfy 0 <= low <= high, got {cfg.latency_ms}")
@@ -78,6 +100,7 @@ class AttitudeThrustLevel:
             raise ValueError(f"attitude thrust range must lie in [0, {PWM_MAX:.0f}], got "
                              f"({cfg.thrust_low}, {cfg.thrust_high})")
         self.cfg, self.prm, self.dt, self.n, self.device, self.gen = cfg, prm, dt, num_envs, device, gen
+        self.per_vehicle = per_vehicle  # PWM -> RPM by vehicle_pwm_to_rpm; hover setpoints from set_hover_thrust
         self.ctrl_prm = controller_params(prm)
         self.controller = AttitudeController(self.ctrl_prm, device)
         sub = dt * self.ctrl_prm.rate_hz
@@ -106,6 +129,12 @@ class AttitudeThrustLevel:
         """The hover setpoint ``[4]`` (firmware units)."""
         return self.setpoint(torch.tensor(self.hover_action, device=self.device))
 
+    def set_hover_thrust(self, thrust: torch.Tensor) -> None:
+        """Per-env hover thrust setpoints ``[N]`` (PWM units; per-env vehicles): what a new episode finds in flight."""
+        sp = self.hover_setpoint().expand(self.n, 4).clone()
+        sp[:, 3] = thrust
+        self._hover_queue = sp[:, None].expand(self.n, self.depth, 4)
+
     def reset(self, mask: torch.Tensor, state: torch.Tensor) -> None:
         """New episodes in ``mask``: hover setpoints in flight, a fresh latency, PIDs reset to the state."""
         lo, hi = self.cfg.latency_ms
@@ -128,7 +157,7 @@ class AttitudeThrustLevel:
             back = torch.ceil((self.latency - j * self.h) / self.dt - 1e-6).clamp(0, self.depth - 1).long()
             sp = self.queue[rows, self.depth - 1 - back]
             self.ctrl, pwm = self.controller.step(self.ctrl, sp, state[:, QUAT], state[:, OMEGA])
-            rpm_cmd = pwm_to_rpm(pwm, pt.rpm_min, pt.rpm_max)
+            rpm_cmd = vehicle_pwm_to_rpm(pwm, pt) if self.per_vehicle else pwm_to_rpm(pwm, pt.rpm_min, pt.rpm_max)
             state = rk4_step(state, rpm_cmd, pt, self.h, force, torque)
         return state
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sim.core import BatchedEnv, Obs
-from sim.quadrotor.attitude_level import AttitudeThrustLevel
+from sim.quadrotor.attitude_level import AttitudeThrustLevel, vehicle_hover_thrust
 from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.dynamics import (
     OMEGA,
@@ -119,9 +119,9 @@ class QuadrotorHoverEnv(BatchedEnv):
         self._latency_max = int(cfg.randomization.obs_latency_steps[1])
         if self._veh.enabled:
             self._veh.check()
-            if self._dr.enabled or cfg.action_level != "motor_rpm":
-                raise ValueError("vehicles: needs action_level='motor_rpm' and randomization off (the vehicle "
-                                 "distribution draws mass, inertia, thrust, motors and latency itself)")
+            if self._dr.enabled:
+                raise ValueError("vehicles: needs randomization off (the vehicle distribution draws mass, inertia, "
+                                 "thrust, motors and latency itself)")
             self._latency_max = int(self._veh.latency_steps[1])
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
@@ -138,7 +138,8 @@ class QuadrotorHoverEnv(BatchedEnv):
             self._veh_gen.manual_seed(self._veh.seed)
         self._level: AttitudeThrustLevel | None = None
         if cfg.action_level == "attitude_thrust":
-            self._level = AttitudeThrustLevel(cfg.attitude, self.params, cfg.dt, n, dev, self.gen)
+            self._level = AttitudeThrustLevel(cfg.attitude, self.params, cfg.dt, n, dev, self.gen,
+                                              per_vehicle=self._veh.enabled)
             self.hover_action = self._level.hover_action
             self._hover_ref = torch.tensor(self.hover_action, device=dev)
         elif cfg.action_level != "motor_rpm":
@@ -255,7 +256,7 @@ class QuadrotorHoverEnv(BatchedEnv):
     def _advance(self, a: torch.Tensor) -> torch.Tensor:
         """The state after one control step under clipped actions ``a`` (the physics; simulator backends
         override this and nothing else of the task)."""
-        if self._veh.enabled:
+        if self._veh.enabled and self._level is None:
             return rk4_step(self.state, vehicle_command_rpm(a, self.pt), self.pt, self.dt, self.force, self.torque)
         if self._level is None:
             rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
@@ -336,7 +337,15 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.pt = vehicle_param_tensors(self.params, v)
         self.latency = v["latency_steps"].round().long()
         self._noise_scale = v["obs_noise_scale"][:, None]
-        self._hover_ref = vehicle_hover_action(self.params, v)[:, None]
+        if self._level is None:
+            self._hover_ref = vehicle_hover_action(self.params, v)[:, None]
+            return
+        thrust = vehicle_hover_thrust(self.params, v)
+        self._level.set_hover_thrust(thrust)
+        scale, offset = self.cfg.attitude.scale_offset()
+        ref = torch.zeros(self.num_envs, 4, device=self.device)
+        ref[:, 3] = (thrust - offset[3]) / scale[3]
+        self._hover_ref = ref
 
     def _state_obs(self) -> torch.Tensor:
         s = self.state

@@ -1,6 +1,7 @@
 """``robot-rl train crazyflie-hover-robust`` (tiny) and ``robot-rl eval RUN --vehicles N``."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -60,7 +61,34 @@ def test_vehicles_refuses_what_it_cannot_fly():
     from sim.quadrotor.config import QuadrotorTaskConfig
 
     dist = vehicle_distribution()
-    with pytest.raises(ValueError, match="motor_rpm"):
-        fly_vehicles(lambda o: o[:, :4] * 0, QuadrotorTaskConfig(action_level="attitude_thrust"), 2, dist)
+    with pytest.raises(ValueError, match="quadrotor-hover"):
+        fly_vehicles(lambda o: o[:, :4] * 0, replace(QuadrotorTaskConfig(), action_level="rotor_thrust"), 2, dist)
     with pytest.raises(ValueError, match=">= 1"):
         fly_vehicles(lambda o: o[:, :4] * 0, QuadrotorTaskConfig(), 0, dist)
+
+
+def test_attitude_robust_preset_and_eval_vehicles(tmp_path, capsys):
+    """The attitude/thrust-level preset trains over vehicles, and ``eval --vehicles`` flies its export on them
+    through the onboard controller model (the attitude protocol: starts within 30 deg of level)."""
+    out = tmp_path / "att"
+    main(["train", "crazyflie-hover-attitude-robust", "--seed", "1", "--out", str(out), "--task.num-envs", "4",
+          "--apg.horizon", "5", "--on-policy.total-env-steps", "20", "--apg.actor-hidden", "8",
+          "--task.episode-length", "10", "--evaluation.episodes", "2", "--evaluation.robustness", "0.1",
+          "--eval-every", "0", "--checkpoint-every", "0", "--log-every", "20"])
+    cfg = load_config(out)
+    assert cfg.task.vehicles.enabled and cfg.task.action_level == "attitude_thrust"
+    assert cfg.task.action_history == 32 and cfg.task.init_max_angle_deg == 30.0
+    assert not cfg.task.randomization.enabled  # the vehicles draw the observation latency
+    spec = json.loads((out / "export" / "policy.json").read_text())
+    assert spec["action"]["type"] == "attitude_thrust"
+    capsys.readouterr()
+    main(["eval", str(out), "--vehicles", "5", "--vehicle-margin", "0"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["vehicles"] == 5 and line["margin"] == 0.0
+    s = json.loads((out / "eval_vehicles.json").read_text())
+    per = s["per_vehicle"]
+    assert len({p["thrust_to_weight"] for p in per}) == 5
+    assert s["survival"] == pytest.approx(sum(p["survived"] for p in per) / 5)
+    assert s["distribution"]["thrust_to_weight"] == [1.3, 2.3]
+    for p in per:
+        assert p["settled"] <= p["survived"] and 1.3 <= p["thrust_to_weight"] <= 2.3

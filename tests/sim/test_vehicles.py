@@ -139,8 +139,8 @@ def test_nominal_unchanged_when_off_and_unsupported_backends_say_so() -> None:
     assert isinstance(make_hover_env(held_out, impl="auto"), QuadrotorHoverEnv)
     with pytest.raises(ValueError, match="vehicles"):
         make_hover_env(held_out, impl="fused")
-    with pytest.raises(ValueError, match="vehicles"):
-        QuadrotorHoverEnv(replace(cfg, action_level="attitude_thrust"))
+    with pytest.raises(ValueError, match="vehicles"):  # (the attitude level flies vehicles: test_attitude_vehicles)
+        QuadrotorHoverEnv(replace(cfg, randomization=replace(cfg.randomization, mass=(0.9, 1.1))))
 
 
 def test_widened_distribution_contains_training_and_state_dict_round_trip() -> None:
