@@ -104,7 +104,7 @@ def crazyflie_hover_attitude() -> TrainConfig:
 
 
 @register("crazyflie-hover-attitude-robust",
-          "crazyflie-hover-attitude over per-env Crazyflie vehicles; infers the hover thrust from a 32-step history")
+          "crazyflie-hover-attitude over per-env Crazyflie vehicles, 32-step history; under-trained, below the bar")
 def crazyflie_hover_attitude_robust() -> TrainConfig:
     cfg = crazyflie_hover_attitude()
     t = cfg.task
