@@ -55,8 +55,9 @@ def _worker(rank: int, world: int, port: int, num_envs: int, iterations: int, qu
             return out
         return wrapper
 
-    for name in ("all_reduce", "all_gather", "broadcast"):
+    for name in ("all_gather", "broadcast"):
         setattr(dist, name, timed(name, getattr(dist, name)))
+    distributed._all_reduce = timed("all_reduce", distributed._all_reduce)  # issue + wait of every sum
     distributed.average_gradients = timed("average_gradients", distributed.average_gradients)
     with tempfile.TemporaryDirectory() as tmp:
         runner = make_runner(_config("ppo", num_envs), Path(tmp))

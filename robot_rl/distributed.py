@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
     if not all(p.grad.data_ptr() == v.data_ptr() and p.grad.stride() == v.stride()
                for p, v in zip(params, views, strict=True)):
         torch.cat([p.grad.reshape(-1) for p in params], out=flat)
-    dist.all_reduce(flat)
+    _all_reduce(flat)
     flat.div_(dist.get_world_size())
     for p, v in zip(params, views, strict=True):
         if p.grad is not v:
@@ -182,8 +183,32 @@ def all_sum(x: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(out)
         return out.to(x.device)
     out = x.clone()
-    dist.all_reduce(out)
+    _all_reduce(out)
     return out
+
+
+def _all_reduce(t: torch.Tensor) -> None:
+    """Sum ``t`` in place over the ranks; with gloo, wait by polling (see :func:`_wait`)."""
+    work = dist.all_reduce(t, async_op=True)
+    if dist.get_backend() == "gloo":
+        _wait(work)
+    work.wait()
+
+
+def _wait(work: dist.Work) -> None:
+    """Poll ``work`` (yielding the core at every poll) for up to ``ROBOT_RL_GLOO_SPIN_MS`` ms (default 100; 0:
+    gloo's blocking wait) before blocking on it.
+
+    A gloo sum is a chain of thread hand-offs in both processes (caller -> gloo worker -> socket thread -> the
+    peer's socket thread -> ...); a rank that blocks in ``wait`` lets its core go idle, and on a VM an idle
+    vCPU halts, so every later hand-off to that core waits for the hypervisor to wake it. Polling keeps the
+    core running for the hand-offs; ``sched_yield`` hands it to gloo's threads (or another job) at once."""
+    limit = float(os.environ.get("ROBOT_RL_GLOO_SPIN_MS", "100")) / 1e3
+    if limit <= 0:
+        return
+    end = time.perf_counter() + limit
+    while not work.is_completed() and time.perf_counter() < end:
+        os.sched_yield()
 
 
 def broadcast_modules(modules: Iterable[nn.Module]) -> None:

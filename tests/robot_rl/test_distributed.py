@@ -159,6 +159,15 @@ def test_two_rank_updates_equal_one_process_on_the_whole_batch(tmp_path):
             for g, ci in zip(grads, c, strict=True):
                 assert torch.equal(g, 1.5 * (step + 1) * ci)
         assert all(s == views["storage"][0] and len(s) == 1 for s in views["storage"])
+    # gloo sums waited for by polling, blocking, or a poll that gives up on a late rank: the same exact results
+    for r in ranks:
+        w = r["waits"]
+        for k in range(3):
+            x0, x1 = torch.full((7,), float(k + 1)) / 3, torch.full((7,), float(k + 2)) / 3
+            assert torch.equal(w["poll"][2 * k], x0 + x1) and torch.equal(w["poll"][2 * k + 1], (x0 + x1) / 2)
+        for mode in ("block", "late"):
+            assert all(torch.equal(a, b) for a, b in zip(w["poll"], w[mode], strict=True))
+    _assert_all(dict(enumerate(ranks[0]["waits"]["poll"])), dict(enumerate(ranks[1]["waits"]["poll"])))
     # diffusion BC: same weights on both ranks, a resumed group ends where an uninterrupted one does
     bc = [r["bc"] for r in ranks]
     _assert_all(bc[0]["full"], bc[1]["full"])
