@@ -170,7 +170,10 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
     if not active():
         return x
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
+    work = dist.all_gather(parts, x.contiguous(), async_op=True)
+    if dist.get_backend() == "gloo":
+        _wait(work)
+    work.wait()
     return torch.cat(parts)
 
 
