@@ -3,6 +3,7 @@
 Every rank steps its own envs (seeded :func:`rank_seed`) and computes gradients on its own data; before each
 optimiser step :func:`average_gradients` all-reduces them into their mean (one flattened buffer per step), so
 every rank takes the same step and the weights stay identical without a ``DistributedDataParallel`` wrapper.
+On the CPU (gloo) those sums are waited for by polling (:func:`_wait`, ``ROBOT_RL_GLOO_SPIN_MS``).
 An explicit all-reduce rather than DDP because the update rules drive their modules in ways DDP's autograd
 hooks do not follow: the APG gradient of the fused CPU env is written by hand (``apg_bptt``), TD3/SAC freeze the
 critic while the actor's loss runs through it, and PPO clips the gradient norm, which must act on the averaged
@@ -85,6 +86,7 @@ def init(device: str) -> str:
         backend = "nccl"
     else:
         backend = "gloo"
+        spin_limit_s()  # a bad ROBOT_RL_GLOO_SPIN_MS fails here, not inside the first collective
         _one_numba_thread()
     if not dist.is_initialized():
         kwargs = {"device_id": torch.device(device)} if backend == "nccl" else {}
@@ -206,12 +208,21 @@ def _wait(work: dist.Work) -> None:
     peer's socket thread -> ...); a rank that blocks in ``wait`` lets its core go idle, and on a VM an idle
     vCPU halts, so every later hand-off to that core waits for the hypervisor to wake it. Polling keeps the
     core running for the hand-offs; ``sched_yield`` hands it to gloo's threads (or another job) at once."""
-    limit = float(os.environ.get("ROBOT_RL_GLOO_SPIN_MS", "100")) / 1e3
-    if limit <= 0:
+    limit = spin_limit_s()
+    if not limit > 0:
         return
     end = time.perf_counter() + limit
     while not work.is_completed() and time.perf_counter() < end:
         os.sched_yield()
+
+
+def spin_limit_s() -> float:
+    """How long a gloo wait polls, in seconds (``ROBOT_RL_GLOO_SPIN_MS``; 0.1 when unset)."""
+    raw = os.environ.get("ROBOT_RL_GLOO_SPIN_MS", "100")
+    try:
+        return float(raw) / 1e3
+    except ValueError:
+        raise ValueError(f"ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds, not {raw!r}") from None
 
 
 def broadcast_modules(modules: Iterable[nn.Module]) -> None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from robot_rl import distributed as D
@@ -199,3 +200,13 @@ def test_helpers_are_no_ops_without_a_group():
     p.grad = torch.full((3,), 2.0)
     average_gradients([p])
     assert torch.equal(p.grad, torch.full((3,), 2.0)) and D.info() == DistInfo() and not D.launched()
+
+
+def test_gloo_poll_time_reads_milliseconds_and_names_a_bad_value(monkeypatch):
+    monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", "2.5")
+    assert D.spin_limit_s() == 0.0025
+    monkeypatch.delenv("ROBOT_RL_GLOO_SPIN_MS")
+    assert D.spin_limit_s() == 0.1
+    monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", "fast")
+    with pytest.raises(ValueError, match="ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds, not 'fast'"):
+        D.spin_limit_s()
