@@ -87,11 +87,28 @@ def init(device: str) -> str:
     else:
         backend = "gloo"
         spin_limit_s()  # a bad ROBOT_RL_GLOO_SPIN_MS fails here, not inside the first collective
+        pin_to_core(local)
         _one_numba_thread()
     if not dist.is_initialized():
         kwargs = {"device_id": torch.device(device)} if backend == "nccl" else {}
         dist.init_process_group(backend, timeout=timedelta(minutes=30), **kwargs)
     return device
+
+
+def pin_to_core(local_rank: int) -> None:
+    """With ``ROBOT_RL_PIN_CORES=1``: run this process (and the gloo and numba threads it starts later) on the
+    ``local_rank``-th core it may use. Opt-in: on cores the ranks have to themselves, pinned ranks with polled
+    sums ran 2-rank PPO as fast as two independent processes (benchmarks/README.md); on cores shared with other
+    jobs, fixed cores can make the ranks wait for them."""
+    raw = os.environ.get("ROBOT_RL_PIN_CORES", "0")
+    if raw not in ("0", "1"):
+        raise ValueError(f"ROBOT_RL_PIN_CORES must be 0 or 1, not {raw!r}")
+    if raw == "0":
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if local_rank >= len(cores):
+        raise RuntimeError(f"ROBOT_RL_PIN_CORES=1 but LOCAL_RANK {local_rank} >= the {len(cores)} usable cores")
+    os.sched_setaffinity(0, {cores[local_rank]})
 
 
 def _one_numba_thread() -> None:

@@ -210,3 +210,15 @@ def test_gloo_poll_time_reads_milliseconds_and_names_a_bad_value(monkeypatch):
     monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", "fast")
     with pytest.raises(ValueError, match="ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds, not 'fast'"):
         D.spin_limit_s()
+
+
+def test_pin_to_core_is_opt_in_and_names_bad_values():
+    """In a child process (pinning would outlive the test in this one)."""
+    code = ("import os; from robot_rl import distributed as D; cores = sorted(os.sched_getaffinity(0)); "
+            "D.pin_to_core(0); assert sorted(os.sched_getaffinity(0)) == cores; "
+            "os.environ['ROBOT_RL_PIN_CORES'] = '1'; D.pin_to_core(len(cores) - 1); "
+            "assert os.sched_getaffinity(0) == {cores[-1]}; "
+            "os.environ['ROBOT_RL_PIN_CORES'] = 'yes'; D.pin_to_core(0)")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert "ROBOT_RL_PIN_CORES must be 0 or 1, not 'yes'" in proc.stderr.splitlines()[-1]
