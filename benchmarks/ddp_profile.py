@@ -55,8 +55,10 @@ def _worker(rank: int, world: int, port: int, num_envs: int, iterations: int, qu
             return out
         return wrapper
 
-    for name in ("all_reduce", "all_gather", "broadcast"):
-        setattr(dist, name, timed(name, getattr(dist, name)))
+    dist.broadcast = timed("broadcast", dist.broadcast)
+    # issue + wait of every sum and gather (they wait by polling, so dist's own calls return at once)
+    distributed._all_reduce = timed("all_reduce", distributed._all_reduce)
+    distributed.all_gather_cat = timed("all_gather", distributed.all_gather_cat)
     distributed.average_gradients = timed("average_gradients", distributed.average_gradients)
     with tempfile.TemporaryDirectory() as tmp:
         runner = make_runner(_config("ppo", num_envs), Path(tmp))

@@ -47,7 +47,7 @@ def _config(algorithm: str, num_envs: int):
 
 
 def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, iterations: int, queue,
-            start) -> None:
+            start, slot: int) -> None:
     import torch
     import torch.distributed as dist
 
@@ -55,7 +55,7 @@ def _worker(rank: int, world: int, port: int, algorithm: str, num_envs: int, ite
     from robot_rl.runs import make_runner
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+                      LOCAL_RANK=str(slot), LOCAL_WORLD_SIZE=str(world))  # slot: the core under --pin
     distributed.init("cpu")  # as under torchrun, also for 1 rank (one numba thread per rank, gloo)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,9 +93,10 @@ def _run(world: int, algorithm: str, num_envs: int, iterations: int, independent
     ctx = mp.get_context("spawn")
     queue, start = ctx.Queue(), ctx.Barrier(world)
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(0, 1, _free_port(), algorithm, num_envs, iterations, queue, start))
+    procs = [ctx.Process(target=_worker, args=(0, 1, _free_port(), algorithm, num_envs, iterations, queue, start,
+                                                    r))
              if independent else
-             ctx.Process(target=_worker, args=(r, world, port, algorithm, num_envs, iterations, queue, start))
+             ctx.Process(target=_worker, args=(r, world, port, algorithm, num_envs, iterations, queue, start, r))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -118,7 +119,11 @@ def main() -> dict:
     parser.add_argument("--num-envs", type=int, default=256, help="envs per rank")
     parser.add_argument("--iterations", type=int, default=8, help="of the 1-rank run (each of 2 ranks: half)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pin", action="store_true",
+                        help="ROBOT_RL_PIN_CORES=1: every process on its own core (group ranks and independent ones)")
     args = parser.parse_args()
+    if args.pin:
+        os.environ["ROBOT_RL_PIN_CORES"] = "1"
     if args.iterations % 2:
         parser.error("--iterations must be even (2 ranks split them)")
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); "
@@ -154,7 +159,7 @@ def main() -> dict:
               "efficiency_vs_cores": round(s2 / ind, 3), "efficiency_vs_cores_paired": round(paired, 3),
               "update_ms_1": round(1e3 * med["1 rank"]["update_s"], 2),
               "update_ms_2": round(1e3 * med["2 ranks (gloo)"]["update_s"], 2), "load_average": round(load, 2),
-              "repeats": args.repeats}
+              "repeats": args.repeats, "pinned": args.pin}
     print(json.dumps(result))
     return result
 

@@ -3,6 +3,7 @@
 Every rank steps its own envs (seeded :func:`rank_seed`) and computes gradients on its own data; before each
 optimiser step :func:`average_gradients` all-reduces them into their mean (one flattened buffer per step), so
 every rank takes the same step and the weights stay identical without a ``DistributedDataParallel`` wrapper.
+On the CPU (gloo) those sums are waited for by polling (:func:`_wait`, ``ROBOT_RL_GLOO_SPIN_MS``).
 An explicit all-reduce rather than DDP because the update rules drive their modules in ways DDP's autograd
 hooks do not follow: the APG gradient of the fused CPU env is written by hand (``apg_bptt``), TD3/SAC freeze the
 critic while the actor's loss runs through it, and PPO clips the gradient norm, which must act on the averaged
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,11 +86,29 @@ def init(device: str) -> str:
         backend = "nccl"
     else:
         backend = "gloo"
+        spin_limit_s()  # a bad ROBOT_RL_GLOO_SPIN_MS fails here, not inside the first collective
+        pin_to_core(local)
         _one_numba_thread()
     if not dist.is_initialized():
         kwargs = {"device_id": torch.device(device)} if backend == "nccl" else {}
         dist.init_process_group(backend, timeout=timedelta(minutes=30), **kwargs)
     return device
+
+
+def pin_to_core(local_rank: int) -> None:
+    """With ``ROBOT_RL_PIN_CORES=1``: run this process (and the gloo and numba threads it starts later) on the
+    ``local_rank``-th core it may use. Opt-in: on cores the ranks have to themselves, pinned ranks with polled
+    sums ran 2-rank PPO as fast as two independent processes (benchmarks/README.md); on cores shared with other
+    jobs, fixed cores can make the ranks wait for them."""
+    raw = os.environ.get("ROBOT_RL_PIN_CORES", "0")
+    if raw not in ("0", "1"):
+        raise ValueError(f"ROBOT_RL_PIN_CORES must be 0 or 1, not {raw!r}")
+    if raw == "0":
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if local_rank >= len(cores):
+        raise RuntimeError(f"ROBOT_RL_PIN_CORES=1 but LOCAL_RANK {local_rank} >= the {len(cores)} usable cores")
+    os.sched_setaffinity(0, {cores[local_rank]})
 
 
 def _one_numba_thread() -> None:
@@ -136,7 +156,7 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
     if not all(p.grad.data_ptr() == v.data_ptr() and p.grad.stride() == v.stride()
                for p, v in zip(params, views, strict=True)):
         torch.cat([p.grad.reshape(-1) for p in params], out=flat)
-    dist.all_reduce(flat)
+    _all_reduce(flat)
     flat.div_(dist.get_world_size())
     for p, v in zip(params, views, strict=True):
         if p.grad is not v:
@@ -169,7 +189,10 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
     if not active():
         return x
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
+    work = dist.all_gather(parts, x.contiguous(), async_op=True)
+    if dist.get_backend() == "gloo":
+        _wait(work)
+    work.wait()
     return torch.cat(parts)
 
 
@@ -182,8 +205,41 @@ def all_sum(x: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(out)
         return out.to(x.device)
     out = x.clone()
-    dist.all_reduce(out)
+    _all_reduce(out)
     return out
+
+
+def _all_reduce(t: torch.Tensor) -> None:
+    """Sum ``t`` in place over the ranks; with gloo, wait by polling (see :func:`_wait`)."""
+    work = dist.all_reduce(t, async_op=True)
+    if dist.get_backend() == "gloo":
+        _wait(work)
+    work.wait()
+
+
+def _wait(work: dist.Work) -> None:
+    """Poll ``work`` (yielding the core at every poll) for up to ``ROBOT_RL_GLOO_SPIN_MS`` ms (default 100; 0:
+    gloo's blocking wait) before blocking on it.
+
+    A gloo sum is a chain of thread hand-offs in both processes (caller -> gloo worker -> socket thread -> the
+    peer's socket thread -> ...); a rank that blocks in ``wait`` lets its core go idle, and on a VM an idle
+    vCPU halts, so every later hand-off to that core waits for the hypervisor to wake it. Polling keeps the
+    core running for the hand-offs; ``sched_yield`` hands it to gloo's threads (or another job) at once."""
+    limit = spin_limit_s()
+    if not limit > 0:
+        return
+    end = time.perf_counter() + limit
+    while not work.is_completed() and time.perf_counter() < end:
+        os.sched_yield()
+
+
+def spin_limit_s() -> float:
+    """How long a gloo wait polls, in seconds (``ROBOT_RL_GLOO_SPIN_MS``; 0.1 when unset)."""
+    raw = os.environ.get("ROBOT_RL_GLOO_SPIN_MS", "100")
+    try:
+        return float(raw) / 1e3
+    except ValueError:
+        raise ValueError(f"ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds, not {raw!r}") from None
 
 
 def broadcast_modules(modules: Iterable[nn.Module]) -> None:

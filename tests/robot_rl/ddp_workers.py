@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ def updates_and_bc(rank: int, out: Path, demos: str) -> None:
     result["apg"] = module_tensors(algo)
     result["mse"] = mse_steps(demos, rank)
     result["grad_views"] = grad_views(rank)
+    result["waits"] = waits(rank)
     cfg = bc_cfg(demos)
     full = BCRunner(cfg, out / ("bc-full" if rank == 0 else "bc-full-rank1"))
     full.train()
@@ -116,6 +118,28 @@ def updates_and_bc(rank: int, out: Path, demos: str) -> None:
     resumed.train()
     result["bc"] = {"full": full.policy.state_tensors(), "resumed": resumed.policy.state_tensors()}
     torch.save(result, out / f"rank{rank}.pt")
+
+
+def waits(rank: int) -> dict[str, list[torch.Tensor]]:
+    """The same three sums (ranks' values 1+r, 2+r, 3+r) waited for by polling (the default), by gloo's blocking
+    wait (``ROBOT_RL_GLOO_SPIN_MS=0``), and with a 1 ms poll while rank 1 arrives 50 ms late (the poll gives up
+    and blocks). Each sum also goes through ``average_gradients`` (fresh ``.grad``)."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for mode, limit in (("poll", None), ("block", "0"), ("late", "1")):
+        if limit is not None:
+            os.environ["ROBOT_RL_GLOO_SPIN_MS"] = limit
+        sums = []
+        for k in range(3):
+            if mode == "late" and rank == 1:
+                time.sleep(0.05)
+            x = torch.full((7,), float(k + 1 + rank)) / 3
+            p = torch.nn.Parameter(torch.zeros(7))
+            p.grad = x.clone()
+            distributed.average_gradients([p])
+            sums += [distributed.all_sum(x), p.grad.clone()]
+        out[mode] = sums
+        os.environ.pop("ROBOT_RL_GLOO_SPIN_MS", None)
+    return out
 
 
 def grad_views(rank: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from robot_rl import distributed as D
@@ -159,6 +160,15 @@ def test_two_rank_updates_equal_one_process_on_the_whole_batch(tmp_path):
             for g, ci in zip(grads, c, strict=True):
                 assert torch.equal(g, 1.5 * (step + 1) * ci)
         assert all(s == views["storage"][0] and len(s) == 1 for s in views["storage"])
+    # gloo sums waited for by polling, blocking, or a poll that gives up on a late rank: the same exact results
+    for r in ranks:
+        w = r["waits"]
+        for k in range(3):
+            x0, x1 = torch.full((7,), float(k + 1)) / 3, torch.full((7,), float(k + 2)) / 3
+            assert torch.equal(w["poll"][2 * k], x0 + x1) and torch.equal(w["poll"][2 * k + 1], (x0 + x1) / 2)
+        for mode in ("block", "late"):
+            assert all(torch.equal(a, b) for a, b in zip(w["poll"], w[mode], strict=True))
+    _assert_all(dict(enumerate(ranks[0]["waits"]["poll"])), dict(enumerate(ranks[1]["waits"]["poll"])))
     # diffusion BC: same weights on both ranks, a resumed group ends where an uninterrupted one does
     bc = [r["bc"] for r in ranks]
     _assert_all(bc[0]["full"], bc[1]["full"])
@@ -190,3 +200,25 @@ def test_helpers_are_no_ops_without_a_group():
     p.grad = torch.full((3,), 2.0)
     average_gradients([p])
     assert torch.equal(p.grad, torch.full((3,), 2.0)) and D.info() == DistInfo() and not D.launched()
+
+
+def test_gloo_poll_time_reads_milliseconds_and_names_a_bad_value(monkeypatch):
+    monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", "2.5")
+    assert D.spin_limit_s() == 0.0025
+    monkeypatch.delenv("ROBOT_RL_GLOO_SPIN_MS")
+    assert D.spin_limit_s() == 0.1
+    monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", "fast")
+    with pytest.raises(ValueError, match="ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds, not 'fast'"):
+        D.spin_limit_s()
+
+
+def test_pin_to_core_is_opt_in_and_names_bad_values():
+    """In a child process (pinning would outlive the test in this one)."""
+    code = ("import os; from robot_rl import distributed as D; cores = sorted(os.sched_getaffinity(0)); "
+            "D.pin_to_core(0); assert sorted(os.sched_getaffinity(0)) == cores; "
+            "os.environ['ROBOT_RL_PIN_CORES'] = '1'; D.pin_to_core(len(cores) - 1); "
+            "assert os.sched_getaffinity(0) == {cores[-1]}; "
+            "os.environ['ROBOT_RL_PIN_CORES'] = 'yes'; D.pin_to_core(0)")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert "ROBOT_RL_PIN_CORES must be 0 or 1, not 'yes'" in proc.stderr.splitlines()[-1]
