@@ -237,9 +237,12 @@ def spin_limit_s() -> float:
     """How long a gloo wait polls, in seconds (``ROBOT_RL_GLOO_SPIN_MS``; 0.1 when unset)."""
     raw = os.environ.get("ROBOT_RL_GLOO_SPIN_MS", "100")
     try:
-        return float(raw) / 1e3
+        ms = float(raw)
     except ValueError:
-        raise ValueError(f"ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds, not {raw!r}") from None
+        ms = float("nan")
+    if not ms >= 0:
+        raise ValueError(f"ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds >= 0, not {raw!r}")
+    return ms / 1e3
 
 
 def broadcast_modules(modules: Iterable[nn.Module]) -> None:

@@ -207,9 +207,13 @@ def test_gloo_poll_time_reads_milliseconds_and_names_a_bad_value(monkeypatch):
     assert D.spin_limit_s() == 0.0025
     monkeypatch.delenv("ROBOT_RL_GLOO_SPIN_MS")
     assert D.spin_limit_s() == 0.1
-    monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", "fast")
-    with pytest.raises(ValueError, match="ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds, not 'fast'"):
-        D.spin_limit_s()
+    monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", "0")
+    assert D.spin_limit_s() == 0.0
+    for bad in ("fast", "-5", "nan"):
+        monkeypatch.setenv("ROBOT_RL_GLOO_SPIN_MS", bad)
+        with pytest.raises(ValueError, match=f"ROBOT_RL_GLOO_SPIN_MS must be a number of milliseconds >= 0, "
+                                             f"not '{bad}'"):
+            D.spin_limit_s()
 
 
 def test_pin_to_core_is_opt_in_and_names_bad_values():
