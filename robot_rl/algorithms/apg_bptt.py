@@ -46,7 +46,7 @@ class FusedBPTT:
         self.actor, self.env, self.horizon = actor, env, horizon
         self.barrier, self.barrier_start, self.limit = barrier, barrier_start, limit
         n, t = env.num_envs, horizon
-        self.rel_after = np.empty((t, n, 3), np.float32)  # position - target after each step (pre-reset)
+        self.rel_after = np.empty((t, n, 3), np.float32)  # position - target after each step
         self.widths = [layer.weight.shape[0] for layer in actor.linears]
         self.xs = torch.empty(t, n, env.obs_dims["policy"])
         self.pre = [torch.empty(t, n, w) for w in self.widths]  # pre-activations (last: before tanh)
@@ -63,7 +63,8 @@ class FusedBPTT:
     @torch.no_grad()
     def rollout_gradient(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
         """Roll the env ``horizon`` steps from the actor observation ``obs`` (a constant: the window starts here)
-        and differentiate the mean reward.
+        and differentiate the mean reward (minus the bound barrier of ``barrier`` > 0 on every state after a step
+        whose env was not reset: see ``APGConfig.bound_barrier``).
 
         Returns ``(mean_reward, grads, last_obs)``: ``grads`` = d(mean reward)/d(parameter) in the order of
         ``actor.parameters()``; ``last_obs`` the observation groups after the last step. The window's rewards
@@ -86,7 +87,7 @@ class FusedBPTT:
             torch.tanh(torch.addmm(lin[-1].bias, h, weights_t[-1], out=pre[-1][t]), out=post[-1][t])
             policy, critic, reward, done, rec = env.step_raw(post[-1][t].numpy())
             records.append(rec)
-            if self.barrier:  # critic[:, :3]: the noise-free position - target reached (before any reset)
+            if self.barrier:  # critic[:, :3]: noise-free position - target (of a reset env: its new episode's)
                 self.rel_after[t] = critic[:, :3]
             self.rewards[t], self.dones[t] = reward, done
             if t + 1 < horizon:
