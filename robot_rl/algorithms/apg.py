@@ -40,6 +40,14 @@ class APGConfig:
     or one per action element)."""
     init_scale: float = 0.01
     """Scale of the last layer's initial weights."""
+    bound_barrier: float = 0.0
+    """Weight of a penalty near the termination bound, subtracted from every step's reward in the gradient (0:
+    off): ``w * sum_i (max(|p_i - target_i| - b, 0) / (limit - b))^2`` with ``b = bound_barrier_start``
+    (``w`` per axis at the bound). A crash ends the episode, and the reward it loses is no gradient: APG sees
+    only the rewards of the window's live steps. The barrier gives the approach to the bound a gradient.
+    Hand-written BPTT only (``apg_bptt.py``)."""
+    bound_barrier_start: float = 0.4
+    """Distance from the target per axis (m) where the barrier starts (the hover task terminates at 0.6)."""
     backprop: str = "auto"
     """``auto``: hand-written BPTT (``apg_bptt.py``) where it applies (fast-tanh MLP on the differentiable fused
     CPU env), else torch autograd; ``autograd``: always torch autograd (same gradient, other rounding)."""

@@ -35,11 +35,18 @@ class FusedBPTT:
     Buffers (inputs, pre- and post-activations, cotangents of every step of a window) are allocated once.
     """
 
-    def __init__(self, actor: MLP, env: DiffFusedHoverEnv, horizon: int) -> None:
+    def __init__(self, actor: MLP, env: DiffFusedHoverEnv, horizon: int, barrier: float = 0.0,
+                 barrier_start: float = 0.4) -> None:
         if not supports(actor, env):
             raise ValueError("FusedBPTT needs a fast-tanh MLP actor with tanh output on a DiffFusedHoverEnv (CPU)")
+        limit = env.cfg.position_limit
+        if barrier < 0 or not 0 <= barrier_start < limit:
+            raise ValueError(f"bound barrier: need weight >= 0 and 0 <= start < position_limit ({limit}), got "
+                             f"{barrier} and {barrier_start}")
         self.actor, self.env, self.horizon = actor, env, horizon
+        self.barrier, self.barrier_start, self.limit = barrier, barrier_start, limit
         n, t = env.num_envs, horizon
+        self.rel_after = np.empty((t, n, 3), np.float32)  # position - target after each step
         self.widths = [layer.weight.shape[0] for layer in actor.linears]
         self.xs = torch.empty(t, n, env.obs_dims["policy"])
         self.pre = [torch.empty(t, n, w) for w in self.widths]  # pre-activations (last: before tanh)
@@ -56,7 +63,8 @@ class FusedBPTT:
     @torch.no_grad()
     def rollout_gradient(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
         """Roll the env ``horizon`` steps from the actor observation ``obs`` (a constant: the window starts here)
-        and differentiate the mean reward.
+        and differentiate the mean reward (minus the bound barrier of ``barrier`` > 0 on every state after a step
+        whose env was not reset: see ``APGConfig.bound_barrier``).
 
         Returns ``(mean_reward, grads, last_obs)``: ``grads`` = d(mean reward)/d(parameter) in the order of
         ``actor.parameters()``; ``last_obs`` the observation groups after the last step. The window's rewards
@@ -79,12 +87,22 @@ class FusedBPTT:
             torch.tanh(torch.addmm(lin[-1].bias, h, weights_t[-1], out=pre[-1][t]), out=post[-1][t])
             policy, critic, reward, done, rec = env.step_raw(post[-1][t].numpy())
             records.append(rec)
+            if self.barrier:  # critic[:, :3]: noise-free position - target (of a reset env: its new episode's)
+                self.rel_after[t] = critic[:, :3]
             self.rewards[t], self.dones[t] = reward, done
             if t + 1 < horizon:
                 xs[t + 1].copy_(torch.from_numpy(policy))
         # backward: cotangents of the next state and actor observation flow from step t + 1 to step t
         g_state = g_obs = None
+        penalty = 0.0
         for t in range(horizon - 1, -1, -1):
+            if self.barrier:  # the barrier on the state after step t, where that state lives on (no reset)
+                pen, g_rel = bound_barrier(self.rel_after[t], self.barrier_start, self.limit)
+                live = ~self.dones[t]
+                penalty += float((self.barrier * pen * live).sum())
+                gb = np.zeros((env.num_envs, env.carry_dim), np.float32)
+                gb[:, :3] = (-self.barrier * self._g_reward[:, None]) * g_rel * live[:, None]
+                g_state = gb if g_state is None else g_state + gb
             gs, ga, g_prev = env.step_vjp(records[t], g_state, g_obs, self._g_reward)
             KA.tanh_out_grad(post_np[-1][t], ga.reshape(-1), g_np[-1][t])
             for i in range(layers - 2, -1, -1):
@@ -98,8 +116,16 @@ class FusedBPTT:
         for i in range(layers):
             gi = self.g_pre[i].reshape(-1, self.widths[i])
             grads += [gi.t().mm(inputs[i].reshape(-1, inputs[i].shape[-1])), gi.sum(0)]
-        mean_reward = torch.from_numpy(self.rewards).mean(1).sum() / horizon
+        mean_reward = torch.from_numpy(self.rewards).mean(1).sum() / horizon - penalty / (env.num_envs * horizon)
         return mean_reward, grads, {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
+
+
+def bound_barrier(rel: np.ndarray, start: float, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Penalty ``sum_i (max(|rel_i| - start, 0) / (limit - start))^2`` per row of ``rel`` ``[N, 3]`` (0 inside
+    ``start``, 1 per axis at the bound; continuous gradient) and its gradient ``[N, 3]``."""
+    width = limit - start
+    h = np.maximum(np.abs(rel) - start, 0.0) / width
+    return (h * h).sum(-1), (2.0 / width) * h * np.sign(rel)
 
 
 def _load_kernels(env: DiffFusedHoverEnv) -> None:

@@ -28,7 +28,11 @@ class APGRunner(Runner):
         self.algo.actor.to(cfg.device)
         self.bptt = None
         if cfg.apg.backprop == "auto" and apg_bptt.supports(self.algo.actor, env):
-            self.bptt = apg_bptt.FusedBPTT(self.algo.actor, env, cfg.apg.horizon)
+            self.bptt = apg_bptt.FusedBPTT(self.algo.actor, env, cfg.apg.horizon, cfg.apg.bound_barrier,
+                                           cfg.apg.bound_barrier_start)
+        elif cfg.apg.bound_barrier:
+            raise ValueError("apg.bound_barrier needs the hand-written BPTT (the fused CPU env, backprop=auto, a "
+                             "fast-tanh actor); this run differentiates by autograd")
 
     def _iteration(self) -> dict[str, float]:
         env, actor = self.env, self.algo.actor

@@ -1,10 +1,11 @@
 """APG gradients: hand-written BPTT on the fused env == autograd through it == autograd through the torch env."""
 
+import numpy as np
 import pytest
 import torch
 
 from robot_rl.algorithms.apg import APG, APGConfig
-from robot_rl.algorithms.apg_bptt import FusedBPTT, supports
+from robot_rl.algorithms.apg_bptt import FusedBPTT, bound_barrier, supports
 from robot_rl.models.mlp import MLP
 from robot_rl.models.mlp_function import mlp_apply
 from robot_rl.runs import make_runner
@@ -142,3 +143,52 @@ def test_bptt_and_autograd_runners_learn_alike(tmp_path, backprop):
     other.train(stop_at=80)
     for a, b in zip(one.actor.parameters(), other.actor.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_bound_barrier_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    rel_ = rng.uniform(-0.65, 0.65, (64, 3))
+    pen, grad = bound_barrier(rel_, 0.4, 0.6)
+    assert pen[np.abs(rel_).max(-1) < 0.4].max() == 0.0 and pen.max() > 0.5
+    np.testing.assert_allclose(bound_barrier(np.array([[0.6, -0.6, 0.5]]), 0.4, 0.6)[0], [2.25])
+    eps = 1e-6
+    for i in range(3):
+        d = np.zeros(3)
+        d[i] = eps
+        fd = (bound_barrier(rel_ + d, 0.4, 0.6)[0] - bound_barrier(rel_ - d, 0.4, 0.6)[0]) / (2 * eps)
+        np.testing.assert_allclose(grad[:, i], fd, rtol=1e-5, atol=1e-7)
+
+
+def test_bptt_with_bound_barrier_matches_autograd():
+    """The barrier term of the hand-written BPTT == autograd of ``reward - w * barrier(state after the step)``
+    over the steps whose env lives on, through crashes and resets."""
+    cfg = QuadrotorTaskConfig(num_envs=16, episode_length=12, reward=WEIGHTS)
+    pol, horizon, w, start = actor(), 30, 50.0, 0.1
+    env_a, env_b = DiffFusedHoverEnv(cfg, seed=3), DiffFusedHoverEnv(cfg, seed=3)
+    obs = env_a.reset(seed=4)["policy"]
+    env_b.reset(seed=4)
+    total, active = 0.0, 0
+    for _ in range(horizon):
+        out, r, term, trunc, _ = env_a.step(pol(obs))
+        rel_ = env_a._links[0][:, :3] - torch.from_numpy(env_a._target)
+        h = (rel_.abs() - start).clamp(min=0) / (cfg.position_limit - start)
+        live = ~(term | trunc)
+        active += int(((h > 0).any(-1) & live).sum())
+        obs, total = out["policy"], total + r.mean() - w * ((h * h).sum(-1) * live).mean()
+    total = total / horizon
+    grads_a = torch.autograd.grad(total, list(pol.parameters()))
+    engine = FusedBPTT(pol, env_b, horizon, barrier=w, barrier_start=start)
+    total_b, grads_b, _ = engine.rollout_gradient(env_b.reset(seed=4)["policy"])
+    assert active > 50 and engine.dones.sum() >= 16
+    torch.testing.assert_close(total_b, total.detach(), rtol=1e-5, atol=1e-5)
+    env_c = DiffFusedHoverEnv(cfg, seed=3)
+    _, plain, _ = FusedBPTT(pol, env_c, horizon).rollout_gradient(env_c.reset(seed=4)["policy"])
+    for a, b, c in zip(grads_a, grads_b, plain, strict=True):
+        assert rel(b, a) < 1e-5 and rel(c, a) > 1e-2  # the barrier changes the gradient
+
+
+def test_bound_barrier_needs_the_hand_written_bptt(tmp_path):
+    cfg = tiny("apg")
+    cfg.apg.bound_barrier, cfg.apg.backprop = 1.0, "autograd"
+    with pytest.raises(ValueError, match="bound_barrier needs the hand-written BPTT"):
+        make_runner(cfg, tmp_path / "a")

@@ -24,6 +24,7 @@ def robust_run(tmp_path_factory):
 def test_robust_preset_trains_on_vehicles_with_a_long_history(robust_run):
     cfg = load_config(robust_run)
     assert cfg.task.vehicles.enabled and cfg.task.action_history == 48
+    assert (cfg.apg.bound_barrier, cfg.apg.bound_barrier_start) == (20.0, 0.3)  # trained with the barrier
     spec = json.loads((robust_run / "export" / "policy.json").read_text())
     hist = next(c for c in spec["observation"] if c["name"] == "action_history")
     assert hist["steps"] == 48 and hist["size"] == 192
