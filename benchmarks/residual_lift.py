@@ -21,8 +21,6 @@ Last line: {"task", "base_success", "resip_success", "expo_success", "rerank_suc
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -39,6 +37,8 @@ from robot_rl.data import write_dataset
 from robot_rl.data.collect import collect_demos
 from robot_rl.logging import read_metrics
 from robot_rl.policies.presets import ARM_TASKS, bc_preset
+from robot_rl.residual import expo as expo_method
+from robot_rl.residual import rerank as rerank_method
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.resip import ResidualExecutor, ResiPConfig
 from robot_rl.runners.bc import BCRunner, load_policy
@@ -64,24 +64,6 @@ def train_base(task: str, seed: int, demos: int, root: Path, steps: int | None) 
 #: Robustness rows (parameters of :func:`sim.arm.robustness.sweep_cases`): the nominal task (the reference of the
 #: rows, on the sweep's episode count) and the parameters the issue asks for.
 ROBUSTNESS = ("nominal", "object_mass", "object_friction", "action_latency")
-
-
-def expo_hook(task: str, base_run: Path, episodes: int, seed: int, work: Path, **kw: Any) -> dict[str, Any] | None:
-    """EXPO's figures for this base: ``robot_rl.residual.expo.lift(task, base_run, episodes, seed, work, **kw)``
-    returns ``{"success", "env_steps", "train_wall_s", "make_policy"}`` on the same held-out episodes."""
-    return _hook("robot_rl.residual.expo", task, base_run, episodes, seed, work, **kw)
-
-
-def rerank_hook(task: str, base_run: Path, episodes: int, seed: int, work: Path, **kw: Any) -> dict[str, Any] | None:
-    """Value-guided re-ranking's figures (``robot_rl.residual.rerank.lift``, same signature and result)."""
-    return _hook("robot_rl.residual.rerank", task, base_run, episodes, seed, work, **kw)
-
-
-def _hook(module: str, *args: Any, **kw: Any) -> dict[str, Any] | None:
-    if importlib.util.find_spec(module) is None:
-        return None
-    mod = importlib.import_module(module)
-    return mod.lift(*args, **kw) if hasattr(mod, "lift") else None
 
 
 def robustness(task: str, make_policy: Callable[[], Any], episodes: int) -> dict[str, float]:
@@ -145,6 +127,8 @@ def main() -> None:
     skip = {m for m in args.skip.split(",") if m}
     if skip - {"base", "resip", "expo", "rerank"}:
         ap.error(f"--skip: unknown methods {sorted(skip - {'base', 'resip', 'expo', 'rerank'})}")
+    if "resip" in skip and "expo" not in skip and args.expo_target is None:
+        ap.error("--skip resip: EXPO's target defaults to ResiP's success; give --expo-target")
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     tmp = None if args.out else tempfile.TemporaryDirectory()
@@ -193,7 +177,7 @@ def main() -> None:
             sweep("resip", residual_policy(policy, runner.actor, args.sweep_episodes, seed))
         if "expo" not in skip:
             target = args.expo_target if args.expo_target is not None else row["resip_success"] or 0.95
-            expo = expo_hook(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}",
+            expo = expo_method.lift(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}",
                              env_steps=args.expo_steps, target_success=target, eval_every=args.expo_eval_every)
             make_expo = expo.pop("make_policy")
             row |= {"expo_" + k: v for k, v in expo.items()} | {"expo_target": target,
@@ -203,7 +187,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k.startswith("expo")}), flush=True)
             sweep("expo", make_expo)
         if "rerank" not in skip:
-            rerank = rerank_hook(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}",
+            rerank = rerank_method.lift(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}",
                                  k=args.rerank_k, rollout_episodes=args.rerank_rollouts, steps=args.rerank_steps)
             make_rerank = rerank.pop("make_policy")
             row |= {"rerank_" + k: v for k, v in rerank.items() if k != "env_steps"}
