@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,8 @@ import torch
 from robot_rl.commands.resip import load_resip
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.resip import ResidualExecutor
+from robot_rl.runners.resip import task_config
+from sim.evaluation import policy_input
 from sim.registry import get_task
 
 ERROR_BINS_MM = (0.0, 2.0, 4.0, 6.0, np.inf)
@@ -50,7 +51,8 @@ def rollout(task: str, policy: Any, actor: Any, episodes: int, noise_seed: int) 
     """One held-out episode per env; the final tip state of each (true hole frame) and its outcome."""
     spec = get_task(task)
     seed = spec.evaluation.config_cls().seed
-    env = spec.make_env(replace(spec.config_cls(), num_envs=episodes, device="cpu"), seed=seed)
+    wrench = actor is not None and actor.wrench_dim > 0
+    env = spec.make_env(task_config(task, wrench, num_envs=episodes, device="cpu"), seed=seed)
     if env.task_name != "panda-peg-insert":
         raise ValueError(f"resip_failures.py classifies panda-peg-insert episodes, not {env.task_name!r}")
     execute = ResidualExecutor(FrozenChunkBase(policy, episodes, noise_seed), actor)
@@ -66,7 +68,7 @@ def rollout(task: str, policy: Any, actor: Any, episodes: int, noise_seed: int) 
         radial[active] = np.linalg.norm(tip[active, :2] - hole[active, :2], axis=1)
         depth[active] = hole[active, 2] - tip[active, 2]
         contact += active * np.asarray(env.in_contact("peg"), dtype=float).reshape(-1)
-        obs, _, _, _, info = env.step(execute(obs["policy"]).to(torch.float32))
+        obs, _, _, _, info = env.step(execute(policy_input(execute, obs)).to(torch.float32))
         ended = info["done_mask"].cpu().numpy().astype(bool) & active
         success |= ended & info["success"].cpu().numpy().astype(bool)
         length += active

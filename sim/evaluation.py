@@ -29,6 +29,17 @@ class SuccessEvalConfig:
     """Episode seed of the in-training evaluations (learning curve, early stop); must differ from ``seed``."""
 
 
+def policy_input(policy: Policy, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What ``policy`` reads of the observation groups ``obs``: the ``policy`` group, or, for a policy that declares
+    ``obs_groups`` (e.g. ``("policy", "wrench")``), those groups concatenated in that order."""
+    groups = tuple(getattr(policy, "obs_groups", ("policy",)))
+    missing = [g for g in groups if g not in obs]
+    if missing:
+        raise ValueError(f"the policy reads observation group(s) {missing} that this env does not have "
+                         f"(it has {sorted(obs)}); enable them in the task config (e.g. ft_sensor for 'wrench')")
+    return obs["policy"] if groups == ("policy",) else torch.cat([obs[g] for g in groups], -1)
+
+
 @torch.no_grad()
 def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: SuccessEvalConfig, episodes: int,
                      seed: int, record: int = 0, impl: str | None = None) -> dict:
@@ -59,7 +70,7 @@ def evaluate_success(spec: TaskSpec, policy: Policy, task_cfg: Any, eval_cfg: Su
     if tracer is not None:
         tracer.record(0, obs["critic"], ~done)
     for t in range(1, env.max_episode_steps + 1):
-        obs, reward, _, _, info = env.step(policy(obs["policy"]).to(torch.float32))
+        obs, reward, _, _, info = env.step(policy(policy_input(policy, obs)).to(torch.float32))
         active = ~done
         if tracer is not None:  # the state each episode reached, before an auto-reset
             tracer.record(t, info["final_obs"]["critic"], active, info.get("success"))

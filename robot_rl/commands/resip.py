@@ -22,8 +22,8 @@ from robot_rl.commands.transfer import OURS, TRACE_EPISODES, resolve_sims, sweep
 from robot_rl.commands.transfer_signals import signal_lines, signal_summary
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.residual.base_policy import FrozenChunkBase
-from robot_rl.residual.resip import ResidualActor, ResidualExecutor, ResiPConfig
-from robot_rl.runners.resip import ResiPRunner, evaluate_residual
+from robot_rl.residual.resip import WRENCH_DIM, ResidualActor, ResidualExecutor, ResiPConfig
+from robot_rl.runners.resip import ResiPRunner, evaluate_residual, task_config
 from sim.registry import get_task
 
 _RUN_FLAGS = {"--out": str, "--eval-episodes": int}
@@ -47,7 +47,7 @@ def load_resip(run_dir: str | Path) -> tuple[ResiPConfig, Any, ResidualActor, di
     policy, _ = load_policy(cfg.base)
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
     actor = ResidualActor(policy.obs_norm, policy.act_norm, cfg.actor_hidden, cfg.scale, cfg.log_std_init,
-                          cfg.learn_std, cfg.history, cfg.history_actions)
+                          cfg.learn_std, cfg.history, cfg.history_actions, WRENCH_DIM if cfg.wrench else 0)
     actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
     return cfg, policy.eval(), actor.eval(), meta
 
@@ -100,7 +100,9 @@ def run_resip_training(cfg: ResiPConfig, run_dir: Path, resume: bool = False,
     out = runner.train()
     if runner.logger:
         runner.logger.close()
-    if getattr(runner.base.policy, "sample", None) is not None:
+    if cfg.wrench:  # an experiment: the export and runtime have no wrench input (benchmarks/README.md)
+        out["export"] = "none: a residual that reads the wrench group does not export"
+    elif getattr(runner.base.policy, "sample", None) is not None:
         doc = export_resip_run(run_dir)
         out["export"] = str(run_dir / "export")
         out["export_max_abs_error"] = doc["composition"]["verification"]["max_abs_error"]
@@ -118,6 +120,8 @@ def export_resip_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, An
     from robot_rl.data import load_dataset
 
     cfg, policy, actor, meta = load_resip(run_dir)
+    if cfg.wrench:
+        raise ValueError(f"{run_dir}: a residual that reads the wrench group (--wrench) does not export")
     if getattr(policy, "sample", None) is None:
         raise ValueError(f"{run_dir}: only a diffusion/flow base exports a chunked sampler")
     bc = load_bc_config(cfg.base)
@@ -157,7 +161,8 @@ def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, 
         rows.append((label, backend, base, res))
         if sweep and task.evaluation.sweep:  # a fresh executor, reset (same base noise) before every row
             executor = ResidualExecutor(FrozenChunkBase(policy, ecfg.sweep_episodes, cfg.seed), actor)
-            sweeps[label] = task.evaluation.sweep(task, executor, task.config_cls(), ecfg, ecfg.seed, impl=impl)
+            sweeps[label] = task.evaluation.sweep(task, executor, task_config(cfg.task, cfg.wrench), ecfg, ecfg.seed,
+                                                  impl=impl)
     # the deployed policy (base + residual) traced in each simulator
     traced_runs = {label: {"backend": b, "result": rs} for label, b, _, rs in rows}
     traced = transfer_plot(traced_runs, run_dir / "transfer_trajectories.png") if record else None

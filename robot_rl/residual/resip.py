@@ -1,7 +1,8 @@
 """ResiP (Ankile et al., "From Imitation to Refinement"): PPO on a per-step residual over a frozen chunked base.
 
 The residual actor reads ``[normalised policy observation, normalised base action]`` (with ``history = H``, also
-the env's last H observations, and optionally executed actions: :mod:`robot_rl.residual.history`) and outputs
+the env's last H observations, and optionally executed actions: :mod:`robot_rl.residual.history`; with
+``wrench``, also the env's ``wrench`` group, a wrist force/torque reading: :mod:`sim.arm.wrench`) and outputs
 ``r``; the executed action is ``a = clip(a_base + scale * r, -1, 1)`` in the base's normalised action space
 (then mapped back to raw units). Its last layer has no bias and starts at zero, so training starts exactly at
 the base. The Gaussian over ``r`` has a fixed (or learned) state-independent log-std. The critic is asymmetric:
@@ -22,6 +23,9 @@ from robot_rl.models.normalizer import EmpiricalNormalizer
 from robot_rl.policies.diffusion import MinMaxNormalizer
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.history import ResidualHistory
+
+WRENCH_DIM = 6
+"""Width of the ``wrench`` observation group: force x y z (N), torque x y z (N m), the sensor frame."""
 
 
 @dataclass
@@ -58,6 +62,9 @@ class ResiPConfig:
     history_actions: bool = False
     """The history residual also reads the window's executed actions (exploration noise included; it did worse
     on panda-peg-insert). The window keeps both either way, so export and runtime are the same."""
+    wrench: bool = False
+    """The actor also reads the env's ``wrench`` group (a wrist force/torque sensor, its noise and low-pass filter:
+    ``sim.arm.config.ArmWristFT``), normalised by running statistics; the base keeps reading the policy group."""
     reward: Literal["sparse", "dense"] = "sparse"
     """``sparse``: 1 in the step the task reports success (episodes end there), else 0; ``dense``: the task's
     shaped reward (where success ends the episode, per-step shaping can pay more than succeeding: on
@@ -124,8 +131,8 @@ def _mlp(inp: int, hidden: tuple[int, ...], out: int, last_bias: bool = True) ->
 
 
 class ResidualActor(nn.Module):
-    """``(obs [B, obs_dim] raw, a_base [B, A] normalised[, history [B, H, obs_dim + A] raw]) -> r`` mean; the
-    executed action is :meth:`compose`.
+    """``(obs [B, obs_dim] raw, a_base [B, A] normalised[, history [B, H, obs_dim + A] raw][, wrench [B, W] raw])
+    -> r`` mean; the executed action is :meth:`compose`.
 
     Carries a copy of the base's normalisers and the scale, so it is self-contained for export. With
     ``history = H > 0`` the window's rows enter as ``normalise(obs_past) - normalise(obs)`` (and, with
@@ -134,21 +141,26 @@ class ResidualActor(nn.Module):
     are a hundredth of the demonstrations' range, too small for the MLP to read at their raw scale. The first
     layer's weights on the window start at zero and the rest as in the memoryless actor of the same seed (the same
     draws): training starts from the memoryless network and adds what the past is worth, rather than from
-    hidden units dominated at initialisation by H * obs_dim mostly uninformative inputs.
+    hidden units dominated at initialisation by H * obs_dim mostly uninformative inputs. With ``wrench_dim = W > 0``
+    the W readings of the ``wrench`` group enter last, through running mean/std statistics (``wrench_norm``), their
+    first-layer weights at zero too: with or without them, every other weight and the first actions are the same.
     """
 
     def __init__(self, obs_norm: MinMaxNormalizer, act_norm: MinMaxNormalizer, hidden: tuple[int, ...],
                  scale: float, log_std_init: float, learn_std: bool, history: int = 0,
-                 history_actions: bool = False) -> None:
+                 history_actions: bool = False, wrench_dim: int = 0) -> None:
         super().__init__()
         self.obs_norm, self.act_norm = _copy(obs_norm), _copy(act_norm)
         self.obs_dim, self.action_dim, self.scale = obs_norm.dim, act_norm.dim, float(scale)
-        self.history, self.history_actions = int(history), bool(history_actions)
+        self.history, self.history_actions, self.wrench_dim = int(history), bool(history_actions), int(wrench_dim)
         self.net = _mlp(self.obs_dim + self.action_dim, hidden, self.action_dim, last_bias=False)
         if self.history:
             context = self.history * (self.obs_dim + self.action_dim * self.history_actions)
             self.history_norm = EmpiricalNormalizer(context, eps=1e-3)
             self.net[0] = _widen(self.net[0], context)
+        if self.wrench_dim:
+            self.wrench_norm = EmpiricalNormalizer(self.wrench_dim, eps=1e-3)
+            self.net[0] = _widen(self.net[0], self.wrench_dim)
         nn.init.zeros_(self.net[-1].weight)
         self.log_std = nn.Parameter(torch.full((self.action_dim,), float(log_std_init)), requires_grad=learn_std)
 
@@ -164,23 +176,34 @@ class ResidualActor(nn.Module):
         return torch.cat((past, self.act_norm.normalize(history[..., d:])), -1).flatten(1)
 
     @torch.no_grad()
-    def update_history_stats(self, obs: torch.Tensor, history: torch.Tensor | None) -> None:
-        """Fold a rollout step's windows into the running statistics (training only)."""
+    def update_input_stats(self, obs: torch.Tensor, history: torch.Tensor | None,
+                           wrench: torch.Tensor | None = None) -> None:
+        """Fold a rollout step's windows and wrench readings into the running statistics (training only)."""
         if self.history:
             self.history_norm.update(self.history_features(obs, history))
+        if self.wrench_dim:
+            self.wrench_norm.update(self._check_wrench(wrench))
 
-    def forward(self, obs: torch.Tensor, base_action_n: torch.Tensor,
-                history: torch.Tensor | None = None) -> torch.Tensor:
+    def _check_wrench(self, wrench: torch.Tensor | None) -> torch.Tensor:
+        if wrench is None or wrench.shape[-1] != self.wrench_dim:
+            got = "none" if wrench is None else list(wrench.shape)
+            raise ValueError(f"this residual reads a [batch, {self.wrench_dim}] wrench reading; got {got}")
+        return wrench
+
+    def forward(self, obs: torch.Tensor, base_action_n: torch.Tensor, history: torch.Tensor | None = None,
+                wrench: torch.Tensor | None = None) -> torch.Tensor:
         x = [self.obs_norm.normalize(obs), base_action_n]
         if self.history:
             if history is None:
                 raise ValueError(f"this residual reads a history of {self.history} steps; none was given")
             x.append(self.history_norm(self.history_features(obs, history)))
+        if self.wrench_dim:
+            x.append(self.wrench_norm(self._check_wrench(wrench)))
         return self.net(torch.cat(x, -1))
 
-    def dist(self, obs: torch.Tensor, base_action_n: torch.Tensor,
-             history: torch.Tensor | None = None) -> torch.distributions.Normal:
-        return torch.distributions.Normal(self(obs, base_action_n, history), self.log_std.exp())
+    def dist(self, obs: torch.Tensor, base_action_n: torch.Tensor, history: torch.Tensor | None = None,
+             wrench: torch.Tensor | None = None) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self(obs, base_action_n, history, wrench), self.log_std.exp())
 
     def compose(self, base_action_n: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Executed action in normalised space: ``clip(a_base + scale * r, -1, 1)``."""
@@ -193,10 +216,10 @@ class ResidualActor(nn.Module):
         an = self.act_norm.normalize(base_action)
         return base_action + (self.compose(an, r) - an) * self.act_norm.span
 
-    def deterministic(self, obs: torch.Tensor, base_action: torch.Tensor,
-                      history: torch.Tensor | None = None) -> torch.Tensor:
+    def deterministic(self, obs: torch.Tensor, base_action: torch.Tensor, history: torch.Tensor | None = None,
+                      wrench: torch.Tensor | None = None) -> torch.Tensor:
         """The deployed action: base plus the mean residual (raw units in and out; what the export traces)."""
-        return self.compose_raw(base_action, self(obs, self.act_norm.normalize(base_action), history))
+        return self.compose_raw(base_action, self(obs, self.act_norm.normalize(base_action), history, wrench))
 
 
 def _widen(layer: nn.Linear, extra: int) -> nn.Linear:
@@ -224,7 +247,8 @@ class ResiP:
     def __init__(self, cfg: ResiPConfig, base: FrozenChunkBase, critic_dim: int, generator: torch.Generator) -> None:
         self.cfg = cfg
         self.actor = ResidualActor(base.policy.obs_norm, base.policy.act_norm, cfg.actor_hidden, cfg.scale,
-                                   cfg.log_std_init, cfg.learn_std, cfg.history, cfg.history_actions)
+                                   cfg.log_std_init, cfg.learn_std, cfg.history, cfg.history_actions,
+                                   WRENCH_DIM if cfg.wrench else 0)
         self.critic = nn.Sequential(EmpiricalNormalizer(critic_dim), _mlp(critic_dim, cfg.critic_hidden, 1))
         self.value_stats = EmpiricalNormalizer(1, eps=1e-4)
         self.actor_opt = torch.optim.Adam([p for p in self.actor.parameters() if p.requires_grad], lr=cfg.actor_lr)
@@ -246,16 +270,16 @@ class ResiP:
         return v
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, base_action_n: torch.Tensor,
-            history: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def act(self, obs: torch.Tensor, base_action_n: torch.Tensor, history: torch.Tensor | None = None,
+            wrench: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampled residual ``r`` and its log-probability."""
-        d = self.actor.dist(obs, base_action_n, history)
+        d = self.actor.dist(obs, base_action_n, history, wrench)
         r = d.mean + d.stddev * torch.randn(d.mean.shape, generator=self.gen)
         return r, d.log_prob(r).sum(-1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """``batch``: flattened ``obs, base_action, residual, logp, critic_obs, advantages, returns`` (and
-        ``history`` for a history residual)."""
+        ``history`` for a history residual, ``wrench`` for one that reads the wrist wrench)."""
         c = self.cfg
         n = batch["residual"].shape[0]
         adv = batch["advantages"]
@@ -270,7 +294,8 @@ class ResiP:
             epochs_run += 1
             for idx in torch.randperm(n, generator=self.gen).chunk(c.minibatches):
                 hist = batch["history"][idx] if "history" in batch else None
-                d = self.actor.dist(batch["obs"][idx], batch["base_action"][idx], hist)
+                wr = batch["wrench"][idx] if "wrench" in batch else None
+                d = self.actor.dist(batch["obs"][idx], batch["base_action"][idx], hist, wr)
                 logp = d.log_prob(batch["residual"][idx]).sum(-1)
                 log_ratio = logp - batch["logp"][idx]
                 pl = clipped_surrogate(logp, batch["logp"][idx], adv[idx], c.clip)
@@ -301,10 +326,13 @@ class ResidualExecutor:
     """A batched ``obs -> action`` policy: the base on its chunk schedule plus the residual's mean (or, with
     ``residual=None``, the base alone). Every env starts its episode on the first call, as
     :func:`sim.evaluation.evaluate_success` runs them (only each env's first episode counts there); a history
-    residual's window starts there too and takes each call's observation and returned action."""
+    residual's window starts there too and takes each call's observation and returned action. A residual that reads
+    the wrench declares ``obs_groups = ("policy", "wrench")``: each call then gets the two groups concatenated
+    (:func:`sim.evaluation.policy_input`) and the base reads the policy group's columns only."""
 
     def __init__(self, base: FrozenChunkBase, actor: ResidualActor | None) -> None:
         self.base, self.actor = base, actor
+        self.obs_groups = ("policy", "wrench") if actor is not None and actor.wrench_dim else ("policy",)
         self.started = False
         self.history = None
         if actor is not None and actor.history:
@@ -321,6 +349,9 @@ class ResidualExecutor:
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.detach().cpu().float()
+        wrench = None
+        if len(self.obs_groups) > 1:
+            obs, wrench = obs[:, :self.base.obs_dim], obs[:, self.base.obs_dim:]
         if not self.started:
             self.base.reset(obs)
             if self.history is not None:
@@ -333,6 +364,6 @@ class ResidualExecutor:
         a = self.base.act()
         if self.actor is None:
             return a
-        out = self.actor.deterministic(obs, a, None if self.history is None else self.history.window)
+        out = self.actor.deterministic(obs, a, None if self.history is None else self.history.window, wrench)
         self._last = (obs, out)
         return out

@@ -22,7 +22,7 @@ from robot_rl.io import atomic_write_json
 from robot_rl.logging import RunLogger
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.history import ResidualHistory
-from robot_rl.residual.resip import ResidualExecutor, ResiP, ResiPConfig
+from robot_rl.residual.resip import WRENCH_DIM, ResidualExecutor, ResiP, ResiPConfig
 from sim.core import BatchedEnv
 from sim.registry import get_task
 
@@ -50,8 +50,11 @@ class ResiPRunner:
         self.base = base if base is not None else FrozenChunkBase.from_run(cfg.base, cfg.num_envs, cfg.seed)
         if env is None:
             spec = get_task(cfg.task)
-            env = spec.make_env(replace(spec.config_cls(), num_envs=cfg.num_envs, device="cpu"), seed=cfg.seed)
+            env = spec.make_env(task_config(cfg.task, cfg.wrench, num_envs=cfg.num_envs, device="cpu"), seed=cfg.seed)
         self.env = env
+        if cfg.wrench and env.obs_dims.get("wrench") != WRENCH_DIM:
+            raise ValueError(f"--wrench needs an env with a [{WRENCH_DIM}] 'wrench' observation group; this one has "
+                             f"groups {env.obs_dims}")
         if (env.num_envs, env.obs_dims["policy"], env.action_dim) != (self.base.num_envs, self.base.obs_dim,
                                                                        self.base.action_dim):
             raise ValueError(f"the env has {env.num_envs} envs, policy observation {env.obs_dims['policy']} and action "
@@ -80,15 +83,16 @@ class ResiPRunner:
     def _iteration(self) -> dict[str, float]:
         env, algo, base, cfg = self.env, self.algo, self.base, self.cfg
         keys = ("obs", "base_action", "residual", "logp", "critic_obs", "values", "rewards", "dones", "bootstrap")
-        buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys + ("history",)}
+        buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys + ("history", "wrench")}
         for _ in range(cfg.steps_per_env):
             pol, cri = self.obs["policy"], self.obs["critic"]
             hist = None if self.history is None else self.history.window
             algo.critic[0].update(cri)
-            algo.actor.update_history_stats(pol, hist)
+            wrench = self.obs["wrench"] if cfg.wrench else None
+            algo.actor.update_input_stats(pol, hist, wrench)
             a_base = base.act()
             a_base_n = base.normalize_action(a_base)
-            r, logp = algo.act(pol, a_base_n, hist)
+            r, logp = algo.act(pol, a_base_n, hist, wrench)
             action = algo.actor.compose_raw(a_base, r)
             value = algo.value(cri)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -102,6 +106,8 @@ class ResiPRunner:
                 self.history.push(pol, action)
                 self.history.reset(obs["policy"], done)
                 buf["history"].append(hist.clone())
+            if wrench is not None:
+                buf["wrench"].append(wrench)
             for k, v in zip(keys, (pol, a_base_n, r, logp, cri, value, rew, done.float(),
                                    torch.where(truncated.cpu(), final_v, 0.0)), strict=True):
                 buf[k].append(v)
@@ -111,8 +117,8 @@ class ResiPRunner:
         data = {k: torch.stack(v) for k, v in buf.items() if v}
         adv, ret = compute_gae(data["rewards"], data["values"], algo.value(self.obs["critic"]), data["dones"],
                                data["bootstrap"], cfg.gamma, cfg.lam)
-        flat = {k: data[k].flatten(0, 1) for k in ("obs", "base_action", "residual", "logp", "critic_obs", "history")
-                if k in data}
+        flat = {k: data[k].flatten(0, 1) for k in ("obs", "base_action", "residual", "logp", "critic_obs", "history",
+                                                   "wrench") if k in data}
         flat.update(advantages=adv.flatten(), returns=ret.flatten())
         out = algo.update(flat)
         out["reward"] = float(data["rewards"].mean())
@@ -220,5 +226,16 @@ def evaluate_residual(task: str, policy: Any, actor: Any, episodes: int, selecti
     spec = get_task(task)
     ecfg = spec.evaluation.config_cls()
     base = FrozenChunkBase(policy, episodes, noise_seed)
-    return spec.evaluate(ResidualExecutor(base, actor), spec.config_cls(), ecfg, episodes, selection=selection,
+    task_cfg = task_config(task, actor is not None and actor.wrench_dim > 0)
+    return spec.evaluate(ResidualExecutor(base, actor), task_cfg, ecfg, episodes, selection=selection,
                          seed=seed, impl=impl, record=record)
+
+
+def task_config(task: str, wrench: bool, **overrides: Any) -> Any:
+    """The task's default config with ``overrides``; ``wrench``: with the wrist force/torque sensor enabled."""
+    cfg = replace(get_task(task).config_cls(), **overrides)
+    if not wrench:
+        return cfg
+    from sim.arm.config import with_wrist_ft
+
+    return with_wrist_ft(cfg)

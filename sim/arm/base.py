@@ -22,6 +22,7 @@ from sim.arm.ik import ik_workspace
 from sim.arm.kinematics import FINGER_MAX, JOINT_NAMES, Q_LOWER, Q_UPPER, QD_LIMIT, tcp_pose
 from sim.arm.mjcf import panda_mjcf
 from sim.arm.physics import make_physics
+from sim.arm.wrench import WristWrench
 from sim.core import BatchedEnv, Obs
 
 STAT_KEYS = ("action_clipped", "ik_unreached", "rate_limited", "physics_unstable")
@@ -71,8 +72,10 @@ class ArmEnv(BatchedEnv):
         self.max_episode_steps = max(1, round(cfg.episode_seconds / self.dt))
         world_extra, hand_extra = self._scene()
         self._contact_index = {pair: k for k, pair in enumerate(self._contact_pairs())}
+        if cfg.ft_sensor.enabled and backend != "mujoco":
+            raise ValueError(f"the wrist force/torque sensor (ft_sensor) is simulated in MuJoCo only, not {backend}")
         model = mujoco.MjModel.from_xml_string(panda_mjcf(sim.physics_dt, world_extra, hand_extra, self.task_name,
-                                                          tuple(self._contact_index)))
+                                                          tuple(self._contact_index), cfg.ft_sensor.enabled))
         self.model = model
         self._setup(model)
         self.backend = backend
@@ -111,6 +114,8 @@ class ArmEnv(BatchedEnv):
         self.params = np.zeros((n, 4))  # object mass scale, friction scale, gain scale, latency steps
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self.rng = np.random.default_rng(0)
+        #: The wrist F/T sensor of the ``wrench`` group (None: not enabled).
+        self.ft = WristWrench(cfg.ft_sensor, n, self.dt) if cfg.ft_sensor.enabled else None
         self.fused_step = True
         """Use the task's fused kernel (:meth:`_fused_begin`) where it has one; False: the numpy reference path
         (same numbers, the serial part of a step runs on the main thread)."""
@@ -189,6 +194,8 @@ class ArmEnv(BatchedEnv):
     def reset(self, seed: int | None = None) -> Obs:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
+            if self.ft is not None:
+                self.ft.seed(seed)
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._reset_envs(np.arange(self.num_envs))
         return self._to_torch(self._observe())
@@ -208,6 +215,8 @@ class ArmEnv(BatchedEnv):
         self.finger_target[ids] = self.fixed_finger if not self.has_gripper_action else FINGER_MAX
         self._place(ids)
         self.physics.forward(ids)
+        if self.ft is not None:
+            self.ft.reset(ids, self.physics.wrench())
         if len(self.controller.q_target) != self.num_envs:
             self.controller.reset(np.tile(q0[:1], (self.num_envs, 1)))
         self.controller.reset(q0, ids)
@@ -283,11 +292,15 @@ class ArmEnv(BatchedEnv):
             self.stats["ik_unreached"] += int(np.count_nonzero(self._unreached))
             self.stats["rate_limited"] += int(np.count_nonzero(self._rate_limited))
         self.episode_step += 1
+        if self.ft is not None:
+            self.ft.update(self.physics.wrench())
         if finish is None:
             reward, success, failed = self._evaluate()
             obs = self._observe()
         else:
             reward, success, failed, obs = self._fused_end()
+            if self.ft is not None:
+                obs["wrench"] = self.ft.observe()
         self.stats["physics_unstable"] += int(np.count_nonzero(unstable))
         terminated = failed | (success if self.cfg.terminate_on_success else False)
         truncated = ~terminated & ((self.episode_step >= self.max_episode_steps) | unstable)
@@ -318,7 +331,10 @@ class ArmEnv(BatchedEnv):
 
     def _observe(self) -> dict[str, np.ndarray]:
         pol, cri = self._components()
-        return {"policy": np.concatenate([v for _, v in pol], 1), "critic": np.concatenate([v for _, v in cri], 1)}
+        out = {"policy": np.concatenate([v for _, v in pol], 1), "critic": np.concatenate([v for _, v in cri], 1)}
+        if self.ft is not None:
+            out["wrench"] = self.ft.observe()
+        return out
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         """``a`` (a fresh array nobody else keeps) as a tensor on the env's device, without a copy on the CPU."""
@@ -355,7 +371,8 @@ class ArmEnv(BatchedEnv):
                 "abuf": self._abuf.copy(), "episode_step": self.episode_step.copy(),
                 "finger_target": self.finger_target.copy(), "q_target": c.q_target.copy(),
                 "pos_target": c.pos_target.copy(), "yaw_target": c.yaw_target.copy(),
-                "task": self._task_state(), "rng": self.rng.bit_generator.state}
+                "task": self._task_state(), "rng": self.rng.bit_generator.state,
+                **({"wrench": self.ft.state_dict()} if self.ft is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for i in range(self.num_envs):
@@ -369,6 +386,8 @@ class ArmEnv(BatchedEnv):
         c.q_target, c.pos_target, c.yaw_target = (state[k].copy() for k in ("q_target", "pos_target", "yaw_target"))
         self._load_task_state(state["task"])
         self.rng.bit_generator.state = state["rng"]
+        if self.ft is not None:
+            self.ft.load_state_dict(state["wrench"])
 
     def _task_state(self) -> dict[str, np.ndarray]:
         return {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 
@@ -74,6 +74,33 @@ class ArmObsNoise:
 
 
 @dataclass
+class ArmWristFT:
+    """A 6-axis force/torque sensor between the flange and the hand (the ``wrench`` observation group).
+
+    It reads what a real wrist F/T sensor under ros2_control's ``force_torque_sensor_broadcaster`` publishes
+    (``geometry_msgs/WrenchStamped`` in the sensor frame ``ft_sensor``, whose axes are the flange's: z out of the
+    flange, towards the fingers): MuJoCo's ``force``/``torque`` sensor, the wrench (torque about the flange centre)
+    that the arm exerts through the sensor on the hand, its fingers and what they hold; at rest it carries their
+    weight: -m g along z when the hand points down, -7.95 N on the peg task. Per episode a zero offset (the
+    drift left after taring), per step white noise, then a first-order low-pass (the broadcaster's
+    ``wrench_filtered`` with a low-pass filter in its chain). MuJoCo backend only.
+    """
+
+    enabled: bool = False
+    """Add the sensor and the ``wrench`` group (force x y z in N, torque x y z in N m)."""
+    force_noise: float = 0.1
+    """N, std of the white noise per axis and sample (a Mini45-class sensor at 1 kHz, before filtering)."""
+    torque_noise: float = 0.005
+    """N m, std of the white noise per axis and sample."""
+    force_offset: float = 0.2
+    """N, std of the per-episode zero offset per axis."""
+    torque_offset: float = 0.01
+    """N m, std of the per-episode zero offset per axis."""
+    cutoff_hz: float = 10.0
+    """Cutoff of the first-order low-pass at the control rate (0: no filter)."""
+
+
+@dataclass
 class ArmTaskBase:
     """Fields every Panda task config has."""
 
@@ -87,5 +114,15 @@ class ArmTaskBase:
     action: ArmActionConfig = field(default_factory=ArmActionConfig)
     dr: ArmDomainRandomization = field(default_factory=ArmDomainRandomization)
     noise: ArmObsNoise = field(default_factory=ArmObsNoise)
+    ft_sensor: ArmWristFT = field(default_factory=ArmWristFT)
+    """Wrist force/torque sensor: the opt-in ``wrench`` observation group (``robot-rl train resip --wrench``)."""
     device: str = "cpu"
     """Torch device of the returned tensors (physics always runs on the CPU)."""
+
+
+def with_wrist_ft(task_cfg):
+    """``task_cfg`` (a Panda task config) with the wrist force/torque sensor, and so the ``wrench`` group, enabled."""
+    ft = getattr(task_cfg, "ft_sensor", None)
+    if not isinstance(ft, ArmWristFT):
+        raise ValueError(f"{type(task_cfg).__name__} has no wrist force/torque sensor (the Panda tasks have one)")
+    return replace(task_cfg, ft_sensor=replace(ft, enabled=True))

@@ -38,14 +38,16 @@ def _quat_from_rot(r: np.ndarray) -> np.ndarray:
     return np.array([w, (r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w)])
 
 
-def _hand(hand_extra: str) -> str:
+def _hand(hand_extra: str, ft_sensor: bool) -> str:
     cy, sy = np.cos(HAND_YAW / 2), np.sin(HAND_YAW / 2)
+    # the F/T sensor's frame: at the flange, with the flange's axes (the hand body is yawed against them)
+    ft = f'<site name="ft_sensor" quat="{_f([cy, 0, 0, -sy])}" size="0.004"/>' if ft_sensor else ""
     finger_range = f"0 {FINGER_MAX}"
     pad = 'type="box" size="0.009 0.005 0.0225" friction="1.5 0.01 0.001" condim="4" rgba="0.2 0.2 0.2 1"'
     return f"""
 <body name="hand" quat="{_f([cy, 0, 0, sy])}" gravcomp="1">
   <geom type="box" size="0.02 0.09 0.025" pos="0 0 0.03" mass="{HAND_MASS}" {ARM_GEOM} rgba="0.9 0.9 0.9 1"/>
-  <site name="tcp" pos="0 0 0.1034" size="0.005" rgba="1 0 0 1"/>
+  <site name="tcp" pos="0 0 0.1034" size="0.005" rgba="1 0 0 1"/>{ft}
   <body name="left_finger" pos="0 0 0.0584" gravcomp="1">
     <joint name="finger_joint1" type="slide" axis="0 1 0" range="{finger_range}" armature="0.01" damping="1"/>
     <geom name="left_pad" {pad} pos="0 0.005 0.0275" mass="{FINGER_MASS}" {ARM_GEOM}/>
@@ -58,9 +60,9 @@ def _hand(hand_extra: str) -> str:
 </body>"""
 
 
-def _arm_chain(hand_extra: str) -> str:
+def _arm_chain(hand_extra: str, ft_sensor: bool) -> str:
     offsets = joint_frame_offsets()
-    inner = _hand(hand_extra)
+    inner = _hand(hand_extra, ft_sensor)
     inner = f'<body name="flange_body" pos="{_f(offsets[7][0])}"><site name="flange" size="0.005"/>{inner}</body>'
     for i in range(6, -1, -1):
         pos, rot = offsets[i]
@@ -94,17 +96,21 @@ def _actuators() -> str:
     return "\n".join(lines)
 
 
-def _contact_sensors(contacts: tuple[tuple[str, str | None], ...]) -> str:
-    return "\n".join(f'<contact geom1="{g1}"' + (f' geom2="{g2}"' if g2 else "") + ' data="found"/>'
-                     for g1, g2 in contacts)
+def _sensors(contacts: tuple[tuple[str, str | None], ...], ft_sensor: bool) -> str:
+    lines = [f'<contact geom1="{g1}"' + (f' geom2="{g2}"' if g2 else "") + ' data="found"/>' for g1, g2 in contacts]
+    if ft_sensor:
+        lines += ['<force name="ft_force" site="ft_sensor"/>', '<torque name="ft_torque" site="ft_sensor"/>']
+    return "\n".join(lines)
 
 
 def panda_mjcf(timestep: float = 0.002, world_extra: str = "", hand_extra: str = "", name: str = "panda",
-               contacts: tuple[tuple[str, str | None], ...] = ()) -> str:
+               contacts: tuple[tuple[str, str | None], ...] = (), ft_sensor: bool = False) -> str:
     """MJCF text of a Panda on a table-height floor plus task bodies (``world_extra``) and hand attachments.
 
     ``contacts``: ``(geom1, geom2 or None)`` pairs watched by MuJoCo ``contact`` sensors (``data="found"``: the
     number of contacts between the two geoms, or of ``geom1`` with anything), in this order in ``sensordata``.
+    ``ft_sensor``: then a MuJoCo ``force`` and ``torque`` sensor at the ``ft_sensor`` site on the hand (flange axes):
+    the interaction wrench between the hand's subtree and the arm, six more ``sensordata`` entries.
     """
     if not timestep > 0:
         raise ValueError(f"physics timestep must be > 0, got {timestep}")
@@ -122,7 +128,7 @@ def panda_mjcf(timestep: float = 0.002, world_extra: str = "", hand_extra: str =
   <geom name="floor" type="plane" size="2 2 0.05" material="grid" {WORLD_GEOM}/>
   <body name="link0">
     <geom type="cylinder" size="0.07 0.07" pos="0 0 0.07" {ARM_GEOM} mass="3.06" rgba="0.95 0.95 0.95 1"/>
-    {_arm_chain(hand_extra)}
+    {_arm_chain(hand_extra, ft_sensor)}
   </body>
   {world_extra}
 </worldbody>
@@ -134,6 +140,6 @@ def panda_mjcf(timestep: float = 0.002, world_extra: str = "", hand_extra: str =
 {_actuators()}
 </actuator>
 <sensor>
-{_contact_sensors(contacts)}
+{_sensors(contacts, ft_sensor)}
 </sensor>
 </mujoco>"""

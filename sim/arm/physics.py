@@ -130,8 +130,9 @@ class MujocoArmPhysics(ArmPhysics):
         self._kv0 = -model.actuator_biasprm[:7, 2].copy()
         self._dr_bodies = [model.body(b).id for b in dr_bodies]
         self._dr_geoms = [model.geom(g).id for g in dr_geoms]
-        if len(contacts) != model.nsensordata:
-            raise RuntimeError("one contact sensor per watched pair expected in the MJCF")
+        self._ncontact = len(contacts)
+        if model.nsensordata not in (self._ncontact, self._ncontact + 6):
+            raise RuntimeError("one contact sensor per watched pair (then optionally force + torque) expected")
 
     @property
     def arm_q(self) -> np.ndarray:
@@ -147,6 +148,12 @@ class MujocoArmPhysics(ArmPhysics):
 
     def contact(self, k: int) -> np.ndarray:
         return self.worlds.sensordata[:, k] > 0
+
+    def wrench(self) -> np.ndarray:
+        """``[N, 6]`` force (N) and torque (N m) at the ``ft_sensor`` site, in its frame (MJCF ``ft_sensor=True``)."""
+        if self.model.nsensordata != self._ncontact + 6:
+            raise RuntimeError("this scene has no wrist force/torque sensor (panda_mjcf(..., ft_sensor=True))")
+        return self.worlds.sensordata[:, self._ncontact:self._ncontact + 6]
 
     def _free(self, body: str) -> tuple[int, int]:
         j = self.model.joint(body)
