@@ -11,6 +11,12 @@ A history residual (``composition.history``) also takes ``history`` ``[1, H, obs
 the last H rows of (clamped observation, action the residual returned), oldest first; activation and every
 fault restart it with H rows of the first observation and a zero action (an episode start in training). A step
 held for a late chunk adds no row.
+
+A residual that reads a wrist force/torque sensor (``composition.wrench``) also takes ``wrench`` ``[1, 6]``: the
+caller registers each reading with ``accept("wrench", stamp)`` (the runner needs a ``"wrench"`` source, so a
+missing or stale sensor holds the safe command) and writes force x y z, torque x y z, in the sensor frame and
+units ``composition.wrench`` names, into :attr:`ResidualPolicyRunner.wrench`. A reading that is not finite or
+outside ``valid_low``/``valid_high`` holds the safe command for that step.
 """
 
 from __future__ import annotations
@@ -38,7 +44,12 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         self.history_steps = 0
         self._window: np.ndarray | None = None
         self._window_empty = True
+        self.wrench: np.ndarray | None = None
+        """``[1, 6]`` the latest wrist wrench (residuals with ``composition.wrench``; NaN until written)."""
         super().__init__(export_dir, **kwargs)
+        if self.wrench is not None and "wrench" not in self.sources:
+            raise ModelError(f"{export_dir}: this residual reads a wrist force/torque sensor; give the runner a "
+                             "'wrench' source (sources={..., 'wrench': timeout_s})")
 
     def _load_session(self, spec: dict[str, Any]) -> None:
         super()._load_session(spec)
@@ -62,6 +73,19 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
             self.history_steps = steps
             want["history"] = [steps, d + a]
             self._window = np.zeros((1, steps, d + a), dtype=np.float32)
+        wr = comp.get("wrench")
+        if wr is not None:
+            size = wr.get("size") if isinstance(wr, dict) else None
+            lo, hi = (np.asarray(wr.get(k, []), np.float32) for k in ("valid_low", "valid_high")) if size else ((), ())
+            if size != 6 or np.shape(lo) != (6,) or np.shape(hi) != (6,):
+                raise ModelError(f"{self.export_dir}: composition.wrench needs size 6 and 6-entry valid_low/high, "
+                                 f"got {wr}")
+            want["wrench"] = [6]
+            self.wrench = np.full((1, 6), np.nan, np.float32)
+            self._wrench_lo, self._wrench_hi = lo, hi
+            self._feed_extra = {"wrench": self.wrench}
+        else:
+            self._feed_extra = {}
         if sorted(ins) != sorted(want) or any(list(ins[k][1:]) != v for k, v in want.items()):
             raise ModelError(f"{path}: this residual network takes "
                              + ", ".join(f"{k!r} [batch, {', '.join(map(str, v))}]" for k, v in want.items())
@@ -73,34 +97,43 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         super()._reset_history()
         self._window_empty = True
 
-    def compose(self, obs: np.ndarray, base_action: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+    def compose(self, obs: np.ndarray, base_action: np.ndarray, history: np.ndarray | None = None,
+                wrench: np.ndarray | None = None) -> np.ndarray:
         """Residual network on a batch: ``[k, obs_dim]`` + raw base actions ``[k, size]`` (+ windows ``[k, H,
-        obs_dim + size]`` for a history residual) -> actions ``[k, size]``."""
+        obs_dim + size]`` for a history residual, + wrenches ``[k, 6]`` for a wrench residual) -> actions
+        ``[k, size]``."""
         feed = {"obs": np.ascontiguousarray(obs, np.float32),
                 "base_action": np.ascontiguousarray(base_action, np.float32)}
-        if self.history_steps:
-            if history is None:
-                raise ModelError(f"{self.export_dir}: this residual reads a history of {self.history_steps} steps")
-            feed["history"] = np.ascontiguousarray(history, np.float32)
+        for name, value, needed in (("history", history, self.history_steps), ("wrench", wrench, self._feed_extra)):
+            if needed:
+                if value is None:
+                    raise ModelError(f"{self.export_dir}: this residual reads a {name} input; none was given")
+                feed[name] = np.ascontiguousarray(value, np.float32)
         return self.residual.run(self._res_out, feed)[0]
 
     def verify_test_vector(self) -> float:
         err = super().verify_test_vector()
         tv = self.spec["composition"].get("test_vector")
-        keys = {"example_obs", "example_base_action", "example_output"} | ({"example_history"} if self.history_steps
-                                                                             else set())
+        keys = ({"example_obs", "example_base_action", "example_output"}
+                | ({"example_history"} if self.history_steps else set())
+                | ({"example_wrench"} if self._feed_extra else set()))
         if not isinstance(tv, dict) or not keys <= set(tv):
             raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
         want = np.asarray(tv["example_output"], np.float32)
         hist = np.asarray(tv["example_history"], np.float32) if self.history_steps else None
+        wr = np.asarray(tv["example_wrench"], np.float32) if self._feed_extra else None
         got = self.compose(np.asarray(tv["example_obs"], np.float32), np.asarray(tv["example_base_action"], np.float32),
-                           hist)
+                           hist, wr)
         res_err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
         if not res_err <= float(tv.get("atol", 1e-5)):
             raise ModelError(f"{self.export_dir}: residual test vector mismatch (max abs error {res_err:.3g})")
         return max(err, res_err)
 
     def _next_action(self, now: float) -> np.ndarray | None:
+        w = self.wrench
+        if w is not None and not ((w >= self._wrench_lo).all() and (w <= self._wrench_hi).all()):  # NaN fails too
+            self.last_reason = f"wrench reading not finite or outside its plausible range: {w[0].tolist()}"
+            return None
         base = super()._next_action(now)
         if base is None:
             return None
@@ -110,7 +143,7 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
             window[0, :, :d] = self.obs[0]
             window[0, :, d:] = 0.0
             self._window_empty = False
-        feed = {"obs": self.obs, "base_action": self._base_row}
+        feed = {"obs": self.obs, "base_action": self._base_row, **self._feed_extra}
         if window is not None:
             feed["history"] = window
         t0 = time.perf_counter()

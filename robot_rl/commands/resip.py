@@ -100,9 +100,7 @@ def run_resip_training(cfg: ResiPConfig, run_dir: Path, resume: bool = False,
     out = runner.train()
     if runner.logger:
         runner.logger.close()
-    if cfg.wrench:  # an experiment: the export and runtime have no wrench input (benchmarks/README.md)
-        out["export"] = "none: a residual that reads the wrench group does not export"
-    elif getattr(runner.base.policy, "sample", None) is not None:
+    if getattr(runner.base.policy, "sample", None) is not None:
         doc = export_resip_run(run_dir)
         out["export"] = str(run_dir / "export")
         out["export_max_abs_error"] = doc["composition"]["verification"]["max_abs_error"]
@@ -120,8 +118,6 @@ def export_resip_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, An
     from robot_rl.data import load_dataset
 
     cfg, policy, actor, meta = load_resip(run_dir)
-    if cfg.wrench:
-        raise ValueError(f"{run_dir}: a residual that reads the wrench group (--wrench) does not export")
     if getattr(policy, "sample", None) is None:
         raise ValueError(f"{run_dir}: only a diffusion/flow base exports a chunked sampler")
     bc = load_bc_config(cfg.base)
@@ -134,8 +130,13 @@ def export_resip_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, An
     import numpy as np
 
     on_dist = np.concatenate([ep[bc.obs_key] for ep in data.episodes])
+    wrench = None
+    if cfg.wrench:
+        from sim.arm.wrench import wrench_contract
+
+        wrench = wrench_contract(task.config_cls().ft_sensor, spec["control_rate_hz"])
     return export_residual_policy(out_dir or Path(run_dir) / "export", policy, actor, spec, on_dist, metadata,
-                                  seed=cfg.seed)
+                                  seed=cfg.seed, wrench=wrench)
 
 
 def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, ...] = (OURS,), sweep: bool = False,

@@ -58,3 +58,25 @@ class WristWrench:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.offset, self.value = state["offset"].copy(), state["value"].copy()
         self.rng.bit_generator.state = state["rng"]
+
+
+#: Plausibility range of a reading at deployment (N, N m): beyond it the sensor is broken or the arm has collided.
+VALID_FORCE, VALID_TORQUE = 1000.0, 100.0
+
+
+def wrench_contract(cfg: ArmWristFT, control_rate_hz: float) -> dict[str, Any]:
+    """``composition.wrench`` of an export whose residual reads this sensor: what the runtime must feed it."""
+    return {
+        "names": ["force.x", "force.y", "force.z", "torque.x", "torque.y", "torque.z"],
+        "units": ["N"] * 3 + ["N m"] * 3,
+        "frame": "ft_sensor: origin at the flange centre, the flange's axes (z out of the flange, towards the fingers)",
+        "sign": "the wrench the arm exerts through the sensor on the hand side; at rest with the hand pointing "
+                "down, force.z = -(mass of hand, fingers and held object) * g (-7.95 N on panda-peg-insert)",
+        "message": "geometry_msgs/WrenchStamped in the sensor frame, as ros2_control's "
+                   "force_torque_sensor_broadcaster publishes it (<controller>/wrench_filtered, its filter chain a "
+                   "first-order low-pass as below; <controller>/wrench if the sensor filters itself)",
+        "filter": {"type": "first_order_low_pass", "cutoff_hz": cfg.cutoff_hz, "rate_hz": control_rate_hz},
+        "training_noise": {"force_std": cfg.force_noise, "torque_std": cfg.torque_noise,
+                           "force_offset_std": cfg.force_offset, "torque_offset_std": cfg.torque_offset},
+        "valid_low": [-VALID_FORCE] * 3 + [-VALID_TORQUE] * 3, "valid_high": [VALID_FORCE] * 3 + [VALID_TORQUE] * 3,
+    }
