@@ -8,6 +8,10 @@ Inputs (sensor-data QoS subscriptions, compatible with the broadcaster's reliabl
   measured joints (as in training); ``gripper_width`` is the sum of the ``gripper_joints`` positions.
 * the object pose, ``geometry_msgs/PoseStamped`` on ``object_topic`` (a motion-capture or tag tracker) ->
   ``object_position``, ``object_quaternion`` (w, x, y, z); stale after ``object_timeout_s``.
+* a wrist force/torque reading, for a residual that reads one (``policy.json`` ``composition.wrench``):
+  ``geometry_msgs/WrenchStamped`` on ``wrench_topic`` as ros2_control's ``force_torque_sensor_broadcaster``
+  publishes it (``<controller>/wrench_filtered``; ``header.frame_id`` = its ``frame_id`` parameter, which must be
+  ``wrench_frame``); stale after ``wrench_timeout_s``.
 * the goal: the ``goal`` parameter (changes apply live) or ``goal_topic``: ``std_msgs/Float64MultiArray`` for a
   joint-space ``goal``, ``geometry_msgs/PoseStamped`` (position used) for a task-space ``goal_position``.
   Poses must be in ``base_frame`` (an empty ``frame_id`` is taken as it).
@@ -88,6 +92,10 @@ class ArmProfile(Profile):
             if cfg.object_timeout_s <= 0:
                 raise ConfigError("object_timeout_s must be positive")
             sources["object"] = cfg.object_timeout_s
+        if (spec.get("composition") or {}).get("wrench") is not None:
+            if cfg.wrench_timeout_s <= 0 or not cfg.wrench_topic:
+                raise ConfigError("the model reads a wrist wrench: wrench_topic and a positive wrench_timeout_s")
+            sources["wrench"] = cfg.wrench_timeout_s
         self.goal_name = "goal" if "goal" in names else "goal_position" if "goal_position" in names else None
         if cfg.goal_topic and self.goal_name:
             sources["goal"] = None
@@ -149,6 +157,8 @@ class ArmProfile(Profile):
         subs = [Subscription(self.cfg.joint_states_topic, "sensor_msgs/msg/JointState", self.on_joint_state)]
         if "object" in self.runner.sources:
             subs.append(Subscription(self.cfg.object_topic, "geometry_msgs/msg/PoseStamped", self.on_object))
+        if "wrench" in self.runner.sources:
+            subs.append(Subscription(self.cfg.wrench_topic, "geometry_msgs/msg/WrenchStamped", self.on_wrench))
         if self.cfg.goal_topic and self.goal_name:
             kind = "std_msgs/msg/Float64MultiArray" if self.goal_name == "goal" else "geometry_msgs/msg/PoseStamped"
             subs.append(Subscription(self.cfg.goal_topic, kind, self.on_goal))
@@ -212,6 +222,17 @@ class ArmProfile(Profile):
             self.runner.view("object_position")[:] = (p.x, p.y, p.z)
         if self.runner.has("object_quaternion"):
             self.runner.view("object_quaternion")[:] = (o.w, o.x, o.y, o.z)
+        return True
+
+    def on_wrench(self, msg: Any, received: float) -> bool:
+        """Wrist force/torque (``geometry_msgs/WrenchStamped`` in ``wrench_frame``): force x y z, torque x y z."""
+        frame = msg.header.frame_id
+        if frame != self.cfg.wrench_frame:
+            return self.runner.reject("wrench", f"frame_id {frame!r} is not wrench_frame {self.cfg.wrench_frame!r}")
+        if not self.runner.accept("wrench", stamp_ns(msg), received, self.now_ns()):
+            return False
+        f, t = msg.wrench.force, msg.wrench.torque
+        self.runner.wrench[0] = (f.x, f.y, f.z, t.x, t.y, t.z)
         return True
 
     def on_goal(self, msg: Any, received: float) -> bool:

@@ -88,6 +88,10 @@ class NodeConfig:
     object_topic: str = ""  # geometry_msgs/PoseStamped of the tracked object (models observing object_*)
     object_timeout_s: float = 0.2  # object pose older than this -> safe command
     base_frame: str = "panda_link0"  # frame_id the object and goal poses must carry (empty frame_id: accepted)
+    # arm with a residual that reads a wrist F/T sensor (policy.json composition.wrench)
+    wrench_topic: str = "/force_torque_sensor_broadcaster/wrench_filtered"  # geometry_msgs/WrenchStamped
+    wrench_frame: str = "ft_sensor"  # the header.frame_id it must carry (the broadcaster's frame_id parameter)
+    wrench_timeout_s: float = 0.1  # a wrench older than this -> safe command
 
     #: parameters a configured node applies at once (others are read at configure and refused while configured)
     LIVE = ("target", "goal")

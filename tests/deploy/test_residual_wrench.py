@@ -90,3 +90,28 @@ def test_runtime_refuses_missing_or_bad_wrench(composed):
     _feed(r, np.zeros(2, np.float32), 9)
     assert r.accept("wrench", 9, received=0.0)
     assert r.step(0.0)[1] is None
+
+
+def test_arm_profile_subscribes_to_the_broadcasters_wrench(composed):
+    from types import SimpleNamespace as NS
+
+    from deploy.ros2.profiles import NodeConfig, make_profile
+
+    p = make_profile(NodeConfig(profile="arm", model_path=str(composed[0]), joints=["j1", "j2"], goal=[0.5, 0.5]))
+    subs = {s.topic: s.msg_type for s in p.subscriptions()}
+    assert subs["/force_torque_sensor_broadcaster/wrench_filtered"] == "geometry_msgs/msg/WrenchStamped"
+    assert p.runner.sources["wrench"].timeout == 0.1
+
+    def wrench_msg(sec, frame="ft_sensor", f=(0.5, -0.25, -7.9), t=(0.01, 0.02, 0.0)):
+        return NS(header=NS(stamp=NS(sec=sec, nanosec=0), frame_id=frame),
+                  wrench=NS(force=NS(x=f[0], y=f[1], z=f[2]), torque=NS(x=t[0], y=t[1], z=t[2])))
+
+    js = NS(header=NS(stamp=NS(sec=1, nanosec=0)), name=["j2", "j1"], position=[0.2, 0.1], velocity=[0.0, 0.0])
+    assert p.on_joint_state(js, 0.0)
+    assert p.runner.step(0.0)[1] == "no wrench input received yet"
+    assert not p.on_wrench(wrench_msg(1, frame="panda_hand"), 0.0)  # another frame: refused, nothing written
+    assert np.isnan(p.runner.wrench).all()
+    assert p.on_wrench(wrench_msg(2), 0.0)
+    np.testing.assert_allclose(p.runner.wrench[0], [0.5, -0.25, -7.9, 0.01, 0.02, 0.0], atol=1e-6)
+    js.header.stamp.sec = 2
+    assert p.on_joint_state(js, 0.0) and p.runner.step(0.0)[1] is None
