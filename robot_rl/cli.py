@@ -204,7 +204,8 @@ def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
             object_topic: str = "/object_pose", goal_topic: str = "/goal_pose",
             goal: tuple[float, float, float] | None = None, frame: str = "panda_link0", duration: float = 0.0,
             radius: float = 0.01, hold: float = 0.5, pause_joint_states: tuple[float, float] | None = None,
-            report: Path | None = None, max_wait: float = 60.0) -> None:
+            report: Path | None = None, max_wait: float = 60.0,
+            wrench_topic: str = "/force_torque_sensor_broadcaster/wrench_filtered") -> None:
     """Play a Panda behind ros2_control: /joint_states out, /<controller>/commands and the gripper's in.
 
     The world is the arm task's training scene (one env, ``--seed``); the tracked object and the goal go out
@@ -228,11 +229,13 @@ def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
         pause_joint_states: AT FOR: no /joint_states for FOR s from AT s after the first command.
         report: JSON file for the summary, trajectory and every received command.
         max_wait: with a duration, give up after this many seconds without any arm command.
+        wrench_topic: wrist force/torque sensor (geometry_msgs/WrenchStamped, frame ft_sensor, low-pass filtered as
+            the force_torque_sensor_broadcaster's wrench_filtered); "" = none.
     """
     from robot_rl.commands.arm_sim import run_arm_sim
 
     summary = run_arm_sim(task, seed, rate, controller, gripper_controller, object_topic, goal_topic, goal, frame,
-                          duration, radius, hold, pause_joint_states, report, max_wait)
+                          duration, radius, hold, pause_joint_states, report, max_wait, wrench_topic)
     print(json.dumps(summary))
     if duration and "reached" in summary and not summary["reached"]:
         raise SystemExit(1)

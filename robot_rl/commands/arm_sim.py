@@ -11,11 +11,15 @@ commit 94e74de35, see :mod:`sim.arm.ros2_control`):
 * in ``/<gripper-controller>/commands`` (``std_msgs/Float64MultiArray``, one finger's opening in m);
 * out ``--object-topic`` (``geometry_msgs/PoseStamped``, frame ``--frame``): the task's free object (cube);
 * out ``--goal-topic`` (``geometry_msgs/PoseStamped``): ``--goal`` or the task's own goal (reach: the goal,
-  peg: the hole), when there is one.
+  peg: the hole), when there is one;
+* out ``--wrench-topic`` (``geometry_msgs/WrenchStamped``, frame ``ft_sensor``): the wrist force/torque sensor as
+  ``force_torque_sensor_broadcaster`` publishes it on ``~/wrench_filtered`` (the training sensor model:
+  :class:`sim.arm.config.ArmWristFT`, its low-pass at ``--rate``).
 
 With ``--duration`` it stops that many seconds after the first arm command and reports (``--report`` JSON)
 whether the TCP stayed within ``--radius`` of the goal for ``--hold`` seconds (``panda-pick-cube``: whether the
-cube was lifted and held as the task defines success, ``success``/``lifted_at_s``), with the controllers' counters
+cube was lifted and held as the task defines success, ``success``/``lifted_at_s``; ``panda-peg-insert``: when the
+peg was first inserted as the task defines success, ``success``/``inserted_at_s``), with the controllers' counters
 (dropped non-finite commands, size errors, limit and velocity violations). ``--pause-joint-states AT FOR``
 stops ``/joint_states`` for FOR seconds, AT seconds after the first command (a stalled driver). Needs rclpy,
 mujoco and torch (the task scene) in one interpreter (``.venv-ros``).
@@ -37,11 +41,12 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
                 object_topic: str = "/object_pose", goal_topic: str = "/goal_pose",
                 goal: tuple[float, float, float] | None = None, frame: str = "panda_link0", duration: float = 0.0,
                 radius: float = 0.01, hold: float = 0.5, pause_joint_states: tuple[float, float] | None = None,
-                report: Path | None = None, max_wait: float = 60.0) -> dict[str, Any]:
+                report: Path | None = None, max_wait: float = 60.0,
+                wrench_topic: str = "/force_torque_sensor_broadcaster/wrench_filtered") -> dict[str, Any]:
     """Serve the simulated arm until ``duration`` s after the first command (0: until Ctrl-C); the summary."""
     import numpy as np
     import rclpy
-    from geometry_msgs.msg import PoseStamped
+    from geometry_msgs.msg import PoseStamped, WrenchStamped
     from rclpy.clock import Clock, ClockType
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
@@ -54,7 +59,8 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
     import torch
 
     torch.set_num_threads(1)
-    arm = SimulatedPanda(task, seed, controller=controller.strip("/"), gripper_controller=gripper_controller.strip("/"))
+    arm = SimulatedPanda(task, seed, controller=controller.strip("/"), gripper_controller=gripper_controller.strip("/"),
+                         wrench_period=1.0 / rate if wrench_topic else None)
     if goal is not None:
         arm.goal = np.asarray(goal, dtype=np.float64)
     rclpy.init()
@@ -66,6 +72,7 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
         if object_topic and arm.object_pose() is not None else None
     goal_pub = node.create_publisher(PoseStamped, goal_topic, system_default) \
         if goal_topic and arm.goal is not None else None
+    wrench_pub = node.create_publisher(WrenchStamped, wrench_topic, system_default) if wrench_topic else None
     first: list[float] = []
     warned: dict[str, float] = {}
 
@@ -83,7 +90,8 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
     node.create_subscription(Float64MultiArray, f"/{arm.arm.name}/commands", on_arm, system_default)
     node.create_subscription(Float64MultiArray, f"/{arm.gripper.name}/commands",
                              lambda msg: warn(arm.command_gripper(msg.data)), system_default)
-    rec: dict[str, list] = {"t": [], "tcp": [], "q": [], "published": [], "object": [], "lifted": []}
+    rec: dict[str, list] = {"t": [], "tcp": [], "q": [], "published": [], "object": [], "lifted": [],
+                            "inserted": []}
     pause = {"last_q": None}
 
     def pose(position: list[float], quat: list[float], stamp: Any) -> PoseStamped:
@@ -108,6 +116,12 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
         obj = arm.object_pose()
         if obj_pub is not None and obj is not None:
             obj_pub.publish(pose(*obj, stamp))
+        if wrench_pub is not None:
+            w = WrenchStamped()
+            w.header.stamp, w.header.frame_id = stamp, "ft_sensor"
+            f, t = w.wrench.force, w.wrench.torque
+            f.x, f.y, f.z, t.x, t.y, t.z = arm.wrench()
+            wrench_pub.publish(w)
         if goal_pub is not None:
             goal_pub.publish(pose(arm.goal.tolist(), [1.0, 0.0, 0.0, 0.0], stamp))
         if first:
@@ -115,6 +129,8 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
             rec["tcp"].append(arm.tcp().tolist())
             rec["q"].append(arm.q.tolist())
             rec["published"].append(not paused)
+            if (ins := arm.inserted()) is not None:
+                rec["inserted"].append(ins)
             if obj is not None:
                 rec["object"].append(obj[0])
                 rec["lifted"].append(arm.lifted())
@@ -145,6 +161,9 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
         summary["success"] = summary["lifted_at_s"] is not None
         summary["lifted_at_end"] = bool(rec["lifted"][-1])
         summary["max_object_height_m"] = max(p[2] for p in rec["object"])
+    if rec["inserted"]:  # peg: inserted as the task defines success (a training episode ends there)
+        summary["inserted_at_s"] = next((t for t, ok in zip(rec["t"], rec["inserted"], strict=True) if ok), None)
+        summary["success"] = summary["inserted_at_s"] is not None
     if report is not None:
         from robot_rl.io import atomic_write_text
 

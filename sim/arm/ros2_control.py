@@ -72,23 +72,35 @@ class SimulatedPanda:
         task: a name in :data:`sim.arm.ARM_TASKS` (its scene, start pose and randomisation, one env).
         seed: episode seed of the scene (start pose, object placement, gains).
         command_period: nominal period of the arm commands (s), for the velocity-violation count.
+        wrench_period: the period (s) of :meth:`step` calls; given, the scene has the wrist force/torque sensor
+            and :meth:`wrench` reads it (the training sensor model, its low-pass run once per step).
     """
 
     def __init__(self, task: str, seed: int = 0, command_period: float = 0.02,
                  controller: str = "forward_position_controller",
-                 gripper_controller: str = "gripper_controller") -> None:
+                 gripper_controller: str = "gripper_controller", wrench_period: float | None = None) -> None:
         from sim.arm import ARM_TASKS
+        from sim.arm.config import with_wrist_ft
+        from sim.arm.wrench import WristWrench
 
         if task not in ARM_TASKS:
             raise ValueError(f"unknown arm task {task!r}; choose from {sorted(ARM_TASKS)}")
         cfg_cls, env_cls = ARM_TASKS[task]
         cfg = cfg_cls()
         cfg.num_envs = 1
+        if wrench_period is not None:
+            cfg = with_wrist_ft(cfg)
         self.env = env_cls(cfg)
         self.env.reset(seed)
         self.task = task
         self.model, self.data = self.env.worlds.models[0], self.env.worlds.datas[0]
         m = self.model
+        self.ft = None
+        if wrench_period is not None:
+            self._ft = int(m.sensor("ft_force").adr[0]), int(m.sensor("ft_torque").adr[0])
+            self.ft = WristWrench(cfg.ft_sensor, 1, wrench_period)
+            self.ft.seed(seed)
+            self.ft.reset(np.arange(1), self._exact_wrench())
         self.physics_dt = float(m.opt.timestep)
         self._qadr = {n: int(m.jnt_qposadr[m.joint(n).id]) for n in ARM_JOINTS}
         self._vadr = {n: int(m.jnt_dofadr[m.joint(n).id]) for n in ARM_JOINTS}
@@ -156,6 +168,19 @@ class SimulatedPanda:
         n = max(1, round(dt / self.physics_dt))
         mujoco.mj_step(self.model, d, n)
         self.time += n * self.physics_dt
+        if self.ft is not None:
+            self.ft.update(self._exact_wrench())
+
+    def _exact_wrench(self) -> np.ndarray:
+        f, t = self._ft
+        return np.concatenate((self.data.sensordata[f:f + 3], self.data.sensordata[t:t + 3]))[None]
+
+    def wrench(self) -> list[float]:
+        """The wrist sensor's reading: force x y z (N), torque x y z (N m) in ``ft_sensor`` (with the sensor
+        model's offset, noise and low-pass)."""
+        if self.ft is None:
+            raise RuntimeError("this SimulatedPanda has no wrist force/torque sensor (give wrench_period)")
+        return self.ft.value[0].tolist()
 
     # ------------------------------------------------------------------ state out
     def joint_state(self) -> tuple[list[str], list[float], list[float], list[float]]:
@@ -191,6 +216,16 @@ class SimulatedPanda:
         pos = self.data.qpos[self._object:self._object + 3]
         return bool(pos[2] - cfg.cube_half_size >= cfg.lift_height
                     and np.linalg.norm(pos - self.tcp()) <= cfg.near_distance)
+
+    def inserted(self) -> bool | None:
+        """``panda-peg-insert``'s success condition at this instant (:meth:`sim.arm.peg.PegInsertEnv._evaluate`: the
+        peg tip ``success_depth`` below the rim and inside the hole); ``None`` for tasks without a hole."""
+        env, cfg = self.env, self.env.cfg
+        if not hasattr(env, "peg_tip"):
+            return None
+        tip, hole = env.peg_tip(self.q[None])[0], env.hole[0]
+        return bool(hole[2] - tip[2] >= cfg.success_depth
+                    and np.linalg.norm(tip[:2] - hole[:2]) <= cfg.peg_radius + cfg.clearance)
 
     @property
     def success_hold_s(self) -> float:

@@ -98,3 +98,18 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="no wrist force/torque sensor"):
         with_wrist_ft(object())
     assert with_wrist_ft(PegInsertConfig()).ft_sensor.enabled
+
+
+def test_simulated_panda_publishes_the_same_sensor():
+    from sim.arm.ros2_control import SimulatedPanda
+
+    arm = SimulatedPanda("panda-peg-insert", seed=2, wrench_period=0.01)
+    for _ in range(20):
+        arm.step(0.01)
+    w = np.asarray(arm.wrench())
+    assert abs(w[2] + (HAND_MASS + 2 * FINGER_MASS + PEG_MASS) * G) < 1.0 and np.abs(w[:2]).max() < 1.0
+    arm.close()
+    plain = SimulatedPanda("panda-peg-insert", seed=2)
+    with pytest.raises(RuntimeError, match="no wrist force/torque sensor"):
+        plain.wrench()
+    plain.close()
