@@ -42,7 +42,7 @@ from robot_rl.residual import rerank as rerank_method
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.resip import ResidualExecutor, ResiPConfig
 from robot_rl.runners.bc import BCRunner, load_policy
-from robot_rl.runners.resip import ResiPRunner, evaluate_residual
+from robot_rl.runners.resip import ResiPRunner, evaluate_residual, task_config
 from sim.arm.robustness import ArmEvalConfig, sweep_cases
 from sim.registry import get_task
 
@@ -69,11 +69,12 @@ ROBUSTNESS = ("nominal", "object_mass", "object_friction", "action_latency")
 def robustness(task: str, make_policy: Callable[[], Any], episodes: int) -> dict[str, float]:
     """Success of a fresh ``make_policy()`` on the held-out episodes in every :data:`ROBUSTNESS` row
     (``"nominal"``, ``"object_mass ×0.8"``, ..., ``"action_latency +10 ms"``); the same episodes and base noise
-    in each."""
+    in each (with the wrist force/torque sensor where the policy reads its ``wrench`` group)."""
     spec = get_task(task)
     ecfg = spec.evaluation.config_cls()
     out = {}
-    for row, case_cfg in sweep_cases(spec.config_cls(), ArmEvalConfig(sweep_episodes=episodes)):
+    wrench = "wrench" in getattr(make_policy(), "obs_groups", ())
+    for row, case_cfg in sweep_cases(task_config(task, wrench), ArmEvalConfig(sweep_episodes=episodes)):
         if row["parameter"] in ROBUSTNESS:
             res = spec.evaluate(make_policy(), case_cfg, ecfg, episodes)
             name = row["parameter"] if row["parameter"] == "nominal" else f"{row['parameter']} {row['setting']}"

@@ -59,7 +59,8 @@ def test_wrench_residual_starts_at_the_base_bit_for_bit():
 
 def test_actor_reads_policy_and_wrench_never_the_critic_group(tmp_path):
     n = 8
-    cfg = ResiPConfig(base="toy", seed=0, num_envs=n, steps_per_env=16, log_every=0, checkpoint_every=0, wrench=True)
+    cfg = ResiPConfig(base="toy", seed=0, num_envs=n, steps_per_env=16, log_every=0, checkpoint_every=0, wrench=True,
+                      actor_hidden=(32, 32), critic_hidden=(32, 32))
     runner = ResiPRunner(cfg, tmp_path, env=ToyWrenchEnv(n, seed=0), base=FrozenChunkBase(tiny_diffusion(), n, 0))
     algo = runner.algo
     assert algo.actor.net[0].in_features == 4 + 2 + WRENCH_DIM  # policy group + base action + wrench
@@ -97,3 +98,20 @@ def test_policy_input_concatenates_declared_groups():
     assert torch.equal(policy_input(P(), obs), torch.cat((obs["policy"], obs["wrench"]), 1))
     with pytest.raises(ValueError, match="wrench"):
         policy_input(P(), {"policy": obs["policy"]})
+
+
+def test_resume_continues_bit_identically_with_the_wrench(tmp_path):
+    def runner(d):
+        cfg = ResiPConfig(base="toy", seed=0, num_envs=8, steps_per_env=8, log_every=0, checkpoint_every=0,
+                          wrench=True, total_env_steps=3 * 64, actor_hidden=(32,), critic_hidden=(32,))
+        return ResiPRunner(cfg, d, env=ToyWrenchEnv(8, seed=0), base=FrozenChunkBase(tiny_diffusion(), 8, 0))
+
+    full = runner(tmp_path / "full")
+    full.train()
+    runner(tmp_path / "part").train(stop_at=64)
+    resumed = runner(tmp_path / "part")
+    resumed.load(tmp_path / "part" / "checkpoint")
+    resumed.train()
+    for k, v in full.algo.actor.state_dict().items():
+        assert torch.equal(v, resumed.algo.actor.state_dict()[k]), k
+    assert int(resumed.algo.actor.wrench_norm.count) == 3 * 64
