@@ -73,10 +73,13 @@ def robustness(task: str, make_policy: Callable[[], Any], episodes: int) -> dict
     spec = get_task(task)
     ecfg = spec.evaluation.config_cls()
     out = {}
-    wrench = "wrench" in getattr(make_policy(), "obs_groups", ())
+    policy = make_policy()  # the first row's; its groups say whether the scene needs the wrist sensor
+    wrench = "wrench" in getattr(policy, "obs_groups", ())
     for row, case_cfg in sweep_cases(task_config(task, wrench), ArmEvalConfig(sweep_episodes=episodes)):
         if row["parameter"] in ROBUSTNESS:
-            res = spec.evaluate(make_policy(), case_cfg, ecfg, episodes)
+            policy = policy if policy is not None else make_policy()
+            res = spec.evaluate(policy, case_cfg, ecfg, episodes)
+            policy = None
             name = row["parameter"] if row["parameter"] == "nominal" else f"{row['parameter']} {row['setting']}"
             out[name] = res["success"]
     return out
