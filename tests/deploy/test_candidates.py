@@ -9,7 +9,7 @@ import torch
 
 from deploy.candidates_runtime import CandidatesPolicyRunner
 from deploy.chunked_runtime import ChunkedPolicyRunner, load_runner
-from deploy.export.candidates import ActionSelector, ChunkScorer, export_candidates_policy
+from deploy.export.candidates import ActionSelector, ChunkScorer, _onnx, export_candidates_policy
 from deploy.export.chunked import export_chunked_policy
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig
 from robot_rl.residual.value import ChunkValue, IQLConfig
@@ -120,3 +120,24 @@ def test_refusals(exports, tmp_path):
     (tmp_path / "policy.json").write_text(json.dumps(bad))
     with pytest.raises(Exception, match="score 'chunk' or 'action'"):
         load_runner(tmp_path, sources={"js": None})
+
+
+def test_a_per_step_expo_export_is_refused(exports, tmp_path):
+    """An EXPO selector of the per-step rule (one output, no chunk index) cannot run the chunk-level policy."""
+    d, policy, agent, *_ = exports
+    (tmp_path / "policy.onnx").write_bytes((d / "expo" / "policy.onnx").read_bytes())
+    (tmp_path / "policy.json").write_text((d / "expo" / "policy.json").read_text())
+    select = ActionSelector(agent, policy)
+    old = _onnx(_ActionOnly(select), (torch.zeros(1, 2, 4), torch.zeros(1, K, 2)), ["obs", "candidates"], ["action"])
+    (tmp_path / "select.onnx").write_bytes(old.SerializeToString())
+    with pytest.raises(Exception, match="returns 'action' and 'index'.*re-export"):
+        load_runner(tmp_path, sources={"js": None})
+
+
+class _ActionOnly(torch.nn.Module):
+    def __init__(self, select: ActionSelector) -> None:
+        super().__init__()
+        self.select = select
+
+    def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return self.select(obs, candidates)[0]
