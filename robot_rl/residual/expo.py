@@ -78,18 +78,10 @@ def propose(base: FrozenChunkBase, k: int) -> tuple[torch.Tensor, torch.Tensor, 
     chunks [D, k, horizon, A] raw)`` where ``chunks`` are the fresh chunks of the envs whose chunk is due. Draws the
     base's own noise exactly as :meth:`FrozenChunkBase.act` would for chunk 0; nothing else of ``base`` changes
     until :func:`commit`."""
-    if k < 1:
-        raise ValueError(f"num_candidates must be at least 1, got {k}")
-    due = torch.nonzero(base.due()).flatten()
+    due, chunks = base.candidate_chunks(k)
     now = base.chunk[torch.arange(base.num_envs), base.phase]
     cands = base.normalize_action(now)[:, None].repeat(1, k, 1)
-    chunks = torch.zeros(len(due), k, base.horizon, base.action_dim)
     if len(due):
-        hist = base.history[due]
-        chunks[:, 0] = base.policy.predict_chunk(hist, base.generator)
-        if k > 1:
-            rest = base.policy.predict_chunk(hist.repeat_interleave(k - 1, dim=0), base.candidate_generator)
-            chunks[:, 1:] = rest.view(len(due), k - 1, base.horizon, base.action_dim)
         cands[due] = base.normalize_action(chunks[:, :, 0])
     return cands, due, chunks
 
