@@ -118,6 +118,8 @@ def main() -> None:
                     help="continue the ResiP runs already in --out (their checkpoints) up to --resip-steps")
     ap.add_argument("--expo-steps", type=int, default=40_000, help="EXPO's env-step budget")
     ap.add_argument("--expo-eval-every", type=int, default=4000, help="env steps between EXPO's selection evals")
+    ap.add_argument("--expo", default="", help="extra EXPOTrainConfig fields as JSON, e.g. "
+                    "'{\"updates_per_step\": 8, \"expo\": {\"num_candidates\": 4}}'")
     ap.add_argument("--expo-target", type=float, default=None,
                     help="EXPO stops at this selection-eval success (default: ResiP's held-out success)")
     ap.add_argument("--rerank-k", type=int, default=8, help="chunks re-ranked per replanning")
@@ -182,7 +184,8 @@ def main() -> None:
         if "expo" not in skip:
             target = args.expo_target if args.expo_target is not None else row["resip_success"] or 0.95
             expo = expo_method.lift(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}",
-                             env_steps=args.expo_steps, target_success=target, eval_every=args.expo_eval_every)
+                             env_steps=args.expo_steps, target_success=target, eval_every=args.expo_eval_every,
+                             **(json.loads(args.expo) if args.expo else {}))
             make_expo = expo.pop("make_policy")
             row |= {"expo_" + k: v for k, v in expo.items()} | {"expo_target": target,
                                                                 "expo_curve": eval_curve(root / f"expo-seed{seed}")}

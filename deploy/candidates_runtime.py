@@ -8,9 +8,11 @@ schedule, input checks, clamping, action mapping, rate limiting and safe command
 * ``score: "chunk"`` (re-ranking): each chunk query samples ``k`` chunks (candidate 0 with the noise the base
   alone would draw, the other k - 1 from a second generator) and queues the one whose executed part
   ``value.onnx`` scores highest.
-* ``score: "action"`` (EXPO): the chunk queue runs as for the base; every step ``k - 1`` further chunks are
-  sampled from the same history and ``select.onnx`` picks among this step's base action, their first actions
-  and the edits of all of them.
+* ``score: "action"`` (EXPO): each chunk query samples ``k`` chunks (noise as above) and ``select.onnx`` picks
+  among their first actions and the edits of them; the chunk of the winner (``index mod k``) is queued and its
+  winning action runs now. On the chunk's other steps ``select.onnx`` picks between the chunk's action of the
+  step and its edit (the action repeated ``k`` times as candidates). Asynchronous mode chooses the chunk on the
+  history its query was made from and runs the step's selection on the current one.
 
 Scores that tie go to the lowest index (numpy's argmax), so a constant value runs the base.
 """
@@ -36,6 +38,7 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
 
     def __init__(self, export_dir: str | Path, **kwargs: Any) -> None:
         self.last_select_ms = self.max_select_ms = 0.0
+        self._boundary: tuple[int, np.ndarray] | None = None  # (step, action) chosen with the latest chunk
         # the extra candidates draw from their own stream: the base's noise stays what the base alone draws
         self._cand_rng = np.random.default_rng([int(kwargs.get("noise_seed", 0)), 1])
         super().__init__(export_dir, **kwargs)
@@ -58,7 +61,11 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
         got = sorted(i.name for i in self.selector.get_inputs())
         if got != want:
             raise ModelError(f"{path}: a {self.score_kind!r} network takes inputs {want}, got {got}")
-        self._sel_out = [self.selector.get_outputs()[0].name]
+        outs = [o.name for o in self.selector.get_outputs()]
+        if self.score_kind == "action" and outs != ["action", "index"]:
+            raise ModelError(f"{path}: an EXPO selector returns 'action' and 'index' (chunk-level selection), got "
+                             f"{outs}; re-export the run with this version (`robot-rl export RUN`)")
+        self._sel_out = outs[:1]
         self._cand = np.zeros((1, self.k, int(spec["action"]["size"])), dtype=np.float32)
 
     def run_selector(self, obs: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -80,27 +87,37 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
             raise ModelError(f"{self.export_dir}: composition test vector mismatch (max abs error {sel_err:.3g})")
         return max(err, sel_err)
 
+    def _reset_history(self) -> None:
+        super()._reset_history()
+        self._boundary = None
+
     def _extra_chunks(self, hist: np.ndarray, count: int) -> np.ndarray:
         noise = self._cand_rng.standard_normal((count, *self._noise_shape[1:]), dtype=np.float32)
         return self.sample(np.repeat(hist, count, axis=0), noise)
 
     def _query(self, hist: np.ndarray) -> tuple[np.ndarray, float]:
-        if self.score_kind != "chunk" or self.k == 1:
+        if self.score_kind == "chunk" and self.k == 1:
             return super()._query(hist)
         t0 = self._clock()
         first = self.sample(hist, self._rng.standard_normal(self._noise_shape, dtype=np.float32))
-        chunks = np.concatenate((first, self._extra_chunks(hist, self.k - 1)))
-        score = self.run_selector(np.repeat(hist, self.k, axis=0), chunks[:, : self.chunk_execute])
-        return chunks[int(np.argmax(score))], self._clock() - t0
+        chunks = first if self.k == 1 else np.concatenate((first, self._extra_chunks(hist, self.k - 1)))
+        if self.score_kind == "chunk":
+            score = self.run_selector(np.repeat(hist, self.k, axis=0), chunks[:, : self.chunk_execute])
+            return chunks[int(np.argmax(score))], self._clock() - t0
+        action, index = self.selector.run(["action", "index"], {"obs": np.ascontiguousarray(hist, np.float32),
+                                                               "candidates": chunks[None, :, 0]})
+        self._boundary = (self._t - 1, action[0])  # the step this query is made in (synchronous mode)
+        return chunks[int(index[0]) % self.k], self._clock() - t0
 
     def _next_action(self, now: float) -> np.ndarray | None:
         base = super()._next_action(now)
         if base is None or self.score_kind != "action":
             return base
+        t = self._t - 1
+        if not self.asynchronous and self._boundary is not None and self._boundary[0] == t:
+            return self._boundary[1]  # chosen with the chunk, on this step's history
         t0 = time.perf_counter()
-        self._cand[0, 0] = base
-        if self.k > 1:
-            self._cand[0, 1:] = self._extra_chunks(self._hist, self.k - 1)[:, 0]
+        self._cand[0, :] = base
         out = self.run_selector(self._hist, self._cand)[0]
         self.last_select_ms = (time.perf_counter() - t0) * 1e3
         self.max_select_ms = max(self.max_select_ms, self.last_select_ms)

@@ -6,10 +6,12 @@ Two forms, one ``composition.kind``: ``"candidates"``:
   samples ``k`` chunks and ``network`` (``value.onnx``: inputs ``obs`` ``[batch, observation_steps, obs_dim]`` and
   ``chunk`` ``[batch, execute, size]`` raw, output ``score`` ``[batch]``) scores their executed parts; the best
   one is queued. ``edit: false``.
-* ``score: "action"`` (EXPO, :mod:`robot_rl.residual.expo`): every step the candidates are the base action of
-  this step plus the first actions of ``k - 1`` fresh chunks from the same history, and ``network``
-  (``select.onnx``: inputs ``obs`` ``[batch, observation_steps, obs_dim]`` and ``candidates`` ``[batch, k, size]``
-  raw, output ``action`` ``[batch, size]`` raw) adds their mean edits and returns the argmax-Q one. ``edit: true``.
+* ``score: "action"`` (EXPO, :mod:`robot_rl.residual.expo`): where a chunk is due the runtime samples ``k`` chunks
+  and the candidates are their first actions; the chosen chunk then runs for ``execute`` steps, and on its other
+  steps the candidates are its action of the step, repeated ``k`` times. ``network`` (``select.onnx``: inputs
+  ``obs`` ``[batch, observation_steps, obs_dim]`` and ``candidates`` ``[batch, k, size]`` raw, outputs ``action``
+  ``[batch, size]`` raw and ``index`` ``[batch]`` int64) adds their mean edits and returns the argmax-Q one and its
+  index among the ``2k`` (``index mod k``: the chunk to run). ``edit: true``.
 
 Candidate 0 always uses the noise the base alone would use, and ties go to the lowest index, so a constant
 score runs the base. Normalisation, edits and the argmax are folded into the graphs. Verification: the whole
@@ -48,14 +50,15 @@ class ChunkScorer(nn.Module):
 
 
 class ActionSelector(nn.Module):
-    """Raw history + raw candidates ``[B, k, A]`` -> the argmax-Q action among them and their mean edits (raw);
-    :meth:`robot_rl.residual.expo.EXPOAgent.select` with ``stochastic=False``, in raw units."""
+    """Raw history + raw candidates ``[B, k, A]`` -> the argmax-Q action among them and their mean edits (raw) and
+    its index ``[B]`` among the 2k; :meth:`robot_rl.residual.expo.EXPOAgent.select` with ``stochastic=False``, in raw
+    units."""
 
     def __init__(self, agent: nn.Module, policy: Any) -> None:
         super().__init__()
         self.edit, self.q, self.act_norm = agent.edit, agent.critic.q, policy.act_norm
 
-    def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k, a = candidates.shape
         flat_obs = obs.flatten(1)
         base = self.act_norm.normalize(candidates)
@@ -65,16 +68,16 @@ class ActionSelector(nn.Module):
         score = self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)).mean(0)
         idx = score.reshape(b, 2 * k).argmax(dim=1)
         best = torch.gather(cands, 1, idx.reshape(b, 1, 1).expand(b, 1, a)).squeeze(1)
-        return self.act_norm.unnormalize(best)
+        return self.act_norm.unnormalize(best), idx
 
 
-def _onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], out: str) -> onnx.ModelProto:
+def _onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], out: list[str]) -> onnx.ModelProto:
     buf = io.BytesIO()
-    axes = {n: {0: "batch"} for n in [*names, out]}
+    axes = {n: {0: "batch"} for n in [*names, *out]}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), inputs, buf, dynamo=False, opset_version=OPSET, input_names=names,
-                          output_names=[out], dynamic_axes=axes)
+                          output_names=out, dynamic_axes=axes)
     model = onnx.load_from_string(buf.getvalue())
     model.producer_name = "robot-rl"
     onnx.checker.check_model(model)
@@ -94,8 +97,8 @@ def export_candidates_policy(out_dir: str | Path, policy: Any, net: nn.Module, s
         doc = export_chunked_policy(tmp, policy, spec, on_distribution_obs, metadata, seed=seed)
         base_onnx = (Path(tmp) / "policy.onnx").read_bytes()
     to, d, h, a, n = policy.n_obs_steps, policy.obs_dim, policy.horizon, policy.act_dim, policy.n_action_steps
-    second = (("obs", "chunk"), "score", (torch.zeros(1, to, d), torch.zeros(1, n, a))) if score == "chunk" else \
-        (("obs", "candidates"), "action", (torch.zeros(1, to, d), torch.zeros(1, k, a)))
+    second = (("obs", "chunk"), ["score"], (torch.zeros(1, to, d), torch.zeros(1, n, a))) if score == "chunk" else \
+        (("obs", "candidates"), ["action", "index"], (torch.zeros(1, to, d), torch.zeros(1, k, a)))
     model = _onnx(net, second[2], list(second[0]), second[1])
     sess, base = onnx_session(model), onnx_session(onnx.load_from_string(base_onnx))
     rng = np.random.default_rng(seed + 1)
@@ -111,14 +114,17 @@ def export_candidates_policy(out_dir: str | Path, policy: Any, net: nn.Module, s
             want = net(torch.as_tensor(rep), chunks_t[:, :, :n].reshape(-1, n, a)).view(samples, k)
             want = chunks_t[torch.arange(samples), want.argmax(1)].numpy()
         else:
-            want = net(torch.as_tensor(hist), chunks_t[:, :, 0]).numpy()
+            want, want_idx = (t.numpy() for t in net(torch.as_tensor(hist), chunks_t[:, :, 0]))
     if score == "chunk":
         s = sess.run(["score"], {"obs": rep, "chunk": np.ascontiguousarray(chunks_o[:, :, :n].reshape(-1, n, a))})[0]
         got = chunks_o[np.arange(samples), s.reshape(samples, k).argmax(1)]
         tv_in = {"example_obs": rep[:4].tolist(), "example_chunk": chunks_o[:, :, :n].reshape(-1, n, a)[:4].tolist()}
         tv_out = s[:4]
     else:
-        got = sess.run(["action"], {"obs": hist, "candidates": np.ascontiguousarray(chunks_o[:, :, 0])})[0]
+        got, idx = sess.run(["action", "index"], {"obs": hist, "candidates": np.ascontiguousarray(chunks_o[:, :, 0])})
+        if not np.array_equal(idx, want_idx):
+            raise ExportError(f"select.onnx picks other candidates than torch on {int((idx != want_idx).sum())} of "
+                              f"{samples} samples")
         tv_in = {"example_obs": hist[:4].tolist(), "example_candidates": chunks_o[:4, :, 0].tolist()}
         tv_out = got[:4]
     err = float(np.abs(got - want).max())
@@ -127,7 +133,7 @@ def export_candidates_policy(out_dir: str | Path, policy: Any, net: nn.Module, s
     network = "value.onnx" if score == "chunk" else "select.onnx"
     doc["kind"] = "composed"
     doc["composition"] = {"kind": "candidates", "network": network, "score": score, "k": int(k),
-                          "edit": score == "action", "inputs": list(second[0]), "output": second[1],
+                          "edit": score == "action", "inputs": list(second[0]), "outputs": second[1],
                           "verification": {"max_abs_error": err, "samples": samples},
                           "test_vector": {**tv_in, "example_output": tv_out.tolist(), "atol": MAX_ABS_ERROR}}
     contract.validate(doc)

@@ -81,8 +81,9 @@ def run_expo_eval(run_dir: str | Path, episodes: int | None = None) -> dict[str,
     atomic_write_json(run_dir / "eval.json", summary)
     lines = [f"# Evaluation of `{run_dir}`", "",
              f"EXPO on the frozen base `{cfg.base}` (task `{task.name}`), seed {cfg.seed}, "
-             f"{meta['env_steps']} env steps; {cfg.expo.num_candidates} base candidates per step and their edits "
-             f"(at most {cfg.expo.edit_scale} normalised), mean edits, argmax of the ensemble-mean Q; "
+             f"{meta['env_steps']} env steps; {cfg.expo.num_candidates} base chunks where one is due (the "
+             f"winner runs its n_action_steps) and their edits (at most {cfg.expo.edit_scale} normalised), mean "
+             f"edits, argmax of the ensemble-mean Q; "
              f"{n} held-out episodes from seed {result['seed']}.", "",
              f"**{task.evaluation.summary(result)}** — bar success ≥ {ecfg.success_bar:.0%}: "
              f"{'PASSED' if ok else 'not passed'}.", ""]

@@ -8,8 +8,8 @@ and an env whose episode ends restarts with its history filled with the auto-res
 due. Only the envs whose chunk is due are sampled, with noise from the base's own generator in env order, so
 when every env is due together the noise is exactly that of ``policy.predict_chunk(history, generator)``.
 
-Candidate chunks for scoring (:meth:`FrozenChunkBase.sample_chunks`) draw from a second generator, so scoring
-never changes the executed base's noise stream.
+Candidate chunks for scoring (:meth:`FrozenChunkBase.candidate_chunks`): the first draws the base's own noise, the
+others a second generator, so choosing the first runs the plain base and the others never shift its noise.
 """
 
 from __future__ import annotations
@@ -130,14 +130,22 @@ class FrozenChunkBase:
             self.chunk_due[due] = False
         return self.chunk[torch.arange(self.num_envs), self.phase].clone()
 
-    def sample_chunks(self, k: int) -> torch.Tensor:
-        """``[N, k, horizon, A]``: k independent chunks per env from the current histories (raw units), with noise
-        from the candidate generator; histories, chunks, phases and the base's own noise stay as they were."""
+    def candidate_chunks(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(due [D], chunks [D, k, horizon, A])``: k chunks (raw units) from the histories of the D envs whose
+        chunk is due. Chunk 0 draws the base's own noise, exactly what :meth:`act` would sample (so choosing it
+        runs the plain base); chunks 1..k-1 draw from the candidate generator. Nothing else changes until the
+        chosen chunks are passed to :meth:`act`."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        hist = self.history.repeat_interleave(k, dim=0)
-        out = self._sample(hist, self.candidate_generator)
-        return out.view(self.num_envs, k, self.horizon, self.action_dim)
+        due = torch.nonzero(self.chunk_due).flatten()
+        out = torch.zeros(len(due), k, self.horizon, self.action_dim)
+        if len(due):
+            hist = self.history[due]
+            out[:, 0] = self._sample(hist, self.generator)
+            if k > 1:
+                rest = self._sample(hist.repeat_interleave(k - 1, dim=0), self.candidate_generator)
+                out[:, 1:] = rest.view(len(due), k - 1, self.horizon, self.action_dim)
+        return due, out
 
     def step(self, next_obs: torch.Tensor, done: torch.Tensor) -> None:
         """Advance one control step: ``next_obs`` [N, obs_dim] joins the histories; envs with ``done`` [N] restart

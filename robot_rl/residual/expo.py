@@ -1,12 +1,23 @@
 """EXPO-style off-policy refinement of a frozen base (Dong et al., ICLR 2026): update rules and the on-the-fly
 policy.
 
-Candidates are per control step: the base action the frozen chunk executes now plus the first actions of
-``k - 1`` chunks freshly sampled from the same observation history (all in the base's normalised action
-space), each with its edited version from :class:`EditPolicy`. The on-the-fly policy executes the candidate of
-highest ensemble-mean Q; :meth:`EXPOAgent.select` is the one selection both acting and the TD backup use (the
-backup's candidates are those sampled when the next state was acted in, stored in the replay), and no value
-gradient ever reaches the denoising chain: only the edit policy and the Q ensemble learn.
+The base is a chunked diffusion policy, so the on-the-fly policy chooses among whole chunks and executes the chosen
+one for ``n_action_steps`` (:func:`propose` / :func:`commit`). Candidates, in the base's normalised action space:
+
+* where a chunk is due, the first actions of ``k`` chunks sampled from the observation history (chunk 0 with the
+  noise the base alone would draw, chunks 1..k-1 from the base's candidate generator);
+* elsewhere, the action the executing chunk runs now, repeated ``k`` times;
+
+each with its edited version from :class:`EditPolicy`. :meth:`EXPOAgent.select` executes the candidate of highest
+ensemble-mean Q and, where a chunk is due, commits the chunk whose first action (or its edit) won. It is the one
+selection both acting and the TD backup use (the backup's candidates are those proposed when the next state was
+acted in, stored in the replay), and no value gradient ever reaches the denoising chain: only the edit policy and
+the Q ensemble learn. With ``k = 1`` and a zero edit the policy executes the base's actions exactly.
+
+Why chunks and not per-step candidates (the first version chose every control step among the executing action and
+the first actions of k - 1 fresh chunks): a diffusion chunk is a consistent plan, and switching between samples
+of different chunks every step broke it. On the 10-demonstration ``panda-pick-cube`` base (0.635 held-out success)
+an untrained agent with 4 per-step candidates scored 0.47, the trained one 0.51; see ``benchmarks/README.md``.
 
 Q and the edit policy read the policy group's observation history (what the robot measures), not the critic
 group: the Q ensemble chooses the executed action at deployment too, where no privileged state exists, and a
@@ -22,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.edit_policy import EditPolicy
 from robot_rl.residual.q_ensemble import QEnsemble, QWithTarget, redq_min
 
@@ -39,7 +51,7 @@ class EXPOConfig:
     edit_scale: float = 0.2
     """Largest edit per dimension, normalised action units."""
     num_candidates: int = 4
-    """Base candidates per step (the executing base action + k - 1 fresh samples); each is also edited."""
+    """Base chunks sampled where a chunk is due (elsewhere the executing action, repeated); each is also edited."""
     gamma: float = 0.99
     """Discount."""
     tau: float = 0.005
@@ -58,6 +70,29 @@ class EXPOConfig:
     target_entropy: float | None = None
     """Edit entropy target (nats); None: ``act_dim * (log(edit_scale) - 1)``, SAC's ``-act_dim`` for the tanh
     variable expressed for the scaled edit."""
+
+
+@torch.no_grad()
+def propose(base: FrozenChunkBase, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The candidates of this step (see the module docstring): ``(cands [N, k, A] normalised, due [D] env indices,
+    chunks [D, k, horizon, A] raw)`` where ``chunks`` are the fresh chunks of the envs whose chunk is due. Draws the
+    base's own noise exactly as :meth:`FrozenChunkBase.act` would for chunk 0; nothing else of ``base`` changes
+    until :func:`commit`."""
+    due, chunks = base.candidate_chunks(k)
+    now = base.chunk[torch.arange(base.num_envs), base.phase]
+    cands = base.normalize_action(now)[:, None].repeat(1, k, 1)
+    if len(due):
+        cands[due] = base.normalize_action(chunks[:, :, 0])
+    return cands, due, chunks
+
+
+def commit(base: FrozenChunkBase, due: torch.Tensor, chunks: torch.Tensor, index: torch.Tensor) -> None:
+    """Start, in the envs ``due``, the chunk whose candidate won (``index`` ``[N]`` from :meth:`EXPOAgent.select`:
+    candidate ``index mod k``, edited or not), so that the base runs it for its ``n_action_steps``."""
+    if len(due):
+        full = base.chunk.clone()
+        full[due] = chunks[torch.arange(len(due)), index[due] % chunks.shape[1]]
+        base.act(full)
 
 
 class EXPOAgent(nn.Module):
@@ -142,18 +177,21 @@ class EXPOAgent(nn.Module):
 
 
 def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, env_steps: int = 40_000,
-         target_success: float = 0.95, eval_every: int = 4000) -> dict[str, Any]:
+         target_success: float = 0.95, eval_every: int = 4000, **overrides: Any) -> dict[str, Any]:
     """``benchmarks/residual_lift.py``'s EXPO figures: train on ``base_run`` until the in-training evaluation
     (selection seed, every ``eval_every`` env steps) reaches ``target_success`` or ``env_steps`` run out, then
-    the held-out episodes. ``env_steps``: env steps used (to the target when reached); ``make_policy``: a fresh
-    evaluation policy of the trained agent (robustness rows)."""
+    the held-out episodes. ``overrides``: further :class:`~robot_rl.runners.expo.EXPOTrainConfig` fields (``expo``
+    as a dict of :class:`EXPOConfig` fields). ``env_steps``: env steps used (to the target when reached);
+    ``make_policy``: a fresh evaluation policy of the trained agent (robustness rows)."""
     import time
 
     from robot_rl.runners.expo import CandidatePolicy, EXPORunner, EXPOTrainConfig
     from sim.registry import get_task
 
+    expo_cfg = EXPOConfig(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in overrides.pop("expo", {}).items()})
     cfg = EXPOTrainConfig(base=str(base_run), seed=seed, env_steps=env_steps, eval_every=eval_every,
-                          target_success=target_success, checkpoint_every=0)
+                          target_success=target_success, checkpoint_every=0, expo=expo_cfg, **overrides)
     runner = EXPORunner(cfg, work)
     t0 = time.perf_counter()
     out = runner.train()

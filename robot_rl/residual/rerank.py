@@ -30,13 +30,10 @@ from sim.registry import get_task
 def rerank_act(base: FrozenChunkBase, value: ChunkValue | None, k: int) -> torch.Tensor:
     """The base's action for this step ``[N, A]``, where a chunk is due choosing the best of ``k`` by ``value``
     (None or ``k == 1``: the plain base)."""
-    due = torch.nonzero(base.due()).flatten()
-    if value is None or k == 1 or not len(due):
+    if value is None or k == 1 or not bool(base.due().any()):
         return base.act()
+    due, cands = base.candidate_chunks(k)
     hist = base.history[due]
-    first = base.policy.predict_chunk(hist, base.generator)[:, None]
-    rest = base.policy.predict_chunk(hist.repeat_interleave(k - 1, dim=0), base.candidate_generator)
-    cands = torch.cat((first, rest.view(len(due), k - 1, base.horizon, base.action_dim)), dim=1)
     executed = base.normalize_action(cands[:, :, : base.n_action_steps]).flatten(2)
     score = value.score(hist.flatten(1).repeat_interleave(k, dim=0), executed.flatten(0, 1)).view(len(due), k)
     chunks = base.chunk.clone()

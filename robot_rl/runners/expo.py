@@ -29,7 +29,7 @@ from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tenso
 from robot_rl.io import atomic_write_json
 from robot_rl.logging import RunLogger
 from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
-from robot_rl.residual.expo import EXPOAgent, EXPOConfig
+from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, propose
 from robot_rl.residual.expo_replay import ExpoReplay, demo_transitions, transition_dims
 from sim.registry import get_task
 
@@ -92,25 +92,18 @@ def obs_norm_of(base: FrozenChunkBase) -> tuple[torch.Tensor, torch.Tensor]:
     return n.mid.repeat(base.n_obs_steps), n.span.repeat(base.n_obs_steps)
 
 
-def candidates(base: FrozenChunkBase, k: int) -> torch.Tensor:
-    """``[N, k, A]`` normalised: the action the base executes now, then the first actions of k - 1 fresh chunks."""
-    now = base.normalize_action(base.act())[:, None]
-    if k == 1:
-        return now
-    fresh = base.normalize_action(base.sample_chunks(k - 1)[:, :, 0])
-    return torch.cat((now, fresh), dim=1)
-
-
 class CandidatePolicy(BaseStepPolicy):
-    """The deterministic EXPO policy as a batched ``obs -> action`` callable for the evaluation protocols."""
+    """The deterministic EXPO policy (mean edits, argmax Q over whole chunks where one is due) as a batched
+    ``obs -> action`` callable for the evaluation protocols."""
 
     def __init__(self, policy: Any, agent: EXPOAgent, seed: int) -> None:
         super().__init__(policy, seed)
         self.agent = agent
 
     def choose(self, base: FrozenChunkBase) -> torch.Tensor:
-        cands = candidates(base, self.agent.cfg.num_candidates)
-        action, _, _ = self.agent.select(base.history.flatten(1), cands, stochastic=False)
+        cands, due, chunks = propose(base, self.agent.cfg.num_candidates)
+        action, idx, _ = self.agent.select(base.history.flatten(1), cands, stochastic=False)
+        commit(base, due, chunks, idx)
         return base.unnormalize_action(action)
 
 
@@ -166,10 +159,11 @@ class EXPORunner:
         is stored once this step's candidates (its next-state candidates) are known."""
         base = self.base
         obs = base.history.flatten(1)
-        cands = candidates(base, self.cfg.expo.num_candidates)
+        cands, due, chunks = propose(base, self.cfg.expo.num_candidates)
         if self.pending is not None:
             self.replay.online.add(**self.pending, next_cands=cands.flatten(1))
-        action, _, _ = self.agent.select(obs, cands, stochastic=True, generator=self.gen)
+        action, idx, _ = self.agent.select(obs, cands, stochastic=True, generator=self.gen)
+        commit(base, due, chunks, idx)
         nxt, reward, terminated, truncated, info = self.env.step(base.unnormalize_action(action))
         done, success = info["done_mask"].cpu(), info["success"].cpu()
         final = info["final_obs"]["policy"].float().cpu()

@@ -9,7 +9,7 @@ import torch
 
 from deploy.candidates_runtime import CandidatesPolicyRunner
 from deploy.chunked_runtime import ChunkedPolicyRunner, load_runner
-from deploy.export.candidates import ActionSelector, ChunkScorer, export_candidates_policy
+from deploy.export.candidates import ActionSelector, ChunkScorer, _onnx, export_candidates_policy
 from deploy.export.chunked import export_chunked_policy
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig
 from robot_rl.residual.value import ChunkValue, IQLConfig
@@ -68,19 +68,26 @@ def test_expo_runtime_matches_torch_on_the_same_noise(exports):
     got = _run(r)
     rng, crng = np.random.default_rng(5), np.random.default_rng([5, 1])  # the runtime's two noise streams
     select = ActionSelector(agent, policy)
-    hist, edited = None, 0.0
+    hist, edited, chosen = None, 0.0, []
     for t, q in enumerate(np.random.default_rng(1).uniform(-0.5, 1.5, (11, 2)).astype(np.float32)):
         o = torch.as_tensor(np.concatenate([q, [0.5, 0.5]]).astype(np.float32))[None]
         hist = o.expand(2, -1)[None].clone() if hist is None else torch.cat((hist[:, 1:], o[:, None]), 1)
         with torch.no_grad():
-            if t % E == 0:
-                chunk = policy.sample(hist, torch.as_tensor(rng.standard_normal((1, H, 2), dtype=np.float32)))
-            extra = policy.sample(hist.repeat(K - 1, 1, 1),
-                                  torch.as_tensor(crng.standard_normal((K - 1, H, 2), dtype=np.float32)))[:, 0]
-            want = select(hist, torch.cat((chunk[:, t % E], extra))[None])[0].numpy()
+            if t % E == 0:  # a chunk is due: k chunks, their first actions are the candidates
+                first = policy.sample(hist, torch.as_tensor(rng.standard_normal((1, H, 2), dtype=np.float32)))
+                extra = policy.sample(hist.repeat(K - 1, 1, 1),
+                                      torch.as_tensor(crng.standard_normal((K - 1, H, 2), dtype=np.float32)))
+                chunks = torch.cat((first, extra))
+                want, idx = select(hist, chunks[None, :, 0])
+                chunk = chunks[int(idx) % K]
+                chosen.append(int(idx) % K)
+            else:  # the chosen chunk runs on: its action of the step (k times) and its edit
+                want, _ = select(hist, chunk[t % E].expand(1, K, -1))
+            want = want[0].numpy()
         np.testing.assert_allclose(got[t], want, atol=1e-5, rtol=0)
-        edited = max(edited, float(np.abs(want - chunk[0, t % E].numpy()).max()))
+        edited = max(edited, float(np.abs(want - chunk[t % E].numpy()).max()))
     assert edited > 1e-3  # the selection moved away from the base action
+    assert any(c != 0 for c in chosen)  # and ran a chunk other than the base's own
 
 
 def test_constant_value_reranking_runtime_is_the_base(exports, tmp_path):
@@ -113,3 +120,24 @@ def test_refusals(exports, tmp_path):
     (tmp_path / "policy.json").write_text(json.dumps(bad))
     with pytest.raises(Exception, match="score 'chunk' or 'action'"):
         load_runner(tmp_path, sources={"js": None})
+
+
+def test_a_per_step_expo_export_is_refused(exports, tmp_path):
+    """An EXPO selector of the per-step rule (one output, no chunk index) cannot run the chunk-level policy."""
+    d, policy, agent, *_ = exports
+    (tmp_path / "policy.onnx").write_bytes((d / "expo" / "policy.onnx").read_bytes())
+    (tmp_path / "policy.json").write_text((d / "expo" / "policy.json").read_text())
+    select = ActionSelector(agent, policy)
+    old = _onnx(_ActionOnly(select), (torch.zeros(1, 2, 4), torch.zeros(1, K, 2)), ["obs", "candidates"], ["action"])
+    (tmp_path / "select.onnx").write_bytes(old.SerializeToString())
+    with pytest.raises(Exception, match="returns 'action' and 'index'.*re-export"):
+        load_runner(tmp_path, sources={"js": None})
+
+
+class _ActionOnly(torch.nn.Module):
+    def __init__(self, select: ActionSelector) -> None:
+        super().__init__()
+        self.select = select
+
+    def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return self.select(obs, candidates)[0]

@@ -59,18 +59,22 @@ def test_chunk_phase_per_env_after_staggered_resets():
     assert base.phase.tolist() == [1, 2, 0] and base.due().tolist() == [False, False, True]
 
 
-def test_act_is_idempotent_and_sample_chunks_changes_nothing():
-    base = FrozenChunkBase(tiny_diffusion(), 4, seed=1)
-    base.reset(torch.rand(4, 4) - 0.5)
-    a = base.act()
+def test_act_is_idempotent_and_candidate_chunks_start_with_the_bases_own():
+    base, plain = FrozenChunkBase(tiny_diffusion(), 4, seed=1), FrozenChunkBase(tiny_diffusion(), 4, seed=1)
+    obs = torch.rand(4, 4) - 0.5
+    base.reset(obs)
+    plain.reset(obs)
     before = base.state_dict()
-    cands = base.sample_chunks(5)
-    assert cands.shape == (4, 5, 6, 2)
-    assert not torch.allclose(cands[:, 0], cands[:, 1])  # independent noise per candidate
+    due, cands = base.candidate_chunks(5)
+    assert torch.equal(due, torch.arange(4)) and cands.shape == (4, 5, 6, 2)
+    assert not torch.allclose(cands[:, 1], cands[:, 2])  # independent noise per candidate
     after = base.state_dict()
-    for k in ("history", "chunk", "phase", "chunk_due", "generator"):
+    for k in ("history", "chunk", "phase", "chunk_due"):
         assert torch.equal(before[k], after[k])
-    assert torch.equal(base.act(), a)
+    a = plain.act()
+    assert torch.equal(cands[:, 0, 0], a)  # chunk 0 is what the base alone samples
+    assert torch.equal(base.act(cands[:, 2]), cands[:, 2, 0]) and torch.equal(base.act(), cands[:, 2, 0])
+    assert len(base.candidate_chunks(3)[0]) == 0  # nothing due: nothing sampled
 
 
 def test_given_chunks_replace_sampling_and_history_shifts():

@@ -1,5 +1,6 @@
 """EXPO pieces: Q ensemble + REDQ target, bounded edits, argmax-Q selection shared by acting and the backup,
-the two-part replay and demonstration transitions."""
+whole-chunk candidates (an untrained one-candidate agent is the base), the two-part replay and demonstration
+transitions."""
 
 import numpy as np
 import torch
@@ -9,9 +10,10 @@ from robot_rl.data import write_dataset
 from robot_rl.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.edit_policy import EditPolicy
-from robot_rl.residual.expo import EXPOAgent, EXPOConfig
+from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, propose
 from robot_rl.residual.expo_replay import ExpoReplay, demo_transitions, transition_dims
 from robot_rl.residual.q_ensemble import QEnsemble, QWithTarget, redq_min
+from robot_rl.runners.expo import CandidatePolicy
 
 
 class _Fn(nn.Module):
@@ -181,3 +183,46 @@ def test_td_targets_clip_to_the_return_range():
     batch = {"next_obs": torch.randn(b, 4), "next_cands": torch.rand(b, 6) * 2 - 1,
              "reward": torch.tensor([0, 0, 1, 1, 2, 0, 0, 0.5]), "terminated": torch.zeros(b)}
     torch.testing.assert_close(agent.td_target(batch), torch.tensor([0, 0, 0.505, 0.505, 1, 0, 0, 0.005]))
+
+
+def _untrained_on(base, k):
+    torch.manual_seed(1)
+    return EXPOAgent(EXPOConfig(num_q=3, hidden=(16, 16), num_candidates=k), base.n_obs_steps * base.obs_dim,
+                     base.action_dim).eval()
+
+
+def test_untrained_agent_with_one_candidate_executes_the_base_exactly():
+    plain, expo = _tiny_base(), _tiny_base()
+    policy = CandidatePolicy(expo.policy, _untrained_on(expo, 1), seed=0)
+    obs = torch.randn(7, 2, 3)
+    for t in range(7):  # three chunk boundaries (n_action_steps 2)
+        if t:
+            plain.step(obs[t], torch.zeros(2, dtype=torch.bool))
+        else:
+            plain.reset(obs[0])
+        assert torch.equal(policy(obs[t]), plain.act())
+
+
+def test_chunks_are_chosen_whole_and_run_to_their_end():
+    base = _tiny_base()
+    k = 4
+    agent = _untrained_on(base, k)
+    goal = torch.tensor([0.3, -0.4])
+    agent.critic.q = _Quadratic(goal)  # a known argmax among the k first actions
+    base.reset(torch.randn(2, 3))
+    for t in range(6):
+        cands, due, chunks = propose(base, k)
+        action, idx, _ = agent.select(base.history.flatten(1), cands, stochastic=False)
+        if t % 2 == 0:  # every env's chunk is due: k fresh chunks, the one whose first action wins is started
+            assert torch.equal(due, torch.arange(2)) and torch.equal(cands, base.normalize_action(chunks[:, :, 0]))
+            best = ((cands - goal) ** 2).sum(-1).argmin(1)
+            assert torch.equal(idx % k, best)
+            commit(base, due, chunks, idx)
+            assert torch.equal(base.chunk, chunks[torch.arange(2), best])
+            started = base.chunk.clone()
+        else:  # mid-chunk: the candidates are the running chunk's action, nothing is sampled
+            assert len(due) == 0 and torch.equal(cands, base.normalize_action(started[:, 1])[:, None].expand(-1, k, -1))
+            commit(base, due, chunks, idx)
+            assert torch.equal(base.chunk, started)
+        torch.testing.assert_close(base.unnormalize_action(action), base.chunk[torch.arange(2), base.phase])
+        base.step(torch.randn(2, 3), torch.zeros(2, dtype=torch.bool))
