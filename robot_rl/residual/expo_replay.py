@@ -10,9 +10,10 @@ Demonstrations (:func:`demo_transitions`): the datasets of ``robot-rl demos`` ho
 (``observation.state``), the critic group (``privileged.state``, not used: see :mod:`.expo`), the expert's
 clean action label, reward and success per frame. Their candidates are sampled from the frozen base once, on
 each frame's observation history, as if a chunk were due at every frame (the first actions of ``k`` chunks): the
-demonstrations have no chunk phase, and their backups then value the policy's choice at a replanning. The recorded action is the expert's label, while the executed action had the expert's
-exploration noise added (``robot-rl demos --action-noise``): a small, zero-mean error in the demonstrations'
-transitions that we accept (the noise is not recorded).
+demonstrations have no chunk phase, and their backups then value the policy's choice at a replanning. The
+recorded action is the expert's label, while the executed action had the expert's exploration noise added
+(``robot-rl demos --action-noise``): a small, zero-mean error in the demonstrations' transitions that we accept
+(the noise is not recorded).
 """
 
 from __future__ import annotations
