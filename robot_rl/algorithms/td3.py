@@ -11,6 +11,7 @@ from robot_rl.algorithms.common import make_rltools_adam, polyak, step
 from robot_rl.models.critic import EnsembleMLP
 from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP
+from robot_rl.models.mlp_act import ACTIVATION_CODES, NumbaActor
 from robot_rl.models.mlp_function import mlp_forward
 
 
@@ -66,6 +67,7 @@ class TD3:
                                             cfg.fused)
         self.gen = generator
         self.num_updates = 0
+        self._numba_actor = NumbaActor(self.actor) if cfg.fused and cfg.activation in ACTIVATION_CODES else None
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,
@@ -76,6 +78,11 @@ class TD3:
 
     @torch.no_grad()
     def act(self, policy_obs: torch.Tensor, explore: bool) -> torch.Tensor:
+        fast = self._numba_actor
+        if fast is not None and fast.applies(self.actor, policy_obs):  # one numba call, the same noise draws
+            shape = (policy_obs.shape[0], self.action_dim)
+            noise = torch.randn(shape, generator=self.gen) if explore else None
+            return fast(policy_obs, noise, self.cfg.exploration_noise)
         a = mlp_forward(self.actor, policy_obs) if self.cfg.fused else self.actor(policy_obs)
         if explore:
             noise = torch.randn(a.shape, generator=self.gen, device=a.device) * self.cfg.exploration_noise
