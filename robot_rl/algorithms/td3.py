@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from robot_rl.algorithms import td3_explicit
 from robot_rl.algorithms.common import make_rltools_adam, polyak, step
+from robot_rl.algorithms.td3_explicit import ExplicitTD3
 from robot_rl.models.critic import EnsembleMLP
 from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP
@@ -68,6 +70,7 @@ class TD3:
         self.gen = generator
         self.num_updates = 0
         self._numba_actor = NumbaActor(self.actor) if cfg.fused and cfg.activation in ACTIVATION_CODES else None
+        self._explicit: ExplicitTD3 | None = None
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,
@@ -119,6 +122,10 @@ class TD3:
         critic step.
         """
         c = self.cfg
+        if c.fused and td3_explicit.applies(self):  # explicit forward/backward passes, no autograd
+            if self._explicit is None:
+                self._explicit = ExplicitTD3(self)
+            return self._explicit.update(batch, train_actor, actor_batch)
         y = self.target_q(batch["reward"], batch["next_policy_obs"], batch["next_critic_obs"], batch["terminated"])
         x = torch.cat((batch["critic_obs"], batch["action"]), dim=-1)
         if c.independent_batches:
