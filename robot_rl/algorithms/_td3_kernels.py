@@ -18,39 +18,59 @@ _F2 = np.float32(2.0)
 
 
 @njit(cache=True, error_model="numpy")
-def act_(z, code):
-    """``z <- act(z)`` in place (no-gradient forward passes)."""
-    for i in range(z.size):
-        z[i] = activate(z[i], code)
+def bias_act_(z, b, code):
+    """``z <- act(z + b)`` in place (``z`` ``[n, R, H]``, ``b`` ``[n, H]``; ``code`` -1: no activation). The
+    bias is added here rather than by ``baddbmm``/``addmm``, whose broadcast copy of it costs more than the
+    whole pass; the GEMMs also add it after the product, so the rounding is the same."""
+    n, rows, h = z.shape
+    for i in range(n):
+        for r in range(rows):
+            for j in range(h):
+                v = z[i, r, j] + b[i, j]
+                z[i, r, j] = v if code < 0 else activate(v, code)
 
 
 @njit(cache=True, error_model="numpy")
-def act_slope_(z, code, slope):
-    """``z <- act(z)`` in place and ``slope = act'(z)`` (the derivative autograd would use)."""
-    for i in range(z.size):
-        v = z[i]
-        if code == 0:  # fast tanh: x (27 + x^2) / (27 + 9 x^2) on x clamped to [-3, 3]; zero slope outside
-            x = min(max(v, -_F3), _F3)
-            x2 = x * x
-            z[i] = x * (x2 + _F27) / (x2 * _F9 + _F27)
-            d = x2 - _F9
-            e = x2 + _F3
-            slope[i] = (d * d) / (_F9 * e * e)
-        elif code == 1:
-            t = np.tanh(v)
-            z[i] = t
-            slope[i] = _F1 - t * t
-        else:
-            z[i] = max(v, _F0)
-            slope[i] = _F1 if v > _F0 else _F0
+def bias_act_slope_(z, b, code, slope):
+    """``z <- act(z + b)`` in place and ``slope = act'(z + b)`` (the derivative autograd would use)."""
+    n, rows, h = z.shape
+    for i in range(n):
+        for r in range(rows):
+            for j in range(h):
+                v = z[i, r, j] + b[i, j]
+                if code == 0:  # fast tanh: x (27 + x^2) / (27 + 9 x^2), x clamped to [-3, 3]; zero slope outside
+                    x = min(max(v, -_F3), _F3)
+                    x2 = x * x
+                    z[i, r, j] = x * (x2 + _F27) / (x2 * _F9 + _F27)
+                    d = x2 - _F9
+                    e = x2 + _F3
+                    slope[i, r, j] = (d * d) / (_F9 * e * e)
+                elif code == 1:
+                    t = np.tanh(v)
+                    z[i, r, j] = t
+                    slope[i, r, j] = _F1 - t * t
+                else:
+                    z[i, r, j] = max(v, _F0)
+                    slope[i, r, j] = _F1 if v > _F0 else _F0
 
 
 @njit(cache=True, error_model="numpy")
-def target_action_(z, eps, sigma, clip):
-    """``z <- clamp(tanh(z) + clamp(eps * sigma, -clip, clip), -1, 1)``: the target policy's smoothed action."""
-    for i in range(z.size):
-        e = min(max(eps[i] * sigma, -clip), clip)
-        z[i] = min(max(np.tanh(z[i]) + e, -_F1), _F1)
+def bias_tanh_(z, b):
+    """``z <- tanh(z + b)`` (``z`` ``[R, A]``): the actor's squashed output."""
+    rows, h = z.shape
+    for r in range(rows):
+        for j in range(h):
+            z[r, j] = np.tanh(z[r, j] + b[j])
+
+
+@njit(cache=True, error_model="numpy")
+def target_action_(z, b, eps, sigma, clip):
+    """``z <- clamp(tanh(z + b) + clamp(eps * sigma, -clip, clip), -1, 1)``: the smoothed target action."""
+    rows, h = z.shape
+    for r in range(rows):
+        for j in range(h):
+            e = min(max(eps[r, j] * sigma, -clip), clip)
+            z[r, j] = min(max(np.tanh(z[r, j] + b[j]) + e, -_F1), _F1)
 
 
 @njit(cache=True, error_model="numpy")
@@ -64,17 +84,19 @@ def td_target(q, reward, terminated, gamma, y):
 
 
 @njit(cache=True, error_model="numpy")
-def mse_grad(q, y, g, loss):
-    """Per critic ``i``: ``loss[i] = mean_b (q[i, b] - y[i, b])^2`` and ``g = d sum(loss) / dq``."""
-    n, b = q.shape
-    inv = np.float32(1.0 / b)
+def mse_grad(q, b, y, g, loss):
+    """Per critic ``i``: ``q[i] += b[i, 0]`` (the output bias), ``loss[i] = mean_j (q[i, j] - y[i, j])^2`` and
+    ``g = d sum(loss) / dq``."""
+    n, rows = q.shape
+    inv = np.float32(1.0 / rows)
     for i in range(n):
         s = np.float64(0.0)
-        for j in range(b):
+        for j in range(rows):
+            q[i, j] += b[i, 0]
             d = q[i, j] - y[i, j]
             s += d * d
             g[i, j] = inv * (_F2 * d)
-        loss[i] = s / b
+        loss[i] = s / rows
 
 
 @njit(cache=True, error_model="numpy")

@@ -40,3 +40,29 @@ def test_explicit_update_without_actor_and_elu_falls_back():
     assert not td3_explicit.applies(elu)
     elu.update(batch(elu.batch_rows(16)))
     assert elu._explicit is None
+
+
+def test_explicit_update_on_replay_samples_reads_the_critic_input_in_place():
+    """Sampled rows hold critic_obs and action side by side: the critic's input is a view, same results."""
+    from robot_rl.algorithms.td3_explicit import ExplicitTD3
+    from robot_rl.storage.replay import ReplayBuffer
+
+    buf = ReplayBuffer.for_env(256, 5, 9, 3, 2)
+    g = torch.Generator().manual_seed(0)
+    buf.add(**{k: torch.randn(200, *([w] if w else []), generator=g) for k, w in
+               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
+                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
+
+    def make(fused):
+        return TD3(TD3Config(actor_hidden=(16, 16), critic_hidden=(16, 16), fused=fused), 5, 9, 3,
+                   torch.Generator().manual_seed(7))
+
+    plain, fused = pair(make)
+    for _ in range(6):
+        b, ab = buf.sample(plain.batch_rows(32), g), buf.sample(32, g)
+        x = ExplicitTD3._critic_input(b["critic_obs"], b["action"])
+        assert x.data_ptr() == b["critic_obs"].data_ptr()
+        assert torch.equal(x, torch.cat((b["critic_obs"], b["action"]), -1))
+        plain.update(b, actor_batch=ab)
+        fused.update(b, actor_batch=ab)
+        assert_same(plain, fused)
