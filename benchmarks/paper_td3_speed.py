@@ -6,8 +6,9 @@ measures a shorter run and extrapolates linearly to 300k steps: its JSON says so
 the updates start at 15k/30k steps a run shorter than ~60k steps over-weights the cheap collection-only start.
 ``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain`` trains that path too, in the
 same process, alternating ``--chunk``-step chunks with the main run so that both see the same machine load.
-The paper's own C++ (RLtools) takes 47-62 s on this machine class; it is run side by side only where the ``rltools`` and ``l2f`` Python wheels are importable
-(they build from source), otherwise ``reference_wall_s`` is null and the script says why. Last line: JSON
+The paper's own C++ (RLtools) takes 47-62 s on this machine class; it is run side by side only where the
+``rltools`` and ``l2f`` Python wheels are importable (they build from source), otherwise ``reference_wall_s`` is
+null and the script says why. Last line: JSON
 ``{"wall_s", "steps_per_s", "reference_wall_s", ...}``.
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/paper_td3_speed.py [--seed 0] [--steps 300000]

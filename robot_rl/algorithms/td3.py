@@ -49,9 +49,10 @@ class TD3Config:
     """Opt-in fast path, same maths per update and the same random draws (tested to 1e-6 over 20 updates):
     acting in one numba call (``models/mlp_act.py``) and, on CPU float32 with fast_tanh/tanh/relu, the whole
     update written out by hand (``td3_explicit.py``: torch GEMMs, numba elementwise passes, no autograd) with
-    torch's fused Adam kernel; elsewhere one autograd node per network (``mlp_function``/``ensemble_function``). Not the default: its float rounding differs from the plain path's, training amplifies that
-    to different networks within ~1000 updates, and `panda-reach-sac` (SAC) seed 0 then learned to 0.60 held-out
-    success against 1.00 on the plain path (benchmarks/README.md: rounding, not a bug)."""
+    torch's fused Adam kernel; elsewhere one autograd node per network (``mlp_function``/``ensemble_function``).
+    Not the default: its float rounding differs from the plain path's, training amplifies that to different
+    networks within ~1000 updates, and `panda-reach-sac` (SAC) seed 0 then learned to 0.60 held-out success
+    against 1.00 on the plain path (benchmarks/README.md: rounding, not a bug)."""
 
 
 class TD3:
