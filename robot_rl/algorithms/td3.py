@@ -84,7 +84,7 @@ class TD3:
     @torch.no_grad()
     def act(self, policy_obs: torch.Tensor, explore: bool) -> torch.Tensor:
         fast = self._numba_actor
-        if fast is not None and fast.applies(self.actor, policy_obs):  # one numba call, the same noise draws
+        if fast is not None and fast.takes(policy_obs) and fast.ready():  # one numba call, the same noise draws
             shape = (policy_obs.shape[0], self.action_dim)
             noise = torch.randn(shape, generator=self.gen) if explore else None
             return fast(policy_obs, noise, self.cfg.exploration_noise)

@@ -93,8 +93,23 @@ class NumbaActor:
     def applies(mlp: MLP, x: torch.Tensor) -> bool:
         """Whether the kernel takes this module and input (float32 on the CPU, a supported activation)."""
         w = mlp.linears[0].weight
-        return (mlp.activation_name in ACTIVATION_CODES and x.dim() == 2 and x.device.type == "cpu"
-                and w.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32)
+        return (mlp.activation_name in ACTIVATION_CODES and w.device.type == "cpu" and w.dtype == torch.float32
+                and NumbaActor.takes(x))
+
+    @staticmethod
+    def takes(x: torch.Tensor) -> bool:
+        """Whether ``x`` suits the kernel (``[rows, in]`` float32 on the CPU); the weights are checked when their
+        views are taken (:meth:`ready`)."""
+        return x.dtype == torch.float32 and x.dim() == 2 and x.is_cpu
+
+    def ready(self) -> bool:
+        """Whether the module's weights are CPU float32 now (views taken or refreshed as needed)."""
+        try:
+            self._weights()
+        except (TypeError, RuntimeError):  # moved to an accelerator or another dtype: the torch path acts
+            self._ptrs = ()
+            return False
+        return all(w.dtype == np.float32 for w in self._views[0])
 
     def _weights(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
         params = self._params
