@@ -1,8 +1,10 @@
 """Where an off-policy (TD3/SAC) training step spends its time: act, env step, replay add/sample, updates.
 
 Builds the preset's runner (one torch thread), fills the replay buffer with ``--fill`` env steps, then times each
-part on its own (mean over ``--reps`` calls after a warm-up), for the plain autograd path (``fused=False``) and
-the fused one (``fused=True``), interleaved in the same process so that the ratio survives a loaded machine.
+part on its own (mean over ``--reps`` calls after a warm-up), for the plain autograd path (``fused=False``), the
+fused one (``fused=True``: numba acting and replay write, TD3's explicit update) and ``node`` (the fused path as
+it was before those: one autograd node per network, torch acting and replay write), interleaved in the same
+process so that the ratios survive a loaded machine.
 ``--impls plain`` also runs on trees without the ``fused`` option (the "before" measurement). Per env step the
 cost is ``act + env + add + updates_per_step * (critic + sample) + actor share``; the last line is JSON.
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from robot_rl.algorithms import td3_explicit
 from robot_rl.algorithms.td3 import TD3
 from robot_rl.config import get_preset
 from robot_rl.runs import make_runner
@@ -34,15 +37,17 @@ def timed(fn, reps: int) -> float:
     return (time.perf_counter() - t) / reps * 1e6
 
 
-def parts(preset: str, fused: bool | None, fill: int, reps: int, tmp: Path) -> dict[str, float]:
+def parts(preset: str, impl: str, fill: int, reps: int, tmp: Path, has_fused: bool) -> dict[str, float]:
     cfg = get_preset(preset)
-    if fused is not None:
-        getattr(cfg, cfg.algorithm).fused = fused
+    if has_fused:
+        getattr(cfg, cfg.algorithm).fused = impl != "plain"
     cfg.off_policy.critic_starts = cfg.off_policy.actor_starts = 10**12  # collection only while filling
     cfg.checkpoint_every = cfg.eval_every = 0
     runner = make_runner(cfg, tmp)
     runner.train(stop_at=fill)
     algo, env, buf, gen, oc = runner.algo, runner.env, runner.buffer, runner.gen, cfg.off_policy
+    if impl == "node":  # the fused path before the explicit TD3 update: torch acting and replay write
+        algo._numba_actor, buf._np = None, None
     obs = runner.obs["policy"]
     action = algo.act(obs, explore=True)
     _, reward, terminated, _, info = env.step(action)
@@ -72,8 +77,14 @@ def parts(preset: str, fused: bool | None, fill: int, reps: int, tmp: Path) -> d
         else:
             algo.update(batch, train_actor=with_actor)
 
-    critic = timed(lambda: update(False), reps)
-    both = timed(lambda: update(True), reps)
+    explicit = td3_explicit.applies
+    if impl == "node":
+        td3_explicit.applies = lambda _: False  # the autograd-node updates (TD3Config.fused before)
+    try:
+        critic = timed(lambda: update(False), reps)
+        both = timed(lambda: update(True), reps)
+    finally:
+        td3_explicit.applies = explicit
     out |= {"critic_update_us": critic, "actor_update_us": both - critic,
             "loop_us_per_env_step": (out["act_us"] + out["env_step_us"] + out["replay_add_us"]) / env.num_envs
             + oc.updates_per_step * (critic + out["replay_sample_us"] + (both - critic) / delay)}
@@ -83,7 +94,9 @@ def parts(preset: str, fused: bool | None, fill: int, reps: int, tmp: Path) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="paper-td3")
-    ap.add_argument("--impls", default="plain,fused", help="comma list of plain | fused")
+    ap.add_argument("--impls", default="plain,fused",
+                    help="comma list of plain | node (the fused path's autograd nodes, torch acting and replay "
+                         "write) | fused (numba acting and replay write, TD3's explicit update)")
     ap.add_argument("--fill", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2, help="alternate the impls this many times; best per part")
@@ -95,14 +108,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for impl in impls:
-                fused = impl == "fused" if has_fused else None
-                got = parts(args.preset, fused, args.fill, args.reps, Path(tmp) / f"{impl}{r}")
+                got = parts(args.preset, impl, args.fill, args.reps, Path(tmp) / f"{impl}{r}", has_fused)
                 best[impl] = {k: min(v, best.get(impl, {}).get(k, v)) for k, v in got.items()}
     keys = list(next(iter(best.values())))
-    print(f"{'part (us)':<24}" + "".join(f"{i:>12}" for i in impls) + ("       ratio" if len(impls) == 2 else ""))
+    print(f"{'part (us)':<24}" + "".join(f"{i:>12}" for i in impls) + f"{'first/last':>12}")
     for k in keys:
         vals = [best[i][k] for i in impls]
-        ratio = f"{vals[0] / vals[1]:>11.2f}x" if len(vals) == 2 and vals[1] > 0 else ""
+        ratio = f"{vals[0] / vals[-1]:>11.2f}x" if len(vals) > 1 and vals[-1] > 0 else ""
         print(f"{k:<24}" + "".join(f"{v:>12.1f}" for v in vals) + ratio)
     print(json.dumps({"preset": args.preset, **{i: {k: round(v, 1) for k, v in best[i].items()} for i in impls}}))
 

@@ -4,9 +4,11 @@ Trains ``paper-td3`` once (one torch thread; the preset's algorithm and hyper-pa
 the runner's training time (collection + updates, no evaluation) and env+train steps per second. ``--steps``
 measures a shorter run and extrapolates linearly to 300k steps: its JSON says so (``extrapolated``), and since
 the updates start at 15k/30k steps a run shorter than ~60k steps over-weights the cheap collection-only start.
-``--no-fused`` runs the plain autograd path for comparison. The paper's own C++ (RLtools) takes 47-62 s on this
-machine class; it is run side by side only where the ``rltools`` and ``l2f`` Python wheels are importable
-(they build from source), otherwise ``reference_wall_s`` is null and the script says why. Last line: JSON
+``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain`` trains that path too, in the
+same process, alternating ``--chunk``-step chunks with the main run so that both see the same machine load.
+The paper's own C++ (RLtools) takes 47-62 s on this machine class; it is run side by side only where the
+``rltools`` and ``l2f`` Python wheels are importable (they build from source), otherwise ``reference_wall_s`` is
+null and the script says why. Last line: JSON
 ``{"wall_s", "steps_per_s", "reference_wall_s", ...}``.
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/paper_td3_speed.py [--seed 0] [--steps 300000]
@@ -15,13 +17,16 @@ machine class; it is run side by side only where the ``rltools`` and ``l2f`` Pyt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from robot_rl.algorithms import td3_explicit
 from robot_rl.config import get_preset
 from robot_rl.runs import make_runner
 
@@ -40,35 +45,72 @@ def reference_missing() -> str | None:
             "run RLtools' TD3 example beside it by hand")
 
 
+@contextlib.contextmanager
+def node_path(runner) -> Iterator[None]:
+    """Run ``runner`` on the fused path as it was before the explicit TD3 update (``--beside node``): one
+    autograd node per network, torch acting and the torch replay write (same maths, same random draws)."""
+    runner.algo._numba_actor, runner.buffer._np = None, None
+    explicit = td3_explicit.applies
+    td3_explicit.applies = lambda _: False
+    try:
+        yield
+    finally:
+        td3_explicit.applies = explicit
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=PAPER_STEPS, help="env steps to run (< 300k: extrapolated)")
     ap.add_argument("--no-fused", action="store_true", help="plain autograd update path (TD3Config.fused=False)")
+    ap.add_argument("--beside", choices=("", "node", "plain"), default="",
+                    help="also train this path in the same process, alternating --chunk steps with the main run "
+                         "(same load for both): node = the fused path before the explicit update, plain = autograd")
+    ap.add_argument("--chunk", type=int, default=10_000)
     ap.add_argument("--out", default="", help="keep the run directory here (default: a temporary one)")
     args = ap.parse_args()
-    cfg = get_preset("paper-td3")
-    cfg.seed = args.seed
-    cfg.td3.fused = not args.no_fused
-    cfg.off_policy.total_env_steps = args.steps
-    cfg.checkpoint_every = cfg.eval_every = 0
+
+    def config(fused: bool):
+        cfg = get_preset("paper-td3")
+        cfg.seed = args.seed
+        cfg.td3.fused = fused
+        cfg.off_policy.total_env_steps = args.steps
+        cfg.checkpoint_every = cfg.eval_every = 0
+        return cfg
+
+    cfg = config(not args.no_fused)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = make_runner(cfg, Path(args.out or tmp))
+        runner = make_runner(cfg, Path(args.out or tmp) if args.out else Path(tmp) / "main")
         torch.set_num_threads(cfg.threads)
-        out = runner.train()
+        if not args.beside:
+            out = runner.train()
+        else:
+            other = make_runner(config(args.beside == "node"), Path(tmp) / args.beside)
+            for stop in range(args.chunk, args.steps + args.chunk, args.chunk):
+                out = runner.train(stop_at=stop)
+                with node_path(other) if args.beside == "node" else contextlib.nullcontext():
+                    beside = other.train(stop_at=stop)
     wall = out["train_time_s"]
     steps_per_s = out["env_steps"] / wall
     extrapolated = out["env_steps"] < PAPER_STEPS
-    wall_300k = wall * PAPER_STEPS / out["env_steps"] if extrapolated else wall
+    scale = PAPER_STEPS / out["env_steps"] if extrapolated else 1.0
+    wall_300k = wall * scale
     print(f"paper-td3 seed {args.seed} ({'fused' if cfg.td3.fused else 'plain'} updates): {out['env_steps']} env "
           f"steps, {runner.algo.num_updates} critic updates in {wall:.1f} s = {steps_per_s:.0f} env+train steps/s"
           + (f"; extrapolated linearly to 300k steps: {wall_300k:.1f} s (EXTRAPOLATED; a lower bound: the "
              "updates start at 15k/30k steps)" if extrapolated else ""))
+    extra = {}
+    if args.beside:
+        b_wall = beside["train_time_s"]
+        print(f"beside it, alternating {args.chunk}-step chunks: {args.beside} path {b_wall:.1f} s "
+              f"({b_wall * scale:.1f} s per 300k) = {b_wall / wall:.2f}x the main run's time")
+        extra = {"beside": args.beside, "beside_wall_s": round(b_wall * scale, 2),
+                 "beside_ratio": round(b_wall / wall, 3)}
     why = reference_missing()
     print(why)
     print(json.dumps({"wall_s": round(wall_300k, 2), "steps_per_s": round(steps_per_s, 1),
                       "reference_wall_s": None, "env_steps": out["env_steps"], "extrapolated": extrapolated,
-                      "fused": cfg.td3.fused, "seed": args.seed, "reference_note": why}))
+                      "fused": cfg.td3.fused, "seed": args.seed, **extra, "reference_note": why}))
 
 
 if __name__ == "__main__":

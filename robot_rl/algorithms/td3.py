@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
+from robot_rl.algorithms import td3_explicit
 from robot_rl.algorithms.common import make_rltools_adam, polyak, step
+from robot_rl.algorithms.td3_explicit import ExplicitTD3
 from robot_rl.models.critic import EnsembleMLP
 from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP
+from robot_rl.models.mlp_act import ACTIVATION_CODES, NumbaActor
 from robot_rl.models.mlp_function import mlp_forward
 
 
@@ -43,11 +46,13 @@ class TD3Config:
     exploration_noise: float = 0.1
     num_critics: int = 2
     fused: bool = False
-    """Opt-in fast path, same maths per update (tested to 1e-6): actor and critics as one autograd node each
-    (hand-written backward, ``mlp_function``/``ensemble_function``), the actor loss on the first twin only,
-    torch's fused Adam. Not the default: its float rounding differs from the plain path's, training amplifies that
-    to different networks within ~1000 updates, and `panda-reach-sac` (SAC) seed 0 then learned to 0.60 held-out
-    success against 1.00 on the plain path (benchmarks/README.md: rounding, not a bug)."""
+    """Opt-in fast path, same maths per update and the same random draws (tested to 1e-6 over 20 updates):
+    acting in one numba call (``models/mlp_act.py``) and, on CPU float32 with fast_tanh/tanh/relu, the whole
+    update written out by hand (``td3_explicit.py``: torch GEMMs, numba elementwise passes, no autograd) with
+    torch's fused Adam kernel; elsewhere one autograd node per network (``mlp_function``/``ensemble_function``).
+    Not the default: its float rounding differs from the plain path's, training amplifies that to different
+    networks within ~1000 updates, and `panda-reach-sac` (SAC) seed 0 then learned to 0.60 held-out success
+    against 1.00 on the plain path (benchmarks/README.md: rounding, not a bug)."""
 
 
 class TD3:
@@ -66,6 +71,8 @@ class TD3:
                                             cfg.fused)
         self.gen = generator
         self.num_updates = 0
+        self._numba_actor = NumbaActor(self.actor) if cfg.fused and cfg.activation in ACTIVATION_CODES else None
+        self._explicit: ExplicitTD3 | None = None
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,
@@ -76,6 +83,11 @@ class TD3:
 
     @torch.no_grad()
     def act(self, policy_obs: torch.Tensor, explore: bool) -> torch.Tensor:
+        fast = self._numba_actor
+        if fast is not None and fast.takes(policy_obs) and fast.ready():  # one numba call, the same noise draws
+            shape = (policy_obs.shape[0], self.action_dim)
+            noise = torch.randn(shape, generator=self.gen) if explore else None
+            return fast(policy_obs, noise, self.cfg.exploration_noise)
         a = mlp_forward(self.actor, policy_obs) if self.cfg.fused else self.actor(policy_obs)
         if explore:
             noise = torch.randn(a.shape, generator=self.gen, device=a.device) * self.cfg.exploration_noise
@@ -112,6 +124,10 @@ class TD3:
         critic step.
         """
         c = self.cfg
+        if c.fused and td3_explicit.applies(self):  # explicit forward/backward passes, no autograd
+            if self._explicit is None:
+                self._explicit = ExplicitTD3(self)
+            return self._explicit.update(batch, train_actor, actor_batch)
         y = self.target_q(batch["reward"], batch["next_policy_obs"], batch["next_critic_obs"], batch["terminated"])
         x = torch.cat((batch["critic_obs"], batch["action"]), dim=-1)
         if c.independent_batches:

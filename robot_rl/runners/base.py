@@ -87,6 +87,17 @@ class Runner:
         return self.algo.actor
 
     def _track_episodes(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+        if (self.ep_return.device.type == "cpu" and reward.device.type == "cpu" and not reward.requires_grad
+                and reward.dtype == self.ep_return.dtype):  # numpy on the same memory: same sums, no dispatch
+            ret, length, d = self.ep_return.numpy(), self.ep_length.numpy(), done.numpy()
+            ret += reward.numpy()
+            length += 1
+            if d.any():
+                self.recent["return"] += ret[d].tolist()
+                self.recent["length"] += length[d].tolist()
+                ret[d] = 0
+                length[d] = 0
+            return
         self.ep_return += reward
         self.ep_length += 1
         if bool(done.any()):

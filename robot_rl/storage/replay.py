@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from numba import njit
 
 FIELDS = ("policy_obs", "critic_obs", "action", "reward_terms", "reward", "next_policy_obs",
           "next_critic_obs", "terminated")
+
+
+@njit(cache=True)
+def _write_rows(table, pos, fields):
+    """Copy each field's ``[n, width]`` rows side by side into ``table[pos:pos + n]`` (no wrap)."""
+    col = 0
+    for field in fields:
+        n, w = field.shape
+        for r in range(n):
+            for c in range(w):
+                table[pos + r, col + c] = field[r, c]
+        col += w
 
 
 class ReplayBuffer:
@@ -36,6 +50,7 @@ class ReplayBuffer:
             self.columns[k] = slice(start, start + widths[k])
             start += widths[k]
         self.data = {k: self._view(self.table, k) for k in self.fields}
+        self._np: np.ndarray | None = self.table.numpy() if self.device.type == "cpu" else None
         self._sampled = [k for k in self.fields if k != "reward_terms"]
         self.pos = 0
         self.size = 0
@@ -60,6 +75,15 @@ class ReplayBuffer:
             raise RuntimeError(f"replay buffer full ({self.capacity} transitions) and overwrite=False")
         if batch.keys() != self.columns.keys():
             raise ValueError(f"replay add needs the fields {sorted(self.columns)}, got {sorted(batch)}")
+        if self._np is not None and self.pos + n <= self.capacity:
+            parts = [batch[k] for k in self.fields]
+            if all(t.dtype == torch.float32 and t.device.type == "cpu" for t in parts):
+                # one compiled row copy: a torch.cat + slice write costs more than the copy on one env
+                arrays = [t.detach().numpy() if t.requires_grad else t.numpy() for t in parts]
+                _write_rows(self._np, self.pos, tuple(a if a.ndim == 2 else a.reshape(n, -1) for a in arrays))
+                self.pos = (self.pos + n) % self.capacity
+                self.size = min(self.size + n, self.capacity)
+                return
         rows = torch.cat([batch[k].reshape(n, -1).to(self.table.dtype) for k in self.fields], dim=1)
         if self.pos + n <= self.capacity:
             self.table[self.pos:self.pos + n] = rows

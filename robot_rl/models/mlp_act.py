@@ -1,0 +1,136 @@
+"""Acting with an :class:`~robot_rl.models.mlp.MLP` in one numba call (the off-policy collection step).
+
+An off-policy run with one env (the L2F paper's TD3) evaluates the actor on a single row every env step. In
+torch that is a dozen ops (three ``linear``, two activations, the output squash, the exploration noise scale,
+add and clamp), each costing microseconds of dispatch for a few thousand multiply-adds. :func:`mlp_act` runs the
+whole forward pass plus the exploration noise in one compiled loop on numpy views of the module's own weights
+(no copy: optimizer steps, Polyak averaging and checkpoint loads all write in place and are seen at once).
+
+Values equal ``mlp(x)`` up to float rounding (the dot products sum in another order than torch's GEMM; ~1e-7
+relative). The noise is drawn by the caller with torch (``torch.randn(..., generator=...)``), so the random
+stream is the plain path's, draw for draw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+from robot_rl.models.mlp import MLP
+
+ACTIVATION_CODES = {"fast_tanh": 0, "tanh": 1, "relu": 2}
+OUTPUT_CODES = {"identity": 0, "tanh": 1, "clip": 2}
+_F3, _F9, _F27 = np.float32(3.0), np.float32(9.0), np.float32(27.0)
+_ONE, _ZERO = np.float32(1.0), np.float32(0.0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def activate(z, code):
+    """One hidden activation of a float32 scalar (fast tanh in ``FastTanh``'s operation order)."""
+    if code == 0:
+        x = min(max(z, -_F3), _F3)
+        x2 = x * x
+        return x * (x2 + _F27) / (x2 * _F9 + _F27)
+    if code == 1:
+        return np.tanh(z)
+    return max(z, _ZERO)
+
+
+@njit(cache=True, error_model="numpy")
+def _act(x, weights, biases, act_code, out_code, noise, scale, explore, out):
+    """``out[r] = clamp(squash(mlp(x[r])) + noise[r] * scale)`` (no noise without ``explore``)."""
+    layers = len(weights)
+    width = 0
+    for i in range(layers):
+        width = max(width, weights[i].shape[0])
+    h = np.empty(max(width, x.shape[1]), np.float32)
+    z = np.empty(width, np.float32)
+    for r in range(x.shape[0]):
+        n_in = x.shape[1]
+        for k in range(n_in):
+            h[k] = x[r, k]
+        for i in range(layers):
+            w, b = weights[i], biases[i]
+            n_out = w.shape[0]
+            z[:n_out] = _ZERO
+            for k in range(n_in):  # output-wise accumulators: no serial add chain per output
+                hk = h[k]
+                for j in range(n_out):
+                    z[j] += w[j, k] * hk
+            for j in range(n_out):
+                z[j] += b[j]
+            last = i == layers - 1
+            for j in range(n_out):
+                h[j] = z[j] if last else activate(z[j], act_code)
+            n_in = n_out
+        for j in range(n_in):
+            a = h[j]
+            if out_code == 1:
+                a = np.tanh(a)
+            elif out_code == 2:
+                a = min(max(a, -_ONE), _ONE)
+            if explore:
+                a = min(max(a + noise[r, j] * scale, -_ONE), _ONE)
+            out[r, j] = a
+
+
+class NumbaActor:
+    """The kernel bound to one MLP: numpy views of its weights, refreshed when a parameter's storage moves (the
+    parameter objects are listed once: replacing a parameter object, not its data, is not seen)."""
+
+    def __init__(self, mlp: MLP) -> None:
+        if mlp.activation_name not in ACTIVATION_CODES:
+            raise ValueError(f"numba acting supports {sorted(ACTIVATION_CODES)}, not {mlp.activation_name!r}")
+        self.mlp = mlp
+        self._out_dim = mlp.linears[-1].out_features
+        self.codes = (ACTIVATION_CODES[mlp.activation_name], OUTPUT_CODES[mlp.output])
+        self._ptrs: tuple[int, ...] = ()
+        self._params: list[torch.Tensor] | None = None
+        self._views: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] = ((), ())
+
+    @staticmethod
+    def applies(mlp: MLP, x: torch.Tensor) -> bool:
+        """Whether the kernel takes this module and input (float32 on the CPU, a supported activation)."""
+        w = mlp.linears[0].weight
+        return (mlp.activation_name in ACTIVATION_CODES and w.device.type == "cpu" and w.dtype == torch.float32
+                and NumbaActor.takes(x))
+
+    @staticmethod
+    def takes(x: torch.Tensor) -> bool:
+        """Whether ``x`` suits the kernel (``[rows, in]`` float32 on the CPU); the weights are checked when their
+        views are taken (:meth:`ready`)."""
+        return x.dtype == torch.float32 and x.dim() == 2 and x.is_cpu
+
+    def ready(self) -> bool:
+        """Whether the module's weights are CPU float32 now (views taken or refreshed as needed)."""
+        try:
+            self._weights()
+        except (TypeError, RuntimeError):  # moved to an accelerator or another dtype: the torch path acts
+            self._ptrs = ()
+            return False
+        return all(w.dtype == np.float32 for w in self._views[0])
+
+    def _weights(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        params = self._params
+        if params is None:  # the module's parameter objects, listed once (module attribute access is slow)
+            params = self._params = [t for layer in self.mlp.linears for t in (layer.weight, layer.bias)]
+        ptrs = tuple(p.data_ptr() for p in params)
+        if ptrs != self._ptrs:
+            self._views = (tuple(p.detach().contiguous().numpy() for p in params[0::2]),
+                           tuple(p.detach().numpy() for p in params[1::2]))
+            self._ptrs = ptrs if all(p.is_contiguous() for p in params) else ()
+        return self._views
+
+    def __call__(self, x: torch.Tensor, noise: torch.Tensor | None = None, scale: float = 0.0) -> torch.Tensor:
+        """``clamp(mlp(x) + noise * scale, -1, 1)`` (just ``mlp(x)`` when ``noise`` is None)."""
+        weights, biases = self._weights()
+        out = torch.empty(x.shape[0], self._out_dim)
+        xn = x.detach().contiguous().numpy()
+        explore = noise is not None
+        nn_ = noise.numpy() if explore else np.zeros((1, 1), np.float32)
+        _act(xn, weights, biases, self.codes[0], self.codes[1], nn_, np.float32(scale), explore, out.numpy())
+        return out
+
+
+__all__ = ["ACTIVATION_CODES", "OUTPUT_CODES", "NumbaActor", "activate"]
