@@ -38,6 +38,10 @@ class OffPolicyConfig:
     updates_per_step: float = 0.1
     """Critic gradient steps per env transition (0.1 = the paper's every 10 steps)."""
     batch_size: int = 256
+    lr_decay_start: int = 0
+    """Env steps from which the actor's and critics' learning rates fall linearly to ``lr_final_fraction`` of their
+    configured values at ``total_env_steps`` (0: constant rates; SAC's temperature keeps its rate)."""
+    lr_final_fraction: float = 0.1
 
 
 @dataclass

@@ -31,6 +31,16 @@ class OffPolicyRunner(Runner):
         self.buffer = ReplayBuffer.for_env(oc.buffer_capacity, pdim, cdim, adim, len(env.reward_term_names),
                                            cfg.device, oc.overwrite)
         self.update_credit = 0.0
+        self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.algo.optimizers().items()
+                         if name in ("actor_opt", "critic_opt")}
+
+    def lr_factor(self) -> float:
+        """The learning-rate multiplier at the current env step (``lr_decay_start``, ``lr_final_fraction``)."""
+        oc = self.cfg.off_policy
+        if oc.lr_decay_start <= 0 or self.env_steps <= oc.lr_decay_start:
+            return 1.0
+        done = min(1.0, (self.env_steps - oc.lr_decay_start) / max(1, oc.total_env_steps - oc.lr_decay_start))
+        return 1.0 + done * (oc.lr_final_fraction - 1.0)
 
     def _iteration(self) -> dict[str, float]:
         oc, env = self.cfg.off_policy, self.env
@@ -53,6 +63,11 @@ class OffPolicyRunner(Runner):
             return {}
         self.update_credit += env.num_envs * oc.updates_per_step
         train_actor = self.env_steps >= oc.actor_starts
+        if oc.lr_decay_start > 0:
+            factor = self.lr_factor()
+            for name, lrs in self.base_lrs.items():
+                for group, lr in zip(self.algo.optimizers()[name].param_groups, lrs, strict=True):
+                    group["lr"] = lr * factor
         stats: dict[str, torch.Tensor] = {}
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
