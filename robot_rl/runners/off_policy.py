@@ -52,13 +52,14 @@ class OffPolicyRunner(Runner):
         final = info["final_obs"]
         # a task without named reward terms stores none (and cannot run a curriculum)
         terms = info["reward_terms"] if env.reward_term_names else reward.new_zeros(env.num_envs, 0)
+        stored = reward + oc.termination_reward * terminated.float() if oc.termination_reward else reward
         self.buffer.add(policy_obs=self.obs["policy"], critic_obs=self.obs["critic"], action=action,
-                        reward_terms=terms, reward=reward, next_policy_obs=final["policy"],
+                        reward_terms=terms, reward=stored, next_policy_obs=final["policy"],
                         next_critic_obs=final["critic"], terminated=terminated.float())
         self.obs = {k: v.clone() for k, v in obs.items()}
         self._track_episodes(reward, terminated | truncated)
         self.env_steps += env.num_envs * self.world
-        self._apply_curriculum(self.buffer.recompute_rewards)
+        self._apply_curriculum(self._recompute_rewards)
         if self.env_steps < oc.critic_starts:
             return {}
         self.update_credit += env.num_envs * oc.updates_per_step
@@ -79,6 +80,13 @@ class OffPolicyRunner(Runner):
             else:
                 stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
         return {k: v.item() for k, v in stats.items()}
+
+    def _recompute_rewards(self, reward_fn) -> None:
+        """The curriculum's rewrite of the stored rewards, with ``termination_reward`` added back."""
+        self.buffer.recompute_rewards(reward_fn)
+        if self.cfg.off_policy.termination_reward:
+            n, data = self.buffer.size, self.buffer.data
+            data["reward"][:n] += self.cfg.off_policy.termination_reward * data["terminated"][:n]
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
         out = self.buffer.state_dict()
