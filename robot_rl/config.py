@@ -42,6 +42,7 @@ class OffPolicyConfig:
     """Env steps from which the actor's and critics' learning rates fall linearly to ``lr_final_fraction`` of their
     configured values at ``total_env_steps`` (0: constant rates; SAC's temperature keeps its rate)."""
     lr_final_fraction: float = 0.1
+    """The learning rates at ``total_env_steps``, as a fraction of the configured ones (with ``lr_decay_start``)."""
     termination_reward: float = 0.0
     """Added to the stored reward of every transition that ends in termination (a crash, not a time-out), also
     after a curriculum rewrites the rewards. Negative: ending an episode costs more than the run of negative
