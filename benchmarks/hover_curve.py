@@ -26,9 +26,10 @@ from sim.quadrotor.evaluation import evaluate, passes
 
 
 def best_index(rows: list[dict], bar) -> int:
-    """``keep_best``'s choice among the rows: passing the bar first, then the highest lowest rate, the earliest."""
+    """``keep_best``'s choice among the rows: passing the bar first, then the highest lowest rate, then the highest
+    sum of the rates, the earliest."""
     keys = [(passes({"survival": r["sel_survival"], "settle": r["sel_settle"]}, bar),
-             min(r["sel_survival"], r["sel_settle"])) for r in rows]
+             min(r["sel_survival"], r["sel_settle"]), r["sel_survival"] + r["sel_settle"]) for r in rows]
     return keys.index(max(keys))
 
 

@@ -94,8 +94,9 @@ class TrainConfig:
     keep_best: bool = False
     """Make the actor of the best in-training evaluation the run's policy (``robot-rl eval``/``export``, the
     runner's ``policy_fn(best=True)``): best = passes the bar, then the highest lowest rate of the task's protocol
-    (hover: min(survival, settle)), the earliest on ties. The evaluations fly the selection episodes, so confirm
-    the choice on the held-out ones. The checkpoint keeps the latest iterate for ``--resume`` as well."""
+    (hover: min(survival, settle)), then the sum of the rates, the earliest on ties. The evaluations fly the
+    selection episodes, so confirm the choice on the held-out ones. The checkpoint keeps the latest iterate for
+    ``--resume`` as well."""
     checkpoint_every: int = 50_000
     """Env steps between checkpoints (0: only at the end); ``--resume`` continues from the last one."""
     log_every: int = 5_000

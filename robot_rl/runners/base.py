@@ -186,8 +186,9 @@ class Runner:
                 "first_pass": self.first_pass, "best": self.best}
 
     def _keep_if_best(self, result: dict, passed: bool, rates: tuple[str, ...]) -> None:
-        """Remember the actor if this evaluation beats the best so far (passing first, then its lowest rate)."""
-        score = [float(passed), min(float(result[k]) for k in rates)]
+        """Remember the actor if this evaluation beats the best so far (passing first, then its lowest rate, then
+        the sum of its rates: a run whose settle stays 0 keeps its best-surviving actor, not its first)."""
+        score = [float(passed), min(float(result[k]) for k in rates), sum(float(result[k]) for k in rates)]
         if self.best is not None and score <= self.best["score"]:
             return
         self.best = {"score": score, "env_steps": self.env_steps, "train_time_s": self.train_time,

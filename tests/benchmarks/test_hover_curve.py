@@ -15,3 +15,4 @@ def test_passing_first_then_the_highest_lowest_rate_then_the_earliest():
     assert best_index(rows[:2], bar) == 1  # the only one that passes
     assert best_index([_row(0.80, 0.70), _row(0.96, 0.50), _row(0.97, 0.65)], bar) == 0
     assert best_index([_row(0.90, 0.95), _row(0.95, 0.90)], bar) == 1  # the first misses survival, the second passes
+    assert best_index([_row(0.0, 0.0), _row(0.96, 0.0), _row(0.80, 0.0)], bar) == 1  # settle 0 throughout

@@ -62,3 +62,14 @@ def test_without_a_pass_the_highest_lowest_rate_wins_and_off_means_the_latest(tm
     with torch.no_grad():
         torch.testing.assert_close(actor(probe), seen[3], rtol=0, atol=0)
     torch.testing.assert_close(runner.policy_fn(best=True)(probe), seen[3], rtol=0, atol=0)
+
+
+def test_a_tie_on_the_lowest_rate_goes_to_the_higher_sum(tmp_path, monkeypatch):
+    saved = list(SCRIPT)
+    SCRIPT[:] = [(0.0, 0.0), (0.9, 0.0), (0.5, 0.0), (0.2, 0.0)]  # settle 0 throughout: keep the best survivor
+    try:
+        _, runner, out, probe, seen = _train(tmp_path, monkeypatch, keep_best=True)
+    finally:
+        SCRIPT[:] = saved
+    assert out["best"]["env_steps"] == 320
+    torch.testing.assert_close(runner.policy_fn(best=True)(probe), seen[1], rtol=0, atol=0)
