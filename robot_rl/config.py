@@ -38,6 +38,15 @@ class OffPolicyConfig:
     updates_per_step: float = 0.1
     """Critic gradient steps per env transition (0.1 = the paper's every 10 steps)."""
     batch_size: int = 256
+    lr_decay_start: int = 0
+    """Env steps from which the actor's and critics' learning rates fall linearly to ``lr_final_fraction`` of their
+    configured values at ``total_env_steps`` (0: constant rates; SAC's temperature keeps its rate)."""
+    lr_final_fraction: float = 0.1
+    """The learning rates at ``total_env_steps``, as a fraction of the configured ones (with ``lr_decay_start``)."""
+    termination_reward: float = 0.0
+    """Added to the stored reward of every transition that ends in termination (a crash, not a time-out), also
+    after a curriculum rewrites the rewards. Negative: ending an episode costs more than the run of negative
+    rewards it would cut short. The env's own rewards and logged returns are unchanged."""
 
 
 @dataclass
@@ -82,6 +91,12 @@ class TrainConfig:
     eval_episodes_during_training: int = 128
     stop_when_passed: bool = False
     """End training at the first in-training evaluation that passes the bar."""
+    keep_best: bool = False
+    """Make the actor of the best in-training evaluation the run's policy (``robot-rl eval``/``export``, the
+    runner's ``policy_fn(best=True)``): best = passes the bar, then the highest lowest rate of the task's protocol
+    (hover: min(survival, settle)), then the sum of the rates, the earliest on ties. The evaluations fly the
+    selection episodes, so confirm the choice on the held-out ones. The checkpoint keeps the latest iterate for
+    ``--resume`` as well."""
     checkpoint_every: int = 50_000
     """Env steps between checkpoints (0: only at the end); ``--resume`` continues from the last one."""
     log_every: int = 5_000

@@ -182,3 +182,18 @@ def crazyflie_hover_sac() -> TrainConfig:
     cfg.checkpoint_every = 100_000
     cfg.log_every = 10_000
     return cfg
+
+
+@register("crazyflie-hover-sac-settle",
+          "crazyflie-hover-sac with a 3x survival bonus, 3x position weight, lr decay and keep-best; below the bar")
+def crazyflie_hover_sac_settle() -> TrainConfig:
+    cfg = crazyflie_hover_sac()
+    # what limits crazyflie-hover-sac's settle is a steady 10-20 cm offset (benchmarks/README.md): the position
+    # weight climbs to 120 (from 15, the curriculum every 12.5k steps), the survival bonus 2 -> 6 keeps the reward
+    # of the paper's initial states positive, and the velocity and action weights stop at APG's end point
+    cfg.task.reward = RewardWeights(position=15.0, constant=6.0)
+    cfg.curriculum = CurriculumConfig(every=12_500, caps={"action": 0.05, "position": 120.0, "linear_velocity": 0.5})
+    # the in-training evaluations swing between checkpoints: damp the last third, keep the best evaluation's actor
+    cfg.off_policy.lr_decay_start = 200_000
+    cfg.keep_best = True
+    return cfg

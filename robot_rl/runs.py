@@ -42,7 +42,8 @@ def load_config(run_dir: Path) -> TrainConfig:
 
 
 def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
-    """The trained actor (deterministic ``obs -> action`` module, on CPU) and the checkpoint metadata."""
+    """The trained actor (deterministic ``obs -> action`` module, on CPU; a ``keep_best`` run's best one) and the
+    checkpoint metadata."""
     cfg = load_config(run_dir)
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
     probe = get_task(cfg.task_name).probe(cfg.task)
@@ -64,5 +65,7 @@ def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
         from robot_rl.algorithms.ppo import PPO
 
         algo = PPO(cfg.ppo, dims["policy"], dims["critic"], probe.action_dim)
-    algo.actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
+    # a keep_best run's policy is the actor of its best in-training evaluation
+    prefix = "best_actor." if any(k.startswith("best_actor.") for k in tensors) else "actor."
+    algo.actor.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     return cfg, algo.actor.eval(), meta

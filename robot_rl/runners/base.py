@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -62,6 +63,8 @@ class Runner:
         self.train_time = 0.0
         self.eval_time = 0.0
         self.first_pass: dict[str, Any] | None = None
+        self.best: dict[str, Any] | None = None  # keep_best: the best in-training evaluation so far
+        self.best_actor: dict[str, torch.Tensor] = {}
         self.ep_return = torch.zeros(self.env.num_envs, device=self.env.device)
         self.ep_length = torch.zeros(self.env.num_envs, device=self.env.device)
         self.recent: dict[str, list[float]] = {"return": [], "length": []}
@@ -113,8 +116,13 @@ class Runner:
             if buffer_recompute is not None:
                 buffer_recompute(self.env.reward_from_terms)
 
-    def policy_fn(self):
+    def policy_fn(self, best: bool = False):
+        """The deterministic policy (CPU in, CPU out): the current actor, or with ``best`` and ``keep_best`` the
+        actor of the best in-training evaluation (the current one if there was none)."""
         actor = self.actor
+        if best and self.best_actor:
+            actor = copy.deepcopy(actor)
+            actor.load_state_dict(self.best_actor)
 
         @torch.no_grad()
         def fn(obs: torch.Tensor) -> torch.Tensor:
@@ -175,6 +183,8 @@ class Runner:
                                            **{k: r[k] for k in protocol.headline}, "episodes": r["episodes"],
                                            "seed": r["seed"]}
                         passed_now = True
+                    if cfg.keep_best:
+                        self._keep_if_best(r, protocol.passes(r, cfg.evaluation), protocol.rates)
                 self.first_pass, passed_now = distributed.broadcast_object((self.first_pass, passed_now))
                 if passed_now and cfg.stop_when_passed:
                     break
@@ -184,7 +194,17 @@ class Runner:
         bar.close()
         self.save()
         return {"env_steps": self.env_steps, "train_time_s": self.train_time, "eval_time_s": self.eval_time,
-                "first_pass": self.first_pass}
+                "first_pass": self.first_pass, "best": self.best}
+
+    def _keep_if_best(self, result: dict, passed: bool, rates: tuple[str, ...]) -> None:
+        """Remember the actor if this evaluation beats the best so far (passing first, then its lowest rate, then
+        the sum of its rates: a run whose settle stays 0 keeps its best-surviving actor, not its first)."""
+        score = [float(passed), min(float(result[k]) for k in rates), sum(float(result[k]) for k in rates)]
+        if self.best is not None and score <= self.best["score"]:
+            return
+        self.best = {"score": score, "env_steps": self.env_steps, "train_time_s": self.train_time,
+                     "passed": passed, **{k: float(result[k]) for k in rates}}
+        self.best_actor = {k: v.detach().clone() for k, v in self.actor.state_dict().items()}
 
     def _log_row(self, losses: dict[str, list[float]]) -> dict[str, float]:
         """One metrics row: mean losses and finished episodes since the last row (over all ranks)."""
@@ -225,7 +245,9 @@ class Runner:
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {"env_steps": self.env_steps, "train_time_s": self.train_time,
                                 "eval_time_s": self.eval_time, "curriculum_stage": self.curriculum.stage,
-                                "first_pass": self.first_pass, "optimizers": {}, "config": self.cfg.to_dict()}
+                                "first_pass": self.first_pass, "best": self.best, "optimizers": {},
+                                "config": self.cfg.to_dict()}
+        tensors.update({f"best_actor.{k}": v for k, v in self.best_actor.items()})
         for name, module in self.algo.modules().items():
             tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
         for name, opt in self.algo.optimizers().items():
@@ -262,5 +284,7 @@ class Runner:
         self.eval_time = meta["eval_time_s"]
         self.curriculum.stage = meta["curriculum_stage"]
         self.first_pass = meta["first_pass"]
+        self.best = meta.get("best")
+        self.best_actor = {k[len("best_actor."):]: v.clone() for k, v in tensors.items() if k.startswith("best_actor.")}
         if hasattr(self.algo, "num_updates"):
             self.algo.num_updates = meta["num_updates"]

@@ -31,6 +31,16 @@ class OffPolicyRunner(Runner):
         self.buffer = ReplayBuffer.for_env(oc.buffer_capacity, pdim, cdim, adim, len(env.reward_term_names),
                                            cfg.device, oc.overwrite)
         self.update_credit = 0.0
+        self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.algo.optimizers().items()
+                         if name in ("actor_opt", "critic_opt")}
+
+    def lr_factor(self) -> float:
+        """The learning-rate multiplier at the current env step (``lr_decay_start``, ``lr_final_fraction``)."""
+        oc = self.cfg.off_policy
+        if oc.lr_decay_start <= 0 or self.env_steps <= oc.lr_decay_start:
+            return 1.0
+        done = min(1.0, (self.env_steps - oc.lr_decay_start) / max(1, oc.total_env_steps - oc.lr_decay_start))
+        return 1.0 + done * (oc.lr_final_fraction - 1.0)
 
     def _iteration(self) -> dict[str, float]:
         oc, env = self.cfg.off_policy, self.env
@@ -42,17 +52,23 @@ class OffPolicyRunner(Runner):
         final = info["final_obs"]
         # a task without named reward terms stores none (and cannot run a curriculum)
         terms = info["reward_terms"] if env.reward_term_names else reward.new_zeros(env.num_envs, 0)
+        stored = reward + oc.termination_reward * terminated.float() if oc.termination_reward else reward
         self.buffer.add(policy_obs=self.obs["policy"], critic_obs=self.obs["critic"], action=action,
-                        reward_terms=terms, reward=reward, next_policy_obs=final["policy"],
+                        reward_terms=terms, reward=stored, next_policy_obs=final["policy"],
                         next_critic_obs=final["critic"], terminated=terminated.float())
         self.obs = {k: v.clone() for k, v in obs.items()}
         self._track_episodes(reward, terminated | truncated)
         self.env_steps += env.num_envs * self.world
-        self._apply_curriculum(self.buffer.recompute_rewards)
+        self._apply_curriculum(self._recompute_rewards)
         if self.env_steps < oc.critic_starts:
             return {}
         self.update_credit += env.num_envs * oc.updates_per_step
         train_actor = self.env_steps >= oc.actor_starts
+        if oc.lr_decay_start > 0:
+            factor = self.lr_factor()
+            for name, lrs in self.base_lrs.items():
+                for group, lr in zip(self.algo.optimizers()[name].param_groups, lrs, strict=True):
+                    group["lr"] = lr * factor
         stats: dict[str, torch.Tensor] = {}
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
@@ -64,6 +80,13 @@ class OffPolicyRunner(Runner):
             else:
                 stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
         return {k: v.item() for k, v in stats.items()}
+
+    def _recompute_rewards(self, reward_fn) -> None:
+        """The curriculum's rewrite of the stored rewards, with ``termination_reward`` added back."""
+        self.buffer.recompute_rewards(reward_fn)
+        if self.cfg.off_policy.termination_reward:
+            n, data = self.buffer.size, self.buffer.data
+            data["reward"][:n] += self.cfg.off_policy.termination_reward * data["terminated"][:n]
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
         out = self.buffer.state_dict()

@@ -1,0 +1,72 @@
+"""Learning curve of a hover preset with every in-training evaluation also confirmed on held-out episodes.
+
+Trains ``PRESET`` with ``robot-rl train``'s overrides; at each in-training evaluation (the selection episodes,
+``evaluation.selection_seed``) it also flies the held-out episodes (``evaluation.seed``, those of ``robot-rl
+eval``) with the same actor, so the curve shows how far a policy chosen on the selection episodes holds up, and
+what keeping the best evaluation (``keep_best``'s rule) or the last iterate would give. One JSON line per
+evaluation, then a table and a JSON summary line.
+
+    PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/hover_curve.py crazyflie-hover-sac --seed 0 \\
+        --curriculum.every 12500 [--out RUN]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import tyro
+
+from robot_rl.commands.train import _as
+from robot_rl.config import TrainConfig, cli_class, get_training_config
+from robot_rl.runs import make_runner
+from sim.quadrotor.evaluation import evaluate, passes
+
+
+def best_index(rows: list[dict], bar) -> int:
+    """``keep_best``'s choice among the rows: passing the bar first, then the highest lowest rate, then the highest
+    sum of the rates, the earliest."""
+    keys = [(passes({"survival": r["sel_survival"], "settle": r["sel_settle"]}, bar),
+             min(r["sel_survival"], r["sel_settle"]), r["sel_survival"] + r["sel_settle"]) for r in rows]
+    return keys.index(max(keys))
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        raise SystemExit(__doc__)
+    name = sys.argv[1]
+    default = get_training_config(name)
+    typed = cli_class(default)
+    cfg = _as(TrainConfig, tyro.cli(typed, default=_as(typed, default), args=sys.argv[2:])).check()
+    cfg.preset, cfg.eval_every = name, cfg.eval_every or 20_000
+    ecfg = cfg.evaluation
+    runner = make_runner(cfg, Path(cfg.out or tempfile.mkdtemp(prefix="hover_curve_")))
+    rows: list[dict] = []
+    select = runner.evaluate_now
+
+    def evaluate_both(episodes: int) -> dict:
+        r = select(episodes)
+        held = evaluate(runner.policy_fn(), cfg.task, ecfg.episodes, ecfg.settle_radius, seed=ecfg.seed)
+        rows.append({"env_steps": runner.env_steps, "train_time_s": round(runner.train_time, 1),
+                     "sel_survival": r["survival"], "sel_settle": r["settle"],
+                     "survival": held["survival"], "settle": held["settle"],
+                     "median_final_error_m": held["median_final_error_m"]})
+        print(json.dumps(rows[-1]), flush=True)
+        return r
+
+    runner.evaluate_now = evaluate_both
+    out = runner.train()
+    print(f"{'steps':>8} {'sel_surv':>8} {'sel_set':>7} {'survival':>8} {'settle':>7} {'err_cm':>6}")
+    for r in rows:
+        print(f"{r['env_steps']:>8} {r['sel_survival']:>8.1%} {r['sel_settle']:>7.1%} {r['survival']:>8.1%} "
+              f"{r['settle']:>7.1%} {r['median_final_error_m'] * 100:>6.1f}")
+    best = rows[best_index(rows, ecfg)] if rows else None
+    print(json.dumps({"preset": name, "seed": cfg.seed, "train_time_s": out["train_time_s"],
+                      "final": rows[-1] if rows else None, "best": best,
+                      "best_passes_heldout": bool(best) and passes(best, ecfg)}))
+
+
+if __name__ == "__main__":
+    main()
