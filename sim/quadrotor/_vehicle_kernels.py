@@ -36,7 +36,8 @@ from sim.quadrotor._fused_rng import draw, event_stream, to_unit
 
 (VP_KQ, VP_KL, VP_M, VP_J, VP_TAU_UP, VP_TAU_DN, VP_MIN, VP_MAX, VP_RX, VP_RY, VP_YAW, VP_HOVER, VP_LAT, VP_NOISE,
  VP_SIZE) = 0, 1, 2, 3, 6, 7, 8, 9, 10, 14, 18, 22, 23, 24, 25
-(VD_LO, VD_HI, VD_KF, VD_WH, VD_G, VD_J, VD_RX, VD_RY, VD_SIGN, VD_SIZE) = 0, 13, 26, 27, 28, 29, 32, 36, 40, 44
+(VD_LO, VD_HI, VD_KF, VD_WH, VD_G, VD_J, VD_RX, VD_RY, VD_SIGN, VD_HLO, VD_HHI, VD_NHARD, VD_SIZE) = (
+    0, 13, 26, 27, 28, 29, 32, 36, 40, 44, 57, 70, 71)
 N_VEH = 13
 _F0, _F1, _F2, _FH, _FM1 = np.float32(0.0), np.float32(1.0), np.float32(2.0), np.float32(0.5), np.float32(-1.0)
 
@@ -67,13 +68,15 @@ def derive(e, veh, vprm, vd):
 
 @njit(cache=True, error_model="numpy")
 def _reset_env_v(e, bufs, vbufs, geo, task, vd):
-    """Draw a new vehicle for env ``e`` (uniform, inertia log-uniform, latency an integer), then its episode."""
+    """Draw a new vehicle for env ``e`` (uniform, inertia log-uniform, latency an integer; the first
+    ``vd[VD_NHARD]`` envs from the hard ranges ``vd[VD_HLO:]``, with the same draws), then its episode."""
     veh, vprm = vbufs[0], vbufs[1]
     keys, ctr = bufs[8], bufs[9]
     z = event_stream(keys[e], ctr[e])
     ctr[e] += np.uint64(1)
+    olo, ohi = (VD_HLO, VD_HHI) if e < vd[VD_NHARD] else (VD_LO, VD_HI)
     for i in range(N_VEH):
-        lo, hi, u = vd[VD_LO + i], vd[VD_HI + i], to_unit(draw(z, i))
+        lo, hi, u = vd[olo + i], vd[ohi + i], to_unit(draw(z, i))
         if i == 1 or i == 2:
             x = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
         elif i == 11:

@@ -270,6 +270,9 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         vd = np.zeros(V.VD_SIZE, np.float64)
         for i, k in enumerate(VEHICLE_KEYS):
             vd[V.VD_LO + i], vd[V.VD_HI + i] = getattr(self._veh, k)
+        for i, (lo, hi) in enumerate(self._veh.hard_ranges().values()):
+            vd[V.VD_HLO + i], vd[V.VD_HHI + i] = lo, hi
+        vd[V.VD_NHARD] = self._veh.num_hard(n)
         vd[[V.VD_KF, V.VD_WH, V.VD_G]] = p.thrust_coefficient, p.hover_rpm, float(np.linalg.norm(p.gravity))
         vd[V.VD_J:V.VD_J + 3] = p.inertia
         vd[V.VD_RX:V.VD_RX + 4] = [r[0] for r in p.rotor_positions]

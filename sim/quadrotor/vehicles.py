@@ -26,6 +26,10 @@ from sim.quadrotor.params import ParamTensors, QuadrotorParams
 VEHICLE_KEYS = ("mass", "inertia_xy_scale", "inertia_z_scale", "thrust_scale", "thrust_linear_fraction",
                 "torque_ratio", "motor_tau_up", "motor_tau_down", "idle_rpm", "thrust_to_weight", "arm_scale",
                 "latency_steps", "obs_noise_scale")
+# 1: the top of a parameter's range is the hard end (heavier, slower spin-up, ...); 0: the bottom (less thrust)
+HARD_END = {"mass": 1, "inertia_xy_scale": 1, "inertia_z_scale": 1, "thrust_scale": 0, "thrust_linear_fraction": 1,
+            "torque_ratio": 1, "motor_tau_up": 1, "motor_tau_down": 0, "idle_rpm": 1, "thrust_to_weight": 0,
+            "arm_scale": 0, "latency_steps": 1, "obs_noise_scale": 1}
 
 
 @dataclass
@@ -62,13 +66,35 @@ class VehicleDistribution:
     """Observation latency in control steps (inclusive; at 100 Hz: 0-20 ms)."""
     obs_noise_scale: tuple[float, float] = (0.5, 2.0)
     """Actor observation noise over the task's ``obs_noise_*``."""
+    hard_fraction: float = 0.0
+    """Share of the envs (the first ``round(hard_fraction * N)`` by index) that draw ``hard_keys`` from the hard
+    ``hard_share`` of their ranges (training only: oversamples the weak, slow, heavy tail where the crashes are;
+    0: every env draws from the whole span, bit-identical to before)."""
+    hard_share: float = 0.3
+    """The hard end of each of ``hard_keys``' ranges those envs draw from (inertia: in log space)."""
+    hard_keys: tuple[str, ...] = ("thrust_to_weight", "motor_tau_up", "inertia_xy_scale")
+    """Parameters drawn from their hard end in the hard envs (which end: :data:`HARD_END`)."""
     seed: int | None = None
     """None: vehicles come from the env's random stream (training: the run's seed fixes them); a number: from
     a generator of their own with this seed, restarted by ``reset(seed=...)`` (held-out evaluation vehicles,
     independent of the episode seed)."""
 
     def ranges(self) -> dict[str, tuple[float, float]]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("enabled", "seed")}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in VEHICLE_KEYS}
+
+    def num_hard(self, n: int) -> int:
+        """How many of ``n`` envs (the first ones) draw from :meth:`hard_ranges`."""
+        return int(round(self.hard_fraction * n))
+
+    def hard_ranges(self) -> dict[str, tuple[float, float]]:
+        """The ranges the hard envs draw from: ``hard_keys`` cut to the hard ``hard_share`` of their range."""
+        out = self.ranges()
+        for k in self.hard_keys:
+            lo, hi = out[k]
+            a, b = (math.log(lo), math.log(hi)) if k.startswith("inertia") else (lo, hi)
+            a, b = (b - self.hard_share * (b - a), b) if HARD_END[k] else (a, a + self.hard_share * (b - a))
+            out[k] = (math.exp(a), math.exp(b)) if k.startswith("inertia") else (a, b)
+        return out
 
     def widened(self, margin: float = 0.1) -> VehicleDistribution:
         """Every range grown by ``margin`` of its width on each side (physical bounds kept; latency one step
@@ -88,25 +114,36 @@ class VehicleDistribution:
         for name, (lo, hi) in self.ranges().items():
             if not lo <= hi:
                 raise ValueError(f"vehicles.{name}: need low <= high, got ({lo}, {hi})")
+        bad = [k for k in self.hard_keys if k not in HARD_END or k == "latency_steps"]
+        if bad or not 0.0 <= self.hard_fraction <= 1.0 or not 0.0 < self.hard_share <= 1.0:
+            raise ValueError(f"vehicles: need hard_fraction in [0, 1], hard_share in (0, 1] and hard_keys among "
+                             f"the continuous {VEHICLE_KEYS}, got {self.hard_fraction}, {self.hard_share}, {bad}")
         if self.thrust_to_weight[0] <= 1.0 or self.mass[0] <= 0 or self.latency_steps[0] < 0:
             raise ValueError("vehicles: need thrust_to_weight > 1, mass > 0 and latency_steps >= 0")
 
 
 def sample_vehicles(dist: VehicleDistribution, n: int, gen: torch.Generator,
                     device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """``n`` vehicles ``{name: [n]}`` (names :data:`VEHICLE_KEYS`), drawn from ``gen`` in a fixed order."""
-    out = {}
+    """``n`` vehicles ``{name: [n]}`` (names :data:`VEHICLE_KEYS`), drawn from ``gen`` in a fixed order (the
+    first ``dist.num_hard(n)`` from :meth:`VehicleDistribution.hard_ranges`, with the same draws)."""
+    out, k = {}, dist.num_hard(n)
+    hard = dist.hard_ranges() if k > 0 else {}
     for name in VEHICLE_KEYS:
         lo, hi = getattr(dist, name)
         if name == "latency_steps":
             out[name] = torch.randint(int(lo), int(hi) + 1, (n,), generator=gen, device=device).float()
             continue
         u = torch.rand(n, generator=gen, device=device)
-        if name.startswith("inertia"):
-            out[name] = torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        else:
-            out[name] = lo + u * (hi - lo)
+        out[name] = _uniform(name, lo, hi, u)
+        if k > 0 and name in dist.hard_keys:  # the first k envs map the same draws onto the hard end of the range
+            out[name][:k] = _uniform(name, *hard[name], u[:k])
     return out
+
+
+def _uniform(name: str, lo: float, hi: float, u: torch.Tensor) -> torch.Tensor:
+    if name.startswith("inertia"):  # log-uniform
+        return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+    return lo + u * (hi - lo)
 
 
 def _reference_rpm(base: QuadrotorParams) -> float:
@@ -175,11 +212,8 @@ def far_vehicle(dist: VehicleDistribution | None = None, hardness: float = 0.7) 
     yaw coupling, slower spin-up, faster spin-down, higher idle floor, longer latency, more noise (the
     adaptation-time probe; 1.0 is the all-hard corner, which no policy here flies)."""
     d = dist or VehicleDistribution()
-    hard_end = {"mass": 1, "inertia_xy_scale": 1, "inertia_z_scale": 1, "thrust_scale": 0,
-                "thrust_linear_fraction": 1, "torque_ratio": 1, "motor_tau_up": 1, "motor_tau_down": 0, "idle_rpm": 1,
-                "thrust_to_weight": 0, "arm_scale": 0, "latency_steps": 1, "obs_noise_scale": 1}
     out = {}
-    for k, end in hard_end.items():
+    for k, end in HARD_END.items():
         lo, hi = getattr(d, k)
         x = lo + (hardness if end else 1.0 - hardness) * (hi - lo)
         x = round(x) if k == "latency_steps" else x
