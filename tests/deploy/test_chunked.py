@@ -93,6 +93,21 @@ def _feed(r, q, stamp):
     r.view("goal")[:] = [0.5, 0.5]
 
 
+def _base_steps(policy, obs_seq, rng):
+    """Torch reference of the chunked runtime on its noise stream ``rng``: per step, the observation (the fed
+    joints and the fixed goal) and the base action it executes (a chunk sampled every ``E`` steps from the last
+    two observations)."""
+    hist = chunk = None
+    for t, q in enumerate(obs_seq):
+        o = torch.as_tensor(np.concatenate([q, [0.5, 0.5]]).astype(np.float32))[None]
+        hist = o.expand(2, -1)[None].clone() if hist is None else torch.cat((hist[:, 1:], o[:, None]), 1)
+        if t % E == 0:
+            noise = torch.as_tensor(rng.standard_normal((1, H, 2), dtype=np.float32))
+            with torch.no_grad():
+                chunk = policy.sample(hist, noise)
+        yield o, chunk[:, t % E]
+
+
 def _fake_sampler(r, log, gate=None, step_seconds=None, clock=None):
     """Chunk whose action k is (n + 0.01 k, -n - 0.01 k) for the n-th query; logs the step of each query."""
     def sample(obs, noise):

@@ -11,7 +11,7 @@ from deploy.export.residual import export_residual_policy
 from deploy.residual_runtime import ResidualPolicyRunner
 from deploy.runtime import ModelError
 from robot_rl.residual.resip import ResidualActor
-from tests.deploy.test_chunked import SPEC, E, H, _feed, _policy
+from tests.deploy.test_chunked import SPEC, _base_steps, _feed, _policy
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +41,12 @@ def test_runtime_matches_torch_on_the_same_noise(composed):
     assert isinstance(r, ResidualPolicyRunner) and r.verify_test_vector() <= 1e-5
     rng = np.random.default_rng(5)  # the runtime's noise stream
     obs_seq = np.random.default_rng(1).uniform(-0.5, 1.5, (11, 2)).astype(np.float32)
-    hist = None
     differs = 0.0
-    for t, q in enumerate(obs_seq):
+    for t, (q, (o, base)) in enumerate(zip(obs_seq, _base_steps(policy, obs_seq, rng), strict=True)):
         _feed(r, q, t + 1)
         cmd, reason = r.step(0.0)
         assert reason is None
-        o = torch.as_tensor(np.concatenate([q, [0.5, 0.5]]).astype(np.float32))[None]
-        hist = o.expand(2, -1)[None].clone() if hist is None else torch.cat((hist[:, 1:], o[:, None]), 1)
-        if t % E == 0:
-            noise = torch.as_tensor(rng.standard_normal((1, H, 2), dtype=np.float32))
-            with torch.no_grad():
-                chunk = policy.sample(hist, noise)
         with torch.no_grad():
-            base = chunk[:, t % E]
             want = actor.deterministic(o, base)[0].numpy()
         np.testing.assert_allclose(cmd, want, atol=1e-5, rtol=0)
         differs = max(differs, float(np.abs(want - base[0].numpy()).max()))

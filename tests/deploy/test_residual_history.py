@@ -12,7 +12,7 @@ from deploy.residual_runtime import ResidualPolicyRunner
 from deploy.runtime import ModelError
 from robot_rl.residual.history import ResidualHistory
 from robot_rl.residual.resip import ResidualActor
-from tests.deploy.test_chunked import SPEC, E, H, _feed, _policy
+from tests.deploy.test_chunked import SPEC, _base_steps, _feed, _policy
 
 STEPS = 3
 
@@ -46,18 +46,11 @@ def test_export_documents_the_window(composed):
 def _torch_steps(policy, actor, obs_seq, rng):
     """Torch reference of the runtime: chunks from the same noise, the window of :class:`ResidualHistory`."""
     window = ResidualHistory(1, STEPS, 4, 2)
-    hist, out = None, []
-    for t, q in enumerate(obs_seq):
-        o = torch.as_tensor(np.concatenate([q, [0.5, 0.5]]).astype(np.float32))[None]
+    out = []
+    for t, (o, base) in enumerate(_base_steps(policy, obs_seq, rng)):
         if t == 0:
             window.reset(o)
-        hist = o.expand(2, -1)[None].clone() if hist is None else torch.cat((hist[:, 1:], o[:, None]), 1)
-        if t % E == 0:
-            noise = torch.as_tensor(rng.standard_normal((1, H, 2), dtype=np.float32))
-            with torch.no_grad():
-                chunk = policy.sample(hist, noise)
         with torch.no_grad():
-            base = chunk[:, t % E]
             a = actor.deterministic(o, base, window.window)
             still = torch.cat((o, torch.zeros(1, 2)), -1)[:, None].expand(-1, STEPS, -1)  # "no past"
             memoryless = actor.deterministic(o, base, still)

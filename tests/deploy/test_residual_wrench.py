@@ -13,7 +13,7 @@ from deploy.runtime import ModelError
 from robot_rl.residual.resip import WRENCH_DIM, ResidualActor
 from sim.arm.config import ArmWristFT
 from sim.arm.wrench import wrench_contract
-from tests.deploy.test_chunked import SPEC, E, H, _feed, _policy
+from tests.deploy.test_chunked import SPEC, _base_steps, _feed, _policy
 
 SOURCES = {"js": None, "wrench": None}
 
@@ -51,22 +51,17 @@ def test_runtime_matches_torch_with_the_wrench(composed):
     rng = np.random.default_rng(5)  # the runtime's noise stream
     obs_seq = np.random.default_rng(1).uniform(-0.5, 1.5, (9, 2)).astype(np.float32)
     wrenches = (np.random.default_rng(2).normal(0, 1, (9, 6)) * [5, 5, 20, 0.3, 0.3, 0.05] - 8).astype(np.float32)
-    hist, moved = None, 0.0
-    for t, (q, w) in enumerate(zip(obs_seq, wrenches, strict=True)):
+    moved = 0.0
+    steps = zip(obs_seq, wrenches, _base_steps(policy, obs_seq, rng), strict=True)
+    for t, (q, w, (o, base)) in enumerate(steps):
         _feed(r, q, t + 1)
         assert r.accept("wrench", t + 1, received=0.0)
         r.wrench[0] = w
         cmd, reason = r.step(0.0)
         assert reason is None
-        o = torch.as_tensor(np.concatenate([q, [0.5, 0.5]]).astype(np.float32))[None]
-        hist = o.expand(2, -1)[None].clone() if hist is None else torch.cat((hist[:, 1:], o[:, None]), 1)
-        if t % E == 0:
-            noise = torch.as_tensor(rng.standard_normal((1, H, 2), dtype=np.float32))
-            with torch.no_grad():
-                chunk = policy.sample(hist, noise)
         with torch.no_grad():
-            want = actor.deterministic(o, chunk[:, t % E], None, torch.as_tensor(w)[None])[0].numpy()
-            same_without = actor.deterministic(o, chunk[:, t % E], None, torch.as_tensor(w)[None] * 0 - 8)[0].numpy()
+            want = actor.deterministic(o, base, None, torch.as_tensor(w)[None])[0].numpy()
+            same_without = actor.deterministic(o, base, None, torch.as_tensor(w)[None] * 0 - 8)[0].numpy()
         np.testing.assert_allclose(cmd, want, atol=1e-5, rtol=0)
         moved = max(moved, float(np.abs(want - same_without).max()))
     assert moved > 1e-3  # the wrench changed the actions
