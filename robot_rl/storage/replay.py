@@ -75,20 +75,17 @@ class ReplayBuffer:
             raise RuntimeError(f"replay buffer full ({self.capacity} transitions) and overwrite=False")
         if batch.keys() != self.columns.keys():
             raise ValueError(f"replay add needs the fields {sorted(self.columns)}, got {sorted(batch)}")
-        if self._np is not None and self.pos + n <= self.capacity:
-            parts = [batch[k] for k in self.fields]
-            if all(t.dtype == torch.float32 and t.device.type == "cpu" for t in parts):
-                # one compiled row copy: a torch.cat + slice write costs more than the copy on one env
-                arrays = [t.detach().numpy() if t.requires_grad else t.numpy() for t in parts]
-                _write_rows(self._np, self.pos, tuple(a if a.ndim == 2 else a.reshape(n, -1) for a in arrays))
-                self.pos = (self.pos + n) % self.capacity
-                self.size = min(self.size + n, self.capacity)
-                return
-        rows = torch.cat([batch[k].reshape(n, -1).to(self.table.dtype) for k in self.fields], dim=1)
-        if self.pos + n <= self.capacity:
-            self.table[self.pos:self.pos + n] = rows
+        parts = [batch[k] for k in self.fields]
+        if (self._np is not None and self.pos + n <= self.capacity
+                and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in parts)):
+            # one compiled row copy: a torch.cat + slice write costs more than the copy on one env
+            _write_rows(self._np, self.pos, tuple(t.detach().numpy().reshape(n, -1) for t in parts))
         else:
-            self.table.index_copy_(0, (torch.arange(n, device=self.device) + self.pos) % self.capacity, rows)
+            rows = torch.cat([t.reshape(n, -1).to(self.table.dtype) for t in parts], dim=1)
+            if self.pos + n <= self.capacity:
+                self.table[self.pos:self.pos + n] = rows
+            else:
+                self.table.index_copy_(0, (torch.arange(n, device=self.device) + self.pos) % self.capacity, rows)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
