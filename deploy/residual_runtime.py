@@ -159,4 +159,6 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out.update({"last_residual_ms": self.last_residual_ms, "max_residual_ms": self.max_residual_ms})
+        if self.wrench is not None:  # the reading the residual reads next (NaN until one arrived)
+            out["wrench"] = self.wrench[0].tolist()
         return out

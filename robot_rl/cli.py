@@ -205,13 +205,15 @@ def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
             goal: tuple[float, float, float] | None = None, frame: str = "panda_link0", duration: float = 0.0,
             radius: float = 0.01, hold: float = 0.5, pause_joint_states: tuple[float, float] | None = None,
             report: Path | None = None, max_wait: float = 60.0,
-            wrench_topic: str = "/force_torque_sensor_broadcaster/wrench_filtered") -> None:
+            wrench_topic: str = "/force_torque_sensor_broadcaster/wrench_filtered",
+            pause_wrench: tuple[float, float] | None = None) -> None:
     """Play a Panda behind ros2_control: /joint_states out, /<controller>/commands and the gripper's in.
 
     The world is the arm task's training scene (one env, ``--seed``); the tracked object and the goal go out
     as geometry_msgs/PoseStamped. ``--duration``: stop that many seconds after the first arm command (0: until
     Ctrl-C) and report whether the TCP held within ``--radius`` of the goal for ``--hold`` s (exit status 1 if
-    not, where there is a goal). ``--pause-joint-states AT FOR``: a stalled joint-state stream.
+    not, where there is a goal). ``--pause-joint-states AT FOR``: a stalled joint-state stream;
+    ``--pause-wrench AT FOR``: a stalled force/torque sensor.
 
     Args:
         task: arm task whose scene is simulated (sim.arm.ARM_TASKS).
@@ -231,11 +233,13 @@ def arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.0,
         max_wait: with a duration, give up after this many seconds without any arm command.
         wrench_topic: wrist force/torque sensor (geometry_msgs/WrenchStamped, frame ft_sensor, low-pass filtered as
             the force_torque_sensor_broadcaster's wrench_filtered); "" = none.
+        pause_wrench: AT FOR: no wrench for FOR s from AT s after the first command.
     """
     from robot_rl.commands.arm_sim import run_arm_sim
 
     summary = run_arm_sim(task, seed, rate, controller, gripper_controller, object_topic, goal_topic, goal, frame,
-                          duration, radius, hold, pause_joint_states, report, max_wait, wrench_topic)
+                          duration, radius, hold, pause_joint_states, report, max_wait, wrench_topic,
+                          pause_wrench)
     print(json.dumps(summary))
     if duration and "reached" in summary and not summary["reached"]:
         raise SystemExit(1)

@@ -21,7 +21,8 @@ whether the TCP stayed within ``--radius`` of the goal for ``--hold`` seconds (`
 cube was lifted and held as the task defines success, ``success``/``lifted_at_s``; ``panda-peg-insert``: when the
 peg was first inserted as the task defines success, ``success``/``inserted_at_s``), with the controllers' counters
 (dropped non-finite commands, size errors, limit and velocity violations). ``--pause-joint-states AT FOR``
-stops ``/joint_states`` for FOR seconds, AT seconds after the first command (a stalled driver). Needs rclpy,
+stops ``/joint_states`` for FOR seconds, AT seconds after the first command (a stalled driver);
+``--pause-wrench AT FOR`` stops the wrench the same way (a stalled force/torque sensor). Needs rclpy,
 mujoco and torch (the task scene) in one interpreter (``.venv-ros``).
 """
 
@@ -42,7 +43,8 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
                 goal: tuple[float, float, float] | None = None, frame: str = "panda_link0", duration: float = 0.0,
                 radius: float = 0.01, hold: float = 0.5, pause_joint_states: tuple[float, float] | None = None,
                 report: Path | None = None, max_wait: float = 60.0,
-                wrench_topic: str = "/force_torque_sensor_broadcaster/wrench_filtered") -> dict[str, Any]:
+                wrench_topic: str = "/force_torque_sensor_broadcaster/wrench_filtered",
+                pause_wrench: tuple[float, float] | None = None) -> dict[str, Any]:
     """Serve the simulated arm until ``duration`` s after the first command (0: until Ctrl-C); the summary."""
     import numpy as np
     import rclpy
@@ -91,7 +93,7 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
     node.create_subscription(Float64MultiArray, f"/{arm.gripper.name}/commands",
                              lambda msg: warn(arm.command_gripper(msg.data)), system_default)
     rec: dict[str, list] = {"t": [], "tcp": [], "q": [], "published": [], "object": [], "lifted": [],
-                            "inserted": []}
+                            "inserted": [], "wrench": []}
     pause = {"last_q": None}
 
     def pose(position: list[float], quat: list[float], stamp: Any) -> PoseStamped:
@@ -116,12 +118,15 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
         obj = arm.object_pose()
         if obj_pub is not None and obj is not None:
             obj_pub.publish(pose(*obj, stamp))
-        if wrench_pub is not None:
+        wrench_paused = bool(first and pause_wrench and 0 <= t_rel - pause_wrench[0] < pause_wrench[1])
+        if wrench_pub is not None and not wrench_paused:
             w = WrenchStamped()
             w.header.stamp, w.header.frame_id = stamp, "ft_sensor"
             f, t = w.wrench.force, w.wrench.torque
             f.x, f.y, f.z, t.x, t.y, t.z = arm.wrench()
             wrench_pub.publish(w)
+            if first:
+                rec["wrench"].append([t_rel, f.x, f.y, f.z, t.x, t.y, t.z])
         if goal_pub is not None:
             goal_pub.publish(pose(arm.goal.tolist(), [1.0, 0.0, 0.0, 0.0], stamp))
         if first:

@@ -24,8 +24,9 @@ def ros_env() -> dict[str, str]:
 
 def node_env() -> dict[str, str]:
     """:func:`ros_env` for a ``robot-rl-node`` process, with torch made unimportable (.venv-ros has torch for the
-    simulator; the node must not use it)."""
-    return {**ros_env(), "PYTHONPATH": str(ROOT / "tests" / "ros2" / "no_torch")}
+    simulator; the node must not use it), and this checkout's packages ahead of whichever one .venv-ros was
+    installed from."""
+    return {**ros_env(), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "ros2" / "no_torch"), str(ROOT)])}
 
 
 def venv_problem() -> str | None:
