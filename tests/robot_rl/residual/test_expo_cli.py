@@ -68,7 +68,7 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
 
 
 @pytest.mark.parametrize("q_level", ["step", "chunk"])
-def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level):
+def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level, capsys):
     torch.set_num_threads(1)
 
     def cfg():
@@ -91,3 +91,7 @@ def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level
         assert whole.replay.online.data["action"].shape[1] == 4 * whole.base.action_dim
         assert 4 * 48 // 16 <= whole.replay.online.size + 4 <= 48
         assert torch.equal(whole.chunks.reward, resumed.chunks.reward)
+        with pytest.raises(SystemExit):  # no runtime for it: refused with one line, not exported half-way
+            main(["export", str(tmp_path / "a")])
+        assert "a chunk-level EXPO run (expo.q_level 'chunk') has no export" in capsys.readouterr().err
+        assert not (tmp_path / "a" / "export").exists()
