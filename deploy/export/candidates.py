@@ -36,6 +36,7 @@ from deploy.export.chunked import OPSET, export_chunked_policy
 from deploy.export.policy import MAX_ABS_ERROR, ExportError
 from deploy.onnx_io import onnx_session
 from robot_rl.io import atomic_write_bytes, atomic_write_json
+from robot_rl.residual.q_ensemble import ensemble_score
 
 
 class ChunkScorer(nn.Module):
@@ -57,6 +58,7 @@ class ActionSelector(nn.Module):
     def __init__(self, agent: nn.Module, policy: Any) -> None:
         super().__init__()
         self.edit, self.q, self.act_norm = agent.edit, agent.critic.q, policy.act_norm
+        self.pessimism = float(agent.cfg.pessimism)
 
     def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k, a = candidates.shape
@@ -65,7 +67,8 @@ class ActionSelector(nn.Module):
         rep = flat_obs.repeat_interleave(k, dim=0)
         edited = self.edit(rep, base.reshape(b * k, a)).reshape(b, k, a)
         cands = torch.cat((base, edited), dim=1)
-        score = self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)).mean(0)
+        score = ensemble_score(self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)),
+                               self.pessimism)
         idx = score.reshape(b, 2 * k).argmax(dim=1)
         best = torch.gather(cands, 1, idx.reshape(b, 1, 1).expand(b, 1, a)).squeeze(1)
         return self.act_norm.unnormalize(best), idx

@@ -22,6 +22,9 @@ def export_candidates_run(run_dir: str | Path, out_dir: Path | None = None) -> d
         from robot_rl.runners.expo import load_expo
 
         cfg, policy, agent, meta = load_expo(run_dir)
+        if cfg.expo.q_level != "step":
+            raise ValueError(f"{run_dir}: a chunk-level EXPO run (expo.q_level {cfg.expo.q_level!r}) has no export; "
+                             "the candidates runtime selects per control step (q_level 'step')")
         net, score, k, task_name = ActionSelector(agent, policy), "action", cfg.expo.num_candidates, cfg.task
         training = {"algorithm": "expo", "env_steps": meta["env_steps"], "config": cfg.to_dict()}
     else:

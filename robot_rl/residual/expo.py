@@ -19,6 +19,12 @@ the first actions of k - 1 fresh chunks): a diffusion chunk is a consistent plan
 of different chunks every step broke it. On the 10-demonstration ``panda-pick-cube`` base (0.635 held-out success)
 an untrained agent with 4 per-step candidates scored 0.47, the trained one 0.51; see ``benchmarks/README.md``.
 
+Options measured on that base (``benchmarks/README.md``): ``q_level = "chunk"`` scores the ``n_action_steps``
+actions a chunk executes instead of one step's action (:func:`propose_chunks` / :func:`commit_chunk`, Q-chunking's
+backup over the chunk); ``pessimism`` scores by the ensemble's lower confidence bound; ``learn_alpha = False``
+keeps the temperature fixed (the bounded edit sits at its entropy ceiling, :func:`max_edit_entropy`, far above
+the default target, so a tuned temperature only decays).
+
 Q and the edit policy read the policy group's observation history (what the robot measures), not the critic
 group: the Q ensemble chooses the executed action at deployment too, where no privileged state exists, and a
 selector trained on privileged state would make training-time success unreachable for the deployed policy.
@@ -28,14 +34,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.edit_policy import EditPolicy
-from robot_rl.residual.q_ensemble import QEnsemble, QWithTarget, redq_min
+from robot_rl.residual.q_ensemble import QEnsemble, QWithTarget, ensemble_score, redq_min
 
 
 @dataclass
@@ -69,7 +75,18 @@ class EXPOConfig:
     the episode), so the pessimistic subset minimum cannot drag unvisited values below it; None: no clip."""
     target_entropy: float | None = None
     """Edit entropy target (nats); None: ``act_dim * (log(edit_scale) - 1)``, SAC's ``-act_dim`` for the tanh
-    variable expressed for the scaled edit."""
+    variable expressed for the scaled edit. The most a bounded edit can have is ``act_dim * log(2 edit_scale)``
+    (uniform on the bound); see :func:`max_edit_entropy`."""
+    learn_alpha: bool = True
+    """Tune the temperature toward ``target_entropy`` (SAC); False: it stays at ``init_alpha``."""
+    pessimism: float = 0.0
+    """Score candidates, and the edit's actor loss, by the ensemble mean less this many member standard deviations
+    (a lower confidence bound); 0: the ensemble mean (EXPO's)."""
+    q_level: Literal["step", "chunk"] = "step"
+    """``step``: Q on one control step's action (candidates: first actions of chunks, the winner's later steps
+    choose between its action and its edit); ``chunk``: Q on the ``n_action_steps`` actions a chunk executes, the
+    edit edits them all, one choice per chunk, and the backup spans the chunk (rewards summed with discount,
+    ``gamma ** n_action_steps`` on the next chunk's value: Q-chunking's SMDP backup)."""
 
 
 @torch.no_grad()
@@ -86,6 +103,38 @@ def propose(base: FrozenChunkBase, k: int) -> tuple[torch.Tensor, torch.Tensor, 
     return cands, due, chunks
 
 
+@torch.no_grad()
+def propose_chunks(base: FrozenChunkBase, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``q_level = "chunk"`` candidates: ``(cands [D, k, n_action_steps * A] normalised, due [D], chunks [D, k,
+    horizon, A] raw)``, the executed part of ``k`` fresh chunks of the envs whose chunk is due (none elsewhere:
+    one choice per chunk). Chunk 0 draws the base's own noise, as in :func:`propose`."""
+    due, chunks = base.candidate_chunks(k)
+    n = base.n_action_steps
+    return base.normalize_action(chunks[:, :, :n]).flatten(2), due, chunks
+
+
+def commit_chunk(base: FrozenChunkBase, due: torch.Tensor, chunks: torch.Tensor, index: torch.Tensor,
+                 action: torch.Tensor) -> None:
+    """Start, in the envs ``due``, the chunk whose candidate won (``index`` ``[D]``, ``action`` ``[D, n * A]``
+    normalised from :meth:`EXPOAgent.select` on :func:`propose_chunks`' candidates): an unedited winner runs as
+    sampled (bit for bit), an edited one runs its edited ``n_action_steps`` actions."""
+    if len(due):
+        n, d = base.n_action_steps, len(due)
+        chosen = chunks[torch.arange(d), index % chunks.shape[1]].clone()
+        edited = index >= chunks.shape[1]
+        chosen[edited, :n] = base.unnormalize_action(action[edited].view(-1, n, base.action_dim))
+        full = base.chunk.clone()
+        full[due] = chosen
+        base.act(full)
+
+
+def max_edit_entropy(act_dim: int, scale: float) -> float:
+    """The largest differential entropy (nats) of an edit bounded by ``scale`` per dimension: uniform on
+    ``[-scale, scale]``, ``act_dim * log(2 scale)``. An edit entropy target above it cannot be reached, and a
+    temperature tuned toward it only grows."""
+    return act_dim * float(torch.tensor(2.0 * scale).log())
+
+
 def commit(base: FrozenChunkBase, due: torch.Tensor, chunks: torch.Tensor, index: torch.Tensor) -> None:
     """Start, in the envs ``due``, the chunk whose candidate won (``index`` ``[N]`` from :meth:`EXPOAgent.select`:
     candidate ``index mod k``, edited or not), so that the base runs it for its ``n_action_steps``."""
@@ -100,9 +149,10 @@ class EXPOAgent(nn.Module):
     ``obs_norm = (mid, span)``) and normalised actions."""
 
     def __init__(self, cfg: EXPOConfig, obs_dim: int, act_dim: int,
-                 obs_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                 obs_norm: tuple[torch.Tensor, torch.Tensor] | None = None, chunk_steps: int = 1) -> None:
         super().__init__()
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        self.discount = cfg.gamma ** chunk_steps  # a chunk-level Q backs up over the chunk's control steps
         norm = obs_norm or (None, None)
         self.critic = QWithTarget(QEnsemble(cfg.num_q, obs_dim, act_dim, cfg.hidden, *norm))
         self.edit = EditPolicy(obs_dim, act_dim, cfg.edit_scale, cfg.hidden, *norm)
@@ -128,19 +178,20 @@ class EXPOAgent(nn.Module):
         eo = obs.repeat_interleave(k, dim=0)
         edited = self.edit.sample(eo, flat, generator)[0] if stochastic else self.edit(eo, flat)
         cands = torch.cat((base, edited.view(b, k, a)), dim=1)
-        score = self.critic.q(obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)).mean(0)
-        idx = score.view(b, 2 * k).argmax(dim=1)
+        q = self.critic.q(obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a))
+        idx = ensemble_score(q, self.cfg.pessimism).view(b, 2 * k).argmax(dim=1)
         return cands[torch.arange(b), idx], idx, cands
 
     # ------------------------------------------------------------------ updates
     @torch.no_grad()
     def td_target(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
-        """``r + gamma (1 - terminated) Q_target(s', select(s'))`` with REDQ's subset minimum, ``[B]``."""
+        """``r + gamma (1 - terminated) Q_target(s', select(s'))`` with REDQ's subset minimum, ``[B]`` (``gamma **
+        n_action_steps`` for a chunk-level Q, whose ``r`` is the chunk's discounted reward sum)."""
         k = self.cfg.num_candidates
         nxt = batch["next_cands"].view(-1, k, self.act_dim)
         a_next, _, _ = self.select(batch["next_obs"], nxt, True, generator)
         q_next = redq_min(self.critic.target(batch["next_obs"], a_next), self.cfg.target_subset, generator)
-        y = batch["reward"] + self.cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        y = batch["reward"] + self.discount * (1.0 - batch["terminated"]) * q_next
         return y if self.cfg.target_range is None else y.clamp(*self.cfg.target_range)
 
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, float]:
@@ -158,16 +209,17 @@ class EXPOAgent(nn.Module):
         cands = batch["cands"].view(len(y), self.cfg.num_candidates, self.act_dim)
         pick = torch.randint(0, self.cfg.num_candidates, (len(y),), generator=generator)
         edited, logp = self.edit.sample(batch["obs"], cands[torch.arange(len(y)), pick], generator)
-        q_edit = self.critic.q(batch["obs"], edited).mean(0)
+        q_edit = ensemble_score(self.critic.q(batch["obs"], edited), self.cfg.pessimism)
         alpha = self.log_alpha.exp().detach()
         edit_loss = (alpha * logp - q_edit).mean()
         self.edit_opt.zero_grad(set_to_none=True)
         edit_loss.backward()
         self.edit_opt.step()
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+        if self.cfg.learn_alpha:
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
         self.critic.q.zero_grad(set_to_none=True)  # the edit loss reached Q's parameters; drop it
         return {"q_loss": q_loss.item(), "edit_loss": edit_loss.item(), "alpha": alpha.item(),
                 "q_mean": q.mean().item(), "edit_logp": logp.mean().item()}

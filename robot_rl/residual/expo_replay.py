@@ -70,11 +70,18 @@ def history_rows(length: int, n_obs_steps: int) -> np.ndarray:
 
 @torch.no_grad()
 def demo_transitions(demos: str | Path, base: Any, k: int, reward: Literal["sparse", "dense"],
-                     generator: torch.Generator,
-                     batch: int = 4096) -> dict[str, torch.Tensor]:
+                     generator: torch.Generator, batch: int = 4096, chunk_steps: int = 1,
+                     gamma: float = 0.99) -> dict[str, torch.Tensor]:
     """Every frame of ``demos`` as an EXPO transition for ``base`` (a :class:`FrozenChunkBase`), with ``k``
     base candidates sampled per frame (``generator``: their noise); ``sparse`` reward: 1 on the step that
-    succeeds, ``dense``: the task's recorded reward."""
+    succeeds, ``dense``: the task's recorded reward.
+
+    ``chunk_steps`` > 1 (a chunk-level Q): the transition of frame ``t`` is the ``chunk_steps`` actions from ``t``
+    (the last one repeated past an episode's end, where they never run), its reward the discounted sum over
+    them, its next state frame ``t + chunk_steps``; it terminates if the episode succeeds within them and is
+    invalid if the episode ends there without success. Candidates: the first ``chunk_steps`` actions of ``k``
+    chunks."""
+    n_c = chunk_steps
     data = load_dataset(demos, keys=[POLICY_KEY, "action", "next.reward", "next.success"])
     to = base.n_obs_steps
     hist, act, rew, term, valid, nxt = [], [], [], [], [], []
@@ -84,24 +91,86 @@ def demo_transitions(demos: str | Path, base: Any, k: int, reward: Literal["spar
         if o.shape[1] != base.obs_dim:
             raise DatasetFormatError(f"{demos}: {POLICY_KEY} has {o.shape[1]} dims, the base observes {base.obs_dim}")
         hist.append(o[torch.as_tensor(history_rows(n, to))])
-        act.append(torch.as_tensor(ep["action"], dtype=torch.float32))
+        steps = torch.arange(n)[:, None] + torch.arange(n_c)[None, :]  # [n, chunk_steps] frames of each chunk
+        a = torch.as_tensor(ep["action"], dtype=torch.float32)
+        act.append(a[steps.clamp(max=n - 1)].flatten(1))
         success = torch.as_tensor(ep["next.success"]).bool().reshape(-1)
-        rew.append(success.float() if reward == "sparse"
-                   else torch.as_tensor(ep["next.reward"], dtype=torch.float32).reshape(-1))
-        t = torch.zeros(n)
-        t[-1] = float(success[-1])
+        r = (success.float() if reward == "sparse"
+             else torch.as_tensor(ep["next.reward"], dtype=torch.float32).reshape(-1))
+        r = torch.cat((r, torch.zeros(n_c)))  # nothing is earned after the episode
+        rew.append((r[steps] * gamma ** torch.arange(n_c, dtype=torch.float32)).sum(1))
+        end = torch.arange(n) + n_c  # the frame the next chunk starts at
+        t = ((end >= n) & success[-1]).float()
         term.append(t)
-        v = torch.ones(n)
-        v[-1] = float(success[-1])  # a last frame without success was truncated: no next state to back up
-        valid.append(v)
-        nxt.append(torch.cat((torch.arange(1, n), torch.tensor([n - 1]))))
+        valid.append(((end < n) | t.bool()).float())  # ended there without success: truncated, no next state
+        nxt.append(end.clamp(max=n - 1))
     offsets = np.cumsum([0] + [len(h) for h in hist[:-1]])
     nxt_idx = torch.cat([ix + int(off) for ix, off in zip(nxt, offsets, strict=True)])
     hist_all = torch.cat(hist)
     cands = torch.cat([base.normalize_action(base.policy.predict_chunk(
-        hist_all[i:i + batch].repeat_interleave(k, dim=0), generator)[:, 0]).view(-1, k * base.action_dim)
-        for i in range(0, len(hist_all), batch)])
+        hist_all[i:i + batch].repeat_interleave(k, dim=0), generator)[:, :n_c]).reshape(
+            -1, k * n_c * base.action_dim) for i in range(0, len(hist_all), batch)])
     obs = hist_all.flatten(1)
-    return {"obs": obs, "action": base.normalize_action(torch.cat(act)), "cands": cands, "reward": torch.cat(rew),
+    actions = base.normalize_action(torch.cat(act).view(-1, n_c, base.action_dim)).flatten(1)
+    return {"obs": obs, "action": actions, "cands": cands, "reward": torch.cat(rew),
             "terminated": torch.cat(term), "valid": torch.cat(valid)[:, None], "next_obs": obs[nxt_idx],
             "next_cands": cands[nxt_idx]}
+
+
+class PendingChunks:
+    """Chunk-level transitions under way, one per env (``q_level = "chunk"``): opened when an env starts a chunk
+    (its observation, executed actions ``[n * A]`` normalised and candidates), its discounted reward summed while
+    the chunk runs, closed when the env's next chunk is due (that state and its candidates are the next ones) or
+    its episode ends (terminated: no backup; truncated without success: invalid)."""
+
+    def __init__(self, num_envs: int, obs_dim: int, act_dim: int, k: int, gamma: float) -> None:
+        self.gamma = gamma
+        self.obs = torch.zeros(num_envs, obs_dim)
+        self.action = torch.zeros(num_envs, act_dim)
+        self.cands = torch.zeros(num_envs, k * act_dim)
+        self.reward = torch.zeros(num_envs)
+        self.weight = torch.ones(num_envs)
+        self.open = torch.zeros(num_envs, dtype=torch.bool)
+
+    def start(self, ids: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, cands: torch.Tensor) -> None:
+        """Open the transitions of envs ``ids`` (rows of ``obs``/``action``/``cands`` in that order)."""
+        self.obs[ids], self.action[ids], self.cands[ids] = obs, action, cands
+        self.reward[ids], self.weight[ids], self.open[ids] = 0.0, 1.0, True
+
+    def add_reward(self, reward: torch.Tensor) -> None:
+        """One control step of every env: ``reward`` ``[N]`` joins the open sums, discounted."""
+        self.reward += self.open.float() * self.weight * reward
+        self.weight *= self.gamma
+
+    def _take(self, ids: torch.Tensor, **rest: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.open[ids] = False
+        return {"obs": self.obs[ids], "action": self.action[ids], "cands": self.cands[ids],
+                "reward": self.reward[ids].clone(), **rest}
+
+    def close(self, ids: torch.Tensor, next_obs: torch.Tensor,
+              next_cands: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """The open transitions among envs ``ids`` (now due a chunk, ``next_obs``/``next_cands`` their rows)."""
+        keep = self.open[ids]
+        if not bool(keep.any()):
+            return None
+        n = int(keep.sum())
+        return self._take(ids[keep], next_obs=next_obs[keep], next_cands=next_cands[keep],
+                          terminated=torch.zeros(n), valid=torch.ones(n, 1))
+
+    def end(self, done: torch.Tensor, terminated: torch.Tensor,
+            truncated: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """The open transitions of envs whose episode ended this step (``[N]`` bool masks)."""
+        ids = torch.nonzero(done & self.open).flatten()
+        if not len(ids):
+            return None
+        term = terminated[ids]
+        return self._take(ids, next_obs=torch.zeros_like(self.obs[ids]), next_cands=torch.zeros_like(self.cands[ids]),
+                          terminated=term.float(), valid=(term | ~truncated[ids]).float()[:, None])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"obs": self.obs, "action": self.action, "cands": self.cands, "reward": self.reward,
+                "weight": self.weight, "open": self.open}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value.clone())

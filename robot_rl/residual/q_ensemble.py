@@ -74,6 +74,15 @@ def redq_min(q: torch.Tensor, subset: int, generator: torch.Generator | None = N
     return q.index_select(0, idx.to(q.device)).min(dim=0).values
 
 
+def ensemble_score(q: torch.Tensor, pessimism: float = 0.0) -> torch.Tensor:
+    """The score an ensemble gives, ``q`` ``[n, B]`` -> ``[B]``: the mean, less ``pessimism`` standard deviations
+    of the members (a lower confidence bound: actions the members disagree on, which the data rarely holds, score
+    lower). ``pessimism = 0``: the plain ensemble mean."""
+    if pessimism == 0.0:
+        return q.mean(0)
+    return q.mean(0) - pessimism * q.std(0)
+
+
 class QWithTarget(nn.Module):
     """A :class:`QEnsemble` and its Polyak-averaged target copy (no gradients)."""
 

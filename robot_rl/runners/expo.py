@@ -29,8 +29,8 @@ from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tenso
 from robot_rl.io import atomic_write_json
 from robot_rl.logging import RunLogger
 from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
-from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, propose
-from robot_rl.residual.expo_replay import ExpoReplay, demo_transitions, transition_dims
+from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, commit_chunk, propose, propose_chunks
+from robot_rl.residual.expo_replay import ExpoReplay, PendingChunks, demo_transitions, transition_dims
 from sim.registry import get_task
 
 
@@ -92,6 +92,18 @@ def obs_norm_of(base: FrozenChunkBase) -> tuple[torch.Tensor, torch.Tensor]:
     return n.mid.repeat(base.n_obs_steps), n.span.repeat(base.n_obs_steps)
 
 
+def q_steps(cfg: EXPOConfig, policy: Any) -> int:
+    """Control steps one Q action spans: 1, or the base's ``n_action_steps`` for a chunk-level Q."""
+    return policy.n_action_steps if cfg.q_level == "chunk" else 1
+
+
+def make_agent(cfg: EXPOConfig, policy: Any, obs_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> EXPOAgent:
+    """The agent for a base ``policy``: Q and edits on its observation history and on one action (``q_level
+    "step"``) or the ``n_action_steps`` actions of a chunk (``"chunk"``)."""
+    n = q_steps(cfg, policy)
+    return EXPOAgent(cfg, policy.n_obs_steps * policy.obs_dim, n * policy.act_dim, obs_norm, chunk_steps=n)
+
+
 class CandidatePolicy(BaseStepPolicy):
     """The deterministic EXPO policy (mean edits, argmax Q over whole chunks where one is due) as a batched
     ``obs -> action`` callable for the evaluation protocols."""
@@ -101,6 +113,12 @@ class CandidatePolicy(BaseStepPolicy):
         self.agent = agent
 
     def choose(self, base: FrozenChunkBase) -> torch.Tensor:
+        if self.agent.cfg.q_level == "chunk":
+            cands, due, chunks = propose_chunks(base, self.agent.cfg.num_candidates)
+            if len(due):
+                action, idx, _ = self.agent.select(base.history[due].flatten(1), cands, stochastic=False)
+                commit_chunk(base, due, chunks, idx, action)
+            return base.act()
         cands, due, chunks = propose(base, self.agent.cfg.num_candidates)
         action, idx, _ = self.agent.select(base.history.flatten(1), cands, stochastic=False)
         commit(base, due, chunks, idx)
@@ -129,14 +147,17 @@ class EXPORunner:
         if obs.shape[1] != self.base.obs_dim:
             raise ValueError(f"{cfg.task} observes {obs.shape[1]} dims, the base {self.base.obs_dim}")
         self.base.reset(obs)
-        k, a = cfg.expo.num_candidates, self.base.action_dim
+        k, n_q = cfg.expo.num_candidates, q_steps(cfg.expo, self.base.policy)
+        a = n_q * self.base.action_dim
         obs_dim = self.base.n_obs_steps * self.base.obs_dim
         if cfg.reward == "sparse" and cfg.expo.target_range is None:
             cfg.expo.target_range = (0.0, 1.0)
-        self.agent = EXPOAgent(cfg.expo, obs_dim, a, obs_norm_of(self.base))
+        self.agent = make_agent(cfg.expo, self.base.policy, obs_norm_of(self.base))
         self.gen = torch.Generator().manual_seed(cfg.seed + 2)
-        demo = (demo_transitions(demos, self.base, k, cfg.reward, torch.Generator().manual_seed(cfg.seed + 3))
-                if demos else None)
+        demo = (demo_transitions(demos, self.base, k, cfg.reward, torch.Generator().manual_seed(cfg.seed + 3),
+                                 chunk_steps=n_q, gamma=cfg.expo.gamma) if demos else None)
+        self.chunks = (PendingChunks(cfg.num_envs, obs_dim, a, k, cfg.expo.gamma) if cfg.expo.q_level == "chunk"
+                       else None)
         n_demo = 0 if demo is None else len(demo["obs"])
         self.replay = ExpoReplay(transition_dims(obs_dim, a, k), cfg.replay_capacity, n_demo)
         if demo is not None:
@@ -157,6 +178,8 @@ class EXPORunner:
     def collect_step(self) -> None:
         """One control step of every env with the stochastic on-the-fly policy; the previous step's transition
         is stored once this step's candidates (its next-state candidates) are known."""
+        if self.chunks is not None:
+            return self._collect_chunk_step()
         base = self.base
         obs = base.history.flatten(1)
         cands, due, chunks = propose(base, self.cfg.expo.num_candidates)
@@ -176,6 +199,32 @@ class EXPORunner:
         self.env_steps += self.cfg.num_envs
         self.episodes += int(done.sum())
         self.successes += int((done & success).sum())
+
+    @torch.no_grad()
+    def _collect_chunk_step(self) -> None:
+        """:meth:`collect_step` with a chunk-level Q: envs due a chunk close their previous chunk's transition
+        (this state and its candidates are its next ones) and choose the next chunk; every env runs its chunk."""
+        base, pend = self.base, self.chunks
+        assert pend is not None
+        obs = base.history.flatten(1)
+        cands, due, chunks = propose_chunks(base, self.cfg.expo.num_candidates)
+        if len(due):
+            self._store(pend.close(due, obs[due], cands.flatten(1)))
+            action, idx, _ = self.agent.select(obs[due], cands, stochastic=True, generator=self.gen)
+            commit_chunk(base, due, chunks, idx, action)
+            pend.start(due, obs[due], action, cands.flatten(1))
+        nxt, reward, terminated, truncated, info = self.env.step(base.act())
+        done, success = info["done_mask"].cpu(), info["success"].cpu()
+        pend.add_reward(success.float() if self.cfg.reward == "sparse" else reward.float().cpu())
+        self._store(pend.end(done, terminated.cpu().bool(), truncated.cpu().bool()))
+        base.step(nxt["policy"].float().cpu(), done)
+        self.env_steps += self.cfg.num_envs
+        self.episodes += int(done.sum())
+        self.successes += int((done & success).sum())
+
+    def _store(self, transitions: dict[str, torch.Tensor] | None) -> None:
+        if transitions is not None:
+            self.replay.online.add(**transitions)
 
     def update(self) -> dict[str, float]:
         self.updates += 1
@@ -247,6 +296,8 @@ class EXPORunner:
         tensors["runner.gen"] = self.gen.get_state()
         if self.pending is not None:
             tensors.update({f"pending.{k}": v for k, v in self.pending.items()})
+        if self.chunks is not None:
+            tensors.update({f"chunks.{k}": v for k, v in self.chunks.state_dict().items()})
         meta = {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
                 "successes": self.successes, "pretrained": self.pretrained, "train_time_s": self.train_time,
                 "first_pass": self.first_pass, "last_eval": self.last_eval, "optimizers": opt_meta,
@@ -267,6 +318,8 @@ class EXPORunner:
         self.gen.set_state(tensors["runner.gen"])
         pending = {k[8:]: v for k, v in tensors.items() if k.startswith("pending.")}
         self.pending = pending or None
+        if self.chunks is not None:
+            self.chunks.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("chunks.")})
         for key in ("env_steps", "updates", "episodes", "successes", "pretrained", "train_time"):
             setattr(self, key, meta[key if key != "train_time" else "train_time_s"])
         self.first_pass, self.last_eval = meta["first_pass"], meta["last_eval"]
@@ -280,6 +333,6 @@ def load_expo(run_dir: str | Path) -> tuple[EXPOTrainConfig, Any, EXPOAgent, dic
     tensors, meta = load_checkpoint(run_dir / "checkpoint")
     cfg = EXPOTrainConfig.from_dict(meta["config"])
     policy, _ = load_policy(cfg.base)
-    agent = EXPOAgent(cfg.expo, policy.n_obs_steps * policy.obs_dim, policy.act_dim)
+    agent = make_agent(cfg.expo, policy)
     agent.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("agent.")})
     return cfg, policy, agent.eval(), meta

@@ -67,12 +67,14 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     assert json.loads((vg / "export" / "policy.json").read_text())["composition"]["score"] == "chunk"
 
 
-def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path):
+@pytest.mark.parametrize("q_level", ["step", "chunk"])
+def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level, capsys):
     torch.set_num_threads(1)
 
     def cfg():
         return EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=48, pretrain_steps=2, batch_size=16,
-                               expo=EXPOConfig(hidden=(16, 16), num_candidates=2), eval_every=0, checkpoint_every=0)
+                               expo=EXPOConfig(hidden=(16, 16), num_candidates=2, q_level=q_level), eval_every=0,
+                               checkpoint_every=0)
 
     whole = EXPORunner(cfg(), tmp_path / "a")
     whole.train()
@@ -85,3 +87,11 @@ def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path):
     for (name, a), (_, b) in zip(whole.agent.state_dict().items(), resumed.agent.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert torch.equal(whole.replay.online.data["action"], resumed.replay.online.data["action"])
+    if q_level == "chunk":  # chunk transitions: 4 actions of 4 dims each, about one per env per chunk
+        assert whole.replay.online.data["action"].shape[1] == 4 * whole.base.action_dim
+        assert 4 * 48 // 16 <= whole.replay.online.size + 4 <= 48
+        assert torch.equal(whole.chunks.reward, resumed.chunks.reward)
+        with pytest.raises(SystemExit):  # no runtime for it: refused with one line, not exported half-way
+            main(["export", str(tmp_path / "a")])
+        assert "a chunk-level EXPO run (expo.q_level 'chunk') has no export" in capsys.readouterr().err
+        assert not (tmp_path / "a" / "export").exists()
