@@ -159,6 +159,7 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
     delta = torch.zeros(horizon, n, 4, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=lr)
     saved = torch.zeros(n, dtype=torch.bool)
+    best = torch.zeros(horizon, n, 4)  # per saved episode: the correction of its first saving iteration
     plain_peak = None
     for it in range(iters + 1):
         obs = restart()
@@ -176,6 +177,7 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
         if it == 0:
             plain_peak = peak.clone()  # the policy alone, without noise
         else:
+            best[:, ok & ~saved] = delta.detach()[:, ok & ~saved]
             saved |= ok
         if it == iters:
             break
@@ -188,7 +190,7 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
         env.detach()
         if it % 25 == 0:
             print(f"  oracle iter {it}: saved {int(saved.sum())}/{n}, loss {loss.item():.3g}", flush=True)
-    return {"saved": saved, "peak": peak, "noise_free_crash": plain_peak >= limit}
+    return {"saved": saved, "peak": peak, "noise_free_crash": plain_peak >= limit, "delta": best}
 
 
 def main() -> None:

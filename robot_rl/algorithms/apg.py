@@ -48,6 +48,10 @@ class APGConfig:
     Hand-written BPTT only (``apg_bptt.py``)."""
     bound_barrier_start: float = 0.4
     """Distance from the target per axis (m) where the barrier starts (the hover task terminates at 0.6)."""
+    episode_length: int = 0
+    """Truncate the training env's episodes after this many steps (0: the task's ``episode_length``). Evaluation
+    keeps the task's. Shorter training episodes start more often: more of every window is the recovery from the
+    task's initial states, where the robust hover's crashes are (``benchmarks/hover_crashes.py``)."""
     backprop: str = "auto"
     """``auto``: hand-written BPTT (``apg_bptt.py``) where it applies (fast-tanh MLP on the differentiable fused
     CPU env), else torch autograd; ``autograd``: always torch autograd (same gradient, other rounding)."""

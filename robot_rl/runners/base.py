@@ -23,8 +23,14 @@ from sim.registry import get_task
 
 def make_env(cfg: TrainConfig, seed: int | None = None) -> BatchedEnv:
     """The training env of ``cfg``'s task (apg differentiates through the simulator: a differentiable env),
-    seeded ``seed`` (default ``cfg.seed``; a rank of a distributed run passes its own)."""
-    return get_task(cfg.task_name).make_env(replace(cfg.task, device=cfg.device),
+    seeded ``seed`` (default ``cfg.seed``; a rank of a distributed run passes its own). ``apg.episode_length``
+    > 0 truncates its episodes there (training only)."""
+    task = replace(cfg.task, device=cfg.device)
+    if cfg.algorithm == "apg" and cfg.apg.episode_length:
+        if cfg.apg.episode_length < 0 or not hasattr(task, "episode_length"):
+            raise ValueError(f"apg.episode_length: need >= 0 and a task with episodes, got {cfg.apg.episode_length}")
+        task = replace(task, episode_length=cfg.apg.episode_length)
+    return get_task(cfg.task_name).make_env(task,
                                             seed=cfg.seed if seed is None else seed,
                                             impl=cfg.env_impl, differentiable=cfg.algorithm == "apg")
 

@@ -204,3 +204,25 @@ def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypa
     cfg.evaluation.selection_seed = cfg.evaluation.seed
     with pytest.raises(ValueError, match="held-out episodes must differ"):
         make_runner(cfg, tmp_path / "same")
+
+
+def test_apg_episode_length_truncates_training_episodes_only():
+    """``apg.episode_length`` shortens the training env's episodes (more starts per update); the task config
+    that evaluation and export read keeps its own length, and 0 leaves the env as before."""
+    from robot_rl.runners.base import make_env
+
+    cfg = get_preset("crazyflie-hover-robust")
+    cfg.task.num_envs = 4
+    cfg.task.init_guidance = 1.0  # start at the target: no crash before the truncation
+    assert make_env(cfg).max_episode_steps == cfg.task.episode_length == 500
+    cfg.apg.episode_length = 7
+    env = make_env(cfg)
+    assert env.max_episode_steps == 7 and cfg.task.episode_length == 500
+    env.reset(seed=0)
+    hover = torch.full((4, 4), float(env.hover_action))
+    for t in range(7):
+        _, _, terminated, truncated, _ = env.step(hover)
+        assert not terminated.any() and bool(truncated.all()) == (t == 6)
+    cfg.apg.episode_length = -1
+    with pytest.raises(ValueError, match="apg.episode_length"):
+        make_env(cfg)
