@@ -4,8 +4,9 @@ Trains ``paper-td3`` (``--td3.fused``, one torch thread) to ``--start`` env step
 the runner's iteration split into its parts, each timed in **CPU time of this thread** (``time.thread_time``: on
 the shared machine a preempted process does not count the time it waits, so the parts add up to what a quiet
 core would spend, up to cache and frequency effects of the neighbours). The explicit update is split further by
-wrapping its calls: the GEMMs (``torch.mm``/``bmm``, or the BLAS kernel called from numba), the numba
-elementwise passes, the other torch ops by name, and the rest (Adam's kernel, the Python between the calls).
+wrapping its calls: the torch GEMMs (``torch.mm``/``bmm``), each numba kernel of ``_td3_kernels`` (by name; since
+the one-call steps a kernel holds its GEMMs too), the other torch ops by name, and the rest (torch's Adam kernel
+where it is called, the Python between the calls).
 Wrapping adds ~0.3 us per wrapped call; the ``untimed`` line is the same steps without any wrapping.
 The last line is JSON: ``{"per_env_step_us": {...}, "critic_update_us": {...}, "actor_update_us": {...}}``.
 
@@ -115,7 +116,7 @@ def main() -> None:
             if hasattr(torch, name):
                 wrap(torch, name, "GEMM (torch)", ops)
         for name in KERNELS:
-            wrap(K, name, "GEMM (BLAS from numba)" if name.startswith("gemm") else "numba passes", ops)
+            wrap(K, name, f"numba K.{name}", ops)
         for name in TORCH_OPS:
             wrap(torch, name, f"torch.{name}", ops)
         crit: dict[str, float] = defaultdict(float)
