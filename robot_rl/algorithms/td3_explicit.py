@@ -121,6 +121,7 @@ class ExplicitTD3:
             return
         if not all(t.is_contiguous() for t in tensors):
             raise ValueError("the explicit TD3 update needs contiguous parameters")
+        self.critic_adam.state = self.actor_adam.state = None  # their views of parameters and gradients, too
 
         def actor(mlp):
             return (tuple(layer.weight.detach().numpy() for layer in mlp.linears),
