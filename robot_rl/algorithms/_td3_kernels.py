@@ -1,9 +1,16 @@
-"""Numba elementwise kernels of the explicit TD3 update (:mod:`robot_rl.algorithms.td3_explicit`).
+"""Numba kernels of the explicit TD3 update (:mod:`robot_rl.algorithms.td3_explicit`): each step in one call.
 
-Every kernel works on flat float32 arrays (numpy views of torch tensors, no copies) and reproduces the plain
-autograd path's float32 operation order where that path has one (the activation derivatives as torch's autograd
-formulas, the target as ``reward + gamma * (1 - terminated) * q``), so the two paths agree to float rounding.
-Activation codes are :data:`robot_rl.models.mlp_act.ACTIVATION_CODES` (fast tanh 0, tanh 1, relu 2).
+A critic step (target actor, smoothed target action, twin target critics, TD target, every critic's forward and
+backward) and an actor step (actor forward, the first critic to its input, the actor's backward) are one compiled
+call each; the matrix products call torch's own BLAS (:mod:`robot_rl.models._blas`), everything elementwise
+runs in the same loops. Adam and the Polyak averaging are one call each over all tensors of a network. On the
+64-wide networks of the L2F paper the ~80 torch dispatches of an update cost more than its arithmetic.
+
+The operation order is the plain autograd path's where it has one (bias added after the product as
+``baddbmm``/``addmm`` do, activation derivatives as autograd's formulas, the target as
+``reward + gamma * (1 - terminated) * q``), so the paths agree to float rounding. Layouts: actor weights
+``[out, in]`` (``nn.Linear``), critic weights ``[n, in, out]`` and biases ``[n, out]`` (``EnsembleMLP``).
+Activation codes are :data:`robot_rl.models.mlp_act.ACTIVATION_CODES`.
 """
 
 from __future__ import annotations
@@ -11,103 +18,227 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from robot_rl.models.mlp_act import activate
+from robot_rl.models._blas import mm
+from robot_rl.models.mlp_act import activate_slope
 
-_F1, _F3, _F9, _F27, _F0 = np.float32(1.0), np.float32(3.0), np.float32(9.0), np.float32(27.0), np.float32(0.0)
-_F2 = np.float32(2.0)
-
-
-@njit(cache=True, error_model="numpy")
-def bias_act_(z, b, code):
-    """``z <- act(z + b)`` in place (``z`` ``[n, R, H]``, ``b`` ``[n, H]``; ``code`` -1: no activation). The
-    bias is added here rather than by ``baddbmm``/``addmm``, whose broadcast copy of it costs more than the
-    whole pass; the GEMMs also add it after the product, so the rounding is the same."""
-    n, rows, h = z.shape
-    for i in range(n):
-        for r in range(rows):
-            for j in range(h):
-                v = z[i, r, j] + b[i, j]
-                z[i, r, j] = v if code < 0 else activate(v, code)
+_F0, _F1, _F2 = np.float32(0.0), np.float32(1.0), np.float32(2.0)
 
 
 @njit(cache=True, error_model="numpy")
-def bias_act_slope_(z, b, code, slope):
-    """``z <- act(z + b)`` in place and ``slope = act'(z + b)`` (the derivative autograd would use)."""
-    n, rows, h = z.shape
-    for i in range(n):
-        for r in range(rows):
-            for j in range(h):
-                v = z[i, r, j] + b[i, j]
-                if code == 0:  # fast tanh: x (27 + x^2) / (27 + 9 x^2), x clamped to [-3, 3]; zero slope outside
-                    x = min(max(v, -_F3), _F3)
-                    x2 = x * x
-                    z[i, r, j] = x * (x2 + _F27) / (x2 * _F9 + _F27)
-                    d = x2 - _F9
-                    e = x2 + _F3
-                    slope[i, r, j] = (d * d) / (_F9 * e * e)
-                elif code == 1:
-                    t = np.tanh(v)
-                    z[i, r, j] = t
-                    slope[i, r, j] = _F1 - t * t
-                else:
-                    z[i, r, j] = max(v, _F0)
-                    slope[i, r, j] = _F1 if v > _F0 else _F0
-
-
-@njit(cache=True, error_model="numpy")
-def bias_tanh_(z, b):
-    """``z <- tanh(z + b)`` (``z`` ``[R, A]``): the actor's squashed output."""
+def _bias_act(z, b, code, slope):
+    """``z <- act(z + b)`` in place (``code`` -1: no activation), ``slope <- act'(z + b)`` when it has rows."""
     rows, h = z.shape
+    keep = slope.shape[0] > 0
     for r in range(rows):
         for j in range(h):
-            z[r, j] = np.tanh(z[r, j] + b[j])
+            v = z[r, j] + b[j]
+            if code < 0:
+                z[r, j] = v
+            else:
+                a, d = activate_slope(v, code)
+                z[r, j] = a
+                if keep:
+                    slope[r, j] = d
 
 
 @njit(cache=True, error_model="numpy")
-def target_action_(z, b, eps, sigma, clip):
-    """``z <- clamp(tanh(z + b) + clamp(eps * sigma, -clip, clip), -1, 1)``: the smoothed target action."""
-    rows, h = z.shape
+def _actor_forward(x, weights, biases, code, keep, posts, slopes, s):
+    """The actor's pre-squash output ``[R, A]`` (bias added); with ``keep`` every hidden layer's output and slope
+    are appended to ``posts`` and ``slopes``."""
+    h = x
+    last = len(weights) - 1
+    none = np.empty((0, 0), np.float32)
+    for i in range(last + 1):
+        w = weights[i]
+        z = np.empty((h.shape[0], w.shape[0]), np.float32)
+        mm(h, False, w, True, z, _F0, s)
+        if i < last:
+            sl = np.empty_like(z) if keep else none
+            _bias_act(z, biases[i], code, sl)
+            if keep:
+                slopes.append(sl)
+                posts.append(z)
+        else:
+            _bias_act(z, biases[i], -1, none)
+        h = z
+    return h
+
+
+@njit(cache=True, error_model="numpy")
+def _critic_forward(x, weights, biases, member, code, keep, posts, slopes, s):
+    """Critic ``member``'s output ``[R]`` (bias added); records hidden outputs and slopes like the actor's."""
+    h = x
+    last = len(weights) - 1
+    none = np.empty((0, 0), np.float32)
+    for i in range(last + 1):
+        w = weights[i][member]
+        z = np.empty((h.shape[0], w.shape[1]), np.float32)
+        mm(h, False, w, False, z, _F0, s)
+        if i < last:
+            sl = np.empty_like(z) if keep else none
+            _bias_act(z, biases[i][member], code, sl)
+            if keep:
+                slopes.append(sl)
+                posts.append(z)
+        else:
+            _bias_act(z, biases[i][member], -1, none)
+        h = z
+    return h[:, 0]
+
+
+@njit(cache=True, error_model="numpy")
+def _lists(x):
+    """Empty lists of layer outputs and slopes (``x`` types them; layer 0's input goes in first)."""
+    posts = [x for _ in range(0)]
+    slopes = [np.empty((0, 0), np.float32) for _ in range(0)]
+    return posts, slopes
+
+
+@njit(cache=True, error_model="numpy")
+def _mul(g, slope):
+    rows, h = g.shape
     for r in range(rows):
         for j in range(h):
+            g[r, j] *= slope[r, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _col_sum(g, out):
+    """``out[j] = sum_r g[r, j]`` (a bias gradient)."""
+    out[:] = _F0
+    for r in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            out[j] += g[r, j]
+
+
+@njit(cache=True, error_model="numpy")
+def critic_grads(next_policy, next_critic, reward, terminated, x, eps, aw, ab, tw, tb, cw, cb, gw, gb, code,
+                 sigma, clip, gamma, independent, loss, s):
+    """One critic step's gradients into ``gw``/``gb`` (and each critic's MSE into ``loss``).
+
+    Target: ``y = r + gamma (1 - terminated) min_i Q'_i(s', clamp(pi'(s') + clamp(sigma eps, +-clip), +-1))``
+    over all ``R`` rows (actor target ``aw``/``ab``, critic targets ``tw``/``tb``). Critic ``i`` regresses on
+    rows ``[i R/n, (i+1) R/n)`` of ``x = cat(critic_obs, action)`` with ``independent``, else on all rows."""
+    rows = next_policy.shape[0]
+    posts, slopes = _lists(next_policy)
+    a = _actor_forward(next_policy, aw, ab, code, False, posts, slopes, s)
+    n_obs, n_act = next_critic.shape[1], a.shape[1]
+    xt = np.empty((rows, n_obs + n_act), np.float32)
+    for r in range(rows):
+        for j in range(n_obs):
+            xt[r, j] = next_critic[r, j]
+        for j in range(n_act):
             e = min(max(eps[r, j] * sigma, -clip), clip)
-            z[r, j] = min(max(np.tanh(z[r, j] + b[j]) + e, -_F1), _F1)
-
-
-@njit(cache=True, error_model="numpy")
-def td_target(q, reward, terminated, gamma, y):
-    """``y[r] = reward[r] + gamma * (1 - terminated[r]) * min_i q[i, r]`` (``q`` ``[n, R]``)."""
-    for r in range(y.size):
-        m = q[0, r]
-        for i in range(1, q.shape[0]):
-            m = min(m, q[i, r])
-        y[r] = reward[r] + gamma * (_F1 - terminated[r]) * m
-
-
-@njit(cache=True, error_model="numpy")
-def mse_grad(q, b, y, g, loss):
-    """Per critic ``i``: ``q[i] += b[i, 0]`` (the output bias), ``loss[i] = mean_j (q[i, j] - y[i, j])^2`` and
-    ``g = d sum(loss) / dq``."""
-    n, rows = q.shape
-    inv = np.float32(1.0 / rows)
+            xt[r, n_obs + j] = min(max(np.tanh(a[r, j]) + e, -_F1), _F1)
+    n = cw[0].shape[0]
+    t_posts, t_slopes = _lists(xt)
+    y = _critic_forward(xt, tw, tb, 0, code, False, t_posts, t_slopes, s).copy()
+    for i in range(1, n):
+        q = _critic_forward(xt, tw, tb, i, code, False, t_posts, t_slopes, s)
+        for r in range(rows):
+            y[r] = min(y[r], q[r])
+    for r in range(rows):
+        y[r] = reward[r] + gamma * (_F1 - terminated[r]) * y[r]
+    m = rows // n if independent else rows
+    last = len(cw) - 1
     for i in range(n):
-        s = np.float64(0.0)
-        for j in range(rows):
-            q[i, j] += b[i, 0]
-            d = q[i, j] - y[i, j]
-            s += d * d
-            g[i, j] = inv * (_F2 * d)
-        loss[i] = s / rows
+        lo = i * m if independent else 0
+        xi = x[lo:lo + m]
+        posts, slopes = _lists(xi)
+        posts.append(xi)
+        q = _critic_forward(xi, cw, cb, i, code, True, posts, slopes, s)
+        g = np.empty((m, 1), np.float32)
+        inv = np.float32(1.0 / m)
+        acc = np.float64(0.0)
+        for r in range(m):
+            d = q[r] - y[lo + r]
+            acc += d * d
+            g[r, 0] = inv * (_F2 * d)
+        loss[i] = acc / m
+        for k in range(last, -1, -1):
+            mm(posts[k], True, g, False, gw[k][i], _F0, s)
+            _col_sum(g, gb[k][i])
+            if k > 0:
+                w = cw[k][i]
+                gp = np.empty((m, w.shape[0]), np.float32)
+                mm(g, False, w, True, gp, _F0, s)
+                _mul(gp, slopes[k - 1])
+                g = gp
 
 
 @njit(cache=True, error_model="numpy")
-def tanh_out_grad(g, a):
-    """``g <- g * (1 - a^2)`` (``a = tanh(z)``: the output squash's backward)."""
-    for i in range(g.size):
-        g[i] = g[i] * (_F1 - a[i] * a[i])
+def actor_grads(policy_obs, critic_obs, aw, ab, cw, cb, gw, gb, code, s):
+    """One actor step's gradients of ``-mean Q_1(s, tanh(pi(s)))`` into ``gw``/``gb``; returns the mean Q."""
+    posts, slopes = _lists(policy_obs)
+    posts.append(policy_obs)
+    z = _actor_forward(policy_obs, aw, ab, code, True, posts, slopes, s)
+    rows, n_act = z.shape
+    n_obs = critic_obs.shape[1]
+    x = np.empty((rows, n_obs + n_act), np.float32)
+    for r in range(rows):
+        for j in range(n_obs):
+            x[r, j] = critic_obs[r, j]
+        for j in range(n_act):
+            x[r, n_obs + j] = np.tanh(z[r, j])
+    c_posts, c_slopes = _lists(x)
+    q = _critic_forward(x, cw, cb, 0, code, True, c_posts, c_slopes, s)
+    mean = np.float64(0.0)
+    for r in range(rows):
+        mean += q[r]
+    g = np.full((rows, 1), np.float32(-1.0 / rows), np.float32)
+    for k in range(len(cw) - 1, -1, -1):  # to the critic's input: no critic gradient is kept
+        w = cw[k][0]
+        gp = np.empty((rows, w.shape[0]), np.float32)
+        mm(g, False, w, True, gp, _F0, s)
+        if k > 0:
+            _mul(gp, c_slopes[k - 1])
+        g = gp
+    ga = np.empty((rows, n_act), np.float32)
+    for r in range(rows):
+        for j in range(n_act):
+            t = x[r, n_obs + j]
+            ga[r, j] = g[r, n_obs + j] * (_F1 - t * t)
+    g = ga
+    for k in range(len(aw) - 1, -1, -1):
+        mm(g, True, posts[k], False, gw[k], _F0, s)
+        _col_sum(g, gb[k])
+        if k > 0:
+            gp = np.empty((rows, aw[k].shape[1]), np.float32)
+            mm(g, False, aw[k], False, gp, _F0, s)
+            _mul(gp, slopes[k - 1])
+            g = gp
+    return mean / rows
 
 
 @njit(cache=True, error_model="numpy")
-def mul_(g, slope):
-    """``g <- g * slope`` (a hidden activation's backward)."""
-    for i in range(g.size):
-        g[i] *= slope[i]
+def adam_(params, grads, exp_avg, exp_avg_sq, steps, decay, lr, beta1, beta2, eps):
+    """Adam(W) on flat float32 views, as torch's fused CPU kernel: ``p *= 1 - lr decay``, ``m`` lerps to ``g``
+    by ``1 - beta1``, ``v = beta2 v + (1 - beta2) g^2``, ``p -= lr / (1 - beta1^t) m / (sqrt(v) / sqrt(1 -
+    beta2^t) + eps)`` (the scalars in float64); ``steps`` (float32, one per tensor) are incremented."""
+    b1, b2 = np.float32(1.0 - beta1), np.float32(beta2)
+    one_b2 = np.float32(1.0 - beta2)
+    for t in range(len(params)):
+        p, g, m, v = params[t], grads[t], exp_avg[t], exp_avg_sq[t]
+        steps[t][0] += _F1
+        step = np.float64(steps[t][0])
+        shrink = np.float32(1.0 - lr * decay[t])
+        step_size = np.float32(lr / (1.0 - beta1 ** step))
+        bc2_sqrt = np.float32(np.sqrt(1.0 - beta2 ** step))
+        e = np.float32(eps)
+        for k in range(p.size):
+            gk = g[k]
+            if decay[t] != 0.0:
+                p[k] = p[k] * shrink
+            m[k] = m[k] + b1 * (gk - m[k])
+            v[k] = b2 * v[k] + one_b2 * gk * gk
+            p[k] = p[k] - step_size * m[k] / (np.sqrt(v[k]) / bc2_sqrt + e)
+
+
+@njit(cache=True, error_model="numpy")
+def lerp_(targets, sources, tau):
+    """``target <- target + tau (source - target)`` on flat views (``torch.lerp`` for ``tau < 0.5``)."""
+    w = np.float32(tau)
+    for t in range(len(targets)):
+        a, b = targets[t], sources[t]
+        for k in range(a.size):
+            a[k] = a[k] + w * (b[k] - a[k])

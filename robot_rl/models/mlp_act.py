@@ -2,13 +2,13 @@
 
 An off-policy run with one env (the L2F paper's TD3) evaluates the actor on a single row every env step. In
 torch that is a dozen ops (three ``linear``, two activations, the output squash, the exploration noise scale,
-add and clamp), each costing microseconds of dispatch for a few thousand multiply-adds. :func:`mlp_act` runs the
-whole forward pass plus the exploration noise in one compiled loop on numpy views of the module's own weights
-(no copy: optimizer steps, Polyak averaging and checkpoint loads all write in place and are seen at once).
+add and clamp), each costing microseconds of dispatch for a few thousand multiply-adds. :class:`NumbaActor` runs
+the whole forward pass plus the exploration noise in one compiled call on numpy views of the module's own weights
+(no copy: optimizer steps, Polyak averaging and checkpoint loads all write in place and are seen at once); the
+products are torch's own GEMM called from the kernel (:mod:`robot_rl.models._blas`).
 
-Values equal ``mlp(x)`` up to float rounding (the dot products sum in another order than torch's GEMM; ~1e-7
-relative). The noise is drawn by the caller with torch (``torch.randn(..., generator=...)``), so the random
-stream is the plain path's, draw for draw.
+Values equal ``mlp(x)`` up to float rounding (tanh: numpy's against torch's vectorised one). The noise is drawn
+by the caller with torch (``torch.randn(..., generator=...)``), so the random stream is the plain path's, draw for draw.
 """
 
 from __future__ import annotations
@@ -17,55 +17,52 @@ import numpy as np
 import torch
 from numba import njit
 
+from robot_rl.models import _blas
+from robot_rl.models._blas import mm
+from robot_rl.models._fast_tanh_kernels import fast_tanh_value_slope
 from robot_rl.models.mlp import MLP
 
 ACTIVATION_CODES = {"fast_tanh": 0, "tanh": 1, "relu": 2}
 OUTPUT_CODES = {"identity": 0, "tanh": 1, "clip": 2}
-_F3, _F9, _F27 = np.float32(3.0), np.float32(9.0), np.float32(27.0)
 _ONE, _ZERO = np.float32(1.0), np.float32(0.0)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def activate(z, code):
-    """One hidden activation of a float32 scalar (fast tanh in ``FastTanh``'s operation order)."""
+def activate_slope(z, code):
+    """A hidden activation of a float32 scalar and its derivative, as autograd computes them (fast tanh 0 in
+    ``FastTanh``'s operation order, tanh 1 with slope ``1 - t^2``, relu 2 with slope ``z > 0``)."""
     if code == 0:
-        x = min(max(z, -_F3), _F3)
-        x2 = x * x
-        return x * (x2 + _F27) / (x2 * _F9 + _F27)
+        return fast_tanh_value_slope(z)
     if code == 1:
-        return np.tanh(z)
-    return max(z, _ZERO)
+        t = np.tanh(z)
+        return t, _ONE - t * t
+    return max(z, _ZERO), _ONE if z > _ZERO else _ZERO
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def activate(z, code):
+    """One hidden activation of a float32 scalar (:func:`activate_slope`'s value; the slope is compiled out)."""
+    return activate_slope(z, code)[0]
 
 
 @njit(cache=True, error_model="numpy")
-def _act(x, weights, biases, act_code, out_code, noise, scale, explore, out):
-    """``out[r] = clamp(squash(mlp(x[r])) + noise[r] * scale)`` (no noise without ``explore``)."""
-    layers = len(weights)
-    width = 0
-    for i in range(layers):
-        width = max(width, weights[i].shape[0])
-    h = np.empty(max(width, x.shape[1]), np.float32)
-    z = np.empty(width, np.float32)
-    for r in range(x.shape[0]):
-        n_in = x.shape[1]
-        for k in range(n_in):
-            h[k] = x[r, k]
-        for i in range(layers):
-            w, b = weights[i], biases[i]
-            n_out = w.shape[0]
-            z[:n_out] = _ZERO
-            for k in range(n_in):  # output-wise accumulators: no serial add chain per output
-                hk = h[k]
-                for j in range(n_out):
-                    z[j] += w[j, k] * hk
-            for j in range(n_out):
-                z[j] += b[j]
-            last = i == layers - 1
-            for j in range(n_out):
-                h[j] = z[j] if last else activate(z[j], act_code)
-            n_in = n_out
-        for j in range(n_in):
-            a = h[j]
+def _act(x, weights, biases, act_code, out_code, noise, scale, explore, out, s):
+    """``out[r] = clamp(squash(mlp(x[r])) + noise[r] * scale)`` (no noise without ``explore``); each layer's
+    product is torch's own GEMM (``nn.Linear``'s), the bias is added after it as ``addmm`` does."""
+    h = x
+    last = len(weights) - 1
+    for i in range(last + 1):
+        w, b = weights[i], biases[i]
+        z = np.empty((h.shape[0], w.shape[0]), np.float32)
+        mm(h, False, w, True, z, _ZERO, s)
+        for r in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                v = z[r, j] + b[j]
+                z[r, j] = v if i == last else activate(v, act_code)
+        h = z
+    for r in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            a = h[r, j]
             if out_code == 1:
                 a = np.tanh(a)
             elif out_code == 2:
@@ -88,6 +85,7 @@ class NumbaActor:
         self._ptrs: tuple[int, ...] = ()
         self._params: list[torch.Tensor] | None = None
         self._views: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] = ((), ())
+        self._scratch = _blas.scratch()
 
     @staticmethod
     def applies(mlp: MLP, x: torch.Tensor) -> bool:
@@ -103,7 +101,10 @@ class NumbaActor:
         return x.dtype == torch.float32 and x.dim() == 2 and x.is_cpu
 
     def ready(self) -> bool:
-        """Whether the module's weights are CPU float32 now (views taken or refreshed as needed)."""
+        """Whether the module's weights are CPU float32 now (views taken or refreshed as needed) and torch's BLAS
+        is reachable from numba (:data:`robot_rl.models._blas.AVAILABLE`)."""
+        if not _blas.AVAILABLE:
+            return False
         try:
             self._weights()
         except (TypeError, RuntimeError):  # moved to an accelerator or another dtype: the torch path acts
@@ -129,8 +130,9 @@ class NumbaActor:
         xn = x.detach().contiguous().numpy()
         explore = noise is not None
         nn_ = noise.numpy() if explore else np.zeros((1, 1), np.float32)
-        _act(xn, weights, biases, self.codes[0], self.codes[1], nn_, np.float32(scale), explore, out.numpy())
+        _act(xn, weights, biases, self.codes[0], self.codes[1], nn_, np.float32(scale), explore, out.numpy(),
+             self._scratch)
         return out
 
 
-__all__ = ["ACTIVATION_CODES", "OUTPUT_CODES", "NumbaActor", "activate"]
+__all__ = ["ACTIVATION_CODES", "OUTPUT_CODES", "NumbaActor", "activate", "activate_slope"]

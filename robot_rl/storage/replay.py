@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from numba import njit
+from numba import literal_unroll, njit
 
 FIELDS = ("policy_obs", "critic_obs", "action", "reward_terms", "reward", "next_policy_obs",
           "next_critic_obs", "terminated")
@@ -16,7 +16,7 @@ FIELDS = ("policy_obs", "critic_obs", "action", "reward_terms", "reward", "next_
 def _write_rows(table, pos, fields):
     """Copy each field's ``[n, width]`` rows side by side into ``table[pos:pos + n]`` (no wrap)."""
     col = 0
-    for field in fields:
+    for field in literal_unroll(fields):  # the fields may differ in dtype (a heterogeneous tuple)
         n, w = field.shape
         for r in range(n):
             for c in range(w):
@@ -76,10 +76,15 @@ class ReplayBuffer:
         if batch.keys() != self.columns.keys():
             raise ValueError(f"replay add needs the fields {sorted(self.columns)}, got {sorted(batch)}")
         parts = [batch[k] for k in self.fields]
-        if (self._np is not None and self.pos + n <= self.capacity
-                and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in parts)):
+        arrays = None
+        if self._np is not None and self.pos + n <= self.capacity:
+            try:  # numpy views of CPU tensors without gradient (other dtypes are cast by the copy as by .to())
+                arrays = tuple(t.numpy().reshape(n, -1) for t in parts)
+            except (TypeError, RuntimeError):  # on an accelerator, or requiring grad: the torch write
+                arrays = None
+        if arrays is not None:
             # one compiled row copy: a torch.cat + slice write costs more than the copy on one env
-            _write_rows(self._np, self.pos, tuple(t.detach().numpy().reshape(n, -1) for t in parts))
+            _write_rows(self._np, self.pos, arrays)
         else:
             rows = torch.cat([t.reshape(n, -1).to(self.table.dtype) for t in parts], dim=1)
             if self.pos + n <= self.capacity:

@@ -51,7 +51,14 @@ def test_replay_row_write_equals_the_torch_write():
                 "action": torch.randn(n, 2, generator=g), "reward_terms": torch.randn(n, 2, generator=g),
                 "reward": torch.randn(n, generator=g), "next_policy_obs": torch.randn(n, 3, generator=g),
                 "next_critic_obs": torch.randn(n, 2, generator=g), "terminated": torch.ones(n)}
+        if n == 3:  # other dtypes are cast by the copy as .to() casts them
+            rows["reward"], rows["terminated"] = rows["reward"].double() * 1e-3, rows["terminated"].bool()
         fast.add(**rows)
         slow.add(**rows)
         assert torch.equal(fast.table, slow.table) and (fast.pos, fast.size) == (slow.pos, slow.size)
     assert fast.size == 8 and fast.table.abs().sum() > 0
+    grad = {k: v.requires_grad_() if k == "action" else v for k, v in rows.items()}
+    fast.pos = slow.pos = 0
+    fast.add(**grad)  # a tensor requiring grad goes through the torch write
+    slow.add(**grad)
+    assert torch.equal(fast.table, slow.table)
