@@ -12,8 +12,11 @@ Flies a SAC run's last actor (the one its last critic was trained for) on the he
 - the mean Q and the mean Monte-Carlo return of states 2-4 s into an episode, by distance to the target: whether
   the critic's values separate the settled states from the offset ones as the returns do;
 - at those states, the critic's gradient along the collective thrust (``dQ/da`` summed over the four motors),
-  split by the sign of the height error: if the critic asks for more thrust where the drone sags and the actor
-  does not follow, the sag is the actor's; if the critic is flat there, it is the critic's resolution;
+  split by the sign of the height error, where along the thrust the critic's Q peaks, and the pull of the
+  entropy bonus's tanh correction toward a = 0 (``2 alpha a / (1 - a^2)`` per motor, summed) that the critic's
+  gradient must balance: if the critic asks for more thrust where the drone sags and nothing holds the actor
+  back, the sag is the actor's; if the critic is nearly flat there and the pull matches its gradient, the sag is
+  where a weak critic gradient and the entropy bonus balance;
 - survival, settle and the mean final z offset of the deterministic actor (tanh of the mean, as deployed) and of
   the sampled one (as trained): whether the sag comes from the train/deploy difference of a stochastic policy.
 
@@ -90,6 +93,7 @@ def main() -> None:
         getattr(algo, name).load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items()
                                              if k.startswith(name + ".")})
     log_alpha = float(tensors["temperature.0"])
+    alpha = float(torch.tensor(log_alpha).exp())
     w = RewardWeights(*tensors["env.reward_weights"].tolist()[:5], scale=float(tensors["env.reward_weights"][5]),
                       constant=float(tensors["env.reward_weights"][6]))
     oc, gamma = cfg.off_policy, cfg.sac.gamma
@@ -100,7 +104,7 @@ def main() -> None:
     terms[:, 0] = torch.tensor([0.05, 0.2]) ** 2
     r5, r20 = learner_reward(terms, torch.zeros(2, dtype=torch.bool), w, oc).tolist()
     out = {"run": str(args.run), "env_steps": meta["env_steps"], "weights": w.as_list(), "scale": w.scale,
-           "constant": w.constant, "alpha": round(float(torch.tensor(log_alpha).exp()), 5),
+           "constant": w.constant, "alpha": round(alpha, 5),
            "reward_5cm": round(r5, 3), "reward_20cm": round(r20, 3),
            "q_gap_5_vs_20cm_over_horizon": round((r5 - r20) / (1 - gamma), 1)}
 
@@ -117,7 +121,7 @@ def main() -> None:
         # Monte-Carlo returns of the learner's reward, bootstrapped with the critic at the last step
         r = learner_reward(rec["terms"], rec["terminated"], w, oc)  # [T, N]
         x = torch.cat((rec["critic"], rec["action"]), dim=-1)
-        q2 = algo.critic(x).squeeze(-1)  # [2, T, N]
+        q2 = algo.critic(x.reshape(-1, x.shape[-1])).reshape(2, *x.shape[:2])  # [2, T, N]
         q = q2.min(0).values
         T = r.shape[0]
         g = torch.zeros_like(r)
@@ -155,6 +159,20 @@ def main() -> None:
             if int(m.sum()):
                 out[f"dq_dthrust_{name}"] = {"states": int(m.sum()), "mean": round(dthrust[m].mean().item(), 2),
                                              "std": round(dthrust[m].std().item(), 2)}
+                # the entropy bonus's tanh correction pulls each action toward 0: the actor's loss is stationary
+                # where dQ/da_i = 2 alpha a_i / (1 - a_i^2); summed over the motors, the thrust gradient it holds
+                a = xs[m][:, -env.action_dim:].clamp(-0.999, 0.999)
+                pull = (2 * alpha * a / (1 - a * a)).sum(-1) if cfg.sac.squash_correction else torch.zeros(1)
+                out[f"dq_dthrust_{name}"]["entropy_pull"] = round(pull.mean().item(), 2)
+            # where along the collective thrust the critic's Q peaks: at the actor's action (the critic agrees with
+            # the sag), or above it (the actor does not follow its critic)
+            if int(m.sum()) and name != "above_5cm_or_more":
+                deltas = torch.linspace(-0.2, 0.2, 21)
+                qd = torch.stack([algo.critic(torch.cat((xs[m][:, :-env.action_dim],
+                                                         (xs[m][:, -env.action_dim:] + d).clamp(-1, 1)), -1))
+                                  .squeeze(-1).min(0).values.mean() for d in deltas])
+                out[f"dq_dthrust_{name}"]["q_peak_at_thrust_offset"] = round(float(deltas[qd.argmax()]), 3)
+                out[f"dq_dthrust_{name}"]["q_gain_at_peak"] = round(float(qd.max() - qd[10]), 2)
     env.close()
     print(f"{args.run} ({meta['env_steps']} env steps): reward/step 5 cm {r5:.3f}, 20 cm {r20:.3f}; "
           f"over the horizon {out['q_gap_5_vs_20cm_over_horizon']}")
