@@ -17,6 +17,8 @@ Flies a SAC run's last actor (the one its last critic was trained for) on the he
   gradient must balance: if the critic asks for more thrust where the drone sags and nothing holds the actor
   back, the sag is the actor's; if the critic is nearly flat there and the pull matches its gradient, the sag is
   where a weak critic gradient and the entropy bonus balance;
+- the true effect on Q of 0.2 more collective thrust for one step 2.5 s into the episode (the flight with the
+  pulse against the same flight without it, same noise), against the critic's;
 - survival, settle and the mean final z offset of the deterministic actor (tanh of the mean, as deployed) and of
   the sampled one (as trained): whether the sag comes from the train/deploy difference of a stochastic policy.
 
@@ -71,6 +73,31 @@ def fly(env: QuadrotorHoverEnv, algo: SAC, seed: int, sample: bool, gen: torch.G
     out = {k: torch.stack(v) for k, v in rec.items()}
     out["last_critic"], out["last_action"] = last["critic"], algo.actor(last["policy"])
     return out, alive
+
+
+def pulse_gain(env: QuadrotorHoverEnv, algo: SAC, seed: int, w: RewardWeights, oc, gamma: float,
+               t0: int = 250, delta: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The true effect on Q of ``delta`` more collective thrust for one step at ``t0``: the discounted learner
+    reward to the end of the episode of that flight minus the unchanged one (same noise: the env's state
+    including its random stream is restored), per episode alive at ``t0``, and the z error there."""
+    obs = env.reset(seed=seed)
+    alive = torch.ones(env.num_envs, dtype=torch.bool)
+    for _ in range(t0):
+        obs, _, terminated, _, _ = env.step(algo.actor(obs["policy"]))
+        alive &= ~terminated
+    start, z = env.state_dict(), obs["critic"][:, 2].clone()
+    returns = []
+    for d in (0.0, delta):
+        env.load_state_dict(start)
+        o, ret, disc, live = obs, torch.zeros(env.num_envs), 1.0, alive.clone()
+        for t in range(env.cfg.episode_length - t0):
+            a = algo.actor(o["policy"]) + (d if t == 0 else 0.0)
+            o, _, terminated, _, info = env.step(a.clamp(-1, 1))
+            ret += disc * live.float() * learner_reward(info["reward_terms"], terminated, w, oc)
+            live &= ~terminated
+            disc *= gamma
+        returns.append(ret)
+    return (returns[1] - returns[0])[alive], z[alive]
 
 
 @torch.no_grad()
@@ -173,7 +200,13 @@ def main() -> None:
                                   .squeeze(-1).min(0).values.mean() for d in deltas])
                 out[f"dq_dthrust_{name}"]["q_peak_at_thrust_offset"] = round(float(deltas[qd.argmax()]), 3)
                 out[f"dq_dthrust_{name}"]["q_gain_at_peak"] = round(float(qd.max() - qd[10]), 2)
+    gain, z = pulse_gain(env, algo, cfg.evaluation.seed, w, oc, gamma)
+    sag = z < -0.05
+    out["true_q_gain_of_a_thrust_pulse"] = {"delta": 0.2, "at_s": 2.5, "sagging_states": int(sag.sum()),
+                                            "mean": round(gain[sag].mean().item(), 3) if int(sag.sum()) else None,
+                                            "all_mean": round(gain.mean().item(), 3)}
     env.close()
+    print(f"true Q gain of +0.2 collective thrust for one step at 2.5 s: {out['true_q_gain_of_a_thrust_pulse']}")
     print(f"{args.run} ({meta['env_steps']} env steps): reward/step 5 cm {r5:.3f}, 20 cm {r20:.3f}; "
           f"over the horizon {out['q_gap_5_vs_20cm_over_horizon']}")
     print(f"critic vs Monte-Carlo (2-4 s): rms {out['critic_rms_error_vs_mc']}, mean {out['critic_mean_error_vs_mc']}, "
