@@ -47,6 +47,16 @@ class OffPolicyConfig:
     """Added to the stored reward of every transition that ends in termination (a crash, not a time-out), also
     after a curriculum rewrites the rewards. Negative: ending an episode costs more than the run of negative
     rewards it would cut short. The env's own rewards and logged returns are unchanged."""
+    precision_bonus: float = 0.0
+    """Height ``b`` of a bounded bonus ``b * exp(-term / precision_width**2)`` added to every stored reward (also
+    after a curriculum rewrites them), ``term`` being the stored reward term ``precision_term`` (a squared
+    distance). Where a quadratic cost is flat near the target (at 5 cm the position cost differs from 0 by a
+    hundredth of its value at 0.5 m), this pays for the last centimetres without making far-off states worse,
+    so it does not reward ending an episode. The env's own rewards and logged returns are unchanged."""
+    precision_term: str = "position"
+    """The env's reward term (``reward_term_names``) that ``precision_bonus`` reads."""
+    precision_width: float = 0.1
+    """Width of ``precision_bonus`` in the term's root units (m for a squared distance): 1/e of the bonus there."""
 
 
 @dataclass

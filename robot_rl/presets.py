@@ -203,3 +203,19 @@ def crazyflie_hover_sac_settle() -> TrainConfig:
     cfg.off_policy.lr_decay_start = 200_000
     cfg.keep_best = True
     return cfg
+
+
+@register("crazyflie-hover-sac-precise",
+          "crazyflie-hover-sac-settle's schedule, a bounded precision bonus, 256-256 critics; 3 of 5 seeds pass")
+def crazyflie_hover_sac_precise() -> TrainConfig:
+    cfg = crazyflie_hover_sac_settle()
+    # the position weight back to the paper's 5 -> 40 and the bonus 6 (survival 95-98 %), plus a bounded bonus
+    # 5 exp(-|p|^2 / 0.15^2) that pays for the last centimetres without punishing the recovery
+    cfg.task.reward = RewardWeights(position=5.0, constant=6.0)
+    cfg.curriculum = CurriculumConfig(every=12_500, caps={"action": 0.05, "position": 40.0, "linear_velocity": 0.5})
+    cfg.off_policy.precision_bonus, cfg.off_policy.precision_width = 5.0, 0.15
+    # what kept the 64-64 critics' policies ~12 cm low: one step of thrust is worth ~0.03 % of Q, below what a
+    # 64-64 critic resolves (benchmarks/README.md); 256-256 critics resolve it (seeds 0, 1, 3 pass held out, seed 2
+    # misses on survival by 0.9 points, seed 4 had not passed by 200k)
+    cfg.sac.critic_hidden = (256, 256)
+    return cfg

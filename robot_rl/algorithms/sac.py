@@ -36,6 +36,13 @@ class SACConfig:
     """None gives -action_dim."""
     policy_delay: int = 1
     num_critics: int = 2
+    squash_correction: bool = True
+    """Whether the log-probability of an action (entropy bonus, temperature) includes the tanh's Jacobian, as in
+    Haarnoja et al. (the action's true density). That term rewards actions near 0 (the widest part of the squashed
+    density): with it, the actor's mean is pulled toward 0 by ``2 alpha tanh(u)`` per dimension, which matters
+    where the task needs a steady action away from 0 and the critic is nearly flat along it (a quadrotor's hover
+    thrust: benchmarks/README.md). False: the entropy of the Gaussian before the squash, which does not depend on
+    the mean."""
     fused: bool = False
     """Opt-in fast path, same maths per update (tested to 1e-6): actor and critics as one autograd node each
     (hand-written backward, ``mlp_function``/``ensemble_function``), torch's fused Adam. Not the
@@ -49,10 +56,11 @@ class SquashedGaussianActor(nn.Module):
     """MLP producing mean and log-std of a Gaussian squashed by tanh; deterministic action = tanh(mean)."""
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], action_dim: int, activation: str,
-                 fused: bool = False) -> None:
+                 fused: bool = False, squash_correction: bool = True) -> None:
         super().__init__()
         self.action_dim = action_dim
         self.fused = fused
+        self.squash_correction = squash_correction
         self.net = MLP(in_dim, hidden, 2 * action_dim, activation, output="identity")
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -60,7 +68,8 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(out[..., : self.action_dim])
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised action and its log-probability (with the tanh correction)."""
+        """Reparameterised action and its log-probability (with the tanh correction unless
+        ``squash_correction`` is off: then the Gaussian's before the squash)."""
         out = actor_apply(self.net, obs) if self.fused else self.net(obs)
         mean, log_std = out.split(self.action_dim, dim=-1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
@@ -68,8 +77,8 @@ class SquashedGaussianActor(nn.Module):
         u = mean + eps * log_std.exp()
         a = torch.tanh(u)
         logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        # log(1 - tanh(u)^2) computed stably
-        logp = logp - (2 * (math.log(2.0) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        if self.squash_correction:  # log(1 - tanh(u)^2) computed stably
+            logp = logp - (2 * (math.log(2.0) - u - nn.functional.softplus(-2 * u))).sum(-1)
         return a, logp
 
     def graph(self) -> PolicyGraph:
@@ -86,7 +95,8 @@ class SAC:
     def __init__(self, cfg: SACConfig, policy_dim: int, critic_dim: int, action_dim: int,
                  generator: torch.Generator | None = None) -> None:
         self.cfg = cfg
-        self.actor = SquashedGaussianActor(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, cfg.fused)
+        self.actor = SquashedGaussianActor(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, cfg.fused,
+                                           cfg.squash_correction)
         self.critic = EnsembleMLP(cfg.num_critics, critic_dim + action_dim, cfg.critic_hidden, 1, cfg.activation)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_alpha)))

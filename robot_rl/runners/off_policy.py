@@ -31,6 +31,14 @@ class OffPolicyRunner(Runner):
         self.buffer = ReplayBuffer.for_env(oc.buffer_capacity, pdim, cdim, adim, len(env.reward_term_names),
                                            cfg.device, oc.overwrite)
         self.update_credit = 0.0
+        self.precision_index = -1
+        if oc.precision_bonus:
+            if oc.precision_term not in env.reward_term_names:
+                raise ValueError(f"off_policy.precision_term {oc.precision_term!r} is not a reward term of this task "
+                                 f"(it has {list(env.reward_term_names)})")
+            if oc.precision_width <= 0:
+                raise ValueError(f"off_policy.precision_width must be > 0, got {oc.precision_width}")
+            self.precision_index = list(env.reward_term_names).index(oc.precision_term)
         self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.algo.optimizers().items()
                          if name in ("actor_opt", "critic_opt")}
 
@@ -52,7 +60,7 @@ class OffPolicyRunner(Runner):
         final = info["final_obs"]
         # a task without named reward terms stores none (and cannot run a curriculum)
         terms = info["reward_terms"] if env.reward_term_names else reward.new_zeros(env.num_envs, 0)
-        stored = reward + oc.termination_reward * terminated.float() if oc.termination_reward else reward
+        stored = self._shaped(reward, terms, terminated.float())
         self.buffer.add(policy_obs=self.obs["policy"], critic_obs=self.obs["critic"], action=action,
                         reward_terms=terms, reward=stored, next_policy_obs=final["policy"],
                         next_critic_obs=final["critic"], terminated=terminated.float())
@@ -81,12 +89,22 @@ class OffPolicyRunner(Runner):
                 stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
         return {k: v.item() for k, v in stats.items()}
 
+    def _shaped(self, reward: torch.Tensor, terms: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """The reward the learner stores: the env's plus ``termination_reward`` and ``precision_bonus``."""
+        oc = self.cfg.off_policy
+        if oc.termination_reward:
+            reward = reward + oc.termination_reward * terminated.reshape(reward.shape)
+        if self.precision_index >= 0:
+            term = terms[..., self.precision_index].reshape(reward.shape)
+            reward = reward + oc.precision_bonus * torch.exp(term * (-1.0 / oc.precision_width ** 2))
+        return reward
+
     def _recompute_rewards(self, reward_fn) -> None:
-        """The curriculum's rewrite of the stored rewards, with ``termination_reward`` added back."""
+        """The curriculum's rewrite of the stored rewards, with the learner's shaping (``_shaped``) added back."""
         self.buffer.recompute_rewards(reward_fn)
-        if self.cfg.off_policy.termination_reward:
-            n, data = self.buffer.size, self.buffer.data
-            data["reward"][:n] += self.cfg.off_policy.termination_reward * data["terminated"][:n]
+        n, data = self.buffer.size, self.buffer.data
+        if n and (self.cfg.off_policy.termination_reward or self.precision_index >= 0):
+            data["reward"][:n] = self._shaped(data["reward"][:n], data["reward_terms"][:n], data["terminated"][:n])
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
         out = self.buffer.state_dict()

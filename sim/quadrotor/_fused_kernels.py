@@ -258,7 +258,7 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig, n_factors):
     hist = policy.shape[1] - 18
     m = hist - start
     h0 = 28 + n_factors  # first critic column of the action history
-    critic_hist = critic.shape[1] - h0  # hist or 0
+    critic_hist = critic.shape[1] - h0  # the actor's most recent critic_hist history columns, or 0
     for k in range(hi - lo):
         e = envs[lo + k]
         x = (state[e, 0], state[e, 1], state[e, 2], state[e, 3], state[e, 4], state[e, 5], state[e, 6],
@@ -281,7 +281,7 @@ def _obs_rows(envs, lo, hi, bufs, policy, critic, start, geo, sig, n_factors):
             row[18 + m + i] = past[i]
         crow = critic[e]
         for i in range(critic_hist):
-            crow[h0 + i] = row[18 + i]
+            crow[h0 + i] = row[18 + hist - critic_hist + i]
 
 
 @njit(cache=True, error_model="numpy")
@@ -305,7 +305,7 @@ def _outputs(n, task, ring, head):
     """Fresh outputs ``(policy, critic, reward, terms, flags)`` (``flags`` rows: terminated, truncated, done)
     and the ring column of the oldest action."""
     hist = ring.shape[1] if task[T_HIST] > 0 else 0
-    critic_dim = (32 if task[T_DR] != 0.0 else 28) + (hist if task[T_CRITIC_HIST] != 0.0 else 0)
+    critic_dim = (32 if task[T_DR] != 0.0 else 28) + (int(task[T_CRITIC_HIST]) - 1 if task[T_CRITIC_HIST] != 0.0 else 0)
     outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, critic_dim), np.float32),
             np.empty(n, np.float32), np.empty((n, 5), np.float32), np.empty((3, n), np.bool_))
     return outs, (4 * head + 4) % ring.shape[1] if hist > 0 else 0

@@ -150,6 +150,7 @@ def _obs_rows_v(envs, lo, hi, bufs, vbufs, policy, critic, start, sig, task, vd,
     hist = policy.shape[1] - 18
     m = hist - start
     cai = task[T_CRITIC_HIST] != 0.0
+    ch = int(task[T_CRITIC_HIST]) - 1  # the critic's columns of the history (the most recent ones), if cai
     h0 = 28 + N_VEH
     for k in range(hi - lo):
         e = envs[lo + k]
@@ -180,17 +181,17 @@ def _obs_rows_v(envs, lo, hi, bufs, vbufs, policy, critic, start, sig, task, vd,
         for i in range(start):
             row[18 + m + i] = past[i]
         if cai:
-            for i in range(hist):
-                critic[e, h0 + i] = row[18 + i]
+            for i in range(ch):
+                critic[e, h0 + i] = row[18 + hist - ch + i]
             if lmax > 0:
-                critic[e, h0 + hist] = np.float32(lat) / np.float32(lmax)
+                critic[e, h0 + ch] = np.float32(lat) / np.float32(lmax)
 
 
 @njit(cache=True, error_model="numpy")
 def _outputs_v(n, task, ring, head, slots):
     """Fresh outputs ``(policy, critic, reward, terms, flags)`` and the ring column of the oldest action."""
     hist = ring.shape[1] if task[T_HIST] > 0 else 0
-    critic_dim = 28 + N_VEH + ((hist + (slots > 1)) if task[T_CRITIC_HIST] != 0.0 else 0)
+    critic_dim = 28 + N_VEH + ((int(task[T_CRITIC_HIST]) - 1 + (slots > 1)) if task[T_CRITIC_HIST] != 0.0 else 0)
     outs = (np.empty((n, 18 + hist), np.float32), np.empty((n, critic_dim), np.float32),
             np.empty(n, np.float32), np.empty((n, 5), np.float32), np.empty((3, n), np.bool_))
     return outs, (4 * head + 4) % ring.shape[1] if hist > 0 else 0

@@ -99,6 +99,10 @@ class QuadrotorTaskConfig:
     """Give the critic what, besides the state, determines the actor's action: its action history (after the
     privileged state) and, when observation latency is randomised, its latency. The L2F paper's critic (28) has
     neither; ``paper-td3`` turns this off to reproduce it."""
+    critic_action_history: int = 0
+    """With ``critic_actor_inputs``: how many of the actor's most recent actions the critic reads, oldest first
+    (0: all ``action_history`` of them). A short window gives the critic the actions still in flight (the rotors
+    lag ~15 steps) without the 128 inputs of the whole history."""
     position_limit: float = 0.6
     """An episode terminates when any |p_i - target_i| exceeds this (m)."""
     obs_noise_position: float = 0.001
@@ -123,3 +127,14 @@ class QuadrotorTaskConfig:
     vehicles: VehicleDistribution = field(default_factory=VehicleDistribution)
     """Per-env vehicles drawn from published Crazyflie spans at every reset (``sim/quadrotor/vehicles.py``;
     off by default; excludes ``randomization``'s physical factors)."""
+
+
+def critic_history_actions(cfg: QuadrotorTaskConfig) -> int:
+    """How many of the actor's past actions the critic group holds (``critic_actor_inputs``,
+    ``critic_action_history``); a clear error for a window longer than the history or negative."""
+    if not 0 <= cfg.critic_action_history <= cfg.action_history:
+        raise ValueError(f"critic_action_history must be in [0, action_history={cfg.action_history}], "
+                         f"got {cfg.critic_action_history}")
+    if not cfg.critic_actor_inputs:
+        return 0
+    return cfg.critic_action_history or cfg.action_history

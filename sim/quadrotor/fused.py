@@ -35,7 +35,7 @@ from sim.core import BatchedEnv, Obs
 from sim.quadrotor import _fused_kernels as K
 from sim.quadrotor import _vehicle_kernels as V
 from sim.quadrotor._fused_rng import make_keys
-from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions
 from sim.quadrotor.dynamics import STATE_DIM
 from sim.quadrotor.params import QuadrotorParams
 from sim.quadrotor.task import REWARD_TERMS, check_action, hover_export_spec, resolve_frame, reward_from_terms
@@ -110,7 +110,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         lmax = int(self._veh.latency_steps[1]) if self._veh.enabled else 0
         self.obs_dims = {"policy": 18 + 4 * cfg.action_history,
                          "critic": 28 + (4 if self._dr.enabled else 0) + (V.N_VEH if self._veh.enabled else 0)
-                         + ((4 * cfg.action_history + (lmax > 0)) if cfg.critic_actor_inputs else 0)}
+                         + ((4 * critic_history_actions(cfg) + (lmax > 0)) if cfg.critic_actor_inputs else 0)}
         base = (p.mass, *p.inertia, p.thrust_coefficient, p.motor_time_constant)
         geo = np.zeros(K.GEO_SIZE, np.float32)
         geo[K.GEO_RX:K.GEO_RX + 4] = [r[0] for r in p.rotor_positions]
@@ -128,7 +128,8 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
             cfg.init_max_angular_velocity, cfg.init_rpm, cfg.disturbance_force_std_g, cfg.disturbance_torque_std)
         ranges = (self._dr.mass, self._dr.inertia, self._dr.thrust_coefficient, self._dr.motor_time_constant)
         task[K.T_DR], task[K.T_HIST] = float(self._dr.enabled), cfg.action_history
-        task[K.T_CRITIC_HIST] = float(cfg.critic_actor_inputs)
+        # 0: the critic reads no actor inputs; else 1 + its columns of the actor's history (the most recent ones)
+        task[K.T_CRITIC_HIST] = float(1 + 4 * critic_history_actions(cfg)) if cfg.critic_actor_inputs else 0.0
         task[K.T_DR_LO:K.T_DR_LO + 4] = [r[0] for r in ranges]
         task[K.T_DR_HI:K.T_DR_HI + 4] = [r[1] for r in ranges]
         self._geo, self._task = geo, task

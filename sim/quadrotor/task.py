@@ -12,7 +12,7 @@ import torch
 
 from sim.core import BatchedEnv, Obs
 from sim.quadrotor.attitude_level import AttitudeThrustLevel, vehicle_hover_thrust
-from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions
 from sim.quadrotor.dynamics import (
     OMEGA,
     POS,
@@ -127,7 +127,7 @@ class QuadrotorHoverEnv(BatchedEnv):
         self.obs_dims = {
             "policy": self._state_obs_dim + 4 * cfg.action_history,
             "critic": 28 + (4 if self._dr.enabled else 0) + (len(VEHICLE_KEYS) if self._veh.enabled else 0)
-            + ((4 * cfg.action_history + (self._latency_max > 0)) if cfg.critic_actor_inputs else 0),
+            + ((4 * critic_history_actions(cfg) + (self._latency_max > 0)) if cfg.critic_actor_inputs else 0),
         }
         dev, f32 = self.device, torch.float32
         self.gen = torch.Generator(device=dev)
@@ -379,7 +379,7 @@ class QuadrotorHoverEnv(BatchedEnv):
         if self._veh.enabled:
             critic.append(normalised(self._veh, self.vehicles()))
         if self.cfg.critic_actor_inputs:
-            critic.append(self.history)
+            critic.append(self.history[:, self.history.shape[1] - 4 * critic_history_actions(self.cfg):])
             if self._latency_max > 0:
                 critic.append((self.latency.to(torch.float32) / self._latency_max)[:, None])
         return {"policy": torch.cat((seen, self.history), dim=-1), "critic": torch.cat(critic, dim=-1)}

@@ -149,3 +149,22 @@ def test_rltools_weight_decay_shrinks_weights_not_biases_independent_of_lr():
     opt.step()  # zero gradients: the Adam step is 0, only the decay acts
     torch.testing.assert_close(lin.weight.detach(), w0 * (1 - 0.05))
     torch.testing.assert_close(lin.bias.detach(), b0)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_sac_without_the_squash_correction_the_log_prob_is_the_gaussians_and_free_of_the_mean(fused):
+    cfg = SACConfig(actor_hidden=(8,), squash_correction=False, fused=fused)
+    algo = SAC(cfg, 3, 2, 2, torch.Generator().manual_seed(0))
+    obs = torch.full((500, 3), 0.3)
+    with torch.no_grad():
+        algo.actor.net.linears[-1].bias[:2] += 0.8  # means far from 0: the correction would pull on them
+    a, logp = algo.actor.sample(obs, torch.Generator().manual_seed(1))
+    mean, log_std = algo.actor.net(obs[:1]).split(2, dim=-1)
+    u = torch.atanh(a.clamp(-0.999999, 0.999999))
+    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1)
+    ok = a.abs().max(-1).values < 0.99
+    torch.testing.assert_close(logp[ok], expected[ok], atol=2e-3, rtol=1e-3)
+    # the entropy term's gradient reaches the log-std outputs only, not the means
+    logp.mean().backward()
+    grad_b = algo.actor.net.linears[-1].bias.grad
+    assert grad_b[:2].abs().max() < 1e-6 < grad_b[2:].abs().min()

@@ -185,6 +185,16 @@ def test_presets_registered():
         get_preset("nope")
 
 
+def test_the_precise_sac_hover_preset_is_the_settle_schedule_with_the_bonus_and_wide_critics():
+    settle, precise = get_preset("crazyflie-hover-sac-settle"), get_preset("crazyflie-hover-sac-precise")
+    assert precise.sac.critic_hidden == (256, 256) and precise.sac.actor_hidden == settle.sac.actor_hidden
+    oc = precise.off_policy
+    assert (oc.precision_bonus, oc.precision_width, oc.precision_term) == (5.0, 0.15, "position")
+    assert (precise.task.reward.position, precise.task.reward.constant) == (5.0, 6.0)
+    assert precise.curriculum.caps["position"] == 40.0 and precise.curriculum.every == settle.curriculum.every
+    assert precise.keep_best and oc.lr_decay_start == settle.off_policy.lr_decay_start
+
+
 def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypatch):
     """The stop is chosen on ``selection_seed``'s episodes; the held-out ``seed`` is left for the confirmation."""
     from sim.registry import TaskSpec
