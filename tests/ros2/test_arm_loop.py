@@ -195,16 +195,19 @@ def test_nan_out_of_limit_too_fast_and_stale_never_reach_the_arm(ros_venv, tmp_p
     assert len(after) and np.ptp(after[:, 0]) > 0.1  # following the goal again once joint states return
 
 
+# a diagnostics peer: writes every `arm` status it receives (key/value dicts, oldest first) to argv[1]
 DIAG_PEER = """
 import json, sys, rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 rclpy.init()
 node = rclpy.create_node("diag_peer")
+rows = []
 def on_diag(m):
     for s in m.status:
         if s.hardware_id == "arm":
+            rows.append({kv.key: kv.value for kv in s.values})
             with open(sys.argv[1], "w") as f:
-                json.dump({kv.key: kv.value for kv in s.values}, f)
+                json.dump(rows, f)
 node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
 print("ready", flush=True)
 try:
@@ -231,7 +234,7 @@ def pick_through_node(tmp_path, model_dir) -> tuple[dict, dict | None, dict[str,
     finally:
         interrupt(peer)
     assert report.is_file(), logs
-    return json.loads(report.read_text()), json.loads(diag.read_text()) if diag.is_file() else None, logs
+    return json.loads(report.read_text()), json.loads(diag.read_text())[-1] if diag.is_file() else None, logs
 
 
 @pytest.mark.slow

@@ -16,27 +16,7 @@ import numpy as np
 import pytest
 
 from .conftest import VENV_PYTHON, interrupt, ros_env
-from .test_arm_loop import clean, sim_and_node
-
-DIAG_LOG_PEER = """
-import json, sys, time, rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-rclpy.init()
-node = rclpy.create_node("diag_log_peer")
-rows = []
-def on_diag(m):
-    for s in m.status:
-        if s.hardware_id == "arm":
-            rows.append({kv.key: kv.value for kv in s.values})
-            with open(sys.argv[1], "w") as f:
-                json.dump(rows, f)
-node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-print("ready", flush=True)
-try:
-    rclpy.spin(node)
-except KeyboardInterrupt:
-    pass
-"""
+from .test_arm_loop import DIAG_PEER, clean, sim_and_node
 
 STALL_AT, STALL_FOR = 1.5, 0.6  # s after arm-sim's first command
 
@@ -82,7 +62,7 @@ def test_wrist_wrench_flows_from_arm_sim_through_the_node_and_a_stalled_one_hold
     sim_args = ["--task", "panda-peg-insert", "--seed", "3", "--duration", "3", "--pause-wrench", str(STALL_AT),
                 str(STALL_FOR), "--report", str(report)]
     node_params = [f"model_path:={tmp_path / 'peg'}", "goal_topic:=/goal_pose", "diagnostics_period_s:=0.1"]
-    peer = subprocess.Popen([str(VENV_PYTHON), "-c", DIAG_LOG_PEER, str(diag)], stdout=subprocess.PIPE,
+    peer = subprocess.Popen([str(VENV_PYTHON), "-c", DIAG_PEER, str(diag)], stdout=subprocess.PIPE,
                             stderr=open(tmp_path / "peer.log", "w"), text=True, env=ros_env())
     try:
         assert peer.stdout.readline().strip() == "ready", (tmp_path / "peer.log").read_text()[-2000:]

@@ -153,15 +153,21 @@ def _tiny_base(obs_dim=3, act_dim=2):
     return FrozenChunkBase(DiffusionPolicy(cfg, obs_dim, act_dim), num_envs=2, seed=0)
 
 
-def test_demo_transitions_link_next_states_and_stop_at_truncation(tmp_path):
+def _toy_dataset(path, episodes: tuple[tuple[int, bool], ...]) -> list[dict]:
+    """A LeRobot dataset at ``path`` of random episodes (length, succeeded: success on the last frame); returns them."""
     rng = np.random.default_rng(0)
     eps = []
-    for n, ok in ((4, True), (3, False)):
+    for n, ok in episodes:
         eps.append({"observation.state": rng.standard_normal((n, 3)).astype(np.float32),
                     "action": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
                     "next.reward": rng.standard_normal(n).astype(np.float32),
                     "next.success": np.arange(n) == n - 1 if ok else np.zeros(n, bool)})
-    write_dataset(tmp_path / "d", eps, fps=50, task="toy")
+    write_dataset(path, eps, fps=50, task="toy")
+    return eps
+
+
+def test_demo_transitions_link_next_states_and_stop_at_truncation(tmp_path):
+    eps = _toy_dataset(tmp_path / "d", ((4, True), (3, False)))
     base = _tiny_base()
     tr = demo_transitions(tmp_path / "d", base, 3, "sparse", torch.Generator().manual_seed(0))
     assert tr["obs"].shape == (7, 6) and tr["cands"].shape == (7, 6)

@@ -7,13 +7,12 @@ import torch
 from torch import nn
 
 from deploy.export.candidates import ActionSelector
-from robot_rl.data import write_dataset
 from robot_rl.residual.edit_policy import EditPolicy
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit_chunk, max_edit_entropy, propose_chunks
 from robot_rl.residual.expo_replay import PendingChunks, demo_transitions
 from robot_rl.residual.q_ensemble import ensemble_score
 from robot_rl.runners.expo import CandidatePolicy, make_agent
-from tests.robot_rl.residual.test_expo_pieces import _Fn, _Quadratic, _tiny_base
+from tests.robot_rl.residual.test_expo_pieces import _Fn, _Quadratic, _tiny_base, _toy_dataset
 
 
 def test_no_bounded_edit_exceeds_the_uniform_entropy_and_a_wide_one_nearly_reaches_it():
@@ -189,14 +188,7 @@ def test_pending_chunks_sum_discounted_rewards_and_close_by_due_or_end():
 
 
 def test_demo_transitions_span_chunks(tmp_path):
-    rng = np.random.default_rng(0)
-    eps = []
-    for n, ok in ((5, True), (3, False)):
-        eps.append({"observation.state": rng.standard_normal((n, 3)).astype(np.float32),
-                    "action": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
-                    "next.reward": rng.standard_normal(n).astype(np.float32),
-                    "next.success": np.arange(n) == n - 1 if ok else np.zeros(n, bool)})
-    write_dataset(tmp_path / "d", eps, fps=50, task="toy")
+    eps = _toy_dataset(tmp_path / "d", ((5, True), (3, False)))
     base = _tiny_base()
     tr = demo_transitions(tmp_path / "d", base, 3, "sparse", torch.Generator().manual_seed(0), chunk_steps=2,
                           gamma=0.5)
