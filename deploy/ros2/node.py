@@ -13,9 +13,10 @@ on ``/diagnostics``, or JSON in ``std_msgs/String`` on ``~/diagnostics`` when di
 carry the runner's counters, timer overruns and the period statistics.
 
 A profile without a safe command (``crazyflie``) stops publishing instead; a profile may name a message to send
-once before its first command (the Crazyflie's zero-thrust unlock) and an ``std_srvs/Empty`` service the e-stop
-calls (``<cf>/emergency``). All robot-specific logic lives in the ROS-free :mod:`deploy.ros2.profiles`,
-:mod:`deploy.ros2.crazyflie` and :mod:`deploy.runtime`.
+once before its first command (the Crazyflie's zero-thrust unlock; it and the first command wait until the
+command topic has had a subscriber for ``UNLOCK_AFTER_MATCH_S``, so that discovery is complete on both sides)
+and an ``std_srvs/Empty`` service the e-stop calls (``<cf>/emergency``). All robot-specific logic lives in the
+ROS-free :mod:`deploy.ros2.profiles`, :mod:`deploy.ros2.crazyflie` and :mod:`deploy.runtime`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ except ImportError:  # pragma: no cover - depends on the installed wheels
 from std_msgs.msg import String
 
 NODE_NAME = "robot_rl_node"
+UNLOCK_AFTER_MATCH_S = 0.3  # s the command topic has had a subscriber before the unlock goes out
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -77,6 +79,7 @@ class PolicyNode(LifecycleNode):
         self._error = ""
         self._emergency: Any = None
         self._unlock_pending = False
+        self._matched_since: float | None = None  # when the command publisher first saw a subscriber
         self._estop_pending: str | None = None  # pressed while unconfigured: latched into the next profile
         self._estop_signalled = False  # the robot's own emergency service was called for the current latch
         self._commanded = False  # a policy command went out since activation (later safe steps log at ERROR)
@@ -159,7 +162,7 @@ class PolicyNode(LifecycleNode):
         self._reset_timing(1.0 / self.profile.rate_hz)
         gc.collect()
         gc.freeze()  # objects alive now never need scanning again: shorter collector pauses in the loop
-        self._unlock_pending = True
+        self._unlock_pending, self._matched_since = True, None
         self._timer = self.create_timer(self._period, self._tick, clock=self._steady)
         self.get_logger().info(f"activated: control loop at {self.profile.rate_hz:g} Hz")
         return super().on_activate(state)
@@ -215,13 +218,17 @@ class PolicyNode(LifecycleNode):
         cmd, reason = runner.step(t)
         if runner.estopped is not None and not self._estop_signalled:
             self._signal_estop(runner.estopped)  # e.g. a geofence breach latched in an input callback
-        if cmd is not None:
-            if self._unlock_pending and self._pub.get_subscription_count() > 0:
-                # e.g. the Crazyflie's thrust lock: one zero setpoint right before the first command
+        if cmd is not None and self._unlock_pending:
+            # e.g. the Crazyflie's thrust lock: one zero setpoint right before the first command
+            unlock = self.profile.unlock_message(self._msg)
+            if unlock is None:
                 self._unlock_pending = False
-                unlock = self.profile.unlock_message(self._msg)
-                if unlock is not None:
-                    self._pub.publish(unlock)
+            elif self._subscriber_settled(t):
+                self._unlock_pending = False
+                self._pub.publish(unlock)
+            else:
+                cmd = None  # no command before the unlock: the firmware would ignore it anyway
+        if cmd is not None:
             self._publish(cmd)
         if reason is None:
             self._commanded = True
@@ -235,6 +242,18 @@ class PolicyNode(LifecycleNode):
         self._last_logged = reason if reason is None else reason.split(" (", 1)[0]
         if time.monotonic() - t > self._period:
             self._timing.overruns += 1
+
+    def _subscriber_settled(self, t: float) -> bool:
+        """Whether the command topic has had a subscriber for :data:`UNLOCK_AFTER_MATCH_S`. DDS discovery is
+        two-sided: the publisher may see the subscriber before the subscriber sees the publisher, and a one-shot
+        message sent in between is dropped by the subscriber (a lost unlock leaves the Crazyflie's thrust locked
+        while the node streams commands it ignores)."""
+        if self._pub.get_subscription_count() == 0:
+            self._matched_since = None
+            return False
+        if self._matched_since is None:
+            self._matched_since = t
+        return t - self._matched_since >= UNLOCK_AFTER_MATCH_S
 
     def _publish(self, cmd: Any) -> None:
         self._pub.publish(self.profile.fill(self._msg, cmd))

@@ -22,7 +22,8 @@ cube was lifted and held as the task defines success, ``success``/``lifted_at_s`
 peg was first inserted as the task defines success, ``success``/``inserted_at_s``), with the controllers' counters
 (dropped non-finite commands, size errors, limit and velocity violations). ``--pause-joint-states AT FOR``
 stops ``/joint_states`` for FOR seconds, AT seconds after the first command (a stalled driver);
-``--pause-wrench AT FOR`` stops the wrench the same way (a stalled force/torque sensor). Needs rclpy,
+``--pause-wrench AT FOR`` stops the wrench the same way (a stalled force/torque sensor); the report's
+``trajectory.wrench`` holds every published reading (time -1 before the first command). Needs rclpy,
 mujoco and torch (the task scene) in one interpreter (``.venv-ros``).
 """
 
@@ -125,8 +126,9 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
             f, t = w.wrench.force, w.wrench.torque
             f.x, f.y, f.z, t.x, t.y, t.z = arm.wrench()
             wrench_pub.publish(w)
-            if first:
-                rec["wrench"].append([t_rel, f.x, f.y, f.z, t.x, t.y, t.z])
+            # every reading, also those before the first command: the node may act on them before its commands
+            # reach this simulator (DDS matches each topic separately)
+            rec["wrench"].append([t_rel, f.x, f.y, f.z, t.x, t.y, t.z])
         if goal_pub is not None:
             goal_pub.publish(pose(arm.goal.tolist(), [1.0, 0.0, 0.0, 0.0], stamp))
         if first:
