@@ -87,6 +87,16 @@ class EXPOConfig:
     choose between its action and its edit); ``chunk``: Q on the ``n_action_steps`` actions a chunk executes, the
     edit edits them all, one choice per chunk, and the backup spans the chunk (rewards summed with discount,
     ``gamma ** n_action_steps`` on the next chunk's value: Q-chunking's SMDP backup)."""
+    base_bc_every: int = 0
+    """Vector env steps between optimiser steps of the base on its own imitation loss over successful data (the
+    demonstrations + online episodes that succeeded, :mod:`robot_rl.residual.base_bc`); the candidates are then
+    sampled from the updated base. 0: the base stays frozen."""
+    base_bc_lr: float = 1e-4
+    """Learning rate (AdamW, constant) of the base's imitation steps."""
+    base_bc_batch: int = 256
+    """Windows (observation history, action chunk) per imitation step."""
+    base_bc_capacity: int = 50_000
+    """Online windows of successful episodes kept for the base (oldest dropped first)."""
 
 
 @torch.no_grad()

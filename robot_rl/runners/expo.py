@@ -9,8 +9,9 @@ task's in-training evaluation episodes (selection seed); training stops early on
 ``target_success``. Checkpoints hold the agent, optimisers, replay, base executor, env and generators, so a
 resumed run reproduces an uninterrupted one.
 
-The base itself stays frozen here (EXPO also keeps training it on its imitation loss over successful data; not
-implemented: the base is the BC run's policy throughout).
+With ``expo.base_bc_every`` > 0 the base keeps training on its imitation loss over the demonstrations and the
+online episodes that succeeded (EXPO's base update, :mod:`robot_rl.residual.base_bc`): candidates, evaluation and
+the export then use the updated base, which the checkpoint holds; otherwise it stays the BC run's policy.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from robot_rl.io import atomic_write_json
 from robot_rl.logging import RunLogger
+from robot_rl.residual.base_bc import load_trained_base, make_base_imitation
 from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, commit_chunk, propose, propose_chunks
 from robot_rl.residual.expo_replay import ExpoReplay, PendingChunks, demo_transitions, transition_dims
@@ -163,6 +165,8 @@ class EXPORunner:
         if demo is not None:
             self.replay.demo.add(**demo)
         self.demos_used, self.demo_transitions = demos, n_demo
+        self.base_bc = make_base_imitation(cfg.expo, cfg.num_envs, cfg.seed, base_cfg, self.base.policy, demos)
+        self.bc_losses: list[float] = []
         self.env_steps = self.updates = self.episodes = self.successes = 0
         self.pretrained = False
         self.pending: dict[str, torch.Tensor] | None = None
@@ -187,8 +191,10 @@ class EXPORunner:
             self.replay.online.add(**self.pending, next_cands=cands.flatten(1))
         action, idx, _ = self.agent.select(obs, cands, stochastic=True, generator=self.gen)
         commit(base, due, chunks, idx)
-        nxt, reward, terminated, truncated, info = self.env.step(base.unnormalize_action(action))
+        executed = base.unnormalize_action(action)
+        nxt, reward, terminated, truncated, info = self.env.step(executed)
         done, success = info["done_mask"].cpu(), info["success"].cpu()
+        self._record(executed, done, success)
         final = info["final_obs"]["policy"].float().cpu()
         next_hist = torch.cat((base.history[:, 1:], final[:, None]), dim=1)
         r = success.float() if self.cfg.reward == "sparse" else reward.float().cpu()
@@ -213,14 +219,21 @@ class EXPORunner:
             action, idx, _ = self.agent.select(obs[due], cands, stochastic=True, generator=self.gen)
             commit_chunk(base, due, chunks, idx, action)
             pend.start(due, obs[due], action, cands.flatten(1))
-        nxt, reward, terminated, truncated, info = self.env.step(base.act())
+        executed = base.act()
+        nxt, reward, terminated, truncated, info = self.env.step(executed)
         done, success = info["done_mask"].cpu(), info["success"].cpu()
+        self._record(executed, done, success)
         pend.add_reward(success.float() if self.cfg.reward == "sparse" else reward.float().cpu())
         self._store(pend.end(done, terminated.cpu().bool(), truncated.cpu().bool()))
         base.step(nxt["policy"].float().cpu(), done)
         self.env_steps += self.cfg.num_envs
         self.episodes += int(done.sum())
         self.successes += int((done & success).sum())
+
+    def _record(self, executed: torch.Tensor, done: torch.Tensor, success: torch.Tensor) -> None:
+        """The step's observation and executed raw action join the envs' episodes for the base's imitation."""
+        if self.base_bc is not None:
+            self.base_bc.pool.record(self.base.history[:, -1], executed, done, success)
 
     def _store(self, transitions: dict[str, torch.Tensor] | None) -> None:
         if transitions is not None:
@@ -254,6 +267,9 @@ class EXPORunner:
         while self.env_steps < total and self.first_pass is None:
             self.collect_step()
             stats += [self.update() for _ in range(cfg.updates_per_step)]
+            if self.base_bc is not None and (self.env_steps // cfg.num_envs) % cfg.expo.base_bc_every == 0:
+                loss = self.base_bc.step()
+                self.bc_losses += [] if loss is None else [loss]
             bar.update(cfg.num_envs)
             if cfg.eval_every and self.env_steps % cfg.eval_every < cfg.num_envs:
                 self._log(stats, self._eval_row())
@@ -280,6 +296,10 @@ class EXPORunner:
         row = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {}
         row.update(extra)
         row["train_success"] = self.successes / max(self.episodes, 1)
+        if self.base_bc is not None:
+            row.update(base_bc_loss=sum(self.bc_losses) / max(len(self.bc_losses), 1),
+                       base_bc_windows=self.base_bc.pool.size)
+            self.bc_losses = []
         if self.logger:
             self.logger.log(self.env_steps, row)
 
@@ -298,10 +318,15 @@ class EXPORunner:
             tensors.update({f"pending.{k}": v for k, v in self.pending.items()})
         if self.chunks is not None:
             tensors.update({f"chunks.{k}": v for k, v in self.chunks.state_dict().items()})
+        bc_meta = None
+        if self.base_bc is not None:
+            bc_tensors, bc_meta = self.base_bc.state()
+            tensors.update({f"base_bc.{k}": v for k, v in bc_tensors.items()})
         meta = {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
                 "successes": self.successes, "pretrained": self.pretrained, "train_time_s": self.train_time,
                 "first_pass": self.first_pass, "last_eval": self.last_eval, "optimizers": opt_meta,
-                "config": self.cfg.to_dict(), "demos": self.demos_used, "demo_transitions": self.demo_transitions}
+                "config": self.cfg.to_dict(), "demos": self.demos_used, "demo_transitions": self.demo_transitions,
+                "base_bc": bc_meta}
         path = self.run_dir / "checkpoint"
         save_checkpoint(path, tensors, meta)
         return path
@@ -320,19 +345,24 @@ class EXPORunner:
         self.pending = pending or None
         if self.chunks is not None:
             self.chunks.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("chunks.")})
+        if self.base_bc is not None:
+            self.base_bc.load({k[8:]: v for k, v in tensors.items() if k.startswith("base_bc.")}, meta["base_bc"])
         for key in ("env_steps", "updates", "episodes", "successes", "pretrained", "train_time"):
             setattr(self, key, meta[key if key != "train_time" else "train_time_s"])
         self.first_pass, self.last_eval = meta["first_pass"], meta["last_eval"]
 
 
 def load_expo(run_dir: str | Path) -> tuple[EXPOTrainConfig, Any, EXPOAgent, dict[str, Any]]:
-    """``(config, frozen base policy, agent in eval mode, checkpoint metadata)`` of an EXPO run."""
+    """``(config, base policy, agent in eval mode, checkpoint metadata)`` of an EXPO run; the base is the BC run's
+    policy, or the one trained on successful data where ``expo.base_bc_every`` > 0."""
     from robot_rl.runners.bc import load_policy
 
     run_dir = Path(run_dir)
     tensors, meta = load_checkpoint(run_dir / "checkpoint")
     cfg = EXPOTrainConfig.from_dict(meta["config"])
     policy, _ = load_policy(cfg.base)
+    if meta.get("base_bc"):
+        load_trained_base(policy, {k[8:]: v for k, v in tensors.items() if k.startswith("base_bc.")}, meta["base_bc"])
     agent = make_agent(cfg.expo, policy)
     agent.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("agent.")})
     return cfg, policy, agent.eval(), meta
