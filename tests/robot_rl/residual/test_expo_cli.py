@@ -67,13 +67,14 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     assert json.loads((vg / "export" / "policy.json").read_text())["composition"]["score"] == "chunk"
 
 
-@pytest.mark.parametrize("q_level", ["step", "chunk"])
-def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level, capsys):
+@pytest.mark.parametrize("q_level,base_bc", [("step", 0), ("chunk", 0), ("step", 2)])
+def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level, base_bc, capsys):
     torch.set_num_threads(1)
 
     def cfg():
         return EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=48, pretrain_steps=2, batch_size=16,
-                               expo=EXPOConfig(hidden=(16, 16), num_candidates=2, q_level=q_level), eval_every=0,
+                               expo=EXPOConfig(hidden=(16, 16), num_candidates=2, q_level=q_level,
+                                               base_bc_every=base_bc, base_bc_batch=8), eval_every=0,
                                checkpoint_every=0)
 
     whole = EXPORunner(cfg(), tmp_path / "a")
@@ -87,6 +88,13 @@ def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level
     for (name, a), (_, b) in zip(whole.agent.state_dict().items(), resumed.agent.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert torch.equal(whole.replay.online.data["action"], resumed.replay.online.data["action"])
+    if base_bc:  # the base trained on its imitation loss: weights, EMA and pool resume exactly
+        assert whole.base_bc.steps == resumed.base_bc.steps == 48 // 4 // base_bc
+        for (k, a), (_, b) in zip(whole.base.policy.state_tensors().items(),
+                                  resumed.base.policy.state_tensors().items(), strict=True):
+            assert torch.equal(a, b), k
+        for k, v in whole.base_bc.pool.state_dict().items():
+            assert torch.equal(v, resumed.base_bc.pool.state_dict()[k]), k
     if q_level == "chunk":  # chunk transitions: 4 actions of 4 dims each, about one per env per chunk
         assert whole.replay.online.data["action"].shape[1] == 4 * whole.base.action_dim
         assert 4 * 48 // 16 <= whole.replay.online.size + 4 <= 48
@@ -95,3 +103,41 @@ def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level
             main(["export", str(tmp_path / "a")])
         assert "a chunk-level EXPO run (expo.q_level 'chunk') has no export" in capsys.readouterr().err
         assert not (tmp_path / "a" / "export").exists()
+
+
+def test_base_imitation_off_changes_nothing_and_its_export_samples_from_the_updated_base(base_run, tmp_path, capsys):
+    """Off: the base is the BC run's bit for bit, and a run whose base never takes a step (its pool recording
+    only) is the off run exactly. On: the exported sampler is the updated base, not the BC run's."""
+    import onnxruntime as ort
+
+    from robot_rl.runners.bc import load_policy
+
+    torch.set_num_threads(1)
+
+    def run(name, every):
+        cfg = EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=32, pretrain_steps=2, batch_size=16,
+                              expo=EXPOConfig(hidden=(16, 16), num_candidates=2, base_bc_every=every,
+                                              base_bc_batch=8, base_bc_lr=1e-3), eval_every=0, checkpoint_every=0)
+        runner = EXPORunner(cfg, tmp_path / name)
+        runner.train()
+        return runner
+
+    bc_policy, _ = load_policy(base_run)
+    off, idle, on = run("off", 0), run("idle", 1000), run("on", 1)
+    assert off.base_bc is None and idle.base_bc.steps == 0 and on.base_bc.steps == 8
+    for k, v in bc_policy.state_tensors().items():
+        assert torch.equal(v, off.base.policy.state_tensors()[k]), k
+        assert torch.equal(v, idle.base.policy.state_tensors()[k]), k
+    for (k, a), (_, b) in zip(off.agent.state_dict().items(), idle.agent.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert torch.equal(off.replay.online.data["obs"], idle.replay.online.data["obs"])
+
+    main(["export", str(tmp_path / "on")])
+    capsys.readouterr()
+    sess = ort.InferenceSession(str(tmp_path / "on" / "export" / "policy.onnx"))
+    p = on.base.policy
+    obs = torch.as_tensor(on.base_bc.pool.demo_obs[:3])
+    noise = torch.randn(3, p.horizon, p.act_dim, generator=torch.Generator().manual_seed(5))
+    exported = torch.as_tensor(sess.run(None, {"obs": obs.numpy(), "noise": noise.numpy()})[0])
+    assert torch.allclose(exported, p.sample(obs, noise), atol=1e-5)
+    assert (exported - bc_policy.sample(obs, noise)).abs().max() > 1e-3  # not the BC run's sampler
