@@ -62,6 +62,15 @@ def expo_train_main(argv: list[str], resume: Path | None = None) -> None:
     print(json.dumps(result))
 
 
+def base_note(meta: dict[str, Any]) -> str:
+    """How the run's base was used: frozen, or trained further on its imitation loss over successful data."""
+    bc = meta.get("base_bc")
+    if not bc:
+        return "frozen"
+    return (f"further-trained ({bc['steps']} imitation steps on a pool of {bc['pool_windows']} windows from the "
+            f"demonstrations and {bc['episodes_added']} successful online episodes)")
+
+
 def run_expo_eval(run_dir: str | Path, episodes: int | None = None) -> dict[str, Any]:
     """Evaluate an EXPO run on its task's held-out episodes (deterministic edits, argmax Q) and write
     ``eval.json`` and ``report.md``."""
@@ -80,7 +89,7 @@ def run_expo_eval(run_dir: str | Path, episodes: int | None = None) -> dict[str,
         "edit_scale": cfg.expo.edit_scale, "env_steps_to_target": meta["first_pass"]}
     atomic_write_json(run_dir / "eval.json", summary)
     lines = [f"# Evaluation of `{run_dir}`", "",
-             f"EXPO on the frozen base `{cfg.base}` (task `{task.name}`), seed {cfg.seed}, "
+             f"EXPO on the {base_note(meta)} base `{cfg.base}` (task `{task.name}`), seed {cfg.seed}, "
              f"{meta['env_steps']} env steps; {cfg.expo.num_candidates} base chunks where one is due (the "
              f"winner runs its n_action_steps) and their edits (at most {cfg.expo.edit_scale} normalised), mean "
              f"edits, argmax of the ensemble-mean Q; "
