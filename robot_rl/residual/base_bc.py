@@ -144,8 +144,6 @@ class BaseImitation:
     def __init__(self, policy: Any, pool: SuccessPool, lr: float, batch: int, seed: int,
                  betas: tuple[float, float] = (0.95, 0.999), weight_decay: float = 1e-6) -> None:
         self.policy, self.pool, self.batch = policy, pool, batch
-        for p in policy.parameters():  # the frozen executor switched them off
-            p.requires_grad_(True)
         self.opt = torch.optim.AdamW(policy.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
         self.gen = torch.Generator().manual_seed(seed)
         self.steps = 0
@@ -155,6 +153,9 @@ class BaseImitation:
         if self.pool.size == 0:
             return None
         obs, act = self.pool.sample(self.batch, self.gen)
+        params = list(self.policy.parameters())
+        for p in params:  # frozen for everything else (every FrozenChunkBase built on it switches them off)
+            p.requires_grad_(True)
         self.policy.train()
         with torch.enable_grad():
             loss = self.policy.compute_loss(obs, act, self.gen)
@@ -163,6 +164,8 @@ class BaseImitation:
         self.opt.step()
         self.policy.after_optimizer_step()
         self.policy.eval()
+        for p in params:
+            p.requires_grad_(False)
         self.steps += 1
         return loss.item()
 

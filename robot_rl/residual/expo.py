@@ -91,6 +91,9 @@ class EXPOConfig:
     """Vector env steps between optimiser steps of the base on its own imitation loss over successful data (the
     demonstrations + online episodes that succeeded, :mod:`robot_rl.residual.base_bc`); the candidates are then
     sampled from the updated base. 0: the base stays frozen."""
+    base_bc_steps: int = 1
+    """Optimiser steps of the base each time (EXPO's public port takes one per env step, i.e. ``num_envs`` per
+    vector step)."""
     base_bc_lr: float = 1e-4
     """Learning rate (AdamW, constant) of the base's imitation steps."""
     base_bc_batch: int = 256

@@ -268,8 +268,9 @@ class EXPORunner:
             self.collect_step()
             stats += [self.update() for _ in range(cfg.updates_per_step)]
             if self.base_bc is not None and (self.env_steps // cfg.num_envs) % cfg.expo.base_bc_every == 0:
-                loss = self.base_bc.step()
-                self.bc_losses += [] if loss is None else [loss]
+                for _ in range(cfg.expo.base_bc_steps):
+                    loss = self.base_bc.step()
+                    self.bc_losses += [] if loss is None else [loss]
             bar.update(cfg.num_envs)
             if cfg.eval_every and self.env_steps % cfg.eval_every < cfg.num_envs:
                 self._log(stats, self._eval_row())

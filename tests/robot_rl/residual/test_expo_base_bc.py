@@ -5,6 +5,7 @@ import torch
 from robot_rl.policies.diffusion import DiffusionConfig, DiffusionPolicy, MinMaxNormalizer
 from robot_rl.policies.windows import chunk_windows
 from robot_rl.residual.base_bc import BaseImitation, SuccessPool
+from robot_rl.residual.base_policy import FrozenChunkBase
 
 
 def ema_diffusion() -> DiffusionPolicy:
@@ -67,7 +68,10 @@ def test_the_base_learns_only_from_successful_data():
     for k, v in policy.state_tensors().items():
         assert torch.equal(v, before[k]), k  # a failed episode adds nothing: the base is untouched
     play(pool, [(flags(1, 0), flags(1, 0))])  # env 0 succeeds
-    losses = [bc.step() for _ in range(3)]
+    losses = [bc.step()]
+    FrozenChunkBase(policy, 1, 0)  # an evaluation between steps freezes the parameters again
+    losses += [bc.step() for _ in range(2)]
+    assert not any(p.requires_grad for p in policy.parameters())  # frozen for everything but its own steps
     assert all(loss is not None and loss > 0 for loss in losses) and bc.steps == 3
     assert not policy.training  # sampling stays in evaluation mode
     moved = [k for k, v in policy.state_tensors().items() if not torch.equal(v, before[k])]

@@ -74,8 +74,8 @@ def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level
     def cfg():
         return EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=48, pretrain_steps=2, batch_size=16,
                                expo=EXPOConfig(hidden=(16, 16), num_candidates=2, q_level=q_level,
-                                               base_bc_every=base_bc, base_bc_batch=8), eval_every=0,
-                               checkpoint_every=0)
+                                               base_bc_every=base_bc, base_bc_steps=2, base_bc_batch=8),
+                               eval_every=0, checkpoint_every=0)
 
     whole = EXPORunner(cfg(), tmp_path / "a")
     whole.train()
@@ -89,7 +89,7 @@ def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level
         assert torch.equal(a, b), name
     assert torch.equal(whole.replay.online.data["action"], resumed.replay.online.data["action"])
     if base_bc:  # the base trained on its imitation loss: weights, EMA and pool resume exactly
-        assert whole.base_bc.steps == resumed.base_bc.steps == 48 // 4 // base_bc
+        assert whole.base_bc.steps == resumed.base_bc.steps == 48 // 4 // base_bc * 2
         for (k, a), (_, b) in zip(whole.base.policy.state_tensors().items(),
                                   resumed.base.policy.state_tensors().items(), strict=True):
             assert torch.equal(a, b), k
@@ -117,7 +117,8 @@ def test_base_imitation_off_changes_nothing_and_its_export_samples_from_the_upda
     def run(name, every):
         cfg = EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=32, pretrain_steps=2, batch_size=16,
                               expo=EXPOConfig(hidden=(16, 16), num_candidates=2, base_bc_every=every,
-                                              base_bc_batch=8, base_bc_lr=1e-3), eval_every=0, checkpoint_every=0)
+                                              base_bc_batch=8, base_bc_lr=1e-3),
+                              eval_every=16, selection_episodes=2, checkpoint_every=0)  # evaluations in between
         runner = EXPORunner(cfg, tmp_path / name)
         runner.train()
         return runner
