@@ -4,11 +4,13 @@ Rows (each the task's held-out evaluation, the base's noise from ``--seed``): th
 agent (random Q ensemble, zero-mean edits) with one candidate (must equal the base exactly) and with ``--k``
 candidates (whole chunks scored by a random Q: a score near the base's says the selection itself keeps the
 base's behaviour); and, for each ``--runs`` EXPO run, the trained agent as trained, with its edits switched off
-(base candidates only) and with one candidate (edits of the base's own chunk only).
+(base candidates only) and with one candidate (edits of the base's own chunk only); for a run whose base kept
+training on its imitation loss (``expo.base_bc_every``), also that updated base alone (``updated_base``).
 
-    PYTHONPATH=. python benchmarks/expo_selection.py --base RUN [--runs EXPO_RUN ...] [--episodes 200]
+    PYTHONPATH=. python benchmarks/expo_selection.py --base RUN [--runs EXPO_RUN ...] [--episodes 200] [--no-untrained]
 
-Last line: {"base_success", "untrained_k1", "untrained_k", "runs": {run: {"trained", "no_edits", "k1"}}}.
+Last line: {"base_success", "untrained_k1", "untrained_k", "runs": {run: {"trained", "no_edits", "k1"[,
+"updated_base"]}}} (``--no-untrained``: without the untrained rows).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0, help="base noise seed")
+    ap.add_argument("--no-untrained", action="store_true", help="leave out the untrained-agent rows")
     args = ap.parse_args()
     torch.set_num_threads(1)
     policy, _ = load_policy(args.base)
@@ -59,13 +62,19 @@ def main() -> None:
     out: dict[str, Any] = {"task": task, "episodes": args.episodes, "base_success": base["success"]}
     print(json.dumps({"row": "base", "success": base["success"], "mean_length": base["mean_episode_length"]}),
           flush=True)
-    for k in (1, args.k):
+    for k in () if args.no_untrained else (1, args.k):
         row = held_out(task, CandidatePolicy(policy, untrained(policy, k, args.seed), args.seed), args.episodes)
         print(json.dumps({"row": f"untrained k={k}", **row}), flush=True)
         out["untrained_k1" if k == 1 else "untrained_k"] = row["success"]
     out["runs"] = {}
     for run in args.runs:
         rows = {}
+        cfg, pol, _, meta = load_expo(run)
+        if meta.get("base_bc"):  # the base trained on successful data, without EXPO's selection
+            row = evaluate_residual(task, pol, None, args.episodes, noise_seed=args.seed)
+            print(json.dumps({"row": f"{run} updated_base", "success": row["success"],
+                              "mean_length": row["mean_episode_length"]}), flush=True)
+            rows["updated_base"] = row["success"]
         for name in ("trained", "no_edits", "k1"):
             cfg, pol, agent, _ = load_expo(run)
             if name == "no_edits":
