@@ -41,6 +41,7 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     assert summary["last_eval"]["env_steps"] == 32
     main(["eval", str(run), "--episodes", "4"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["success"] == summary["eval"]["success"]
+    assert "on the frozen base" in (run / "report.md").read_text()
     with pytest.raises(SystemExit):  # not silently ignored
         main(["eval", str(run), "--sim", "mujoco", "pybullet"])
     assert "--sim is not supported for EXPO and value-guided runs" in capsys.readouterr().err
@@ -52,6 +53,11 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     assert "resuming" in out and json.loads(out.strip().splitlines()[-1])["env_steps"] == 48
     main(["export", str(run)])
     assert "select.onnx" in capsys.readouterr().out
+    bc_run = tmp_path / "expo-bc"  # the base kept training: the CLI option, the report says so
+    main(["train", "expo", "--base", str(base_run), "--out", str(bc_run), "--eval-episodes", "2", *EXPO,
+          "--expo.base-bc-every", "2", "--expo.base-bc-batch", "8"])
+    capsys.readouterr()
+    assert "on the further-trained (4 imitation steps on a pool of" in (bc_run / "report.md").read_text()
     assert isinstance(load_runner(run / "export", sources={"state": None}), CandidatesPolicyRunner)
 
     vg = tmp_path / "vgps"
