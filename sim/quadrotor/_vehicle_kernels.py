@@ -41,7 +41,7 @@ from sim.quadrotor._fused_rng import draw, event_stream, to_unit
 (VP_KQ, VP_KL, VP_M, VP_J, VP_TAU_UP, VP_TAU_DN, VP_MIN, VP_MAX, VP_RX, VP_RY, VP_YAW, VP_HOVER, VP_LAT, VP_NOISE,
  VP_SIZE) = 0, 1, 2, 3, 6, 7, 8, 9, 10, 14, 18, 22, 23, 24, 25
 (VD_LO, VD_HI, VD_KF, VD_WH, VD_G, VD_J, VD_RX, VD_RY, VD_SIGN, VD_HLO, VD_HHI, VD_NHARD, VD_REPLAY,
- VD_SIZE) = (0, 13, 26, 27, 28, 29, 32, 36, 40, 44, 57, 70, 71, 72)
+ VD_REPLAY_ONCE, VD_SIZE) = (0, 13, 26, 27, 28, 29, 32, 36, 40, 44, 57, 70, 71, 72, 73)
 # replay counters (``rbufs[4]``): ring fill, ring head, replayed draws, fresh draws, crashes of each
 (RS_COUNT, RS_HEAD, RS_REPLAYED, RS_FRESH, RS_CRASH_REPLAYED, RS_CRASH_FRESH, RS_SIZE) = 0, 1, 2, 3, 4, 5, 6
 N_VEH = 13
@@ -92,10 +92,11 @@ def fresh_vehicle(z, hard, vd, row):
 def replay_reset(envs, crashed, veh, rbufs, vd):
     """New vehicles ``veh[envs]`` of the done envs ``envs`` (ascending; ``crashed[k]``: env ``envs[k]`` crashed).
 
-    First every crashed env that flew a fresh vehicle puts it in the ring (``envs`` order; a full ring
-    overwrites its oldest; a replayed vehicle that crashes again is not added twice); then each env, from event
-    ``rctr[e]`` of its own stream ``rkeys[e]``, re-flies a uniformly chosen ring entry with probability
-    ``vd[VD_REPLAY]`` (ring not empty) or else draws a fresh vehicle from that event.
+    First every crashed env that flew a fresh vehicle puts it in the ring (``envs`` order; into the first free
+    slot, or a full ring overwrites the slot at its head, which then advances; a replayed vehicle that crashes
+    again is not added twice); then each env, from event ``rctr[e]`` of its own stream ``rkeys[e]``, re-flies a
+    uniformly chosen ring entry with probability ``vd[VD_REPLAY]`` (ring not empty; ``vd[VD_REPLAY_ONCE]``: the
+    entry leaves the ring, its slot taken by the last one) or else draws a fresh vehicle from that event.
     """
     rkeys, rctr, rsrc, ring, rs = rbufs
     cap = ring.shape[0]
@@ -106,11 +107,14 @@ def replay_reset(envs, crashed, veh, rbufs, vd):
         rs[RS_CRASH_REPLAYED if rsrc[e] else RS_CRASH_FRESH] += 1
         if rsrc[e] or cap == 0:
             continue
-        h = rs[RS_HEAD]
+        h = rs[RS_COUNT]
+        if h < cap:
+            rs[RS_COUNT] = h + 1
+        else:
+            h = rs[RS_HEAD]
+            rs[RS_HEAD] = (h + 1) % cap
         for i in range(N_VEH):
             ring[h, i] = veh[e, i]
-        rs[RS_HEAD] = (h + 1) % cap
-        rs[RS_COUNT] = min(rs[RS_COUNT] + 1, cap)
     for k in range(envs.size):
         e = envs[k]
         z = event_stream(rkeys[e], rctr[e])
@@ -120,6 +124,10 @@ def replay_reset(envs, crashed, veh, rbufs, vd):
             j = min(int(to_unit(draw(z, N_VEH + 1)) * n), n - 1)
             for i in range(N_VEH):
                 veh[e, i] = ring[j, i]
+                if vd[VD_REPLAY_ONCE] > 0.0:
+                    ring[j, i] = ring[n - 1, i]
+            if vd[VD_REPLAY_ONCE] > 0.0:
+                rs[RS_COUNT] = n - 1
             rsrc[e] = 1
             rs[RS_REPLAYED] += 1
         else:

@@ -6,7 +6,9 @@ on which an episode crashed enters a ring of the ``replay_capacity`` most recent
 re-flies a uniformly chosen ring entry with probability ``replay_fraction`` (fresh draw otherwise; the
 initial state and disturbances are always fresh). Only freshly drawn vehicles enter the ring, so a vehicle no
 policy can fly cannot crowd it out by crashing again and again; the ring follows the current policy's failures
-as new crashes overwrite old ones.
+as new crashes overwrite old ones. ``replay_once``: each entry is re-flown once and then leaves the ring, so every
+crash vehicle gets one second episode (the replay share then follows the crash rate, at most
+``replay_fraction``).
 
 Both hover envs share this object and its numba kernel (``_vehicle_kernels.replay_reset``): the vehicles come
 from a counter-based stream of their own (key from the env's seed, one event per env reset), so the torch env
@@ -45,6 +47,7 @@ def draw_constants(dist: VehicleDistribution, n: int) -> np.ndarray:
         vd[V.VD_HLO + i], vd[V.VD_HHI + i] = lo, hi
     vd[V.VD_NHARD] = dist.num_hard(n)
     vd[V.VD_REPLAY] = dist.replay_fraction
+    vd[V.VD_REPLAY_ONCE] = float(dist.replay_once)
     return vd
 
 

@@ -79,6 +79,8 @@ class VehicleDistribution:
     re-flies a vehicle from the ring of recent crash vehicles instead of a fresh draw (0: off, draws as before)."""
     replay_capacity: int = 256
     """Size of that ring (the most recent crash vehicles)."""
+    replay_once: bool = False
+    """Each ring entry is re-flown once, then removed (every crash vehicle gets one more episode)."""
     seed: int | None = None
     """None: vehicles come from the env's random stream (training: the run's seed fixes them); a number: from
     a generator of their own with this seed, restarted by ``reset(seed=...)`` (held-out evaluation vehicles,

@@ -138,3 +138,19 @@ def test_mixing_fraction_ring_uniform_and_fresh_crashes_only(fraction: float) ->
     r.reset_envs(envs, again, veh)
     assert np.array_equal(r.ring, ring_before) and int(r.stats[1]) == head
     assert r.summary()["crash_rate_replayed"] > 0
+
+
+def test_replay_once_re_flies_each_crash_vehicle_once() -> None:
+    n = 64
+    r = VehicleReplay(replace(SPAN, replay_fraction=1.0, replay_capacity=8, replay_once=True), n, seed=4)
+    veh = np.zeros((n, len(VEHICLE_KEYS)), np.float32)
+    envs = np.arange(n, dtype=np.int64)
+    r.reset_envs(envs, np.zeros(n, bool), veh)
+    crashed = np.zeros(n, bool)
+    crashed[10:16] = True
+    lost = veh[10:16].copy()
+    r.reset_envs(envs, crashed, veh)  # 6 crash vehicles: the first 6 envs re-fly them, one each; the ring empties
+    assert list(np.flatnonzero(r.src)) == list(range(6)) and r.summary()["ring"] == 0
+    assert np.array_equal(np.sort(veh[:6], 0), np.sort(lost, 0))
+    r.reset_envs(envs, np.zeros(n, bool), veh)
+    assert (r.src == 0).all()
