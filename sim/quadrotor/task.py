@@ -125,6 +125,7 @@ class QuadrotorHoverEnv(BatchedEnv):
                                  "thrust, motors and latency itself)")
             self._latency_max = int(self._veh.latency_steps[1])
         self._replay = None  # outcome-prioritised vehicle draws (vehicle_replay.py), shared with the fused env
+        self._crashed: torch.Tensor | None = None  # the envs that terminated, during a step's resets
         if self._veh.enabled and self._veh.replay_fraction > 0:
             self._replay = VehicleReplay(self._veh, n, seed)
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
@@ -253,7 +254,9 @@ class QuadrotorHoverEnv(BatchedEnv):
         info: dict[str, Any] = {"final_obs": obs, "done_mask": done, "reward_terms": terms,
                                 "time_outs": truncated}
         if bool(done.any()):
-            self._reset_envs(done, crashed=terminated)
+            self._crashed = terminated  # read by the vehicle replay (subclasses override _reset_envs(mask))
+            self._reset_envs(done)
+            self._crashed = None
             obs = self._observe(fresh=done, advance=False)
         return obs, reward, terminated, truncated, info
 
@@ -289,14 +292,13 @@ class QuadrotorHoverEnv(BatchedEnv):
             todo = todo & ~ok
         return out
 
-    def _reset_envs(self, mask: torch.Tensor, crashed: torch.Tensor | None = None) -> None:
-        """Resample initial state, disturbances and (if enabled) parameters of the envs in ``mask`` (``crashed``:
-        the envs that terminated, for vehicle replay).
+    def _reset_envs(self, mask: torch.Tensor) -> None:
+        """Resample initial state, disturbances and (if enabled) parameters of the envs in ``mask``.
 
         Random numbers are drawn for all envs so that the stream does not depend on which envs finished.
         """
         cfg, n, m = self.cfg, self.num_envs, mask[:, None]
-        self._resample_params(mask, crashed)
+        self._resample_params(mask)
         guided = torch.rand(n, generator=self.gen, device=self.device) < cfg.init_guidance
         pos = self._uniform((n, 3), -cfg.init_max_position, cfg.init_max_position)
         quat = self._sample_quaternions(n, math.radians(cfg.init_max_angle_deg))
@@ -317,10 +319,10 @@ class QuadrotorHoverEnv(BatchedEnv):
         if self._level is not None:
             self._level.reset(mask, self.state)
 
-    def _resample_params(self, mask: torch.Tensor, crashed: torch.Tensor | None = None) -> None:
+    def _resample_params(self, mask: torch.Tensor) -> None:
         if self._replay is not None:
             idx = torch.nonzero(mask).flatten().cpu().numpy()
-            hit = crashed[mask].cpu().numpy() if crashed is not None else np.zeros(idx.size, bool)
+            hit = self._crashed[mask].cpu().numpy() if self._crashed is not None else np.zeros(idx.size, bool)
             v = self.vehicle_values.to("cpu", torch.float32).numpy().copy()
             self._replay.reset_envs(idx, hit, v)
             self.vehicle_values = torch.from_numpy(v).to(self.device)
