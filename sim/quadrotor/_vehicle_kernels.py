@@ -13,6 +13,10 @@ few envs, where per-call costs dominate.
 
 Per-env vehicle buffers travel as ``vbufs`` = (veh ``[N, 13]`` raw values, vprm ``[N, VP_SIZE]`` derived
 parameters, delay ``[N, 18 (L + 1)]``); distribution and frame constants in ``vd`` (float64, ``VD_*``).
+
+Outcome-prioritised resampling (``vd[VD_REPLAY]`` > 0, ``vehicle_replay.py``): the vehicles come instead from a
+stream of their own (``rbufs``, shared with the torch env), and a done env re-flies, with probability
+``vd[VD_REPLAY]``, a vehicle from a ring of recent crashes (:func:`replay_reset`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from sim.quadrotor._fused_rng import draw, event_stream, to_unit
 
 (VP_KQ, VP_KL, VP_M, VP_J, VP_TAU_UP, VP_TAU_DN, VP_MIN, VP_MAX, VP_RX, VP_RY, VP_YAW, VP_HOVER, VP_LAT, VP_NOISE,
  VP_SIZE) = 0, 1, 2, 3, 6, 7, 8, 9, 10, 14, 18, 22, 23, 24, 25
-(VD_LO, VD_HI, VD_KF, VD_WH, VD_G, VD_J, VD_RX, VD_RY, VD_SIGN, VD_HLO, VD_HHI, VD_NHARD, VD_SIZE) = (
-    0, 13, 26, 27, 28, 29, 32, 36, 40, 44, 57, 70, 71)
+(VD_LO, VD_HI, VD_KF, VD_WH, VD_G, VD_J, VD_RX, VD_RY, VD_SIGN, VD_HLO, VD_HHI, VD_NHARD, VD_REPLAY,
+ VD_REPLAY_ONCE, VD_SIZE) = (0, 13, 26, 27, 28, 29, 32, 36, 40, 44, 57, 70, 71, 72, 73)
+# replay counters (``rbufs[4]``): ring fill, ring head, replayed draws, fresh draws, crashes of each
+(RS_COUNT, RS_HEAD, RS_REPLAYED, RS_FRESH, RS_CRASH_REPLAYED, RS_CRASH_FRESH, RS_SIZE) = 0, 1, 2, 3, 4, 5, 6
 N_VEH = 13
 _F0, _F1, _F2, _FH, _FM1 = np.float32(0.0), np.float32(1.0), np.float32(2.0), np.float32(0.5), np.float32(-1.0)
 
@@ -67,14 +73,10 @@ def derive(e, veh, vprm, vd):
 
 
 @njit(cache=True, error_model="numpy")
-def _reset_env_v(e, bufs, vbufs, geo, task, vd):
-    """Draw a new vehicle for env ``e`` (uniform, inertia log-uniform, latency an integer; the first
-    ``vd[VD_NHARD]`` envs from the hard ranges ``vd[VD_HLO:]``, with the same draws), then its episode."""
-    veh, vprm = vbufs[0], vbufs[1]
-    keys, ctr = bufs[8], bufs[9]
-    z = event_stream(keys[e], ctr[e])
-    ctr[e] += np.uint64(1)
-    olo, ohi = (VD_HLO, VD_HHI) if e < vd[VD_NHARD] else (VD_LO, VD_HI)
+def fresh_vehicle(z, hard, vd, row):
+    """A vehicle from draws ``0..12`` of stream ``z`` into ``row`` (uniform, inertia log-uniform, latency an
+    integer; ``hard``: from the hard ranges ``vd[VD_HLO:]``, with the same draws)."""
+    olo, ohi = (VD_HLO, VD_HHI) if hard else (VD_LO, VD_HI)
     for i in range(N_VEH):
         lo, hi, u = vd[olo + i], vd[ohi + i], to_unit(draw(z, i))
         if i == 1 or i == 2:
@@ -83,7 +85,67 @@ def _reset_env_v(e, bufs, vbufs, geo, task, vd):
             x = lo + min(np.floor(u * (hi - lo + 1.0)), hi - lo)
         else:
             x = lo + u * (hi - lo)
-        veh[e, i] = np.float32(x)
+        row[i] = np.float32(x)
+
+
+@njit(cache=True, error_model="numpy")
+def replay_reset(envs, crashed, veh, rbufs, vd):
+    """New vehicles ``veh[envs]`` of the done envs ``envs`` (ascending; ``crashed[k]``: env ``envs[k]`` crashed).
+
+    First every crashed env that flew a fresh vehicle puts it in the ring (``envs`` order; into the first free
+    slot, or a full ring overwrites the slot at its head, which then advances; a replayed vehicle that crashes
+    again is not added twice); then each env, from event ``rctr[e]`` of its own stream ``rkeys[e]``, re-flies a
+    uniformly chosen ring entry with probability ``vd[VD_REPLAY]`` (ring not empty; ``vd[VD_REPLAY_ONCE]``: the
+    entry leaves the ring, its slot taken by the last one) or else draws a fresh vehicle from that event.
+    """
+    rkeys, rctr, rsrc, ring, rs = rbufs
+    cap = ring.shape[0]
+    for k in range(envs.size):
+        e = envs[k]
+        if not crashed[k]:
+            continue
+        rs[RS_CRASH_REPLAYED if rsrc[e] else RS_CRASH_FRESH] += 1
+        if rsrc[e] or cap == 0:
+            continue
+        h = rs[RS_COUNT]
+        if h < cap:
+            rs[RS_COUNT] = h + 1
+        else:
+            h = rs[RS_HEAD]
+            rs[RS_HEAD] = (h + 1) % cap
+        for i in range(N_VEH):
+            ring[h, i] = veh[e, i]
+    for k in range(envs.size):
+        e = envs[k]
+        z = event_stream(rkeys[e], rctr[e])
+        rctr[e] += np.uint64(1)
+        n = rs[RS_COUNT]
+        if n > 0 and to_unit(draw(z, N_VEH)) < vd[VD_REPLAY]:
+            j = min(int(to_unit(draw(z, N_VEH + 1)) * n), n - 1)
+            for i in range(N_VEH):
+                veh[e, i] = ring[j, i]
+                if vd[VD_REPLAY_ONCE] > 0.0:
+                    ring[j, i] = ring[n - 1, i]
+            if vd[VD_REPLAY_ONCE] > 0.0:
+                rs[RS_COUNT] = n - 1
+            rsrc[e] = 1
+            rs[RS_REPLAYED] += 1
+        else:
+            fresh_vehicle(z, e < vd[VD_NHARD], vd, veh[e])
+            rsrc[e] = 0
+            rs[RS_FRESH] += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _reset_env_v(e, bufs, vbufs, geo, task, vd):
+    """Draw a new vehicle for env ``e`` from its reset event (:func:`fresh_vehicle`; the first ``vd[VD_NHARD]``
+    envs from the hard ranges; with replay on, ``veh[e]`` was drawn already), then its episode."""
+    veh, vprm = vbufs[0], vbufs[1]
+    keys, ctr = bufs[8], bufs[9]
+    z = event_stream(keys[e], ctr[e])
+    ctr[e] += np.uint64(1)
+    if vd[VD_REPLAY] <= 0.0:
+        fresh_vehicle(z, e < vd[VD_NHARD], vd, veh[e])
     derive(e, veh, vprm, vd)
     bufs[5][e, 0] = vprm[e, VP_M]  # the disturbance force scales with the vehicle's weight
     _reset_state(e, z, N_VEH, bufs, geo, task)
@@ -198,22 +260,24 @@ def _outputs_v(n, task, ring, head, slots):
 
 
 @njit(cache=True, error_model="numpy")
-def _reset_rows_v(envs, bufs, vbufs, policy, critic, final, start, geo, sig, task, vd, dhead):
-    """Reset the envs ``envs``: their observation rows to ``final`` (when it has rows), new vehicles and
-    episodes, fresh observations."""
+def _reset_rows_v(envs, crashed, bufs, vbufs, rbufs, policy, critic, final, start, geo, sig, task, vd, dhead):
+    """Reset the envs ``envs`` (``crashed``: which of them crashed): their observation rows to ``final`` (when it
+    has rows), new vehicles and episodes, fresh observations."""
     pd = policy.shape[1]
     for k in range(final.shape[0]):
         for i in range(pd):
             final[k, i] = policy[envs[k], i]
         for i in range(critic.shape[1]):
             final[k, pd + i] = critic[envs[k], i]
+    if vd[VD_REPLAY] > 0.0:
+        replay_reset(envs, crashed, vbufs[0], rbufs, vd)
     for k in range(envs.size):
         _reset_env_v(envs[k], bufs, vbufs, geo, task, vd)
     _obs_rows_v(envs, 0, envs.size, bufs, vbufs, policy, critic, start, sig, task, vd, dhead, True)
 
 
 @njit(cache=True, error_model="numpy")
-def step_kernel_v(action, bufs, vbufs, head, dhead, envs, geo, task, sig, weights, vd):
+def step_kernel_v(action, bufs, vbufs, rbufs, head, dhead, envs, geo, task, sig, weights, vd):
     """``_fused_kernels.step_kernel`` over vehicles (``dhead``: the delay-ring slot of this step's observation)."""
     n = envs.size
     outs, start = _outputs_v(n, task, bufs[7], head, vbufs[2].shape[1] // 18)
@@ -222,17 +286,18 @@ def step_kernel_v(action, bufs, vbufs, head, dhead, envs, geo, task, sig, weight
     _obs_rows_v(envs, 0, n, bufs, vbufs, policy, critic, start, sig, task, vd, dhead, False)
     done_idx = np.flatnonzero(flags[2])
     final = np.empty((done_idx.size, policy.shape[1] + critic.shape[1]), np.float32)
-    _reset_rows_v(done_idx, bufs, vbufs, policy, critic, final, start, geo, sig, task, vd, dhead)
+    crashed = flags[0][done_idx]
+    _reset_rows_v(done_idx, crashed, bufs, vbufs, rbufs, policy, critic, final, start, geo, sig, task, vd, dhead)
     return policy, critic, outs[2], outs[3], flags, done_idx, final
 
 
 @njit(cache=True, error_model="numpy")
-def reset_kernel_v(envs, bufs, vbufs, head, dhead, geo, task, sig, vd):
+def reset_kernel_v(envs, bufs, vbufs, rbufs, head, dhead, geo, task, sig, vd):
     """Reset every env (new vehicles) and return fresh observations ``(policy, critic)``."""
     outs, start = _outputs_v(envs.size, task, bufs[7], head, vbufs[2].shape[1] // 18)
     policy, critic = outs[0], outs[1]
-    _reset_rows_v(envs, bufs, vbufs, policy, critic, np.empty((0, 0), np.float32), start, geo, sig, task, vd,
-                  dhead)
+    _reset_rows_v(envs, np.zeros(envs.size, np.bool_), bufs, vbufs, rbufs, policy, critic,
+                  np.empty((0, 0), np.float32), start, geo, sig, task, vd, dhead)
     return policy, critic
 
 

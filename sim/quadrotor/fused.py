@@ -39,6 +39,7 @@ from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_hist
 from sim.quadrotor.dynamics import STATE_DIM
 from sim.quadrotor.params import QuadrotorParams
 from sim.quadrotor.task import REWARD_TERMS, check_action, hover_export_spec, resolve_frame, reward_from_terms
+from sim.quadrotor.vehicle_replay import VehicleReplay, draw_constants
 from sim.quadrotor.vehicles import VEHICLE_KEYS
 
 
@@ -209,6 +210,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         out["env.head"] = torch.tensor(self._head)
         if self._veh.enabled:
             out["env.delay_head"] = torch.tensor(self._dhead)
+            out.update(self.replay.state_dict() if self._veh.replay_fraction > 0 else {})
         w = self.reward_weights
         out["env.reward_weights"] = torch.tensor(w.as_list() + [w.scale, w.constant], dtype=torch.float64)
         return out
@@ -219,6 +221,8 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self._head = int(state["env.head"])
         if self._veh.enabled:
             self._dhead = int(state["env.delay_head"])
+            if self._veh.replay_fraction > 0:
+                self.replay.load_state_dict(state)
         w = state["env.reward_weights"].tolist()
         self.set_reward_weights(RewardWeights(*w[:5], scale=w[5], constant=w[6]))
 
@@ -268,12 +272,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
     # ----------------------------------------------------------------- internals
     def _init_vehicles(self, p: QuadrotorParams, n: int, lmax: int) -> None:
         """Buffers and constants of the per-env vehicles (``_vehicle_kernels``)."""
-        vd = np.zeros(V.VD_SIZE, np.float64)
-        for i, k in enumerate(VEHICLE_KEYS):
-            vd[V.VD_LO + i], vd[V.VD_HI + i] = getattr(self._veh, k)
-        for i, (lo, hi) in enumerate(self._veh.hard_ranges().values()):
-            vd[V.VD_HLO + i], vd[V.VD_HHI + i] = lo, hi
-        vd[V.VD_NHARD] = self._veh.num_hard(n)
+        vd = draw_constants(self._veh, n)
         vd[[V.VD_KF, V.VD_WH, V.VD_G]] = p.thrust_coefficient, p.hover_rpm, float(np.linalg.norm(p.gravity))
         vd[V.VD_J:V.VD_J + 3] = p.inertia
         vd[V.VD_RX:V.VD_RX + 4] = [r[0] for r in p.rotor_positions]
@@ -284,19 +283,22 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self._vprm = np.zeros((n, V.VP_SIZE), np.float32)
         self._delay = np.zeros((n, 18 * (lmax + 1)), np.float32)  # clean observations, one slot per step
         self._dhead = 0
+        self.replay = VehicleReplay(self._veh, n, 0)  # unused while replay_fraction is 0
 
     def _rekey(self, seed: int) -> None:
         s = int(seed) & (2**64 - 1)
         self._keys = make_keys(s - 2**64 if s >= 2**63 else s, self.num_envs)
         self._ctr[:] = 0
+        if self._veh.enabled:
+            self.replay.rekey(seed)
 
     def _launch(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
         """Advance the history ring and run the step kernel on float32 ``action`` ``[N, 4]``; its raw outputs."""
         self._head = (self._head + 1) % (self._ring.shape[1] // 4)
         if self._veh.enabled:
             self._dhead = (self._dhead + 1) % (self._delay.shape[1] // 18)
-            return V.step_kernel_v(action, self._bufs(), self._vbufs(), self._head, self._dhead, self._envs,
-                                   self._geo, self._task, self._sig, self._weights, self._vd)
+            return V.step_kernel_v(action, self._bufs(), self._vbufs(), self.replay.bufs(), self._head,
+                                   self._dhead, self._envs, self._geo, self._task, self._sig, self._weights, self._vd)
         args = (action, self._bufs(), self._head, self._envs, self._geo, self._task, self._sig, self._weights)
         if self.num_envs < 2 * K.CHUNK and (threads := numba.get_num_threads()) > 1:
             numba.set_num_threads(1)  # a single chunk: do not wake the other threads
@@ -315,8 +317,8 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
 
     def _reset_all(self) -> Obs:
         if self._veh.enabled:
-            policy, critic = V.reset_kernel_v(self._envs, self._bufs(), self._vbufs(), self._head, self._dhead,
-                                              self._geo, self._task, self._sig, self._vd)
+            policy, critic = V.reset_kernel_v(self._envs, self._bufs(), self._vbufs(), self.replay.bufs(),
+                                              self._head, self._dhead, self._geo, self._task, self._sig, self._vd)
             return {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
         policy, critic = K.reset_kernel(self._envs, self._bufs(), self._head, self._geo, self._task, self._sig)
         return {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}

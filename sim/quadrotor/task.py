@@ -26,6 +26,7 @@ from sim.quadrotor.dynamics import (
 )
 from sim.quadrotor.export_spec import hover_export_spec
 from sim.quadrotor.params import QuadrotorParams, crazyflie_params, load_params
+from sim.quadrotor.vehicle_replay import VehicleReplay
 from sim.quadrotor.vehicles import (
     VEHICLE_KEYS,
     normalised,
@@ -123,6 +124,10 @@ class QuadrotorHoverEnv(BatchedEnv):
                 raise ValueError("vehicles: needs randomization off (the vehicle distribution draws mass, inertia, "
                                  "thrust, motors and latency itself)")
             self._latency_max = int(self._veh.latency_steps[1])
+        self._replay = None  # outcome-prioritised vehicle draws (vehicle_replay.py), shared with the fused env
+        self._crashed: torch.Tensor | None = None  # the envs that terminated, during a step's resets
+        if self._veh.enabled and self._veh.replay_fraction > 0:
+            self._replay = VehicleReplay(self._veh, n, seed)
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
             "policy": self._state_obs_dim + 4 * cfg.action_history,
@@ -196,6 +201,7 @@ class QuadrotorHoverEnv(BatchedEnv):
             out["env.vehicle_values"] = self.vehicle_values.clone()
         if self._veh_gen is not None:
             out["env.vehicle_gen"] = self._veh_gen.get_state()
+        out.update(self._replay.state_dict() if self._replay is not None else {})
         out["env.delay_head"] = torch.tensor(self._delay_head)
         out["env.reward_weights"] = torch.tensor(self.reward_weights.as_list() + [self.reward_weights.scale,
                                                                                   self.reward_weights.constant])
@@ -214,6 +220,8 @@ class QuadrotorHoverEnv(BatchedEnv):
             self._apply_vehicles()
         if self._veh_gen is not None:
             self._veh_gen.set_state(state["env.vehicle_gen"])
+        if self._replay is not None:
+            self._replay.load_state_dict(state)
         self._delay_head = int(state["env.delay_head"])
         w = state["env.reward_weights"].tolist()
         self.reward_weights = RewardWeights(*w[:5], scale=w[5], constant=w[6])
@@ -225,6 +233,8 @@ class QuadrotorHoverEnv(BatchedEnv):
             self.gen.manual_seed(seed)
             if self._veh_gen is not None:
                 self._veh_gen.manual_seed(self._veh.seed)
+            if self._replay is not None:
+                self._replay.rekey(seed)
         self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self._observe(fresh=torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
 
@@ -244,7 +254,9 @@ class QuadrotorHoverEnv(BatchedEnv):
         info: dict[str, Any] = {"final_obs": obs, "done_mask": done, "reward_terms": terms,
                                 "time_outs": truncated}
         if bool(done.any()):
+            self._crashed = terminated  # read by the vehicle replay (subclasses override _reset_envs(mask))
             self._reset_envs(done)
+            self._crashed = None
             obs = self._observe(fresh=done, advance=False)
         return obs, reward, terminated, truncated, info
 
@@ -308,6 +320,14 @@ class QuadrotorHoverEnv(BatchedEnv):
             self._level.reset(mask, self.state)
 
     def _resample_params(self, mask: torch.Tensor) -> None:
+        if self._replay is not None:
+            idx = torch.nonzero(mask).flatten().cpu().numpy()
+            hit = self._crashed[mask].cpu().numpy() if self._crashed is not None else np.zeros(idx.size, bool)
+            v = self.vehicle_values.to("cpu", torch.float32).numpy().copy()
+            self._replay.reset_envs(idx, hit, v)
+            self.vehicle_values = torch.from_numpy(v).to(self.device)
+            self._apply_vehicles()
+            return
         if self._veh.enabled:
             gen = self._veh_gen if self._veh_gen is not None else self.gen
             v = torch.stack(list(sample_vehicles(self._veh, self.num_envs, gen, self.device).values()), -1)

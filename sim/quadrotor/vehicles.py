@@ -74,6 +74,13 @@ class VehicleDistribution:
     """The hard end of each of ``hard_keys``' ranges those envs draw from (inertia: in log space)."""
     hard_keys: tuple[str, ...] = ("thrust_to_weight", "motor_tau_up", "inertia_xy_scale")
     """Parameters drawn from their hard end in the hard envs (which end: :data:`HARD_END`)."""
+    replay_fraction: float = 0.0
+    """Outcome-prioritised resampling (training only, ``vehicle_replay.py``): the probability that a reset
+    re-flies a vehicle from the ring of recent crash vehicles instead of a fresh draw (0: off, draws as before)."""
+    replay_capacity: int = 256
+    """Size of that ring (the most recent crash vehicles)."""
+    replay_once: bool = False
+    """Each ring entry is re-flown once, then removed (every crash vehicle gets one more episode)."""
     seed: int | None = None
     """None: vehicles come from the env's random stream (training: the run's seed fixes them); a number: from
     a generator of their own with this seed, restarted by ``reset(seed=...)`` (held-out evaluation vehicles,
@@ -118,6 +125,11 @@ class VehicleDistribution:
         if bad or not 0.0 <= self.hard_fraction <= 1.0 or not 0.0 < self.hard_share <= 1.0:
             raise ValueError(f"vehicles: need hard_fraction in [0, 1], hard_share in (0, 1] and hard_keys among "
                              f"the continuous {VEHICLE_KEYS}, got {self.hard_fraction}, {self.hard_share}, {bad}")
+        if not 0.0 <= self.replay_fraction <= 1.0 or self.replay_capacity < 1 or (
+                self.replay_fraction > 0 and self.seed is not None):
+            raise ValueError(f"vehicles: need replay_fraction in [0, 1], replay_capacity >= 1 and no vehicle seed "
+                             f"with replay (training only), got {self.replay_fraction}, {self.replay_capacity}, "
+                             f"seed {self.seed}")
         if self.thrust_to_weight[0] <= 1.0 or self.mass[0] <= 0 or self.latency_steps[0] < 0:
             raise ValueError("vehicles: need thrust_to_weight > 1, mass > 0 and latency_steps >= 0")
 
