@@ -4,7 +4,8 @@ Trains ``paper-td3`` once (one torch thread; the preset's algorithm and hyper-pa
 the runner's training time (collection + updates, no evaluation) and env+train steps per second. ``--steps``
 measures a shorter run and extrapolates linearly to 300k steps: its JSON says so (``extrapolated``), and since
 the updates start at 15k/30k steps a run shorter than ~60k steps over-weights the cheap collection-only start.
-``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain`` trains that path too, in the
+``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain|stepwise`` trains that path too
+(stepwise: the fused path collecting one env step per iteration, as before the fused collection chunks), in the
 same process, alternating ``--chunk``-step chunks with the main run so that both see the same machine load.
 The paper's own C++ (RLtools) takes 47-62 s on this machine class; it is run side by side only where the
 ``rltools`` and ``l2f`` Python wheels are importable (they build from source), otherwise ``reference_wall_s`` is
@@ -63,9 +64,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=PAPER_STEPS, help="env steps to run (< 300k: extrapolated)")
     ap.add_argument("--no-fused", action="store_true", help="plain autograd update path (TD3Config.fused=False)")
-    ap.add_argument("--beside", choices=("", "node", "plain"), default="",
+    ap.add_argument("--beside", choices=("", "node", "plain", "stepwise"), default="",
                     help="also train this path in the same process, alternating --chunk steps with the main run "
-                         "(same load for both): node = the fused path before the explicit update, plain = autograd")
+                         "(same load for both): node = the fused path before the explicit update, plain = autograd, "
+                         "stepwise = the fused path collecting step by step (no fused collection chunks)")
     ap.add_argument("--chunk", type=int, default=10_000)
     ap.add_argument("--out", default="", help="keep the run directory here (default: a temporary one)")
     args = ap.parse_args()
@@ -85,7 +87,9 @@ def main() -> None:
         if not args.beside:
             out = runner.train()
         else:
-            other = make_runner(config(args.beside == "node"), Path(tmp) / args.beside)
+            other = make_runner(config(args.beside != "plain"), Path(tmp) / args.beside)
+            if args.beside != "plain":  # both fused paths before this change collected step by step
+                other.collector = None
             for stop in range(args.chunk, args.steps + args.chunk, args.chunk):
                 out = runner.train(stop_at=stop)
                 with node_path(other) if args.beside == "node" else contextlib.nullcontext():
