@@ -116,3 +116,48 @@ def test_numba_adam_matches_torch_fused_adamw():
     for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert all(float(opts[1].state[p]["step"]) == 5 for p in nets[1].parameters())
+
+
+@pytest.mark.parametrize(("independent", "critics"), [(True, 2), (False, 3)])
+def test_update_from_replay_is_sample_then_update_bit_for_bit(independent, critics):
+    """One numba call for sampling + the whole update: the same draws, the same numbers as ``sample`` +
+    ``update`` (the first critic and actor steps, which build the optimizers' state, go the sample way)."""
+    from robot_rl.storage.replay import ReplayBuffer
+
+    buf = ReplayBuffer.for_env(256, 5, 9, 3, 2)
+    g = torch.Generator().manual_seed(0)
+    buf.add(**{k: torch.randn(200, *([w] if w else []), generator=g) for k, w in
+               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
+                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
+
+    def make():
+        torch.manual_seed(1)
+        return TD3(TD3Config(actor_hidden=(16, 16), critic_hidden=(16, 8), fused=True, num_critics=critics,
+                             independent_batches=independent, critic_target_delay=2),
+                   5, 9, 3, torch.Generator().manual_seed(7))
+
+    def sample_and_update(algo, train_actor):  # the runner's order: the critic batch, then the actor's
+        b = buf.sample(algo.batch_rows(32), algo.gen)
+        ab = buf.sample(32, algo.gen) if independent and algo.actor_due(train_actor) else None
+        return algo.update(b, train_actor, ab)
+
+    one, two = make(), make()
+    fast = 0
+    for i in range(12):
+        train_actor = i >= 2
+        out_one = one.update_from_replay(buf, 32, train_actor, one.gen)
+        if out_one is None:
+            out_one = sample_and_update(one, train_actor)
+        else:
+            fast += 1
+        out_two = sample_and_update(two, train_actor)
+        assert out_one.keys() == out_two.keys() and all(torch.equal(out_one[k], out_two[k]) for k in out_one)
+        assert torch.equal(one.gen.get_state(), two.gen.get_state())
+        for name, m in one.modules().items():
+            for (k, a), b in zip(m.state_dict().items(), two.modules()[name].state_dict().values(), strict=True):
+                assert torch.equal(a, b), (i, name, k)
+        for name, opt in one.optimizers().items():
+            for p, q in zip(opt.param_groups[0]["params"], two.optimizers()[name].param_groups[0]["params"],
+                            strict=True):
+                assert all(torch.equal(opt.state[p][s], two.optimizers()[name].state[q][s]) for s in opt.state[p])
+    assert fast == 10 and one.num_updates == two.num_updates == 12
