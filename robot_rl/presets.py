@@ -16,7 +16,7 @@ def paper_td3() -> TrainConfig:
     cfg.task.critic_actor_inputs = False
     # the fast path (explicit update, fused collection): same algorithm, other float rounding; over seeds 0-3 of one
     # commit it flew as well as the plain path (held-out survival 82.9 vs 80.5 % on average, 3 of 4 seeds higher)
-    # at ~7x less training time (benchmarks/README.md, "fused vs plain")
+    # in 7-9x less training time (benchmarks/README.md, "fused vs plain")
     cfg.td3.fused = True
     return cfg
 
