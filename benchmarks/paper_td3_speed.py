@@ -5,8 +5,7 @@ the runner's training time (collection + updates, no evaluation) and env+train s
 measures a shorter run and extrapolates linearly to 300k steps: its JSON says so (``extrapolated``), and since
 the updates start at 15k/30k steps a run shorter than ~60k steps over-weights the cheap collection-only start.
 ``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain|stepwise`` trains that path too
-(stepwise: the fused path collecting one env step per iteration and sampling each batch with its own call, as
-before the fused collection chunks and ``update_from_replay``), in the
+(stepwise: the fused path collecting one env step per iteration, as before the fused collection chunks), in the
 same process, alternating ``--chunk``-step chunks with the main run so that both see the same machine load.
 The paper's own C++ (RLtools) takes 47-62 s on this machine class; it is run side by side only where the
 ``rltools`` and ``l2f`` Python wheels are importable (they build from source), otherwise ``reference_wall_s`` is
@@ -108,9 +107,8 @@ def main() -> None:
             out = runner.train()
         else:
             other = make_runner(config(args.beside != "plain"), Path(tmp) / args.beside)
-            if args.beside != "plain":  # both fused paths before this change collected step by step and sampled
-                other.collector = None  # each batch with its own call
-                other.algo.update_from_replay = lambda *_: None
+            if args.beside != "plain":  # both fused paths before this change collected step by step
+                other.collector = None
             other_cpu = count_cpu(other)
             for stop in range(args.chunk, args.steps + args.chunk, args.chunk):
                 out = runner.train(stop_at=stop)

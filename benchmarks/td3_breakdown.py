@@ -36,8 +36,7 @@ clk = time.thread_time
 T: dict[str, float] = defaultdict(float)
 N: dict[str, int] = defaultdict(int)
 KERNELS = [k for k in dir(K) if not k.startswith("_") and callable(getattr(K, k)) and hasattr(getattr(K, k), "py_func")]
-TORCH_OPS = ("randn", "randint", "empty", "empty_like", "cat", "sum", "full_like", "tensor", "_foreach_lerp_",
-             "_foreach_add_")
+TORCH_OPS = ("randn", "empty", "empty_like", "cat", "sum", "full_like", "tensor", "_foreach_lerp_", "_foreach_add_")
 
 
 def timed(name: str, fn, *a, **k):
@@ -85,11 +84,6 @@ def updates(self: OffPolicyRunner, oc) -> dict[str, float]:
     stats: dict[str, torch.Tensor] = {}
     while self.update_credit >= 1.0:
         self.update_credit -= 1.0
-        fast = timed("update from replay (sample + update, 1 call)", self.algo.update_from_replay, self.buffer,
-                     oc.batch_size, train_actor, self.gen)
-        if fast is not None:
-            stats = fast
-            continue
         batch = timed("sample (critic)", self.buffer.sample, self.algo.batch_rows(oc.batch_size), self.gen)
         actor_batch = (timed("sample (actor)", self.buffer.sample, oc.batch_size, self.gen)
                        if self.algo.actor_due(train_actor) else None)
@@ -119,8 +113,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--step-by-step", action="store_true",
-                    help="collect one env step per iteration and sample each batch with its own call (the fused path "
-                         "before the fused collection chunks and update_from_replay)")
+                    help="collect one env step per iteration (the fused path before the fused collection chunks)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = get_preset("paper-td3")
@@ -130,7 +123,6 @@ def main() -> None:
         runner = make_runner(cfg, Path(tmp))
         if args.step_by_step:
             runner.collector = None
-            runner.algo.update_from_replay = lambda *_: None
         runner.train(stop_at=args.start)
         t0 = clk()
         runner.train(stop_at=args.start + args.steps)
@@ -147,28 +139,21 @@ def main() -> None:
         crit: dict[str, float] = defaultdict(float)
         both: dict[str, float] = defaultdict(float)
         counts = {"critic": 0, "both": 0}
+        update = td3_explicit.ExplicitTD3.update
 
-        def split(method):
-            """``method`` with its time and the wrapped calls inside it split per update kind."""
+        def split_update(self, batch, train_actor, actor_batch):
+            ops.clear()
+            t = clk()
+            out = update(self, batch, train_actor, actor_batch)
+            total = clk() - t
+            dest, key = (both, "both") if "actor_loss" in out else (crit, "critic")
+            counts[key] += 1
+            dest["total"] += total
+            for k, v in ops.items():
+                dest[k] += v
+            return out
 
-            def timed_method(self, *args):
-                ops.clear()
-                t = clk()
-                out = method(self, *args)
-                total = clk() - t
-                if out is None:  # update_from_replay did not apply: the sample + update way is timed
-                    return out
-                dest, key = (both, "both") if "actor_loss" in out else (crit, "critic")
-                counts[key] += 1
-                dest["total"] += total
-                for k, v in ops.items():
-                    dest[k] += v
-                return out
-
-            return timed_method
-
-        for name in ("update", "update_from_replay"):
-            setattr(td3_explicit.ExplicitTD3, name, split(getattr(td3_explicit.ExplicitTD3, name)))
+        td3_explicit.ExplicitTD3.update = split_update
         OffPolicyRunner._iteration = iteration
         t0 = clk()
         runner.train(stop_at=args.start + 2 * args.steps)
@@ -180,7 +165,7 @@ def main() -> None:
     for d in (c, b):
         d["Adam kernel + Python + other"] = d["total"] - sum(v for k, v in d.items() if k != "total")
     a = {k: b.get(k, 0.0) - c.get(k, 0.0) for k in b}
-    mode = " step by step" if args.step_by_step else " (fused collection chunks, updates from the replay)"
+    mode = " step by step" if args.step_by_step else " (fused collection chunks)"
     print(f"paper-td3 fused{mode}, seed {args.seed}, env steps {args.start}-{args.start + args.steps}; CPU us of this "
           f"thread per env step: untimed {untimed:.1f}, timed {timed_total:.1f}")
     for k, v in sorted(per_step.items(), key=lambda kv: -kv[1]):

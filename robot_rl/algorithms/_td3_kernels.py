@@ -16,7 +16,7 @@ Activation codes are :data:`robot_rl.models.mlp_act.ACTIVATION_CODES`.
 from __future__ import annotations
 
 import numpy as np
-from numba import literal_unroll, njit
+from numba import njit
 
 from robot_rl.models._blas import mm
 from robot_rl.models.mlp_act import activate_slope
@@ -242,53 +242,3 @@ def lerp_(targets, sources, tau):
         a, b = targets[t], sources[t]
         for k in range(a.size):
             a[k] = a[k] + w * (b[k] - a[k])
-
-
-@njit(cache=True, error_model="numpy")
-def _gather(table, idx, out):
-    """``out[:len(idx)] = table[idx]`` (``index_select``'s row copy); returns that part of ``out``."""
-    for r in range(idx.size):
-        out[r] = table[idx[r]]
-    return out[:idx.size]
-
-
-@njit(cache=True, error_model="numpy")
-def _adam_groups(groups, hyper):
-    """:func:`adam_` on every parameter group ``(params, grads, exp_avg, exp_avg_sq, steps, decay)``; ``hyper[g]``
-    = lr, beta1, beta2, eps of group ``g``."""
-    g = 0
-    for grp in literal_unroll(groups):
-        adam_(grp[0], grp[1], grp[2], grp[3], grp[4], grp[5], hyper[g, 0], hyper[g, 1], hyper[g, 2], hyper[g, 3])
-        g += 1
-
-
-@njit(cache=True, error_model="numpy")
-def update_from_rows(table, idx_c, idx_a, rows_c, rows_a, eps, cols, actor, actor_target, critic, critic_target,
-                     critic_g, actor_g, critic_adam, critic_hyper, actor_adam, actor_hyper, polyak_actor,
-                     polyak_critic, steps, code, consts, independent, loss, s):
-    """One whole TD3 update from replay rows: gather ``table[idx_c]`` (the critic batch) into ``rows_c``,
-    :func:`critic_grads`, the critic's Adam; with ``steps[0]`` the actor's step on ``table[idx_a]`` (gathered into
-    ``rows_a``; ``idx_a`` empty: the critic rows), its Adam and the actor target's Polyak step; with ``steps[1]``
-    the critic targets' Polyak step. ``cols`` = first column of policy_obs, critic_obs, reward, next_policy_obs,
-    next_critic_obs, terminated, then the widths of policy_obs, critic_obs, action; ``consts`` = target noise, its
-    clip, gamma, tau. Returns the actor step's mean Q (0 without one). The operands are the views ``ExplicitTD3``
-    passes after a ``sample``; the row buffers come from torch (64-byte aligned like ``index_select``'s output:
-    MKL's rounding may depend on the operands' alignment)."""
-    p0, c0, rc, np0, nc0, tc, pd, cd, ad = (cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7],
-                                           cols[8])
-    rows = _gather(table, idx_c, rows_c)
-    critic_grads(rows[:, np0:np0 + pd], rows[:, nc0:nc0 + cd], rows[:, rc], rows[:, tc], rows[:, c0:c0 + cd + ad],
-                 eps, actor_target[0], actor_target[1], critic_target[0], critic_target[1], critic[0], critic[1],
-                 critic_g[0], critic_g[1], code, np.float32(consts[0]), np.float32(consts[1]), np.float32(consts[2]),
-                 independent, loss, s)
-    _adam_groups(critic_adam, critic_hyper)
-    mean_q = 0.0
-    if steps[0]:
-        rows_a = _gather(table, idx_a, rows_a) if idx_a.size else rows
-        mean_q = actor_grads(rows_a[:, p0:p0 + pd], rows_a[:, c0:c0 + cd], actor[0], actor[1], critic[0], critic[1],
-                             actor_g[0], actor_g[1], code, s)
-        _adam_groups(actor_adam, actor_hyper)
-        lerp_(polyak_actor[0], polyak_actor[1], consts[3])
-    if steps[1]:
-        lerp_(polyak_critic[0], polyak_critic[1], consts[3])
-    return mean_q

@@ -118,17 +118,6 @@ class TD3:
         """Whether the next :meth:`update` will also step the actor."""
         return train_actor and (self.num_updates + 1) % self.cfg.policy_delay == 0
 
-    def update_from_replay(self, buffer, batch_size: int, train_actor: bool,
-                           gen: torch.Generator) -> dict[str, torch.Tensor] | None:
-        """``buffer.sample`` (the critic batch, then the actor's where due) + :meth:`update` in one numba call on
-        the explicit fused path, with the same draws; None (nothing drawn or changed) where that path does not take
-        this update (the caller samples and calls :meth:`update`)."""
-        if not (self.cfg.fused and td3_explicit.applies(self)):
-            return None
-        if self._explicit is None:
-            self._explicit = ExplicitTD3(self)
-        return self._explicit.update_from_replay(buffer, batch_size, train_actor, gen)
-
     def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
                actor_batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """One critic step (and every ``policy_delay``-th call an actor + actor-target step); returns detached losses.

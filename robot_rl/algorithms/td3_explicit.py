@@ -29,7 +29,6 @@ from robot_rl.algorithms.common import fused_adam_step
 from robot_rl.distributed import average_gradients, optimizer_params
 from robot_rl.models import _blas
 from robot_rl.models.mlp_act import ACTIVATION_CODES
-from robot_rl.storage.replay import ReplayBuffer
 
 if TYPE_CHECKING:
     from robot_rl.algorithms.td3 import TD3
@@ -66,12 +65,12 @@ class _NumbaAdam:
         self.state: object = None
         self.groups: list[tuple] = []
 
-    def ready(self) -> bool:
-        """Whether the optimizer's state exists (and the views of it are current): the kernel can step it."""
+    def __call__(self) -> None:
         opt = self.opt
         if opt.state is not self.state:
-            if any(p not in opt.state for p in optimizer_params(opt)):
-                return False
+            if any(p not in opt.state for p in optimizer_params(opt)):  # the first step builds the state
+                fused_adam_step(opt)
+                return
             self.groups = []
             for g in opt.param_groups:
                 st = [opt.state[p] for p in g["params"]]
@@ -83,16 +82,6 @@ class _NumbaAdam:
                                     tuple(x["step"].numpy().reshape(1) for x in st),
                                     np.full(len(st), g["weight_decay"], np.float64), g))
             self.state = opt.state
-        return True
-
-    def hyper(self) -> np.ndarray:
-        """lr, beta1, beta2, eps of every group, as they are now (``[groups, 4]``)."""
-        return np.array([(g["lr"], *g["betas"], g["eps"]) for *_, g in self.groups], np.float64)
-
-    def __call__(self) -> None:
-        if not self.ready():  # the first step builds the state
-            fused_adam_step(self.opt)
-            return
         for params, grads, m, v, steps, decay, g in self.groups:
             beta1, beta2 = g["betas"]
             K.adam_(params, grads, m, v, steps, decay, float(g["lr"]), float(beta1), float(beta2), float(g["eps"]))
@@ -120,8 +109,6 @@ class ExplicitTD3:
         self._tensors = [*a.actor.parameters(), *a.critic.parameters(), *a.actor_target.parameters(),
                          *a.critic_target.parameters(), *self.grads.values()]
         self._ptrs: tuple[int, ...] = ()
-        self._no_rows = torch.zeros(0, dtype=torch.int64)
-        self._rows = self._rows_a = torch.empty(0, 0)  # gathered replay rows (torch-allocated: aligned as a sample)
         self._views()
 
     def _views(self) -> None:
@@ -202,53 +189,6 @@ class ExplicitTD3:
         self.actor_adam()
         K.lerp_(*self.polyak_actor, self.algo.cfg.tau)
         return torch.tensor(-mean_q, dtype=torch.float32)
-
-    def update_from_replay(self, buffer: ReplayBuffer, batch_size: int, train_actor: bool,
-                           gen: torch.Generator) -> dict[str, torch.Tensor] | None:
-        """The runner's ``sample`` + :meth:`update` as one call (the same draws in the same order: the critic
-        batch's and the actor batch's ``randint``, then the target noise), or None (nothing drawn) where it does
-        not apply: a distributed run, an optimizer whose state the first step has not built yet, a replay that is
-        not a CPU table."""
-        algo, c = self.algo, self.algo.cfg
-        actor_due = algo.actor_due(train_actor)
-        if buffer._np is None or distributed.active():
-            return None
-        self._views()  # first: new storage invalidates the optimizers' views, which ready() then re-takes
-        if not self.critic_adam.ready() or (actor_due and not self.actor_adam.ready()):
-            return None
-        rows = algo.batch_rows(batch_size)
-        idx_c = torch.randint(0, buffer.size, (rows,), generator=gen)
-        idx_a = (torch.randint(0, buffer.size, (batch_size,), generator=gen) if actor_due and c.independent_batches
-                 else self._no_rows)
-        eps = torch.randn((rows, algo.action_dim), generator=gen)
-        cols = buffer.columns
-        layout = np.array([cols["policy_obs"].start, cols["critic_obs"].start, cols["reward"].start,
-                           cols["next_policy_obs"].start, cols["next_critic_obs"].start, cols["terminated"].start,
-                           algo.actor.linears[0].in_features, cols["critic_obs"].stop - cols["critic_obs"].start,
-                           algo.action_dim], np.int64)
-        algo.num_updates += 1
-        polyak_critic = algo.num_updates % c.critic_target_delay == 0
-        width = buffer._np.shape[1]
-        if self._rows.shape[0] < rows or self._rows.shape[1] != width:
-            self._rows = torch.empty(rows, width)
-            self._rows_a = torch.empty(batch_size, width)
-        mean_q = K.update_from_rows(buffer._np, idx_c.numpy(), idx_a.numpy(), self._rows.numpy(),
-                                    self._rows_a.numpy(), eps.numpy(), layout, self.actor_np,
-                                    self.actor_target_np, self.critic_np, self.critic_target_np, self.critic_grads_np,
-                                    self.actor_grads_np, self._adam_groups(self.critic_adam), self.critic_adam.hyper(),
-                                    self._adam_groups(self.actor_adam if actor_due else self.critic_adam),
-                                    (self.actor_adam if actor_due else self.critic_adam).hyper(), self.polyak_actor,
-                                    self.polyak_critic, np.array([actor_due, polyak_critic]), self.code,
-                                    np.array([c.target_noise, c.target_noise_clip, c.gamma, c.tau]),
-                                    c.independent_batches, self.loss, self.scratch)
-        out = {"critic_loss": torch.tensor(float(self.loss.sum()), dtype=torch.float32)}
-        if actor_due:
-            out["actor_loss"] = torch.tensor(-mean_q, dtype=torch.float32)
-        return out
-
-    @staticmethod
-    def _adam_groups(adam: _NumbaAdam) -> tuple:
-        return tuple(group[:6] for group in adam.groups)
 
     def update(self, batch: dict[str, torch.Tensor], train_actor: bool,
                actor_batch: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:

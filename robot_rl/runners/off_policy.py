@@ -125,10 +125,6 @@ class OffPolicyRunner(Runner):
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
             if isinstance(self.algo, TD3):  # RLtools: each critic and the actor sample a batch of their own
-                fast = self.algo.update_from_replay(self.buffer, oc.batch_size, train_actor, self.gen)
-                if fast is not None:  # sampling and the whole update in one numba call (same draws)
-                    stats = fast
-                    continue
                 batch = self.buffer.sample(self.algo.batch_rows(oc.batch_size), self.gen)
                 actor_batch = (self.buffer.sample(oc.batch_size, self.gen)
                                if self.cfg.td3.independent_batches and self.algo.actor_due(train_actor) else None)

@@ -1,5 +1,4 @@
-"""TD3's fused collection chunks (``runners/fused_collect.py``) and one-call updates from the replay
-(``TD3.update_from_replay``) against the runner's step-by-step loop."""
+"""TD3's fused collection chunks (``runners/fused_collect.py``) against the runner's step-by-step loop."""
 
 import csv
 
@@ -19,12 +18,6 @@ def fused_td3(steps=640):
     cfg.off_policy.termination_reward = -5.0  # the kernel's stored reward: reward + termination_reward * term
     cfg.eval_every, cfg.eval_episodes_during_training = 400, 8  # a boundary a chunk must stop at
     return cfg
-
-
-def previous_loop(runner):
-    """The loop as it was: collection step by step, every update from a ``sample`` (no update_from_replay)."""
-    runner.collector = None
-    runner.algo.update_from_replay = lambda *args: None
 
 
 def count_calls(runner):
@@ -59,7 +52,7 @@ def test_fused_chunks_are_the_step_by_step_loop_bit_for_bit(tmp_path):
     chunked, stepped = make_runner(fused_td3(), tmp_path / "a"), make_runner(fused_td3(), tmp_path / "b")
     assert chunked.collector is not None, chunked.unfused_reason
     calls = count_calls(chunked)
-    previous_loop(stepped)
+    stepped.collector = None
     for r in (chunked, stepped):
         r.train()
     assert_same_run(chunked, stepped)
@@ -92,7 +85,7 @@ def test_resume_across_the_step_by_step_and_the_chunked_loop(tmp_path):
     full = make_runner(fused_td3(), tmp_path / "a")
     full.train()
     part = make_runner(fused_td3(), tmp_path / "b")
-    previous_loop(part)  # the first half step by step, the rest in chunks from its checkpoint
+    part.collector = None  # the first half step by step, the rest in chunks from its checkpoint
     part.train(stop_at=328)
     resumed = make_runner(fused_td3(), tmp_path / "b")
     resumed.load(tmp_path / "b" / "checkpoint")
