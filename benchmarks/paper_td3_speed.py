@@ -4,12 +4,14 @@ Trains ``paper-td3`` once (one torch thread; the preset's algorithm and hyper-pa
 the runner's training time (collection + updates, no evaluation) and env+train steps per second. ``--steps``
 measures a shorter run and extrapolates linearly to 300k steps: its JSON says so (``extrapolated``), and since
 the updates start at 15k/30k steps a run shorter than ~60k steps over-weights the cheap collection-only start.
-``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain`` trains that path too, in the
+``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain|stepwise`` trains that path too
+(stepwise: the fused path collecting one env step per iteration, as before the fused collection chunks), in the
 same process, alternating ``--chunk``-step chunks with the main run so that both see the same machine load.
 The paper's own C++ (RLtools) takes 47-62 s on this machine class; it is run side by side only where the
 ``rltools`` and ``l2f`` Python wheels are importable (they build from source), otherwise ``reference_wall_s`` is
 null and the script says why. Last line: JSON
-``{"wall_s", "steps_per_s", "reference_wall_s", ...}``.
+``{"wall_s", "steps_per_s", "reference_wall_s", ...}``; ``cpu_s`` is the CPU time of the training thread in the
+run's iterations (on a shared machine the wall time includes waiting for a core; the CPU time does not).
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/paper_td3_speed.py [--seed 0] [--steps 300000]
 """
@@ -21,6 +23,7 @@ import contextlib
 import importlib.util
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,14 +61,31 @@ def node_path(runner) -> Iterator[None]:
         td3_explicit.applies = explicit
 
 
+def count_cpu(runner) -> dict[str, float]:
+    """Add up the CPU time of this thread spent in ``runner``'s iterations (collection + updates, as its
+    ``train_time_s`` counts wall time): what the run costs a core, whatever the machine's load."""
+    spent = {"cpu_s": 0.0}
+    iteration = runner._iteration
+
+    def timed():
+        t = time.thread_time()
+        out = iteration()
+        spent["cpu_s"] += time.thread_time() - t
+        return out
+
+    runner._iteration = timed
+    return spent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=PAPER_STEPS, help="env steps to run (< 300k: extrapolated)")
     ap.add_argument("--no-fused", action="store_true", help="plain autograd update path (TD3Config.fused=False)")
-    ap.add_argument("--beside", choices=("", "node", "plain"), default="",
+    ap.add_argument("--beside", choices=("", "node", "plain", "stepwise"), default="",
                     help="also train this path in the same process, alternating --chunk steps with the main run "
-                         "(same load for both): node = the fused path before the explicit update, plain = autograd")
+                         "(same load for both): node = the fused path before the explicit update, plain = autograd, "
+                         "stepwise = the fused path collecting step by step (no fused collection chunks)")
     ap.add_argument("--chunk", type=int, default=10_000)
     ap.add_argument("--out", default="", help="keep the run directory here (default: a temporary one)")
     args = ap.parse_args()
@@ -82,10 +102,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runner = make_runner(cfg, Path(args.out or tmp) if args.out else Path(tmp) / "main")
         torch.set_num_threads(cfg.threads)
+        cpu = count_cpu(runner)
         if not args.beside:
             out = runner.train()
         else:
-            other = make_runner(config(args.beside == "node"), Path(tmp) / args.beside)
+            other = make_runner(config(args.beside != "plain"), Path(tmp) / args.beside)
+            if args.beside != "plain":  # both fused paths before this change collected step by step
+                other.collector = None
+            other_cpu = count_cpu(other)
             for stop in range(args.chunk, args.steps + args.chunk, args.chunk):
                 out = runner.train(stop_at=stop)
                 with node_path(other) if args.beside == "node" else contextlib.nullcontext():
@@ -96,21 +120,24 @@ def main() -> None:
     scale = PAPER_STEPS / out["env_steps"] if extrapolated else 1.0
     wall_300k = wall * scale
     print(f"paper-td3 seed {args.seed} ({'fused' if cfg.td3.fused else 'plain'} updates): {out['env_steps']} env "
-          f"steps, {runner.algo.num_updates} critic updates in {wall:.1f} s = {steps_per_s:.0f} env+train steps/s"
+          f"steps, {runner.algo.num_updates} critic updates in {wall:.1f} s = {steps_per_s:.0f} env+train steps/s "
+          f"({cpu['cpu_s']:.1f} s of CPU)"
           + (f"; extrapolated linearly to 300k steps: {wall_300k:.1f} s (EXTRAPOLATED; a lower bound: the "
              "updates start at 15k/30k steps)" if extrapolated else ""))
     extra = {}
     if args.beside:
         b_wall = beside["train_time_s"]
         print(f"beside it, alternating {args.chunk}-step chunks: {args.beside} path {b_wall:.1f} s "
-              f"({b_wall * scale:.1f} s per 300k) = {b_wall / wall:.2f}x the main run's time")
+              f"({b_wall * scale:.1f} s per 300k, {other_cpu['cpu_s']:.1f} s of CPU) = {b_wall / wall:.2f}x the "
+              "main run's time")
         extra = {"beside": args.beside, "beside_wall_s": round(b_wall * scale, 2),
-                 "beside_ratio": round(b_wall / wall, 3)}
+                 "beside_ratio": round(b_wall / wall, 3), "beside_cpu_s": round(other_cpu["cpu_s"] * scale, 2)}
     why = reference_missing()
     print(why)
     print(json.dumps({"wall_s": round(wall_300k, 2), "steps_per_s": round(steps_per_s, 1),
                       "reference_wall_s": None, "env_steps": out["env_steps"], "extrapolated": extrapolated,
-                      "fused": cfg.td3.fused, "seed": args.seed, **extra, "reference_note": why}))
+                      "cpu_s": round(cpu["cpu_s"] * scale, 2), "fused": cfg.td3.fused, "seed": args.seed, **extra,
+                      "reference_note": why}))
 
 
 if __name__ == "__main__":

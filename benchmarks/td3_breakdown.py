@@ -1,6 +1,7 @@
 """Where paper-td3's fused training step spends its CPU time, measured inside the real training loop.
 
-Trains ``paper-td3`` (``--td3.fused``, one torch thread) to ``--start`` env steps, then runs ``--steps`` more with
+Trains ``paper-td3`` (``--td3.fused``, one torch thread; ``--step-by-step``: without the fused
+collection chunks) to ``--start`` env steps, then runs ``--steps`` more with
 the runner's iteration split into its parts, each timed in **CPU time of this thread** (``time.thread_time``: on
 the shared machine a preempted process does not count the time it waits, so the parts add up to what a quiet
 core would spend, up to cache and frequency effects of the neighbours). The explicit update is split further by
@@ -49,6 +50,13 @@ def timed(name: str, fn, *a, **k):
 def iteration(self: OffPolicyRunner) -> dict[str, float]:
     """``OffPolicyRunner._iteration`` for paper-td3 (no random steps, no termination reward, no lr decay), timed."""
     oc, env = self.cfg.off_policy, self.env
+    if self.collector is not None:  # the fused chunks: the steps up to the next update in one call
+        steps = timed("chunk length (Python)", self._chunk_steps)
+        timed("fused collection (act + env + replay + episodes)", self.collector.collect, steps)
+        timed("curriculum", self._apply_curriculum, self._recompute_rewards)
+        if self.env_steps < oc.critic_starts:
+            return {}
+        return updates(self, oc)
     action = timed("act", self.algo.act, self.obs["policy"], explore=True)
     obs, reward, terminated, truncated, info = timed("env step", env.step, action)
     t = clk()
@@ -67,6 +75,11 @@ def iteration(self: OffPolicyRunner) -> dict[str, float]:
     if self.env_steps < oc.critic_starts:
         return {}
     self.update_credit += env.num_envs * oc.updates_per_step
+    return updates(self, oc)
+
+
+def updates(self: OffPolicyRunner, oc) -> dict[str, float]:
+    """``OffPolicyRunner._updates`` for paper-td3 (no lr decay), timed."""
     train_actor = self.env_steps >= oc.actor_starts
     stats: dict[str, torch.Tensor] = {}
     while self.update_credit >= 1.0:
@@ -99,6 +112,8 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=30_000, help="env steps trained before measuring (actor on)")
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--step-by-step", action="store_true",
+                    help="collect one env step per iteration (the fused path before the fused collection chunks)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = get_preset("paper-td3")
@@ -106,6 +121,8 @@ def main() -> None:
     cfg.checkpoint_every = cfg.eval_every = 0
     with tempfile.TemporaryDirectory() as tmp:
         runner = make_runner(cfg, Path(tmp))
+        if args.step_by_step:
+            runner.collector = None
         runner.train(stop_at=args.start)
         t0 = clk()
         runner.train(stop_at=args.start + args.steps)
@@ -148,7 +165,8 @@ def main() -> None:
     for d in (c, b):
         d["Adam kernel + Python + other"] = d["total"] - sum(v for k, v in d.items() if k != "total")
     a = {k: b.get(k, 0.0) - c.get(k, 0.0) for k in b}
-    print(f"paper-td3 fused, seed {args.seed}, env steps {args.start}-{args.start + args.steps}; CPU us of this "
+    mode = " step by step" if args.step_by_step else " (fused collection chunks)"
+    print(f"paper-td3 fused{mode}, seed {args.seed}, env steps {args.start}-{args.start + args.steps}; CPU us of this "
           f"thread per env step: untimed {untimed:.1f}, timed {timed_total:.1f}")
     for k, v in sorted(per_step.items(), key=lambda kv: -kv[1]):
         print(f"  {k:<32}{v:8.1f}")

@@ -14,6 +14,10 @@ def paper_td3() -> TrainConfig:
     # the paper's 28-dim critic observation; with the 128-dim action history added, seed 0 collapsed (survival
     # 0 % against 93.8 %, benchmarks/README.md)
     cfg.task.critic_actor_inputs = False
+    # the fast path (explicit update, fused collection): same algorithm, other float rounding; over seeds 0-3 of one
+    # commit it flew as well as the plain path (held-out survival 82.9 vs 80.5 % on average, 3 of 4 seeds higher)
+    # in 7-9x less training time (benchmarks/README.md, "fused vs plain")
+    cfg.td3.fused = True
     return cfg
 
 

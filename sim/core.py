@@ -19,6 +19,7 @@ and a trainer that needs more fails with one clear line instead of an ``Attribut
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -31,6 +32,24 @@ Obs = dict[str, torch.Tensor]
 
 class Unsupported(ValueError):
     """A task was asked for something it does not provide (e.g. gradients, reward weights, an export)."""
+
+
+@dataclass(frozen=True)
+class CompiledStep:
+    """:meth:`BatchedEnv.step` as a numba kernel, for a trainer that fuses collection into its own compiled loop.
+
+    ``kernel(action, ctx)`` (a numba dispatcher, callable from other numba functions) advances every env one step
+    on the float32 C-contiguous ``action`` ``[N, action_dim]``, resetting the finished envs as ``step`` does,
+    and returns ``(policy, critic, reward, terms, flags, done_idx, final)``: the two observation groups after the
+    step (float32 ``[N, dim]``), the reward ``[N]`` and reward terms ``[N, len(reward_term_names)]`` (float32),
+    bool ``flags`` ``[3, N]`` (rows: terminated, truncated, done), the reset envs ``done_idx`` (int64, ascending)
+    and ``final`` ``[len(done_idx), policy_dim + critic_dim]``, their observations before the reset (policy
+    columns, then critic). ``ctx`` holds every piece of the env's state the kernel reads or writes: arrays the
+    env itself keeps using (a kernel step and a ``step`` call continue each other exactly; the arrays stay
+    valid across ``load_state_dict``, ``reset`` and ``set_reward_weights``)."""
+
+    kernel: Any
+    ctx: tuple
 
 
 class BatchedEnv(ABC):
@@ -102,6 +121,10 @@ class BatchedEnv(ABC):
     def observation_names(self) -> dict[str, list[str]]:
         """One name per dimension of each observation group (datasets, plots); default ``group[i]``."""
         return {group: [f"{group}[{i}]" for i in range(dim)] for group, dim in self.obs_dims.items()}
+
+    def compiled_step(self) -> CompiledStep:
+        """The env's step as a numba kernel (:class:`CompiledStep`), where its step is one."""
+        raise self.unsupported("a compiled step (compiled_step)")
 
     def export_spec(self) -> dict[str, Any]:
         """The deployed policy's observation/action contract: the ``policy.json`` fields ``observation``,

@@ -66,6 +66,9 @@ class Runner:
         self.curriculum = Curriculum(cfg.curriculum, weights)
         self.obs = {k: v.clone() for k, v in self.env.reset(seed=seed).items()}
         self.env_steps = 0
+        self.iteration_limit = 0
+        """Env steps an ``_iteration`` may reach (the train loop's next log, evaluation, checkpoint or stop); a
+        runner that takes several steps per iteration stops at the first step at or past it."""
         self.train_time = 0.0
         self.eval_time = 0.0
         self.first_pass: dict[str, Any] | None = None
@@ -163,6 +166,7 @@ class Runner:
         bar = tqdm(total=total, initial=self.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
                    desc=f"{cfg.preset} seed {cfg.seed}", mininterval=1.0, disable=not main)
         while self.env_steps < total:
+            self.iteration_limit = min(x for x in (total, next_log, next_eval, next_ckpt) if x is not None)
             t0 = time.perf_counter()
             before = self.env_steps
             for k, v in self._iteration().items():

@@ -10,6 +10,7 @@ from robot_rl.algorithms.sac import SAC
 from robot_rl.algorithms.td3 import TD3
 from robot_rl.config import TrainConfig
 from robot_rl.runners.base import Runner
+from robot_rl.runners.fused_collect import FusedCollector, unfused_reason
 from robot_rl.storage.replay import ReplayBuffer
 from sim.core import BatchedEnv
 
@@ -39,6 +40,10 @@ class OffPolicyRunner(Runner):
             if oc.precision_width <= 0:
                 raise ValueError(f"off_policy.precision_width must be > 0, got {oc.precision_width}")
             self.precision_index = list(env.reward_term_names).index(oc.precision_term)
+        reason = unfused_reason(self)
+        # the fused TD3 collects in chunks where it can; elsewhere (and for random steps) step by step
+        self.collector = FusedCollector(self) if reason is None else None
+        self.unfused_reason = reason
         self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.algo.optimizers().items()
                          if name in ("actor_opt", "critic_opt")}
 
@@ -51,6 +56,44 @@ class OffPolicyRunner(Runner):
         return 1.0 + done * (oc.lr_final_fraction - 1.0)
 
     def _iteration(self) -> dict[str, float]:
+        oc = self.cfg.off_policy
+        steps = self._chunk_steps() if self.collector is not None and self.env_steps >= oc.random_steps else 0
+        if steps:  # the steps up to the next update (or boundary) in one call; same draws, same values
+            self.collector.collect(steps)
+            self._apply_curriculum(self._recompute_rewards)
+            if self.env_steps < oc.critic_starts:
+                return {}
+        else:
+            self._collect_step()
+            if self.env_steps < oc.critic_starts:
+                return {}
+            self.update_credit += self.env.num_envs * oc.updates_per_step
+        return self._updates()
+
+    def _chunk_steps(self) -> int:
+        """Env steps the fused collector takes now: up to the step at which the plain loop's update credit reaches
+        one, the train loop's next boundary (``iteration_limit``), the next curriculum stage or the replay's end
+        (0: none fits, step the plain way); the credit those steps add is added here, as the plain loop adds it."""
+        oc, n = self.cfg.off_policy, self.env.num_envs
+        per = n * self.world
+        limit = self.iteration_limit
+        every = self.cfg.curriculum.every
+        if every > 0:
+            limit = min(limit, (self.env_steps // every + 1) * every)
+        most = min(max(1, -(-(limit - self.env_steps) // per)), (self.buffer.capacity - self.buffer.pos) // n)
+        credit, steps, at = self.update_credit, 0, self.env_steps
+        while steps < most:
+            steps += 1
+            at += per
+            if at >= oc.critic_starts:
+                credit += n * oc.updates_per_step
+                if credit >= 1.0:
+                    break
+        self.update_credit = credit
+        return steps
+
+    def _collect_step(self) -> None:
+        """One env step of the plain loop: act, step, store, count."""
         oc, env = self.cfg.off_policy, self.env
         if self.env_steps < oc.random_steps:
             action = torch.rand(env.num_envs, env.action_dim, generator=self.gen, device=env.device) * 2 - 1
@@ -68,9 +111,10 @@ class OffPolicyRunner(Runner):
         self._track_episodes(reward, terminated | truncated)
         self.env_steps += env.num_envs * self.world
         self._apply_curriculum(self._recompute_rewards)
-        if self.env_steps < oc.critic_starts:
-            return {}
-        self.update_credit += env.num_envs * oc.updates_per_step
+
+    def _updates(self) -> dict[str, float]:
+        """The gradient steps the update credit pays for (the plain loop's, after a step past ``critic_starts``)."""
+        oc = self.cfg.off_policy
         train_actor = self.env_steps >= oc.actor_starts
         if oc.lr_decay_start > 0:
             factor = self.lr_factor()

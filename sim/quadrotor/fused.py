@@ -31,10 +31,11 @@ import numba
 import numpy as np
 import torch
 
-from sim.core import BatchedEnv, Obs
+from sim.core import BatchedEnv, CompiledStep, Obs
 from sim.quadrotor import _fused_kernels as K
 from sim.quadrotor import _vehicle_kernels as V
 from sim.quadrotor._fused_rng import make_keys
+from sim.quadrotor._fused_step import compiled_step
 from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions
 from sim.quadrotor.dynamics import STATE_DIM
 from sim.quadrotor.params import QuadrotorParams
@@ -147,9 +148,11 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self._factors = np.ones((n, 4), np.float32)
         # ring of the last H actions (one 4-column slot per step, at least one slot so that writes need no branch)
         self._ring = np.zeros((n, 4 * max(cfg.action_history, 1)), np.float32)
-        self._head = 0  # ring slot of the newest action; the oldest is the next one
+        self._head_arr = np.zeros(1, np.int64)  # ring slot of the newest action (the oldest is the next one)
         self._ctr = np.zeros(n, np.uint64)
         self._envs = np.arange(n, dtype=np.int64)
+        self._keys = np.zeros(n, np.uint64)
+        self._weights = np.zeros(7, np.float32)
         if self._veh.enabled:
             self._veh.check()
             self._init_vehicles(p, n, lmax)
@@ -161,6 +164,14 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         self.set_reward_weights(cfg.reward)
         self._rekey(seed)
         self._reset_all()
+
+    @property
+    def _head(self) -> int:
+        return int(self._head_arr[0])
+
+    @_head.setter
+    def _head(self, value: int) -> None:
+        self._head_arr[0] = value
 
     # ----------------------------------------------------------------- tensors viewing the numpy buffers
     def _get(name: str):  # noqa: N805 - property factory used in the class body
@@ -229,7 +240,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
     def set_reward_weights(self, weights: RewardWeights) -> None:
         """Change the reward weights from the next step on (used by curricula)."""
         self.reward_weights = replace(weights)
-        self._weights = np.array(weights.as_list() + [weights.scale, weights.constant], np.float32)
+        self._weights[:] = weights.as_list() + [weights.scale, weights.constant]  # in place: compiled_step reads it
 
     def reset(self, seed: int | None = None) -> Obs:
         """Reset every env; a seed restarts every env's random stream (same seed, same episodes)."""
@@ -256,6 +267,14 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         info: dict[str, Any] = {"final_obs": final, "done_mask": done, "reward_terms": torch.from_numpy(terms),
                                 "time_outs": truncated}
         return obs, torch.from_numpy(reward), terminated, truncated, info
+
+    def compiled_step(self) -> CompiledStep:
+        """The step as one serial numba kernel (:func:`sim.quadrotor._fused_step.compiled_step`) on this env's own
+        buffers; per-env vehicles have none (``step`` only)."""
+        if self._veh.enabled:
+            raise self.unsupported("a compiled step (compiled_step) over per-env vehicles")
+        return CompiledStep(compiled_step, (self._bufs(), self._head_arr, self._envs, self._geo, self._task,
+                                            self._sig, self._weights))
 
     def vehicles(self) -> dict[str, torch.Tensor]:
         """The current vehicle of every env ``{name: [N]}`` (names ``VEHICLE_KEYS``; vehicles enabled only)."""
@@ -287,7 +306,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
 
     def _rekey(self, seed: int) -> None:
         s = int(seed) & (2**64 - 1)
-        self._keys = make_keys(s - 2**64 if s >= 2**63 else s, self.num_envs)
+        self._keys[:] = make_keys(s - 2**64 if s >= 2**63 else s, self.num_envs)
         self._ctr[:] = 0
         if self._veh.enabled:
             self.replay.rekey(seed)

@@ -177,6 +177,7 @@ def test_ppo_empirical_normalization_is_trained_and_folded_into_the_exported_fir
 def test_presets_registered():
     assert get_preset("paper-td3").off_policy.total_env_steps == 300_000
     assert not get_preset("paper-td3").task.critic_actor_inputs  # the paper's 28-dim critic
+    assert get_preset("paper-td3").td3.fused  # the fast path: as good over 4 seeds (benchmarks/README.md)
     assert TrainConfig().task.critic_actor_inputs  # the default for sac, ppo and new presets
     assert get_preset("crazyflie-hover").algorithm == "apg"
     assert get_preset("crazyflie-hover-td3").algorithm == "td3"

@@ -1,0 +1,153 @@
+"""The off-policy collection loop as one numba kernel per chunk of env steps (:mod:`robot_rl.runners.fused_collect`).
+
+A chunk of ``K`` steps does, per step, what ``OffPolicyRunner._iteration`` does before its updates: the actor's
+forward pass plus the exploration noise (:func:`robot_rl.models.mlp_act._act`), the env's step (its
+:class:`sim.core.CompiledStep` kernel), the replay rows (``ReplayBuffer``'s ``FIELDS`` layout), the episode
+counters and the next observation. The operation order is the plain path's (stored reward
+``reward + termination_reward * terminated``; episode sums in float32), so the chunk is that path step for step.
+
+The env's kernel is a different function per task, and numba can neither cache a closure nor take a dispatcher
+argument cheaply (~6 us a call, and it misses the cache too): :func:`collector` writes a small module that imports
+the env's kernel by name under the global ``env_kernel`` and holds :func:`collect`'s source, so numba caches its
+compilation (~15 s under load) across processes. The module's name carries a digest of the sources it compiles
+from, so an edit of the env's or the actor's kernels compiles it afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from robot_rl.io import atomic_write_text
+from robot_rl.models.mlp_act import _act
+
+_KERNELS: dict[Any, Any] = {}
+env_kernel: Any = None
+"""The env's kernel: a global of the generated module that compiles :func:`collect` (see :func:`collector`)."""
+
+
+def collect(steps, obs_p, obs_c, noise, scale, weights, biases, act_code, out_code, table, pos, ep_ret, ep_len,
+            finished, termination_reward, env_ctx, s):
+    """``steps`` env steps from the observations ``obs_p``/``obs_c`` (overwritten with the last ones);
+    ``noise[k]`` is step ``k``'s standard-normal exploration noise. Replay rows go to ``table[pos:]`` (the
+    caller checks room), every finished episode's return and length to ``finished``; returns how many
+    finished."""
+    n, adim = noise.shape[1], noise.shape[2]
+    pd, cd = obs_p.shape[1], obs_c.shape[1]
+    tr = np.float32(termination_reward)
+    action = np.empty((n, adim), np.float32)
+    done_count = 0
+    for k in range(steps):
+        _act(obs_p, weights, biases, act_code, out_code, noise[k], scale, True, action, s)
+        policy, critic, reward, terms, flags, done_idx, final = env_kernel(action, env_ctx)
+        nt = terms.shape[1]
+        j = 0  # next entry of done_idx (ascending)
+        for e in range(n):
+            row = table[pos + k * n + e]
+            c = 0
+            for i in range(pd):
+                row[c + i] = obs_p[e, i]
+            c += pd
+            for i in range(cd):
+                row[c + i] = obs_c[e, i]
+            c += cd
+            for i in range(adim):
+                row[c + i] = action[e, i]
+            c += adim
+            for i in range(nt):
+                row[c + i] = terms[e, i]
+            c += nt
+            term = np.float32(1.0) if flags[0, e] else np.float32(0.0)
+            row[c] = reward[e] + tr * term if tr != 0.0 else reward[e]
+            c += 1
+            if j < done_idx.size and done_idx[j] == e:
+                for i in range(pd + cd):
+                    row[c + i] = final[j, i]
+                j += 1
+            else:
+                for i in range(pd):
+                    row[c + i] = policy[e, i]
+                for i in range(cd):
+                    row[c + pd + i] = critic[e, i]
+            row[c + pd + cd] = term
+            ep_ret[e] += reward[e]
+            ep_len[e] += np.float32(1.0)
+            if flags[2, e]:
+                finished[done_count, 0] = ep_ret[e]
+                finished[done_count, 1] = ep_len[e]
+                done_count += 1
+                ep_ret[e] = 0.0
+                ep_len[e] = 0.0
+        obs_p[:] = policy
+        obs_c[:] = critic
+    return done_count
+
+
+def _sources_digest(module_name: str) -> str:
+    """A digest of every source the kernel compiles from: this file, ``robot_rl/models`` (the actor, the GEMM) and
+    the folder of the env kernel's module (numba's cache sees only the generated file's own date)."""
+    folders = {Path(__file__).parent, Path(_act.py_func.__code__.co_filename).parent,
+               Path(importlib.import_module(module_name).__file__).parent}
+    h = hashlib.sha256()
+    for folder in sorted(folders):
+        for f in sorted(folder.glob("*.py")):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("ROBOT_RL_CACHE_DIR") or Path.home() / ".cache" / "robot_rl") / "collect_kernels"
+
+
+def _generated(env_kernel: Any) -> Any | None:
+    """:func:`collect` compiled in a generated module that imports ``env_kernel`` by name (so numba caches it
+    across processes), or None where the kernel has no importable name or the cache folder is not writable."""
+    fn = getattr(env_kernel, "py_func", None)
+    if fn is None or "." in fn.__qualname__ or fn.__module__ == "__main__":
+        return None
+    module_name, name = fn.__module__, fn.__qualname__
+    if getattr(importlib.import_module(module_name), name, None) is not env_kernel:
+        return None
+    digest = _sources_digest(module_name)
+    stem = f"collect_{module_name.replace('.', '_')}_{name}_{digest}"
+    source = (f'"""Generated by robot_rl.runners._collect_kernels for {module_name}.{name}; do not edit."""\n\n'
+              "import numpy as np\nfrom numba import njit\n\nfrom robot_rl.models.mlp_act import _act\n"
+              f"from {module_name} import {name} as env_kernel\n\n\n"
+              '@njit(cache=True, error_model="numpy")\n' + inspect.getsource(collect))
+    try:
+        folder = _cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}.py"
+        if not path.exists() or path.read_text() != source:
+            atomic_write_text(path, source)
+    except OSError:
+        return None
+    module_key = f"_robot_rl_{stem}"
+    module = sys.modules.get(module_key)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_key] = module
+        spec.loader.exec_module(module)
+    return module.collect
+
+
+def collector(env_kernel: Any) -> Any:
+    """The compiled :func:`collect` that steps envs with ``env_kernel`` (a :class:`sim.core.CompiledStep` kernel):
+    from a generated module numba caches (below), or else compiled in this process (~10 s, once)."""
+    if env_kernel not in _KERNELS:
+        kernel = _generated(env_kernel)
+        if kernel is None:
+            glob = dict(collect.__globals__, env_kernel=env_kernel)
+            kernel = njit(error_model="numpy")(types.FunctionType(collect.__code__, glob, "collect"))
+        _KERNELS[env_kernel] = kernel
+    return _KERNELS[env_kernel]
