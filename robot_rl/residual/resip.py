@@ -69,6 +69,13 @@ class ResiPConfig:
     """``sparse``: 1 in the step the task reports success (episodes end there), else 0; ``dense``: the task's
     shaped reward (where success ends the episode, per-step shaping can pay more than succeeding: on
     panda-peg-insert it taught the residual to hover above the hole, see benchmarks/README.md)."""
+    train_task: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Fields of the task's config set for the training envs only (``--train-task NAME VALUE``; evaluation and
+    export keep the task as registered), e.g. ``beside_ring_fail_depth 0.01`` on panda-peg-insert: end an episode
+    as a failure once the peg is pushed down beside the ring."""
+    fail_penalty: float = 0.0
+    """Subtracted from the reward in the step an episode ends as a failure (terminated without success: what the
+    task reports as lost, e.g. through ``train_task``); 0: the reward as ``reward`` says."""
     gamma: float = 0.99
     """Discount (the paper's 0.999, with its 50 full-batch epochs, did worse on panda-peg-insert, where time-limit
     truncations are bootstrapped: benchmarks/README.md)."""
@@ -114,6 +121,8 @@ class ResiPConfig:
             raise ValueError("resip needs --base RUN (a behaviour-cloning run: robot-rl train dp-<task> --demos DIR)")
         if self.scale <= 0:
             raise ValueError(f"--scale must be positive, got {self.scale}")
+        if self.fail_penalty < 0:
+            raise ValueError(f"--fail-penalty is subtracted at a failure and must be >= 0, got {self.fail_penalty}")
         if self.history < 0:
             raise ValueError(f"--history must be >= 0 (0: a memoryless residual), got {self.history}")
         if self.num_envs < 1 or self.steps_per_env < 1 or self.minibatches < 1:

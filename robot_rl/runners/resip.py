@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import replace
@@ -50,7 +51,7 @@ class ResiPRunner:
         self.base = base if base is not None else FrozenChunkBase.from_run(cfg.base, cfg.num_envs, cfg.seed)
         if env is None:
             spec = get_task(cfg.task)
-            env = spec.make_env(task_config(cfg.task, cfg.wrench, num_envs=cfg.num_envs, device="cpu"), seed=cfg.seed)
+            env = spec.make_env(train_task_config(cfg), seed=cfg.seed)
         self.env = env
         if cfg.wrench and env.obs_dims.get("wrench") != WRENCH_DIM:
             raise ValueError(f"--wrench needs an env with a [{WRENCH_DIM}] 'wrench' observation group; this one has "
@@ -100,6 +101,8 @@ class ResiPRunner:
             done = (terminated | truncated).cpu()
             success = info["success"].cpu().bool() if "success" in info else torch.zeros_like(done)
             rew = success.float() if cfg.reward == "sparse" else reward.cpu().float()
+            if cfg.fail_penalty:
+                rew = rew - cfg.fail_penalty * (terminated.cpu() & ~success).float()
             final_v = algo.value(info["final_obs"]["critic"].cpu()) if bool(truncated.any()) else torch.zeros_like(rew)
             base.step(obs["policy"], done)
             if self.history is not None:
@@ -229,6 +232,16 @@ def evaluate_residual(task: str, policy: Any, actor: Any, episodes: int, selecti
     task_cfg = task_config(task, actor is not None and actor.wrench_dim > 0)
     return spec.evaluate(ResidualExecutor(base, actor), task_cfg, ecfg, episodes, selection=selection,
                          seed=seed, impl=impl, record=record)
+
+
+def train_task_config(cfg: ResiPConfig) -> Any:
+    """The config of ``cfg``'s training envs: the task's, with the wrist sensor if the residual reads it and the
+    fields of ``cfg.train_task``."""
+    fields = {f.name for f in dataclasses.fields(get_task(cfg.task).config_cls)}
+    unknown = sorted(set(cfg.train_task) - fields)
+    if unknown:
+        raise ValueError(f"--train-task: {cfg.task} has no config field {unknown[0]!r}")
+    return task_config(cfg.task, cfg.wrench, num_envs=cfg.num_envs, device="cpu", **cfg.train_task)
 
 
 def task_config(task: str, wrench: bool, **overrides: Any) -> Any:

@@ -52,6 +52,10 @@ class PegInsertConfig(ArmTaskBase):
     """Tip depth below the rim (m) that counts as inserted."""
     episode_seconds: float = 8.0
     """Time limit (s)."""
+    beside_ring_fail_depth: float = 0.0
+    """End the episode as a failure (terminated, not successful) once the peg tip is more than this (m) below the
+    rim beside the ring (radial offset beyond the ring's outer radius): a peg pushed down there never came back in
+    the ResiP runs (benchmarks/README.md). 0: never, the task as specified (evaluation keeps it at 0)."""
     dr: ArmDomainRandomization = field(
         default_factory=lambda: ArmDomainRandomization(object_mass_scale=(1.0, 1.0), object_friction=(0.7, 1.3)))
     """The friction factor applies to the hole; the peg is held, so its mass is not randomised."""
@@ -69,6 +73,8 @@ class PegInsertEnv(ArmEnv):
         cfg = cfg or PegInsertConfig()
         if not 0 < cfg.clearance < 0.01:
             raise ValueError(f"clearance must be in (0, 0.01) m, got {cfg.clearance}")
+        if cfg.beside_ring_fail_depth < 0:
+            raise ValueError(f"beside_ring_fail_depth must be >= 0 m (0: never), got {cfg.beside_ring_fail_depth}")
         self.fixed_finger = cfg.peg_radius
         self._tip_below_tcp = cfg.peg_length + cfg.peg_radius - 0.02
         super().__init__(cfg, backend)
@@ -138,7 +144,11 @@ class PegInsertEnv(ArmEnv):
         success = (depth >= c.success_depth) & (radial <= c.peg_radius + c.clearance)
         target = self.hole - np.array([0.0, 0.0, c.success_depth])
         reward = 1.0 - np.tanh(10 * np.linalg.norm(tip - target, axis=1)) + success
-        return reward, success, np.zeros(self.num_envs, dtype=bool)
+        failed = np.zeros(self.num_envs, dtype=bool)
+        if c.beside_ring_fail_depth > 0:
+            outer = c.peg_radius + c.clearance / 2 + RING_THICKNESS
+            failed = ~success & (depth > c.beside_ring_fail_depth) & (radial > outer)
+        return reward, success, failed
 
     def privileged_state(self) -> dict[str, np.ndarray]:
         tcp, _ = tcp_pose(self.q)
