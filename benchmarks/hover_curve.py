@@ -4,7 +4,9 @@ Trains ``PRESET`` with ``robot-rl train``'s overrides; at each in-training evalu
 ``evaluation.selection_seed``) it also flies the held-out episodes (``evaluation.seed``, those of ``robot-rl
 eval``) with the same actor, so the curve shows how far a policy chosen on the selection episodes holds up, and
 what keeping the best evaluation (``keep_best``'s rule) or the last iterate would give. One JSON line per
-evaluation, then a table and a JSON summary line.
+evaluation, then a table and a JSON summary line. Each evaluated actor is saved as ``RUN/actors/<env_steps>.pt``
+(a state dict), so another selection rule can be applied to the same run afterwards
+(``benchmarks/reselect_hover.py``).
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/hover_curve.py crazyflie-hover-sac --seed 0 \\
         --curriculum.every 12500 [--out RUN]
@@ -17,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import tyro
 
 from robot_rl.commands.train import _as
@@ -42,13 +45,16 @@ def main() -> None:
     cfg = _as(TrainConfig, tyro.cli(typed, default=_as(typed, default), args=sys.argv[2:])).check()
     cfg.preset, cfg.eval_every = name, cfg.eval_every or 20_000
     ecfg = cfg.evaluation
-    runner = make_runner(cfg, Path(cfg.out or tempfile.mkdtemp(prefix="hover_curve_")))
+    run_dir = Path(cfg.out or tempfile.mkdtemp(prefix="hover_curve_"))
+    runner = make_runner(cfg, run_dir)
+    (run_dir / "actors").mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     select = runner.evaluate_now
 
     def evaluate_both(episodes: int) -> dict:
         r = select(episodes)
         held = evaluate(runner.policy_fn(), cfg.task, ecfg.episodes, ecfg.settle_radius, seed=ecfg.seed)
+        torch.save(runner.actor.state_dict(), run_dir / "actors" / f"{runner.env_steps}.pt")
         rows.append({"env_steps": runner.env_steps, "train_time_s": round(runner.train_time, 1),
                      "sel_survival": r["survival"], "sel_settle": r["settle"],
                      "survival": held["survival"], "settle": held["settle"],
