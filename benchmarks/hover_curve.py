@@ -10,6 +10,7 @@ evaluation, then a table and a JSON summary line. Each evaluated actor is saved 
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/hover_curve.py crazyflie-hover-sac --seed 0 \\
         --curriculum.every 12500 [--out RUN]
+    PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/hover_curve.py --resume RUN [overrides]  # continue RUN
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import tyro
 
 from robot_rl.commands.train import _as
 from robot_rl.config import TrainConfig, cli_class, get_training_config
-from robot_rl.runs import make_runner
+from robot_rl.runs import load_config, make_runner
 from sim.quadrotor.evaluation import evaluate, passes
 
 
@@ -39,14 +40,18 @@ def best_index(rows: list[dict], bar) -> int:
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         raise SystemExit(__doc__)
-    name = sys.argv[1]
-    default = get_training_config(name)
+    resume = Path(sys.argv[2]) if sys.argv[1] == "--resume" and len(sys.argv) > 2 else None
+    name = load_config(resume).preset if resume else sys.argv[1]
+    default = load_config(resume) if resume else get_training_config(name)
     typed = cli_class(default)
-    cfg = _as(TrainConfig, tyro.cli(typed, default=_as(typed, default), args=sys.argv[2:])).check()
+    args = sys.argv[3:] if resume else sys.argv[2:]
+    cfg = _as(TrainConfig, tyro.cli(typed, default=_as(typed, default), args=args)).check()
     cfg.preset, cfg.eval_every = name, cfg.eval_every or 20_000
     ecfg = cfg.evaluation
-    run_dir = Path(cfg.out or tempfile.mkdtemp(prefix="hover_curve_"))
+    run_dir = resume or Path(cfg.out or tempfile.mkdtemp(prefix="hover_curve_"))
     runner = make_runner(cfg, run_dir)
+    if resume:
+        runner.load(run_dir / "checkpoint")
     (run_dir / "actors").mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     select = runner.evaluate_now
