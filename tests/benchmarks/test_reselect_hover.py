@@ -62,3 +62,11 @@ def test_without_a_pass_keep_best_choice_and_no_time(tmp_path, fake_evaluate):
     assert (row["env_steps"], row["selection_passed"], row["passed"], row["time_to_hover_s"]) == (40_000, False,
                                                                                                  False, None)
     assert [e["env_steps"] for e in row["evaluations"]] == [40_000, 60_000]
+
+
+def test_in_a_row_stops_at_the_second_pass_and_keeps_the_best_passing(tmp_path, fake_evaluate):
+    _, run = _run_dir(tmp_path, {20_000: 0.95, 40_000: 0.5, 60_000: 0.93, 80_000: 0.91, 100_000: 0.99})
+    row = reselect_hover.reselect(run, episodes=256, in_a_row=2)
+    assert (row["stop_env_steps"], row["env_steps"], row["time_to_hover_s"]) == (80_000, 20_000, 800.0)
+    assert row["passed"] and row["settle"] == pytest.approx(0.93)  # the best passing (20k) held out: 0.95 - 0.02
+    assert len(row["evaluations"]) == 4
