@@ -4,10 +4,13 @@ Trains ``PRESET`` with ``robot-rl train``'s overrides; at each in-training evalu
 ``evaluation.selection_seed``) it also flies the held-out episodes (``evaluation.seed``, those of ``robot-rl
 eval``) with the same actor, so the curve shows how far a policy chosen on the selection episodes holds up, and
 what keeping the best evaluation (``keep_best``'s rule) or the last iterate would give. One JSON line per
-evaluation, then a table and a JSON summary line.
+evaluation, then a table and a JSON summary line. Each evaluated actor is saved as ``RUN/actors/<env_steps>.pt``
+(a state dict), so another selection rule can be applied to the same run afterwards
+(``benchmarks/reselect_hover.py``).
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/hover_curve.py crazyflie-hover-sac --seed 0 \\
         --curriculum.every 12500 [--out RUN]
+    PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/hover_curve.py --resume RUN [overrides]  # continue RUN
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import tyro
 
 from robot_rl.commands.train import _as
 from robot_rl.config import TrainConfig, cli_class, get_training_config
-from robot_rl.runs import make_runner
+from robot_rl.runs import load_config, make_runner
 from sim.quadrotor.evaluation import evaluate, passes
 
 
@@ -36,19 +40,26 @@ def best_index(rows: list[dict], bar) -> int:
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         raise SystemExit(__doc__)
-    name = sys.argv[1]
-    default = get_training_config(name)
+    resume = Path(sys.argv[2]) if sys.argv[1] == "--resume" and len(sys.argv) > 2 else None
+    name = load_config(resume).preset if resume else sys.argv[1]
+    default = load_config(resume) if resume else get_training_config(name)
     typed = cli_class(default)
-    cfg = _as(TrainConfig, tyro.cli(typed, default=_as(typed, default), args=sys.argv[2:])).check()
+    args = sys.argv[3:] if resume else sys.argv[2:]
+    cfg = _as(TrainConfig, tyro.cli(typed, default=_as(typed, default), args=args)).check()
     cfg.preset, cfg.eval_every = name, cfg.eval_every or 20_000
     ecfg = cfg.evaluation
-    runner = make_runner(cfg, Path(cfg.out or tempfile.mkdtemp(prefix="hover_curve_")))
+    run_dir = resume or Path(cfg.out or tempfile.mkdtemp(prefix="hover_curve_"))
+    runner = make_runner(cfg, run_dir)
+    if resume:
+        runner.load(run_dir / "checkpoint")
+    (run_dir / "actors").mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     select = runner.evaluate_now
 
     def evaluate_both(episodes: int) -> dict:
         r = select(episodes)
         held = evaluate(runner.policy_fn(), cfg.task, ecfg.episodes, ecfg.settle_radius, seed=ecfg.seed)
+        torch.save(runner.actor.state_dict(), run_dir / "actors" / f"{runner.env_steps}.pt")
         rows.append({"env_steps": runner.env_steps, "train_time_s": round(runner.train_time, 1),
                      "sel_survival": r["survival"], "sel_settle": r["settle"],
                      "survival": held["survival"], "settle": held["settle"],

@@ -1,6 +1,7 @@
 """Time to hover: train ``crazyflie-hover`` per seed until the first policy that passes the bar.
 
-The in-training evaluations that choose the stop fly ``evaluation.selection_seed``'s episodes; the chosen policy
+The in-training evaluations that choose the stop fly ``evaluation.selection_seed``'s episodes (a preset with
+``passes_in_a_row`` = k stops at the k-th passing evaluation in a row, and the time is taken there); the chosen policy
 is then confirmed on the held-out ``evaluation.seed`` episodes (those of ``robot-rl eval``), and a seed counts as
 passed only if that held-out evaluation passes. Both figures are reported. With ``--keep-best`` (or a preset with
 ``keep_best``) a seed whose evaluations never pass is confirmed on the actor of its best evaluation rather than

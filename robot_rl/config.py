@@ -100,7 +100,11 @@ class TrainConfig:
     """Env steps between in-training evaluations (0: only at the end)."""
     eval_episodes_during_training: int = 128
     stop_when_passed: bool = False
-    """End training at the first in-training evaluation that passes the bar."""
+    """End training at the first in-training evaluation that passes the bar (see ``passes_in_a_row``)."""
+    passes_in_a_row: int = 1
+    """In-training evaluations that must pass the bar in a row before the run counts as passed (``first_pass``,
+    ``stop_when_passed``). 2 keeps a policy at the bar's edge from being chosen on one lucky evaluation; with
+    ``keep_best`` the run's policy is the best passing evaluation so far."""
     keep_best: bool = False
     """Make the actor of the best in-training evaluation the run's policy (``robot-rl eval``/``export``, the
     runner's ``policy_fn(best=True)``): best = passes the bar, then the highest lowest rate of the task's protocol
@@ -130,8 +134,11 @@ class TrainConfig:
         return cls(task_name=spec.name, task=spec.config_cls(), evaluation=spec.evaluation.config_cls(), **kwargs)
 
     def check(self) -> TrainConfig:
-        """Raise a one-line error if ``task``/``evaluation`` are not the registered task's config classes."""
+        """Raise a one-line error if ``task``/``evaluation`` are not the registered task's config classes (or
+        ``passes_in_a_row`` < 1)."""
         spec = get_task(self.task_name)
+        if self.passes_in_a_row < 1:
+            raise ValueError(f"passes_in_a_row: need >= 1, got {self.passes_in_a_row}")
         for name, want in (("task", spec.config_cls), ("evaluation", spec.evaluation.config_cls)):
             if type(getattr(self, name)) is not want:
                 raise ValueError(f"TrainConfig.{name} of task {spec.name!r} must be a {want.__name__}, "

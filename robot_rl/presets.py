@@ -212,7 +212,7 @@ def crazyflie_hover_sac_settle() -> TrainConfig:
 
 
 @register("crazyflie-hover-sac-precise",
-          "crazyflie-hover-sac-settle's schedule, a bounded precision bonus, 256-256 critics; 3 of 5 seeds pass")
+          "crazyflie-hover-sac-settle's schedule, a bounded precision bonus, 256-256 critics; 4 of 5 seeds pass")
 def crazyflie_hover_sac_precise() -> TrainConfig:
     cfg = crazyflie_hover_sac_settle()
     # the position weight back to the paper's 5 -> 40 and the bonus 6 (survival 95-98 %), plus a bounded bonus
@@ -222,6 +222,10 @@ def crazyflie_hover_sac_precise() -> TrainConfig:
     cfg.off_policy.precision_bonus, cfg.off_policy.precision_width = 5.0, 0.15
     # what kept the 64-64 critics' policies ~12 cm low: one step of thrust is worth ~0.03 % of Q, below what a
     # 64-64 critic resolves (benchmarks/README.md); 256-256 critics resolve it (seeds 0, 1, 3 pass held out, seed 2
-    # misses on survival by 0.9 points, seed 4 had not passed by 200k)
+    # misses on survival by 0.9 points, seed 4 does not pass by 300k: a 10 cm sag)
     cfg.sac.critic_hidden = (256, 256)
+    # its evaluations swing by 20-60 points of settle between evaluations: a run counts as passed (and
+    # stop_when_passed stops) at the second passing evaluation in a row, keep_best keeping the best passing one
+    # (seeds 0-3 then pass held out, seed 4 does not; benchmarks/README.md)
+    cfg.passes_in_a_row = 2
     return cfg

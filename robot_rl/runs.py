@@ -46,6 +46,15 @@ def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
     checkpoint metadata."""
     cfg = load_config(run_dir)
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
+    actor = build_actor(cfg)
+    # a keep_best run's policy is the actor of its best in-training evaluation
+    prefix = "best_actor." if any(k.startswith("best_actor.") for k in tensors) else "actor."
+    actor.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return cfg, actor.eval(), meta
+
+
+def build_actor(cfg: TrainConfig) -> torch.nn.Module:
+    """A freshly initialised actor of ``cfg``'s algorithm and task (load a state dict into it)."""
     probe = get_task(cfg.task_name).probe(cfg.task)
     dims = probe.obs_dims
     probe.close()  # simulators that allow one instance per process (Isaac Lab) can build the next env
@@ -65,7 +74,4 @@ def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
         from robot_rl.algorithms.ppo import PPO
 
         algo = PPO(cfg.ppo, dims["policy"], dims["critic"], probe.action_dim)
-    # a keep_best run's policy is the actor of its best in-training evaluation
-    prefix = "best_actor." if any(k.startswith("best_actor.") for k in tensors) else "actor."
-    algo.actor.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    return cfg, algo.actor.eval(), meta
+    return algo.actor

@@ -48,6 +48,8 @@ class Runner:
         if cfg.evaluation.seed == cfg.evaluation.selection_seed:
             raise ValueError(f"evaluation.seed and evaluation.selection_seed are both {cfg.evaluation.seed}: the "
                              "held-out episodes must differ from those that select the policy")
+        if cfg.passes_in_a_row < 1:
+            raise ValueError(f"passes_in_a_row: need >= 1, got {cfg.passes_in_a_row}")
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # network initialisation
         self.cfg = cfg
@@ -72,6 +74,7 @@ class Runner:
         self.train_time = 0.0
         self.eval_time = 0.0
         self.first_pass: dict[str, Any] | None = None
+        self.passes_in_a_row = 0  # passing in-training evaluations in a row, up to the latest
         self.best: dict[str, Any] | None = None  # keep_best: the best in-training evaluation so far
         self.best_actor: dict[str, torch.Tensor] = {}
         self.ep_return = torch.zeros(self.env.num_envs, device=self.env.device)
@@ -188,13 +191,15 @@ class Runner:
                     protocol = self.task.evaluation
                     self.logger.log(self.env_steps, {column: r[key] for key, column in protocol.headline.items()}
                                     | {"train_time_s": self.train_time})
-                    if self.first_pass is None and protocol.passes(r, cfg.evaluation):
+                    passed = protocol.passes(r, cfg.evaluation)
+                    self.passes_in_a_row = self.passes_in_a_row + 1 if passed else 0
+                    if self.first_pass is None and self.passes_in_a_row >= cfg.passes_in_a_row:
                         self.first_pass = {"env_steps": self.env_steps, "train_time_s": self.train_time,
                                            **{k: r[k] for k in protocol.headline}, "episodes": r["episodes"],
                                            "seed": r["seed"]}
                         passed_now = True
                     if cfg.keep_best:
-                        self._keep_if_best(r, protocol.passes(r, cfg.evaluation), protocol.rates)
+                        self._keep_if_best(r, passed, protocol.rates)
                 self.first_pass, passed_now = distributed.broadcast_object((self.first_pass, passed_now))
                 if passed_now and cfg.stop_when_passed:
                     break
@@ -255,7 +260,8 @@ class Runner:
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {"env_steps": self.env_steps, "train_time_s": self.train_time,
                                 "eval_time_s": self.eval_time, "curriculum_stage": self.curriculum.stage,
-                                "first_pass": self.first_pass, "best": self.best, "optimizers": {},
+                                "first_pass": self.first_pass, "passes_in_a_row": self.passes_in_a_row,
+                                "best": self.best, "optimizers": {},
                                 "config": self.cfg.to_dict()}
         tensors.update({f"best_actor.{k}": v for k, v in self.best_actor.items()})
         for name, module in self.algo.modules().items():
@@ -294,6 +300,7 @@ class Runner:
         self.eval_time = meta["eval_time_s"]
         self.curriculum.stage = meta["curriculum_stage"]
         self.first_pass = meta["first_pass"]
+        self.passes_in_a_row = meta.get("passes_in_a_row", 0)
         self.best = meta.get("best")
         self.best_actor = {k[len("best_actor."):]: v.clone() for k, v in tensors.items() if k.startswith("best_actor.")}
         if hasattr(self.algo, "num_updates"):

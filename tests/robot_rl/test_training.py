@@ -194,6 +194,7 @@ def test_the_precise_sac_hover_preset_is_the_settle_schedule_with_the_bonus_and_
     assert (precise.task.reward.position, precise.task.reward.constant) == (5.0, 6.0)
     assert precise.curriculum.caps["position"] == 40.0 and precise.curriculum.every == settle.curriculum.every
     assert precise.keep_best and oc.lr_decay_start == settle.off_policy.lr_decay_start
+    assert precise.passes_in_a_row == 2 and settle.passes_in_a_row == 1
 
 
 def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """keep_best: the run's policy is the actor of the best in-training evaluation (passing first, then its lowest
 rate), in the runner, in the checkpoint (``load_actor``) and after ``--resume``."""
 
+import pytest
 import torch
 
 from robot_rl.runs import load_actor, make_runner
@@ -73,3 +74,34 @@ def test_a_tie_on_the_lowest_rate_goes_to_the_higher_sum(tmp_path, monkeypatch):
         SCRIPT[:] = saved
     assert out["best"]["env_steps"] == 320
     torch.testing.assert_close(runner.policy_fn(best=True)(probe), seen[1], rtol=0, atol=0)
+
+
+def test_passes_in_a_row_counts_and_stops_at_the_second_pass_in_a_row(tmp_path, monkeypatch):
+    """A lone pass (the third of P-F-P-P) does not count; the fourth completes two in a row; the kept actor is the
+    better of the passing ones; the count survives ``--resume``."""
+    script = [(0.96, 0.35), (0.5, 0.1), (0.96, 0.45), (0.97, 0.4), (0.99, 0.9)]
+    cfg = tiny("sac", steps=800)
+    cfg.eval_every, cfg.checkpoint_every, cfg.keep_best, cfg.stop_when_passed = 160, 0, True, True
+    cfg.passes_in_a_row = 2
+    cfg.evaluation.survival_bar, cfg.evaluation.settle_bar = 0.95, 0.3
+    n = []
+
+    def fake(self, policy, *args, **kwargs):
+        survival, settle = script[len(n)]
+        n.append(1)
+        return {"survival": survival, "settle": settle, "median_final_error_m": 0.1, "episodes": 4, "seed": 0}
+
+    monkeypatch.setattr(TaskSpec, "evaluate", fake)
+    runner = make_runner(cfg, tmp_path / "run")
+    out = runner.train(stop_at=480)  # P, F, P: no run of two yet
+    assert out["first_pass"] is None and runner.passes_in_a_row == 1
+    resumed = make_runner(cfg, tmp_path / "resumed")
+    resumed.load(tmp_path / "run" / "checkpoint")
+    assert resumed.passes_in_a_row == 1
+    out = resumed.train()
+    assert out["env_steps"] == 640 and len(n) == 4  # stopped at the second pass in a row, not at the fifth
+    assert out["first_pass"]["env_steps"] == 640 and out["first_pass"]["settle"] == 0.4
+    assert out["best"]["env_steps"] == 480  # the best passing one (lowest rate 0.45 against 0.35, 0.4)
+    cfg.passes_in_a_row = 0
+    with pytest.raises(ValueError, match="passes_in_a_row"):
+        make_runner(cfg, tmp_path / "zero")
