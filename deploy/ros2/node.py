@@ -231,7 +231,7 @@ class PolicyNode(LifecycleNode):
         if cmd is not None:
             self._publish(cmd)
         if reason is None:
-            self._commanded = True
+            self._commanded = self._commanded or cmd is not None  # not while holding back for the unlock
         elif reason.split(" (", 1)[0] != self._last_logged:  # "stale ... (N ms old ...)": log it once
             # before the first command (waiting for input) a warning; once flying, motors off / stream stopped
             # (rclpy wants one severity per call site: two calls)
