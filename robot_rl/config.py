@@ -134,11 +134,8 @@ class TrainConfig:
         return cls(task_name=spec.name, task=spec.config_cls(), evaluation=spec.evaluation.config_cls(), **kwargs)
 
     def check(self) -> TrainConfig:
-        """Raise a one-line error if ``task``/``evaluation`` are not the registered task's config classes (or
-        ``passes_in_a_row`` < 1)."""
+        """Raise a one-line error if ``task``/``evaluation`` are not the registered task's config classes."""
         spec = get_task(self.task_name)
-        if self.passes_in_a_row < 1:
-            raise ValueError(f"passes_in_a_row: need >= 1, got {self.passes_in_a_row}")
         for name, want in (("task", spec.config_cls), ("evaluation", spec.evaluation.config_cls)):
             if type(getattr(self, name)) is not want:
                 raise ValueError(f"TrainConfig.{name} of task {spec.name!r} must be a {want.__name__}, "
