@@ -60,7 +60,9 @@ class ActionSelector(nn.Module):
         self.edit, self.q, self.act_norm = agent.edit, agent.critic.q, policy.act_norm
         self.pessimism = float(agent.cfg.pessimism)
 
-    def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``2k`` candidates (the base's, then their edits; normalised) ``[B, 2k, A]`` and their scores
+        ``[B, 2k]``."""
         b, k, a = candidates.shape
         flat_obs = obs.flatten(1)
         base = self.act_norm.normalize(candidates)
@@ -69,7 +71,12 @@ class ActionSelector(nn.Module):
         cands = torch.cat((base, edited), dim=1)
         score = ensemble_score(self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)),
                                self.pessimism)
-        idx = score.reshape(b, 2 * k).argmax(dim=1)
+        return cands, score.reshape(b, 2 * k)
+
+    def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cands, score = self.scores(obs, candidates)
+        b, a = cands.shape[0], cands.shape[2]
+        idx = score.argmax(dim=1)
         best = torch.gather(cands, 1, idx.reshape(b, 1, 1).expand(b, 1, a)).squeeze(1)
         return self.act_norm.unnormalize(best), idx
 
@@ -111,28 +118,36 @@ def export_candidates_policy(out_dir: str | Path, policy: Any, net: nn.Module, s
     noise = rng.standard_normal((samples, k, h, a)).astype(np.float32)
     rep = np.repeat(hist, k, axis=0)
     chunks_o = base.run(["action"], {"obs": rep, "noise": noise.reshape(-1, h, a)})[0].reshape(samples, k, h, a)
+    rows = np.arange(samples)
     with torch.no_grad():
         chunks_t = policy.sample(torch.as_tensor(rep), torch.as_tensor(noise.reshape(-1, h, a))).view(samples, k, h, a)
         if score == "chunk":
-            want = net(torch.as_tensor(rep), chunks_t[:, :, :n].reshape(-1, n, a)).view(samples, k)
-            want = chunks_t[torch.arange(samples), want.argmax(1)].numpy()
+            want_s = net(torch.as_tensor(rep), chunks_t[:, :, :n].reshape(-1, n, a)).view(samples, k).numpy()
         else:
-            want, want_idx = (t.numpy() for t in net(torch.as_tensor(hist), chunks_t[:, :, 0]))
+            cands_t, want_s = net.scores(torch.as_tensor(hist), chunks_t[:, :, 0])
+            want_s = want_s.numpy()
     if score == "chunk":
         s = sess.run(["score"], {"obs": rep, "chunk": np.ascontiguousarray(chunks_o[:, :, :n].reshape(-1, n, a))})[0]
-        got = chunks_o[np.arange(samples), s.reshape(samples, k).argmax(1)]
+        idx = s.reshape(samples, k).argmax(1)
+        got, want = chunks_o[rows, idx], chunks_t[rows, idx].numpy()
+        score_err = float(np.abs(s.reshape(samples, k) - want_s).max())
         tv_in = {"example_obs": rep[:4].tolist(), "example_chunk": chunks_o[:, :, :n].reshape(-1, n, a)[:4].tolist()}
         tv_out = s[:4]
     else:
         got, idx = sess.run(["action", "index"], {"obs": hist, "candidates": np.ascontiguousarray(chunks_o[:, :, 0])})
-        if not np.array_equal(idx, want_idx):
-            raise ExportError(f"select.onnx picks other candidates than torch on {int((idx != want_idx).sum())} of "
-                              f"{samples} samples")
+        with torch.no_grad():
+            want = policy.act_norm.unnormalize(cands_t[rows, idx]).numpy()
+        score_err = 0.0
         tv_in = {"example_obs": hist[:4].tolist(), "example_candidates": chunks_o[:4, :, 0].tolist()}
         tv_out = got[:4]
-    err = float(np.abs(got - want).max())
-    if not err <= MAX_ABS_ERROR:
-        raise ExportError(f"candidates composition differs from torch: max abs error {err:.3g} > {MAX_ABS_ERROR}")
+    # the argmax may differ from torch's only between candidates whose scores tie within the export's tolerance
+    # (onnxruntime's and torch's kernels round differently); the action is then checked at ONNX's pick
+    lost = want_s.max(1) - want_s[rows, idx]
+    if not (lost <= MAX_ABS_ERROR).all():
+        raise ExportError(f"{'value' if score == 'chunk' else 'select'}.onnx picks other candidates than torch on "
+                          f"{int((lost > MAX_ABS_ERROR).sum())} of {samples} samples (score lost up to "
+                          f"{float(lost.max()):.3g})")
+    err = max(float(np.abs(got - want).max()), score_err)
     network = "value.onnx" if score == "chunk" else "select.onnx"
     doc["kind"] = "composed"
     doc["composition"] = {"kind": "candidates", "network": network, "score": score, "k": int(k),

@@ -141,3 +141,32 @@ class _ActionOnly(torch.nn.Module):
 
     def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         return self.select(obs, candidates)[0]
+
+
+class _ExportedShift(ActionSelector):
+    """An :class:`ActionSelector` whose exported graph adds ``shift`` to the scores of the last candidates: the ONNX
+    choice then differs from torch's by a known score."""
+
+    def __init__(self, agent: EXPOAgent, policy, shift: float) -> None:
+        super().__init__(agent, policy)
+        self.register_buffer("bias", torch.linspace(0.0, shift, 2 * K))
+
+    def scores(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cands, score = super().scores(obs, candidates)
+        return cands, score + self.bias if torch.jit.is_tracing() else score
+
+
+def test_select_export_tolerates_ties_and_refuses_other_picks(tmp_path):
+    """onnxruntime may break a tie (scores within 1e-5) differently from torch; any other difference is refused."""
+    policy = _policy("mlp").eval()
+    tie = _agent(policy)
+    with torch.no_grad():  # a constant Q: all 2k candidates tie exactly in torch
+        for p in tie.critic.q.parameters():
+            p.zero_()
+    doc = export_candidates_policy(tmp_path / "tie", policy, _ExportedShift(tie, policy, 1e-6), "action", K, SPEC,
+                                   OBS, {"robot": "t"}, samples=8)
+    assert doc["composition"]["verification"]["max_abs_error"] <= 1e-5
+    with pytest.raises(Exception, match=r"select.onnx picks other candidates than torch on [1-8] of 8 samples"):
+        export_candidates_policy(tmp_path / "other", policy, _ExportedShift(_agent(policy), policy, 10.0), "action",
+                                 K, SPEC, OBS, {"robot": "t"}, samples=8)
+    assert not (tmp_path / "other" / "policy.json").exists()
