@@ -36,6 +36,7 @@ from deploy.export.chunked import OPSET, export_chunked_policy
 from deploy.export.policy import MAX_ABS_ERROR, ExportError
 from deploy.onnx_io import onnx_session
 from robot_rl.io import atomic_write_bytes, atomic_write_json
+from robot_rl.residual.expo import margin_score
 from robot_rl.residual.q_ensemble import ensemble_score
 
 
@@ -59,6 +60,7 @@ class ActionSelector(nn.Module):
         super().__init__()
         self.edit, self.q, self.act_norm = agent.edit, agent.critic.q, policy.act_norm
         self.pessimism = float(agent.cfg.pessimism)
+        self.margin = float(agent.cfg.select_margin)
 
     def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k, a = candidates.shape
@@ -67,9 +69,11 @@ class ActionSelector(nn.Module):
         rep = flat_obs.repeat_interleave(k, dim=0)
         edited = self.edit(rep, base.reshape(b * k, a)).reshape(b, k, a)
         cands = torch.cat((base, edited), dim=1)
-        score = ensemble_score(self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)),
-                               self.pessimism)
-        idx = score.reshape(b, 2 * k).argmax(dim=1)
+        q = self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a))
+        score = ensemble_score(q, self.pessimism).reshape(b, 2 * k)
+        if self.margin > 0:
+            score = margin_score(q.reshape(-1, b, 2 * k), score, self.margin)
+        idx = score.argmax(dim=1)
         best = torch.gather(cands, 1, idx.reshape(b, 1, 1).expand(b, 1, a)).squeeze(1)
         return self.act_norm.unnormalize(best), idx
 
