@@ -36,6 +36,7 @@ from deploy.export.chunked import OPSET, export_chunked_policy
 from deploy.export.policy import MAX_ABS_ERROR, ExportError
 from deploy.onnx_io import onnx_session
 from robot_rl.io import atomic_write_bytes, atomic_write_json
+from robot_rl.residual.expo import margin_score
 from robot_rl.residual.q_ensemble import ensemble_score
 
 
@@ -59,6 +60,7 @@ class ActionSelector(nn.Module):
         super().__init__()
         self.edit, self.q, self.act_norm = agent.edit, agent.critic.q, policy.act_norm
         self.pessimism = float(agent.cfg.pessimism)
+        self.margin = float(agent.cfg.select_margin)
 
     def scores(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``2k`` candidates (the base's, then their edits; normalised) ``[B, 2k, A]`` and their scores
@@ -69,9 +71,11 @@ class ActionSelector(nn.Module):
         rep = flat_obs.repeat_interleave(k, dim=0)
         edited = self.edit(rep, base.reshape(b * k, a)).reshape(b, k, a)
         cands = torch.cat((base, edited), dim=1)
-        score = ensemble_score(self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a)),
-                               self.pessimism)
-        return cands, score.reshape(b, 2 * k)
+        q = self.q(flat_obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a))
+        score = ensemble_score(q, self.pessimism).reshape(b, 2 * k)
+        if self.margin > 0:
+            score = margin_score(q.reshape(-1, b, 2 * k), score, self.margin)
+        return cands, score
 
     def forward(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cands, score = self.scores(obs, candidates)

@@ -22,6 +22,9 @@ def export_candidates_run(run_dir: str | Path, out_dir: Path | None = None) -> d
         from robot_rl.runners.expo import load_expo
 
         cfg, policy, agent, meta = load_expo(run_dir)
+        if cfg.wrench:
+            raise ValueError(f"{run_dir}: an EXPO run that reads the wrench (--wrench) has no export yet; the "
+                             "candidates runtime feeds the selector the policy observation only")
         if cfg.expo.q_level != "step":
             raise ValueError(f"{run_dir}: a chunk-level EXPO run (expo.q_level {cfg.expo.q_level!r}) has no export; "
                              "the candidates runtime selects per control step (q_level 'step')")

@@ -82,7 +82,10 @@ def run_expo_eval(run_dir: str | Path, episodes: int | None = None) -> dict[str,
     task = get_task(cfg.task)
     ecfg = task.evaluation.config_cls()
     n = ecfg.episodes if episodes is None else episodes
-    result = task.evaluate(CandidatePolicy(policy, agent, cfg.seed), task.config_cls(), ecfg, episodes=n)
+    from robot_rl.runners.resip import task_config
+
+    result = task.evaluate(CandidatePolicy(policy, agent, cfg.seed, cfg.wrench), task_config(cfg.task, cfg.wrench),
+                           ecfg, episodes=n)
     ok = task.evaluation.passes(result, ecfg)
     summary = {k: v for k, v in result.items() if k != "traces"} | {
         "passed": ok, "env_steps": meta["env_steps"], "base": cfg.base, "candidates": cfg.expo.num_candidates,

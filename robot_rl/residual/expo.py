@@ -82,6 +82,12 @@ class EXPOConfig:
     pessimism: float = 0.0
     """Score candidates, and the edit's actor loss, by the ensemble mean less this many member standard deviations
     (a lower confidence bound); 0: the ensemble mean (EXPO's)."""
+    select_margin: float = 0.0
+    """0: execute the argmax of the score (EXPO's). > 0: a candidate replaces candidate 0 (the base's own chunk, or
+    the action the executing chunk runs now) only where its advantage over it, member by member, has a mean above
+    ``select_margin`` standard deviations over the members: the members must agree that it is better (their
+    common offsets cancel in the difference, so this tells a ranking from the ensemble's noise). The backup
+    uses the same rule."""
     q_level: Literal["step", "chunk"] = "step"
     """``step``: Q on one control step's action (candidates: first actions of chunks, the winner's later steps
     choose between its action and its edit); ``chunk``: Q on the ``n_action_steps`` actions a chunk executes, the
@@ -148,6 +154,16 @@ def max_edit_entropy(act_dim: int, scale: float) -> float:
     return act_dim * float(torch.tensor(2.0 * scale).log())
 
 
+def margin_score(q: torch.Tensor, score: torch.Tensor, margin: float) -> torch.Tensor:
+    """``score`` ``[B, C]`` with every candidate but 0 set to -inf where the members' advantages over candidate 0
+    (``q`` ``[n, B, C]``) do not have a mean above ``margin`` standard deviations (see
+    :attr:`EXPOConfig.select_margin`)."""
+    adv = q - q[:, :, :1]
+    agree = adv.mean(0) > margin * adv.std(0)
+    agree[:, 0] = True
+    return score.masked_fill(~agree, float("-inf"))
+
+
 def commit(base: FrozenChunkBase, due: torch.Tensor, chunks: torch.Tensor, index: torch.Tensor) -> None:
     """Start, in the envs ``due``, the chunk whose candidate won (``index`` ``[N]`` from :meth:`EXPOAgent.select`:
     candidate ``index mod k``, edited or not), so that the base runs it for its ``n_action_steps``."""
@@ -192,7 +208,10 @@ class EXPOAgent(nn.Module):
         edited = self.edit.sample(eo, flat, generator)[0] if stochastic else self.edit(eo, flat)
         cands = torch.cat((base, edited.view(b, k, a)), dim=1)
         q = self.critic.q(obs.repeat_interleave(2 * k, dim=0), cands.reshape(b * 2 * k, a))
-        idx = ensemble_score(q, self.cfg.pessimism).view(b, 2 * k).argmax(dim=1)
+        score = ensemble_score(q, self.cfg.pessimism).view(b, 2 * k)
+        if self.cfg.select_margin > 0:
+            score = margin_score(q.view(-1, b, 2 * k), score, self.cfg.select_margin)
+        idx = score.argmax(dim=1)
         return cands[torch.arange(b), idx], idx, cands
 
     # ------------------------------------------------------------------ updates
@@ -251,6 +270,7 @@ def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, env_st
     import time
 
     from robot_rl.runners.expo import CandidatePolicy, EXPORunner, EXPOTrainConfig
+    from robot_rl.runners.resip import task_config
     from sim.registry import get_task
 
     expo_cfg = EXPOConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -263,8 +283,8 @@ def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, env_st
     wall = time.perf_counter() - t0
     spec = get_task(task)
     def make_policy() -> CandidatePolicy:
-        return CandidatePolicy(runner.base.policy, runner.agent, seed)
+        return CandidatePolicy(runner.base.policy, runner.agent, seed, cfg.wrench)
 
-    res = spec.evaluate(make_policy(), spec.config_cls(), spec.evaluation.config_cls(), episodes)
+    res = spec.evaluate(make_policy(), task_config(task, cfg.wrench), spec.evaluation.config_cls(), episodes)
     return {"success": res["success"], "env_steps": out["env_steps"], "train_wall_s": round(wall, 1),
             "reached_target": out["env_steps_to_target"] is not None, "make_policy": make_policy}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,9 @@ from robot_rl.logging import RunLogger
 from robot_rl.residual.base_bc import load_trained_base, make_base_imitation
 from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, commit_chunk, propose, propose_chunks
+from robot_rl.residual.expo_inputs import WRENCH_DIM, agent_obs, agent_obs_norm
 from robot_rl.residual.expo_replay import ExpoReplay, PendingChunks, demo_transitions, transition_dims
+from robot_rl.runners.resip import task_config, train_task_config
 from sim.registry import get_task
 
 
@@ -75,6 +77,16 @@ class EXPOTrainConfig:
     """Env steps between checkpoints (0: only at the end)."""
     threads: int = 1
     """torch CPU threads."""
+    wrench: bool = False
+    """Q and the edit policy also read the env's ``wrench`` group (the wrist force/torque sensor, scaled by
+    :data:`~robot_rl.residual.expo_inputs.WRENCH_SPAN`); the base keeps reading the policy group. The
+    demonstrations hold no wrench, so it needs ``--demos none``."""
+    train_task: dict[str, float] = field(default_factory=dict)
+    """Fields of the task's config set for the training envs only (``--train-task NAME VALUE``, as ResiP's;
+    evaluation and export keep the task as registered), e.g. ``beside_ring_fail_depth 0.01`` on panda-peg-insert."""
+    fail_penalty: float = 0.0
+    """Subtracted from the reward in the step an episode ends as a failure (terminated without success); with the
+    sparse reward the TD targets are then clipped to ``[-fail_penalty, 1]``."""
     task: str = ""
     """Filled from the base run (the task its demonstrations come from)."""
 
@@ -88,10 +100,11 @@ class EXPOTrainConfig:
         return cls(**d, expo=EXPOConfig(**e))
 
 
-def obs_norm_of(base: FrozenChunkBase) -> tuple[torch.Tensor, torch.Tensor]:
-    """The base's observation normalisation tiled over its history (what Q and the edit policy read)."""
+def obs_norm_of(base: FrozenChunkBase, wrench: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The base's observation normalisation tiled over its history, then the wrench's where the agent reads it
+    (what Q and the edit policy read: :mod:`robot_rl.residual.expo_inputs`)."""
     n = base.policy.obs_norm
-    return n.mid.repeat(base.n_obs_steps), n.span.repeat(base.n_obs_steps)
+    return agent_obs_norm(n.mid, n.span, base.n_obs_steps, wrench)
 
 
 def q_steps(cfg: EXPOConfig, policy: Any) -> int:
@@ -99,30 +112,43 @@ def q_steps(cfg: EXPOConfig, policy: Any) -> int:
     return policy.n_action_steps if cfg.q_level == "chunk" else 1
 
 
-def make_agent(cfg: EXPOConfig, policy: Any, obs_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> EXPOAgent:
-    """The agent for a base ``policy``: Q and edits on its observation history and on one action (``q_level
-    "step"``) or the ``n_action_steps`` actions of a chunk (``"chunk"``)."""
+def make_agent(cfg: EXPOConfig, policy: Any, obs_norm: tuple[torch.Tensor, torch.Tensor] | None = None,
+               wrench: bool = False) -> EXPOAgent:
+    """The agent for a base ``policy``: Q and edits on its observation history (and the wrench reading) and on
+    one action (``q_level "step"``) or the ``n_action_steps`` actions of a chunk (``"chunk"``)."""
     n = q_steps(cfg, policy)
-    return EXPOAgent(cfg, policy.n_obs_steps * policy.obs_dim, n * policy.act_dim, obs_norm, chunk_steps=n)
+    obs_dim = policy.n_obs_steps * policy.obs_dim + (WRENCH_DIM if wrench else 0)
+    return EXPOAgent(cfg, obs_dim, n * policy.act_dim, obs_norm, chunk_steps=n)
 
 
 class CandidatePolicy(BaseStepPolicy):
     """The deterministic EXPO policy (mean edits, argmax Q over whole chunks where one is due) as a batched
     ``obs -> action`` callable for the evaluation protocols."""
 
-    def __init__(self, policy: Any, agent: EXPOAgent, seed: int) -> None:
+    def __init__(self, policy: Any, agent: EXPOAgent, seed: int, wrench: bool = False) -> None:
         super().__init__(policy, seed)
         self.agent = agent
+        self.obs_groups = ("policy", "wrench") if wrench else ("policy",)
+        self.wrench: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        """One control step; with the wrench, ``obs`` is the policy group then the wrench group."""
+        if len(self.obs_groups) > 1:
+            obs = obs.float().cpu()
+            obs, self.wrench = obs[:, :-WRENCH_DIM], obs[:, -WRENCH_DIM:]
+        return super().__call__(obs)
 
     def choose(self, base: FrozenChunkBase) -> torch.Tensor:
+        obs = agent_obs(base.history, self.wrench)
         if self.agent.cfg.q_level == "chunk":
             cands, due, chunks = propose_chunks(base, self.agent.cfg.num_candidates)
             if len(due):
-                action, idx, _ = self.agent.select(base.history[due].flatten(1), cands, stochastic=False)
+                action, idx, _ = self.agent.select(obs[due], cands, stochastic=False)
                 commit_chunk(base, due, chunks, idx, action)
             return base.act()
         cands, due, chunks = propose(base, self.agent.cfg.num_candidates)
-        action, idx, _ = self.agent.select(base.history.flatten(1), cands, stochastic=False)
+        action, idx, _ = self.agent.select(obs, cands, stochastic=False)
         commit(base, due, chunks, idx)
         return base.unnormalize_action(action)
 
@@ -139,22 +165,30 @@ class EXPORunner:
         if not cfg.task:
             raise ValueError(f"{cfg.base}: the base run names no task")
         demos = base_cfg.get("demos", "") if cfg.demos == "" else ("" if cfg.demos == "none" else cfg.demos)
+        if cfg.wrench and demos:
+            raise ValueError("--wrench: the demonstrations hold no wrench reading; give --demos none")
+        if cfg.wrench and cfg.expo.q_level != "step":
+            raise ValueError("--wrench is implemented for --expo.q-level step only")
+        if cfg.fail_penalty < 0:
+            raise ValueError(f"--fail-penalty is subtracted at a failure and must be >= 0, got {cfg.fail_penalty}")
         self.cfg, self.run_dir = cfg, Path(run_dir)
         torch.manual_seed(cfg.seed)
         self.base = FrozenChunkBase.from_run(cfg.base, cfg.num_envs, cfg.seed)
         self.task = get_task(cfg.task)
-        self.task_cfg = self.task.config_cls()
-        self.env = self.task.make_env(replace(self.task_cfg, num_envs=cfg.num_envs, device="cpu"), seed=cfg.seed)
-        obs = self.env.reset(seed=cfg.seed)["policy"]
+        self.task_cfg = task_config(cfg.task, cfg.wrench)  # evaluation: the task as registered (+ the sensor)
+        self.env = self.task.make_env(train_task_config(cfg), seed=cfg.seed)
+        first = self.env.reset(seed=cfg.seed)
+        obs = first["policy"]
+        self.wrench = first["wrench"].float().cpu().clone() if cfg.wrench else None
         if obs.shape[1] != self.base.obs_dim:
             raise ValueError(f"{cfg.task} observes {obs.shape[1]} dims, the base {self.base.obs_dim}")
         self.base.reset(obs)
         k, n_q = cfg.expo.num_candidates, q_steps(cfg.expo, self.base.policy)
         a = n_q * self.base.action_dim
-        obs_dim = self.base.n_obs_steps * self.base.obs_dim
+        obs_dim = self.base.n_obs_steps * self.base.obs_dim + (WRENCH_DIM if cfg.wrench else 0)
         if cfg.reward == "sparse" and cfg.expo.target_range is None:
-            cfg.expo.target_range = (0.0, 1.0)
-        self.agent = make_agent(cfg.expo, self.base.policy, obs_norm_of(self.base))
+            cfg.expo.target_range = (-cfg.fail_penalty, 1.0)
+        self.agent = make_agent(cfg.expo, self.base.policy, obs_norm_of(self.base, cfg.wrench), cfg.wrench)
         self.gen = torch.Generator().manual_seed(cfg.seed + 2)
         demo = (demo_transitions(demos, self.base, k, cfg.reward, torch.Generator().manual_seed(cfg.seed + 3),
                                  chunk_steps=n_q, gamma=cfg.expo.gamma) if demos else None)
@@ -185,7 +219,7 @@ class EXPORunner:
         if self.chunks is not None:
             return self._collect_chunk_step()
         base = self.base
-        obs = base.history.flatten(1)
+        obs = agent_obs(base.history, self.wrench)
         cands, due, chunks = propose(base, self.cfg.expo.num_candidates)
         if self.pending is not None:
             self.replay.online.add(**self.pending, next_cands=cands.flatten(1))
@@ -197,14 +231,24 @@ class EXPORunner:
         self._record(executed, done, success)
         final = info["final_obs"]["policy"].float().cpu()
         next_hist = torch.cat((base.history[:, 1:], final[:, None]), dim=1)
-        r = success.float() if self.cfg.reward == "sparse" else reward.float().cpu()
+        final_wrench = info["final_obs"]["wrench"].float().cpu() if self.cfg.wrench else None
+        r = self._reward(reward, terminated, success)
         self.pending = {"obs": obs, "action": action, "cands": cands.flatten(1), "reward": r,
-                        "terminated": terminated.float().cpu(), "next_obs": next_hist.flatten(1),
+                        "terminated": terminated.float().cpu(), "next_obs": agent_obs(next_hist, final_wrench),
                         "valid": (~truncated.cpu()).float()[:, None]}
         base.step(nxt["policy"].float().cpu(), done)
+        if self.cfg.wrench:
+            self.wrench = nxt["wrench"].float().cpu().clone()
         self.env_steps += self.cfg.num_envs
         self.episodes += int(done.sum())
         self.successes += int((done & success).sum())
+
+    def _reward(self, reward: torch.Tensor, terminated: torch.Tensor, success: torch.Tensor) -> torch.Tensor:
+        """The step's reward (sparse: success), less ``fail_penalty`` where an episode ended as a failure."""
+        r = success.float() if self.cfg.reward == "sparse" else reward.float().cpu()
+        if self.cfg.fail_penalty:
+            r = r - self.cfg.fail_penalty * (terminated.cpu().bool() & ~success.bool()).float()
+        return r
 
     @torch.no_grad()
     def _collect_chunk_step(self) -> None:
@@ -223,7 +267,7 @@ class EXPORunner:
         nxt, reward, terminated, truncated, info = self.env.step(executed)
         done, success = info["done_mask"].cpu(), info["success"].cpu()
         self._record(executed, done, success)
-        pend.add_reward(success.float() if self.cfg.reward == "sparse" else reward.float().cpu())
+        pend.add_reward(self._reward(reward, terminated, success))
         self._store(pend.end(done, terminated.cpu().bool(), truncated.cpu().bool()))
         base.step(nxt["policy"].float().cpu(), done)
         self.env_steps += self.cfg.num_envs
@@ -247,7 +291,7 @@ class EXPORunner:
     def evaluate(self, episodes: int, selection: bool = True) -> dict[str, Any]:
         """The deterministic policy on the task's evaluation episodes (selection or held-out seed)."""
         ecfg = self.task.evaluation.config_cls()
-        policy = CandidatePolicy(self.base.policy, self.agent, self.cfg.seed)
+        policy = CandidatePolicy(self.base.policy, self.agent, self.cfg.seed, self.cfg.wrench)
         return self.task.evaluate(policy, self.task_cfg, ecfg, episodes=episodes, selection=selection)
 
     # ------------------------------------------------------------------ loop
@@ -266,7 +310,8 @@ class EXPORunner:
         stats: list[dict[str, float]] = []
         while self.env_steps < total and self.first_pass is None:
             self.collect_step()
-            stats += [self.update() for _ in range(cfg.updates_per_step)]
+            if self.replay.online.size or self.replay.demo.size:  # without demonstrations, the first step stores none
+                stats += [self.update() for _ in range(cfg.updates_per_step)]
             if self.base_bc is not None and (self.env_steps // cfg.num_envs) % cfg.expo.base_bc_every == 0:
                 for _ in range(cfg.expo.base_bc_steps):
                     loss = self.base_bc.step()
@@ -315,6 +360,8 @@ class EXPORunner:
         tensors.update({f"base.{k}": v for k, v in self.base.state_dict().items()})
         tensors.update(self.env.state_dict())
         tensors["runner.gen"] = self.gen.get_state()
+        if self.wrench is not None:
+            tensors["runner.wrench"] = self.wrench
         if self.pending is not None:
             tensors.update({f"pending.{k}": v for k, v in self.pending.items()})
         if self.chunks is not None:
@@ -342,6 +389,8 @@ class EXPORunner:
         self.base.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("base.")})
         self.env.load_state_dict({k: v for k, v in tensors.items() if k.startswith("env.")})
         self.gen.set_state(tensors["runner.gen"])
+        if self.cfg.wrench:
+            self.wrench = tensors["runner.wrench"].clone()
         pending = {k[8:]: v for k, v in tensors.items() if k.startswith("pending.")}
         self.pending = pending or None
         if self.chunks is not None:
@@ -364,6 +413,6 @@ def load_expo(run_dir: str | Path) -> tuple[EXPOTrainConfig, Any, EXPOAgent, dic
     policy, _ = load_policy(cfg.base)
     if meta.get("base_bc"):
         load_trained_base(policy, {k[8:]: v for k, v in tensors.items() if k.startswith("base_bc.")}, meta["base_bc"])
-    agent = make_agent(cfg.expo, policy)
+    agent = make_agent(cfg.expo, policy, wrench=cfg.wrench)
     agent.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("agent.")})
     return cfg, policy, agent.eval(), meta

@@ -234,9 +234,10 @@ def evaluate_residual(task: str, policy: Any, actor: Any, episodes: int, selecti
                          seed=seed, impl=impl, record=record)
 
 
-def train_task_config(cfg: ResiPConfig) -> Any:
-    """The config of ``cfg``'s training envs: the task's, with the wrist sensor if the residual reads it and the
-    fields of ``cfg.train_task``."""
+def train_task_config(cfg: Any) -> Any:
+    """The config of ``cfg``'s training envs (a :class:`ResiPConfig` or an EXPO run's config: ``task``, ``wrench``,
+    ``num_envs``, ``train_task``): the task's, with the wrist sensor if the learner reads it and the fields of
+    ``cfg.train_task``."""
     fields = {f.name for f in dataclasses.fields(get_task(cfg.task).config_cls)}
     unknown = sorted(set(cfg.train_task) - fields)
     if unknown:

@@ -201,3 +201,37 @@ def test_demo_transitions_span_chunks(tmp_path):
     assert tr["valid"].flatten().tolist() == [1, 1, 1, 1, 1, 1, 0, 0]
     torch.testing.assert_close(tr["next_obs"][0], tr["obs"][2])
     torch.testing.assert_close(tr["next_cands"][5], tr["cands"][7])
+
+
+class _Offsets(nn.Module):
+    """Three members with offsets 0, 1, -1; candidate 1 (a[0] > 0) scores 0.01 more than candidate 0 on every
+    member, candidate 2 (a[1] > 0) 0.3 more on its mean but 0, 0.9, 0 member by member (they disagree)."""
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        off = torch.tensor([0.0, 1.0, -1.0])[:, None]
+        gain = torch.where(action[:, 0] > 0, torch.full((3, len(action)), 0.01), torch.zeros(3, len(action)))
+        spread = torch.tensor([0.0, 0.9, 0.0])[:, None] * (action[:, 1] > 0).float()
+        return off + gain + spread
+
+
+def _margin_agent(k: int, margin: float) -> EXPOAgent:
+    torch.manual_seed(0)
+    agent = EXPOAgent(EXPOConfig(num_q=3, hidden=(16, 16), num_candidates=k, select_margin=margin), 4, 2)
+    agent.critic.q = _Offsets()  # untrained edits are zero: each edit scores as its candidate
+    return agent
+
+
+def test_margin_keeps_candidate_0_unless_the_members_agree_another_is_better():
+    base = torch.tensor([[[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5]]]).expand(4, 3, 2)
+    for margin, want in ((0.0, 2), (1.0, 1)):
+        agent = _margin_agent(3, margin)
+        _, idx, _ = agent.select(torch.randn(4, 4), base, stochastic=False)
+        assert torch.equal(idx, torch.full((4,), want))
+    agent = _margin_agent(2, 1.0)
+    only_disagreeing = torch.tensor([[[-0.5, -0.5], [-0.5, 0.5]]]).expand(4, 2, 2)
+    _, idx, _ = agent.select(torch.randn(4, 4), only_disagreeing, stochastic=False)
+    assert torch.equal(idx, torch.zeros(4, dtype=torch.long))
+    base_policy = _tiny_base(obs_dim=2, act_dim=2)
+    agent = _margin_agent(3, 1.0)
+    _, idx = ActionSelector(agent, base_policy.policy)(torch.randn(4, 2, 2), base_policy.unnormalize_action(base))
+    assert torch.equal(idx, torch.full((4,), 1))  # the export applies the same rule
