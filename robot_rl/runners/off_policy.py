@@ -121,17 +121,14 @@ class OffPolicyRunner(Runner):
             for name, lrs in self.base_lrs.items():
                 for group, lr in zip(self.algo.optimizers()[name].param_groups, lrs, strict=True):
                     group["lr"] = lr * factor
-        stats: dict[str, torch.Tensor] = {}
+        stats: dict[str, torch.Tensor | float] = {}
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
             if isinstance(self.algo, TD3):  # RLtools: each critic and the actor sample a batch of their own
-                batch = self.buffer.sample(self.algo.batch_rows(oc.batch_size), self.gen)
-                actor_batch = (self.buffer.sample(oc.batch_size, self.gen)
-                               if self.cfg.td3.independent_batches and self.algo.actor_due(train_actor) else None)
-                stats = self.algo.update(batch, train_actor=train_actor, actor_batch=actor_batch)
+                stats = self.algo.update_from_replay(self.buffer, oc.batch_size, train_actor)
             else:
                 stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
-        return {k: v.item() for k, v in stats.items()}
+        return {k: float(v) for k, v in stats.items()}
 
     def _shaped(self, reward: torch.Tensor, terms: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """The reward the learner stores: the env's plus ``termination_reward`` and ``precision_bonus``."""
