@@ -36,7 +36,10 @@ clk = time.thread_time
 T: dict[str, float] = defaultdict(float)
 N: dict[str, int] = defaultdict(int)
 KERNELS = [k for k in dir(K) if not k.startswith("_") and callable(getattr(K, k)) and hasattr(getattr(K, k), "py_func")]
-TORCH_OPS = ("randn", "empty", "empty_like", "cat", "sum", "full_like", "tensor", "_foreach_lerp_", "_foreach_add_")
+SAMPLED = False
+"""``--sampled``: sample with ``ReplayBuffer.sample`` and then ``TD3.update`` (before ``update_from_replay``)."""
+TORCH_OPS = ("randn", "randint", "empty", "empty_like", "cat", "sum", "full_like", "tensor", "_foreach_lerp_",
+             "_foreach_add_")
 
 
 def timed(name: str, fn, *a, **k):
@@ -84,12 +87,16 @@ def updates(self: OffPolicyRunner, oc) -> dict[str, float]:
     stats: dict[str, torch.Tensor] = {}
     while self.update_credit >= 1.0:
         self.update_credit -= 1.0
-        batch = timed("sample (critic)", self.buffer.sample, self.algo.batch_rows(oc.batch_size), self.gen)
-        actor_batch = (timed("sample (actor)", self.buffer.sample, oc.batch_size, self.gen)
-                       if self.algo.actor_due(train_actor) else None)
-        stats = timed("update", self.algo.update, batch, train_actor=train_actor, actor_batch=actor_batch)
+        if SAMPLED:
+            batch = timed("sample (critic)", self.buffer.sample, self.algo.batch_rows(oc.batch_size), self.gen)
+            actor_batch = (timed("sample (actor)", self.buffer.sample, oc.batch_size, self.gen)
+                           if self.algo.actor_due(train_actor) else None)
+            stats = timed("update", self.algo.update, batch, train_actor=train_actor, actor_batch=actor_batch)
+        else:
+            stats = timed("update (+ replay sampling)", self.algo.update_from_replay, self.buffer, oc.batch_size,
+                          train_actor)
     t = clk()
-    out = {k: v.item() for k, v in stats.items()}
+    out = {k: float(v) for k, v in stats.items()}
     T["loss .item()"] += clk() - t
     return out
 
@@ -114,7 +121,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--step-by-step", action="store_true",
                     help="collect one env step per iteration (the fused path before the fused collection chunks)")
+    ap.add_argument("--sampled", action="store_true",
+                    help="sample with ReplayBuffer.sample, then TD3.update (the loop before TD3.update_from_replay)")
     args = ap.parse_args()
+    global SAMPLED
+    SAMPLED = args.sampled
     torch.set_num_threads(1)
     cfg = get_preset("paper-td3")
     cfg.seed, cfg.td3.fused = args.seed, True
@@ -140,11 +151,12 @@ def main() -> None:
         both: dict[str, float] = defaultdict(float)
         counts = {"critic": 0, "both": 0}
         update = td3_explicit.ExplicitTD3.update
+        from_replay = td3_explicit.ExplicitTD3.update_from_replay
 
-        def split_update(self, batch, train_actor, actor_batch):
+        def split_update(self, *args):
             ops.clear()
             t = clk()
-            out = update(self, batch, train_actor, actor_batch)
+            out = (update if SAMPLED else from_replay)(self, *args)
             total = clk() - t
             dest, key = (both, "both") if "actor_loss" in out else (crit, "critic")
             counts[key] += 1
@@ -153,7 +165,10 @@ def main() -> None:
                 dest[k] += v
             return out
 
-        td3_explicit.ExplicitTD3.update = split_update
+        if SAMPLED:
+            td3_explicit.ExplicitTD3.update = split_update
+        else:
+            td3_explicit.ExplicitTD3.update_from_replay = split_update
         OffPolicyRunner._iteration = iteration
         t0 = clk()
         runner.train(stop_at=args.start + 2 * args.steps)
