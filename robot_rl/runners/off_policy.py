@@ -11,6 +11,7 @@ from robot_rl.algorithms.td3 import TD3
 from robot_rl.config import TrainConfig
 from robot_rl.runners.base import Runner
 from robot_rl.runners.fused_collect import FusedCollector, unfused_reason
+from robot_rl.runners.fused_cycles import run_cycles
 from robot_rl.storage.replay import ReplayBuffer
 from sim.core import BatchedEnv
 
@@ -55,8 +56,13 @@ class OffPolicyRunner(Runner):
         done = min(1.0, (self.env_steps - oc.lr_decay_start) / max(1, oc.total_env_steps - oc.lr_decay_start))
         return 1.0 + done * (oc.lr_final_fraction - 1.0)
 
-    def _iteration(self) -> dict[str, float]:
+    def _iteration(self) -> dict[str, float | list[float]]:
         oc = self.cfg.off_policy
+        if self.collector is not None:  # every cycle up to the next boundary in one call, where that applies
+            out = run_cycles(self.collector)
+            if out is not None:
+                self._apply_curriculum(self._recompute_rewards)
+                return out
         steps = self._chunk_steps() if self.collector is not None and self.env_steps >= oc.random_steps else 0
         if steps:  # the steps up to the next update (or boundary) in one call; same draws, same values
             self.collector.collect(steps)
