@@ -53,7 +53,8 @@ class TD3Config:
     Polyak as kernels, no autograd); elsewhere (or without torch's ``sgemm_``) one autograd node per network
     (``mlp_function``/``ensemble_function``) with torch's fused Adam kernel. With an env that has a compiled
     step, the off-policy runner also collects the steps between two updates in one numba call
-    (``runners/fused_collect.py``, bit for bit its step-by-step loop).
+    (``runners/fused_collect.py``) and, once both optimizers have stepped, runs every collect + update cycle up to
+    its next boundary in one (``runners/fused_cycles.py``), bit for bit its step-by-step loop.
     Not the default: its float rounding differs from the plain path's, training amplifies that to different
     networks within ~1000 updates, and `panda-reach-sac` (SAC) seed 0 then learned to 0.60 held-out success
     against 1.00 on the plain path (benchmarks/README.md: rounding, not a bug)."""
