@@ -4,8 +4,10 @@ Trains ``paper-td3`` once (one torch thread; the preset's algorithm and hyper-pa
 the runner's training time (collection + updates, no evaluation) and env+train steps per second. ``--steps``
 measures a shorter run and extrapolates linearly to 300k steps: its JSON says so (``extrapolated``), and since
 the updates start at 15k/30k steps a run shorter than ~60k steps over-weights the cheap collection-only start.
-``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain|stepwise`` trains that path too
-(stepwise: the fused path collecting one env step per iteration, as before the fused collection chunks), in the
+``--no-fused`` runs the plain autograd path for comparison; ``--beside node|plain|stepwise|sampled`` trains that
+path too (stepwise: the fused path collecting one env step per iteration, as before the fused collection chunks;
+sampled: the fused path sampling each batch with ``ReplayBuffer.sample``, as before ``update_from_replay``;
+cyclewise: one collection and one update call per cycle, as before ``fused_cycles``), in the
 same process, alternating ``--chunk``-step chunks with the main run so that both see the same machine load.
 The paper's own C++ (RLtools) takes 47-62 s on this machine class; it is run side by side only where the
 ``rltools`` and ``l2f`` Python wheels are importable (they build from source), otherwise ``reference_wall_s`` is
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import tempfile
@@ -31,6 +34,7 @@ import torch
 
 from robot_rl.algorithms import td3_explicit
 from robot_rl.config import get_preset
+from robot_rl.runners import off_policy
 from robot_rl.runs import make_runner
 
 PAPER_STEPS = 300_000
@@ -61,6 +65,27 @@ def node_path(runner) -> Iterator[None]:
         td3_explicit.applies = explicit
 
 
+@contextlib.contextmanager
+def cyclewise() -> Iterator[None]:
+    """The off-policy loop without ``fused_cycles.run_cycles`` (``--beside cyclewise``): one collection call and
+    one update call per cycle, the runner's Python between them (the same draws and values)."""
+    run_cycles = off_policy.run_cycles
+    off_policy.run_cycles = lambda collector: None
+    try:
+        yield
+    finally:
+        off_policy.run_cycles = run_cycles
+
+
+def sample_then_update(algo, buffer, batch_size: int, train_actor: bool) -> dict[str, float]:
+    """``TD3.update_from_replay`` as the runner did it before (``--beside sampled``): ``buffer.sample`` for the
+    critic rows (and the actor's), then ``TD3.update`` on those tensors. The same draws and values."""
+    batch = buffer.sample(algo.batch_rows(batch_size), algo.gen)
+    actor_batch = (buffer.sample(batch_size, algo.gen) if algo.cfg.independent_batches and algo.actor_due(train_actor)
+                   else None)
+    return {k: float(v) for k, v in algo.update(batch, train_actor, actor_batch).items()}
+
+
 def count_cpu(runner) -> dict[str, float]:
     """Add up the CPU time of this thread spent in ``runner``'s iterations (collection + updates, as its
     ``train_time_s`` counts wall time): what the run costs a core, whatever the machine's load."""
@@ -82,10 +107,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=PAPER_STEPS, help="env steps to run (< 300k: extrapolated)")
     ap.add_argument("--no-fused", action="store_true", help="plain autograd update path (TD3Config.fused=False)")
-    ap.add_argument("--beside", choices=("", "node", "plain", "stepwise"), default="",
+    ap.add_argument("--beside", choices=("", "node", "plain", "stepwise", "sampled", "cyclewise"), default="",
                     help="also train this path in the same process, alternating --chunk steps with the main run "
                          "(same load for both): node = the fused path before the explicit update, plain = autograd, "
-                         "stepwise = the fused path collecting step by step (no fused collection chunks)")
+                         "stepwise = the fused path collecting step by step (no fused collection chunks), "
+                         "sampled = the fused path sampling with ReplayBuffer.sample before each TD3.update (the "
+                         "loop before TD3.update_from_replay), cyclewise = the fused path with one collection call and "
+                         "one update call per cycle (the loop before fused_cycles.run_cycles)")
     ap.add_argument("--chunk", type=int, default=10_000)
     ap.add_argument("--out", default="", help="keep the run directory here (default: a temporary one)")
     args = ap.parse_args()
@@ -107,12 +135,15 @@ def main() -> None:
             out = runner.train()
         else:
             other = make_runner(config(args.beside != "plain"), Path(tmp) / args.beside)
-            if args.beside != "plain":  # both fused paths before this change collected step by step
+            if args.beside in ("node", "stepwise"):  # the fused paths before the fused collection: step by step
                 other.collector = None
+            if args.beside == "sampled":
+                other.algo.update_from_replay = functools.partial(sample_then_update, other.algo)
             other_cpu = count_cpu(other)
             for stop in range(args.chunk, args.steps + args.chunk, args.chunk):
                 out = runner.train(stop_at=stop)
-                with node_path(other) if args.beside == "node" else contextlib.nullcontext():
+                with (node_path(other) if args.beside == "node" else cyclewise() if args.beside == "cyclewise"
+                      else contextlib.nullcontext()):
                     beside = other.train(stop_at=stop)
     wall = out["train_time_s"]
     steps_per_s = out["env_steps"] / wall

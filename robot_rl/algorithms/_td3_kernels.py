@@ -16,7 +16,7 @@ Activation codes are :data:`robot_rl.models.mlp_act.ACTIVATION_CODES`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import literal_unroll, njit
 
 from robot_rl.models._blas import mm
 from robot_rl.models.mlp_act import activate_slope
@@ -242,3 +242,60 @@ def lerp_(targets, sources, tau):
         a, b = targets[t], sources[t]
         for k in range(a.size):
             a[k] = a[k] + w * (b[k] - a[k])
+
+
+@njit(cache=True, error_model="numpy")
+def gather_(table, idx, c0, c1, out):
+    """``out[r] = table[idx[r], c0:c1]`` as explicit row loops (contiguous inner copies that LLVM vectorises; an
+    array-slice assignment per row, ``out[r] = table[i]``, measured slower than torch's ``index_select``)."""
+    w = c1 - c0
+    for r in range(idx.size):
+        src = table[idx[r], c0:c1]
+        dst = out[r]
+        for c in range(w):
+            dst[c] = src[c]
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_groups(groups, hyper):
+    """:func:`adam_` on every parameter group ``(params, grads, exp_avg, exp_avg_sq, steps, decay)``; ``hyper[g]``
+    = lr, beta1, beta2, eps of group ``g``."""
+    g = 0
+    for grp in literal_unroll(groups):
+        adam_(grp[0], grp[1], grp[2], grp[3], grp[4], grp[5], hyper[g, 0], hyper[g, 1], hyper[g, 2], hyper[g, 3])
+        g += 1
+
+
+@njit(cache=True, error_model="numpy")
+def update_from_replay(table, idx_c, idx_a, eps, cols, rows_c, rows_a, nets, grads, adams, hypers, polyak, flags,
+                       consts, loss, s):
+    """One whole TD3 update from replay rows ``idx_c`` (critics) and ``idx_a`` (actor; empty: the critic rows):
+    the columns each step reads are gathered into ``rows_c`` (table columns ``cols[0]:``, from ``critic_obs`` to the
+    end) and ``rows_a`` (``0:cols[1]``, ``policy_obs`` and ``critic_obs``); then :func:`critic_grads`, the critics'
+    Adam, with ``flags[0]`` the actor's step, its Adam and the actor target's Polyak step, with ``flags[1]`` the
+    critic targets' Polyak step. ``cols`` (relative to ``rows_c``): reward, next_policy_obs, next_critic_obs,
+    terminated, then the widths of policy_obs, critic_obs, action. ``nets`` = actor, actor target, critic, critic
+    target (weights, biases); ``consts`` = target noise, its clip, gamma, tau. Returns the actor step's mean Q."""
+    rc, np0, nc0, tc, pd, cd, ad = cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8]
+    c_end = cols[0] + rows_c.shape[1]
+    gather_(table, idx_c, cols[0], c_end, rows_c)
+    rows = rows_c[:idx_c.size]
+    actor, actor_t, critic, critic_t = nets
+    critic_grads(rows[:, np0:np0 + pd], rows[:, nc0:nc0 + cd], rows[:, rc], rows[:, tc], rows[:, 0:cd + ad], eps,
+                 actor_t[0], actor_t[1], critic_t[0], critic_t[1], critic[0], critic[1], grads[0][0], grads[0][1],
+                 flags[2], np.float32(consts[0]), np.float32(consts[1]), np.float32(consts[2]), flags[3] != 0, loss, s)
+    _adam_groups(adams[0], hypers[0])
+    mean_q = 0.0
+    if flags[0]:
+        if idx_a.size:
+            gather_(table, idx_a, 0, cols[1], rows_a)
+            pol, cri = rows_a[:idx_a.size, 0:pd], rows_a[:idx_a.size, pd:pd + cd]
+        else:  # the shared batch: its policy_obs was not gathered
+            gather_(table, idx_c, 0, cols[1], rows_a)
+            pol, cri = rows_a[:idx_c.size, 0:pd], rows_a[:idx_c.size, pd:pd + cd]
+        mean_q = actor_grads(pol, cri, actor[0], actor[1], critic[0], critic[1], grads[1][0], grads[1][1], flags[2], s)
+        _adam_groups(adams[1], hypers[1])
+        lerp_(polyak[0][0], polyak[0][1], consts[3])
+    if flags[1]:
+        lerp_(polyak[1][0], polyak[1][1], consts[3])
+    return mean_q

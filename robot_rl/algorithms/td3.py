@@ -15,6 +15,7 @@ from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP
 from robot_rl.models.mlp_act import ACTIVATION_CODES, NumbaActor
 from robot_rl.models.mlp_function import mlp_forward
+from robot_rl.storage.replay import ReplayBuffer
 
 
 @dataclass
@@ -52,7 +53,8 @@ class TD3Config:
     Polyak as kernels, no autograd); elsewhere (or without torch's ``sgemm_``) one autograd node per network
     (``mlp_function``/``ensemble_function``) with torch's fused Adam kernel. With an env that has a compiled
     step, the off-policy runner also collects the steps between two updates in one numba call
-    (``runners/fused_collect.py``, bit for bit its step-by-step loop).
+    (``runners/fused_collect.py``) and, once both optimizers have stepped, runs every collect + update cycle up to
+    its next boundary in one (``runners/fused_cycles.py``), bit for bit its step-by-step loop.
     Not the default: its float rounding differs from the plain path's, training amplifies that to different
     networks within ~1000 updates, and `panda-reach-sac` (SAC) seed 0 then learned to 0.60 held-out success
     against 1.00 on the plain path (benchmarks/README.md: rounding, not a bug)."""
@@ -116,6 +118,23 @@ class TD3:
     def actor_due(self, train_actor: bool) -> bool:
         """Whether the next :meth:`update` will also step the actor."""
         return train_actor and (self.num_updates + 1) % self.cfg.policy_delay == 0
+
+    def update_from_replay(self, buffer: ReplayBuffer, batch_size: int, train_actor: bool = True) -> dict[str, float]:
+        """Sample from ``buffer`` and :meth:`update`: the critic rows (:meth:`batch_rows`), then with
+        ``independent_batches`` the actor's own ``batch_size`` rows when :meth:`actor_due`, all with this TD3's
+        generator. On the explicit path sampling and update are one numba call (the same draws and values,
+        ``ExplicitTD3.update_from_replay``). Returns the losses as floats."""
+        c = self.cfg
+        if c.fused and td3_explicit.applies(self):
+            if self._explicit is None:
+                self._explicit = ExplicitTD3(self)
+            out = self._explicit.update_from_replay(buffer, batch_size, train_actor)
+            if out is not None:
+                return out
+        batch = buffer.sample(self.batch_rows(batch_size), self.gen)
+        actor_batch = (buffer.sample(batch_size, self.gen) if c.independent_batches and self.actor_due(train_actor)
+                       else None)
+        return {k: float(v) for k, v in self.update(batch, train_actor, actor_batch).items()}
 
     def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
                actor_batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

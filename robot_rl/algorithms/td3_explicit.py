@@ -29,9 +29,11 @@ from robot_rl.algorithms.common import fused_adam_step
 from robot_rl.distributed import average_gradients, optimizer_params
 from robot_rl.models import _blas
 from robot_rl.models.mlp_act import ACTIVATION_CODES
+from robot_rl.storage.replay import FIELDS
 
 if TYPE_CHECKING:
     from robot_rl.algorithms.td3 import TD3
+    from robot_rl.storage.replay import ReplayBuffer
 
 
 def _arr(t: torch.Tensor) -> np.ndarray:
@@ -65,26 +67,41 @@ class _NumbaAdam:
         self.state: object = None
         self.groups: list[tuple] = []
 
-    def __call__(self) -> None:
+    def _ready(self) -> bool:
+        """Views of the optimizer's state as it is now; False while the state does not exist yet."""
         opt = self.opt
-        if opt.state is not self.state:
-            if any(p not in opt.state for p in optimizer_params(opt)):  # the first step builds the state
-                fused_adam_step(opt)
-                return
-            self.groups = []
-            for g in opt.param_groups:
-                st = [opt.state[p] for p in g["params"]]
-                if any(x["step"].dtype != torch.float32 or x["step"].numel() != 1 for x in st):
-                    raise ValueError("the explicit TD3 update needs fused Adam's float32 step counters")
-                self.groups.append((tuple(_flat(p) for p in g["params"]),
-                                    tuple(_flat(p.grad) for p in g["params"]),
-                                    tuple(_flat(x["exp_avg"]) for x in st), tuple(_flat(x["exp_avg_sq"]) for x in st),
-                                    tuple(x["step"].numpy().reshape(1) for x in st),
-                                    np.full(len(st), g["weight_decay"], np.float64), g))
-            self.state = opt.state
+        if opt.state is self.state:
+            return True
+        if any(p not in opt.state for p in optimizer_params(opt)):  # the first step builds the state
+            return False
+        self.groups = []
+        for g in opt.param_groups:
+            st = [opt.state[p] for p in g["params"]]
+            if any(x["step"].dtype != torch.float32 or x["step"].numel() != 1 for x in st):
+                raise ValueError("the explicit TD3 update needs fused Adam's float32 step counters")
+            self.groups.append((tuple(_flat(p) for p in g["params"]),
+                                tuple(_flat(p.grad) for p in g["params"]),
+                                tuple(_flat(x["exp_avg"]) for x in st), tuple(_flat(x["exp_avg_sq"]) for x in st),
+                                tuple(x["step"].numpy().reshape(1) for x in st),
+                                np.full(len(st), g["weight_decay"], np.float64), g))
+        self.state = opt.state
+        return True
+
+    def __call__(self) -> None:
+        if not self._ready():
+            fused_adam_step(self.opt)
+            return
         for params, grads, m, v, steps, decay, g in self.groups:
             beta1, beta2 = g["betas"]
             K.adam_(params, grads, m, v, steps, decay, float(g["lr"]), float(beta1), float(beta2), float(g["eps"]))
+
+    def kernel_args(self) -> tuple[tuple, np.ndarray] | None:
+        """The groups ``(params, grads, exp_avg, exp_avg_sq, steps, decay)`` and their ``[lr, beta1, beta2, eps]``
+        rows for :func:`~robot_rl.algorithms._td3_kernels.update_from_replay`; None until the state exists."""
+        if not self._ready():
+            return None
+        hyper = np.array([[g["lr"], *g["betas"], g["eps"]] for *_, g in self.groups], np.float64)
+        return tuple(grp[:6] for grp in self.groups), hyper
 
 
 class ExplicitTD3:
@@ -202,6 +219,65 @@ class ExplicitTD3:
         if algo.num_updates % c.critic_target_delay == 0:
             K.lerp_(*self.polyak_critic, c.tau)
         return out
+
+    def update_from_replay(self, buffer: ReplayBuffer, batch_size: int, train_actor: bool) -> dict[str, float] | None:
+        """``buffer.sample`` (the critic rows, and the actor's with ``independent_batches`` when it is due) followed
+        by :meth:`update`, in one numba call with the same random draws (torch's, in that order) and the same
+        values; the update reads only the columns it needs, gathered from the replay table. Returns the losses as
+        floats, or None (nothing drawn, nothing changed) where it does not apply: a buffer that is not a CPU table
+        in ``FIELDS`` order, a distributed run, a step whose optimizer has no state yet (its first step goes through
+        torch, which creates it)."""
+        algo, c = self.algo, self.algo.cfg
+        if buffer._np is None or buffer.fields != list(FIELDS) or distributed.active():
+            return None
+        self._views()
+        actor_step = algo.actor_due(train_actor)
+        critic_adam, actor_adam = self.critic_adam.kernel_args(), self.actor_adam.kernel_args()
+        if critic_adam is None or (actor_step and actor_adam is None):
+            return None
+        actor_adam = actor_adam or critic_adam  # (not read without an actor step)
+        gen, dev = algo.gen, buffer.device
+        rows = algo.batch_rows(batch_size)
+        idx_c = torch.randint(0, buffer.size, (rows,), generator=gen, device=dev)
+        idx_a = (torch.randint(0, buffer.size, (batch_size,), generator=gen, device=dev)
+                 if c.independent_batches and actor_step else self._no_rows)
+        eps = torch.randn((rows, algo.action_dim), generator=gen)
+        if self._rows is None or self._rows[0].shape[0] < rows or self._rows[1].shape[0] < max(rows, batch_size):
+            self._rows = self._row_buffers(buffer, max(rows, batch_size))
+        algo.num_updates += 1
+        flags = np.array([actor_step, algo.num_updates % c.critic_target_delay == 0, self.code,
+                          c.independent_batches], np.int64)
+        consts = np.array([c.target_noise, c.target_noise_clip, c.gamma, c.tau], np.float64)
+        mean_q = K.update_from_replay(
+            buffer._np, idx_c.numpy(), idx_a.numpy(), eps.numpy(), self._cols(buffer), *self._rows,
+            (self.actor_np, self.actor_target_np, self.critic_np, self.critic_target_np),
+            (self.critic_grads_np, self.actor_grads_np), (critic_adam[0], actor_adam[0]),
+            (critic_adam[1], actor_adam[1]), (self.polyak_actor, self.polyak_critic), flags, consts, self.loss,
+            self.scratch)
+        out = {"critic_loss": float(np.float32(self.loss.sum()))}
+        if actor_step:
+            out["actor_loss"] = float(np.float32(-mean_q))
+        return out
+
+    _no_rows = torch.zeros(0, dtype=torch.int64)
+    _rows: tuple[np.ndarray, np.ndarray] | None = None
+
+    @staticmethod
+    def _cols(buffer: ReplayBuffer) -> np.ndarray:
+        """:func:`~robot_rl.algorithms._td3_kernels.update_from_replay`'s column map of ``buffer``'s table."""
+        col = buffer.columns
+        c0 = col["critic_obs"].start
+        return np.array([c0, col["critic_obs"].stop, col["reward"].start - c0, col["next_policy_obs"].start - c0,
+                         col["next_critic_obs"].start - c0, col["terminated"].start - c0,
+                         col["policy_obs"].stop - col["policy_obs"].start,
+                         col["critic_obs"].stop - c0, col["action"].stop - col["action"].start], np.int64)
+
+    @staticmethod
+    def _row_buffers(buffer: ReplayBuffer, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The gathered rows of the critic step (table columns from critic_obs on) and of the actor step (policy_obs
+        and critic_obs); torch allocates them (64-byte aligned, as ``index_select``'s output)."""
+        width, c0 = buffer.table.shape[1], buffer.columns["critic_obs"].start
+        return (torch.empty(rows, width - c0).numpy(), torch.empty(rows, buffer.columns["critic_obs"].stop).numpy())
 
 
 __all__ = ["ExplicitTD3", "applies"]

@@ -172,8 +172,11 @@ class Runner:
             self.iteration_limit = min(x for x in (total, next_log, next_eval, next_ckpt) if x is not None)
             t0 = time.perf_counter()
             before = self.env_steps
-            for k, v in self._iteration().items():
-                losses.setdefault(k, []).append(float(v))
+            for k, v in self._iteration().items():  # a value per update, or a list (several cycles in one call)
+                if isinstance(v, list):
+                    losses.setdefault(k, []).extend(v)
+                else:
+                    losses.setdefault(k, []).append(float(v))
             self.train_time += time.perf_counter() - t0
             bar.update(self.env_steps - before)
             if self.env_steps >= next_log:

@@ -11,6 +11,7 @@ from robot_rl.algorithms.td3 import TD3
 from robot_rl.config import TrainConfig
 from robot_rl.runners.base import Runner
 from robot_rl.runners.fused_collect import FusedCollector, unfused_reason
+from robot_rl.runners.fused_cycles import run_cycles
 from robot_rl.storage.replay import ReplayBuffer
 from sim.core import BatchedEnv
 
@@ -55,8 +56,13 @@ class OffPolicyRunner(Runner):
         done = min(1.0, (self.env_steps - oc.lr_decay_start) / max(1, oc.total_env_steps - oc.lr_decay_start))
         return 1.0 + done * (oc.lr_final_fraction - 1.0)
 
-    def _iteration(self) -> dict[str, float]:
+    def _iteration(self) -> dict[str, float | list[float]]:
         oc = self.cfg.off_policy
+        if self.collector is not None:  # every cycle up to the next boundary in one call, where that applies
+            out = run_cycles(self.collector)
+            if out is not None:
+                self._apply_curriculum(self._recompute_rewards)
+                return out
         steps = self._chunk_steps() if self.collector is not None and self.env_steps >= oc.random_steps else 0
         if steps:  # the steps up to the next update (or boundary) in one call; same draws, same values
             self.collector.collect(steps)
@@ -121,17 +127,14 @@ class OffPolicyRunner(Runner):
             for name, lrs in self.base_lrs.items():
                 for group, lr in zip(self.algo.optimizers()[name].param_groups, lrs, strict=True):
                     group["lr"] = lr * factor
-        stats: dict[str, torch.Tensor] = {}
+        stats: dict[str, torch.Tensor | float] = {}
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
             if isinstance(self.algo, TD3):  # RLtools: each critic and the actor sample a batch of their own
-                batch = self.buffer.sample(self.algo.batch_rows(oc.batch_size), self.gen)
-                actor_batch = (self.buffer.sample(oc.batch_size, self.gen)
-                               if self.cfg.td3.independent_batches and self.algo.actor_due(train_actor) else None)
-                stats = self.algo.update(batch, train_actor=train_actor, actor_batch=actor_batch)
+                stats = self.algo.update_from_replay(self.buffer, oc.batch_size, train_actor)
             else:
                 stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
-        return {k: v.item() for k, v in stats.items()}
+        return {k: float(v) for k, v in stats.items()}
 
     def _shaped(self, reward: torch.Tensor, terms: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """The reward the learner stores: the env's plus ``termination_reward`` and ``precision_bonus``."""

@@ -121,3 +121,47 @@ def test_numba_adam_matches_torch_fused_adamw():
     for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert all(float(opts[1].state[p]["step"]) == 5 for p in nets[1].parameters())
+
+
+@pytest.mark.parametrize(("independent", "hidden", "critics"), [(True, (32, 32), 2), (False, (16, 24, 8), 3)])
+def test_update_from_replay_is_sample_then_update_bit_for_bit(independent, hidden, critics):
+    """The one-call update gathers the columns it reads from the table itself: same draws, same values."""
+    from robot_rl.storage.replay import ReplayBuffer
+
+    buf = ReplayBuffer.for_env(400, 5, 9, 3, 2)
+    g = torch.Generator().manual_seed(0)
+    buf.add(**{k: torch.randn(300, *([w] if w else []), generator=g) for k, w in
+               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
+                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
+    buf.data["terminated"][:300] = (torch.rand(300, generator=g) < 0.2).float()
+
+    def make(fused):
+        cfg = TD3Config(actor_hidden=hidden, critic_hidden=hidden[::-1], independent_batches=independent,
+                        num_critics=critics, fused=fused)
+        return TD3(cfg, 5, 9, 3, torch.Generator().manual_seed(7))
+
+    torch.manual_seed(1)
+    sampled = make(True)
+    torch.manual_seed(1)
+    one_call = make(True)
+    torch.manual_seed(1)
+    plain = make(False)  # the plain autograd path, from the same weights and generator: to 1e-6
+    for i in range(12):
+        train_actor = i >= 3
+        b = buf.sample(sampled.batch_rows(32), sampled.gen)
+        ab = buf.sample(32, sampled.gen) if independent and sampled.actor_due(train_actor) else None
+        expected = {k: float(v) for k, v in sampled.update(b, train_actor, ab).items()}
+        assert one_call.update_from_replay(buf, 32, train_actor) == expected
+        assert plain.update_from_replay(buf, 32, train_actor).keys() == expected.keys()
+        # the first critic and the first actor step build Adam's state through torch (sample + update)
+        assert (one_call._explicit._rows is not None) == (i > 0)
+        for name, m in sampled.modules().items():
+            for (k, x), (_, y), (_, z) in zip(m.state_dict().items(), one_call.modules()[name].state_dict().items(),
+                                              plain.modules()[name].state_dict().items(), strict=True):
+                assert torch.equal(x, y), f"{name}.{k} after {i + 1} updates"
+                torch.testing.assert_close(z, x, rtol=1e-6, atol=1e-6)
+        assert torch.equal(sampled.gen.get_state(), one_call.gen.get_state())
+        assert torch.equal(plain.gen.get_state(), one_call.gen.get_state())
+    for a, b in zip(sampled.optimizers().values(), one_call.optimizers().values(), strict=True):
+        for sa, sb in zip(a.state.values(), b.state.values(), strict=True):
+            assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -5,6 +5,7 @@ import csv
 import pytest
 import torch
 
+from robot_rl.runners import fused_cycles, off_policy
 from robot_rl.runners.off_policy import OffPolicyRunner
 from robot_rl.runs import make_runner
 from sim.quadrotor.vehicles import VehicleDistribution
@@ -48,7 +49,8 @@ def assert_same_run(a, b):
     assert torch.equal(a.ep_return, b.ep_return) and torch.equal(a.ep_length, b.ep_length)
 
 
-def test_fused_chunks_are_the_step_by_step_loop_bit_for_bit(tmp_path):
+def test_fused_chunks_are_the_step_by_step_loop_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setattr(off_policy, "run_cycles", lambda collector: None)  # one chunk per iteration (tested below)
     chunked, stepped = make_runner(fused_td3(), tmp_path / "a"), make_runner(fused_td3(), tmp_path / "b")
     assert chunked.collector is not None, chunked.unfused_reason
     calls = count_calls(chunked)
@@ -64,6 +66,32 @@ def test_fused_chunks_are_the_step_by_step_loop_bit_for_bit(tmp_path):
     assert chunked.env.reward_weights == chunked.curriculum.weights_at(3)
     terminated = chunked.buffer.data["terminated"][: chunked.buffer.size]
     assert terminated.sum() > 0  # episodes ended inside chunks: final observations and the termination reward
+
+
+def test_cycles_in_one_call_are_the_step_by_step_loop_bit_for_bit(tmp_path, monkeypatch):
+    """``fused_cycles.run_cycles``: every collect + update cycle up to the next boundary in one call."""
+    cycled, stepped = make_runner(fused_td3(), tmp_path / "a"), make_runner(fused_td3(), tmp_path / "b")
+    stepped.collector = None
+    spans = []
+
+    def run_cycles(collector):
+        out = fused_cycles.run_cycles(collector)
+        spans.append(None if out is None else len(out["critic_loss"]))
+        return out
+
+    monkeypatch.setattr(off_policy, "run_cycles", run_cycles)
+    for r in (cycled, stepped):
+        r.train()
+    assert_same_run(cycled, stepped)
+    for a, b in zip(cycled.algo.optimizers().values(), stepped.algo.optimizers().values(), strict=True):
+        for sa, sb in zip(a.state.values(), b.state.values(), strict=True):
+            assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    logged = [metrics(tmp_path / d) for d in "ab"]
+    assert logged[0] == logged[1] and "actor_loss" in logged[0][-1]
+    # from the first actor step on (Adam's state exists), several cycles per call between the boundaries; the
+    # cycle that reaches a curriculum stage runs as a chunk (its rewards are rewritten before its update)
+    done = [n for n in spans if n is not None]
+    assert max(done) >= 2 and sum(done) > len(done) and None in spans
 
 
 def test_fused_chunk_matches_plain_td3_collection(tmp_path):
