@@ -27,6 +27,22 @@ if TYPE_CHECKING:
     from robot_rl.runners.fused_collect import FusedCollector
 
 
+def steps_to_update(credit: float, at: int, most: int, per: int, n: int, critic_starts: int,
+                    updates_per_step: float) -> tuple[int, float, int]:
+    """The plain off-policy loop's env steps from env step ``at`` (``per`` env steps each, ``n`` envs in this
+    process) until its update credit reaches one, at most ``most``: ``(steps, credit, env step)`` after them. The
+    one place of this arithmetic, so that the fused loops plan exactly the plain loop's cycles."""
+    steps = 0
+    while steps < most:
+        steps += 1
+        at += per
+        if at >= critic_starts:
+            credit += n * updates_per_step
+            if credit >= 1.0:
+                break
+    return steps, credit, at
+
+
 def _plan(collector: FusedCollector) -> tuple[list[tuple[int, list[tuple[bool, bool, int]]]], float, int]:
     """The cycles up to the next boundary: ``(env steps, [(actor step, critic-target step, replay size)])`` each,
     and the update credit and update count after them. A cycle that reaches the next curriculum stage is left out
@@ -44,14 +60,7 @@ def _plan(collector: FusedCollector) -> tuple[list[tuple[int, list[tuple[bool, b
     plan: list[tuple[int, list[tuple[bool, bool, int]]]] = []
     while at < limit and used < room:
         most = min(max(1, -(-(limit - at) // per)), room - used)
-        steps, cycle_credit, cycle_at = 0, credit, at
-        while steps < most:  # OffPolicyRunner._chunk_steps
-            steps += 1
-            cycle_at += per
-            if cycle_at >= oc.critic_starts:
-                cycle_credit += n * oc.updates_per_step
-                if cycle_credit >= 1.0:
-                    break
+        steps, cycle_credit, cycle_at = steps_to_update(credit, at, most, per, n, oc.critic_starts, oc.updates_per_step)
         if stage_end is not None and cycle_at >= stage_end:
             break
         size = min(size + steps * n, r.buffer.capacity)

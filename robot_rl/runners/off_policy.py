@@ -11,7 +11,7 @@ from robot_rl.algorithms.td3 import TD3
 from robot_rl.config import TrainConfig
 from robot_rl.runners.base import Runner
 from robot_rl.runners.fused_collect import FusedCollector, unfused_reason
-from robot_rl.runners.fused_cycles import run_cycles
+from robot_rl.runners.fused_cycles import run_cycles, steps_to_update
 from robot_rl.storage.replay import ReplayBuffer
 from sim.core import BatchedEnv
 
@@ -87,15 +87,8 @@ class OffPolicyRunner(Runner):
         if every > 0:
             limit = min(limit, (self.env_steps // every + 1) * every)
         most = min(max(1, -(-(limit - self.env_steps) // per)), (self.buffer.capacity - self.buffer.pos) // n)
-        credit, steps, at = self.update_credit, 0, self.env_steps
-        while steps < most:
-            steps += 1
-            at += per
-            if at >= oc.critic_starts:
-                credit += n * oc.updates_per_step
-                if credit >= 1.0:
-                    break
-        self.update_credit = credit
+        steps, self.update_credit, _ = steps_to_update(self.update_credit, self.env_steps, most, per, n,
+                                                       oc.critic_starts, oc.updates_per_step)
         return steps
 
     def _collect_step(self) -> None:
