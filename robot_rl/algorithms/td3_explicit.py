@@ -242,14 +242,13 @@ class ExplicitTD3:
         idx_a = (torch.randint(0, buffer.size, (batch_size,), generator=gen, device=dev)
                  if c.independent_batches and actor_step else self._no_rows)
         eps = torch.randn((rows, algo.action_dim), generator=gen)
-        if self._rows is None or self._rows[0].shape[0] < rows or self._rows[1].shape[0] < max(rows, batch_size):
-            self._rows = self._row_buffers(buffer, max(rows, batch_size))
         algo.num_updates += 1
         flags = np.array([actor_step, algo.num_updates % c.critic_target_delay == 0, self.code,
                           c.independent_batches], np.int64)
         consts = np.array([c.target_noise, c.target_noise_clip, c.gamma, c.tau], np.float64)
         mean_q = K.update_from_replay(
-            buffer._np, idx_c.numpy(), idx_a.numpy(), eps.numpy(), self._cols(buffer), *self._rows,
+            buffer._np, idx_c.numpy(), idx_a.numpy(), eps.numpy(),
+            *self.gather_args(buffer, max(rows, batch_size)),
             (self.actor_np, self.actor_target_np, self.critic_np, self.critic_target_np),
             (self.critic_grads_np, self.actor_grads_np), (critic_adam[0], actor_adam[0]),
             (critic_adam[1], actor_adam[1]), (self.polyak_actor, self.polyak_critic), flags, consts, self.loss,
@@ -260,7 +259,14 @@ class ExplicitTD3:
         return out
 
     _no_rows = torch.zeros(0, dtype=torch.int64)
-    _rows: tuple[np.ndarray, np.ndarray] | None = None
+    _gather: tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def gather_args(self, buffer: ReplayBuffer, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The replay kernels' column map of ``buffer``'s table and their gathered-row buffers for up to ``rows``
+        rows (critic step, actor step); kept between calls, rebuilt for another buffer or more rows."""
+        if self._gather is None or self._gather[0] is not buffer or self._gather[2].shape[0] < rows:
+            self._gather = (buffer, self._cols(buffer), *self._row_buffers(buffer, rows))
+        return self._gather[1:]
 
     @staticmethod
     def _cols(buffer: ReplayBuffer) -> np.ndarray:

@@ -120,8 +120,6 @@ def run_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
             updates[u] = actor, target, i, rows, i + rows, na, u * rows
             i += rows + na
             u += 1
-    if ex._rows is None or ex._rows[0].shape[0] < rows or ex._rows[1].shape[0] < max(rows, bs):
-        ex._rows = ex._row_buffers(buf, max(rows, bs))
     if collector.finished.shape[0] < steps * n:
         collector.finished = np.empty((steps * n, 2), np.float32)
     losses, mean_q = np.zeros((len(ups), c.num_critics), np.float64), np.zeros(len(ups), np.float64)
@@ -131,8 +129,9 @@ def run_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
     done = kernel(table, updates, noise.numpy(), idx.numpy(), eps.numpy(), obs_p, obs_c,
                   np.float32(c.exploration_noise), actor_w, actor_b, algo._numba_actor.codes[0],
                   OUTPUT_CODES[algo.actor.output], buf._np, buf.pos, r.ep_return.numpy(), r.ep_length.numpy(),
-                  collector.finished, float(oc.termination_reward), collector.step.ctx, ex.scratch, ex._cols(buf),
-                  *ex._rows, (ex.actor_np, ex.actor_target_np, ex.critic_np, ex.critic_target_np),
+                  collector.finished, float(oc.termination_reward), collector.step.ctx, ex.scratch,
+                  *ex.gather_args(buf, max(rows, bs)),
+                  (ex.actor_np, ex.actor_target_np, ex.critic_np, ex.critic_target_np),
                   (ex.critic_grads_np, ex.actor_grads_np), (critic_adam[0], actor_adam[0]),
                   (critic_adam[1], actor_adam[1]), (ex.polyak_actor, ex.polyak_critic),
                   np.array([c.target_noise, c.target_noise_clip, c.gamma, c.tau], np.float64), ex.code,

@@ -154,7 +154,7 @@ def test_update_from_replay_is_sample_then_update_bit_for_bit(independent, hidde
         assert one_call.update_from_replay(buf, 32, train_actor) == expected
         assert plain.update_from_replay(buf, 32, train_actor).keys() == expected.keys()
         # the first critic and the first actor step build Adam's state through torch (sample + update)
-        assert (one_call._explicit._rows is not None) == (i > 0)
+        assert (one_call._explicit._gather is not None) == (i > 0)
         for name, m in sampled.modules().items():
             for (k, x), (_, y), (_, z) in zip(m.state_dict().items(), one_call.modules()[name].state_dict().items(),
                                               plain.modules()[name].state_dict().items(), strict=True):
