@@ -14,6 +14,11 @@ schedule, input checks, clamping, action mapping, rate limiting and safe command
   step and its edit (the action repeated ``k`` times as candidates). Asynchronous mode chooses the chunk on the
   history its query was made from and runs the step's selection on the current one.
 
+An EXPO selector that reads a wrist force/torque sensor (``composition.wrench``) also takes ``wrench`` ``[batch,
+6]`` (raw N, N m; its fixed scale is folded into the graph), fed from :attr:`ChunkedPolicyRunner.wrench` exactly as
+a residual's (:mod:`deploy.chunked_runtime`): the chunk choice reads the reading of the step its query was made in,
+each step's selection the current one.
+
 Scores that tie go to the lowest index (numpy's argmax), so a constant value runs the base.
 """
 
@@ -58,9 +63,15 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
             raise ModelError(f"{path}: cannot load ({type(exc).__name__}: {str(exc)[:200]})") from None
         want = ["chunk", "obs"] if self.score_kind == "chunk" else ["candidates", "obs"]
-        got = sorted(i.name for i in self.selector.get_inputs())
-        if got != want:
-            raise ModelError(f"{path}: a {self.score_kind!r} network takes inputs {want}, got {got}")
+        if self.wrench is not None:
+            if self.score_kind != "action":
+                raise ModelError(f"{self.export_dir}: composition.wrench is implemented for score 'action' (EXPO) "
+                                 f"only, got score {self.score_kind!r}")
+            want.append("wrench")
+        ins = {i.name: i.shape for i in self.selector.get_inputs()}
+        if sorted(ins) != sorted(want) or ("wrench" in ins and list(ins["wrench"][1:]) != [6]):
+            why = " (policy.json composition.wrench and the network must agree)" if "wrench" in [*ins, *want] else ""
+            raise ModelError(f"{path}: a {self.score_kind!r} network takes inputs {sorted(want)}{why}, got {ins}")
         outs = [o.name for o in self.selector.get_outputs()]
         if self.score_kind == "action" and outs != ["action", "index"]:
             raise ModelError(f"{path}: an EXPO selector returns 'action' and 'index' (chunk-level selection), got "
@@ -68,20 +79,28 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
         self._sel_out = outs[:1]
         self._cand = np.zeros((1, self.k, int(spec["action"]["size"])), dtype=np.float32)
 
-    def run_selector(self, obs: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """The composition network on a batch: histories and chunks (``score: chunk``) or candidates."""
-        name = "chunk" if self.score_kind == "chunk" else "candidates"
-        return self.selector.run(self._sel_out, {"obs": np.ascontiguousarray(obs, np.float32),
-                                                 name: np.ascontiguousarray(second, np.float32)})[0]
+    def _selector_feed(self, obs: np.ndarray, second: np.ndarray, wrench: np.ndarray | None) -> dict[str, np.ndarray]:
+        feed = {"obs": np.ascontiguousarray(obs, np.float32),
+                "chunk" if self.score_kind == "chunk" else "candidates": np.ascontiguousarray(second, np.float32)}
+        if self.wrench is not None:
+            feed["wrench"] = self.wrench_batch(wrench, len(feed["obs"]))
+        return feed
+
+    def run_selector(self, obs: np.ndarray, second: np.ndarray, wrench: np.ndarray | None = None) -> np.ndarray:
+        """The composition network on a batch: histories and chunks (``score: chunk``) or candidates (+ the
+        wrenches ``[batch, 6]`` for a selector that reads one)."""
+        return self.selector.run(self._sel_out, self._selector_feed(obs, second, wrench))[0]
 
     def verify_test_vector(self) -> float:
         err = super().verify_test_vector()
         tv = self.spec["composition"].get("test_vector")
         key = "example_chunk" if self.score_kind == "chunk" else "example_candidates"
-        if not isinstance(tv, dict) or not {"example_obs", key, "example_output"} <= set(tv):
-            raise ModelError(f"{self.export_dir}: composition.test_vector needs example_obs, {key} and example_output")
+        keys = {"example_obs", key, "example_output"} | ({"example_wrench"} if self.wrench is not None else set())
+        if not isinstance(tv, dict) or not keys <= set(tv):
+            raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
         want = np.asarray(tv["example_output"], np.float32)
-        got = self.run_selector(np.asarray(tv["example_obs"], np.float32), np.asarray(tv[key], np.float32))
+        wr = np.asarray(tv["example_wrench"], np.float32) if self.wrench is not None else None
+        got = self.run_selector(np.asarray(tv["example_obs"], np.float32), np.asarray(tv[key], np.float32), wr)
         sel_err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
         if not sel_err <= float(tv.get("atol", 1e-5)):
             raise ModelError(f"{self.export_dir}: composition test vector mismatch (max abs error {sel_err:.3g})")
@@ -95,7 +114,7 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
         noise = self._cand_rng.standard_normal((count, *self._noise_shape[1:]), dtype=np.float32)
         return self.sample(np.repeat(hist, count, axis=0), noise)
 
-    def _query(self, hist: np.ndarray) -> tuple[np.ndarray, float]:
+    def _query(self, hist: np.ndarray, wrench: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         if self.score_kind == "chunk" and self.k == 1:
             return super()._query(hist)
         t0 = self._clock()
@@ -104,8 +123,7 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
         if self.score_kind == "chunk":
             score = self.run_selector(np.repeat(hist, self.k, axis=0), chunks[:, : self.chunk_execute])
             return chunks[int(np.argmax(score))], self._clock() - t0
-        action, index = self.selector.run(["action", "index"], {"obs": np.ascontiguousarray(hist, np.float32),
-                                                               "candidates": chunks[None, :, 0]})
+        action, index = self.selector.run(["action", "index"], self._selector_feed(hist, chunks[None, :, 0], wrench))
         self._boundary = (self._t - 1, action[0])  # the step this query is made in (synchronous mode)
         return chunks[int(index[0]) % self.k], self._clock() - t0
 
@@ -118,7 +136,7 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
             return self._boundary[1]  # chosen with the chunk, on this step's history
         t0 = time.perf_counter()
         self._cand[0, :] = base
-        out = self.run_selector(self._hist, self._cand)[0]
+        out = self.run_selector(self._hist, self._cand, self.wrench)[0]
         self.last_select_ms = (time.perf_counter() - t0) * 1e3
         self.max_select_ms = max(self.max_select_ms, self.last_select_ms)
         return out

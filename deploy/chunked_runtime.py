@@ -19,6 +19,13 @@ step s holds the actions of steps s .. s + horizon - 1, and step t executes acti
 
 The observation history starts filled with the first observation after activation or a fault, as the
 training windows were padded. A fault (safe command) drops history and chunks; a late chunk does not.
+
+A composition whose network reads a wrist force/torque sensor (``composition.wrench``: the residual of ResiP, the
+edit policy and Q ensemble of EXPO) takes it one way, whichever the composition: the caller registers each reading
+with ``accept("wrench", stamp)`` (the runner needs a ``"wrench"`` source, so a missing or stale sensor holds the
+safe command) and writes force x y z, torque x y z, raw, in the sensor frame and units ``composition.wrench``
+names, into :attr:`ChunkedPolicyRunner.wrench`. A reading that is not finite or outside ``valid_low``/
+``valid_high`` holds the safe command for that step (as a late chunk: history and queue are kept).
 """
 
 from __future__ import annotations
@@ -92,8 +99,13 @@ class ChunkedPolicyRunner(PolicyRunner):
         self._hist_empty = True
         self.chunks = self.late_steps = 0
         self.last_chunk_ms = self.max_chunk_ms = 0.0
+        self.wrench: np.ndarray | None = None
+        """``[1, 6]`` the latest wrist wrench (compositions with ``composition.wrench``; NaN until written)."""
         super().__init__(export_dir, **kwargs)
         self.execute = self.chunk_execute
+        if self.wrench is not None and "wrench" not in self.sources:
+            raise ModelError(f"{export_dir}: this composition reads a wrist force/torque sensor; give the runner a "
+                             "'wrench' source (sources={..., 'wrench': timeout_s})")
 
     # ------------------------------------------------------------------ loading
     def _load_session(self, spec: dict[str, Any]) -> None:
@@ -113,6 +125,26 @@ class ChunkedPolicyRunner(PolicyRunner):
             raise ModelError(f"{path}: output has shape {outs[0].shape}, policy.json says [batch, "
                              f"{self._noise_shape[1]}, {self._noise_shape[2]}]")
         self._input_name, self._output_names = "obs", [outs[0].name]
+        wr = (spec.get("composition") or {}).get("wrench")
+        if wr is not None:
+            size = wr.get("size") if isinstance(wr, dict) else None
+            lo, hi = (np.asarray(wr.get(k, []), np.float32) for k in ("valid_low", "valid_high")) if size else ((), ())
+            if size != 6 or np.shape(lo) != (6,) or np.shape(hi) != (6,):
+                raise ModelError(f"{self.export_dir}: composition.wrench needs size 6 and 6-entry valid_low/high, "
+                                 f"got {wr}")
+            self.wrench = np.full((1, 6), np.nan, np.float32)
+            self._wrench_lo, self._wrench_hi = lo, hi
+
+    def wrench_batch(self, wrench: np.ndarray | None, rows: int) -> np.ndarray:
+        """``wrench`` as the ``[rows, 6]`` float32 batch a composition network takes, or a one-line
+        :class:`ModelError` (none given, another shape)."""
+        if wrench is None:
+            raise ModelError(f"{self.export_dir}: this composition reads a wrench input [{rows}, 6]; none was given")
+        out = np.ascontiguousarray(wrench, np.float32)
+        if out.shape != (rows, 6):
+            raise ModelError(f"{self.export_dir}: the wrench input must be [{rows}, 6] (force x y z, torque x y z), "
+                             f"got {list(out.shape)}")
+        return out
 
     def verify_test_vector(self) -> float:
         tv = self.spec["test_vector"]
@@ -150,7 +182,9 @@ class ChunkedPolicyRunner(PolicyRunner):
             self._pool = None
 
     # ------------------------------------------------------------------ the chunk queue
-    def _query(self, hist: np.ndarray) -> tuple[np.ndarray, float]:
+    def _query(self, hist: np.ndarray, wrench: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """A new chunk for history ``hist`` (and the wrench reading of the same step, for a composition that reads
+        one; the base sampler does not); ``(chunk, seconds)``."""
         t0 = self._clock()
         chunk = self.sample(hist, self._rng.standard_normal(self._noise_shape, dtype=np.float32))[0]
         return chunk, self._clock() - t0
@@ -172,6 +206,10 @@ class ChunkedPolicyRunner(PolicyRunner):
         self.last_reason = reason
 
     def _next_action(self, now: float) -> np.ndarray | None:
+        w = self.wrench
+        if w is not None and not ((w >= self._wrench_lo).all() and (w <= self._wrench_hi).all()):  # NaN fails too
+            self.last_reason = f"wrench reading not finite or outside its plausible range: {w[0].tolist()}"
+            return None
         obs = self.obs[0]
         if self._hist_empty:
             self._hist[0] = obs
@@ -194,7 +232,7 @@ class ChunkedPolicyRunner(PolicyRunner):
         k = t - self._chunks[-1][0] if self._chunks else None
         if not self.asynchronous or k is None:
             if k is None or k >= self.execute:
-                chunk, seconds = self._query(self._hist)
+                chunk, seconds = self._query(self._hist, self.wrench)
                 self._adopt(t, chunk, seconds)
                 if seconds > self.deadline_s:
                     self._late(f"action chunk late ({seconds * 1e3:.1f} ms > deadline {self.deadline_s * 1e3:.1f} ms)")
@@ -203,7 +241,8 @@ class ChunkedPolicyRunner(PolicyRunner):
             if self._pending is None and k >= self.execute - self.replan_steps:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-sampler")
-                self._pending = (t, self._generation, self._pool.submit(self._query, self._hist.copy()))
+                wrench = None if self.wrench is None else self.wrench.copy()  # the reading of the query's step
+                self._pending = (t, self._generation, self._pool.submit(self._query, self._hist.copy(), wrench))
             if k >= self.execute:
                 self._late(f"next action chunk not ready: deadline missed ({k - self.execute + 1} step(s) "
                            f"after the queue ran dry)")
@@ -228,6 +267,8 @@ class ChunkedPolicyRunner(PolicyRunner):
         out = super().stats()
         out.update({"chunks": self.chunks, "late_steps": self.late_steps, "last_chunk_ms": self.last_chunk_ms,
                     "max_chunk_ms": self.max_chunk_ms})
+        if self.wrench is not None:  # the reading the composition reads next (NaN until one arrived)
+            out["wrench"] = self.wrench[0].tolist()
         return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,10 @@ class CommandMap:
     cmd_hi: np.ndarray
     max_delta: np.ndarray
     order: np.ndarray | None  # output permutation (None: identity)
+    neg_max_delta: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.neg_max_delta = -self.max_delta  # precomputed: the control step allocates nothing
 
     @property
     def limited(self) -> bool:
@@ -57,6 +61,32 @@ class CommandMap:
     def rate_limited(self) -> bool:
         """Whether any element has a finite largest change per step."""
         return bool(np.isfinite(self.max_delta).any())
+
+    def to_command(self, act: np.ndarray, measured: np.ndarray | None, out: np.ndarray) -> None:
+        """``out`` = the command of the clipped action ``act`` (``measured``: the joints of a delta or ``ee_delta``
+        action; ``ee_delta``: the caller anchors :attr:`ee` first)."""
+        if self.ee is not None:  # the simulator's IK controller: TCP delta (+ yaw, gripper) -> joint targets
+            self.ee.command(act, measured, out)
+            return
+        np.multiply(act, self.scale, out=out)
+        np.add(out, self.offset, out=out)
+        if self.delta:
+            np.add(out, measured, out=out)
+
+    def to_action(self, cmd: np.ndarray, measured: np.ndarray | None, out: np.ndarray) -> None:
+        """``out`` = the action whose command is ``cmd`` (the inverse of :meth:`to_command`; not for ``ee_delta``,
+        whose IK has no inverse map)."""
+        np.subtract(cmd, self.offset, out=out)
+        if self.delta:
+            np.subtract(out, measured, out=out)
+        np.divide(out, self.scale, out=out)
+
+    def rate_limit(self, cmd: np.ndarray, prev: np.ndarray, tmp: np.ndarray) -> None:
+        """Move ``cmd`` in place to within :attr:`max_delta` of ``prev`` (``tmp``: scratch of the same size)."""
+        np.subtract(cmd, prev, out=tmp)
+        np.maximum(tmp, self.neg_max_delta, out=tmp)
+        np.minimum(tmp, self.max_delta, out=tmp)
+        np.add(prev, tmp, out=cmd)
 
     def guard(self, cmd: np.ndarray) -> str | None:
         """Independent last check of an arm command: finite and inside the command limits (``None``: fine)."""

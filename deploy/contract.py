@@ -48,7 +48,10 @@
   ``example_noise`` and its rows are nested (``[k][observation_steps][obs_dim]``, ``[k][horizon][size]``).
   ``"composed"``: ``policy.onnx`` is such a chunked base sampler (same ``chunk`` and test vector) and
   ``composition`` says what runs on top of it: ``kind`` (``"residual"``: :mod:`deploy.residual_runtime`),
-  ``network`` (a second ONNX file in the same folder) and the kind's own fields and test vector. The runtime
+  ``network`` (a second ONNX file in the same folder) and the kind's own fields and test vector; optional
+  ``wrench`` (``"residual"`` and ``"candidates"`` with ``score: "action"``): the network also takes the raw wrist
+  force/torque reading ``[batch, 6]`` (``size``, ``names``, ``units``, ``frame``, ``valid_low``/``valid_high``, ...;
+  the test vector adds ``example_wrench``). The runtime
   picks the runner by ``composition.kind`` (:func:`deploy.chunked_runtime.load_runner`); a runtime that does
   not know the kind refuses the export rather than running the base alone.
 * ``control_rate_hz``, ``robot``, ``task``, ``training`` (algorithm, config, seed), ``package_version``,

@@ -12,11 +12,9 @@ the last H rows of (clamped observation, action the residual returned), oldest f
 fault restart it with H rows of the first observation and a zero action (an episode start in training). A step
 held for a late chunk adds no row.
 
-A residual that reads a wrist force/torque sensor (``composition.wrench``) also takes ``wrench`` ``[1, 6]``: the
-caller registers each reading with ``accept("wrench", stamp)`` (the runner needs a ``"wrench"`` source, so a
-missing or stale sensor holds the safe command) and writes force x y z, torque x y z, in the sensor frame and
-units ``composition.wrench`` names, into :attr:`ResidualPolicyRunner.wrench`. A reading that is not finite or
-outside ``valid_low``/``valid_high`` holds the safe command for that step.
+A residual that reads a wrist force/torque sensor (``composition.wrench``) also takes ``wrench`` ``[1, 6]``, fed
+from :attr:`ChunkedPolicyRunner.wrench` (how the caller writes it and what a bad reading does: the module
+docstring of :mod:`deploy.chunked_runtime`).
 """
 
 from __future__ import annotations
@@ -44,12 +42,7 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         self.history_steps = 0
         self._window: np.ndarray | None = None
         self._window_empty = True
-        self.wrench: np.ndarray | None = None
-        """``[1, 6]`` the latest wrist wrench (residuals with ``composition.wrench``; NaN until written)."""
         super().__init__(export_dir, **kwargs)
-        if self.wrench is not None and "wrench" not in self.sources:
-            raise ModelError(f"{export_dir}: this residual reads a wrist force/torque sensor; give the runner a "
-                             "'wrench' source (sources={..., 'wrench': timeout_s})")
 
     def _load_session(self, spec: dict[str, Any]) -> None:
         super()._load_session(spec)
@@ -73,19 +66,9 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
             self.history_steps = steps
             want["history"] = [steps, d + a]
             self._window = np.zeros((1, steps, d + a), dtype=np.float32)
-        wr = comp.get("wrench")
-        if wr is not None:
-            size = wr.get("size") if isinstance(wr, dict) else None
-            lo, hi = (np.asarray(wr.get(k, []), np.float32) for k in ("valid_low", "valid_high")) if size else ((), ())
-            if size != 6 or np.shape(lo) != (6,) or np.shape(hi) != (6,):
-                raise ModelError(f"{self.export_dir}: composition.wrench needs size 6 and 6-entry valid_low/high, "
-                                 f"got {wr}")
+        if self.wrench is not None:
             want["wrench"] = [6]
-            self.wrench = np.full((1, 6), np.nan, np.float32)
-            self._wrench_lo, self._wrench_hi = lo, hi
-            self._feed_extra = {"wrench": self.wrench}
-        else:
-            self._feed_extra = {}
+        self._feed_extra = {} if self.wrench is None else {"wrench": self.wrench}
         if sorted(ins) != sorted(want) or any(list(ins[k][1:]) != v for k, v in want.items()):
             raise ModelError(f"{path}: this residual network takes "
                              + ", ".join(f"{k!r} [batch, {', '.join(map(str, v))}]" for k, v in want.items())
@@ -104,11 +87,12 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         ``[k, size]``."""
         feed = {"obs": np.ascontiguousarray(obs, np.float32),
                 "base_action": np.ascontiguousarray(base_action, np.float32)}
-        for name, value, needed in (("history", history, self.history_steps), ("wrench", wrench, self._feed_extra)):
-            if needed:
-                if value is None:
-                    raise ModelError(f"{self.export_dir}: this residual reads a {name} input; none was given")
-                feed[name] = np.ascontiguousarray(value, np.float32)
+        if self.history_steps:
+            if history is None:
+                raise ModelError(f"{self.export_dir}: this residual reads a history input; none was given")
+            feed["history"] = np.ascontiguousarray(history, np.float32)
+        if self.wrench is not None:
+            feed["wrench"] = self.wrench_batch(wrench, len(feed["obs"]))
         return self.residual.run(self._res_out, feed)[0]
 
     def verify_test_vector(self) -> float:
@@ -130,10 +114,6 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         return max(err, res_err)
 
     def _next_action(self, now: float) -> np.ndarray | None:
-        w = self.wrench
-        if w is not None and not ((w >= self._wrench_lo).all() and (w <= self._wrench_hi).all()):  # NaN fails too
-            self.last_reason = f"wrench reading not finite or outside its plausible range: {w[0].tolist()}"
-            return None
         base = super()._next_action(now)
         if base is None:
             return None
@@ -159,6 +139,4 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out.update({"last_residual_ms": self.last_residual_ms, "max_residual_ms": self.max_residual_ms})
-        if self.wrench is not None:  # the reading the residual reads next (NaN until one arrived)
-            out["wrench"] = self.wrench[0].tolist()
         return out

@@ -119,14 +119,14 @@ class PolicyRunner:
         cm = build_command_map(act, self._views, self.control_rate_hz, command_low=command_low,
                                command_high=command_high, max_command_delta=max_command_delta,
                                command_unit=command_unit, output_order=output_order)
-        self._act_lo, self._act_hi, self._scale, self._offset = cm.act_lo, cm.act_hi, cm.scale, cm.offset
+        self._act_lo, self._act_hi = cm.act_lo, cm.act_hi
         self._measured = cm.measured  # the hold reference (joint_position: the observation's view)
         self.measured = cm.measured if cm.ee is not None else None  # ee_delta: the profile writes joints here
-        self._delta, self._ee, self._safe_fixed = cm.delta, cm.ee, cm.safe_fixed
+        self._ee, self._safe_fixed = cm.ee, cm.safe_fixed
         self._grip_sent: float | None = None  # last gripper width sent (ee_delta with a gripper channel)
         self.command_size = m = cm.size
         self._cmd_lo, self._cmd_hi, self._cmd_limited = cm.cmd_lo, cm.cmd_hi, cm.limited
-        self._max_delta, self._rate_limited, self._neg_max_delta = cm.max_delta, cm.rate_limited, -cm.max_delta
+        self._rate_limited = cm.rate_limited
         self._order, self._map = cm.order, cm
 
         # preallocated step buffers (float32 throughout: the network's precision)
@@ -255,11 +255,7 @@ class PolicyRunner:
         if self._measured is not None and self._rate_limited and not self._anchor and np.isfinite(self._prev).all():
             # an arm's hold never jumps either: towards the measured position within the velocity limits
             # (a moving arm lags its last target; a step back to the measurement would be a velocity spike)
-            tmp = self._tmp
-            np.subtract(self._cmd, self._prev, out=tmp)
-            np.maximum(tmp, self._neg_max_delta, out=tmp)
-            np.minimum(tmp, self._max_delta, out=tmp)
-            np.add(self._prev, tmp, out=self._cmd)
+            self._map.rate_limit(self._cmd, self._prev, self._tmp)
         np.copyto(self._prev, self._cmd)
         return self._output(), reason
 
@@ -326,16 +322,10 @@ class PolicyRunner:
         if not math.isfinite(act.dot(act)):
             return self.safe_command("policy output is not finite")
         cmd = self._cmd
-        if self._ee is not None:  # the simulator's IK controller: TCP delta (+ yaw, gripper) -> joint targets
-            if self._ee_anchor:
-                self._ee_anchor = False
-                self._ee.reset(self._measured)
-            self._ee.command(act, self._measured, cmd)
-        else:
-            np.multiply(act, self._scale, out=cmd)
-            np.add(cmd, self._offset, out=cmd)
-            if self._delta:
-                np.add(cmd, self._measured, out=cmd)
+        if self._ee is not None and self._ee_anchor:  # the IK's commanded TCP pose starts at the measured joints
+            self._ee_anchor = False
+            self._ee.reset(self._measured)
+        self._map.to_command(act, self._measured, cmd)
         if self._measured is not None:
             np.copyto(self._raw, cmd)
         exact = True  # executed action == policy action (no limit or rate limit changed it)
@@ -348,11 +338,7 @@ class PolicyRunner:
                 self._anchor = False
                 if not self._safe_into(self._prev):  # no safe command (attitude_thrust): ramp up from zero
                     self._prev.fill(0.0)
-            tmp = self._tmp
-            np.subtract(cmd, self._prev, out=tmp)
-            np.maximum(tmp, self._neg_max_delta, out=tmp)
-            np.minimum(tmp, self._max_delta, out=tmp)
-            np.add(self._prev, tmp, out=cmd)
+            self._map.rate_limit(cmd, self._prev, self._tmp)
             np.copyto(self._prev, cmd)
             exact = False
         if self._measured is not None:  # arms: count limited commands, last check before the actuator
@@ -399,10 +385,7 @@ class PolicyRunner:
             executed = self._act
         else:
             executed = self._tmp
-            np.subtract(self._cmd, self._offset, out=executed)
-            if self._delta:
-                np.subtract(executed, measured, out=executed)
-            np.divide(executed, self._scale, out=executed)
+            self._map.to_action(self._cmd, measured, executed)
         if self._history is not None:
             h, k = self._history, self.action_size
             h[:-k] = h[k:]

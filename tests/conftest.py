@@ -54,3 +54,23 @@ def trained_pick_dp(tmp_path_factory):
     cfg.steps = 1500
     BCRunner(cfg, root / "run").train()
     return root / "run", root / "demos"
+
+
+#: A tiny diffusion base for the EXPO tests (``robot-rl train dp-panda-reach`` options).
+EXPO_BASE_BC = ["--steps", "60", "--batch-size", "32", "--diffusion.mlp-hidden", "32", "32", "--diffusion.horizon",
+                "8", "--diffusion.n-action-steps", "4", "--diffusion.num-inference-steps", "3", "--checkpoint-every",
+                "0"]
+
+
+@pytest.fixture(scope="session")
+def expo_base_run(tmp_path_factory):
+    """A tiny ``dp-panda-reach`` run on 6 demonstrations (:data:`EXPO_BASE_BC`, seconds), trained once per session:
+    the frozen base of the EXPO tests (CLI, wrench input, export)."""
+    pytest.importorskip("mujoco")
+    from robot_rl.cli import main
+
+    root = tmp_path_factory.mktemp("expo_base")
+    main(["demos", "panda-reach", "--episodes", "6", "--out", str(root / "demos")])
+    main(["train", "dp-panda-reach", "--demos", str(root / "demos"), "--out", str(root / "dp"), "--eval-episodes",
+          "0", *EXPO_BASE_BC])
+    return root / "dp"

@@ -151,8 +151,8 @@ class _ExportedShift(ActionSelector):
         super().__init__(agent, policy)
         self.register_buffer("bias", torch.linspace(0.0, shift, 2 * K))
 
-    def scores(self, obs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cands, score = super().scores(obs, candidates)
+    def scores(self, obs: torch.Tensor, candidates: torch.Tensor, wrench=None) -> tuple[torch.Tensor, torch.Tensor]:
+        cands, score = super().scores(obs, candidates, wrench)
         return cands, score + self.bias if torch.jit.is_tracing() else score
 
 

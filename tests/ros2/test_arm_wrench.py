@@ -1,12 +1,14 @@
-"""A residual that reads the wrist force/torque sensor, over real DDS: ``robot-rl arm-sim`` (``panda-peg-insert``)
-publishes ``geometry_msgs/WrenchStamped`` on ``/force_torque_sensor_broadcaster/wrench_filtered`` (frame
-``ft_sensor``); ``robot-rl-node`` (``launch/config/panda.yaml``, torch blocked) feeds it into the composition's
-``wrench`` input, and holds the arm when it stops (``--pause-wrench``: a stalled sensor).
+"""A composition that reads the wrist force/torque sensor (a ResiP residual, an EXPO selector), over real DDS:
+``robot-rl arm-sim`` (``panda-peg-insert``) publishes ``geometry_msgs/WrenchStamped`` on
+``/force_torque_sensor_broadcaster/wrench_filtered`` (frame ``ft_sensor``); ``robot-rl-node``
+(``launch/config/panda.yaml``, torch blocked) feeds it into the composition's ``wrench`` input, and holds the arm
+when it stops (``--pause-wrench``: a stalled sensor).
 
-The export is small and untrained (a random 2-step diffusion base whose actions span +-0.4 mm of TCP motion per
-step, a residual with random wrench weights): what is checked is the plumbing, not the policy. A wrench that is
-not finite, out of its plausible range or in another frame is refused by the runtime and the profile (fast
-tests in ``tests/deploy/test_residual_wrench.py``).
+The exports are small and untrained (a random 2-step diffusion base whose actions span +-0.4 mm of TCP motion per
+step; a residual, or EXPO's edit policy and Q ensemble, with random wrench weights): what is checked is the
+plumbing, not the policy. A wrench that is not finite, out of its plausible range or in another frame is refused
+by the runtime and the profile (fast tests in ``tests/deploy/test_residual_wrench.py`` and
+``tests/deploy/test_candidates_wrench.py``).
 """
 
 import json
@@ -21,12 +23,16 @@ from .test_arm_loop import DIAG_PEER, clean, sim_and_node
 STALL_AT, STALL_FOR = 1.5, 0.6  # s after arm-sim's first command
 
 
-def wrench_export(out_dir) -> dict:
-    """An untrained peg-insert composition whose residual reads the wrench (the real export path)."""
+def wrench_export(out_dir, composition: str = "residual") -> dict:
+    """An untrained peg-insert composition whose residual (``composition="residual"``) or EXPO selector
+    (``"expo"``) reads the wrench (the real export path)."""
     import torch
 
+    from deploy.export.candidates import ActionSelector, export_candidates_policy
     from deploy.export.residual import export_residual_policy
     from robot_rl.policies.diffusion import DiffusionConfig, DiffusionPolicy, MinMaxNormalizer
+    from robot_rl.residual.expo import EXPOAgent, EXPOConfig
+    from robot_rl.residual.expo_inputs import agent_obs_norm
     from robot_rl.residual.resip import WRENCH_DIM, ResidualActor
     from sim.arm.config import ArmWristFT
     from sim.arm.wrench import wrench_contract
@@ -41,13 +47,22 @@ def wrench_export(out_dir) -> dict:
                           num_inference_steps=2)
     policy = DiffusionPolicy(cfg, lo.size, 3, MinMaxNormalizer(lo, hi),
                              MinMaxNormalizer(np.full(3, -0.02), np.full(3, 0.02))).eval()
+    on_dist = np.random.default_rng(0).uniform(lo, hi, (32, lo.size)).astype(np.float32)
+    sensor = wrench_contract(ArmWristFT(), 50.0)
+    if composition == "expo":
+        norm = agent_obs_norm(policy.obs_norm.mid, policy.obs_norm.span, policy.n_obs_steps, wrench=True)
+        agent = EXPOAgent(EXPOConfig(hidden=(16, 16), num_candidates=2, edit_scale=0.3),
+                          policy.n_obs_steps * lo.size + WRENCH_DIM, 3, norm).eval()
+        with torch.no_grad():  # non-zero mean edits
+            agent.edit.mean.weight.normal_(0.0, 0.5)
+        return export_candidates_policy(out_dir, policy, ActionSelector(agent, policy), "action", 2, spec, on_dist,
+                                        {"robot": "panda"}, samples=8, wrench=sensor)
     actor = ResidualActor(policy.obs_norm, policy.act_norm, (16, 16), 0.1, -1.0, False, wrench_dim=WRENCH_DIM)
     with torch.no_grad():
         actor.net[-1].weight.normal_(0.0, 0.1)
         actor.net[0].weight[:, -WRENCH_DIM:].normal_(0.0, 0.5)
-    on_dist = np.random.default_rng(0).uniform(lo, hi, (32, lo.size)).astype(np.float32)
     return export_residual_policy(out_dir, policy, actor, spec, on_dist, {"robot": "panda"}, samples=8,
-                                  wrench=wrench_contract(ArmWristFT(), 50.0))
+                                  wrench=sensor)
 
 
 def floats(text: str) -> list[float]:
@@ -55,9 +70,12 @@ def floats(text: str) -> list[float]:
 
 
 @pytest.mark.slow
-def test_wrist_wrench_flows_from_arm_sim_through_the_node_and_a_stalled_one_holds(ros_venv, tmp_path):
-    doc = wrench_export(tmp_path / "peg")
-    assert doc["composition"]["inputs"] == ["obs", "base_action", "wrench"]
+@pytest.mark.parametrize("composition,inputs", [("residual", ["obs", "base_action", "wrench"]),
+                                                ("expo", ["obs", "candidates", "wrench"])])
+def test_wrist_wrench_flows_from_arm_sim_through_the_node_and_a_stalled_one_holds(ros_venv, tmp_path, composition,
+                                                                                 inputs):
+    doc = wrench_export(tmp_path / "peg", composition)
+    assert doc["composition"]["inputs"] == inputs
     report, diag = tmp_path / "arm.json", tmp_path / "diag.json"
     sim_args = ["--task", "panda-peg-insert", "--seed", "3", "--duration", "3", "--pause-wrench", str(STALL_AT),
                 str(STALL_FOR), "--report", str(report)]

@@ -13,29 +13,18 @@ from robot_rl.cli import main  # noqa: E402
 from robot_rl.residual.expo import EXPOConfig  # noqa: E402
 from robot_rl.runners.expo import EXPORunner, EXPOTrainConfig  # noqa: E402
 
-BC = ["--steps", "60", "--batch-size", "32", "--diffusion.mlp-hidden", "32", "32", "--diffusion.horizon", "8",
-      "--diffusion.n-action-steps", "4", "--diffusion.num-inference-steps", "3", "--checkpoint-every", "0"]
 EXPO = ["--num-envs", "4", "--env-steps", "32", "--pretrain-steps", "3", "--batch-size", "16", "--expo.hidden", "16",
         "16", "--expo.num-candidates", "2", "--eval-every", "16", "--selection-episodes", "4", "--checkpoint-every",
         "16"]
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("expo")
-    main(["demos", "panda-reach", "--episodes", "6", "--out", str(root / "demos")])
-    main(["train", "dp-panda-reach", "--demos", str(root / "demos"), "--out", str(root / "dp"), "--eval-episodes",
-          "0", *BC])
-    return root / "dp"
-
-
-def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path, capsys):
+def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(expo_base_run, tmp_path, capsys):
     torch.set_num_threads(1)
     capsys.readouterr()
     main(["train", "--help"])
     assert "expo --base RUN" in capsys.readouterr().out
     run = tmp_path / "expo"
-    main(["train", "expo", "--base", str(base_run), "--out", str(run), "--eval-episodes", "4", *EXPO])
+    main(["train", "expo", "--base", str(expo_base_run), "--out", str(run), "--eval-episodes", "4", *EXPO])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["env_steps"] == 32 and summary["updates"] == 3 + 8 and 0 <= summary["eval"]["success"] <= 1
     assert summary["last_eval"]["env_steps"] == 32
@@ -54,14 +43,14 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
     main(["export", str(run)])
     assert "select.onnx" in capsys.readouterr().out
     bc_run = tmp_path / "expo-bc"  # the base kept training: the CLI option, the report says so
-    main(["train", "expo", "--base", str(base_run), "--out", str(bc_run), "--eval-episodes", "2", *EXPO,
+    main(["train", "expo", "--base", str(expo_base_run), "--out", str(bc_run), "--eval-episodes", "2", *EXPO,
           "--expo.base-bc-every", "2", "--expo.base-bc-batch", "8"])
     capsys.readouterr()
     assert "on the further-trained (4 imitation steps on a pool of" in (bc_run / "report.md").read_text()
     assert isinstance(load_runner(run / "export", sources={"state": None}), CandidatesPolicyRunner)
 
     vg = tmp_path / "vgps"
-    main(["train", "vgps", "--base", str(base_run), "--out", str(vg), "--rollout-episodes", "4", "--steps", "10",
+    main(["train", "vgps", "--base", str(expo_base_run), "--out", str(vg), "--rollout-episodes", "4", "--steps", "10",
           "--k", "3", "--iql.hidden", "16", "16", "--eval-episodes", "4"])
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["rollout_env_steps"] > 0 and res["eval"]["k"] == 3
@@ -74,11 +63,11 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(base_run, tmp_path
 
 
 @pytest.mark.parametrize("q_level,base_bc", [("step", 0), ("chunk", 0), ("step", 2)])
-def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level, base_bc, capsys):
+def test_expo_resume_reproduces_an_uninterrupted_run(expo_base_run, tmp_path, q_level, base_bc, capsys):
     torch.set_num_threads(1)
 
     def cfg():
-        return EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=48, pretrain_steps=2, batch_size=16,
+        return EXPOTrainConfig(base=str(expo_base_run), num_envs=4, env_steps=48, pretrain_steps=2, batch_size=16,
                                expo=EXPOConfig(hidden=(16, 16), num_candidates=2, q_level=q_level,
                                                base_bc_every=base_bc, base_bc_steps=2, base_bc_batch=8),
                                eval_every=0, checkpoint_every=0)
@@ -111,7 +100,8 @@ def test_expo_resume_reproduces_an_uninterrupted_run(base_run, tmp_path, q_level
         assert not (tmp_path / "a" / "export").exists()
 
 
-def test_base_imitation_off_changes_nothing_and_its_export_samples_from_the_updated_base(base_run, tmp_path, capsys):
+def test_base_imitation_off_changes_nothing_and_its_export_samples_from_the_updated_base(expo_base_run, tmp_path,
+                                                                                         capsys):
     """Off: the base is the BC run's bit for bit, and a run whose base never takes a step (its pool recording
     only) is the off run exactly. On: the exported sampler is the updated base, not the BC run's."""
     import onnxruntime as ort
@@ -121,7 +111,7 @@ def test_base_imitation_off_changes_nothing_and_its_export_samples_from_the_upda
     torch.set_num_threads(1)
 
     def run(name, every):
-        cfg = EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=32, pretrain_steps=2, batch_size=16,
+        cfg = EXPOTrainConfig(base=str(expo_base_run), num_envs=4, env_steps=32, pretrain_steps=2, batch_size=16,
                               expo=EXPOConfig(hidden=(16, 16), num_candidates=2, base_bc_every=every,
                                               base_bc_batch=8, base_bc_lr=1e-3),
                               eval_every=16, selection_episodes=2, checkpoint_every=0)  # evaluations in between
@@ -129,7 +119,7 @@ def test_base_imitation_off_changes_nothing_and_its_export_samples_from_the_upda
         runner.train()
         return runner
 
-    bc_policy, _ = load_policy(base_run)
+    bc_policy, _ = load_policy(expo_base_run)
     off, idle, on = run("off", 0), run("idle", 1000), run("on", 1)
     assert off.base_bc is None and idle.base_bc.steps == 0 and on.base_bc.steps == 8
     for k, v in bc_policy.state_tensors().items():

@@ -6,11 +6,9 @@ import torch
 
 pytest.importorskip("mujoco")
 
-from robot_rl.cli import main  # noqa: E402
 from robot_rl.residual.expo import EXPOConfig  # noqa: E402
 from robot_rl.residual.expo_inputs import WRENCH_SPAN, agent_obs, agent_obs_norm  # noqa: E402
 from robot_rl.runners.expo import CandidatePolicy, EXPORunner, EXPOTrainConfig, load_expo  # noqa: E402
-from tests.robot_rl.residual.test_expo_cli import BC  # noqa: E402
 
 
 def test_agent_obs_appends_the_raw_wrench_and_its_fixed_scale():
@@ -25,25 +23,16 @@ def test_agent_obs_appends_the_raw_wrench_and_its_fixed_scale():
     assert mid.tolist() == [1, 2] * 3 + [0] * 6 and span.tolist() == [3, 4] * 3 + list(WRENCH_SPAN)
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("expo-wrench")
-    main(["demos", "panda-reach", "--episodes", "4", "--out", str(root / "demos")])
-    main(["train", "dp-panda-reach", "--demos", str(root / "demos"), "--out", str(root / "dp"), "--eval-episodes",
-          "0", *BC])
-    return root / "dp"
-
-
-def _cfg(base_run, **kw):
-    return EXPOTrainConfig(base=str(base_run), num_envs=4, env_steps=48, pretrain_steps=0, batch_size=16,
+def _cfg(expo_base_run, **kw):
+    return EXPOTrainConfig(base=str(expo_base_run), num_envs=4, env_steps=48, pretrain_steps=0, batch_size=16,
                            demos="none", expo=EXPOConfig(hidden=(16, 16), num_candidates=2), eval_every=0,
                            checkpoint_every=0, **kw)
 
 
-def test_wrench_run_stores_the_reading_trains_envs_with_task_fields_and_resumes_exactly(base_run, tmp_path):
+def test_wrench_run_stores_the_reading_trains_envs_with_task_fields_and_resumes_exactly(expo_base_run, tmp_path):
     torch.set_num_threads(1)
     kw = {"wrench": True, "train_task": {"success_distance": 0.5}, "fail_penalty": 0.5}
-    whole = EXPORunner(_cfg(base_run, **kw), tmp_path / "a")
+    whole = EXPORunner(_cfg(expo_base_run, **kw), tmp_path / "a")
     assert whole.env.cfg.success_distance == 0.5 and whole.env.cfg.ft_sensor.enabled
     assert whole.task_cfg.success_distance != 0.5  # evaluation keeps the task as registered
     assert whole.cfg.expo.target_range == (-0.5, 1.0)
@@ -53,9 +42,9 @@ def test_wrench_run_stores_the_reading_trains_envs_with_task_fields_and_resumes_
     stored = whole.replay.online.data["obs"][:whole.replay.online.size]
     assert stored[:, obs_dim:].abs().sum() > 0  # the readings, not zeros
     assert whole.successes > 0  # the wide success radius of the training envs
-    first = EXPORunner(_cfg(base_run, **kw), tmp_path / "b")
+    first = EXPORunner(_cfg(expo_base_run, **kw), tmp_path / "b")
     first.train(stop_at=24)
-    resumed = EXPORunner(_cfg(base_run, **kw), tmp_path / "c")
+    resumed = EXPORunner(_cfg(expo_base_run, **kw), tmp_path / "c")
     resumed.load(tmp_path / "b" / "checkpoint")
     resumed.train()
     for (name, a), (_, b) in zip(whole.agent.state_dict().items(), resumed.agent.state_dict().items(), strict=True):
@@ -69,16 +58,16 @@ def test_wrench_run_stores_the_reading_trains_envs_with_task_fields_and_resumes_
     assert 0.0 <= res["success"] <= 1.0
 
 
-def test_fail_penalty_is_charged_on_terminal_failures_only(base_run, tmp_path):
-    runner = EXPORunner(_cfg(base_run, fail_penalty=0.5), tmp_path)
+def test_fail_penalty_is_charged_on_terminal_failures_only(expo_base_run, tmp_path):
+    runner = EXPORunner(_cfg(expo_base_run, fail_penalty=0.5), tmp_path)
     term = torch.tensor([True, True, False, False])
     success = torch.tensor([True, False, False, True])
     r = runner._reward(torch.zeros(4), term, success)
     assert r.tolist() == [1.0, -0.5, 0.0, 1.0]
 
 
-def test_wrench_refuses_demonstrations_and_a_negative_penalty(base_run, tmp_path):
+def test_wrench_refuses_demonstrations_and_a_negative_penalty(expo_base_run, tmp_path):
     with pytest.raises(ValueError, match="demonstrations hold no wrench"):
-        EXPORunner(EXPOTrainConfig(base=str(base_run), wrench=True), tmp_path / "a")
+        EXPORunner(EXPOTrainConfig(base=str(expo_base_run), wrench=True), tmp_path / "a")
     with pytest.raises(ValueError, match="fail-penalty"):
-        EXPORunner(_cfg(base_run, fail_penalty=-1.0), tmp_path / "b")
+        EXPORunner(_cfg(expo_base_run, fail_penalty=-1.0), tmp_path / "b")
