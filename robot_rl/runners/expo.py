@@ -34,6 +34,7 @@ from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, commit_chunk, propose, propose_chunks
 from robot_rl.residual.expo_inputs import WRENCH_DIM, agent_obs, agent_obs_norm
 from robot_rl.residual.expo_replay import ExpoReplay, PendingChunks, demo_transitions, transition_dims
+from robot_rl.residual.reward import learner_reward
 from robot_rl.runners.resip import task_config, train_task_config
 from sim.registry import get_task
 
@@ -244,11 +245,8 @@ class EXPORunner:
         self.successes += int((done & success).sum())
 
     def _reward(self, reward: torch.Tensor, terminated: torch.Tensor, success: torch.Tensor) -> torch.Tensor:
-        """The step's reward (sparse: success), less ``fail_penalty`` where an episode ended as a failure."""
-        r = success.float() if self.cfg.reward == "sparse" else reward.float().cpu()
-        if self.cfg.fail_penalty:
-            r = r - self.cfg.fail_penalty * (terminated.cpu().bool() & ~success.bool()).float()
-        return r
+        """The step's reward under this run's ``reward`` and ``fail_penalty`` (:func:`learner_reward`)."""
+        return learner_reward(self.cfg.reward, reward, terminated, success, self.cfg.fail_penalty)
 
     @torch.no_grad()
     def _collect_chunk_step(self) -> None:

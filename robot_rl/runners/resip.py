@@ -24,6 +24,7 @@ from robot_rl.logging import RunLogger
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.history import ResidualHistory
 from robot_rl.residual.resip import WRENCH_DIM, ResidualExecutor, ResiP, ResiPConfig
+from robot_rl.residual.reward import learner_reward
 from sim.core import BatchedEnv
 from sim.registry import get_task
 
@@ -100,9 +101,7 @@ class ResiPRunner:
             obs = {k: v.detach().cpu().clone() for k, v in obs.items()}
             done = (terminated | truncated).cpu()
             success = info["success"].cpu().bool() if "success" in info else torch.zeros_like(done)
-            rew = success.float() if cfg.reward == "sparse" else reward.cpu().float()
-            if cfg.fail_penalty:
-                rew = rew - cfg.fail_penalty * (terminated.cpu() & ~success).float()
+            rew = learner_reward(cfg.reward, reward, terminated, success, cfg.fail_penalty)
             final_v = algo.value(info["final_obs"]["critic"].cpu()) if bool(truncated.any()) else torch.zeros_like(rew)
             base.step(obs["policy"], done)
             if self.history is not None:
