@@ -12,6 +12,9 @@ resumed run reproduces an uninterrupted one.
 With ``expo.base_bc_every`` > 0 the base keeps training on its imitation loss over the demonstrations and the
 online episodes that succeeded (EXPO's base update, :mod:`robot_rl.residual.base_bc`): candidates, evaluation and
 the export then use the updated base, which the checkpoint holds; otherwise it stays the BC run's policy.
+
+The agent's shapes and the deterministic policy (:func:`make_agent`, :class:`CandidatePolicy`, shared with
+evaluation and export) live in :mod:`robot_rl.runners.expo_policy` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ from robot_rl.checkpoint import load_checkpoint, load_optimizer, optimizer_tenso
 from robot_rl.io import atomic_write_json
 from robot_rl.logging import RunLogger
 from robot_rl.residual.base_bc import load_trained_base, make_base_imitation
-from robot_rl.residual.base_policy import BaseStepPolicy, FrozenChunkBase
+from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig, commit, commit_chunk, propose, propose_chunks
-from robot_rl.residual.expo_inputs import WRENCH_DIM, agent_obs, agent_obs_norm
+from robot_rl.residual.expo_inputs import WRENCH_DIM, agent_obs
 from robot_rl.residual.expo_replay import ExpoReplay, PendingChunks, demo_transitions, transition_dims
 from robot_rl.residual.reward import learner_reward
+from robot_rl.runners.expo_policy import CandidatePolicy, make_agent, obs_norm_of, q_steps
 from robot_rl.runners.resip import task_config, train_task_config
 from sim.registry import get_task
 
@@ -99,59 +103,6 @@ class EXPOTrainConfig:
         d = dict(d)
         e = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("expo", {}).items()}
         return cls(**d, expo=EXPOConfig(**e))
-
-
-def obs_norm_of(base: FrozenChunkBase, wrench: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The base's observation normalisation tiled over its history, then the wrench's where the agent reads it
-    (what Q and the edit policy read: :mod:`robot_rl.residual.expo_inputs`)."""
-    n = base.policy.obs_norm
-    return agent_obs_norm(n.mid, n.span, base.n_obs_steps, wrench)
-
-
-def q_steps(cfg: EXPOConfig, policy: Any) -> int:
-    """Control steps one Q action spans: 1, or the base's ``n_action_steps`` for a chunk-level Q."""
-    return policy.n_action_steps if cfg.q_level == "chunk" else 1
-
-
-def make_agent(cfg: EXPOConfig, policy: Any, obs_norm: tuple[torch.Tensor, torch.Tensor] | None = None,
-               wrench: bool = False) -> EXPOAgent:
-    """The agent for a base ``policy``: Q and edits on its observation history (and the wrench reading) and on
-    one action (``q_level "step"``) or the ``n_action_steps`` actions of a chunk (``"chunk"``)."""
-    n = q_steps(cfg, policy)
-    obs_dim = policy.n_obs_steps * policy.obs_dim + (WRENCH_DIM if wrench else 0)
-    return EXPOAgent(cfg, obs_dim, n * policy.act_dim, obs_norm, chunk_steps=n)
-
-
-class CandidatePolicy(BaseStepPolicy):
-    """The deterministic EXPO policy (mean edits, argmax Q over whole chunks where one is due) as a batched
-    ``obs -> action`` callable for the evaluation protocols."""
-
-    def __init__(self, policy: Any, agent: EXPOAgent, seed: int, wrench: bool = False) -> None:
-        super().__init__(policy, seed)
-        self.agent = agent
-        self.obs_groups = ("policy", "wrench") if wrench else ("policy",)
-        self.wrench: torch.Tensor | None = None
-
-    @torch.no_grad()
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        """One control step; with the wrench, ``obs`` is the policy group then the wrench group."""
-        if len(self.obs_groups) > 1:
-            obs = obs.float().cpu()
-            obs, self.wrench = obs[:, :-WRENCH_DIM], obs[:, -WRENCH_DIM:]
-        return super().__call__(obs)
-
-    def choose(self, base: FrozenChunkBase) -> torch.Tensor:
-        obs = agent_obs(base.history, self.wrench)
-        if self.agent.cfg.q_level == "chunk":
-            cands, due, chunks = propose_chunks(base, self.agent.cfg.num_candidates)
-            if len(due):
-                action, idx, _ = self.agent.select(obs[due], cands, stochastic=False)
-                commit_chunk(base, due, chunks, idx, action)
-            return base.act()
-        cands, due, chunks = propose(base, self.agent.cfg.num_candidates)
-        action, idx, _ = self.agent.select(obs, cands, stochastic=False)
-        commit(base, due, chunks, idx)
-        return base.unnormalize_action(action)
 
 
 class EXPORunner:
