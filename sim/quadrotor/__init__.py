@@ -6,7 +6,8 @@ from sim.quadrotor.dynamics import STATE_DIM, quat_to_rotmat, state_derivative, 
 from sim.quadrotor.factory import make_hover_env
 from sim.quadrotor.fused import FusedQuadrotorHoverEnv, fused_unsupported_reason
 from sim.quadrotor.params import ParamTensors, QuadrotorParams, crazyflie_params, load_params
-from sim.quadrotor.task import REWARD_TERMS, QuadrotorHoverEnv, reward_from_terms, reward_terms
+from sim.quadrotor.reward import REWARD_TERMS, reward_from_terms, reward_terms
+from sim.quadrotor.task import QuadrotorHoverEnv
 
 __all__ = [
     "DomainRandomization", "FusedQuadrotorHoverEnv", "ParamTensors", "QuadrotorHoverEnv", "QuadrotorParams",

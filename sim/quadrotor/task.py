@@ -1,4 +1,7 @@
-"""The batched L2F hover task on torch (CPU or CUDA): observations, reward, termination, resets."""
+"""The batched L2F hover task on torch (CPU or CUDA): observations, reward, termination, resets.
+
+The reward's terms and weighting (:mod:`sim.quadrotor.reward`) are importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from sim.quadrotor.dynamics import (
 )
 from sim.quadrotor.export_spec import hover_export_spec
 from sim.quadrotor.params import QuadrotorParams, crazyflie_params, load_params
+from sim.quadrotor.reward import REWARD_TERMS, reward_from_terms, reward_terms
 from sim.quadrotor.vehicle_replay import VehicleReplay
 from sim.quadrotor.vehicles import (
     VEHICLE_KEYS,
@@ -35,8 +39,6 @@ from sim.quadrotor.vehicles import (
     vehicle_hover_action,
     vehicle_param_tensors,
 )
-
-REWARD_TERMS = ("position", "orientation", "linear_velocity", "angular_velocity", "action")
 
 
 def resolve_frame(frame: str) -> QuadrotorParams:
@@ -60,33 +62,6 @@ def check_action(action: torch.Tensor, num_envs: int) -> None:
         rows = bad.nonzero().flatten().tolist()
         raise ValueError(f"action is not finite (NaN or inf) in env(s) {rows[:8]}{' ...' if len(rows) > 8 else ''}; "
                          f"the quadrotor takes actions in [-1, 1]")
-
-
-def reward_terms(state: torch.Tensor, action: torch.Tensor, target: torch.Tensor,
-                 hover_action: float | torch.Tensor) -> torch.Tensor:
-    """Unweighted cost terms ``[N, 5]`` (order ``REWARD_TERMS``) of a post-step state and the action taken.
-
-    The reward is linear in these terms, so a replay buffer that stores them can recompute rewards
-    exactly when a curriculum changes the weights.
-    """
-    p = state[:, POS] - target
-    qw = state[:, 3]
-    return torch.stack(
-        (
-            (p * p).sum(-1),
-            1.0 - qw * qw,
-            (state[:, VEL] ** 2).sum(-1),
-            (state[:, OMEGA] ** 2).sum(-1),
-            ((action - hover_action) ** 2).sum(-1),
-        ),
-        dim=-1,
-    )
-
-
-def reward_from_terms(terms: torch.Tensor, weights: RewardWeights) -> torch.Tensor:
-    """``-scale * terms @ w + constant`` for any leading shape of ``terms``."""
-    w = torch.tensor(weights.as_list(), dtype=terms.dtype, device=terms.device)
-    return -weights.scale * (terms @ w) + weights.constant
 
 
 class QuadrotorHoverEnv(BatchedEnv):
