@@ -6,7 +6,10 @@ eval``) with the same actor, so the curve shows how far a policy chosen on the s
 what keeping the best evaluation (``keep_best``'s rule) or the last iterate would give. One JSON line per
 evaluation, then a table and a JSON summary line. Each evaluated actor is saved as ``RUN/actors/<env_steps>.pt``
 (a state dict), so another selection rule can be applied to the same run afterwards
-(``benchmarks/reselect_hover.py``).
+(``benchmarks/reselect_hover.py``). With ``--actor-average-halflife H`` the evaluated (and saved) actor is the weight
+average; each evaluation then also flies the learning actor on the same selection episodes (``raw_sel_*``, a
+diagnostic that chooses nothing) and saves it as ``RUN/actors_raw/<env_steps>.pt``: the run without the average is
+the same run (training does not depend on it), so both are read from one run.
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/hover_curve.py crazyflie-hover-sac --seed 0 \\
         --curriculum.every 12500 [--out RUN]
@@ -53,17 +56,26 @@ def main() -> None:
     if resume:
         runner.load(run_dir / "checkpoint")
     (run_dir / "actors").mkdir(parents=True, exist_ok=True)
+    averaged = cfg.actor_average_halflife > 0
+    if averaged:
+        (run_dir / "actors_raw").mkdir(exist_ok=True)
     rows: list[dict] = []
     select = runner.evaluate_now
 
     def evaluate_both(episodes: int) -> dict:
         r = select(episodes)
         held = evaluate(runner.policy_fn(), cfg.task, ecfg.episodes, ecfg.settle_radius, seed=ecfg.seed)
-        torch.save(runner.actor.state_dict(), run_dir / "actors" / f"{runner.env_steps}.pt")
+        torch.save(runner.policy_actor.state_dict(), run_dir / "actors" / f"{runner.env_steps}.pt")
         rows.append({"env_steps": runner.env_steps, "train_time_s": round(runner.train_time, 1),
                      "sel_survival": r["survival"], "sel_settle": r["settle"],
                      "survival": held["survival"], "settle": held["settle"],
                      "median_final_error_m": held["median_final_error_m"]})
+        if averaged:  # the learning actor on the same selection episodes: what the run without the average flies
+            with torch.no_grad():
+                raw = evaluate(runner.actor, cfg.task, episodes, ecfg.settle_radius, seed=ecfg.selection_seed)
+            torch.save(runner.actor.state_dict(), run_dir / "actors_raw" / f"{runner.env_steps}.pt")
+            rows[-1] |= {"raw_sel_survival": raw["survival"], "raw_sel_settle": raw["settle"],
+                         "raw_sel_median_final_error_m": raw["median_final_error_m"]}
         print(json.dumps(rows[-1]), flush=True)
         return r
 

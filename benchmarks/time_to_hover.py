@@ -8,7 +8,8 @@ passed only if that held-out evaluation passes. Both figures are reported. With 
 its last iterate. Wall time counts training only (collection + updates); the evaluations are timed separately.
 Last line: one JSON object (see ``benchmarks/README.md``).
 
-    python benchmarks/time_to_hover.py --seeds 0,1,2,3,4 [--device cpu] [--max-env-steps N] [--keep-best]
+    python benchmarks/time_to_hover.py --seeds 0,1,2,3,4 [--device cpu] [--max-env-steps N] [--keep-best] \
+        [--actor-average-halflife H]
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=0, help="override the preset's evaluation interval")
     ap.add_argument("--keep-best", action="store_true",
                     help="without a pass, confirm the actor of the best in-training evaluation (else the last)")
+    ap.add_argument("--actor-average-halflife", type=int, default=None,
+                    help="override the preset's actor_average_halflife (env steps; 0: off): the weight average is "
+                         "the evaluated, kept and confirmed actor")
     args = ap.parse_args()
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -41,6 +45,8 @@ def main() -> None:
         cfg.seed, cfg.device, cfg.stop_when_passed = seed, args.device, True
         cfg.keep_best = cfg.keep_best or args.keep_best
         cfg.eval_every = args.eval_every or cfg.eval_every or 20_000
+        if args.actor_average_halflife is not None:
+            cfg.actor_average_halflife = args.actor_average_halflife
         if args.max_env_steps:
             cfg.off_policy.total_env_steps = cfg.on_policy.total_env_steps = args.max_env_steps
             cfg.off_policy.buffer_capacity = max(cfg.off_policy.buffer_capacity, args.max_env_steps)

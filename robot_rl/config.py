@@ -111,6 +111,12 @@ class TrainConfig:
     (hover: min(survival, settle)), then the sum of the rates, the earliest on ties. The evaluations fly the
     selection episodes, so confirm the choice on the held-out ones. The checkpoint keeps the latest iterate for
     ``--resume`` as well."""
+    actor_average_halflife: int = 0
+    """Half-life in env steps of an exponential moving average of the actor's weights (0: off). When on, the average
+    is the run's policy: what the in-training evaluations fly, what ``keep_best`` keeps, what ``robot-rl eval``/
+    ``export`` read from the checkpoint (which holds it, so ``--resume`` continues it); the actor that acts and
+    learns is unchanged, so training is the same with and without it. After each iteration that took ``s`` env
+    steps: average <- d average + (1 - d) actor, d = 0.5 ** (s / half-life)."""
     checkpoint_every: int = 50_000
     """Env steps between checkpoints (0: only at the end); ``--resume`` continues from the last one."""
     log_every: int = 5_000

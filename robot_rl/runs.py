@@ -42,13 +42,13 @@ def load_config(run_dir: Path) -> TrainConfig:
 
 
 def load_actor(run_dir: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
-    """The trained actor (deterministic ``obs -> action`` module, on CPU; a ``keep_best`` run's best one) and the
-    checkpoint metadata."""
+    """The trained actor (deterministic ``obs -> action`` module, on CPU; a ``keep_best`` run's best one, else an
+    ``actor_average_halflife`` run's weight average) and the checkpoint metadata."""
     cfg = load_config(run_dir)
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
     actor = build_actor(cfg)
-    # a keep_best run's policy is the actor of its best in-training evaluation
-    prefix = "best_actor." if any(k.startswith("best_actor.") for k in tensors) else "actor."
+    # a keep_best run's policy is the actor of its best in-training evaluation (the average's, if it averages)
+    prefix = next(p for p in ("best_actor.", "actor_average.", "actor.") if any(k.startswith(p) for k in tensors))
     actor.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     return cfg, actor.eval(), meta
 

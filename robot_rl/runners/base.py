@@ -50,6 +50,8 @@ class Runner:
                              "held-out episodes must differ from those that select the policy")
         if cfg.passes_in_a_row < 1:
             raise ValueError(f"passes_in_a_row: need >= 1, got {cfg.passes_in_a_row}")
+        if cfg.actor_average_halflife < 0:
+            raise ValueError(f"actor_average_halflife: need >= 0 env steps (0: off), got {cfg.actor_average_halflife}")
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # network initialisation
         self.cfg = cfg
@@ -77,6 +79,8 @@ class Runner:
         self.passes_in_a_row = 0  # passing in-training evaluations in a row, up to the latest
         self.best: dict[str, Any] | None = None  # keep_best: the best in-training evaluation so far
         self.best_actor: dict[str, torch.Tensor] = {}
+        self.actor_average: torch.nn.Module | None = None
+        """``actor_average_halflife``: the moving average of the actor's weights (built at the first iteration)."""
         self.ep_return = torch.zeros(self.env.num_envs, device=self.env.device)
         self.ep_length = torch.zeros(self.env.num_envs, device=self.env.device)
         self.recent: dict[str, list[float]] = {"return": [], "length": []}
@@ -128,10 +132,41 @@ class Runner:
             if buffer_recompute is not None:
                 buffer_recompute(self.env.reward_from_terms)
 
+    @property
+    def policy_actor(self) -> torch.nn.Module:
+        """The actor the run evaluates, keeps and saves as its policy: the weight average with
+        ``actor_average_halflife``, else the learning actor."""
+        return self.actor_average if self.actor_average is not None else self.actor
+
+    def _start_average(self) -> None:
+        if self.cfg.actor_average_halflife and self.actor_average is None:
+            # a copy, not a new actor: building one would draw from torch's generator
+            self.actor_average = copy.deepcopy(self.actor).requires_grad_(False)
+
+    @torch.no_grad()
+    def _update_average(self, steps: int) -> None:
+        """Fold the actor into the average after an iteration of ``steps`` env steps (decay per env step, so the
+        same half-life whatever the update-to-data ratio or the steps an iteration takes)."""
+        if self.actor_average is None or steps <= 0:
+            return
+        weight = 1.0 - 0.5 ** (steps / self.cfg.actor_average_halflife)
+        current = self.actor.state_dict()
+        for k, avg in self.actor_average.state_dict().items():
+            if avg.is_floating_point():
+                avg.lerp_(current[k], weight)
+            else:
+                avg.copy_(current[k])
+
+    def _average_limit(self) -> int | None:
+        """The next env step at which a runner that fuses many steps into one iteration stops so that the average
+        sees the actor at least 32 times per half-life (None: averaging off)."""
+        every = max(1, self.cfg.actor_average_halflife // 32)
+        return (self.env_steps // every + 1) * every if self.actor_average is not None else None
+
     def policy_fn(self, best: bool = False):
-        """The deterministic policy (CPU in, CPU out): the current actor, or with ``best`` and ``keep_best`` the
-        actor of the best in-training evaluation (the current one if there was none)."""
-        actor = self.actor
+        """The deterministic policy (CPU in, CPU out): the run's actor (``policy_actor``), or with ``best`` and
+        ``keep_best`` the actor of the best in-training evaluation (the run's actor if there was none)."""
+        actor = self.policy_actor
         if best and self.best_actor:
             actor = copy.deepcopy(actor)
             actor.load_state_dict(self.best_actor)
@@ -158,6 +193,7 @@ class Runner:
             self.logger = self.logger or RunLogger(self.run_dir)
             self.logger.truncate_after(self.env_steps)
         distributed.broadcast_modules(self.algo.modules().values())
+        self._start_average()
 
         def next_multiple(every: int) -> int | None:
             return (self.env_steps // every + 1) * every if every else None
@@ -169,7 +205,8 @@ class Runner:
         bar = tqdm(total=total, initial=self.env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
                    desc=f"{cfg.preset} seed {cfg.seed}", mininterval=1.0, disable=not main)
         while self.env_steps < total:
-            self.iteration_limit = min(x for x in (total, next_log, next_eval, next_ckpt) if x is not None)
+            self.iteration_limit = min(x for x in (total, next_log, next_eval, next_ckpt, self._average_limit())
+                                       if x is not None)
             t0 = time.perf_counter()
             before = self.env_steps
             for k, v in self._iteration().items():  # a value per update, or a list (several cycles in one call)
@@ -178,6 +215,7 @@ class Runner:
                 else:
                     losses.setdefault(k, []).append(float(v))
             self.train_time += time.perf_counter() - t0
+            self._update_average(self.env_steps - before)
             bar.update(self.env_steps - before)
             if self.env_steps >= next_log:
                 next_log += cfg.log_every
@@ -222,7 +260,7 @@ class Runner:
             return
         self.best = {"score": score, "env_steps": self.env_steps, "train_time_s": self.train_time,
                      "passed": passed, **{k: float(result[k]) for k in rates}}
-        self.best_actor = {k: v.detach().clone() for k, v in self.actor.state_dict().items()}
+        self.best_actor = {k: v.detach().clone() for k, v in self.policy_actor.state_dict().items()}
 
     def _log_row(self, losses: dict[str, list[float]]) -> dict[str, float]:
         """One metrics row: mean losses and finished episodes since the last row (over all ranks)."""
@@ -267,6 +305,8 @@ class Runner:
                                 "best": self.best, "optimizers": {},
                                 "config": self.cfg.to_dict()}
         tensors.update({f"best_actor.{k}": v for k, v in self.best_actor.items()})
+        if self.actor_average is not None:
+            tensors.update({f"actor_average.{k}": v for k, v in self.actor_average.state_dict().items()})
         for name, module in self.algo.modules().items():
             tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
         for name, opt in self.algo.optimizers().items():
@@ -306,5 +346,13 @@ class Runner:
         self.passes_in_a_row = meta.get("passes_in_a_row", 0)
         self.best = meta.get("best")
         self.best_actor = {k[len("best_actor."):]: v.clone() for k, v in tensors.items() if k.startswith("best_actor.")}
+        average = {k[len("actor_average."):]: v for k, v in tensors.items() if k.startswith("actor_average.")}
+        if average and self.cfg.actor_average_halflife:
+            self.actor_average = None
+            self._start_average()
+            self.actor_average.load_state_dict(average)
+        elif self.cfg.actor_average_halflife and self.env_steps:
+            raise ValueError(f"{path} holds no actor average: resume it with actor_average_halflife 0 (it was "
+                             "trained without one), or start a new run")
         if hasattr(self.algo, "num_updates"):
             self.algo.num_updates = meta["num_updates"]

@@ -41,3 +41,32 @@ def test_resume_continues_the_run_and_saves_every_evaluated_actor(tmp_path, monk
     assert sorted(int(p.stem) for p in (run / "actors").glob("*.pt")) == [512, 1024, 1536, 2048]
     assert flown == [HoverEvalConfig().seed] * 4
     assert json.loads((run / "config.json").read_text())["off_policy"]["total_env_steps"] == 2048
+
+
+def test_with_an_average_the_learning_actor_is_flown_beside_it_and_saved(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    import torch
+
+    from benchmarks import hover_curve
+
+    flown = []  # every flight is faked; the seeds tell held-out (the average) from selection (the raw actor)
+    monkeypatch.setattr(hover_curve, "evaluate", lambda *a, **k: flown.append(k["seed"]) or
+                        {"survival": 0.5, "settle": 0.25, "median_final_error_m": 0.2})
+    run = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", [
+        "hover_curve.py", "crazyflie-hover-sac-precise", "--seed", "0", "--out", str(run),
+        "--off-policy.total-env-steps", "1024", "--off-policy.buffer-capacity", "4096", "--eval-every", "512",
+        "--eval-episodes-during-training", "2", "--checkpoint-every", "0", "--task.episode-length", "20",
+        "--sac.no-fused", "--env-impl", "torch", "--actor-average-halflife", "256"])
+    hover_curve.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"env_steps"')]
+    assert [(r["raw_sel_survival"], r["raw_sel_settle"]) for r in rows] == [(0.5, 0.25)] * 2
+    ecfg = HoverEvalConfig()
+    assert flown == [ecfg.seed, ecfg.selection_seed] * 2
+    for kind in ("actors", "actors_raw"):
+        assert sorted(int(p.stem) for p in (run / kind).glob("*.pt")) == [512, 1024]
+    # both hold a whole actor state dict
+    saved = torch.load(run / "actors" / "1024.pt", weights_only=True)
+    assert set(saved) == set(torch.load(run / "actors_raw" / "1024.pt", weights_only=True))
