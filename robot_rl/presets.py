@@ -213,7 +213,7 @@ def crazyflie_hover_sac_settle() -> TrainConfig:
 
 
 @register("crazyflie-hover-sac-precise",
-          "crazyflie-hover-sac-settle's schedule, a bounded precision bonus, 256-256 critics; 7 of 10 seeds pass")
+          "crazyflie-hover-sac-settle's schedule, a bounded precision bonus, 256-256 critics; 10 of 13 seeds pass")
 def crazyflie_hover_sac_precise() -> TrainConfig:
     cfg = crazyflie_hover_sac_settle()
     # the position weight back to the paper's 5 -> 40 and the bonus 6 (survival 95-98 %), plus a bounded bonus
