@@ -100,12 +100,12 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         tv = self.spec["composition"].get("test_vector")
         keys = ({"example_obs", "example_base_action", "example_output"}
                 | ({"example_history"} if self.history_steps else set())
-                | ({"example_wrench"} if self._feed_extra else set()))
+                | ({"example_wrench"} if self.wrench is not None else set()))
         if not isinstance(tv, dict) or not keys <= set(tv):
             raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
         want = np.asarray(tv["example_output"], np.float32)
         hist = np.asarray(tv["example_history"], np.float32) if self.history_steps else None
-        wr = np.asarray(tv["example_wrench"], np.float32) if self._feed_extra else None
+        wr = np.asarray(tv["example_wrench"], np.float32) if self.wrench is not None else None
         got = self.compose(np.asarray(tv["example_obs"], np.float32), np.asarray(tv["example_base_action"], np.float32),
                            hist, wr)
         res_err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
