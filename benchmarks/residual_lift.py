@@ -13,6 +13,7 @@ held-out episodes with object mass x0.8 / x1.2, object friction x0.8 / x1.2 and 
 ``--skip expo,rerank`` leaves methods out (their figures null). Times are CPU wall seconds with one torch thread.
 
     PYTHONPATH=. python benchmarks/residual_lift.py --task panda-peg-insert [--seeds 0,1,2] [--episodes 200]
+    PYTHONPATH=. python benchmarks/residual_lift.py --combine seed0.log seed1.log seed2.log  # seeds run apart
 
 Last line: {"task", "base_success", "resip_success", "expo_success", "rerank_success", "resip_env_steps",
 "expo_env_steps"} (means over seeds) + per-seed rows (with each method's ``robustness`` rows).
@@ -103,6 +104,40 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
             if not math.isnan(v)]
 
 
+def summary(task: str, episodes: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last line: the issue's keys as means over the seeds' ``rows`` (None where a method has no figure for
+    some seed), the seeds, the episode count and the rows themselves."""
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows]
+        return None if any(v is None for v in vals) else float(np.mean(vals))
+
+    return {"task": task, **{k: mean(k) for k in ("base_success", "resip_success", "expo_success",
+                                                  "rerank_success", "resip_env_steps", "expo_env_steps")},
+            "seeds": [r["seed"] for r in rows], "episodes": episodes, "per_seed": rows}
+
+
+def combine(logs: list[Path]) -> dict[str, Any]:
+    """One summary over earlier runs of this script (one seed per process, say): each log's last line is its
+    summary; the task and episode count must agree and no seed may repeat."""
+    lines = []
+    for log in logs:
+        text = log.read_text().strip().splitlines() if log.is_file() else []
+        try:
+            lines.append(json.loads(text[-1]) if text else None)
+        except json.JSONDecodeError:
+            lines.append(None)
+        if not isinstance(lines[-1], dict) or "per_seed" not in lines[-1]:
+            raise SystemExit(f"--combine: {log} does not end with this script's summary line")
+    for key in ("task", "episodes"):
+        if len({line[key] for line in lines}) != 1:
+            raise SystemExit(f"--combine: the logs disagree on {key}: {sorted({str(line[key]) for line in lines})}")
+    rows = [row for line in lines for row in line["per_seed"]]
+    seeds = [row["seed"] for row in rows]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--combine: a seed appears twice: {sorted(seeds)}")
+    return summary(lines[0]["task"], lines[0]["episodes"], sorted(rows, key=lambda r: r["seed"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="panda-peg-insert", choices=sorted(ARM_TASKS))
@@ -129,7 +164,12 @@ def main() -> None:
                     help="episodes per robustness row (0: no robustness rows; they reuse the held-out seed)")
     ap.add_argument("--skip", default="", help="comma-separated methods to leave out: resip, expo, rerank "
                     "(base: no robustness rows for the base)")
+    ap.add_argument("--combine", nargs="+", type=Path, default=None, metavar="LOG",
+                    help="print one summary over earlier runs' output (e.g. one seed per process) and exit")
     args = ap.parse_args()
+    if args.combine:
+        print(json.dumps(combine(args.combine), ensure_ascii=False))
+        return
     skip = {m for m in args.skip.split(",") if m}
     if skip - {"base", "resip", "expo", "rerank"}:
         ap.error(f"--skip: unknown methods {sorted(skip - {'base', 'resip', 'expo', 'rerank'})}")
@@ -207,14 +247,7 @@ def main() -> None:
         print(json.dumps(row, ensure_ascii=False), flush=True)
         rows.append(row)
 
-    def mean(key: str) -> float | None:
-        vals = [r[key] for r in rows]
-        return None if any(v is None for v in vals) else float(np.mean(vals))
-
-    out = {"task": args.task, **{k: mean(k) for k in ("base_success", "resip_success", "expo_success",
-                                                       "rerank_success", "resip_env_steps", "expo_env_steps")},
-           "seeds": [r["seed"] for r in rows], "episodes": args.episodes, "per_seed": rows}
-    print(json.dumps(out, ensure_ascii=False))
+    print(json.dumps(summary(args.task, args.episodes, rows), ensure_ascii=False))
 
 
 if __name__ == "__main__":

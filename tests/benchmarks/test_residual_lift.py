@@ -1,9 +1,12 @@
 """benchmarks/residual_lift.py: the robustness rows the issue asks for, each on a fresh policy, and env steps to a
 target success read off a training curve."""
 
+import json
+
+import pytest
 import torch
 
-from benchmarks.residual_lift import robustness, steps_to
+from benchmarks.residual_lift import combine, robustness, steps_to, summary
 
 
 def test_steps_to_is_the_first_evaluation_at_the_target():
@@ -27,3 +30,36 @@ def test_robustness_rows_are_nominal_mass_friction_and_latency_each_on_a_fresh_p
                           "object_friction ×1.2", "action_latency +10 ms"]
     assert rows == dict.fromkeys(rows, 0.0)
     assert len(made) == 6 and len({id(p) for p in made}) == 6
+
+
+def _summary_log(path, task, episodes, seeds):
+    rows = [{"seed": s, "base_success": 0.5 + 0.1 * s, "resip_success": 0.9, "expo_success": None,
+             "rerank_success": 0.6, "resip_env_steps": 1000 * (s + 1), "expo_env_steps": None} for s in seeds]
+    path.write_text("progress line\n" + json.dumps(summary(task, episodes, rows)) + "\n")
+    return path
+
+
+def test_combine_averages_the_seeds_of_separate_runs_and_keeps_none_where_a_method_is_missing(tmp_path):
+    logs = [_summary_log(tmp_path / "b.log", "panda-peg-insert", 200, [2]),
+            _summary_log(tmp_path / "a.log", "panda-peg-insert", 200, [0, 1])]
+    out = combine(logs)
+    assert out["seeds"] == [0, 1, 2] and out["episodes"] == 200 and out["task"] == "panda-peg-insert"
+    assert out["base_success"] == pytest.approx(0.6) and out["resip_env_steps"] == pytest.approx(2000)
+    assert out["expo_success"] is None and out["resip_success"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("second, message", [
+    (("panda-pick-cube", 200, [1]), "disagree on task"),
+    (("panda-peg-insert", 100, [1]), "disagree on episodes"),
+    (("panda-peg-insert", 200, [0]), "a seed appears twice"),
+])
+def test_combine_refuses_logs_that_do_not_belong_together(tmp_path, second, message):
+    logs = [_summary_log(tmp_path / "a.log", "panda-peg-insert", 200, [0]), _summary_log(tmp_path / "b.log", *second)]
+    with pytest.raises(SystemExit, match=message):
+        combine(logs)
+
+
+def test_combine_refuses_a_log_without_a_summary_line(tmp_path):
+    (tmp_path / "cut.log").write_text('{"seed": 0, "base_success": 0.7}\n')
+    with pytest.raises(SystemExit, match="does not end with this script's summary line"):
+        combine([tmp_path / "cut.log"])
