@@ -354,5 +354,8 @@ class Runner:
         elif self.cfg.actor_average_halflife and self.env_steps:
             raise ValueError(f"{path} holds no actor average: resume it with actor_average_halflife 0 (it was "
                              "trained without one), or start a new run")
+        elif average:
+            raise ValueError(f"{path} holds an actor average: resume it with the actor_average_halflife it was "
+                             "trained with (its config.json), or start a new run")
         if hasattr(self.algo, "num_updates"):
             self.algo.num_updates = meta["num_updates"]

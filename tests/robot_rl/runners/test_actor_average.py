@@ -116,6 +116,13 @@ def test_resuming_a_run_without_an_average_with_one_is_refused(tmp_path):
         make_runner(_config("sac", -1), tmp_path / "bad")
 
 
+def test_resuming_an_averaged_run_without_its_average_is_refused(tmp_path):
+    make_runner(_config("sac", 64), tmp_path / "on").train(stop_at=320)
+    runner = make_runner(_config("sac", 0), tmp_path / "off")
+    with pytest.raises(ValueError, match="holds an actor average"):
+        runner.load(tmp_path / "on" / "checkpoint")
+
+
 @pytest.mark.parametrize("keep_best", [True, False])
 def test_the_evaluated_kept_and_exported_actor_is_the_average(tmp_path, monkeypatch, keep_best):
     cfg = _config("sac", 64)
