@@ -24,7 +24,6 @@ Scores that tie go to the lowest index (numpy's argmax), so a constant value run
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -92,19 +91,11 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
         return self.selector.run(self._sel_out, self._selector_feed(obs, second, wrench))[0]
 
     def verify_test_vector(self) -> float:
-        err = super().verify_test_vector()
-        tv = self.spec["composition"].get("test_vector")
         key = "example_chunk" if self.score_kind == "chunk" else "example_candidates"
-        keys = {"example_obs", key, "example_output"} | ({"example_wrench"} if self.wrench is not None else set())
-        if not isinstance(tv, dict) or not keys <= set(tv):
-            raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
-        want = np.asarray(tv["example_output"], np.float32)
-        wr = np.asarray(tv["example_wrench"], np.float32) if self.wrench is not None else None
-        got = self.run_selector(np.asarray(tv["example_obs"], np.float32), np.asarray(tv[key], np.float32), wr)
-        sel_err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
-        if not sel_err <= float(tv.get("atol", 1e-5)):
-            raise ModelError(f"{self.export_dir}: composition test vector mismatch (max abs error {sel_err:.3g})")
-        return max(err, sel_err)
+        err = super().verify_test_vector()
+        return max(err, self.verify_composition(
+            {"example_obs", key}, lambda tv: self.run_selector(tv["example_obs"], tv[key], tv.get("example_wrench")),
+            "composition"))
 
     def _reset_history(self) -> None:
         super()._reset_history()

@@ -156,6 +156,22 @@ class ChunkedPolicyRunner(PolicyRunner):
             raise ModelError(f"{self.export_dir}: test vector mismatch (max abs error {err:.3g} > {atol:g})")
         return err
 
+    def verify_composition(self, keys: set[str], run: Callable[[dict[str, np.ndarray]], np.ndarray],
+                           what: str) -> float:
+        """Check ``policy.json``'s ``composition.test_vector`` (a residual or selector on top of the sampler):
+        ``run`` maps its arrays (``keys``, + ``example_wrench`` when the composition reads the wrist wrench) to the
+        output that must match ``example_output``; a one-line error names a missing key or the mismatch."""
+        tv = self.spec["composition"].get("test_vector")
+        keys = keys | {"example_output"} | ({"example_wrench"} if self.wrench is not None else set())
+        if not isinstance(tv, dict) or not keys <= set(tv):
+            raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
+        arrays = {k: np.asarray(tv[k], np.float32) for k in keys}
+        got, want = run(arrays), arrays["example_output"]
+        err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
+        if not err <= float(tv.get("atol", 1e-5)):
+            raise ModelError(f"{self.export_dir}: {what} test vector mismatch (max abs error {err:.3g})")
+        return err
+
     def sample(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """One sampler query: ``[k, observation_steps, obs_dim]`` + noise -> ``[k, horizon, size]``."""
         return self.session.run(self._output_names, {"obs": np.ascontiguousarray(obs, np.float32),

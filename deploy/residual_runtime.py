@@ -19,7 +19,6 @@ docstring of :mod:`deploy.chunked_runtime`).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -96,22 +95,11 @@ class ResidualPolicyRunner(ChunkedPolicyRunner):
         return self.residual.run(self._res_out, feed)[0]
 
     def verify_test_vector(self) -> float:
+        keys = {"example_obs", "example_base_action"} | ({"example_history"} if self.history_steps else set())
         err = super().verify_test_vector()
-        tv = self.spec["composition"].get("test_vector")
-        keys = ({"example_obs", "example_base_action", "example_output"}
-                | ({"example_history"} if self.history_steps else set())
-                | ({"example_wrench"} if self.wrench is not None else set()))
-        if not isinstance(tv, dict) or not keys <= set(tv):
-            raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
-        want = np.asarray(tv["example_output"], np.float32)
-        hist = np.asarray(tv["example_history"], np.float32) if self.history_steps else None
-        wr = np.asarray(tv["example_wrench"], np.float32) if self.wrench is not None else None
-        got = self.compose(np.asarray(tv["example_obs"], np.float32), np.asarray(tv["example_base_action"], np.float32),
-                           hist, wr)
-        res_err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
-        if not res_err <= float(tv.get("atol", 1e-5)):
-            raise ModelError(f"{self.export_dir}: residual test vector mismatch (max abs error {res_err:.3g})")
-        return max(err, res_err)
+        return max(err, self.verify_composition(keys, lambda tv: self.compose(
+            tv["example_obs"], tv["example_base_action"], tv.get("example_history"), tv.get("example_wrench")),
+            "residual"))
 
     def _next_action(self, now: float) -> np.ndarray | None:
         base = super()._next_action(now)

@@ -87,6 +87,23 @@ def test_runtime_refuses_missing_or_bad_wrench(composed):
     assert r.step(0.0)[1] is None
 
 
+def test_the_test_vector_check_needs_and_reads_the_example_wrench(composed, tmp_path):
+    d = composed[0]
+    spec = json.loads((d / "policy.json").read_text())
+    for name in ("policy.onnx", "residual.onnx"):
+        (tmp_path / name).write_bytes((d / name).read_bytes())
+    missing = json.loads(json.dumps(spec))
+    del missing["composition"]["test_vector"]["example_wrench"]
+    (tmp_path / "policy.json").write_text(json.dumps(missing))
+    with pytest.raises(ModelError, match="composition.test_vector needs .*example_wrench"):
+        load_runner(tmp_path, sources=SOURCES)
+    moved = json.loads(json.dumps(spec))  # another wrench, the same expected output: the check must notice
+    moved["composition"]["test_vector"]["example_wrench"][0][2] += 40.0
+    (tmp_path / "policy.json").write_text(json.dumps(moved))
+    with pytest.raises(ModelError, match="residual test vector mismatch"):
+        load_runner(tmp_path, sources=SOURCES)
+
+
 def test_arm_profile_subscribes_to_the_broadcasters_wrench(composed):
     from types import SimpleNamespace as NS
 
