@@ -12,6 +12,7 @@ from deploy.residual_runtime import ResidualPolicyRunner
 from deploy.runtime import ModelError
 from robot_rl.residual.history import ResidualHistory
 from robot_rl.residual.resip import ResidualActor
+from tests.deploy.edited_export import edited_export
 from tests.deploy.test_chunked import SPEC, _base_steps, _feed, _policy
 
 STEPS = 3
@@ -86,16 +87,12 @@ def test_runtime_matches_torch_over_a_sequence_and_restarts_its_window(composed)
 
 def test_runtime_refuses_a_window_mismatch(composed, tmp_path):
     d = composed[0]
-    spec = json.loads((d / "policy.json").read_text())
-    for name in ("policy.onnx", "residual.onnx"):
-        (tmp_path / name).write_bytes((d / name).read_bytes())
-    bad = json.loads(json.dumps(spec))
-    bad["composition"]["history"]["steps"] = STEPS + 1
-    (tmp_path / "policy.json").write_text(json.dumps(bad))
+
+    def longer(spec):
+        spec["composition"]["history"]["steps"] = STEPS + 1
+    edited_export(d, tmp_path, longer)
     with pytest.raises(ModelError, match="'history' \\[batch, 4, 6\\]"):
         load_runner(tmp_path, sources={"js": None})
-    bad = json.loads(json.dumps(spec))
-    del bad["composition"]["history"]
-    (tmp_path / "policy.json").write_text(json.dumps(bad))
+    edited_export(d, tmp_path, lambda spec: spec["composition"].pop("history"))
     with pytest.raises(ModelError, match="takes 'obs'"):
         load_runner(tmp_path, sources={"js": None})

@@ -13,6 +13,7 @@ from deploy.runtime import ModelError
 from robot_rl.residual.resip import WRENCH_DIM, ResidualActor
 from sim.arm.config import ArmWristFT
 from sim.arm.wrench import wrench_contract
+from tests.deploy.edited_export import edited_export
 from tests.deploy.test_chunked import SPEC, _base_steps, _feed, _policy
 
 SOURCES = {"js": None, "wrench": None}
@@ -88,20 +89,15 @@ def test_runtime_refuses_missing_or_bad_wrench(composed):
 
 
 def test_the_test_vector_check_needs_and_reads_the_example_wrench(composed, tmp_path):
-    d = composed[0]
-    spec = json.loads((d / "policy.json").read_text())
-    for name in ("policy.onnx", "residual.onnx"):
-        (tmp_path / name).write_bytes((d / name).read_bytes())
-    missing = json.loads(json.dumps(spec))
-    del missing["composition"]["test_vector"]["example_wrench"]
-    (tmp_path / "policy.json").write_text(json.dumps(missing))
+    def drop(spec):
+        del spec["composition"]["test_vector"]["example_wrench"]
+
+    def move(spec):  # another wrench, the same expected output: the check must notice
+        spec["composition"]["test_vector"]["example_wrench"][0][2] += 40.0
     with pytest.raises(ModelError, match="composition.test_vector needs .*example_wrench"):
-        load_runner(tmp_path, sources=SOURCES)
-    moved = json.loads(json.dumps(spec))  # another wrench, the same expected output: the check must notice
-    moved["composition"]["test_vector"]["example_wrench"][0][2] += 40.0
-    (tmp_path / "policy.json").write_text(json.dumps(moved))
+        load_runner(edited_export(composed[0], tmp_path / "missing", drop), sources=SOURCES)
     with pytest.raises(ModelError, match="residual test vector mismatch"):
-        load_runner(tmp_path, sources=SOURCES)
+        load_runner(edited_export(composed[0], tmp_path / "moved", move), sources=SOURCES)
 
 
 def test_arm_profile_subscribes_to_the_broadcasters_wrench(composed):
