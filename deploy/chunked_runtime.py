@@ -148,13 +148,8 @@ class ChunkedPolicyRunner(PolicyRunner):
 
     def verify_test_vector(self) -> float:
         tv = self.spec["test_vector"]
-        want = np.asarray(tv["example_output"], dtype=np.float32)
         got = self.sample(np.asarray(tv["example_input"], np.float32), np.asarray(tv["example_noise"], np.float32))
-        err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
-        atol = float(tv.get("atol", 1e-5))
-        if not err <= atol:
-            raise ModelError(f"{self.export_dir}: test vector mismatch (max abs error {err:.3g} > {atol:g})")
-        return err
+        return self.compare_test_vector(tv, got)
 
     def verify_composition(self, keys: set[str], run: Callable[[dict[str, np.ndarray]], np.ndarray],
                            what: str) -> float:
@@ -165,12 +160,8 @@ class ChunkedPolicyRunner(PolicyRunner):
         keys = keys | {"example_output"} | ({"example_wrench"} if self.wrench is not None else set())
         if not isinstance(tv, dict) or not keys <= set(tv):
             raise ModelError(f"{self.export_dir}: composition.test_vector needs {', '.join(sorted(keys))}")
-        arrays = {k: np.asarray(tv[k], np.float32) for k in keys}
-        got, want = run(arrays), arrays["example_output"]
-        err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
-        if not err <= float(tv.get("atol", 1e-5)):
-            raise ModelError(f"{self.export_dir}: {what} test vector mismatch (max abs error {err:.3g})")
-        return err
+        return self.compare_test_vector(tv, run({k: np.asarray(tv[k], np.float32) for k in keys}),
+                                        f"{what} test vector")
 
     def sample(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """One sampler query: ``[k, observation_steps, obs_dim]`` + noise -> ``[k, horizon, size]``."""

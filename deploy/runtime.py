@@ -169,13 +169,17 @@ class PolicyRunner:
     def verify_test_vector(self) -> float:
         """Run ``test_vector.example_input`` and compare with ``example_output``; raise :class:`ModelError`."""
         tv = self.spec["test_vector"]
-        x = np.asarray(tv["example_input"], dtype=np.float32)
+        got = self.forward_batch(np.asarray(tv["example_input"], dtype=np.float32))
+        return self.compare_test_vector(tv, got)
+
+    def compare_test_vector(self, tv: Mapping[str, Any], got: np.ndarray, what: str = "test vector") -> float:
+        """Max abs error of ``got`` against ``tv["example_output"]`` (inf on a shape mismatch); a one-line
+        :class:`ModelError` naming ``what`` when it exceeds ``tv["atol"]`` (default 1e-5)."""
         want = np.asarray(tv["example_output"], dtype=np.float32)
-        got = self.forward_batch(x)
         err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
         atol = float(tv.get("atol", 1e-5))
         if not err <= atol:
-            raise ModelError(f"{self.export_dir}: test vector mismatch (max abs error {err:.3g} > {atol:g})")
+            raise ModelError(f"{self.export_dir}: {what} mismatch (max abs error {err:.3g} > {atol:g})")
         return err
 
     def forward_batch(self, obs: np.ndarray) -> np.ndarray:
