@@ -1,7 +1,6 @@
 """Candidates composition: export (base sampler + value or EXPO selector), torch-free runtime against torch on the
 same noise, and a constant value running the base bit for bit."""
 
-import json
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from deploy.export.candidates import ActionSelector, ChunkScorer, _onnx, export_
 from deploy.export.chunked import export_chunked_policy
 from robot_rl.residual.expo import EXPOAgent, EXPOConfig
 from robot_rl.residual.value import ChunkValue, IQLConfig
+from tests.deploy.edited_export import edited_export
 from tests.deploy.test_chunked import SPEC, E, H, _feed, _policy
 
 K = 3
@@ -107,19 +107,16 @@ def test_constant_value_reranking_runtime_is_the_base(exports, tmp_path):
 
 def test_refusals(exports, tmp_path):
     d = exports[0] / "rerank"
-    spec = json.loads((d / "policy.json").read_text())
-    for name in ("policy.onnx", "value.onnx"):
-        (tmp_path / name).write_bytes((d / name).read_bytes())
-    bad = json.loads(json.dumps(spec))
-    bad["composition"]["test_vector"]["example_output"][0] += 0.1
-    (tmp_path / "policy.json").write_text(json.dumps(bad))
+
+    def off(spec):
+        spec["composition"]["test_vector"]["example_output"][0] += 0.1
+
+    def vibes(spec):
+        spec["composition"]["score"] = "vibes"
     with pytest.raises(Exception, match="composition test vector mismatch"):
-        load_runner(tmp_path, sources={"js": None})
-    bad = json.loads(json.dumps(spec))
-    bad["composition"]["score"] = "vibes"
-    (tmp_path / "policy.json").write_text(json.dumps(bad))
+        load_runner(edited_export(d, tmp_path, off), sources={"js": None})
     with pytest.raises(Exception, match="score 'chunk' or 'action'"):
-        load_runner(tmp_path, sources={"js": None})
+        load_runner(edited_export(d, tmp_path, vibes), sources={"js": None})
 
 
 def test_a_per_step_expo_export_is_refused(exports, tmp_path):

@@ -11,6 +11,7 @@ from deploy.export.residual import export_residual_policy
 from deploy.residual_runtime import ResidualPolicyRunner
 from deploy.runtime import ModelError
 from robot_rl.residual.resip import ResidualActor
+from tests.deploy.edited_export import edited_export
 from tests.deploy.test_chunked import SPEC, _base_steps, _feed, _policy
 
 
@@ -58,20 +59,16 @@ def test_loader_dispatch_and_refusals(composed, tmp_path):
     d = composed[0]
     with pytest.raises(ModelError, match="composition 'residual'"):
         ChunkedPolicyRunner(d, sources={"js": None})
-    spec = json.loads((d / "policy.json").read_text())
-    for name in ("policy.onnx", "residual.onnx"):
-        (tmp_path / name).write_bytes((d / name).read_bytes())
-    bad = json.loads(json.dumps(spec))
-    bad["composition"]["kind"] = "teleport"
-    (tmp_path / "policy.json").write_text(json.dumps(bad))
+    def teleport(spec):
+        spec["composition"]["kind"] = "teleport"
+
+    def off(spec):
+        spec["composition"]["test_vector"]["example_output"][0][0] += 0.1
     with pytest.raises(ModelError, match="unknown composition kind 'teleport'"):
-        load_runner(tmp_path, sources={"js": None})
-    bad = json.loads(json.dumps(spec))
-    bad["composition"]["test_vector"]["example_output"][0][0] += 0.1
-    (tmp_path / "policy.json").write_text(json.dumps(bad))
+        load_runner(edited_export(d, tmp_path, teleport), sources={"js": None})
     with pytest.raises(ModelError, match="residual test vector mismatch"):
-        load_runner(tmp_path, sources={"js": None})
-    (tmp_path / "policy.json").write_text(json.dumps(spec))
+        load_runner(edited_export(d, tmp_path, off), sources={"js": None})
+    edited_export(d, tmp_path, lambda spec: None)
     (tmp_path / "residual.onnx").unlink()
     with pytest.raises(ModelError, match="missing"):
         load_runner(tmp_path, sources={"js": None})
