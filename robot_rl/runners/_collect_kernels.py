@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-import os
 import sys
 import types
 from pathlib import Path
@@ -30,6 +29,7 @@ from numba import njit
 from robot_rl.algorithms._td3_kernels import update_from_replay
 from robot_rl.io import atomic_write_text
 from robot_rl.models.mlp_act import _act
+from sim.numba_cache import cache_root
 
 _KERNELS: dict[Any, Any] = {}
 env_kernel: Any = None
@@ -135,7 +135,7 @@ def _sources_digest(module_name: str) -> str:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("ROBOT_RL_CACHE_DIR") or Path.home() / ".cache" / "robot_rl") / "collect_kernels"
+    return cache_root() / "collect_kernels"
 
 
 def _generated(env_kernel: Any) -> Any | None:
