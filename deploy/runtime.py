@@ -49,16 +49,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from deploy import contract
 from deploy.command_map import build_command_map
 from deploy.inputs import ModelError, StampGate
 from deploy.obs_layout import RUNTIME_COMPONENTS, ObsLayout
-from deploy.onnx_io import load_onnx
+from deploy.onnx_io import SessionCall, load_one_in_one_out
 
 __all__ = ["ModelError", "PolicyRunner"]
-
 
 
 class PolicyRunner:
@@ -137,12 +135,8 @@ class PolicyRunner:
         self._cmd, self._tmp, self._prev, self._out, self._hold, self._raw = (np.zeros(m, f32) for _ in range(6))
         self.guard_trips = self.limited_steps = 0
         self._have_hold = False
-        self._run_options = ort.RunOptions()
-        self._run = getattr(self.session, "_sess", None)  # onnxruntime's C session: skips ~5 us of Python checks
-        try:  # keep the fast path only if this onnxruntime version has it; the test vector then checks it
-            self._run.run(self._output_names, {self._input_name: np.zeros((1, dim), np.float32)}, self._run_options)
-        except Exception:
-            self._run = None
+        probe = {self._input_name: np.zeros((1, dim), np.float32)}
+        self._infer = SessionCall(self.session, self._output_names, probe)
         self.estopped: str | None = None
         self.steps = self.safe_steps = self.clamped_steps = 0
         self.last_clamped = self.clamping = ""
@@ -152,19 +146,8 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ loading
     def _load_session(self, spec: dict[str, Any]) -> None:
-        self.session = load_onnx(self.export_dir)
-        path = self.export_dir / "policy.onnx"
-        ins, outs = self.session.get_inputs(), self.session.get_outputs()
-        if len(ins) != 1 or len(outs) != 1:
-            raise ModelError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
-        self._input_name, self._output_names = ins[0].name, [outs[0].name]
-        in_w, out_w = ins[0].shape[-1], outs[0].shape[-1]
-        if in_w != contract.obs_dim(spec):
-            raise ModelError(f"{path}: network input has width {in_w} but policy.json observation sums to "
-                             f"{contract.obs_dim(spec)}")
-        if isinstance(out_w, int) and out_w != contract.output_dim(spec):
-            raise ModelError(f"{path}: network output has width {out_w} but policy.json expects "
-                             f"{contract.output_dim(spec)}")
+        self.session, self._input_name, self._output_names = load_one_in_one_out(
+            self.export_dir, contract.obs_dim(spec), contract.output_dim(spec))
 
     def verify_test_vector(self) -> float:
         """Run ``test_vector.example_input`` and compare with ``example_output``; raise :class:`ModelError`."""
@@ -185,11 +168,6 @@ class PolicyRunner:
     def forward_batch(self, obs: np.ndarray) -> np.ndarray:
         """Raw network output for a batch ``[k, obs_dim]`` (no checks, no clipping), via the step's code path."""
         return self._infer({self._input_name: np.ascontiguousarray(obs, dtype=np.float32)})
-
-    def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        if self._run is not None:
-            return self._run.run(self._output_names, feed, self._run_options)[0]
-        return self.session.run(self._output_names, feed)[0]
 
     # ------------------------------------------------------------------ inputs
     def view(self, name: str) -> np.ndarray:
