@@ -33,14 +33,23 @@ def sources_fingerprint(packages: tuple[Path, ...]) -> str:
     rows = [f"NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '')}"]
     for package in packages:
         for path in _sources(package):
-            st = path.stat()
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # removed since the listing (a checkout in progress)
+                continue
             rows.append(f"{path} {st.st_size} {st.st_mtime_ns}")
     return "\n".join(rows) + "\n"
 
 
 def _numba_cache_dirs(package: Path) -> set[Path]:
     """The folders numba caches the kernels of ``package``'s files in: its own locators, in its own order."""
-    from numba.core.caching import CacheImpl
+    from numba.core import caching
+
+    locators = getattr(getattr(caching, "CacheImpl", None), "_locator_classes", None)
+    if locators is None:  # a numba without this (private) list: its default, the folder's __pycache__
+        warnings.warn("numba.core.caching.CacheImpl._locator_classes is gone: dropping only __pycache__ caches",
+                      stacklevel=3)
+        return {p.parent / "__pycache__" for p in _sources(package)}
 
     def probe() -> None:  # a function defined nowhere in particular: the locators read only its line number
         pass
@@ -48,7 +57,7 @@ def _numba_cache_dirs(package: Path) -> set[Path]:
     dirs = set()
     for folder in sorted({p.parent for p in _sources(package)}):
         source = str(next(folder.glob("*.py")))
-        for locator_class in CacheImpl._locator_classes:
+        for locator_class in locators:
             locator = locator_class.from_function(probe, source)
             if locator is not None:
                 dirs.add(Path(locator.get_cache_path()))
