@@ -67,13 +67,16 @@ def _score(env: Any, base: FrozenChunkBase, chunks: torch.Tensor, steps: int, se
 
 
 @torch.no_grad()
-def run(run_dir: Path, episodes: int, k: int, lookahead: int, seed: int) -> dict[str, Any]:
-    """The plain base (``k`` 1) or the oracle on ``episodes`` held-out episodes (one per env, seed EVAL_SEED)."""
+def run(run_dir: Path, episodes: int, k: int, lookahead: int, seed: int, env_seed: int = EVAL_SEED,
+        record: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """The plain base (``k`` 1) or the oracle on ``episodes`` episodes (one per env; ``env_seed``: the held-out
+    ones by default). ``record``: per replanning, the envs still in their episode get ``(history [D, To * obs],
+    executed parts of the K candidates normalised [D, K, n * A], scores [D, K])`` appended."""
     task = _task(run_dir)
     spec = get_task(task)
     policy, _ = load_policy(run_dir)
-    env = spec.make_env(replace(spec.config_cls(), num_envs=episodes, device="cpu"), seed=EVAL_SEED)
-    obs = env.reset(seed=EVAL_SEED)
+    env = spec.make_env(replace(spec.config_cls(), num_envs=episodes, device="cpu"), seed=env_seed)
+    obs = env.reset(seed=env_seed)
     base = FrozenChunkBase(policy, episodes, seed)
     base.reset(obs["policy"].float())
     horizon = lookahead or env.max_episode_steps
@@ -99,6 +102,10 @@ def run(run_dir: Path, episodes: int, k: int, lookahead: int, seed: int) -> dict
             env.load_state_dict(env_state)
             base.load_state_dict(base_state)
             chunks = base.chunk.clone()
+            if record is not None:
+                live = ~done[due]
+                executed = base.normalize_action(cands[live, :, : base.n_action_steps]).flatten(2)
+                record.append((base.history[due][live].flatten(1), executed, scores[live]))
             best = torch.where(done[due], 0, scores.argmax(1))  # argmax: the first of equal scores
             chunks[due] = cands[torch.arange(len(due)), best]
             replans += 1

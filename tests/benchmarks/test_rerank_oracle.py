@@ -16,8 +16,12 @@ def test_tied_scores_run_the_plain_base_exactly_although_every_candidate_was_sim
 
     plain = rerank_oracle.run(expo_base_run, episodes=4, k=1, lookahead=3, seed=0)
     monkeypatch.setattr(rerank_oracle, "_score", simulated_then_tied)
-    tied = rerank_oracle.run(expo_base_run, episodes=4, k=3, lookahead=3, seed=0)
+    record = []
+    tied = rerank_oracle.run(expo_base_run, episodes=4, k=3, lookahead=3, seed=0, record=record)
     assert calls and tied["replans"] > 0 and plain["replans"] == 0
+    hist, executed, scores = record[0]  # every env at the first replanning: histories, 3 candidates, 3 scores
+    assert hist.shape[0] == executed.shape[0] == scores.shape[0] == 4
+    assert executed.shape[1] == scores.shape[1] == 3 and not scores.any()
     assert tied["episode_success"] == plain["episode_success"]
     assert tied["episode_length"] == plain["episode_length"]
     assert tied["episode_return"] == plain["episode_return"]  # the same trajectories, bit for bit
