@@ -13,7 +13,8 @@ plain base beside it. No policy training steps; ``value_env_steps`` counts every
 
     PYTHONPATH=. python benchmarks/rerank_branched.py runs/lift4/dp-seed0 --episodes 64 --k 8 --lookahead 64
 
-Last line: {"task", "base_success", "rerank_success", "value_env_steps", "k", "eval_episodes", "mixed_fraction"}.
+Last line: {"task", "base_success", "rerank_success", "gained", "lost" (held-out episodes re-ranking won / lost
+against the base), "value_env_steps", "k", "eval_episodes", "mixed_fraction" (states whose K scores differ)}.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
     ap.add_argument("--lookahead", type=int, default=64, help="control steps each candidate is simulated")
     ap.add_argument("--steps", type=int, default=5000, help="value gradient steps")
     ap.add_argument("--eval-episodes", type=int, default=200)
+    ap.add_argument("--data", type=Path, default=None, help="keep the branched data here (torch.save); if the file "
+                    "exists, load it instead of collecting")
     ap.add_argument("--seed", type=int, default=0, help="base noise and value seed (the training episodes: env "
                     "seed + 10000, as rerank's base rollouts)")
     args = ap.parse_args()
@@ -84,11 +87,21 @@ def main() -> None:
         raise SystemExit("need --k >= 2 and --episodes, --lookahead, --steps >= 1")
     torch.set_num_threads(1)
     policy, _ = load_policy(args.run)
-    record: list = []
     t0 = time.perf_counter()
-    col = run(args.run, args.episodes, args.k, args.lookahead, args.seed, env_seed=args.seed + 10_000,
-              record=record)
-    data = relative_scores(record)
+    if args.data is not None and args.data.exists():
+        col = torch.load(args.data)
+        if col["options"]["run"] != str(args.run):
+            raise SystemExit(f"{args.data} holds branched data of {col['options']['run']}, not of {args.run}")
+        print(f"branched data from {args.data} (its options: {col['options']})", flush=True)
+    else:
+        record: list = []
+        col = run(args.run, args.episodes, args.k, args.lookahead, args.seed, env_seed=args.seed + 10_000,
+                  record=record)
+        options = {"run": str(args.run), **{k: getattr(args, k) for k in ("episodes", "k", "lookahead", "seed")}}
+        col = {**col, "record": record, "options": options}
+        if args.data is not None:
+            torch.save(col, args.data)
+    data = relative_scores(col["record"])
     print(json.dumps({"collected": len(data["target"]), "states": int(len(data["mixed"])),
                       "mixed_fraction": round(data["mixed"].mean().item(), 4), "oracle_success_train": col["success"],
                       "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)
@@ -96,7 +109,9 @@ def main() -> None:
     task = col["task"]
     base = evaluate_rerank(task, policy, None, 1, args.eval_episodes, seed=args.seed)
     reranked = evaluate_rerank(task, policy, value, args.k, args.eval_episodes, seed=args.seed)
+    pairs = list(zip(base["episode_success"], reranked["episode_success"], strict=True))
     print(json.dumps({"task": task, "base_success": base["success"], "rerank_success": reranked["success"],
+                      "gained": sum(r and not b for b, r in pairs), "lost": sum(b and not r for b, r in pairs),
                       "value_env_steps": col["env_steps_simulated"], "k": args.k, "eval_episodes": args.eval_episodes,
                       "mixed_fraction": round(data["mixed"].mean().item(), 4)}))
 
