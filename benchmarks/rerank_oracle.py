@@ -16,7 +16,8 @@ better chunk and no value can re-rank it to a gain; if it gains much, the value 
 
     PYTHONPATH=. python benchmarks/rerank_oracle.py runs/lift4/dp-seed0 --episodes 64 --k 8 --lookahead 64
 
-Last line: {"task", "episodes", "k", "lookahead", "base_success", "oracle_success", "env_steps_simulated",
+Last line: {"task", "episodes", "k", "lookahead", "base_success", "oracle_success", "env_steps_simulated" (K x
+lookahead x envs per replanning: the budget; a continuation stops early only when every env's episode has ended),
 "wall_s"}.
 """
 
@@ -48,7 +49,7 @@ def _score(env: Any, base: FrozenChunkBase, chunks: torch.Tensor, steps: int, se
     """Run ``chunks`` at the due envs, then the base, for ``steps`` control steps from the current state with
     fresh noise from ``seed``: +1 success, -1 failure, 0 neither (per env, the first episode end only)."""
     base.generator.manual_seed(seed)
-    env.rng = np.random.default_rng(seed)
+    env.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state  # the env's own generator object
     score = torch.zeros(base.num_envs)
     ended = torch.zeros(base.num_envs, dtype=torch.bool)
     a = base.act(chunks)
