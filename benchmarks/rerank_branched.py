@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,10 @@ def main() -> None:
                   record=record)
         options = {"run": str(args.run), **{k: getattr(args, k) for k in ("episodes", "k", "lookahead", "seed")}}
         col = {**col, "record": record, "options": options}
-        if args.data is not None:
-            torch.save(col, args.data)
+        if args.data is not None:  # atomically: an interrupted save must not pass for data next time
+            tmp = args.data.with_name(args.data.name + ".tmp")
+            torch.save(col, tmp)
+            os.replace(tmp, args.data)
     data = relative_scores(col["record"])
     print(json.dumps({"collected": len(data["target"]), "states": int(len(data["mixed"])),
                       "mixed_fraction": round(data["mixed"].mean().item(), 4), "oracle_success_train": col["success"],
