@@ -90,9 +90,13 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
             log.info("first arm command received")
         warn(arm.command_arm(msg.data))
 
-    node.create_subscription(Float64MultiArray, f"/{arm.arm.name}/commands", on_arm, system_default)
+    # commands queue deeper than ros2_control's depth 10: when this Python simulator stalls (a CI machine took 340 ms
+    # once), depth 10 dropped the oldest of the node's 50 Hz commands and the next one counted as a velocity
+    # violation the node never sent; the check must measure the node's stream, not this process's hiccups
+    commands_qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(Float64MultiArray, f"/{arm.arm.name}/commands", on_arm, commands_qos)
     node.create_subscription(Float64MultiArray, f"/{arm.gripper.name}/commands",
-                             lambda msg: warn(arm.command_gripper(msg.data)), system_default)
+                             lambda msg: warn(arm.command_gripper(msg.data)), commands_qos)
     rec: dict[str, list] = {"t": [], "tcp": [], "q": [], "published": [], "object": [], "lifted": [],
                             "inserted": [], "wrench": []}
     pause = {"last_q": None}
