@@ -38,13 +38,6 @@ from robot_rl.runners.bc import load_policy
 from sim.registry import EVAL_SEED, get_task
 
 
-def _task(run: Path) -> str:
-    task = json.loads((run / "config.json").read_text()).get("task")
-    if not task:
-        raise SystemExit(f"{run}/config.json names no task")
-    return task
-
-
 def _score(env: Any, base: FrozenChunkBase, chunks: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
     """Run ``chunks`` at the due envs, then the base, for ``steps`` control steps from the current state with
     fresh noise from ``seed``: +1 success, -1 failure, 0 neither (per env, the first episode end only)."""
@@ -73,9 +66,11 @@ def run(run_dir: Path, episodes: int, k: int, lookahead: int, seed: int, env_see
     """The plain base (``k`` 1) or the oracle on ``episodes`` episodes (one per env; ``env_seed``: the held-out
     ones by default). ``record``: per replanning, the envs still in their episode get ``(history [D, To * obs],
     executed parts of the K candidates normalised [D, K, n * A], scores [D, K])`` appended."""
-    task = _task(run_dir)
+    policy, meta = load_policy(run_dir)
+    task = meta["config"].get("task")
+    if not task:
+        raise SystemExit(f"{run_dir}: the base's checkpoint names no task")
     spec = get_task(task)
-    policy, _ = load_policy(run_dir)
     env = spec.make_env(replace(spec.config_cls(), num_envs=episodes, device="cpu"), seed=env_seed)
     obs = env.reset(seed=env_seed)
     base = FrozenChunkBase(policy, episodes, seed)
