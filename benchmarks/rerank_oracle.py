@@ -8,7 +8,9 @@ within them, -1 if it fails (a failure termination), else 0; the best-scoring ca
 index, so the base's own chunk when nothing separates them). Each continuation draws *fresh* base and observation
 noise (one draw per replanning, common to all K candidates), not the noise the real run then meets, so the
 oracle is a one-sample estimate of each chunk's success, not a look at the future. With ``--k 1`` the same loop
-runs the plain base (the reference, measured in the same run on the same episodes).
+runs the plain base (the reference, measured in the same run on the same episodes). The loop is
+:func:`robot_rl.residual.branched.best_of_k_rollouts`, which also collects ``robot-rl train vgps --value
+branched``'s data on training episodes.
 
 It is an upper bound for any value of horizon ``--lookahead`` that scores the same K samples (a perfect model
 plus a Monte-Carlo return), far beyond what ``rerank`` trains: if it gains little, the base's K samples hold no
@@ -25,99 +27,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from robot_rl.residual.base_policy import FrozenChunkBase
+from robot_rl.residual.branched import best_of_k_rollouts
 from robot_rl.runners.bc import load_policy
-from sim.registry import EVAL_SEED, get_task
+from sim.registry import EVAL_SEED
 
 
-def _score(env: Any, base: FrozenChunkBase, chunks: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
-    """Run ``chunks`` at the due envs, then the base, for ``steps`` control steps from the current state with
-    fresh noise from ``seed``: +1 success, -1 failure, 0 neither (per env, the first episode end only)."""
-    base.generator.manual_seed(seed)
-    env.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state  # the env's own generator object
-    score = torch.zeros(base.num_envs)
-    ended = torch.zeros(base.num_envs, dtype=torch.bool)
-    a = base.act(chunks)
-    for _ in range(steps):
-        obs, _, terminated, _, info = env.step(a)
-        now = info["done_mask"].cpu() & ~ended
-        succ = info["success"].cpu().bool()
-        score[now & succ] = 1.0
-        score[now & ~succ & terminated.cpu().bool()] = -1.0
-        ended |= now
-        if bool(ended.all()):
-            break
-        base.step(obs["policy"].float(), info["done_mask"].cpu())
-        a = base.act()
-    return score
-
-
-@torch.no_grad()
-def run(run_dir: Path, episodes: int, k: int, lookahead: int, seed: int, env_seed: int = EVAL_SEED,
-        record: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None) -> dict[str, Any]:
-    """The plain base (``k`` 1) or the oracle on ``episodes`` episodes (one per env; ``env_seed``: the held-out
-    ones by default). ``record``: per replanning, the envs still in their episode get ``(history [D, To * obs],
-    executed parts of the K candidates normalised [D, K, n * A], scores [D, K])`` appended."""
+def run(run_dir: Path, episodes: int, k: int, lookahead: int, seed: int, env_seed: int = EVAL_SEED) -> dict[str, Any]:
+    """The plain base (``k`` 1) or the oracle on ``episodes`` held-out episodes (``env_seed``), one per env."""
     policy, meta = load_policy(run_dir)
     task = meta["config"].get("task")
     if not task:
         raise SystemExit(f"{run_dir}: the base's checkpoint names no task")
-    spec = get_task(task)
-    env = spec.make_env(replace(spec.config_cls(), num_envs=episodes, device="cpu"), seed=env_seed)
-    obs = env.reset(seed=env_seed)
-    base = FrozenChunkBase(policy, episodes, seed)
-    base.reset(obs["policy"].float())
-    horizon = lookahead or env.max_episode_steps
-    done = torch.zeros(episodes, dtype=torch.bool)
-    success = torch.zeros(episodes, dtype=torch.bool)
-    length = torch.zeros(episodes, dtype=torch.long)
-    ret = torch.zeros(episodes, dtype=torch.float64)
-    simulated, replans, t0 = 0, 0, time.perf_counter()
-    for _ in range(env.max_episode_steps):
-        chunks = None
-        if k > 1 and bool((base.due() & ~done).any()):  # an episode that still counts needs a chunk
-            due, cands = base.candidate_chunks(k)
-            env_state, base_state = env.state_dict(), base.state_dict()
-            scores = torch.zeros(len(due), k)
-            look_seed = 10_000_019 * (seed + 1) + replans
-            for j in range(k):
-                env.load_state_dict(env_state)
-                base.load_state_dict(base_state)
-                trial = base.chunk.clone()
-                trial[due] = cands[:, j]
-                scores[:, j] = _score(env, base, trial, horizon, look_seed)[due]
-                simulated += horizon * episodes
-            env.load_state_dict(env_state)
-            base.load_state_dict(base_state)
-            chunks = base.chunk.clone()
-            if record is not None:
-                live = ~done[due]
-                executed = base.normalize_action(cands[live, :, : base.n_action_steps]).flatten(2)
-                record.append((base.history[due][live].flatten(1), executed, scores[live]))
-            best = torch.where(done[due], 0, scores.argmax(1))  # argmax: the first of equal scores
-            chunks[due] = cands[torch.arange(len(due)), best]
-            replans += 1
-        obs, reward, _, _, info = env.step(base.act(chunks))
-        ret += torch.where(done, 0.0, reward.cpu().double())
-        length += (~done).long()
-        ended = info["done_mask"].cpu() & ~done
-        success |= ended & info["success"].cpu().bool()
-        done |= ended
-        if bool(done.all()):
-            break
-        base.step(obs["policy"].float(), info["done_mask"].cpu())
-    env.close()
-    return {"task": task, "success": success.double().mean().item(), "episode_success": success.tolist(),
-            "episode_length": length.tolist(), "episode_return": ret.tolist(), "replans": replans,
-            "env_steps_simulated": simulated, "wall_s": round(time.perf_counter() - t0, 1)}
+    return best_of_k_rollouts(policy, task, episodes, k, lookahead, seed, env_seed)
 
 
 def main() -> None:

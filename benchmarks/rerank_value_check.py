@@ -1,7 +1,7 @@
 """Does the re-ranking value carry a signal? Argmax vs argmin re-ranking and the value's success prediction.
 
-Trains the chunk value exactly as :func:`robot_rl.residual.rerank.lift` (base rollouts on seed ``seed + 10000`` +
-the base's demonstrations), then on the task's held-out episodes (same base noise): the base, re-ranking with
+Trains the chunk value exactly as ``robot-rl train vgps`` (base rollouts on seed ``seed + 10000`` + the base's
+demonstrations), then on the task's held-out episodes (same base noise): the base, re-ranking with
 the value (argmax of ``--k``) and with the negated value (argmin). A value that separates good from bad chunks
 of one state puts argmax above the base and argmin below it; argmax ~ argmin ~ base says it does not. Between
 states: the ROC AUC with which V of the first history, and Q of the first executed chunk, predict the success

@@ -5,7 +5,8 @@ For each seed: the scripted expert writes ``--demos`` successful episodes (actio
 ``--base-runs`` loads them), ResiP trains a residual on it for ``--resip-steps`` env steps, EXPO
 (:func:`robot_rl.residual.expo.lift`) trains until its in-training evaluation reaches ``--expo-target`` (default:
 ResiP's held-out success, "EXPO to the same success") or ``--expo-steps`` run out, and re-ranking
-(:func:`robot_rl.residual.rerank.lift`) fits a value on base rollouts + demonstrations. Every policy runs the same
+(:func:`robot_rl.commands.vgps.lift`) fits a value on base rollouts + demonstrations (or with
+``--rerank '{"value": "branched"}'`` on branched base rollouts). Every policy runs the same
 ``--episodes`` held-out episodes of the task's evaluation protocol (seed 1000003, one episode per env, chunks on
 the runtime's synchronous schedule, the same base noise). Robustness (``--sweep-episodes``, 0: none): the same
 held-out episodes with object mass x0.8 / x1.2, object friction x0.8 / x1.2 and +10 ms action latency
@@ -34,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from robot_rl.commands import vgps
 from robot_rl.data import write_dataset
 from robot_rl.data.collect import collect_demos
 from robot_rl.logging import read_metrics
 from robot_rl.policies.presets import ARM_TASKS, bc_preset
 from robot_rl.residual import expo as expo_method
-from robot_rl.residual import rerank as rerank_method
 from robot_rl.residual.base_policy import FrozenChunkBase
 from robot_rl.residual.resip import ResidualExecutor, ResiPConfig
 from robot_rl.runners.bc import BCRunner, load_policy
@@ -160,6 +161,8 @@ def main() -> None:
     ap.add_argument("--rerank-k", type=int, default=8, help="chunks re-ranked per replanning")
     ap.add_argument("--rerank-rollouts", type=int, default=200, help="base rollouts the value learns from")
     ap.add_argument("--rerank-steps", type=int, default=5000, help="value gradient steps")
+    ap.add_argument("--rerank", default="", help="extra VGPSConfig fields as JSON, e.g. the value from branched "
+                    "rollouts: '{\"value\": \"branched\", \"branched\": {\"episodes\": 96}}'")
     ap.add_argument("--sweep-episodes", type=int, default=0,
                     help="episodes per robustness row (0: no robustness rows; they reuse the held-out seed)")
     ap.add_argument("--skip", default="", help="comma-separated methods to leave out: resip, expo, rerank "
@@ -234,8 +237,9 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k.startswith("expo")}), flush=True)
             sweep("expo", make_expo)
         if "rerank" not in skip:
-            rerank = rerank_method.lift(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}",
-                                 k=args.rerank_k, rollout_episodes=args.rerank_rollouts, steps=args.rerank_steps)
+            rerank = vgps.lift(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}",
+                               k=args.rerank_k, rollout_episodes=args.rerank_rollouts, steps=args.rerank_steps,
+                               **(json.loads(args.rerank) if args.rerank else {}))
             make_rerank = rerank.pop("make_policy")
             row |= {"rerank_" + k: v for k, v in rerank.items() if k != "env_steps"}
             print(json.dumps({k: v for k, v in row.items() if k.startswith("rerank")}), flush=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,10 @@ def export_candidates_run(run_dir: str | Path, out_dir: Path | None = None) -> d
 
         cfg, policy, value, meta = load_vgps(run_dir)
         net, score, k, task_name = ChunkScorer(value, policy), "chunk", cfg.k, meta["task"]
+        data = {"branched": dataclasses.asdict(cfg.branched)} if cfg.value == "branched" else {
+            "rollout_episodes": cfg.rollout_episodes}
         training = {"algorithm": "vgps", "value_rollout_env_steps": meta["rollout_env_steps"],
-                    "config": {"k": cfg.k, "steps": cfg.steps, "rollout_episodes": cfg.rollout_episodes}}
+                    "config": {"k": cfg.k, "value": cfg.value, "steps": cfg.steps, **data}}
     if getattr(policy, "sample", None) is None:
         raise ValueError(f"{run_dir}: only a diffusion/flow base exports a chunked sampler")
     bc = load_bc_config(cfg.base)

@@ -95,7 +95,7 @@ def _train_main(argv: list[str]) -> None:
              + "\n\nresidual RL on a frozen behaviour-cloning base (robot-rl train resip --base RUN [overrides]):\n"
              + resip_usage_line()
              + "\n  expo --base RUN            EXPO: edit policy + argmax-Q over base candidates (--help: options)"
-             + "\n  vgps --base RUN            value-guided re-ranking of K base chunks (IQL value, no policy training)"
+             + "\n  vgps --base RUN            re-ranking K base chunks by a value (IQL; --value branched)"
              + "\n\ntasks (the task's default config, no curriculum):\n"
              + "\n".join(f"  {k:26s} {_task_line(k)}" for k in task_names())
              + "".join(f"\n  {p + '<id>':26s} needs {r}" for p, r in task_families().items()))

@@ -12,7 +12,6 @@ expert's clean action labels) plus ``rollout_episodes`` episodes of the base its
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -118,24 +117,3 @@ def train_value(policy: Any, episodes: list[dict[str, Any]], cfg: IQLConfig, ste
         idx = torch.randint(0, len(data["obs"]), (batch_size,), generator=gen)
         value.update({k: v[idx] for k, v in data.items()})
     return value.eval()
-
-
-def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, k: int = 8,
-         rollout_episodes: int = 200, steps: int = 5000) -> dict[str, Any]:
-    """``benchmarks/residual_lift.py``'s re-ranking figures: value from demonstrations + base rollouts, then the
-    held-out episodes with ``k`` candidates. ``env_steps``: 0 policy-training steps (``value_env_steps``: the
-    base rollouts the value learned from); ``make_policy``: a fresh re-ranking policy (robustness rows)."""
-    import json
-
-    from robot_rl.runners.bc import load_policy
-
-    policy, _ = load_policy(base_run)
-    t0 = time.perf_counter()
-    demos = json.loads((Path(base_run) / "config.json").read_text()).get("demos", "")
-    roll = base_rollouts(task, policy, rollout_episodes, seed=seed + 10_000)
-    eps = roll + (demo_episodes(demos, policy) if demos else [])
-    value = train_value(policy, eps, IQLConfig(), steps, seed)
-    wall = time.perf_counter() - t0
-    res = evaluate_rerank(task, policy, value, k, episodes, seed=seed)
-    return {"success": res["success"], "env_steps": 0, "value_env_steps": int(sum(len(e["obs"]) for e in roll)),
-            "train_wall_s": round(wall, 1), "k": k, "make_policy": lambda: RerankPolicy(policy, value, k, seed)}
