@@ -158,7 +158,7 @@ def _branched_value(cfg: VGPSConfig, policy: Any, task: str, run_dir: Path) -> t
     value = fit_branch_value(policy, rel, b, cfg.steps, cfg.seed, cfg.batch_size)
     return value, {"task": task, "value": "branched", "rollout_env_steps": stats["env_steps_simulated"],
                    "branched_states": stats["states"], "mixed_fraction": round(rel["mixed"].mean().item(), 4),
-                   "best_of_k_success_train": stats["best_of_k_success"]}
+                   "best_of_k_success_train": stats["best_of_k_success"], "collect_wall_s": stats["collect_wall_s"]}
 
 
 def load_vgps(run_dir: str | Path) -> tuple[VGPSConfig, Any, Any, dict[str, Any]]:
