@@ -4,9 +4,9 @@ Topics (what a Panda under ros2_control with a ``joint_state_broadcaster``, a ``
 for the arm and one for the finger, plus an object tracker, would carry; behaviour from ros2_controllers at
 commit 94e74de35, see :mod:`sim.arm.ros2_control`):
 
-* out ``/joint_states`` (``sensor_msgs/JointState``; 7 arm + 2 finger joints in a non-URDF order; reliable,
-  keep-last 10: the broadcaster's ``SystemDefaultsQoS`` as Fast DDS resolves it; a sensor-data subscriber is
-  compatible) at ``--rate`` Hz, also the physics/controller-manager rate;
+* out ``/joint_states`` (``sensor_msgs/JointState``; 7 arm + 2 finger joints in a non-URDF order; reliable and
+  volatile as the broadcaster's ``rclcpp::SystemDefaultsQoS``, keep-last 10 here where that leaves the depth to the
+  rmw's default; a sensor-data subscriber is compatible) at ``--rate`` Hz, also the physics/controller-manager rate;
 * in ``/<controller>/commands`` (``std_msgs/Float64MultiArray``, 7 joint position targets, URDF joint order);
 * in ``/<gripper-controller>/commands`` (``std_msgs/Float64MultiArray``, one finger's opening in m);
 * out ``--object-topic`` (``geometry_msgs/PoseStamped``, frame ``--frame``): the task's free object (cube);
@@ -90,9 +90,10 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
             log.info("first arm command received")
         warn(arm.command_arm(msg.data))
 
-    # commands queue deeper than ros2_control's depth 10: when this Python simulator stalls (a CI machine took 340 ms
-    # once), depth 10 dropped the oldest of the node's 50 Hz commands and the next one counted as a velocity
-    # violation the node never sent; the check must measure the node's stream, not this process's hiccups
+    # every command is kept and checked in order (forward_command_controller subscribes with SystemDefaultsQoS and
+    # applies only the newest, but here the velocity check must see the node's whole stream): when this Python
+    # simulator stalled (a CI machine took 340 ms once), depth 10 dropped the oldest of the node's 50 Hz commands and
+    # the next one counted as a velocity violation the node never sent
     commands_qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(Float64MultiArray, f"/{arm.arm.name}/commands", on_arm, commands_qos)
     node.create_subscription(Float64MultiArray, f"/{arm.gripper.name}/commands",
