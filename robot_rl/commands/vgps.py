@@ -94,6 +94,10 @@ def train_vgps(cfg: VGPSConfig, run_dir: Path) -> tuple[Any, Any, dict[str, Any]
 
     if not cfg.base or not (Path(cfg.base) / "checkpoint.json").is_file():
         raise ValueError(f"robot-rl train vgps needs --base RUN with a behaviour-cloning checkpoint (got {cfg.base!r})")
+    b = cfg.branched
+    if cfg.value == "branched" and (cfg.k < 2 or b.episodes < 1 or b.lookahead < 0):
+        raise ValueError(f"--value branched needs --k >= 2, --branched.episodes >= 1 and --branched.lookahead >= 0 "
+                         f"(got {cfg.k}, {b.episodes}, {b.lookahead})")
     cfg = dataclasses.replace(cfg, base=str(Path(cfg.base).resolve()))
     torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,9 +142,6 @@ def _branched_value(cfg: VGPSConfig, policy: Any, task: str, run_dir: Path) -> t
     from robot_rl.residual.branched import best_of_k_rollouts, fit_branch_value, relative_scores, stack_record
 
     b = cfg.branched
-    if cfg.k < 2 or b.episodes < 1 or b.lookahead < 0:
-        raise ValueError(f"--value branched needs --k >= 2, --branched.episodes >= 1 and --branched.lookahead >= 0 "
-                         f"(got {cfg.k}, {b.episodes}, {b.lookahead})")
     options = {"base": cfg.base, "k": cfg.k, "episodes": b.episodes, "lookahead": b.lookahead, "seed": cfg.seed}
     path = run_dir / "branched_data"
     kept = load_checkpoint(path) if path.with_suffix(".json").is_file() else None

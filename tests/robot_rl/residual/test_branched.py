@@ -3,6 +3,7 @@ restored), the best-scoring candidate runs, and the fitted value ranks one state
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from robot_rl.residual import branched
@@ -102,6 +103,9 @@ def test_vgps_with_the_branched_value_trains_reuses_its_data_evaluates_and_expor
     run = tmp_path / "vgps"
     args = ["train", "vgps", "--base", str(expo_base_run), "--out", str(run), "--value", "branched", "--k", "3",
             "--branched.episodes", "3", "--branched.lookahead", "4", "--branched.hidden", "16", "16", "--steps", "20"]
+    with pytest.raises(SystemExit):  # one line, before anything is written
+        main([*args, "--k", "1"])
+    assert "--value branched needs --k >= 2" in capsys.readouterr().err and not run.exists()
     main([*args, "--eval-episodes", "4"])
     out = capsys.readouterr().out
     res = json.loads(out.strip().splitlines()[-1])
@@ -130,8 +134,6 @@ def test_vgps_with_the_branched_value_trains_reuses_its_data_evaluates_and_expor
 
 
 def test_residual_lifts_rerank_row_is_a_vgps_run_with_the_branched_value(expo_base_run, tmp_path):
-    import pytest
-
     from robot_rl.commands.vgps import is_vgps_run, lift
     from robot_rl.residual.rerank import RerankPolicy
 
