@@ -42,6 +42,7 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
 
     def __init__(self, export_dir: str | Path, **kwargs: Any) -> None:
         self.last_select_ms = self.max_select_ms = 0.0
+        self.other_chunks = 0  # chunks chosen that are not the base's own sample (candidate 0)
         self._boundary: tuple[int, np.ndarray] | None = None  # (step, action) chosen with the latest chunk
         # the extra candidates draw from their own stream: the base's noise stays what the base alone draws
         self._cand_rng = np.random.default_rng([int(kwargs.get("noise_seed", 0)), 1])
@@ -113,10 +114,14 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
         chunks = first if self.k == 1 else np.concatenate((first, self._extra_chunks(hist, self.k - 1)))
         if self.score_kind == "chunk":
             score = self.run_selector(np.repeat(hist, self.k, axis=0), chunks[:, : self.chunk_execute])
-            return chunks[int(np.argmax(score))], self._clock() - t0
-        action, index = self.selector.run(["action", "index"], self._selector_feed(hist, chunks[None, :, 0], wrench))
-        self._boundary = (self._t - 1, action[0])  # the step this query is made in (synchronous mode)
-        return chunks[int(index[0]) % self.k], self._clock() - t0
+            best = int(np.argmax(score))
+        else:
+            action, index = self.selector.run(["action", "index"],
+                                              self._selector_feed(hist, chunks[None, :, 0], wrench))
+            self._boundary = (self._t - 1, action[0])  # the step this query is made in (synchronous mode)
+            best = int(index[0]) % self.k
+        self.other_chunks += best != 0
+        return chunks[best], self._clock() - t0
 
     def _next_action(self, now: float) -> np.ndarray | None:
         base = super()._next_action(now)
@@ -134,5 +139,6 @@ class CandidatesPolicyRunner(ChunkedPolicyRunner):
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
-        out.update({"last_select_ms": self.last_select_ms, "max_select_ms": self.max_select_ms})
+        out.update({"last_select_ms": self.last_select_ms, "max_select_ms": self.max_select_ms,
+                    "other_chunks": self.other_chunks})
         return out

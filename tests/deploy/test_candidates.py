@@ -88,6 +88,7 @@ def test_expo_runtime_matches_torch_on_the_same_noise(exports):
         edited = max(edited, float(np.abs(want - chunk[t % E].numpy()).max()))
     assert edited > 1e-3  # the selection moved away from the base action
     assert any(c != 0 for c in chosen)  # and ran a chunk other than the base's own
+    assert r.stats()["other_chunks"] == sum(c != 0 for c in chosen)  # the runner's count of them
 
 
 def test_constant_value_reranking_runtime_is_the_base(exports, tmp_path):
@@ -99,10 +100,12 @@ def test_constant_value_reranking_runtime_is_the_base(exports, tmp_path):
                              {"robot": "t"}, samples=8)
     export_chunked_policy(tmp_path / "base", policy, SPEC, OBS, {"robot": "t"})
     kw = {"sources": {"js": None}, "deadline_s": float("inf"), "noise_seed": 7}
-    const = _run(load_runner(tmp_path / "const", **kw))
+    const_runner, real_runner = load_runner(tmp_path / "const", **kw), load_runner(d / "rerank", **kw)
+    const = _run(const_runner)
     base = _run(ChunkedPolicyRunner(tmp_path / "base", **kw))
-    assert np.array_equal(const, base)
-    assert not np.array_equal(_run(load_runner(d / "rerank", **kw)), base)  # a real value re-ranks
+    assert np.array_equal(const, base) and const_runner.stats()["other_chunks"] == 0
+    assert not np.array_equal(_run(real_runner), base)  # a real value re-ranks
+    assert 0 < real_runner.stats()["other_chunks"] <= real_runner.stats()["chunks"]
 
 
 def test_refusals(exports, tmp_path):
