@@ -296,3 +296,41 @@ def test_residual_composition_picks_the_cube_through_node_and_arm_sim(ros_venv, 
     assert clean(s), (s, logs)
     assert s["success"] and s["max_object_height_m"] >= 0.02 + 0.10, (s, logs)
     assert diag is not None and int(diag["chunks"]) >= 20 and float(diag["max_residual_ms"]) > 0, diag  # it ran
+
+
+@pytest.mark.slow
+def test_value_reranked_composition_picks_the_cube_through_node_and_arm_sim(ros_venv, trained_pick_dp, tmp_path):
+    """The ``candidates`` composition with ``score: "chunk"`` (value-guided re-ranking, ``robot-rl train vgps``)
+    over the same diffusion base: wherever a chunk is due the node's
+    :class:`deploy.candidates_runtime.CandidatesPolicyRunner` samples 4 chunks and runs the one ``value.onnx``
+    scores highest, torch-free, against ``robot-rl arm-sim``. The value is a
+    :class:`robot_rl.residual.branched.BranchValue` with random weights: it picks other samples of the same base
+    than the base's own (the runner's ``other_chunks``), which still lift and hold the cube."""
+    import torch
+
+    from deploy.export.candidates import ChunkScorer, export_candidates_policy
+    from robot_rl.commands.bc import load_bc_config
+    from robot_rl.data import load_dataset
+    from robot_rl.residual.branched import BranchedConfig, BranchValue
+    from robot_rl.runners.bc import load_policy
+    from sim.registry import get_task
+
+    run, demos = trained_pick_dp
+    policy, _ = load_policy(run)
+    torch.manual_seed(0)
+    to, n = policy.n_obs_steps, policy.n_action_steps
+    value = BranchValue(BranchedConfig(hidden=(32, 32)), to * policy.obs_dim, n * policy.act_dim,
+                        (policy.obs_norm.mid.repeat(to), policy.obs_norm.span.repeat(to))).eval()
+    spec = get_task("panda-pick-cube").export_spec()
+    spec.pop("robot", None)
+    cfg = load_bc_config(run)
+    on_dist = np.concatenate([ep[cfg.obs_key] for ep in load_dataset(demos, keys=[cfg.obs_key]).episodes])
+    doc = export_candidates_policy(tmp_path / "pick", policy, ChunkScorer(value, policy), "chunk", 4, spec, on_dist,
+                                   {"robot": "panda"}, seed=0)
+    assert doc["composition"]["score"] == "chunk" and doc["composition"]["k"] == 4
+    data, diag, logs = pick_through_node(tmp_path, tmp_path / "pick")
+    s = data["summary"]
+    assert clean(s), (s, logs)
+    assert s["success"] and s["max_object_height_m"] >= 0.02 + 0.10, (s, logs)
+    # it re-ranked: some chunks that ran were not the base's own sample
+    assert diag is not None and int(diag["chunks"]) >= 20 and 0 < int(diag["other_chunks"]) < int(diag["chunks"]), diag
