@@ -161,8 +161,8 @@ def main() -> None:
     ap.add_argument("--rerank-k", type=int, default=8, help="chunks re-ranked per replanning")
     ap.add_argument("--rerank-rollouts", type=int, default=200, help="base rollouts the value learns from")
     ap.add_argument("--rerank-steps", type=int, default=5000, help="value gradient steps")
-    ap.add_argument("--rerank", default="", help="extra VGPSConfig fields as JSON, e.g. the value from branched "
-                    "rollouts: '{\"value\": \"branched\", \"branched\": {\"episodes\": 96}}'")
+    ap.add_argument("--rerank", default="", help="VGPSConfig fields as JSON (over --rerank-*), e.g. the value "
+                    "from branched rollouts: '{\"value\": \"branched\", \"branched\": {\"episodes\": 96}}'")
     ap.add_argument("--sweep-episodes", type=int, default=0,
                     help="episodes per robustness row (0: no robustness rows; they reuse the held-out seed)")
     ap.add_argument("--skip", default="", help="comma-separated methods to leave out: resip, expo, rerank "
@@ -237,9 +237,9 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k.startswith("expo")}), flush=True)
             sweep("expo", make_expo)
         if "rerank" not in skip:
+            fields = {"k": args.rerank_k, "rollout_episodes": args.rerank_rollouts, "steps": args.rerank_steps}
             rerank = vgps.lift(args.task, base_run, args.episodes, seed, root / f"rerank-seed{seed}",
-                               k=args.rerank_k, rollout_episodes=args.rerank_rollouts, steps=args.rerank_steps,
-                               **(json.loads(args.rerank) if args.rerank else {}))
+                               **fields | (json.loads(args.rerank) if args.rerank else {}))
             make_rerank = rerank.pop("make_policy")
             row |= {"rerank_" + k: v for k, v in rerank.items() if k != "env_steps"}
             print(json.dumps({k: v for k, v in row.items() if k.startswith("rerank")}), flush=True)
