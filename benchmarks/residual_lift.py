@@ -11,7 +11,10 @@ ResiP's held-out success, "EXPO to the same success") or ``--expo-steps`` run ou
 the runtime's synchronous schedule, the same base noise). Robustness (``--sweep-episodes``, 0: none): the same
 held-out episodes with object mass x0.8 / x1.2, object friction x0.8 / x1.2 and +10 ms action latency
 (:mod:`sim.arm.robustness`: episode i of a row is episode i of the nominal evaluation with one parameter off).
-``--skip expo,rerank`` leaves methods out (their figures null). Times are CPU wall seconds with one torch thread.
+``--resip '{"keep_best": true, "eval_every": 40000, "eval_episodes": 100}'``: ResiP's figure is the actor of its best
+in-training evaluation (selection episodes), confirmed on the held-out ones (``resip_kept`` in the row says
+which). ``--skip expo,rerank`` leaves methods out (their figures null). Times are CPU wall seconds with one torch
+thread.
 
     PYTHONPATH=. python benchmarks/residual_lift.py --task panda-peg-insert [--seeds 0,1,2] [--episodes 200]
     PYTHONPATH=. python benchmarks/residual_lift.py --combine seed0.log seed1.log seed2.log  # seeds run apart
@@ -216,14 +219,15 @@ def main() -> None:
             if args.continue_resip:
                 runner.load(root / f"resip-seed{seed}" / "checkpoint")
             runner.train()
-            res = evaluate_residual(args.task, policy, runner.actor, args.episodes, noise_seed=seed)
+            actor = runner.kept_actor()  # with keep_best: the best selection evaluation's, confirmed held out here
+            res = evaluate_residual(args.task, policy, actor, args.episodes, noise_seed=seed)
             curve = eval_curve(root / f"resip-seed{seed}")
             row |= {"resip_success": res["success"], "resip_env_steps": runner.env_steps,
                     "resip_train_wall_s": round(runner.train_time, 1),  # training iterations only
-                    "resip_curve": curve}
-            print(json.dumps({k: row[k] for k in ("resip_success", "resip_env_steps", "resip_train_wall_s")}),
-                  flush=True)
-            sweep("resip", residual_policy(policy, runner.actor, args.sweep_episodes, seed))
+                    "resip_kept": runner.best, "resip_curve": curve}
+            print(json.dumps({k: row[k] for k in ("resip_success", "resip_env_steps", "resip_train_wall_s",
+                                                  "resip_kept")}), flush=True)
+            sweep("resip", residual_policy(policy, actor, args.sweep_episodes, seed))
         if "expo" not in skip:
             target = args.expo_target if args.expo_target is not None else row["resip_success"] or 0.95
             expo = expo_method.lift(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}",

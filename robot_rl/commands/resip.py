@@ -40,7 +40,8 @@ def load_resip_config(run_dir: str | Path) -> ResiPConfig:
 
 
 def load_resip(run_dir: str | Path) -> tuple[ResiPConfig, Any, ResidualActor, dict[str, Any]]:
-    """``(config, frozen base policy, trained residual actor, checkpoint metadata)`` of a ResiP run."""
+    """``(config, frozen base policy, trained residual actor, checkpoint metadata)`` of a ResiP run; a
+    ``keep_best`` run's actor is that of its best in-training evaluation (``meta["best"]`` says which)."""
     from robot_rl.runners.bc import load_policy
 
     cfg = load_resip_config(run_dir)
@@ -48,7 +49,8 @@ def load_resip(run_dir: str | Path) -> tuple[ResiPConfig, Any, ResidualActor, di
     tensors, meta = load_checkpoint(Path(run_dir) / "checkpoint")
     actor = ResidualActor(policy.obs_norm, policy.act_norm, cfg.actor_hidden, cfg.scale, cfg.log_std_init,
                           cfg.learn_std, cfg.history, cfg.history_actions, WRENCH_DIM if cfg.wrench else 0)
-    actor.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("actor.")})
+    prefix = "best_actor." if any(k.startswith("best_actor.") for k in tensors) else "actor."
+    actor.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     return cfg, policy.eval(), actor.eval(), meta
 
 
@@ -125,7 +127,8 @@ def export_resip_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, An
     spec = task.export_spec()
     metadata = {"robot": spec.pop("robot", task.name), "task": f"resip-{cfg.task}"}
     metadata["training"] = {"algorithm": "resip", "seed": cfg.seed, "task": task.name, "env_steps": meta["env_steps"],
-                            "train_time_s": meta["train_time_s"], "base": cfg.base, "config": cfg.to_dict()}
+                            "train_time_s": meta["train_time_s"], "base": cfg.base, "config": cfg.to_dict(),
+                            "kept": meta.get("best")}
     data = load_dataset(bc.demos, keys=[bc.obs_key])
     import numpy as np
 
@@ -171,7 +174,8 @@ def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, 
     summary = {"episodes": n, "seed": res["seed"], "base_success": base["success"], "resip_success": res["success"],
                "base_mean_length": base["mean_episode_length"], "resip_mean_length": res["mean_episode_length"],
                "env_steps": meta["env_steps"], "train_time_s": meta["train_time_s"], "task": cfg.task,
-               "policy": "checkpoint (torch): base on the runtime's synchronous chunk schedule + mean residual"}
+               "policy": "checkpoint (torch): base on the runtime's synchronous chunk schedule + mean residual",
+               "kept": meta.get("best")}
     if len(rows) > 1:
         summary["simulators"] = {label: {"backend": b, "base_success": bs["success"], "resip_success": rs["success"]}
                                  for label, b, bs, rs in rows}
@@ -184,8 +188,11 @@ def run_resip_eval(run_dir: Path, episodes: int | None = None, sims: tuple[str, 
     lines = [f"# Evaluation of `{run_dir}`", "",
              f"ResiP on task `{cfg.task}` over the frozen base `{cfg.base}`; seed {cfg.seed}, "
              f"{meta['env_steps']} env steps ({meta['train_time_s']:.0f} s). {n} held-out episodes from seed "
-             f"{res['seed']}, the same episodes and base noise for both rows in every simulator.", "",
-             "| simulator | policy | success | mean length |", "|---|---|---:|---:|"]
+             f"{res['seed']}, the same episodes and base noise for both rows in every simulator.", ""]
+    if (kept := meta.get("best")) is not None:
+        lines += [f"The residual is the actor kept at {kept['env_steps']} env steps, the best in-training evaluation "
+                  f"({kept['success']:.1%} of {kept['episodes']} selection episodes, seed {kept['seed']}).", ""]
+    lines += ["| simulator | policy | success | mean length |", "|---|---|---:|---:|"]
     for label, backend, bs, rs in rows:
         sim = f"{label} ({backend})" if label == OURS else label
         lines += [f"| {sim} | base alone | {bs['success']:.1%} | {bs['mean_episode_length']:.1f} |",

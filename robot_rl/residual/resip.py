@@ -101,6 +101,10 @@ class ResiPConfig:
     """Env steps between evaluations on the task's selection episodes (0: none during training)."""
     eval_episodes: int = 50
     """Episodes of each in-training evaluation."""
+    keep_best: bool = False
+    """The run's residual (what ``robot-rl eval``/``export`` and the checkpoint's ``best_actor`` give) is the actor
+    of the best in-training evaluation (the earliest of equal ones), not the last: the selection episodes choose
+    it, the held-out ones of ``robot-rl eval`` confirm it. Needs ``eval_every``."""
     log_every: int = 10_000
     """Env steps between metrics rows."""
     checkpoint_every: int = 50_000
@@ -123,6 +127,8 @@ class ResiPConfig:
             raise ValueError(f"--scale must be positive, got {self.scale}")
         if self.fail_penalty < 0:
             raise ValueError(f"--fail-penalty is subtracted at a failure and must be >= 0, got {self.fail_penalty}")
+        if self.keep_best and self.eval_every <= 0:
+            raise ValueError("--keep-best keeps the actor of the best in-training evaluation: give --eval-every N")
         if self.history < 0:
             raise ValueError(f"--history must be >= 0 (0: a memoryless residual), got {self.history}")
         if self.num_envs < 1 or self.steps_per_env < 1 or self.minibatches < 1:

@@ -1,12 +1,14 @@
 """The ResiP loop: roll out base + residual in the batched env, GAE, PPO update, log, checkpoint, evaluate.
 
 ``ResiPRunner(cfg, run_dir).train()`` writes ``config.json``, ``metrics.csv`` + TensorBoard events and an atomic
-``checkpoint.safetensors``/``.json`` (networks, optimisers, env, base executor and RNG state);
-:meth:`ResiPRunner.load` continues to exactly the numbers of an uninterrupted run.
+``checkpoint.safetensors``/``.json`` (networks, optimisers, env, base executor and RNG state; with ``keep_best``
+the actor of the best in-training evaluation as ``best_actor.*``); :meth:`ResiPRunner.load` continues to exactly
+the numbers of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -74,6 +76,8 @@ class ResiPRunner:
         self.env_steps = self.iterations = 0
         self.train_time = self.eval_time = 0.0
         self.episodes = torch.zeros(2, dtype=torch.float64)  # ended episodes, successes since the last log row
+        self.best: dict[str, Any] | None = None  # keep_best: the best in-training evaluation so far
+        self.best_actor: dict[str, torch.Tensor] | None = None
         self.logger: RunLogger | None = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
@@ -81,6 +85,15 @@ class ResiPRunner:
     @property
     def actor(self):
         return self.algo.actor
+
+    def kept_actor(self):
+        """The run's residual: with ``keep_best`` a copy of the actor of the best in-training evaluation (the
+        training actor itself if none ran), else the training actor."""
+        if self.best_actor is None:
+            return self.actor
+        actor = copy.deepcopy(self.actor)
+        actor.load_state_dict(self.best_actor)
+        return actor
 
     def _iteration(self) -> dict[str, float]:
         env, algo, base, cfg = self.env, self.algo, self.base, self.cfg
@@ -162,12 +175,17 @@ class ResiPRunner:
                 r = self.evaluate(cfg.eval_episodes, selection=True)
                 self.eval_time += time.perf_counter() - t1
                 self.logger.log(self.env_steps, {"eval_success": r["success"], "train_time_s": self.train_time})
+                if cfg.keep_best and (self.best is None or r["success"] > self.best["success"]):
+                    self.best = {"success": float(r["success"]), "episodes": r["episodes"], "seed": r["seed"],
+                                 "env_steps": self.env_steps, "train_time_s": self.train_time}
+                    self.best_actor = {k: v.detach().clone() for k, v in self.actor.state_dict().items()}
             if next_ckpt is not None and self.env_steps >= next_ckpt:
                 next_ckpt += cfg.checkpoint_every
                 self.save()
         bar.close()
         self.save()
-        return {"env_steps": self.env_steps, "train_time_s": self.train_time, "eval_time_s": self.eval_time}
+        return {"env_steps": self.env_steps, "train_time_s": self.train_time, "eval_time_s": self.eval_time,
+                "best": self.best}
 
     def evaluate(self, episodes: int, selection: bool = False, seed: int | None = None, residual: bool = True,
                  noise_seed: int | None = None) -> dict[str, Any]:
@@ -181,7 +199,7 @@ class ResiPRunner:
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {"env_steps": self.env_steps, "iterations": self.iterations,
                                 "train_time_s": self.train_time, "eval_time_s": self.eval_time, "optimizers": {},
-                                "config": self.cfg.to_dict()}
+                                "config": self.cfg.to_dict(), "best": self.best}
         for name, module in self.algo.modules().items():
             tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
         for name, opt in self.algo.optimizers().items():
@@ -193,6 +211,8 @@ class ResiPRunner:
         tensors.update({f"base.{k}": v for k, v in self.base.state_dict().items()})
         if self.history is not None:
             tensors.update({f"history.{k}": v for k, v in self.history.state_dict().items()})
+        if self.best_actor is not None:
+            tensors.update({f"best_actor.{k}": v for k, v in self.best_actor.items()})
         tensors["runner.gen"] = self.gen.get_state()
         tensors["runner.episodes"] = self.episodes.clone()
         path = self.run_dir / "checkpoint"
@@ -212,6 +232,8 @@ class ResiPRunner:
         self.base.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("base.")})
         if self.history is not None:
             self.history.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("history.")})
+        self.best = meta.get("best")
+        self.best_actor = {k[11:]: v.clone() for k, v in tensors.items() if k.startswith("best_actor.")} or None
         self.gen.set_state(tensors["runner.gen"])
         self.episodes = tensors["runner.episodes"].clone()
         self.env_steps, self.iterations = meta["env_steps"], meta["iterations"]

@@ -3,12 +3,15 @@
 import json
 
 import pytest
+import torch
 
 pytest.importorskip("mujoco")
 
 from deploy.chunked_runtime import load_runner  # noqa: E402
 from deploy.residual_runtime import ResidualPolicyRunner  # noqa: E402
+from robot_rl.checkpoint import load_checkpoint  # noqa: E402
 from robot_rl.cli import main  # noqa: E402
+from robot_rl.commands.resip import load_resip  # noqa: E402
 
 BC = ["--steps", "100", "--batch-size", "32", "--diffusion.mlp-hidden", "32", "32", "--diffusion.horizon", "8",
       "--diffusion.n-action-steps", "4", "--diffusion.num-inference-steps", "3", "--checkpoint-every", "0"]
@@ -61,6 +64,21 @@ def test_resip_trains_exports_evaluates_and_resumes(tmp_path, capsys):
     assert "resuming" in capsys.readouterr().out
     main(["export", str(run)])
     assert "residual actor" in capsys.readouterr().out
+    # --keep-best: the run's residual (eval, export) is the actor of its best in-training evaluation
+    krun = tmp_path / "resip-best"
+    main(["train", "resip", "--base", str(base), "--out", str(krun), "--eval-episodes", "4", "--keep-best",
+          "--eval-every", "32", *RESIP])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    tensors, meta = load_checkpoint(krun / "checkpoint")
+    assert meta["best"]["env_steps"] in (32, 64) and meta["best"]["seed"] == 2_000_003
+    _, _, actor, _ = load_resip(krun)
+    for k, v in actor.state_dict().items():
+        assert torch.equal(v, tensors[f"best_actor.{k}"]), k
+    assert summary["export_max_abs_error"] <= 1e-5
+    ev = json.loads((krun / "eval.json").read_text())
+    assert ev["kept"]["env_steps"] == meta["best"]["env_steps"]
+    assert json.loads((krun / "export" / "policy.json").read_text())["training"]["kept"] == meta["best"]
+    assert "the actor kept at" in (krun / "report.md").read_text()
     # the in-context residual (--history): trained, exported with its window input, evaluated, resumed
     hrun = tmp_path / "resip-history"
     main(["train", "resip", "--base", str(base), "--out", str(hrun), "--eval-episodes", "4", "--history", "3",
