@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+import tyro
 from torch import nn
 
 from robot_rl.algorithms.ppo import clipped_surrogate
@@ -99,8 +100,9 @@ class ResiPConfig:
     """Critic predicts returns normalised by their running mean/std (targets normalised alike)."""
     eval_every: int = 0
     """Env steps between evaluations on the task's selection episodes (0: none during training)."""
-    eval_episodes: int = 50
-    """Episodes of each in-training evaluation."""
+    eval_episodes: Annotated[int, tyro.conf.arg(name="selection-episodes")] = 50
+    """Episodes of each in-training evaluation (on the command line ``--selection-episodes``: ``--eval-episodes``
+    is the run flag of the evaluation after training)."""
     keep_best: bool = False
     """The run's residual (what ``robot-rl eval``/``export`` and the checkpoint's ``best_actor`` give) is the actor
     of the best in-training evaluation (the earliest of equal ones), not the last: the selection episodes choose

@@ -67,10 +67,11 @@ def test_resip_trains_exports_evaluates_and_resumes(tmp_path, capsys):
     # --keep-best: the run's residual (eval, export) is the actor of its best in-training evaluation
     krun = tmp_path / "resip-best"
     main(["train", "resip", "--base", str(base), "--out", str(krun), "--eval-episodes", "4", "--keep-best",
-          "--eval-every", "32", *RESIP])
+          "--eval-every", "32", "--selection-episodes", "3", *RESIP])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     tensors, meta = load_checkpoint(krun / "checkpoint")
     assert meta["best"]["env_steps"] in (32, 64) and meta["best"]["seed"] == 2_000_003
+    assert meta["best"]["episodes"] == 3  # --selection-episodes; --eval-episodes is the evaluation after training
     _, _, actor, _ = load_resip(krun)
     for k, v in actor.state_dict().items():
         assert torch.equal(v, tensors[f"best_actor.{k}"]), k
