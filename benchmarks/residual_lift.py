@@ -17,7 +17,7 @@ which). ``--skip expo,rerank`` leaves methods out (their figures null). Times ar
 thread.
 
     PYTHONPATH=. python benchmarks/residual_lift.py --task panda-peg-insert [--seeds 0,1,2] [--episodes 200]
-    PYTHONPATH=. python benchmarks/residual_lift.py --combine seed0.log seed1.log seed2.log  # seeds run apart
+    PYTHONPATH=. python benchmarks/residual_lift.py --combine s0.log s1.log s2.log  # seeds or methods run apart
 
 Last line: {"task", "base_success", "resip_success", "expo_success", "rerank_success", "resip_env_steps",
 "expo_env_steps"} (means over seeds) + per-seed rows (with each method's ``robustness`` rows).
@@ -120,9 +120,29 @@ def summary(task: str, episodes: int, rows: list[dict[str, Any]]) -> dict[str, A
             "seeds": [r["seed"] for r in rows], "episodes": episodes, "per_seed": rows}
 
 
+METHODS = ("resip", "expo", "rerank")
+
+
+def merge_rows(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """One seed's row from two runs that measured different methods on the same base (``--base-runs``, ``--skip``):
+    the base figure must agree and no method may have a figure in both."""
+    if a["base_success"] != b["base_success"]:
+        raise SystemExit(f"--combine: seed {a['seed']} has base success {a['base_success']} in one log and "
+                         f"{b['base_success']} in another: not the same base")
+    both = [m for m in METHODS if a.get(f"{m}_success") is not None and b.get(f"{m}_success") is not None]
+    if both:
+        raise SystemExit(f"--combine: seed {a['seed']} has a {both[0]} figure in two logs")
+    row = a | {k: v for k, v in b.items() if v is not None and a.get(k) is None}
+    row["robustness"] = a.get("robustness", {}) | b.get("robustness", {})
+    if "resip_curve" in row and row.get("expo_target") is not None:
+        row["resip_env_steps_to_expo_target"] = steps_to(row["resip_curve"], row["expo_target"])
+    return row
+
+
 def combine(logs: list[Path]) -> dict[str, Any]:
     """One summary over earlier runs of this script (one seed per process, say): each log's last line is its
-    summary; the task and episode count must agree and no seed may repeat."""
+    summary; the task and episode count must agree, and a seed in several logs must have the same base and each
+    method in one of them only (:func:`merge_rows`)."""
     lines = []
     for log in logs:
         text = log.read_text().strip().splitlines() if log.is_file() else []
@@ -135,11 +155,10 @@ def combine(logs: list[Path]) -> dict[str, Any]:
     for key in ("task", "episodes"):
         if len({line[key] for line in lines}) != 1:
             raise SystemExit(f"--combine: the logs disagree on {key}: {sorted({str(line[key]) for line in lines})}")
-    rows = [row for line in lines for row in line["per_seed"]]
-    seeds = [row["seed"] for row in rows]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--combine: a seed appears twice: {sorted(seeds)}")
-    return summary(lines[0]["task"], lines[0]["episodes"], sorted(rows, key=lambda r: r["seed"]))
+    rows: dict[int, dict[str, Any]] = {}
+    for row in (row for line in lines for row in line["per_seed"]):
+        rows[row["seed"]] = merge_rows(rows[row["seed"]], row) if row["seed"] in rows else row
+    return summary(lines[0]["task"], lines[0]["episodes"], [rows[s] for s in sorted(rows)])
 
 
 def main() -> None:
@@ -171,7 +190,8 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated methods to leave out: resip, expo, rerank "
                     "(base: no robustness rows for the base)")
     ap.add_argument("--combine", nargs="+", type=Path, default=None, metavar="LOG",
-                    help="print one summary over earlier runs' output (e.g. one seed per process) and exit")
+                    help="print one summary over earlier runs' output (one seed per process, or one seed's methods "
+                    "run apart on the same --base-runs) and exit")
     args = ap.parse_args()
     if args.combine:
         print(json.dumps(combine(args.combine), ensure_ascii=False))

@@ -32,11 +32,26 @@ def test_robustness_rows_are_nominal_mass_friction_and_latency_each_on_a_fresh_p
     assert len(made) == 6 and len({id(p) for p in made}) == 6
 
 
-def _summary_log(path, task, episodes, seeds):
+def _summary_log(path, task, episodes, seeds, **fields):
     rows = [{"seed": s, "base_success": 0.5 + 0.1 * s, "resip_success": 0.9, "expo_success": None,
-             "rerank_success": 0.6, "resip_env_steps": 1000 * (s + 1), "expo_env_steps": None} for s in seeds]
+             "rerank_success": 0.6, "resip_env_steps": 1000 * (s + 1), "expo_env_steps": None} | fields
+            for s in seeds]
     path.write_text("progress line\n" + json.dumps(summary(task, episodes, rows)) + "\n")
     return path
+
+
+def test_combine_merges_one_seeds_methods_from_runs_on_the_same_base(tmp_path):
+    first = _summary_log(tmp_path / "a.log", "panda-peg-insert", 200, [0, 1], rerank_success=None,
+                         resip_curve=[[40_000, 0.9], [80_000, 0.96]], robustness={"base": {"nominal": 0.5}})
+    later = _summary_log(tmp_path / "b.log", "panda-peg-insert", 200, [0, 1], resip_success=None,
+                         resip_env_steps=None, expo_success=0.97, expo_env_steps=24_000, expo_target=0.95,
+                         robustness={"expo": {"nominal": 0.98}})
+    out = combine([first, later])
+    assert out["seeds"] == [0, 1] and out["resip_success"] == pytest.approx(0.9)
+    assert out["expo_success"] == pytest.approx(0.97) and out["rerank_success"] == pytest.approx(0.6)
+    row = out["per_seed"][0]
+    assert row["resip_env_steps"] == 1000 and row["expo_env_steps"] == 24_000
+    assert row["resip_env_steps_to_expo_target"] == 80_000 and set(row["robustness"]) == {"base", "expo"}
 
 
 def test_combine_averages_the_seeds_of_separate_runs_and_keeps_none_where_a_method_is_missing(tmp_path):
@@ -51,11 +66,18 @@ def test_combine_averages_the_seeds_of_separate_runs_and_keeps_none_where_a_meth
 @pytest.mark.parametrize("second, message", [
     (("panda-pick-cube", 200, [1]), "disagree on task"),
     (("panda-peg-insert", 100, [1]), "disagree on episodes"),
-    (("panda-peg-insert", 200, [0]), "a seed appears twice"),
+    (("panda-peg-insert", 200, [0]), "seed 0 has a resip figure in two logs"),
 ])
 def test_combine_refuses_logs_that_do_not_belong_together(tmp_path, second, message):
     logs = [_summary_log(tmp_path / "a.log", "panda-peg-insert", 200, [0]), _summary_log(tmp_path / "b.log", *second)]
     with pytest.raises(SystemExit, match=message):
+        combine(logs)
+
+
+def test_combine_refuses_one_seed_on_two_bases(tmp_path):
+    logs = [_summary_log(tmp_path / "a.log", "panda-peg-insert", 200, [0]),
+            _summary_log(tmp_path / "b.log", "panda-peg-insert", 200, [0], base_success=0.7, resip_success=None)]
+    with pytest.raises(SystemExit, match="seed 0 has base success 0.5 in one log and 0.7 in another"):
         combine(logs)
 
 
