@@ -197,8 +197,8 @@ def main() -> None:
         print(json.dumps(combine(args.combine), ensure_ascii=False))
         return
     skip = {m for m in args.skip.split(",") if m}
-    if skip - {"base", "resip", "expo", "rerank"}:
-        ap.error(f"--skip: unknown methods {sorted(skip - {'base', 'resip', 'expo', 'rerank'})}")
+    if unknown := skip - {"base", *METHODS}:
+        ap.error(f"--skip: unknown methods {sorted(unknown)}")
     if "resip" in skip and "expo" not in skip and args.expo_target is None:
         ap.error("--skip resip: EXPO's target defaults to ResiP's success; give --expo-target")
     torch.set_num_threads(1)
