@@ -4,7 +4,9 @@ For each seed: the scripted expert writes ``--demos`` successful episodes (actio
 ``benchmarks/bc_success.py``), the ``dp-<task>`` preset trains the base (``--bc-steps`` optimiser steps; or
 ``--base-runs`` loads them), ResiP trains a residual on it for ``--resip-steps`` env steps, EXPO
 (:func:`robot_rl.residual.expo.lift`) trains until its in-training evaluation reaches ``--expo-target`` (default:
-ResiP's held-out success, "EXPO to the same success") or ``--expo-steps`` run out, and re-ranking
+ResiP's held-out success, "EXPO to the same success"; ``--expo '{"passes_in_a_row": 2}'``: two evaluations in a
+row, and ResiP's env steps to that target are read by the same rule) or ``--expo-steps`` run out
+(``--continue-expo``: the EXPO runs already in ``--out`` go on from their checkpoints), and re-ranking
 (:func:`robot_rl.commands.vgps.lift`) fits a value on base rollouts + demonstrations (or with
 ``--rerank '{"value": "branched"}'`` on branched base rollouts). Every policy runs the same
 ``--episodes`` held-out episodes of the task's evaluation protocol (seed 1000003, one episode per env, chunks on
@@ -96,9 +98,15 @@ def residual_policy(policy: Any, actor: Any, episodes: int, seed: int) -> Callab
     return lambda: ResidualExecutor(FrozenChunkBase(policy, episodes, seed), actor)
 
 
-def steps_to(curve: list[tuple[int, float]], target: float) -> int | None:
-    """First env-step count of ``curve`` (``(env_steps, success)`` in training order) at or above ``target``."""
-    return next((steps for steps, success in curve if success >= target), None)
+def steps_to(curve: list[tuple[int, float]], target: float, in_a_row: int = 1) -> int | None:
+    """Env-step count of ``curve`` (``(env_steps, success)`` in training order) at the first evaluation that
+    closes ``in_a_row`` evaluations at or above ``target`` in a row (EXPO's stop rule, ``passes_in_a_row``)."""
+    run = 0
+    for steps, success in curve:
+        run = run + 1 if success >= target else 0
+        if run >= in_a_row:
+            return steps
+    return None
 
 
 def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -135,7 +143,8 @@ def merge_rows(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     row = a | {k: v for k, v in b.items() if v is not None and a.get(k) is None}
     row["robustness"] = a.get("robustness", {}) | b.get("robustness", {})
     if "resip_curve" in row and row.get("expo_target") is not None:
-        row["resip_env_steps_to_expo_target"] = steps_to(row["resip_curve"], row["expo_target"])
+        row["resip_env_steps_to_expo_target"] = steps_to(row["resip_curve"], row["expo_target"],
+                                                         row.get("expo_passes_in_a_row", 1))
     return row
 
 
@@ -174,6 +183,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="keep datasets and runs here (default: a temporary folder)")
     ap.add_argument("--continue-resip", action="store_true",
                     help="continue the ResiP runs already in --out (their checkpoints) up to --resip-steps")
+    ap.add_argument("--continue-expo", action="store_true",
+                    help="continue the EXPO runs already in --out (their checkpoints) up to --expo-steps; --expo "
+                    "may raise passes_in_a_row (a run stopped at its target goes on to the stricter stop)")
     ap.add_argument("--expo-steps", type=int, default=40_000, help="EXPO's env-step budget")
     ap.add_argument("--expo-eval-every", type=int, default=4000, help="env steps between EXPO's selection evals")
     ap.add_argument("--expo", default="", help="extra EXPOTrainConfig fields as JSON, e.g. "
@@ -250,14 +262,17 @@ def main() -> None:
             sweep("resip", residual_policy(policy, actor, args.sweep_episodes, seed))
         if "expo" not in skip:
             target = args.expo_target if args.expo_target is not None else row["resip_success"] or 0.95
+            expo_fields = json.loads(args.expo) if args.expo else {}
             expo = expo_method.lift(args.task, base_run, args.episodes, seed, root / f"expo-seed{seed}",
-                             env_steps=args.expo_steps, target_success=target, eval_every=args.expo_eval_every,
-                             **(json.loads(args.expo) if args.expo else {}))
+                                    env_steps=args.expo_steps, target_success=target,
+                                    eval_every=args.expo_eval_every, resume=args.continue_expo, **expo_fields)
             make_expo = expo.pop("make_policy")
-            row |= {"expo_" + k: v for k, v in expo.items()} | {"expo_target": target,
-                                                                "expo_curve": eval_curve(root / f"expo-seed{seed}")}
+            in_a_row = expo_fields.get("passes_in_a_row", 1)
+            row |= {"expo_" + k: v for k, v in expo.items()} | {
+                "expo_target": target, "expo_passes_in_a_row": in_a_row,
+                "expo_curve": eval_curve(root / f"expo-seed{seed}")}
             if "resip_curve" in row:
-                row["resip_env_steps_to_expo_target"] = steps_to(row["resip_curve"], target)
+                row["resip_env_steps_to_expo_target"] = steps_to(row["resip_curve"], target, in_a_row)
             print(json.dumps({k: v for k, v in row.items() if k.startswith("expo")}), flush=True)
             sweep("expo", make_expo)
         if "rerank" not in skip:

@@ -261,13 +261,15 @@ class EXPOAgent(nn.Module):
 
 
 def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, env_steps: int = 40_000,
-         target_success: float = 0.95, eval_every: int = 4000, **overrides: Any) -> dict[str, Any]:
+         target_success: float = 0.95, eval_every: int = 4000, resume: bool = False,
+         **overrides: Any) -> dict[str, Any]:
     """``benchmarks/residual_lift.py``'s EXPO figures: train on ``base_run`` until the in-training evaluation
     (selection seed, every ``eval_every`` env steps) reaches ``target_success`` or ``env_steps`` run out, then
     the held-out episodes. ``overrides``: further :class:`~robot_rl.runners.expo.EXPOTrainConfig` fields (``expo``
-    as a dict of :class:`EXPOConfig` fields). ``env_steps``: env steps used (to the target when reached);
+    as a dict of :class:`EXPOConfig` fields). ``resume``: continue the run ``work`` holds (its config, with
+    ``env_steps`` and ``passes_in_a_row`` allowed to rise: :meth:`EXPORunner.load` ``extend``). ``env_steps``: env
+    steps used (to the target when reached); ``train_wall_s``: the run's training time, a resumed run's included;
     ``make_policy``: a fresh evaluation policy of the trained agent (robustness rows)."""
-    import time
 
     from robot_rl.runners.expo import CandidatePolicy, EXPORunner, EXPOTrainConfig
     from robot_rl.runners.resip import task_config
@@ -277,14 +279,20 @@ def lift(task: str, base_run: Path, episodes: int, seed: int, work: Path, env_st
                              for k, v in overrides.pop("expo", {}).items()})
     cfg = EXPOTrainConfig(base=str(base_run), seed=seed, env_steps=env_steps, eval_every=eval_every,
                           target_success=target_success, checkpoint_every=0, expo=expo_cfg, **overrides)
+    checkpoint = work / "checkpoint"
+    if resume and not checkpoint.with_suffix(".json").is_file():
+        raise FileNotFoundError(f"{work}: no EXPO checkpoint to resume")
     runner = EXPORunner(cfg, work)
-    t0 = time.perf_counter()
+    resumed_at = None
+    if resume:
+        runner.load(checkpoint, extend=True)
+        resumed_at = runner.env_steps
     out = runner.train()
-    wall = time.perf_counter() - t0
     spec = get_task(task)
     def make_policy() -> CandidatePolicy:
         return CandidatePolicy(runner.base.policy, runner.agent, seed, cfg.wrench)
 
     res = spec.evaluate(make_policy(), task_config(task, cfg.wrench), spec.evaluation.config_cls(), episodes)
-    return {"success": res["success"], "env_steps": out["env_steps"], "train_wall_s": round(wall, 1),
-            "reached_target": out["env_steps_to_target"] is not None, "make_policy": make_policy}
+    return {"success": res["success"], "env_steps": out["env_steps"], "train_wall_s": round(out["train_time_s"], 1),
+            "reached_target": out["env_steps_to_target"] is not None, "resumed_at": resumed_at,
+            "make_policy": make_policy}

@@ -78,6 +78,10 @@ class EXPOTrainConfig:
     """Episodes per in-training evaluation (selection seed)."""
     target_success: float = 0.0
     """Stop once an in-training evaluation reaches this success rate (0: run all env_steps)."""
+    passes_in_a_row: int = 1
+    """In-training evaluations that must reach ``target_success`` in a row before the run stops (its
+    ``env_steps_to_target`` is the last of them). 2 keeps a curve that swings between evaluations from stopping on
+    one high draw."""
     checkpoint_every: int = 20_000
     """Env steps between checkpoints (0: only at the end)."""
     threads: int = 1
@@ -123,6 +127,8 @@ class EXPORunner:
             raise ValueError("--wrench is implemented for --expo.q-level step only")
         if cfg.fail_penalty < 0:
             raise ValueError(f"--fail-penalty is subtracted at a failure and must be >= 0, got {cfg.fail_penalty}")
+        if cfg.passes_in_a_row < 1:
+            raise ValueError(f"--passes-in-a-row: need >= 1, got {cfg.passes_in_a_row}")
         self.cfg, self.run_dir = cfg, Path(run_dir)
         torch.manual_seed(cfg.seed)
         self.base = FrozenChunkBase.from_run(cfg.base, cfg.num_envs, cfg.seed)
@@ -158,6 +164,7 @@ class EXPORunner:
         self.pending: dict[str, torch.Tensor] | None = None
         self.train_time = 0.0
         self.first_pass: int | None = None
+        self.passes_in_a_row = 0  # in-training evaluations at or above target_success in a row, up to the latest
         self.last_eval: dict[str, float] = {}
         self.logger: RunLogger | None = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +290,9 @@ class EXPORunner:
         res = self.evaluate(self.cfg.selection_episodes)
         self.last_eval = {"env_steps": self.env_steps, "success": res["success"],
                           "mean_episode_length": res["mean_episode_length"]}
-        if self.cfg.target_success and res["success"] >= self.cfg.target_success and self.first_pass is None:
+        passed = bool(self.cfg.target_success) and res["success"] >= self.cfg.target_success
+        self.passes_in_a_row = self.passes_in_a_row + 1 if passed else 0
+        if self.first_pass is None and self.passes_in_a_row >= self.cfg.passes_in_a_row:
             self.first_pass = self.env_steps
         return {"eval_success": res["success"], "eval_length": res["mean_episode_length"]}
 
@@ -321,16 +330,20 @@ class EXPORunner:
             tensors.update({f"base_bc.{k}": v for k, v in bc_tensors.items()})
         meta = {"env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
                 "successes": self.successes, "pretrained": self.pretrained, "train_time_s": self.train_time,
-                "first_pass": self.first_pass, "last_eval": self.last_eval, "optimizers": opt_meta,
+                "first_pass": self.first_pass, "passes_in_a_row": self.passes_in_a_row,
+                "last_eval": self.last_eval, "optimizers": opt_meta,
                 "config": self.cfg.to_dict(), "demos": self.demos_used, "demo_transitions": self.demo_transitions,
                 "base_bc": bc_meta}
         path = self.run_dir / "checkpoint"
         save_checkpoint(path, tensors, meta)
         return path
 
-    def load(self, path: str | Path) -> None:
-        """Resume from a checkpoint written by :meth:`save` (same config)."""
+    def load(self, path: str | Path, extend: bool = False) -> None:
+        """Resume from a checkpoint written by :meth:`save` (same config). ``extend``: this run's config may also
+        raise ``env_steps`` and ``passes_in_a_row``, so a run stopped at its target goes on under the stricter rule
+        exactly as an uninterrupted run with it would."""
         tensors, meta = load_checkpoint(Path(path))
+        check_resume_config(meta["config"], self.cfg.to_dict(), extend)
         self.agent.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("agent.")})
         for name, opt in self.agent.optimizers().items():
             load_optimizer(name, opt, tensors, meta["optimizers"][name])
@@ -348,7 +361,24 @@ class EXPORunner:
             self.base_bc.load({k[8:]: v for k, v in tensors.items() if k.startswith("base_bc.")}, meta["base_bc"])
         for key in ("env_steps", "updates", "episodes", "successes", "pretrained", "train_time"):
             setattr(self, key, meta[key if key != "train_time" else "train_time_s"])
-        self.first_pass, self.last_eval = meta["first_pass"], meta["last_eval"]
+        self.last_eval = meta["last_eval"]
+        # Checkpoints from before passes_in_a_row stopped at the first pass, so their count is 1 there, else 0.
+        self.passes_in_a_row = meta.get("passes_in_a_row", int(meta["first_pass"] is not None))
+        passed = self.passes_in_a_row >= self.cfg.passes_in_a_row
+        self.first_pass = meta["first_pass"] if passed else None
+
+
+def check_resume_config(saved: dict[str, Any], now: dict[str, Any], extend: bool) -> None:
+    """Raise unless a checkpoint saved under ``saved`` can continue under ``now``: the same config, or with
+    ``extend`` one that only raises ``env_steps`` and ``passes_in_a_row`` (a stricter stop, same target)."""
+    now = json.loads(json.dumps(now))  # tuples as the saved JSON holds them
+    may_rise = ("env_steps", "passes_in_a_row") if extend else ()
+    saved = {"passes_in_a_row": 1, **saved}  # checkpoints from before the field stopped at the first pass
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if a != b and not (key in may_rise and b > a):
+            raise ValueError(f"the checkpoint was saved with {key}={a!r}, this run has {key}={b!r}"
+                             + ("" if key in may_rise else " (a resume keeps the saved config)"))
 
 
 def load_expo(run_dir: str | Path) -> tuple[EXPOTrainConfig, Any, EXPOAgent, dict[str, Any]]:

@@ -14,6 +14,9 @@ def test_steps_to_is_the_first_evaluation_at_the_target():
     assert steps_to(curve, 0.8) == 30_000
     assert steps_to(curve, 0.5) == 10_000
     assert steps_to(curve, 0.81) is None
+    # EXPO's passes_in_a_row: the evaluation that closes the run of passes, a broken run starting over
+    curve = [(1, 0.9), (2, 0.6), (3, 0.85), (4, 0.9), (5, 0.95)]
+    assert steps_to(curve, 0.8, 2) == 4 and steps_to(curve, 0.8, 3) == 5 and steps_to(curve, 0.8, 4) is None
 
 
 def test_robustness_rows_are_nominal_mass_friction_and_latency_each_on_a_fresh_policy():
@@ -52,6 +55,14 @@ def test_combine_merges_one_seeds_methods_from_runs_on_the_same_base(tmp_path):
     row = out["per_seed"][0]
     assert row["resip_env_steps"] == 1000 and row["expo_env_steps"] == 24_000
     assert row["resip_env_steps_to_expo_target"] == 80_000 and set(row["robustness"]) == {"base", "expo"}
+
+
+def test_combine_reads_resips_steps_to_the_target_by_expos_stop_rule(tmp_path):
+    first = _summary_log(tmp_path / "a.log", "panda-peg-insert", 200, [0], rerank_success=None,
+                         resip_curve=[[40_000, 0.96], [80_000, 0.9], [120_000, 0.95], [160_000, 0.97]])
+    later = _summary_log(tmp_path / "b.log", "panda-peg-insert", 200, [0], resip_success=None, resip_env_steps=None,
+                         expo_success=0.96, expo_env_steps=96_000, expo_target=0.95, expo_passes_in_a_row=2)
+    assert combine([first, later])["per_seed"][0]["resip_env_steps_to_expo_target"] == 160_000
 
 
 def test_combine_averages_the_seeds_of_separate_runs_and_keeps_none_where_a_method_is_missing(tmp_path):
