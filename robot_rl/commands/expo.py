@@ -49,7 +49,7 @@ def expo_train_main(argv: list[str], resume: Path | None = None) -> None:
                              "or choose another --out")
     runner = EXPORunner(cfg, run_dir)
     if resume is not None and (run_dir / "checkpoint.json").is_file():
-        runner.load(run_dir / "checkpoint")
+        runner.load(run_dir / "checkpoint", extend=True)  # a config.json with more env_steps extends the run
         print(f"resuming {run_dir} at {runner.env_steps} env steps")
     result = runner.train()
     if runner.logger:

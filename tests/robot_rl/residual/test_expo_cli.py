@@ -48,6 +48,11 @@ def test_expo_and_vgps_train_evaluate_and_resume_from_the_cli(expo_base_run, tmp
     capsys.readouterr()
     assert "on the further-trained (4 imitation steps on a pool of" in (bc_run / "report.md").read_text()
     assert isinstance(load_runner(run / "export", sources={"state": None}), CandidatesPolicyRunner)
+    cfg = json.loads((run / "config.json").read_text()) | {"env_steps": 64, "batch_size": 8}
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SystemExit):  # more env steps extend a run; another learning setting is refused
+        main(["train", "--resume", str(run), "--eval-episodes", "0"])
+    assert "saved with batch_size=16, this run has batch_size=8" in capsys.readouterr().err
 
     vg = tmp_path / "vgps"
     main(["train", "vgps", "--base", str(expo_base_run), "--out", str(vg), "--rollout-episodes", "4", "--steps", "10",
