@@ -372,11 +372,18 @@ def check_resume_config(saved: dict[str, Any], now: dict[str, Any], extend: bool
     """Raise unless a checkpoint saved under ``saved`` can continue under ``now``: the same config (``threads`` and
     ``checkpoint_every`` may differ), or with ``extend`` one that also raises ``env_steps`` and ``passes_in_a_row``
     (a stricter stop, same target)."""
-    now = json.loads(json.dumps(now))  # tuples as the saved JSON holds them
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "train_task" else {prefix + k: v}
+        return out
+
+    now, saved = (flat(json.loads(json.dumps(d))) for d in (now, saved))  # tuples as the JSON holds them
     may_rise = ("env_steps", "passes_in_a_row") if extend else ()
-    saved = {"passes_in_a_row": 1, **saved}  # checkpoints from before the field stopped at the first pass
-    for key in sorted((set(saved) | set(now)) - {"threads", "checkpoint_every"}):  # how it runs, not what it learns
-        a, b = saved.get(key), now.get(key)
+    saved = {"passes_in_a_row": 1} | saved  # checkpoints from before the field stopped at the first pass
+    # A field the saved config lacks did not exist then: its default keeps the old behaviour.
+    for key in sorted(set(saved) - {"threads", "checkpoint_every"}):  # how it runs, not what it learns
+        a, b = saved[key], now.get(key)
         if a != b and not (key in may_rise and b > a):
             raise ValueError(f"the checkpoint was saved with {key}={a!r}, this run has {key}={b!r}"
                              + ("" if key in may_rise else " (a resume keeps the saved config)"))

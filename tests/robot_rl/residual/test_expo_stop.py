@@ -7,7 +7,7 @@ import torch
 pytest.importorskip("mujoco")
 
 from robot_rl.residual.expo import EXPOConfig  # noqa: E402
-from robot_rl.runners.expo import EXPORunner, EXPOTrainConfig  # noqa: E402
+from robot_rl.runners.expo import EXPORunner, EXPOTrainConfig, check_resume_config  # noqa: E402
 
 SCRIPT = [0.9, 0.5, 0.85, 0.9, 0.95, 0.2, 0.3, 0.4]  # selection success of the evaluation at env steps 8, 16, ...
 
@@ -63,3 +63,13 @@ def test_a_resume_refuses_another_config_and_extend_only_a_stricter_stop(expo_ba
         _runner(expo_base_run, tmp_path / "c", passes=3).load(ckpt)  # a plain resume: the same config only
     with pytest.raises(ValueError, match="saved with passes_in_a_row=2, this run has passes_in_a_row=1"):
         _runner(expo_base_run, tmp_path / "d", passes=1).load(ckpt, extend=True)  # looser: it would have stopped
+
+
+def test_a_field_the_saved_config_lacks_is_the_default_of_its_time():
+    now = EXPOTrainConfig(base="b", fail_penalty=0.0).to_dict()
+    saved = {k: v for k, v in now.items() if k not in ("fail_penalty", "passes_in_a_row")}
+    saved["expo"] = {k: v for k, v in now["expo"].items() if k != "select_margin"}
+    check_resume_config(saved, now, extend=False)  # a checkpoint from before these fields resumes
+    saved["expo"]["edit_scale"] = 0.5
+    with pytest.raises(ValueError, match=r"saved with expo.edit_scale=0.5, this run has expo.edit_scale=0.2"):
+        check_resume_config(saved, now, extend=True)
