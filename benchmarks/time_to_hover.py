@@ -9,24 +9,44 @@ its last iterate. Wall time counts training only (collection + updates); the eva
 Last line: one JSON object (see ``benchmarks/README.md``).
 
     python benchmarks/time_to_hover.py --seeds 0,1,2,3,4 [--device cpu] [--max-env-steps N] [--keep-best] \
-        [--actor-average-halflife H]
+        [--actor-average-halflife H] [-- --sac.explicit ...]
+
+Arguments after ``--`` override the preset's config as ``robot-rl train``'s do (``--sac.gamma 0.98``); the
+summary line then lists them under ``overrides``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
+import tyro
+
 from robot_rl import presets  # noqa: F401
-from robot_rl.config import get_preset
+from robot_rl.commands.train import _as
+from robot_rl.config import TrainConfig, cli_class, get_preset
 from robot_rl.runs import make_runner
 from sim.quadrotor.evaluation import evaluate, passes
 
 
+def preset_with_overrides(name: str, overrides: list[str]) -> TrainConfig:
+    """The preset's config with ``robot-rl train``-style overrides applied (none: the preset as registered)."""
+    default = get_preset(name)
+    if not overrides:
+        return default
+    typed = cli_class(default)
+    return _as(TrainConfig, tyro.cli(typed, default=_as(typed, default), args=overrides)).check()
+
+
 def main() -> None:
+    argv = sys.argv[1:]
+    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="crazyflie-hover")
     ap.add_argument("--seeds", default="0,1,2,3,4")
@@ -38,10 +58,11 @@ def main() -> None:
     ap.add_argument("--actor-average-halflife", type=int, default=None,
                     help="override the preset's actor_average_halflife (env steps; 0: off): the weight average is "
                          "the evaluated, kept and confirmed actor")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    base = preset_with_overrides(args.preset, overrides)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        cfg = get_preset(args.preset)
+        cfg = copy.deepcopy(base)
         cfg.seed, cfg.device, cfg.stop_when_passed = seed, args.device, True
         cfg.keep_best = cfg.keep_best or args.keep_best
         cfg.eval_every = args.eval_every or cfg.eval_every or 20_000
@@ -85,7 +106,8 @@ def main() -> None:
     def med(key: str) -> float | None:
         return statistics.median(r[key] for r in passed) if passed else None
 
-    print(json.dumps({"preset": args.preset, "device": args.device, "seeds": [r["seed"] for r in rows],
+    print(json.dumps({"preset": args.preset, "overrides": overrides, "device": args.device,
+                      "seeds": [r["seed"] for r in rows],
                       "passed": len(passed), "selection_passed": sum(r["selection_settle"] is not None for r in rows),
                       "median_time_to_hover_s": med("time_to_hover_s"), "median_env_steps": med("env_steps"),
                       "median_selection_settle": med("selection_settle"), "median_settle": med("settle"),
