@@ -3,12 +3,15 @@
 Builds the preset's runner (one torch thread), fills the replay buffer with ``--fill`` env steps, then times each
 part on its own (mean over ``--reps`` calls after a warm-up), for the plain autograd path (``fused=False``), the
 fused one (``fused=True``: numba acting and replay write, TD3's explicit update) and ``node`` (the fused path as
-it was before those: one autograd node per network, torch acting and replay write), interleaved in the same
-process so that the ratios survive a loaded machine.
+it was before those: one autograd node per network, torch acting and replay write) and, for SAC presets,
+``explicit`` (``sac.explicit``: the update as hand-written numba kernels, on top of ``fused``), interleaved in the
+same process so that the ratios survive a loaded machine.
 ``--impls plain`` also runs on trees without the ``fused`` option (the "before" measurement). Per env step the
 cost is ``act + env + add + updates_per_step * (critic + sample) + actor share``; the last line is JSON.
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/off_policy_profile.py --preset paper-td3
+    PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/off_policy_profile.py --preset crazyflie-hover-sac \
+        --impls plain,fused,explicit
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ def timed(fn, reps: int) -> float:
 def parts(preset: str, impl: str, fill: int, reps: int, tmp: Path, has_fused: bool) -> dict[str, float]:
     cfg = get_preset(preset)
     if has_fused:
-        getattr(cfg, cfg.algorithm).fused = impl != "plain"
+        section = getattr(cfg, cfg.algorithm)
+        section.fused = impl != "plain"
+        if impl == "explicit":
+            if not hasattr(section, "explicit"):
+                raise SystemExit(f"--impls explicit: {cfg.algorithm} has no explicit option (TD3's is in fused)")
+            section.explicit = True
     cfg.off_policy.critic_starts = cfg.off_policy.actor_starts = 10**12  # collection only while filling
     cfg.checkpoint_every = cfg.eval_every = 0
     runner = make_runner(cfg, tmp)
@@ -96,7 +104,8 @@ def main() -> None:
     ap.add_argument("--preset", default="paper-td3")
     ap.add_argument("--impls", default="plain,fused",
                     help="comma list of plain | node (the fused path's autograd nodes, torch acting and replay "
-                         "write) | fused (numba acting and replay write, TD3's explicit update)")
+                         "write) | fused (numba acting and replay write, TD3's explicit update) | explicit (SAC "
+                         "only: fused plus sac.explicit)")
     ap.add_argument("--fill", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2, help="alternate the impls this many times; best per part")
