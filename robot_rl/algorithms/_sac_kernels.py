@@ -19,11 +19,14 @@ from numba import njit
 
 from robot_rl.algorithms._td3_kernels import (
     _actor_forward,
+    _adam_groups,
     _critic_forward,
     _lists,
     actor_backward,
     critic_regress,
+    gather_,
     input_grad,
+    lerp_,
     min_q,
 )
 
@@ -151,3 +154,35 @@ def actor_grads(policy_obs, critic_obs, eps, aw, ab, cw, cb, gw, gb, code, alpha
             go[r, n_act + j] = d_ls if lo <= raw and raw <= hi else _F0
     actor_backward(go, aw, posts, slopes, gw, gb, s)
     return loss / rows, ent / rows
+
+
+@njit(cache=True, error_model="numpy")
+def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, grads, adams, hypers, polyak, flags,
+                       consts, loss, alpha_grad, s):
+    """One whole SAC update from replay rows ``idx``: the columns each step reads gathered into ``rows_c`` and
+    ``rows_a`` (as the TD3 kernel's: ``cols`` is ``ExplicitTD3._cols``' map), :func:`critic_grads`, the critics'
+    Adam; with ``flags[0]`` :func:`actor_grads`, the actor's and the temperature's Adam; the critic targets'
+    Polyak step. ``nets`` = actor, critic, critic target (weights, biases); ``flags[1:]`` = activation code,
+    squash correction; ``consts`` = alpha, gamma, tau, log-std min and max, target entropy. Returns the actor
+    loss and the entropy (0 without the actor step)."""
+    rc, np0, nc0, tc, pd, cd, ad = cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8]
+    gather_(table, idx, cols[0], cols[0] + rows_c.shape[1], rows_c)
+    rows = rows_c[:idx.size]
+    actor, critic, critic_t = nets
+    alpha, lo, hi = np.float32(consts[0]), np.float32(consts[3]), np.float32(consts[4])
+    correction = flags[2] != 0
+    critic_grads(rows[:, np0:np0 + pd], rows[:, nc0:nc0 + cd], rows[:, rc], rows[:, tc], rows[:, 0:cd + ad], eps_c,
+                 actor[0], actor[1], critic_t[0], critic_t[1], critic[0], critic[1], grads[0][0], grads[0][1],
+                 flags[1], alpha, np.float32(consts[1]), lo, hi, correction, loss, s)
+    _adam_groups(adams[0], hypers[0])
+    actor_loss, entropy = 0.0, 0.0
+    if flags[0]:
+        gather_(table, idx, 0, cols[1], rows_a)
+        ra = rows_a[:idx.size]
+        actor_loss, entropy = actor_grads(ra[:, 0:pd], ra[:, pd:pd + cd], eps_a, actor[0], actor[1], critic[0],
+                                          critic[1], grads[1][0], grads[1][1], flags[1], alpha, lo, hi, correction,
+                                          np.float32(consts[5]), alpha_grad, s)
+        _adam_groups(adams[1], hypers[1])
+        _adam_groups(adams[2], hypers[2])
+    lerp_(polyak[0], polyak[1], consts[2])
+    return actor_loss, entropy

@@ -15,6 +15,7 @@ from robot_rl.models.critic import EnsembleMLP
 from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP, PolicyGraph
 from robot_rl.models.mlp_function import mlp_forward
+from robot_rl.storage.replay import ReplayBuffer
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -133,6 +134,17 @@ class SAC:
     def temperature_loss(self, logp: torch.Tensor) -> torch.Tensor:
         """``-log_alpha * (logp + target_entropy)`` averaged (Haarnoja et al. 2018b, eq. 18)."""
         return -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+
+    def update_from_replay(self, buffer: ReplayBuffer, batch_size: int, train_actor: bool = True) -> dict[str, float]:
+        """``update(buffer.sample(batch_size, self.gen))``; on the explicit path sampling and update are one numba
+        call (the same draws and values, ``ExplicitSAC.update_from_replay``). Returns the losses as floats."""
+        if self.cfg.explicit:
+            if self._explicit is None:
+                self._explicit = ExplicitSAC(self)
+            out = self._explicit.update_from_replay(buffer, batch_size, train_actor)
+            if out is not None:
+                return out
+        return {k: float(v) for k, v in self.update(buffer.sample(batch_size, self.gen), train_actor).items()}
 
     def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True) -> dict[str, torch.Tensor]:
         """One critic step, every ``policy_delay``-th call an actor + temperature step, then the critic targets'

@@ -33,12 +33,15 @@ from robot_rl.algorithms._explicit_common import (
     mlp_params,
     mlp_views,
 )
+from robot_rl.algorithms.td3_explicit import ExplicitTD3
 from robot_rl.distributed import optimizer_params
 from robot_rl.models import _blas
 from robot_rl.models.mlp_act import ACTIVATION_CODES
+from robot_rl.storage.replay import FIELDS
 
 if TYPE_CHECKING:
     from robot_rl.algorithms.sac import SAC
+    from robot_rl.storage.replay import ReplayBuffer
 
 
 def unsupported(algo: SAC) -> str | None:
@@ -146,6 +149,43 @@ class ExplicitSAC:
             out["entropy"] = torch.tensor(entropy, dtype=torch.float32)
         K.lerp_(*self.polyak_critic, c.tau)
         return out
+
+    def update_from_replay(self, buffer: ReplayBuffer, batch_size: int, train_actor: bool) -> dict[str, float] | None:
+        """``buffer.sample(batch_size, gen)`` followed by :meth:`update`, in one numba call with the same random
+        draws (torch's, in that order) and the same values; the update reads only the columns it needs, gathered
+        from the replay table. Returns the losses as floats, or None (nothing drawn, nothing changed) where it does
+        not apply: a buffer that is not a CPU table in ``FIELDS`` order, a distributed run, a step whose optimizer
+        has no state yet (its first step goes through torch, which creates it)."""
+        algo, c = self.algo, self.algo.cfg
+        if buffer._np is None or buffer.fields != list(FIELDS) or distributed.active():
+            return None
+        self._views()
+        actor_step = train_actor and (algo.num_updates + 1) % c.policy_delay == 0
+        adams = [self.critic_adam.kernel_args(), self.actor_adam.kernel_args(), self.alpha_adam.kernel_args()]
+        if adams[0] is None or (actor_step and None in adams):
+            return None
+        adams = [a or adams[0] for a in adams]  # (not read without an actor step)
+        idx = torch.randint(0, buffer.size, (batch_size,), generator=algo.gen, device=buffer.device)
+        eps_c = self._eps(batch_size)
+        eps_a = self._eps(batch_size) if actor_step else self._eps(0)
+        alpha = np.exp(self.log_alpha_np[0])
+        algo.num_updates += 1
+        if self._gather is None or self._gather[0] is not buffer or self._gather[2].shape[0] < batch_size:
+            self._gather = (buffer, ExplicitTD3._cols(buffer), *ExplicitTD3._row_buffers(buffer, batch_size))
+        lo, hi = self.log_std
+        flags = np.array([actor_step, self.code, c.squash_correction], np.int64)
+        consts = np.array([alpha, c.gamma, c.tau, lo, hi, algo.target_entropy], np.float64)
+        actor_loss, entropy = SK.update_from_replay(
+            buffer._np, idx.numpy(), eps_c.numpy(), eps_a.numpy(), *self._gather[1:],
+            (self.actor_np, self.critic_np, self.critic_target_np), (self.critic_grads_np, self.actor_grads_np),
+            tuple(a[0] for a in adams), tuple(a[1] for a in adams), self.polyak_critic, flags, consts, self.loss,
+            self.alpha_grad_np, self.scratch)
+        out = {"critic_loss": float(np.float32(self.loss.sum())), "alpha": float(alpha)}
+        if actor_step:
+            out["actor_loss"], out["entropy"] = float(np.float32(actor_loss)), float(np.float32(entropy))
+        return out
+
+    _gather: tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 __all__ = ["ExplicitSAC", "unsupported"]

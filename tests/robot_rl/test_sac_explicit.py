@@ -110,3 +110,30 @@ def test_explicit_is_opt_in_and_the_presets_keep_their_path():
     assert not SACConfig().explicit
     for name in ("crazyflie-hover-sac", "crazyflie-hover-sac-precise", "panda-reach-sac"):
         assert not get_preset(name).sac.explicit
+
+
+def test_update_from_replay_is_sample_then_update_bit_for_bit():
+    """The one-call update gathers the columns it reads from the table itself: same draws, same values."""
+    from robot_rl.storage.replay import ReplayBuffer
+
+    buf = ReplayBuffer.for_env(400, 5, 9, 3, 2)
+    g = torch.Generator().manual_seed(0)
+    buf.add(**{k: torch.randn(300, *([w] if w else []), generator=g) for k, w in
+               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
+                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
+    buf.data["terminated"][:300] = (torch.rand(300, generator=g) < 0.2).float()
+    sampled, one_call, plain = make(True, policy_delay=2), make(True, policy_delay=2), make(False, policy_delay=2)
+    for i in range(12):
+        train_actor = i >= 3
+        b = buf.sample(32, sampled.gen)
+        expected = {k: float(v) for k, v in sampled.update(b, train_actor).items()}
+        assert one_call.update_from_replay(buf, 32, train_actor) == expected
+        assert plain.update_from_replay(buf, 32, train_actor).keys() == expected.keys()
+        # the first critic and the first actor step build Adam's state through torch (sample + update)
+        assert (one_call._explicit._gather is not None) == (i > 0)
+        assert_same(sampled, one_call, tol=0.0)
+        assert_opt_state(sampled, one_call, tol=0.0)
+        assert_same(sampled, plain)
+        assert torch.equal(sampled.gen.get_state(), one_call.gen.get_state())
+        assert torch.equal(plain.gen.get_state(), one_call.gen.get_state())
+    assert "actor_loss" in expected
