@@ -7,7 +7,8 @@ it was before those: one autograd node per network, torch acting and replay writ
 ``explicit`` (``sac.explicit``: the update as hand-written numba kernels, on top of ``fused``), interleaved in the
 same process so that the ratios survive a loaded machine.
 ``--impls plain`` also runs on trees without the ``fused`` option (the "before" measurement). Per env step the
-cost is ``act + env + add + updates_per_step * (critic + sample) + actor share``; the last line is JSON.
+cost is ``act + env + add + updates_per_step * (critic + sample) + actor share``; ``replay_update_us`` is one
+``update_from_replay`` call (sample and update, the actor at its own schedule). The last line is JSON.
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/off_policy_profile.py --preset paper-td3
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/off_policy_profile.py --preset crazyflie-hover-sac \
@@ -95,6 +96,9 @@ def parts(preset: str, impl: str, fill: int, reps: int, tmp: Path, has_fused: bo
         both = timed(lambda: update(True), reps)
     finally:
         td3_explicit.applies = explicit
+    # sampling and updating through update_from_replay, at the algorithm's own actor schedule (TD3's and the explicit
+    # SAC's one numba call; sample + update elsewhere)
+    out["replay_update_us"] = timed(lambda: algo.update_from_replay(buf, oc.batch_size, True), reps)
     out |= {"critic_update_us": critic, "actor_update_us": both - critic,
             "loop_us_per_env_step": (out["act_us"] + out["env_step_us"] + out["replay_add_us"]) / env.num_envs
             + oc.updates_per_step * (critic + out["replay_sample_us"] + (both - critic) / delay)}

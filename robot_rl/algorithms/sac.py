@@ -54,13 +54,13 @@ class SACConfig:
     success; benchmarks/README.md: rounding, not a bug)."""
     explicit: bool = False
     """Opt-in faster path, same maths per update (tested to 1e-6 over 20 updates against the plain path): each
-    update written out by hand (``sac_explicit.py``: the critic step and the actor + temperature step one numba
-    call each with torch's GEMM inside, Adam and the Polyak step as kernels, no autograd), the random draws the
-    plain path's. Needs what ``fused`` builds: CPU float32 networks, fast_tanh/tanh/relu, fused Adam (built with
-    this flag whether or not ``fused`` is set; ``fused`` still chooses how the actor acts); anything else is
-    refused with a ValueError at the first update. Like ``fused``, its float rounding differs from the plain path's
-    and training amplifies that to different networks, so results measured on another path do not carry over
-    bit for bit."""
+    update written out by hand (``sac_explicit.py``: the critic step and the actor + temperature step one numba call
+    each with torch's GEMM inside, Adam and the Polyak step as kernels, no autograd; the off-policy runner samples
+    the replay and updates in one call, ``update_from_replay``), the random draws the plain path's. Needs what
+    ``fused`` builds: CPU float32 networks, fast_tanh/tanh/relu, fused Adam (built with this flag whether or not
+    ``fused`` is set; ``fused`` still chooses how the actor acts); anything else is refused with a ValueError at the
+    first update. Like ``fused``, its float rounding differs from the plain path's and training amplifies that to
+    different networks, so results measured on another path do not carry over bit for bit."""
 
 
 class SquashedGaussianActor(nn.Module):
