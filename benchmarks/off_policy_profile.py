@@ -3,12 +3,16 @@
 Builds the preset's runner (one torch thread), fills the replay buffer with ``--fill`` env steps, then times each
 part on its own (mean over ``--reps`` calls after a warm-up), for the plain autograd path (``fused=False``), the
 fused one (``fused=True``: numba acting and replay write, TD3's explicit update) and ``node`` (the fused path as
-it was before those: one autograd node per network, torch acting and replay write), interleaved in the same
-process so that the ratios survive a loaded machine.
+it was before those: one autograd node per network, torch acting and replay write) and, for SAC presets,
+``explicit`` (``sac.explicit``: the update as hand-written numba kernels, on top of ``fused``), interleaved in the
+same process so that the ratios survive a loaded machine.
 ``--impls plain`` also runs on trees without the ``fused`` option (the "before" measurement). Per env step the
-cost is ``act + env + add + updates_per_step * (critic + sample) + actor share``; the last line is JSON.
+cost is ``act + env + add + updates_per_step * (critic + sample) + actor share``; ``replay_update_us`` is one
+``update_from_replay`` call (sample and update, the actor at its own schedule). The last line is JSON.
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/off_policy_profile.py --preset paper-td3
+    PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/off_policy_profile.py --preset crazyflie-hover-sac \
+        --impls plain,fused,explicit
 """
 
 from __future__ import annotations
@@ -26,21 +30,28 @@ from robot_rl.algorithms.td3 import TD3
 from robot_rl.config import get_preset
 from robot_rl.runs import make_runner
 
+CLOCK = time.perf_counter
+
 
 def timed(fn, reps: int) -> float:
-    """Mean microseconds per call of ``fn`` (after ``reps // 10`` warm-up calls)."""
+    """Mean microseconds per call of ``fn`` (after ``reps // 10`` warm-up calls), on :data:`CLOCK`."""
     for _ in range(max(reps // 10, 5)):
         fn()
-    t = time.perf_counter()
+    t = CLOCK()
     for _ in range(reps):
         fn()
-    return (time.perf_counter() - t) / reps * 1e6
+    return (CLOCK() - t) / reps * 1e6
 
 
 def parts(preset: str, impl: str, fill: int, reps: int, tmp: Path, has_fused: bool) -> dict[str, float]:
     cfg = get_preset(preset)
     if has_fused:
-        getattr(cfg, cfg.algorithm).fused = impl != "plain"
+        section = getattr(cfg, cfg.algorithm)
+        section.fused = impl != "plain"
+        if impl == "explicit":
+            if not hasattr(section, "explicit"):
+                raise SystemExit(f"--impls explicit: {cfg.algorithm} has no explicit option (TD3's is in fused)")
+            section.explicit = True
     cfg.off_policy.critic_starts = cfg.off_policy.actor_starts = 10**12  # collection only while filling
     cfg.checkpoint_every = cfg.eval_every = 0
     runner = make_runner(cfg, tmp)
@@ -85,6 +96,9 @@ def parts(preset: str, impl: str, fill: int, reps: int, tmp: Path, has_fused: bo
         both = timed(lambda: update(True), reps)
     finally:
         td3_explicit.applies = explicit
+    # sampling and updating through update_from_replay, at the algorithm's own actor schedule (TD3's and the explicit
+    # SAC's one numba call; sample + update elsewhere)
+    out["replay_update_us"] = timed(lambda: algo.update_from_replay(buf, oc.batch_size, True), reps)
     out |= {"critic_update_us": critic, "actor_update_us": both - critic,
             "loop_us_per_env_step": (out["act_us"] + out["env_step_us"] + out["replay_add_us"]) / env.num_envs
             + oc.updates_per_step * (critic + out["replay_sample_us"] + (both - critic) / delay)}
@@ -96,11 +110,17 @@ def main() -> None:
     ap.add_argument("--preset", default="paper-td3")
     ap.add_argument("--impls", default="plain,fused",
                     help="comma list of plain | node (the fused path's autograd nodes, torch acting and replay "
-                         "write) | fused (numba acting and replay write, TD3's explicit update)")
+                         "write) | fused (numba acting and replay write, TD3's explicit update) | explicit (SAC "
+                         "only: fused plus sac.explicit)")
     ap.add_argument("--fill", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2, help="alternate the impls this many times; best per part")
+    ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                    help="thread: CPU time of this (the only computing) thread, which waiting for a core shared "
+                         "with other jobs does not inflate")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.thread_time if args.clock == "thread" else time.perf_counter
     torch.set_num_threads(1)
     impls = args.impls.split(",")
     has_fused = hasattr(get_preset(args.preset).td3, "fused")  # trees from before the fused path: plain only

@@ -130,15 +130,29 @@ def critic_grads(next_policy, next_critic, reward, terminated, x, eps, aw, ab, t
         for j in range(n_act):
             e = min(max(eps[r, j] * sigma, -clip), clip)
             xt[r, n_obs + j] = min(max(np.tanh(a[r, j]) + e, -_F1), _F1)
-    n = cw[0].shape[0]
-    t_posts, t_slopes = _lists(xt)
-    y = _critic_forward(xt, tw, tb, 0, code, False, t_posts, t_slopes, s).copy()
-    for i in range(1, n):
-        q = _critic_forward(xt, tw, tb, i, code, False, t_posts, t_slopes, s)
-        for r in range(rows):
-            y[r] = min(y[r], q[r])
+    y = min_q(xt, tw, tb, code, s)
     for r in range(rows):
         y[r] = reward[r] + gamma * (_F1 - terminated[r]) * y[r]
+    critic_regress(x, y, cw, cb, gw, gb, code, independent, loss, s)
+
+
+@njit(cache=True, error_model="numpy")
+def min_q(x, weights, biases, code, s):
+    """``min_i Q_i(x)`` over every member of a critic ensemble (``[R]``, a new array)."""
+    posts, slopes = _lists(x)
+    y = _critic_forward(x, weights, biases, 0, code, False, posts, slopes, s).copy()
+    for i in range(1, weights[0].shape[0]):
+        q = _critic_forward(x, weights, biases, i, code, False, posts, slopes, s)
+        for r in range(y.shape[0]):
+            y[r] = min(y[r], q[r])
+    return y
+
+
+@njit(cache=True, error_model="numpy")
+def critic_regress(x, y, cw, cb, gw, gb, code, independent, loss, s):
+    """Every critic's gradient of ``mean_r (Q_i(x_r) - y_r)^2`` into ``gw``/``gb`` (its value into ``loss[i]``);
+    with ``independent`` critic ``i`` regresses on rows ``[i R/n, (i+1) R/n)`` of ``x`` and ``y``, else on all."""
+    rows, n = y.shape[0], cw[0].shape[0]
     m = rows // n if independent else rows
     last = len(cw) - 1
     for i in range(n):
@@ -185,29 +199,42 @@ def actor_grads(policy_obs, critic_obs, aw, ab, cw, cb, gw, gb, code, s):
     mean = np.float64(0.0)
     for r in range(rows):
         mean += q[r]
-    g = np.full((rows, 1), np.float32(-1.0 / rows), np.float32)
-    for k in range(len(cw) - 1, -1, -1):  # to the critic's input: no critic gradient is kept
-        w = cw[k][0]
-        gp = np.empty((rows, w.shape[0]), np.float32)
-        mm(g, False, w, True, gp, _F0, s)
-        if k > 0:
-            _mul(gp, c_slopes[k - 1])
-        g = gp
+    g = input_grad(np.full((rows, 1), np.float32(-1.0 / rows), np.float32), cw, 0, c_slopes, 0, s)
     ga = np.empty((rows, n_act), np.float32)
     for r in range(rows):
         for j in range(n_act):
             t = x[r, n_obs + j]
             ga[r, j] = g[r, n_obs + j] * (_F1 - t * t)
-    g = ga
+    actor_backward(ga, aw, posts, slopes, gw, gb, s)
+    return mean / rows
+
+
+@njit(cache=True, error_model="numpy")
+def input_grad(g, cw, member, slopes, first, s):
+    """Critic ``member``'s backward from its output gradient ``g`` ``[R, 1]`` to its input (no weight gradient
+    kept); ``slopes[first + k]`` is its hidden layer ``k``'s slope."""
+    for k in range(len(cw) - 1, -1, -1):
+        w = cw[k][member]
+        gp = np.empty((g.shape[0], w.shape[0]), np.float32)
+        mm(g, False, w, True, gp, _F0, s)
+        if k > 0:
+            _mul(gp, slopes[first + k - 1])
+        g = gp
+    return g
+
+
+@njit(cache=True, error_model="numpy")
+def actor_backward(g, aw, posts, slopes, gw, gb, s):
+    """The actor's backward from its output gradient ``g`` (consumed) into ``gw``/``gb``; ``posts[k]`` is layer
+    ``k``'s input, ``slopes[k]`` hidden layer ``k``'s slope (as :func:`_actor_forward` records them)."""
     for k in range(len(aw) - 1, -1, -1):
         mm(g, True, posts[k], False, gw[k], _F0, s)
         _col_sum(g, gb[k])
         if k > 0:
-            gp = np.empty((rows, aw[k].shape[1]), np.float32)
+            gp = np.empty((g.shape[0], aw[k].shape[1]), np.float32)
             mm(g, False, aw[k], False, gp, _F0, s)
             _mul(gp, slopes[k - 1])
             g = gp
-    return mean / rows
 
 
 @njit(cache=True, error_model="numpy")

@@ -25,8 +25,17 @@ import torch
 
 from robot_rl import distributed
 from robot_rl.algorithms import _td3_kernels as K
-from robot_rl.algorithms.common import fused_adam_step
-from robot_rl.distributed import average_gradients, optimizer_params
+from robot_rl.algorithms._explicit_common import NumbaAdam as _NumbaAdam
+from robot_rl.algorithms._explicit_common import (
+    arr,
+    average_into,
+    critic_input,
+    ensemble_views,
+    flat,
+    mlp_params,
+    mlp_views,
+)
+from robot_rl.distributed import optimizer_params
 from robot_rl.models import _blas
 from robot_rl.models.mlp_act import ACTIVATION_CODES
 from robot_rl.storage.replay import FIELDS
@@ -36,15 +45,6 @@ if TYPE_CHECKING:
     from robot_rl.storage.replay import ReplayBuffer
 
 
-def _arr(t: torch.Tensor) -> np.ndarray:
-    """A numpy view of a CPU float32 tensor whose rows may be strided (a copy if its last dimension is)."""
-    return (t if t.dim() < 2 or t.stride(-1) == 1 else t.contiguous()).numpy()
-
-
-def _flat(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy().reshape(-1)
-
-
 def applies(algo: TD3) -> bool:
     """Whether the explicit update runs this TD3 (CPU float32 weights, a supported activation, fused Adam(W),
     torch's BLAS reachable from numba)."""
@@ -52,56 +52,6 @@ def applies(algo: TD3) -> bool:
     return (_blas.AVAILABLE and algo.cfg.activation in ACTIVATION_CODES and w.device.type == "cpu"
             and w.dtype == torch.float32 and bool(algo.critic_opt.defaults.get("fused"))
             and algo.actor.output == "tanh")
-
-
-class _NumbaAdam:
-    """The optimizer's step as :func:`~robot_rl.algorithms._td3_kernels.adam_` on flat views of its own state
-    (rebuilt when the state object changes: ``load_state_dict`` replaces it) and of the ``.grad`` tensors of that
-    moment (the explicit update writes its gradients into them in place). The first step goes through torch
-    (``fused_adam_step``), which creates the state."""
-
-    def __init__(self, opt: torch.optim.Optimizer) -> None:
-        if any(g["weight_decay"] and not isinstance(opt, torch.optim.AdamW) for g in opt.param_groups):
-            raise ValueError("the explicit TD3 update takes Adam without weight decay or AdamW")
-        self.opt = opt
-        self.state: object = None
-        self.groups: list[tuple] = []
-
-    def _ready(self) -> bool:
-        """Views of the optimizer's state as it is now; False while the state does not exist yet."""
-        opt = self.opt
-        if opt.state is self.state:
-            return True
-        if any(p not in opt.state for p in optimizer_params(opt)):  # the first step builds the state
-            return False
-        self.groups = []
-        for g in opt.param_groups:
-            st = [opt.state[p] for p in g["params"]]
-            if any(x["step"].dtype != torch.float32 or x["step"].numel() != 1 for x in st):
-                raise ValueError("the explicit TD3 update needs fused Adam's float32 step counters")
-            self.groups.append((tuple(_flat(p) for p in g["params"]),
-                                tuple(_flat(p.grad) for p in g["params"]),
-                                tuple(_flat(x["exp_avg"]) for x in st), tuple(_flat(x["exp_avg_sq"]) for x in st),
-                                tuple(x["step"].numpy().reshape(1) for x in st),
-                                np.full(len(st), g["weight_decay"], np.float64), g))
-        self.state = opt.state
-        return True
-
-    def __call__(self) -> None:
-        if not self._ready():
-            fused_adam_step(self.opt)
-            return
-        for params, grads, m, v, steps, decay, g in self.groups:
-            beta1, beta2 = g["betas"]
-            K.adam_(params, grads, m, v, steps, decay, float(g["lr"]), float(beta1), float(beta2), float(g["eps"]))
-
-    def kernel_args(self) -> tuple[tuple, np.ndarray] | None:
-        """The groups ``(params, grads, exp_avg, exp_avg_sq, steps, decay)`` and their ``[lr, beta1, beta2, eps]``
-        rows for :func:`~robot_rl.algorithms._td3_kernels.update_from_replay`; None until the state exists."""
-        if not self._ready():
-            return None
-        hyper = np.array([[g["lr"], *g["betas"], g["eps"]] for *_, g in self.groups], np.float64)
-        return tuple(grp[:6] for grp in self.groups), hyper
 
 
 class ExplicitTD3:
@@ -140,47 +90,24 @@ class ExplicitTD3:
             raise ValueError("the explicit TD3 update needs contiguous parameters")
         self.critic_adam.state = self.actor_adam.state = None  # their views of parameters and gradients, too
 
-        def actor(mlp):
-            return (tuple(layer.weight.detach().numpy() for layer in mlp.linears),
-                    tuple(layer.bias.detach().numpy() for layer in mlp.linears))
-
-        def critic(ens):
-            return (tuple(w.detach().numpy() for w in ens.weights),
-                    tuple(b.detach().numpy().reshape(b.shape[0], -1) for b in ens.biases))
-
-        self.actor_np, self.actor_target_np = actor(a.actor), actor(a.actor_target)
-        self.critic_np, self.critic_target_np = critic(a.critic), critic(a.critic_target)
+        self.actor_np, self.actor_target_np = mlp_views(*mlp_params(a.actor)), mlp_views(*mlp_params(a.actor_target))
+        self.critic_np = ensemble_views(a.critic.weights, a.critic.biases)
+        self.critic_target_np = ensemble_views(a.critic_target.weights, a.critic_target.biases)
         g = self.grads
-        self.critic_grads_np = (tuple(g[w].numpy() for w in a.critic.weights),
-                                tuple(g[b].numpy().reshape(b.shape[0], -1) for b in a.critic.biases))
-        self.actor_grads_np = (tuple(g[layer.weight].numpy() for layer in a.actor.linears),
-                               tuple(g[layer.bias].numpy() for layer in a.actor.linears))
-        self.polyak_actor = (tuple(_flat(p) for p in a.actor_target.parameters()),
-                             tuple(_flat(p) for p in a.actor.parameters()))
-        self.polyak_critic = (tuple(_flat(p) for p in a.critic_target.parameters()),
-                              tuple(_flat(p) for p in a.critic.parameters()))
+        self.critic_grads_np = ensemble_views([g[w] for w in a.critic.weights], [g[b] for b in a.critic.biases])
+        self.actor_grads_np = mlp_views(*([g[p] for p in ps] for ps in mlp_params(a.actor)))
+        self.polyak_actor = (tuple(flat(p) for p in a.actor_target.parameters()),
+                             tuple(flat(p) for p in a.actor.parameters()))
+        self.polyak_critic = (tuple(flat(p) for p in a.critic_target.parameters()),
+                              tuple(flat(p) for p in a.critic.parameters()))
         self._ptrs = ptrs
 
     def _average(self, params: list[torch.Tensor]) -> None:
         """A distributed run's gradient mean over the ranks, back in the buffers the kernels read."""
-        if not distributed.active():
-            return
-        average_gradients(params)
-        for p in params:
-            if p.grad is not self.grads[p]:
-                self.grads[p].copy_(p.grad)
-                p.grad = self.grads[p]
+        if distributed.active():
+            average_into(self.grads, params)
 
-    @staticmethod
-    def _critic_input(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """``cat((obs, action), -1)``; a view when the two are neighbouring columns of one table (the replay's
-        sampled rows), a copy otherwise."""
-        if (obs.dim() == 2 and obs.stride() == action.stride() and obs.stride(1) == 1
-                and obs.shape[0] == action.shape[0] and obs.shape[1] + action.shape[1] <= obs.stride(0)
-                and obs.untyped_storage().data_ptr() == action.untyped_storage().data_ptr()
-                and action.data_ptr() == obs.data_ptr() + obs.shape[1] * obs.element_size()):
-            return obs.as_strided((obs.shape[0], obs.shape[1] + action.shape[1]), obs.stride())
-        return torch.cat((obs, action), dim=-1)
+    _critic_input = staticmethod(critic_input)
 
     # ------------------------------------------------------------------ updates
     def critic_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -189,8 +116,8 @@ class ExplicitTD3:
         nxp = batch["next_policy_obs"]
         eps = torch.randn((nxp.shape[0], algo.action_dim), generator=algo.gen)  # the plain path's draw
         x = self._critic_input(batch["critic_obs"], batch["action"])
-        K.critic_grads(_arr(nxp), _arr(batch["next_critic_obs"]), batch["reward"].numpy(),
-                       batch["terminated"].numpy(), _arr(x), eps.numpy(), *self.actor_target_np,
+        K.critic_grads(arr(nxp), arr(batch["next_critic_obs"]), batch["reward"].numpy(),
+                       batch["terminated"].numpy(), arr(x), eps.numpy(), *self.actor_target_np,
                        *self.critic_target_np, *self.critic_np, *self.critic_grads_np, self.code,
                        np.float32(c.target_noise), np.float32(c.target_noise_clip), np.float32(c.gamma),
                        c.independent_batches, self.loss, self.scratch)
@@ -200,7 +127,7 @@ class ExplicitTD3:
 
     def actor_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One actor step on ``-mean Q_1(s, pi(s))`` (the first critic) and the actor target's Polyak step."""
-        mean_q = K.actor_grads(_arr(batch["policy_obs"]), _arr(batch["critic_obs"]), *self.actor_np,
+        mean_q = K.actor_grads(arr(batch["policy_obs"]), arr(batch["critic_obs"]), *self.actor_np,
                                *self.critic_np, *self.actor_grads_np, self.code, self.scratch)
         self._average(self.actor_params)
         self.actor_adam()

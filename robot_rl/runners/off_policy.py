@@ -125,6 +125,8 @@ class OffPolicyRunner(Runner):
             self.update_credit -= 1.0
             if isinstance(self.algo, TD3):  # RLtools: each critic and the actor sample a batch of their own
                 stats = self.algo.update_from_replay(self.buffer, oc.batch_size, train_actor)
+            elif self.algo.cfg.explicit:  # sampling and update in one numba call (the same draws: gen is algo.gen)
+                stats = self.algo.update_from_replay(self.buffer, oc.batch_size, train_actor)
             else:
                 stats = self.algo.update(self.buffer.sample(oc.batch_size, self.gen), train_actor=train_actor)
         return {k: float(v) for k, v in stats.items()}

@@ -57,11 +57,13 @@ def test_replay_rewards_recomputed_after_curriculum_step(tmp_path):
     assert not torch.allclose(after[: len(before)], before)
 
 
-@pytest.mark.parametrize("algorithm", ["td3", "sac", "td3-fused", "sac-fused", "ppo", "ppo-normalized", "apg"])
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "td3-fused", "sac-fused", "sac-explicit", "ppo", "ppo-normalized",
+                                       "apg"])
 def test_resume_reaches_the_same_weights(tmp_path, algorithm):
-    cfg = tiny(algorithm.removesuffix("-normalized").removesuffix("-fused"))
+    cfg = tiny(algorithm.removesuffix("-normalized").removesuffix("-fused").removesuffix("-explicit"))
     cfg.ppo.empirical_normalization = algorithm.endswith("-normalized")
-    cfg.td3.fused = cfg.sac.fused = algorithm.endswith("-fused")  # the opt-in fast update path resumes too
+    cfg.td3.fused = cfg.sac.fused = algorithm.endswith("-fused")  # the opt-in fast update paths resume too
+    cfg.sac.explicit = algorithm.endswith("-explicit")
     full = make_runner(cfg, tmp_path / "a")
     full.train()
     part = make_runner(cfg, tmp_path / "b")

@@ -1,0 +1,188 @@
+"""Numba kernels of the explicit SAC update (:mod:`robot_rl.algorithms.sac_explicit`): each step in one call.
+
+A critic step (the current actor's squashed Gaussian sample of the next action and its log-probability, the
+minimum over the target critics, the soft TD target, every critic's forward and backward) and an actor step
+(reparameterised sample, every critic to its input, the minimum's gradient back through tanh, the log-std clamp
+and the log-probability into the actor) are one compiled call each. The layers, the critics' regression and
+the actor's backward are :mod:`robot_rl.algorithms._td3_kernels`' (torch's GEMM inside); what is SAC's is the
+sampling and its derivatives, written here in the plain path's operation order (``SquashedGaussianActor.sample``
+and autograd's formulas for ``clamp``, ``exp``, ``tanh`` and ``softplus``) so the paths agree to float rounding.
+The noise ``eps`` is drawn by the caller with torch, in the plain path's order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from robot_rl.algorithms._td3_kernels import (
+    _actor_forward,
+    _adam_groups,
+    _critic_forward,
+    _lists,
+    actor_backward,
+    critic_regress,
+    gather_,
+    input_grad,
+    lerp_,
+    min_q,
+)
+
+_F0, _F1, _F2 = np.float32(0.0), np.float32(1.0), np.float32(2.0)
+_HALF, _MINUS_TWO = np.float32(0.5), np.float32(-2.0)
+_HALF_LOG_2PI = np.float32(0.5 * math.log(2 * math.pi))
+_LOG2 = np.float32(math.log(2.0))
+_SOFTPLUS_THRESHOLD = np.float32(20.0)  # torch's default: softplus(x) = x above it
+
+
+@njit(cache=True, error_model="numpy")
+def _squash(out, eps, lo, hi, correction, a, logp, u, std):
+    """From the actor's output ``out = [mean, raw log-std]`` (``[R, 2A]``) and the noise ``eps``: the action
+    ``a = tanh(u)``, ``u = mean + eps exp(clamp(raw, lo, hi))``, its log-probability ``logp`` (minus
+    ``sum log(1 - tanh(u)^2)`` with ``correction``), and ``u`` and the std for the backward pass."""
+    rows, n = eps.shape
+    for r in range(rows):
+        base, corr = _F0, _F0
+        for j in range(n):
+            ls = min(max(out[r, n + j], lo), hi)
+            e = eps[r, j]
+            sd = np.exp(ls)
+            uj = out[r, j] + e * sd
+            a[r, j] = np.tanh(uj)
+            u[r, j], std[r, j] = uj, sd
+            base += (-_HALF * (e * e) - ls) - _HALF_LOG_2PI
+            if correction:
+                v = _MINUS_TWO * uj
+                sp = v if v > _SOFTPLUS_THRESHOLD else np.log1p(np.exp(v))
+                corr += _F2 * ((_LOG2 - uj) - sp)
+        logp[r] = base - corr if correction else base
+
+
+@njit(cache=True, error_model="numpy")
+def _sample(obs, aw, ab, eps, code, keep, lo, hi, correction, posts, slopes, s):
+    """The actor's forward pass and :func:`_squash`: ``(out, a, logp, u, std)``."""
+    out = _actor_forward(obs, aw, ab, code, keep, posts, slopes, s)
+    rows, n = eps.shape
+    a, u, std = np.empty((rows, n), np.float32), np.empty((rows, n), np.float32), np.empty((rows, n), np.float32)
+    logp = np.empty(rows, np.float32)
+    _squash(out, eps, lo, hi, correction, a, logp, u, std)
+    return out, a, logp, u, std
+
+
+@njit(cache=True, error_model="numpy")
+def _cat(obs, a):
+    rows, n_obs, n_act = obs.shape[0], obs.shape[1], a.shape[1]
+    x = np.empty((rows, n_obs + n_act), np.float32)
+    for r in range(rows):
+        for j in range(n_obs):
+            x[r, j] = obs[r, j]
+        for j in range(n_act):
+            x[r, n_obs + j] = a[r, j]
+    return x
+
+
+@njit(cache=True, error_model="numpy")
+def critic_grads(next_policy, next_critic, reward, terminated, x, eps, aw, ab, tw, tb, cw, cb, gw, gb, code,
+                 alpha, gamma, lo, hi, correction, loss, s):
+    """One critic step's gradients into ``gw``/``gb`` (each critic's MSE into ``loss``), every critic on all rows
+    of ``x = cat(critic_obs, action)``. Target: ``y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha
+    logp(a'))`` with ``a'`` the current actor's (``aw``/``ab``) sample at ``s'`` with noise ``eps``."""
+    posts, slopes = _lists(next_policy)
+    _, a, logp, _, _ = _sample(next_policy, aw, ab, eps, code, False, lo, hi, correction, posts, slopes, s)
+    y = min_q(_cat(next_critic, a), tw, tb, code, s)
+    for r in range(y.shape[0]):
+        y[r] = reward[r] + gamma * (_F1 - terminated[r]) * (y[r] - alpha * logp[r])
+    critic_regress(x, y, cw, cb, gw, gb, code, False, loss, s)
+
+
+@njit(cache=True, error_model="numpy")
+def actor_grads(policy_obs, critic_obs, eps, aw, ab, cw, cb, gw, gb, code, alpha, lo, hi, correction,
+                target_entropy, alpha_grad, s):
+    """One actor step's gradients of ``mean(alpha logp(a) - min_i Q_i(s, a))`` (``a`` the reparameterised
+    sample with noise ``eps``) into ``gw``/``gb``, and the temperature loss's ``-mean(log_alpha (logp +
+    target_entropy))`` gradient into ``alpha_grad[0]``. Returns the actor loss and the entropy ``-mean logp``."""
+    posts, slopes = _lists(policy_obs)
+    posts.append(policy_obs)
+    out, a, logp, u, std = _sample(policy_obs, aw, ab, eps, code, True, lo, hi, correction, posts, slopes, s)
+    rows, n_act = a.shape
+    n_obs = critic_obs.shape[1]
+    x = _cat(critic_obs, a)
+    n, hidden = cw[0].shape[0], len(cw) - 1
+    c_posts, c_slopes = _lists(x)  # critic i's hidden slopes at [i hidden, (i + 1) hidden)
+    q = _critic_forward(x, cw, cb, 0, code, True, c_posts, c_slopes, s).copy()
+    arg = np.zeros(rows, np.int64)
+    for i in range(1, n):
+        qi = _critic_forward(x, cw, cb, i, code, True, c_posts, c_slopes, s)
+        for r in range(rows):
+            if qi[r] < q[r]:
+                q[r], arg[r] = qi[r], i
+    inv = np.float32(1.0 / rows)
+    loss, ent, la_grad = np.float64(0.0), np.float64(0.0), np.float64(0.0)
+    for r in range(rows):
+        loss += alpha * logp[r] - q[r]
+        ent -= logp[r]
+        la_grad += -inv * (logp[r] + target_entropy)
+    alpha_grad[0] = la_grad
+    da = np.zeros((rows, n_act), np.float32)  # the minimum's gradient reaches the critic it came from
+    for i in range(n):
+        g = np.zeros((rows, 1), np.float32)
+        for r in range(rows):
+            if arg[r] == i:
+                g[r, 0] = -inv
+        gx = input_grad(g, cw, i, c_slopes, i * hidden, s)
+        for r in range(rows):
+            for j in range(n_act):
+                da[r, j] += gx[r, n_obs + j]
+    gl = inv * alpha  # d loss / d logp
+    go = np.empty_like(out)
+    for r in range(rows):
+        for j in range(n_act):
+            t = a[r, j]
+            du = da[r, j] * (_F1 - t * t)
+            if correction:  # logp -= 2 (log 2 - u - softplus(-2u)): through -u and through the softplus
+                d_sp = _F2 * gl
+                v = _MINUS_TWO * u[r, j]
+                if v <= _SOFTPLUS_THRESHOLD:
+                    z = np.exp(v)
+                    d_sp = d_sp * z / (z + _F1)
+                du = du + _F2 * gl + d_sp * _MINUS_TWO
+            go[r, j] = du
+            raw = out[r, n_act + j]
+            d_ls = du * eps[r, j] * std[r, j] - gl
+            go[r, n_act + j] = d_ls if lo <= raw and raw <= hi else _F0
+    actor_backward(go, aw, posts, slopes, gw, gb, s)
+    return loss / rows, ent / rows
+
+
+@njit(cache=True, error_model="numpy")
+def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, grads, adams, hypers, polyak, flags,
+                       consts, loss, alpha_grad, s):
+    """One whole SAC update from replay rows ``idx``: the columns each step reads gathered into ``rows_c`` and
+    ``rows_a`` (as the TD3 kernel's: ``cols`` is ``ExplicitTD3._cols``' map), :func:`critic_grads`, the critics'
+    Adam; with ``flags[0]`` :func:`actor_grads`, the actor's and the temperature's Adam; the critic targets'
+    Polyak step. ``nets`` = actor, critic, critic target (weights, biases); ``flags[1:]`` = activation code,
+    squash correction; ``consts`` = alpha, gamma, tau, log-std min and max, target entropy. Returns the actor
+    loss and the entropy (0 without the actor step)."""
+    rc, np0, nc0, tc, pd, cd, ad = cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8]
+    gather_(table, idx, cols[0], cols[0] + rows_c.shape[1], rows_c)
+    rows = rows_c[:idx.size]
+    actor, critic, critic_t = nets
+    alpha, lo, hi = np.float32(consts[0]), np.float32(consts[3]), np.float32(consts[4])
+    correction = flags[2] != 0
+    critic_grads(rows[:, np0:np0 + pd], rows[:, nc0:nc0 + cd], rows[:, rc], rows[:, tc], rows[:, 0:cd + ad], eps_c,
+                 actor[0], actor[1], critic_t[0], critic_t[1], critic[0], critic[1], grads[0][0], grads[0][1],
+                 flags[1], alpha, np.float32(consts[1]), lo, hi, correction, loss, s)
+    _adam_groups(adams[0], hypers[0])
+    actor_loss, entropy = 0.0, 0.0
+    if flags[0]:
+        gather_(table, idx, 0, cols[1], rows_a)
+        ra = rows_a[:idx.size]
+        actor_loss, entropy = actor_grads(ra[:, 0:pd], ra[:, pd:pd + cd], eps_a, actor[0], actor[1], critic[0],
+                                          critic[1], grads[1][0], grads[1][1], flags[1], alpha, lo, hi, correction,
+                                          np.float32(consts[5]), alpha_grad, s)
+        _adam_groups(adams[1], hypers[1])
+        _adam_groups(adams[2], hypers[2])
+    lerp_(polyak[0], polyak[1], consts[2])
+    return actor_loss, entropy
