@@ -232,6 +232,10 @@ class PolicyRunner:
         self._queue = self.execute  # queued chunk actions are stale after a fault
         self._ee_anchor = True
         self._reset_history()  # the policy resumes as after a training reset (zeros), not after "motors off"
+        return self._send_hold(reason)
+
+    def _send_hold(self, reason: str) -> tuple[np.ndarray | None, str]:
+        """Send the safe command, an arm's hold reached within the rate limit (``None``: there is none)."""
         if not self._safe_into(self._cmd):
             return None, reason
         if self._measured is not None and self._rate_limited and not self._anchor and np.isfinite(self._prev).all():
@@ -350,10 +354,7 @@ class PolicyRunner:
         """The safe command for one step without resetting history or queue (a late chunk, not a fault)."""
         self.safe_steps += 1
         self.last_reason = reason
-        if not self._safe_into(self._cmd):
-            return None, reason
-        np.copyto(self._prev, self._cmd)
-        return self._output(), reason
+        return self._send_hold(reason)
 
     def _push_executed(self, exact: bool, measured: np.ndarray | None) -> None:
         """Feed the executed action into ``action_history`` / ``previous_action`` (action units).

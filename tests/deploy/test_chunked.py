@@ -203,6 +203,32 @@ def test_sync_deadline_miss_holds_then_continues(mlp_export):
     assert r.stats()["late_steps"] == 1 and r.stats()["chunks"] == 2
 
 
+def test_late_chunk_hold_of_a_lagging_arm_stays_within_the_rate_limit(mlp_export):
+    """A late chunk holds the measured joints, reached within ``max_command_delta`` like any safe command: the arm
+    lags its last target, and a jump back to the measurement is a velocity spike (libfranka aborts on it)."""
+    clock = [0.0]
+    r = _runner(mlp_export, deadline_s=0.01, clock=lambda: clock[0], max_command_delta=0.05)
+    log = []
+    _fake_sampler(r, log, step_seconds=0.002, clock=clock)
+    cmds = []
+    for t in range(4):  # measured (0.2, -0.2) throughout; chunk 0 targets (0.01 k, -0.01 k)
+        _feed(r, [0.2, -0.2], t + 1)
+        cmd, reason = r.step(0.0)
+        assert reason is None
+        cmds.append(cmd.copy())
+    np.testing.assert_allclose(cmds, [[0.15, -0.15], [0.10, -0.10], [0.05, -0.05], [0.03, -0.03]], atol=1e-6)
+    _fake_sampler(r, log, step_seconds=0.05, clock=clock)  # 50 ms > 10 ms deadline
+    _feed(r, [0.2, -0.2], 5)
+    cmd, reason = r.step(0.0)
+    assert "late" in reason
+    np.testing.assert_allclose(cmd, [0.08, -0.08], atol=1e-6)  # towards the measurement, not a 0.17 rad jump
+    _feed(r, [0.2, -0.2], 6)
+    cmd2, reason = r.step(0.0)
+    assert reason is None
+    np.testing.assert_allclose(cmd2, [0.1 + 0.01, -0.1 - 0.01], atol=1e-6)  # the late chunk resumes from action 1
+    assert r.stats()["late_steps"] == 1
+
+
 def test_temporal_ensembling_averages_overlapping_chunks(mlp_export):
     r = _runner(mlp_export, deadline_s=float("inf"), temporal_ensemble=0.0)
     log = []

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from .conftest import VENV_PYTHON, interrupt, ros_env
-from .test_arm_loop import DIAG_PEER, clean, sim_and_node
+from .test_arm_loop import DIAG_PEER, clean, refused, sim_and_node
 
 STALL_AT, STALL_FOR = 1.5, 0.6  # s after arm-sim's first command
 
@@ -91,7 +91,7 @@ def test_wrist_wrench_flows_from_arm_sim_through_the_node_and_a_stalled_one_hold
     assert report.is_file() and diag.is_file(), logs
     data, rows = json.loads(report.read_text()), json.loads(diag.read_text())
     s = data["summary"]
-    assert clean(s) and 120 <= s["arm_commands"] <= 200, (s, logs)  # ~50 Hz for 3 s (+ holds), none refused
+    assert clean(s) and 120 <= s["arm_commands"] <= 200, (refused(s), s, logs)  # ~50 Hz for 3 s (+ holds), none refused
     # flowing: the reading the composition holds is one that arm-sim published, to float32 precision
     published = np.array(data["trajectory"]["wrench"])
     assert abs(published[:, 3].mean() + 7.95) < 1.0  # hand + peg weight along the sensor's z
