@@ -1,9 +1,11 @@
 """Pieces shared by the explicit (hand-written forward/backward, numba) updates of TD3 and SAC: numpy views of
-the networks and their gradients, the optimizer step on the optimizer's own state, the critic's input."""
+the networks and their gradients, the optimizer step on the optimizer's own state, the critic's input, the
+replay table's column map and gathered-row buffers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +14,9 @@ from robot_rl.algorithms import _td3_kernels as K
 from robot_rl.algorithms.common import fused_adam_step
 from robot_rl.distributed import average_gradients, optimizer_params
 from robot_rl.models.mlp import MLP
+
+if TYPE_CHECKING:
+    from robot_rl.storage.replay import ReplayBuffer
 
 
 def arr(t: torch.Tensor) -> np.ndarray:
@@ -108,3 +113,25 @@ class NumbaAdam:
             return None
         hyper = np.array([[g["lr"], *g["betas"], g["eps"]] for *_, g in self.groups], np.float64)
         return tuple(grp[:6] for grp in self.groups), hyper
+
+
+class ReplayGather:
+    """The replay kernels' column map of a buffer's table and their gathered-row buffers (critic step: the table's
+    columns from ``critic_obs`` on; actor step: ``policy_obs`` and ``critic_obs``), kept between calls and rebuilt
+    for another buffer or more rows."""
+
+    def __init__(self) -> None:
+        self._cache: tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, buffer: ReplayBuffer, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(columns, critic rows, actor rows)`` for up to ``rows`` rows of ``buffer``."""
+        if self._cache is None or self._cache[0] is not buffer or self._cache[2].shape[0] < rows:
+            col, c0 = buffer.columns, buffer.columns["critic_obs"].start
+            cols = np.array([c0, col["critic_obs"].stop, col["reward"].start - c0, col["next_policy_obs"].start - c0,
+                             col["next_critic_obs"].start - c0, col["terminated"].start - c0,
+                             col["policy_obs"].stop - col["policy_obs"].start,
+                             col["critic_obs"].stop - c0, col["action"].stop - col["action"].start], np.int64)
+            # torch allocates the row buffers (64-byte aligned, as ``index_select``'s output)
+            critic_rows = torch.empty(rows, buffer.table.shape[1] - c0).numpy()
+            self._cache = (buffer, cols, critic_rows, torch.empty(rows, col["critic_obs"].stop).numpy())
+        return self._cache[1:]

@@ -25,6 +25,7 @@ from robot_rl.algorithms import _sac_kernels as SK
 from robot_rl.algorithms import _td3_kernels as K
 from robot_rl.algorithms._explicit_common import (
     NumbaAdam,
+    ReplayGather,
     arr,
     average_into,
     critic_input,
@@ -33,7 +34,6 @@ from robot_rl.algorithms._explicit_common import (
     mlp_params,
     mlp_views,
 )
-from robot_rl.algorithms.td3_explicit import ExplicitTD3
 from robot_rl.distributed import optimizer_params
 from robot_rl.models import _blas
 from robot_rl.models.mlp_act import ACTIVATION_CODES
@@ -70,6 +70,7 @@ class ExplicitSAC:
         why = unsupported(algo)
         if why is not None:
             raise ValueError(f"sac.explicit: {why}")
+        self._gather = ReplayGather()
         from robot_rl.algorithms.sac import LOG_STD_MAX, LOG_STD_MIN  # (sac imports this module)
 
         self.algo = algo
@@ -170,13 +171,11 @@ class ExplicitSAC:
         eps_a = self._eps(batch_size) if actor_step else self._eps(0)
         alpha = np.exp(self.log_alpha_np[0])
         algo.num_updates += 1
-        if self._gather is None or self._gather[0] is not buffer or self._gather[2].shape[0] < batch_size:
-            self._gather = (buffer, ExplicitTD3._cols(buffer), *ExplicitTD3._row_buffers(buffer, batch_size))
         lo, hi = self.log_std
         flags = np.array([actor_step, self.code, c.squash_correction], np.int64)
         consts = np.array([alpha, c.gamma, c.tau, lo, hi, algo.target_entropy], np.float64)
         actor_loss, entropy = SK.update_from_replay(
-            buffer._np, idx.numpy(), eps_c.numpy(), eps_a.numpy(), *self._gather[1:],
+            buffer._np, idx.numpy(), eps_c.numpy(), eps_a.numpy(), *self._gather(buffer, batch_size),
             (self.actor_np, self.critic_np, self.critic_target_np), (self.critic_grads_np, self.actor_grads_np),
             tuple(a[0] for a in adams), tuple(a[1] for a in adams), self.polyak_critic, flags, consts, self.loss,
             self.alpha_grad_np, self.scratch)
@@ -184,8 +183,6 @@ class ExplicitSAC:
         if actor_step:
             out["actor_loss"], out["entropy"] = float(np.float32(actor_loss)), float(np.float32(entropy))
         return out
-
-    _gather: tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 __all__ = ["ExplicitSAC", "unsupported"]

@@ -27,6 +27,7 @@ from robot_rl import distributed
 from robot_rl.algorithms import _td3_kernels as K
 from robot_rl.algorithms._explicit_common import NumbaAdam as _NumbaAdam
 from robot_rl.algorithms._explicit_common import (
+    ReplayGather,
     arr,
     average_into,
     critic_input,
@@ -62,6 +63,7 @@ class ExplicitTD3:
                                     for g in o.param_groups):
             raise ValueError("the explicit TD3 update needs CPU float32 networks, fast_tanh/tanh/relu and fused Adam")
         self.algo = algo
+        self._gather = ReplayGather()
         self.code = ACTIVATION_CODES[algo.cfg.activation]
         a = algo
         self.critic_params, self.actor_params = optimizer_params(a.critic_opt), optimizer_params(a.actor_opt)
@@ -186,31 +188,9 @@ class ExplicitTD3:
         return out
 
     _no_rows = torch.zeros(0, dtype=torch.int64)
-    _gather: tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray] | None = None
-
     def gather_args(self, buffer: ReplayBuffer, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The replay kernels' column map of ``buffer``'s table and their gathered-row buffers for up to ``rows``
-        rows (critic step, actor step); kept between calls, rebuilt for another buffer or more rows."""
-        if self._gather is None or self._gather[0] is not buffer or self._gather[2].shape[0] < rows:
-            self._gather = (buffer, self._cols(buffer), *self._row_buffers(buffer, rows))
-        return self._gather[1:]
-
-    @staticmethod
-    def _cols(buffer: ReplayBuffer) -> np.ndarray:
-        """:func:`~robot_rl.algorithms._td3_kernels.update_from_replay`'s column map of ``buffer``'s table."""
-        col = buffer.columns
-        c0 = col["critic_obs"].start
-        return np.array([c0, col["critic_obs"].stop, col["reward"].start - c0, col["next_policy_obs"].start - c0,
-                         col["next_critic_obs"].start - c0, col["terminated"].start - c0,
-                         col["policy_obs"].stop - col["policy_obs"].start,
-                         col["critic_obs"].stop - c0, col["action"].stop - col["action"].start], np.int64)
-
-    @staticmethod
-    def _row_buffers(buffer: ReplayBuffer, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """The gathered rows of the critic step (table columns from critic_obs on) and of the actor step (policy_obs
-        and critic_obs); torch allocates them (64-byte aligned, as ``index_select``'s output)."""
-        width, c0 = buffer.table.shape[1], buffer.columns["critic_obs"].start
-        return (torch.empty(rows, width - c0).numpy(), torch.empty(rows, buffer.columns["critic_obs"].stop).numpy())
+        """The replay kernels' column map of ``buffer``'s table and their row buffers for up to ``rows`` rows."""
+        return self._gather(buffer, rows)
 
 
 __all__ = ["ExplicitTD3", "applies"]

@@ -61,6 +61,21 @@ def batch(n: int, pdim: int = 5, cdim: int = 9, adim: int = 3, seed: int = 0) ->
             "terminated": (torch.rand(n, generator=g) < 0.2).float()}
 
 
+def random_replay(capacity: int, rows: int, terminated: bool = True):
+    """A 5/9/3-wide replay buffer (2 reward terms) holding ``rows`` random transitions (20 % terminal when
+    ``terminated``), seed 0."""
+    from robot_rl.storage.replay import ReplayBuffer
+
+    buf = ReplayBuffer.for_env(capacity, 5, 9, 3, 2)
+    g = torch.Generator().manual_seed(0)
+    buf.add(**{k: torch.randn(rows, *([w] if w else []), generator=g) for k, w in
+               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
+                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
+    if terminated:
+        buf.data["terminated"][:rows] = (torch.rand(rows, generator=g) < 0.2).float()
+    return buf
+
+
 def pair(make):
     """The same algorithm (same initial weights) on the plain and on the fused path."""
     torch.manual_seed(1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robot_rl.algorithms.sac import SAC, SACConfig
-from tests.robot_rl.test_fused_updates import assert_same, batch
+from tests.robot_rl.test_fused_updates import assert_same, batch, random_replay
 
 DIMS = (5, 9, 3)  # policy obs, critic obs, actions
 
@@ -115,14 +115,7 @@ def test_explicit_is_opt_in_and_only_the_preset_re_measured_on_it_sets_it():
 
 def test_update_from_replay_is_sample_then_update_bit_for_bit():
     """The one-call update gathers the columns it reads from the table itself: same draws, same values."""
-    from robot_rl.storage.replay import ReplayBuffer
-
-    buf = ReplayBuffer.for_env(400, 5, 9, 3, 2)
-    g = torch.Generator().manual_seed(0)
-    buf.add(**{k: torch.randn(300, *([w] if w else []), generator=g) for k, w in
-               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
-                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
-    buf.data["terminated"][:300] = (torch.rand(300, generator=g) < 0.2).float()
+    buf = random_replay(400, 300)
     sampled, one_call, plain = make(True, policy_delay=2), make(True, policy_delay=2), make(False, policy_delay=2)
     for i in range(12):
         train_actor = i >= 3
@@ -131,7 +124,7 @@ def test_update_from_replay_is_sample_then_update_bit_for_bit():
         assert one_call.update_from_replay(buf, 32, train_actor) == expected
         assert plain.update_from_replay(buf, 32, train_actor).keys() == expected.keys()
         # the first critic and the first actor step build Adam's state through torch (sample + update)
-        assert (one_call._explicit._gather is not None) == (i > 0)
+        assert (one_call._explicit._gather._cache is not None) == (i > 0)
         assert_same(sampled, one_call, tol=0.0)
         assert_opt_state(sampled, one_call, tol=0.0)
         assert_same(sampled, plain)

@@ -5,7 +5,7 @@ import torch
 
 from robot_rl.algorithms import td3_explicit
 from robot_rl.algorithms.td3 import TD3, TD3Config
-from tests.robot_rl.test_fused_updates import assert_same, batch, pair
+from tests.robot_rl.test_fused_updates import assert_same, batch, pair, random_replay
 
 
 @pytest.mark.parametrize("activation", ["fast_tanh", "tanh", "relu"])
@@ -49,13 +49,8 @@ def test_explicit_update_without_actor_and_elu_falls_back():
 def test_explicit_update_on_replay_samples_reads_the_critic_input_in_place():
     """Sampled rows hold critic_obs and action side by side: the critic's input is a view, same results."""
     from robot_rl.algorithms.td3_explicit import ExplicitTD3
-    from robot_rl.storage.replay import ReplayBuffer
 
-    buf = ReplayBuffer.for_env(256, 5, 9, 3, 2)
-    g = torch.Generator().manual_seed(0)
-    buf.add(**{k: torch.randn(200, *([w] if w else []), generator=g) for k, w in
-               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
-                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
+    buf, g = random_replay(256, 200, terminated=False), torch.Generator().manual_seed(1)
 
     def make(fused):
         return TD3(TD3Config(actor_hidden=(16, 16), critic_hidden=(16, 16), fused=fused), 5, 9, 3,
@@ -126,14 +121,7 @@ def test_numba_adam_matches_torch_fused_adamw():
 @pytest.mark.parametrize(("independent", "hidden", "critics"), [(True, (32, 32), 2), (False, (16, 24, 8), 3)])
 def test_update_from_replay_is_sample_then_update_bit_for_bit(independent, hidden, critics):
     """The one-call update gathers the columns it reads from the table itself: same draws, same values."""
-    from robot_rl.storage.replay import ReplayBuffer
-
-    buf = ReplayBuffer.for_env(400, 5, 9, 3, 2)
-    g = torch.Generator().manual_seed(0)
-    buf.add(**{k: torch.randn(300, *([w] if w else []), generator=g) for k, w in
-               [("policy_obs", 5), ("critic_obs", 9), ("action", 3), ("reward_terms", 2), ("reward", 0),
-                ("next_policy_obs", 5), ("next_critic_obs", 9), ("terminated", 0)]})
-    buf.data["terminated"][:300] = (torch.rand(300, generator=g) < 0.2).float()
+    buf = random_replay(400, 300)
 
     def make(fused):
         cfg = TD3Config(actor_hidden=hidden, critic_hidden=hidden[::-1], independent_batches=independent,
@@ -154,7 +142,7 @@ def test_update_from_replay_is_sample_then_update_bit_for_bit(independent, hidde
         assert one_call.update_from_replay(buf, 32, train_actor) == expected
         assert plain.update_from_replay(buf, 32, train_actor).keys() == expected.keys()
         # the first critic and the first actor step build Adam's state through torch (sample + update)
-        assert (one_call._explicit._gather is not None) == (i > 0)
+        assert (one_call._explicit._gather._cache is not None) == (i > 0)
         for name, m in sampled.modules().items():
             for (k, x), (_, y), (_, z) in zip(m.state_dict().items(), one_call.modules()[name].state_dict().items(),
                                               plain.modules()[name].state_dict().items(), strict=True):
