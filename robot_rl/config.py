@@ -105,6 +105,11 @@ class TrainConfig:
     """In-training evaluations that must pass the bar in a row before the run counts as passed (``first_pass``,
     ``stop_when_passed``). 2 keeps a policy at the bar's edge from being chosen on one lucky evaluation; with
     ``keep_best`` the run's policy is the best passing evaluation so far."""
+    selection_margin: float = 0.0
+    """An in-training evaluation passes (``first_pass``, ``stop_when_passed``, ``keep_best``) only this far above
+    each bar of the task's protocol (every ``*_bar`` field of ``evaluation``). 256 selection episodes measure a rate
+    near the bar to about a point, and a stop chosen on them favours lucky draws; the held-out confirmation and
+    ``robot-rl eval`` keep the bars themselves."""
     keep_best: bool = False
     """Make the actor of the best in-training evaluation the run's policy (``robot-rl eval``/``export``, the
     runner's ``policy_fn(best=True)``): best = passes the bar, then the highest lowest rate of the task's protocol

@@ -235,3 +235,17 @@ def crazyflie_hover_sac_precise() -> TrainConfig:
     # path's on these critics; seeds 0-4 re-run on it: 4 of 5 pass (0, 2, 3, 4; benchmarks/README.md)
     cfg.sac.explicit = True
     return cfg
+
+
+@register("crazyflie-hover-sac-fast",
+          "crazyflie-hover-sac-precise with 128-128 critics, gamma 0.975 and a selection margin: ~3x faster")
+def crazyflie_hover_sac_fast() -> TrainConfig:
+    cfg = crazyflie_hover_sac_precise()
+    # a quarter of the 256-256 critics' hidden product (~3x less time per env step); at gamma 0.98 some seeds
+    # keep an 8-10 cm sag, at 0.975 none does (one step of thrust is a larger share of a shorter-horizon Q)
+    cfg.sac.critic_hidden = (128, 128)
+    cfg.sac.gamma = 0.975
+    # what fails then is the last point of survival: selection passes at 95-97 % that hold 94-95 % held out.
+    # 256 selection episodes measure 96 % to ~1.2 points, so an in-training pass must clear each bar by a point
+    cfg.selection_margin = 0.01
+    return cfg

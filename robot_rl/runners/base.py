@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,17 @@ def make_env(cfg: TrainConfig, seed: int | None = None) -> BatchedEnv:
                                             impl=cfg.env_impl, differentiable=cfg.algorithm == "apg")
 
 
+def selection_bars(evaluation: Any, margin: float) -> Any:
+    """``evaluation`` with every ``*_bar`` field raised by ``margin`` (the bars an in-training evaluation must pass;
+    ``TrainConfig.selection_margin``)."""
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"selection_margin: need 0 <= margin < 1, got {margin}")
+    bars = [f.name for f in fields(evaluation) if f.name.endswith("_bar")]
+    if margin and not bars:
+        raise ValueError(f"selection_margin: {type(evaluation).__name__} has no *_bar field to raise")
+    return replace(evaluation, **{name: getattr(evaluation, name) + margin for name in bars})
+
+
 class Runner:
     """Base class; subclasses implement ``_iteration`` (collect + update once) and, if they keep more state
     than the networks, ``_extra_state``/``_load_extra_state``.
@@ -50,6 +61,7 @@ class Runner:
                              "held-out episodes must differ from those that select the policy")
         if cfg.passes_in_a_row < 1:
             raise ValueError(f"passes_in_a_row: need >= 1, got {cfg.passes_in_a_row}")
+        self.selection_bars = selection_bars(cfg.evaluation, cfg.selection_margin)
         if cfg.actor_average_halflife < 0:
             raise ValueError(f"actor_average_halflife: need >= 0 env steps (0: off), got {cfg.actor_average_halflife}")
         torch.set_num_threads(cfg.threads)
@@ -232,7 +244,7 @@ class Runner:
                     protocol = self.task.evaluation
                     self.logger.log(self.env_steps, {column: r[key] for key, column in protocol.headline.items()}
                                     | {"train_time_s": self.train_time})
-                    passed = protocol.passes(r, cfg.evaluation)
+                    passed = protocol.passes(r, self.selection_bars)
                     self.passes_in_a_row = self.passes_in_a_row + 1 if passed else 0
                     if self.first_pass is None and self.passes_in_a_row >= cfg.passes_in_a_row:
                         self.first_pass = {"env_steps": self.env_steps, "train_time_s": self.train_time,

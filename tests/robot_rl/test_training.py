@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import onnx
 import pytest
@@ -219,6 +220,39 @@ def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypa
     cfg.evaluation.selection_seed = cfg.evaluation.seed
     with pytest.raises(ValueError, match="held-out episodes must differ"):
         make_runner(cfg, tmp_path / "same")
+
+
+def test_the_fast_sac_hover_preset_is_the_precise_one_with_smaller_critics_a_shorter_discount_and_a_margin():
+    precise, fast = get_preset("crazyflie-hover-sac-precise"), get_preset("crazyflie-hover-sac-fast")
+    assert (fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin) == ((128, 128), 0.975, 0.01)
+    assert precise.selection_margin == 0.0 and TrainConfig().selection_margin == 0.0
+    fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin = (256, 256), precise.sac.gamma, 0.0
+    fast.preset = precise.preset
+    assert fast == precise
+
+
+@pytest.mark.parametrize("margin, first_pass_at", [(0.0, 80), (0.01, 160)])
+def test_selection_margin_raises_the_bars_of_in_training_evaluations_only(tmp_path, monkeypatch, margin,
+                                                                           first_pass_at):
+    """With ``selection_margin`` an in-training evaluation passes only that far above each bar: 95.5 % survival
+    passes the 95 % bar, not 95 % + 0.01; the held-out bars themselves are unchanged."""
+    from sim.registry import TaskSpec
+
+    survival = iter([0.955, 0.97, 0.97, 0.97])
+    real = TaskSpec.evaluate
+    monkeypatch.setattr(TaskSpec, "evaluate", lambda *a, **kw: real(*a, **kw) | {"survival": next(survival),
+                                                                                  "settle": 0.95})
+    cfg = tiny("apg", steps=320)
+    cfg.task.episode_length, cfg.eval_every, cfg.eval_episodes_during_training = 20, 80, 4
+    cfg.stop_when_passed, cfg.selection_margin = True, margin
+    runner = make_runner(cfg, tmp_path / "run")
+    out = runner.train()
+    assert out["first_pass"]["env_steps"] == first_pass_at and out["env_steps"] == first_pass_at
+    assert (runner.selection_bars.survival_bar, runner.selection_bars.settle_bar) == (0.95 + margin, 0.90 + margin)
+    assert (cfg.evaluation.survival_bar, cfg.evaluation.settle_bar) == (0.95, 0.90)
+    assert runner.selection_bars.seed == cfg.evaluation.seed
+    with pytest.raises(ValueError, match="selection_margin: need 0 <= margin < 1"):
+        make_runner(replace(cfg, selection_margin=-0.01), tmp_path / "neg")
 
 
 def test_apg_episode_length_truncates_training_episodes_only():
