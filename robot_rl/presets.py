@@ -238,10 +238,10 @@ def crazyflie_hover_sac_precise() -> TrainConfig:
 
 
 @register("crazyflie-hover-sac-fast",
-          "crazyflie-hover-sac-precise with 128-128 critics, gamma 0.975 and a selection margin: ~3x faster")
+          "crazyflie-hover-sac-precise with 128-128 critics, gamma 0.975, a selection margin; 4 of 5, ~2x faster")
 def crazyflie_hover_sac_fast() -> TrainConfig:
     cfg = crazyflie_hover_sac_precise()
-    # a quarter of the 256-256 critics' hidden product (~3x less time per env step); at gamma 0.98 some seeds
+    # a quarter of the 256-256 critics' hidden product (~2-3x less time per env step); at gamma 0.98 some seeds
     # keep an 8-10 cm sag, at 0.975 none does (one step of thrust is a larger share of a shorter-horizon Q)
     cfg.sac.critic_hidden = (128, 128)
     cfg.sac.gamma = 0.975

@@ -188,6 +188,7 @@ class ExplicitTD3:
         return out
 
     _no_rows = torch.zeros(0, dtype=torch.int64)
+
     def gather_args(self, buffer: ReplayBuffer, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The replay kernels' column map of ``buffer``'s table and their row buffers for up to ``rows`` rows."""
         return self._gather(buffer, rows)
