@@ -15,6 +15,7 @@ input, so single-process runs and their numbers are unchanged. Only rank 0 logs,
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import time
@@ -90,6 +91,12 @@ def init(device: str) -> str:
         pin_to_core(local)
         _one_numba_thread()
     if not dist.is_initialized():
+        # torch._dynamo (the optimisers import it) imported after the group exists keeps the group alive past
+        # destroy_process_group: gloo's worker threads then live into interpreter shutdown, where a rank that
+        # exits while its peer still works was seen to abort ("terminate called without an active exception").
+        # Imported first, the group is freed, and its threads joined, in :func:`shutdown`.
+        importlib.import_module("torch._dynamo")
+
         kwargs = {"device_id": torch.device(device)} if backend == "nccl" else {}
         dist.init_process_group(backend, timeout=timedelta(minutes=30), **kwargs)
     return device

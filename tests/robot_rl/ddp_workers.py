@@ -59,6 +59,16 @@ def tiny_rl(algorithm: str, steps: int) -> TrainConfig:
     return cfg
 
 
+def threads_after_shutdown(rank: int, out: Path) -> None:
+    """Train a few PPO iterations, leave the group, and record the names of this process's threads."""
+    from robot_rl.runs import make_runner
+
+    make_runner(tiny_rl("ppo", 32), out / f"run{rank}").train()
+    distributed.shutdown()
+    names = sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task"))
+    torch.save(names, out / f"threads{rank}.pt")
+
+
 def module_tensors(algo: Any) -> dict[str, torch.Tensor]:
     return {f"{n}.{k}": v.detach().clone() for n, m in algo.modules().items() for k, v in m.state_dict().items()}
 

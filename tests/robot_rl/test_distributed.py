@@ -195,6 +195,16 @@ def test_torchrun_trains_from_the_cli(tmp_path):
     assert load_checkpoint(out / "checkpoint")[1]["world_size"] == 2
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+def test_leaving_the_group_joins_gloos_threads(tmp_path):
+    """After training (whose optimisers import torch._dynamo) and ``shutdown``, no gloo thread is left to run
+    into interpreter shutdown (with them alive, a rank exiting beside a busy peer once aborted in CI)."""
+    W.spawn(W.threads_after_shutdown, 2, tmp_path)
+    for rank in range(2):
+        names = torch.load(tmp_path / f"threads{rank}.pt")
+        assert not [n for n in names if "gloo" in n], names
+
+
 def test_helpers_are_no_ops_without_a_group():
     p = torch.nn.Parameter(torch.ones(3))
     p.grad = torch.full((3,), 2.0)
