@@ -111,7 +111,11 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
         return m
 
     def tick() -> None:
+        unstable = arm.unstable_at is not None
         arm.step(1.0 / rate)
+        if not unstable and arm.unstable_at is not None:
+            log.error(f"the simulated {arm.object_name} moves at {arm.object_speed():.0f} m/s: the physics blew up "
+                      "(what follows is not physical; the summary's physics_unstable_at_s says when)")
         t_rel = arm.time - first[0] if first else -1.0
         stamp = node.get_clock().now().to_msg()
         paused = bool(first and pause_joint_states and 0 <= t_rel - pause_joint_states[0] < pause_joint_states[1])
@@ -161,6 +165,8 @@ def run_arm_sim(task: str = "panda-pick-cube", seed: int = 0, rate: float = 100.
     finally:
         arm.close()
     summary: dict[str, Any] = {"task": task, "ran_s": rec["t"][-1] if rec["t"] else 0.0, **arm.counters()}
+    t_first = first[0] if first else 0.0
+    summary["physics_unstable_at_s"] = None if arm.unstable_at is None else arm.unstable_at - t_first
     if arm.goal is not None and rec["t"]:
         err = [math.dist(p, arm.goal) for p in rec["tcp"]]
         summary["goal"] = arm.goal.tolist()

@@ -33,6 +33,11 @@ from sim.arm.kinematics import FINGER_MAX, JOINT_NAMES, Q_LOWER, Q_UPPER, QD_LIM
 ARM_JOINTS = tuple(JOINT_NAMES)
 FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
 #: Published joint order: not the URDF's (joint_state_broadcaster follows the state interfaces).
+OBJECT_SPEED_LIMIT = 10.0
+"""m/s a task object can reach in a Panda scene (the arm's TCP moves at most ~1.7 m/s, a drop from the table height
+lands at ~4 m/s): faster is a physics blow-up. MuJoCo's ``implicitfast`` at the arm scenes' 2 ms step ejected a
+spinning cube dropped on the floor at 75 m/s (``tests/sim/arm/test_ros2_control.py``)."""
+
 JOINT_STATE_ORDER = ("panda_finger_joint2", "panda_joint4", "panda_joint7", "panda_joint1", "panda_joint5",
                      "panda_finger_joint1", "panda_joint3", "panda_joint6", "panda_joint2")
 
@@ -109,6 +114,9 @@ class SimulatedPanda:
             self._vadr[ros] = int(m.jnt_dofadr[m.joint(mj).id])
         free = [j for j in range(m.njnt) if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
         self._object = int(m.jnt_qposadr[free[0]]) if free else None
+        self._object_dof = int(m.jnt_dofadr[free[0]]) if free else None
+        self.unstable_at: float | None = None
+        """Sim time of the first step whose object moved faster than :data:`OBJECT_SPEED_LIMIT` (``None``: never)."""
         self.object_name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, int(m.jnt_bodyid[free[0]])) if free else ""
         self.goal = self._task_goal()
         self.arm = ForwardCommandController(controller, ARM_JOINTS)
@@ -168,6 +176,8 @@ class SimulatedPanda:
         n = max(1, round(dt / self.physics_dt))
         mujoco.mj_step(self.model, d, n)
         self.time += n * self.physics_dt
+        if self.unstable_at is None and self.object_speed() > OBJECT_SPEED_LIMIT:
+            self.unstable_at = self.time
         if self.ft is not None:
             self.ft.update(self._exact_wrench())
 
@@ -205,6 +215,12 @@ class SimulatedPanda:
             return None
         qp = self.data.qpos[self._object:self._object + 7]
         return qp[:3].tolist(), qp[3:7].tolist()
+
+    def object_speed(self) -> float:
+        """Linear speed (m/s) of the task's free object (0 without one)."""
+        if self._object_dof is None:
+            return 0.0
+        return float(np.linalg.norm(self.data.qvel[self._object_dof:self._object_dof + 3]))
 
     def lifted(self) -> bool | None:
         """``panda-pick-cube``'s success condition at this instant (:meth:`sim.arm.pick.PickCubeEnv._evaluate`:
