@@ -226,7 +226,7 @@ def test_the_fast_sac_hover_preset_is_the_precise_one_with_smaller_critics_and_b
     precise, fast = get_preset("crazyflie-hover-sac-precise"), get_preset("crazyflie-hover-sac-fast")
     assert (fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin) == ((128, 128), 0.975, 0.01)
     assert (fast.off_policy.batch_size, fast.off_policy.total_env_steps, fast.off_policy.buffer_capacity) == (
-        64, 400_000, 400_000)
+        32, 400_000, 400_000)
     assert precise.selection_margin == 0.0 and TrainConfig().selection_margin == 0.0
     fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin = (256, 256), precise.sac.gamma, 0.0
     po = precise.off_policy
