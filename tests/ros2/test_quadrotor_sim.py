@@ -17,6 +17,7 @@ from .conftest import ROOT, VENV_PYTHON, ros_env
 PEER = """
 import json, math, sys, time, rclpy
 from nav_msgs.msg import Odometry
+from rclpy.duration import Duration
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray
 rclpy.init()
@@ -32,6 +33,9 @@ while pub.get_subscription_count() == 0 and time.monotonic() < end:
     rclpy.spin_once(node, timeout_sec=0.05)
 first = odom[0]
 pub.publish(Float32MultiArray(data=[1.0, math.nan, 1.0, 1.0]))
+# matched on this side is not yet on the sim's: without the ack, the 100 Hz stream below could push the malformed
+# message out of the depth-10 history before the sim's reader matched (seen once in CI under load)
+assert pub.wait_for_all_acked(Duration(seconds=30)), "the malformed command was never acknowledged"
 t0 = time.monotonic()
 while time.monotonic() - t0 < 3.0:
     rpm = float(sys.argv[1]) if time.monotonic() - t0 < 1.0 else 0.0
