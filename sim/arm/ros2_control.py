@@ -32,12 +32,12 @@ from sim.arm.kinematics import FINGER_MAX, JOINT_NAMES, Q_LOWER, Q_UPPER, QD_LIM
 
 ARM_JOINTS = tuple(JOINT_NAMES)
 FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
-#: Published joint order: not the URDF's (joint_state_broadcaster follows the state interfaces).
 OBJECT_SPEED_LIMIT = 10.0
 """m/s a task object can reach in a Panda scene (the arm's TCP moves at most ~1.7 m/s, a drop from the table height
 lands at ~4 m/s): faster is a physics blow-up. MuJoCo's ``implicitfast`` at the arm scenes' 2 ms step ejected a
 spinning cube dropped on the floor at 75 m/s (``tests/sim/arm/test_ros2_control.py``)."""
 
+#: Published joint order: not the URDF's (joint_state_broadcaster follows the state interfaces).
 JOINT_STATE_ORDER = ("panda_finger_joint2", "panda_joint4", "panda_joint7", "panda_joint1", "panda_joint5",
                      "panda_finger_joint1", "panda_joint3", "panda_joint6", "panda_joint2")
 

@@ -62,9 +62,10 @@ def test_commands_move_the_arm_and_violations_are_counted(panda):
 
 
 def test_a_physics_blow_up_is_reported():
-    """The cube of a failed CI pick at 1.74 s: slipped from the fingers, falling spinning at 32 rad/s, 2.8 cm above
-    the floor. MuJoCo's implicitfast at the scene's 2 ms step ejects it at ~75 m/s on impact (Euler, RK4 and
-    implicit, or a 1 ms step, land it at ~1.7 m/s); arm-sim must say so rather than report it as physics."""
+    """The cube of a failed pick through the node (as CI saw one) at 1.74 s: slipped from the fingers, falling
+    spinning at 32 rad/s, 2.8 cm above the floor. MuJoCo's implicitfast at the scene's 2 ms step ejects it at
+    ~75 m/s on impact (Euler, RK4 and implicit, or a 1 ms step, land it at ~1.7 m/s); arm-sim must say so rather
+    than report it as physics."""
     arm = SimulatedPanda("panda-pick-cube", seed=3)
     try:
         assert arm.unstable_at is None and arm.object_speed() < 1e-3  # at rest on the floor
