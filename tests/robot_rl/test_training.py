@@ -58,13 +58,16 @@ def test_replay_rewards_recomputed_after_curriculum_step(tmp_path):
     assert not torch.allclose(after[: len(before)], before)
 
 
-@pytest.mark.parametrize("algorithm", ["td3", "sac", "td3-fused", "sac-fused", "sac-explicit", "ppo", "ppo-normalized",
-                                       "apg"])
+@pytest.mark.parametrize("algorithm", ["td3", "sac", "td3-fused", "sac-fused", "sac-explicit", "sac-explicit-delayed",
+                                       "ppo", "ppo-normalized", "apg"])
 def test_resume_reaches_the_same_weights(tmp_path, algorithm):
+    delayed = algorithm.endswith("-delayed")  # the actor on every 3rd update: the schedule resumes mid-period
+    algorithm = algorithm.removesuffix("-delayed")
     cfg = tiny(algorithm.removesuffix("-normalized").removesuffix("-fused").removesuffix("-explicit"))
     cfg.ppo.empirical_normalization = algorithm.endswith("-normalized")
     cfg.td3.fused = cfg.sac.fused = algorithm.endswith("-fused")  # the opt-in fast update paths resume too
     cfg.sac.explicit = algorithm.endswith("-explicit")
+    cfg.sac.policy_delay = 3 if delayed else cfg.sac.policy_delay
     full = make_runner(cfg, tmp_path / "a")
     full.train()
     part = make_runner(cfg, tmp_path / "b")
@@ -222,13 +225,15 @@ def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypa
         make_runner(cfg, tmp_path / "same")
 
 
-def test_the_fast_sac_hover_preset_is_the_precise_one_with_smaller_critics_and_batch_a_shorter_discount_a_margin():
+def test_the_fast_sac_hover_preset_is_the_precise_one_with_smaller_critics_batch_a_shorter_discount_margin_delay():
     precise, fast = get_preset("crazyflie-hover-sac-precise"), get_preset("crazyflie-hover-sac-fast")
     assert (fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin) == ((128, 128), 0.975, 0.01)
     assert (fast.off_policy.batch_size, fast.off_policy.total_env_steps, fast.off_policy.buffer_capacity) == (
         32, 400_000, 400_000)
     assert precise.selection_margin == 0.0 and TrainConfig().selection_margin == 0.0
+    assert (fast.sac.policy_delay, precise.sac.policy_delay) == (4, 1)
     fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin = (256, 256), precise.sac.gamma, 0.0
+    fast.sac.policy_delay = precise.sac.policy_delay
     po = precise.off_policy
     fast.off_policy.batch_size, fast.off_policy.total_env_steps = po.batch_size, po.total_env_steps
     fast.off_policy.buffer_capacity = po.buffer_capacity
