@@ -67,7 +67,8 @@ def test_resume_reaches_the_same_weights(tmp_path, algorithm):
     cfg.ppo.empirical_normalization = algorithm.endswith("-normalized")
     cfg.td3.fused = cfg.sac.fused = algorithm.endswith("-fused")  # the opt-in fast update paths resume too
     cfg.sac.explicit = algorithm.endswith("-explicit")
-    cfg.sac.policy_delay = 3 if delayed else cfg.sac.policy_delay
+    if delayed:
+        cfg.sac.policy_delay = 3
     full = make_runner(cfg, tmp_path / "a")
     full.train()
     part = make_runner(cfg, tmp_path / "b")
