@@ -16,6 +16,7 @@ null and the script says why. Last line: JSON
 run's iterations (on a shared machine the wall time includes waiting for a core; the CPU time does not).
 
     PYTHONPATH=$PWD NUMBA_NUM_THREADS=1 python benchmarks/paper_td3_speed.py [--seed 0] [--steps 300000]
+    PYTHONPATH=$PWD python benchmarks/paper_td3_speed.py --update-threads 2      # the critics on both cores
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def main() -> None:
                          "one update call per cycle (the loop before fused_cycles.run_cycles)")
     ap.add_argument("--chunk", type=int, default=10_000)
     ap.add_argument("--out", default="", help="keep the run directory here (default: a temporary one)")
+    ap.add_argument("--update-threads", type=int, default=None,
+                    help="td3.update_threads of the main run (the critics on numba's threads; the same numbers; "
+                         "default: the preset's)")
     args = ap.parse_args()
 
     def config(fused: bool):
@@ -127,6 +131,8 @@ def main() -> None:
         return cfg
 
     cfg = config(not args.no_fused)
+    if args.update_threads is not None:
+        cfg.td3.update_threads = args.update_threads
     with tempfile.TemporaryDirectory() as tmp:
         runner = make_runner(cfg, Path(args.out or tmp) if args.out else Path(tmp) / "main")
         torch.set_num_threads(cfg.threads)
@@ -167,7 +173,8 @@ def main() -> None:
     print(why)
     print(json.dumps({"wall_s": round(wall_300k, 2), "steps_per_s": round(steps_per_s, 1),
                       "reference_wall_s": None, "env_steps": out["env_steps"], "extrapolated": extrapolated,
-                      "cpu_s": round(cpu["cpu_s"] * scale, 2), "fused": cfg.td3.fused, "seed": args.seed, **extra,
+                      "cpu_s": round(cpu["cpu_s"] * scale, 2), "fused": cfg.td3.fused, "seed": args.seed,
+                      "update_threads": cfg.td3.update_threads, **extra,
                       "reference_note": why}))
 
 

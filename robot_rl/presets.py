@@ -257,4 +257,10 @@ def crazyflie_hover_sac_fast() -> TrainConfig:
     # passes 7, 2 passes 9, 3 and 4 pass 10 (4 also the fresh 10-14), each update ~17 % cheaper at 4 and the stops
     # sooner (21 s median against 32 s); benchmarks/README.md
     cfg.sac.policy_delay = 4
+    # collection and every collect + update cycle between two boundaries in numba calls (runners/fused_cycles_sac.py):
+    # the torch sample, env step, reward shaping, replay write and per-update argument handling were ~40 % of an
+    # iteration's time in training; benchmarks/README.md
+    cfg.sac.fused_collect = True
+    # the two critics on the two cores (the same numbers as on one): its figures were measured alone on the machine
+    cfg.sac.update_threads = 2
     return cfg

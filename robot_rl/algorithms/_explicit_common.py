@@ -65,6 +65,34 @@ def average_into(grads: dict[torch.Tensor, torch.Tensor], params: list[torch.Ten
             p.grad = grads[p]
 
 
+class UpdateThreads:
+    """numba's thread count while an explicit update (or a fused cycles call) runs: its critics run one per thread
+    (``prange`` over the ensemble) and Adam in two shares; the count before is restored after. Threads that must
+    share a core with another busy process stall every update (one measured ~40x slower), so the configs default to
+    one."""
+
+    def __init__(self, n: int, name: str) -> None:
+        import numba
+
+        if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"{name}: {n} threads, but numba has 1 to {numba.config.NUMBA_NUM_THREADS} here "
+                             "(NUMBA_NUM_THREADS, default: the cores)")
+        self.n = n
+        self._numba = numba
+        self._before: list[int] = []  # one entry per nested ``with``
+
+    def __enter__(self) -> None:
+        before = self._numba.get_num_threads()
+        self._before.append(before)
+        if before != self.n:
+            self._numba.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        before = self._before.pop()
+        if before != self.n:
+            self._numba.set_num_threads(before)
+
+
 class NumbaAdam:
     """The optimizer's step as :func:`~robot_rl.algorithms._td3_kernels.adam_` on flat views of its own state
     (rebuilt when the state object changes: ``load_state_dict`` replaces it) and of the ``.grad`` tensors of that

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from robot_rl.algorithms._td3_kernels import (
     _actor_forward,
@@ -91,10 +91,27 @@ def critic_grads(next_policy, next_critic, reward, terminated, x, eps, aw, ab, t
     logp(a'))`` with ``a'`` the current actor's (``aw``/``ab``) sample at ``s'`` with noise ``eps``."""
     posts, slopes = _lists(next_policy)
     _, a, logp, _, _ = _sample(next_policy, aw, ab, eps, code, False, lo, hi, correction, posts, slopes, s)
-    y = min_q(_cat(next_critic, a), tw, tb, code, s)
+    y = min_q(_cat(next_critic, a), tw, tb, code)
     for r in range(y.shape[0]):
         y[r] = reward[r] + gamma * (_F1 - terminated[r]) * (y[r] - alpha * logp[r])
-    critic_regress(x, y, cw, cb, gw, gb, code, False, loss, s)
+    critic_regress(x, y, cw, cb, gw, gb, code, False, loss)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _values_and_input_grads(x, cw, cb, code, scale):
+    """Every critic's ``Q_i(x)`` (``[n, R]``) and the gradient of ``scale * sum_r Q_i(x_r)`` to its input
+    (``[n, R, in]``), the members in parallel (numba's threads). A row's input gradient depends on that row alone,
+    so the actor step takes row ``r``'s from the critic that is the minimum there: the same numbers as a backward
+    of the minimum with zeros on the other critics' rows."""
+    n, rows = cw[0].shape[0], x.shape[0]
+    qs = np.empty((n, rows), np.float32)
+    gxs = np.empty((n, rows, x.shape[1]), np.float32)
+    for i in prange(n):
+        s = np.zeros(9, np.int32)
+        posts, slopes = _lists(x)
+        qs[i] = _critic_forward(x, cw, cb, i, code, True, posts, slopes, s)
+        gxs[i] = input_grad(np.full((rows, 1), scale, np.float32), cw, i, slopes, 0, s)
+    return qs, gxs
 
 
 @njit(cache=True, error_model="numpy")
@@ -109,32 +126,24 @@ def actor_grads(policy_obs, critic_obs, eps, aw, ab, cw, cb, gw, gb, code, alpha
     rows, n_act = a.shape
     n_obs = critic_obs.shape[1]
     x = _cat(critic_obs, a)
-    n, hidden = cw[0].shape[0], len(cw) - 1
-    c_posts, c_slopes = _lists(x)  # critic i's hidden slopes at [i hidden, (i + 1) hidden)
-    q = _critic_forward(x, cw, cb, 0, code, True, c_posts, c_slopes, s).copy()
-    arg = np.zeros(rows, np.int64)
-    for i in range(1, n):
-        qi = _critic_forward(x, cw, cb, i, code, True, c_posts, c_slopes, s)
-        for r in range(rows):
-            if qi[r] < q[r]:
-                q[r], arg[r] = qi[r], i
     inv = np.float32(1.0 / rows)
+    qs, gxs = _values_and_input_grads(x, cw, cb, code, -inv)
+    q = qs[0].copy()
+    arg = np.zeros(rows, np.int64)
+    for i in range(1, qs.shape[0]):
+        for r in range(rows):
+            if qs[i, r] < q[r]:
+                q[r], arg[r] = qs[i, r], i
     loss, ent, la_grad = np.float64(0.0), np.float64(0.0), np.float64(0.0)
     for r in range(rows):
         loss += alpha * logp[r] - q[r]
         ent -= logp[r]
         la_grad += -inv * (logp[r] + target_entropy)
     alpha_grad[0] = la_grad
-    da = np.zeros((rows, n_act), np.float32)  # the minimum's gradient reaches the critic it came from
-    for i in range(n):
-        g = np.zeros((rows, 1), np.float32)
-        for r in range(rows):
-            if arg[r] == i:
-                g[r, 0] = -inv
-        gx = input_grad(g, cw, i, c_slopes, i * hidden, s)
-        for r in range(rows):
-            for j in range(n_act):
-                da[r, j] += gx[r, n_obs + j]
+    da = np.empty((rows, n_act), np.float32)  # the minimum's gradient reaches the critic it came from
+    for r in range(rows):
+        for j in range(n_act):
+            da[r, j] = gxs[arg[r], r, n_obs + j]
     gl = inv * alpha  # d loss / d logp
     go = np.empty_like(out)
     for r in range(rows):
@@ -154,6 +163,13 @@ def actor_grads(policy_obs, critic_obs, eps, aw, ab, cw, cb, gw, gb, code, alpha
             go[r, n_act + j] = d_ls if lo <= raw and raw <= hi else _F0
     actor_backward(go, aw, posts, slopes, gw, gb, s)
     return loss / rows, ent / rows
+
+
+@njit(cache=True, error_model="numpy")
+def temperature(log_alpha):
+    """``exp(log_alpha[0])`` with numba's float32 exp: the temperature of ``sac.fused_collect``'s updates, step by
+    step (``ExplicitSAC``) and in ``runners/_collect_kernels.sac_cycles`` alike."""
+    return np.exp(log_alpha[0])
 
 
 @njit(cache=True, error_model="numpy")

@@ -16,12 +16,13 @@ Activation codes are :data:`robot_rl.models.mlp_act.ACTIVATION_CODES`.
 from __future__ import annotations
 
 import numpy as np
-from numba import literal_unroll, njit
+from numba import literal_unroll, njit, prange
 
 from robot_rl.models._blas import mm
 from robot_rl.models.mlp_act import activate_slope
 
 _F0, _F1, _F2 = np.float32(0.0), np.float32(1.0), np.float32(2.0)
+_ADAM_SHARES = 2  # the optimizer step in two halves, one per thread on two cores (any count: the same numbers)
 
 
 @njit(cache=True, error_model="numpy")
@@ -130,54 +131,64 @@ def critic_grads(next_policy, next_critic, reward, terminated, x, eps, aw, ab, t
         for j in range(n_act):
             e = min(max(eps[r, j] * sigma, -clip), clip)
             xt[r, n_obs + j] = min(max(np.tanh(a[r, j]) + e, -_F1), _F1)
-    y = min_q(xt, tw, tb, code, s)
+    y = min_q(xt, tw, tb, code)
     for r in range(rows):
         y[r] = reward[r] + gamma * (_F1 - terminated[r]) * y[r]
-    critic_regress(x, y, cw, cb, gw, gb, code, independent, loss, s)
+    critic_regress(x, y, cw, cb, gw, gb, code, independent, loss)
 
 
-@njit(cache=True, error_model="numpy")
-def min_q(x, weights, biases, code, s):
-    """``min_i Q_i(x)`` over every member of a critic ensemble (``[R]``, a new array)."""
-    posts, slopes = _lists(x)
-    y = _critic_forward(x, weights, biases, 0, code, False, posts, slopes, s).copy()
-    for i in range(1, weights[0].shape[0]):
-        q = _critic_forward(x, weights, biases, i, code, False, posts, slopes, s)
-        for r in range(y.shape[0]):
-            y[r] = min(y[r], q[r])
+@njit(parallel=True, cache=True, error_model="numpy")
+def min_q(x, weights, biases, code):
+    """``min_i Q_i(x)`` over every member of a critic ensemble (``[R]``, a new array); the members in parallel
+    (numba's threads), each on its own GEMM scratch."""
+    n, rows = weights[0].shape[0], x.shape[0]
+    qs = np.empty((n, rows), np.float32)
+    for i in prange(n):
+        posts, slopes = _lists(x)
+        qs[i] = _critic_forward(x, weights, biases, i, code, False, posts, slopes, np.zeros(9, np.int32))
+    y = qs[0].copy()
+    for i in range(1, n):
+        for r in range(rows):
+            y[r] = min(y[r], qs[i, r])
     return y
 
 
-@njit(cache=True, error_model="numpy")
-def critic_regress(x, y, cw, cb, gw, gb, code, independent, loss, s):
+@njit(parallel=True, cache=True, error_model="numpy")
+def critic_regress(x, y, cw, cb, gw, gb, code, independent, loss):
     """Every critic's gradient of ``mean_r (Q_i(x_r) - y_r)^2`` into ``gw``/``gb`` (its value into ``loss[i]``);
-    with ``independent`` critic ``i`` regresses on rows ``[i R/n, (i+1) R/n)`` of ``x`` and ``y``, else on all."""
+    with ``independent`` critic ``i`` regresses on rows ``[i R/n, (i+1) R/n)`` of ``x`` and ``y``, else on all.
+    The members in parallel (numba's threads): each writes only its own slices."""
     rows, n = y.shape[0], cw[0].shape[0]
     m = rows // n if independent else rows
-    last = len(cw) - 1
-    for i in range(n):
+    for i in prange(n):
         lo = i * m if independent else 0
-        xi = x[lo:lo + m]
-        posts, slopes = _lists(xi)
-        posts.append(xi)
-        q = _critic_forward(xi, cw, cb, i, code, True, posts, slopes, s)
-        g = np.empty((m, 1), np.float32)
-        inv = np.float32(1.0 / m)
-        acc = np.float64(0.0)
-        for r in range(m):
-            d = q[r] - y[lo + r]
-            acc += d * d
-            g[r, 0] = inv * (_F2 * d)
-        loss[i] = acc / m
-        for k in range(last, -1, -1):
-            mm(posts[k], True, g, False, gw[k][i], _F0, s)
-            _col_sum(g, gb[k][i])
-            if k > 0:
-                w = cw[k][i]
-                gp = np.empty((m, w.shape[0]), np.float32)
-                mm(g, False, w, True, gp, _F0, s)
-                _mul(gp, slopes[k - 1])
-                g = gp
+        _regress_member(x[lo:lo + m], y[lo:lo + m], cw, cb, gw, gb, code, i, loss, np.zeros(9, np.int32))
+
+
+@njit(cache=True, error_model="numpy")
+def _regress_member(x, y, cw, cb, gw, gb, code, i, loss, s):
+    """Critic ``i``'s MSE on ``(x, y)`` into ``loss[i]`` and its gradients into ``gw[k][i]``/``gb[k][i]``."""
+    m, last = y.shape[0], len(cw) - 1
+    posts, slopes = _lists(x)
+    posts.append(x)
+    q = _critic_forward(x, cw, cb, i, code, True, posts, slopes, s)
+    g = np.empty((m, 1), np.float32)
+    inv = np.float32(1.0 / m)
+    acc = np.float64(0.0)
+    for r in range(m):
+        d = q[r] - y[r]
+        acc += d * d
+        g[r, 0] = inv * (_F2 * d)
+    loss[i] = acc / m
+    for k in range(last, -1, -1):
+        mm(posts[k], True, g, False, gw[k][i], _F0, s)
+        _col_sum(g, gb[k][i])
+        if k > 0:
+            w = cw[k][i]
+            gp = np.empty((m, w.shape[0]), np.float32)
+            mm(g, False, w, True, gp, _F0, s)
+            _mul(gp, slopes[k - 1])
+            g = gp
 
 
 @njit(cache=True, error_model="numpy")
@@ -237,28 +248,46 @@ def actor_backward(g, aw, posts, slopes, gw, gb, s):
             g = gp
 
 
-@njit(cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy")
 def adam_(params, grads, exp_avg, exp_avg_sq, steps, decay, lr, beta1, beta2, eps):
     """Adam(W) on flat float32 views, as torch's fused CPU kernel: ``p *= 1 - lr decay``, ``m`` lerps to ``g``
     by ``1 - beta1``, ``v = beta2 v + (1 - beta2) g^2``, ``p -= lr / (1 - beta1^t) m / (sqrt(v) / sqrt(1 -
-    beta2^t) + eps)`` (the scalars in float64); ``steps`` (float32, one per tensor) are incremented."""
-    b1, b2 = np.float32(1.0 - beta1), np.float32(beta2)
-    one_b2 = np.float32(1.0 - beta2)
-    for t in range(len(params)):
-        p, g, m, v = params[t], grads[t], exp_avg[t], exp_avg_sq[t]
+    beta2^t) + eps)`` (the scalars in float64); ``steps`` (float32, one per tensor) are incremented. Numba's threads
+    take :data:`_ADAM_SHARES` contiguous shares of every tensor (elementwise: the same numbers at any count)."""
+    n = len(params)
+    shrink, step_size, bc2_sqrt = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)
+    for t in range(n):
         steps[t][0] += _F1
         step = np.float64(steps[t][0])
-        shrink = np.float32(1.0 - lr * decay[t])
-        step_size = np.float32(lr / (1.0 - beta1 ** step))
-        bc2_sqrt = np.float32(np.sqrt(1.0 - beta2 ** step))
-        e = np.float32(eps)
-        for k in range(p.size):
-            gk = g[k]
-            if decay[t] != 0.0:
-                p[k] = p[k] * shrink
-            m[k] = m[k] + b1 * (gk - m[k])
-            v[k] = b2 * v[k] + one_b2 * gk * gk
-            p[k] = p[k] - step_size * m[k] / (np.sqrt(v[k]) / bc2_sqrt + e)
+        shrink[t] = np.float32(1.0 - lr * decay[t])
+        step_size[t] = np.float32(lr / (1.0 - beta1 ** step))
+        bc2_sqrt[t] = np.float32(np.sqrt(1.0 - beta2 ** step))
+    for c in prange(_ADAM_SHARES):
+        _adam_share(params, grads, exp_avg, exp_avg_sq, decay, shrink, step_size, bc2_sqrt, beta1, beta2, eps, c)
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_share(params, grads, exp_avg, exp_avg_sq, decay, shrink, step_size, bc2_sqrt, beta1, beta2, eps, c):
+    """Share ``c`` of :data:`_ADAM_SHARES` of every tensor's elements."""
+    for t in range(len(params)):
+        size = params[t].size
+        lo, hi = c * size // _ADAM_SHARES, (c + 1) * size // _ADAM_SHARES
+        _adam_span(params[t][lo:hi], grads[t][lo:hi], exp_avg[t][lo:hi], exp_avg_sq[t][lo:hi], decay[t] != 0.0,
+                   shrink[t], step_size[t], bc2_sqrt[t], beta1, beta2, eps)
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_span(p, g, m, v, decayed, shrink, step_size, bc2_sqrt, beta1, beta2, eps):
+    """:func:`adam_`'s update of a span of one tensor (a loop from 0: LLVM vectorises it, not one from ``lo``)."""
+    b1, b2 = np.float32(1.0 - beta1), np.float32(beta2)
+    one_b2, e = np.float32(1.0 - beta2), np.float32(eps)
+    for k in range(p.size):
+        gk = g[k]
+        if decayed:
+            p[k] = p[k] * shrink
+        m[k] = m[k] + b1 * (gk - m[k])
+        v[k] = b2 * v[k] + one_b2 * gk * gk
+        p[k] = p[k] - step_size * m[k] / (np.sqrt(v[k]) / bc2_sqrt + e)
 
 
 @njit(cache=True, error_model="numpy")

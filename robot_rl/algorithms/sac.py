@@ -14,10 +14,9 @@ from robot_rl.algorithms.sac_explicit import ExplicitSAC
 from robot_rl.models.critic import EnsembleMLP
 from robot_rl.models.ensemble_function import actor_apply, ensemble_apply
 from robot_rl.models.mlp import MLP, PolicyGraph
+from robot_rl.models.mlp_act import LOG_STD_MAX, LOG_STD_MIN
 from robot_rl.models.mlp_function import mlp_forward
 from robot_rl.storage.replay import ReplayBuffer
-
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 @dataclass
@@ -61,6 +60,18 @@ class SACConfig:
     ``fused`` is set; ``fused`` still chooses how the actor acts); anything else is refused with a ValueError at the
     first update. Like ``fused``, its float rounding differs from the plain path's and training amplifies that to
     different networks, so results measured on another path do not carry over bit for bit."""
+    update_threads: int = 1
+    """numba threads for the explicit update (``explicit``): its critics run one per thread and Adam in two shares,
+    the same numbers at any count (tested). Give it only cores no other busy process needs: a thread that waits
+    for a shared core stalls every update."""
+    fused_collect: bool = False
+    """Opt-in on top of ``explicit``: the off-policy runner collects in numba (the exploration sample, the env's
+    compiled step, the stored reward with its precision bonus, the replay write) and runs every collect + update
+    cycle up to its next boundary in one numba call (``runners/fused_cycles_sac.py``), the temperature
+    ``exp(log_alpha)`` of each update computed in numba too. The random draws are the plain loop's; the float
+    rounding of the sample, the bonus and the temperature is numba's (a run differs from one without the flag as
+    ``explicit`` runs differ from plain ones). Needs an env with a compiled step and a CPU replay table; the runner
+    refuses anything else with a ValueError."""
 
 
 class SquashedGaussianActor(nn.Module):
@@ -141,7 +152,8 @@ class SAC:
         if self.cfg.explicit:
             if self._explicit is None:
                 self._explicit = ExplicitSAC(self)
-            out = self._explicit.update_from_replay(buffer, batch_size, train_actor)
+            with self._explicit.threads:
+                out = self._explicit.update_from_replay(buffer, batch_size, train_actor)
             if out is not None:
                 return out
         return {k: float(v) for k, v in self.update(buffer.sample(batch_size, self.gen), train_actor).items()}
@@ -152,7 +164,8 @@ class SAC:
         if self.cfg.explicit:  # hand-written forward/backward passes, no autograd
             if self._explicit is None:
                 self._explicit = ExplicitSAC(self)
-            return self._explicit.update(batch, train_actor)
+            with self._explicit.threads:
+                return self._explicit.update(batch, train_actor)
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
             a2, logp2 = self.actor.sample(batch["next_policy_obs"], self.gen)

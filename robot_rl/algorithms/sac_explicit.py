@@ -26,6 +26,7 @@ from robot_rl.algorithms import _td3_kernels as K
 from robot_rl.algorithms._explicit_common import (
     NumbaAdam,
     ReplayGather,
+    UpdateThreads,
     arr,
     average_into,
     critic_input,
@@ -36,7 +37,7 @@ from robot_rl.algorithms._explicit_common import (
 )
 from robot_rl.distributed import optimizer_params
 from robot_rl.models import _blas
-from robot_rl.models.mlp_act import ACTIVATION_CODES
+from robot_rl.models.mlp_act import ACTIVATION_CODES, LOG_STD_MAX, LOG_STD_MIN
 from robot_rl.storage.replay import FIELDS
 
 if TYPE_CHECKING:
@@ -71,8 +72,7 @@ class ExplicitSAC:
         if why is not None:
             raise ValueError(f"sac.explicit: {why}")
         self._gather = ReplayGather()
-        from robot_rl.algorithms.sac import LOG_STD_MAX, LOG_STD_MIN  # (sac imports this module)
-
+        self.threads = UpdateThreads(algo.cfg.update_threads, "sac.update_threads")
         self.algo = algo
         self.code = ACTIVATION_CODES[algo.cfg.activation]
         self.log_std = (np.float32(LOG_STD_MIN), np.float32(LOG_STD_MAX))
@@ -118,6 +118,13 @@ class ExplicitSAC:
             average_into(self.grads, params)
         adam()
 
+    def _alpha(self) -> np.float32:
+        """The temperature ``exp(log_alpha)``: numpy's exp, or with ``sac.fused_collect`` numba's (the fused
+        cycles compute it inside their kernel: the step-by-step updates must round it the same way)."""
+        if self.algo.cfg.fused_collect:
+            return SK.temperature(self.log_alpha_np)
+        return np.exp(self.log_alpha_np[0])
+
     def _eps(self, rows: int) -> torch.Tensor:
         """The plain path's draw (``torch.randn(mean.shape, generator=gen)``)."""
         return torch.randn((rows, self.algo.actor.action_dim), generator=self.algo.gen)
@@ -127,7 +134,7 @@ class ExplicitSAC:
         algo, c = self.algo, self.algo.cfg
         self._views()
         lo, hi = self.log_std
-        alpha = np.exp(self.log_alpha_np[0])
+        alpha = self._alpha()
         nxp = batch["next_policy_obs"]
         x = critic_input(batch["critic_obs"], batch["action"])
         SK.critic_grads(arr(nxp), arr(batch["next_critic_obs"]), batch["reward"].numpy(),
@@ -169,7 +176,7 @@ class ExplicitSAC:
         idx = torch.randint(0, buffer.size, (batch_size,), generator=algo.gen, device=buffer.device)
         eps_c = self._eps(batch_size)
         eps_a = self._eps(batch_size) if actor_step else self._eps(0)
-        alpha = np.exp(self.log_alpha_np[0])
+        alpha = self._alpha()
         algo.num_updates += 1
         lo, hi = self.log_std
         flags = np.array([actor_step, self.code, c.squash_correction], np.int64)

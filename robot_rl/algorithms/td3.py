@@ -46,6 +46,10 @@ class TD3Config:
     target_noise_clip: float = 0.5
     exploration_noise: float = 0.1
     num_critics: int = 2
+    update_threads: int = 1
+    """numba threads for the explicit update (``fused`` on the CPU): its critics run one per thread and Adam in two
+    shares, the same numbers at any count (tested). Give it only cores no other busy process needs: a thread that
+    waits for a shared core stalls every update."""
     fused: bool = False
     """Opt-in fast path, same maths per update and the same random draws (tested to 1e-6 over 20 updates):
     acting in one numba call (``models/mlp_act.py``) and, on CPU float32 with fast_tanh/tanh/relu, the whole
@@ -128,7 +132,8 @@ class TD3:
         if c.fused and td3_explicit.applies(self):
             if self._explicit is None:
                 self._explicit = ExplicitTD3(self)
-            out = self._explicit.update_from_replay(buffer, batch_size, train_actor)
+            with self._explicit.threads:
+                out = self._explicit.update_from_replay(buffer, batch_size, train_actor)
             if out is not None:
                 return out
         batch = buffer.sample(self.batch_rows(batch_size), self.gen)
@@ -149,7 +154,8 @@ class TD3:
         if c.fused and td3_explicit.applies(self):  # explicit forward/backward passes, no autograd
             if self._explicit is None:
                 self._explicit = ExplicitTD3(self)
-            return self._explicit.update(batch, train_actor, actor_batch)
+            with self._explicit.threads:
+                return self._explicit.update(batch, train_actor, actor_batch)
         y = self.target_q(batch["reward"], batch["next_policy_obs"], batch["next_critic_obs"], batch["terminated"])
         x = torch.cat((batch["critic_obs"], batch["action"]), dim=-1)
         if c.independent_batches:

@@ -28,6 +28,7 @@ from robot_rl.algorithms import _td3_kernels as K
 from robot_rl.algorithms._explicit_common import NumbaAdam as _NumbaAdam
 from robot_rl.algorithms._explicit_common import (
     ReplayGather,
+    UpdateThreads,
     arr,
     average_into,
     critic_input,
@@ -63,6 +64,7 @@ class ExplicitTD3:
                                     for g in o.param_groups):
             raise ValueError("the explicit TD3 update needs CPU float32 networks, fast_tanh/tanh/relu and fused Adam")
         self.algo = algo
+        self.threads = UpdateThreads(algo.cfg.update_threads, "td3.update_threads")
         self._gather = ReplayGather()
         self.code = ACTIVATION_CODES[algo.cfg.activation]
         a = algo

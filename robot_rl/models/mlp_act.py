@@ -24,7 +24,13 @@ from robot_rl.models.mlp import MLP
 
 ACTIVATION_CODES = {"fast_tanh": 0, "tanh": 1, "relu": 2}
 OUTPUT_CODES = {"identity": 0, "tanh": 1, "clip": 2}
+SQUASHED_GAUSSIAN = 3
+"""The output code of SAC's actor (its MLP outputs ``[mean, raw log-std]``): ``tanh(mean + noise exp(clamp(raw,
+LOG_STD_MIN, LOG_STD_MAX)))`` exploring, ``tanh(mean)`` not (``SquashedGaussianActor.sample``'s order)."""
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+"""The clamp of a squashed Gaussian actor's log-std (SAC's)."""
 _ONE, _ZERO = np.float32(1.0), np.float32(0.0)
+_LO, _HI = np.float32(LOG_STD_MIN), np.float32(LOG_STD_MAX)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -47,8 +53,10 @@ def activate(z, code):
 
 @njit(cache=True, error_model="numpy")
 def _act(x, weights, biases, act_code, out_code, noise, scale, explore, out, s):
-    """``out[r] = clamp(squash(mlp(x[r])) + noise[r] * scale)`` (no noise without ``explore``); each layer's
-    product is torch's own GEMM (``nn.Linear``'s), the bias is added after it as ``addmm`` does."""
+    """``out[r] = clamp(squash(mlp(x[r])) + noise[r] * scale)`` (no noise without ``explore``), or with
+    :data:`SQUASHED_GAUSSIAN` SAC's sample from the first ``out.shape[1]`` outputs (means) and the rest (log-stds;
+    ``scale`` unused); each layer's product is torch's own GEMM (``nn.Linear``'s), the bias is added after it as
+    ``addmm`` does."""
     h = x
     last = len(weights) - 1
     for i in range(last + 1):
@@ -61,8 +69,13 @@ def _act(x, weights, biases, act_code, out_code, noise, scale, explore, out, s):
                 z[r, j] = v if i == last else activate(v, act_code)
         h = z
     for r in range(h.shape[0]):
-        for j in range(h.shape[1]):
+        for j in range(out.shape[1]):
             a = h[r, j]
+            if out_code == SQUASHED_GAUSSIAN:
+                if explore:
+                    a = a + noise[r, j] * np.exp(min(max(h[r, out.shape[1] + j], _LO), _HI))
+                out[r, j] = np.tanh(a)
+                continue
             if out_code == 1:
                 a = np.tanh(a)
             elif out_code == 2:
@@ -135,4 +148,5 @@ class NumbaActor:
         return out
 
 
-__all__ = ["ACTIVATION_CODES", "OUTPUT_CODES", "NumbaActor", "activate", "activate_slope"]
+__all__ = ["ACTIVATION_CODES", "LOG_STD_MAX", "LOG_STD_MIN", "OUTPUT_CODES", "SQUASHED_GAUSSIAN", "NumbaActor",
+           "activate", "activate_slope"]

@@ -1,4 +1,5 @@
-"""Fused off-policy collection: TD3's env steps between two updates in one numba call (``td3.fused``).
+"""Fused off-policy collection: the env steps between two updates in one numba call (``td3.fused``,
+``sac.fused_collect``).
 
 With one env (the L2F paper's TD3) a plain collection step is ~20 Python-level calls (act, the env's step and
 its info dict, the replay write, the episode counters, the observation copies) around ~2 us of arithmetic.
@@ -10,6 +11,8 @@ Equivalence with the plain loop: the exploration noise is drawn with torch from 
 ``randn`` per step as ``TD3.act`` draws it, all before the chunk's updates as in the plain loop (a chunk never
 spans an update); the env continues its own random streams; replay rows, stored rewards, episode counters and
 observations are the plain loop's values (the actor's output up to float rounding, as ``TD3.act``'s fused path).
+SAC (``sac.fused_collect``) draws its sample's noise as ``SquashedGaussianActor.sample`` does (one ``randn`` per
+step) and stores the precision bonus too; its ``exp``/``tanh`` are numba's (float rounding apart from torch's).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from robot_rl.algorithms.sac import SAC
 from robot_rl.algorithms.td3 import TD3
-from robot_rl.models.mlp_act import OUTPUT_CODES
+from robot_rl.models.mlp_act import ACTIVATION_CODES, OUTPUT_CODES, SQUASHED_GAUSSIAN, NumbaActor
 from robot_rl.runners._collect_kernels import collector
 from robot_rl.storage.replay import FIELDS
 from sim.core import Unsupported
@@ -32,12 +36,16 @@ if TYPE_CHECKING:
 def unfused_reason(runner: OffPolicyRunner) -> str | None:
     """Why ``runner`` collects step by step (one line), or None when :class:`FusedCollector` runs it."""
     algo, env, buf = runner.algo, runner.env, runner.buffer
-    if not isinstance(algo, TD3) or not algo.cfg.fused:
-        return "only the fused TD3 (td3.fused) collects in fused chunks"
-    if algo._numba_actor is None or not algo._numba_actor.ready():
+    sac = isinstance(algo, SAC) and algo.cfg.fused_collect
+    if not sac and (not isinstance(algo, TD3) or not algo.cfg.fused):
+        return "only the fused TD3 (td3.fused) and SAC with sac.fused_collect collect in fused chunks"
+    if sac and not algo.cfg.explicit:
+        return "sac.fused_collect needs sac.explicit (its cycles run the explicit update)"
+    actor = _numba_actor(algo)
+    if actor is None or not actor.ready():
         return "the actor does not run as a numba kernel (activation, device or torch's BLAS)"
-    if runner.precision_index >= 0:
-        return "off_policy.precision_bonus is applied by the plain loop only"
+    if runner.precision_index >= 0 and not sac:
+        return "off_policy.precision_bonus is applied by the plain loop only (with TD3)"
     if buf._np is None or buf.fields != list(FIELDS):
         return "the replay buffer is not a CPU table in FIELDS order"
     if any(runner.obs[k].dtype != torch.float32 for k in ("policy", "critic")) or env.device.type != "cpu":
@@ -47,6 +55,13 @@ def unfused_reason(runner: OffPolicyRunner) -> str | None:
     except Unsupported as e:
         return str(e)
     return None
+
+
+def _numba_actor(algo: TD3 | SAC) -> NumbaActor | None:
+    """The actor's numba kernel: TD3's own (``td3.fused``), or one over SAC's actor network."""
+    if isinstance(algo, TD3):
+        return algo._numba_actor
+    return NumbaActor(algo.actor.net) if algo.cfg.activation in ACTIVATION_CODES else None
 
 
 class FusedCollector:
@@ -59,7 +74,16 @@ class FusedCollector:
         self.runner = runner
         self.step = runner.env.compiled_step()
         self.kernel = collector(self.step.kernel)
-        env = runner.env
+        env, algo, oc = runner.env, runner.algo, runner.cfg.off_policy
+        self.actor = _numba_actor(algo)
+        if isinstance(algo, SAC):  # the squashed Gaussian sample; the stored reward with the precision bonus
+            self.out_code, self.scale = SQUASHED_GAUSSIAN, np.float32(0.0)
+            bonus = oc.precision_bonus if runner.precision_index >= 0 else 0.0
+            self.precision = np.array([runner.precision_index, bonus,
+                                       -1.0 / oc.precision_width ** 2 if bonus else 0.0], np.float64)
+        else:
+            self.out_code, self.scale = OUTPUT_CODES[algo.actor.output], np.float32(algo.cfg.exploration_noise)
+            self.precision = np.array([-1.0, 0.0, 0.0])
         self.noise = torch.empty(0, env.num_envs, env.action_dim)
         self.finished = np.empty((0, 2), np.float32)
         self._obs: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -89,13 +113,12 @@ class FusedCollector:
         noise, gen = self.noise, r.gen
         for k in range(steps):  # the plain path's draws, one per step (TD3.act)
             torch.randn((n, env.action_dim), generator=gen, out=noise[k])
-        algo = r.algo
-        weights, biases = algo._numba_actor._weights()
+        weights, biases = self.actor._weights()
         obs_p, obs_c = self._obs_arrays()
-        done = self.kernel(steps, obs_p, obs_c, noise.numpy(), np.float32(algo.cfg.exploration_noise), weights, biases,
-                           algo._numba_actor.codes[0], OUTPUT_CODES[algo.actor.output], buf._np, buf.pos,
-                           r.ep_return.numpy(), r.ep_length.numpy(), self.finished,
-                           float(r.cfg.off_policy.termination_reward), self.step.ctx, algo._numba_actor._scratch)
+        done = self.kernel(steps, obs_p, obs_c, noise.numpy(), self.scale, weights, biases, self.actor.codes[0],
+                           self.out_code, buf._np, buf.pos, r.ep_return.numpy(), r.ep_length.numpy(), self.finished,
+                           float(r.cfg.off_policy.termination_reward), self.precision, self.step.ctx,
+                           self.actor._scratch)
         buf.pos = (buf.pos + rows) % buf.capacity
         buf.size = min(buf.size + rows, buf.capacity)
         if done:

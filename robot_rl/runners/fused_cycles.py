@@ -43,10 +43,13 @@ def steps_to_update(credit: float, at: int, most: int, per: int, n: int, critic_
     return steps, credit, at
 
 
-def _plan(collector: FusedCollector) -> tuple[list[tuple[int, list[tuple[bool, bool, int]]]], float, int]:
-    """The cycles up to the next boundary: ``(env steps, [(actor step, critic-target step, replay size)])`` each,
-    and the update credit and update count after them. A cycle that reaches the next curriculum stage is left out
-    (the plain loop rewrites the stored rewards before that cycle's updates)."""
+Plan = list[tuple[int, list[tuple[bool, bool, int]], int]]
+
+
+def _plan(collector: FusedCollector) -> tuple[Plan, float, int]:
+    """The cycles up to the next boundary: ``(env steps, [(actor step, critic-target step, replay size)], env step
+    count at its updates)`` each, and the update credit and update count after them. A cycle that reaches the next
+    curriculum stage is left out (the plain loop rewrites the stored rewards before that cycle's updates)."""
     r = collector.runner
     oc, c, n = r.cfg.off_policy, r.algo.cfg, r.env.num_envs
     per = n * r.world
@@ -57,7 +60,7 @@ def _plan(collector: FusedCollector) -> tuple[list[tuple[int, list[tuple[bool, b
         limit = min(limit, stage_end)
     room = (r.buffer.capacity - r.buffer.pos) // n
     credit, at, updates, size, used = r.update_credit, r.env_steps, r.algo.num_updates, r.buffer.size, 0
-    plan: list[tuple[int, list[tuple[bool, bool, int]]]] = []
+    plan: Plan = []
     while at < limit and used < room:
         most = min(max(1, -(-(limit - at) // per)), room - used)
         steps, cycle_credit, cycle_at = steps_to_update(credit, at, most, per, n, oc.critic_starts, oc.updates_per_step)
@@ -69,11 +72,25 @@ def _plan(collector: FusedCollector) -> tuple[list[tuple[int, list[tuple[bool, b
         while cycle_credit >= 1.0:  # OffPolicyRunner._updates
             cycle_credit -= 1.0
             actor = train_actor and (updates + 1) % c.policy_delay == 0
-            updates += 1
-            cycle.append((actor, updates % c.critic_target_delay == 0, size))
-        plan.append((steps, cycle))
+            updates += 1  # (SAC steps its critic targets on every update)
+            cycle.append((actor, updates % getattr(c, "critic_target_delay", 1) == 0, size))
+        plan.append((steps, cycle, cycle_at))
         credit, at, used = cycle_credit, cycle_at, used + steps
     return plan, credit, updates
+
+
+def advance(collector: FusedCollector, steps: int, done: int, credit: float, num_updates: int) -> None:
+    """The runner's state after a cycles call that took ``steps`` env steps and finished ``done`` episodes: the
+    replay's position and size, the finished episodes' returns and lengths, the env step count, the update credit
+    and count."""
+    r, buf, n = collector.runner, collector.runner.buffer, collector.runner.env.num_envs
+    buf.pos = (buf.pos + steps * n) % buf.capacity
+    buf.size = min(buf.size + steps * n, buf.capacity)
+    if done:
+        r.recent["return"] += collector.finished[:done, 0].tolist()
+        r.recent["length"] += collector.finished[:done, 1].tolist()
+    r.env_steps += steps * n * r.world
+    r.update_credit, r.algo.num_updates = credit, num_updates
 
 
 def run_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
@@ -97,8 +114,8 @@ def run_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
     c, n, adim = algo.cfg, env.num_envs, env.action_dim
     bs = oc.batch_size
     rows = algo.batch_rows(bs)
-    steps = sum(s for s, _ in plan)
-    ups = [u for _, cycle in plan for u in cycle]
+    steps = sum(s for s, _, _ in plan)
+    ups = [u for _, cycle, _ in plan for u in cycle]
     noise = torch.empty(steps, n, adim)
     idx = torch.empty(sum(rows + (bs if c.independent_batches and a else 0) for a, _, _ in ups), dtype=torch.int64)
     eps = torch.empty(len(ups) * rows, adim)
@@ -106,7 +123,7 @@ def run_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
     updates = np.zeros((len(ups), 7), np.int64)
     gen, dev = r.gen, buf.device
     k = i = u = 0
-    for ci, (st, cycle) in enumerate(plan):  # the plain loop's draws, in its order
+    for ci, (st, cycle, _) in enumerate(plan):  # the plain loop's draws, in its order
         table[ci] = st, k, u, u + len(cycle)
         for _ in range(st):
             torch.randn((n, adim), generator=gen, out=noise[k])
@@ -126,23 +143,18 @@ def run_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
     actor_w, actor_b = algo._numba_actor._weights()
     obs_p, obs_c = collector._obs_arrays()
     kernel = cycler(collector.step.kernel)
-    done = kernel(table, updates, noise.numpy(), idx.numpy(), eps.numpy(), obs_p, obs_c,
-                  np.float32(c.exploration_noise), actor_w, actor_b, algo._numba_actor.codes[0],
-                  OUTPUT_CODES[algo.actor.output], buf._np, buf.pos, r.ep_return.numpy(), r.ep_length.numpy(),
-                  collector.finished, float(oc.termination_reward), collector.step.ctx, ex.scratch,
-                  *ex.gather_args(buf, max(rows, bs)),
-                  (ex.actor_np, ex.actor_target_np, ex.critic_np, ex.critic_target_np),
-                  (ex.critic_grads_np, ex.actor_grads_np), (critic_adam[0], actor_adam[0]),
-                  (critic_adam[1], actor_adam[1]), (ex.polyak_actor, ex.polyak_critic),
-                  np.array([c.target_noise, c.target_noise_clip, c.gamma, c.tau], np.float64), ex.code,
-                  int(c.independent_batches), ex.loss, losses, mean_q)
-    buf.pos = (buf.pos + steps * n) % buf.capacity
-    buf.size = min(buf.size + steps * n, buf.capacity)
-    if done:
-        r.recent["return"] += collector.finished[:done, 0].tolist()
-        r.recent["length"] += collector.finished[:done, 1].tolist()
-    r.env_steps += steps * n * r.world
-    r.update_credit, algo.num_updates = credit, num_updates
+    with ex.threads:
+        done = kernel(table, updates, noise.numpy(), idx.numpy(), eps.numpy(), obs_p, obs_c,
+                      np.float32(c.exploration_noise), actor_w, actor_b, algo._numba_actor.codes[0],
+                      OUTPUT_CODES[algo.actor.output], buf._np, buf.pos, r.ep_return.numpy(), r.ep_length.numpy(),
+                      collector.finished, float(oc.termination_reward), collector.step.ctx, ex.scratch,
+                      *ex.gather_args(buf, max(rows, bs)),
+                      (ex.actor_np, ex.actor_target_np, ex.critic_np, ex.critic_target_np),
+                      (ex.critic_grads_np, ex.actor_grads_np), (critic_adam[0], actor_adam[0]),
+                      (critic_adam[1], actor_adam[1]), (ex.polyak_actor, ex.polyak_critic),
+                      np.array([c.target_noise, c.target_noise_clip, c.gamma, c.tau], np.float64), ex.code,
+                      int(c.independent_batches), ex.loss, losses, mean_q)
+    advance(collector, steps, done, credit, num_updates)
     out: dict[str, list[float]] = {"critic_loss": [], "actor_loss": []}
     for _, cycle_ups in zip(plan, table[:, 2:], strict=True):
         if cycle_ups[1] > cycle_ups[0]:  # the last update's losses, as OffPolicyRunner._updates returns them

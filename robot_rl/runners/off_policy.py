@@ -12,6 +12,7 @@ from robot_rl.config import TrainConfig
 from robot_rl.runners.base import Runner
 from robot_rl.runners.fused_collect import FusedCollector, unfused_reason
 from robot_rl.runners.fused_cycles import run_cycles, steps_to_update
+from robot_rl.runners.fused_cycles_sac import run_sac_cycles
 from robot_rl.storage.replay import ReplayBuffer
 from sim.core import BatchedEnv
 
@@ -42,24 +43,28 @@ class OffPolicyRunner(Runner):
                 raise ValueError(f"off_policy.precision_width must be > 0, got {oc.precision_width}")
             self.precision_index = list(env.reward_term_names).index(oc.precision_term)
         reason = unfused_reason(self)
+        if reason is not None and cfg.algorithm == "sac" and cfg.sac.fused_collect:
+            raise ValueError(f"sac.fused_collect: {reason}")
         # the fused TD3 collects in chunks where it can; elsewhere (and for random steps) step by step
         self.collector = FusedCollector(self) if reason is None else None
         self.unfused_reason = reason
         self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.algo.optimizers().items()
                          if name in ("actor_opt", "critic_opt")}
 
-    def lr_factor(self) -> float:
-        """The learning-rate multiplier at the current env step (``lr_decay_start``, ``lr_final_fraction``)."""
+    def lr_factor(self, at: int | None = None) -> float:
+        """The learning-rate multiplier at env step ``at`` (default: the current one; ``lr_decay_start``,
+        ``lr_final_fraction``)."""
         oc = self.cfg.off_policy
-        if oc.lr_decay_start <= 0 or self.env_steps <= oc.lr_decay_start:
+        at = self.env_steps if at is None else at
+        if oc.lr_decay_start <= 0 or at <= oc.lr_decay_start:
             return 1.0
-        done = min(1.0, (self.env_steps - oc.lr_decay_start) / max(1, oc.total_env_steps - oc.lr_decay_start))
+        done = min(1.0, (at - oc.lr_decay_start) / max(1, oc.total_env_steps - oc.lr_decay_start))
         return 1.0 + done * (oc.lr_final_fraction - 1.0)
 
     def _iteration(self) -> dict[str, float | list[float]]:
         oc = self.cfg.off_policy
         if self.collector is not None:  # every cycle up to the next boundary in one call, where that applies
-            out = run_cycles(self.collector)
+            out = run_sac_cycles(self.collector) if isinstance(self.algo, SAC) else run_cycles(self.collector)
             if out is not None:
                 self._apply_curriculum(self._recompute_rewards)
                 return out

@@ -2,6 +2,7 @@
 
 import copy
 
+import numba
 import pytest
 import torch
 
@@ -132,3 +133,41 @@ def test_update_from_replay_is_sample_then_update_bit_for_bit():
         assert torch.equal(sampled.gen.get_state(), one_call.gen.get_state())
         assert torch.equal(plain.gen.get_state(), one_call.gen.get_state())
     assert "actor_loss" in expected
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has fewer than 2 threads here")
+@pytest.mark.parametrize("critics", [2, 3])
+def test_update_is_bit_for_bit_the_same_on_one_and_two_numba_threads(critics):
+    """``sac.update_threads``: the critics' forward and backward and Adam's shares run on numba's threads; one or
+    two, the same numbers (two critics: one each; three: a thread takes two). numba's count is restored after."""
+    buf = random_replay(400, 300)
+    runs = {}
+    before = numba.get_num_threads()
+    for threads in (1, 2):
+        algo = make(True, policy_delay=2, num_critics=critics, update_threads=threads)
+        runs[threads] = (algo, [algo.update_from_replay(buf, 32, i >= 2) for i in range(8)])
+        assert algo._explicit.threads.n == threads and numba.get_num_threads() == before
+    (one, outs_one), (two, outs_two) = runs[1], runs[2]
+    assert outs_one == outs_two and "actor_loss" in outs_one[-1]
+    assert_same(one, two, tol=0.0)
+    assert_opt_state(one, two, tol=0.0)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has fewer than 2 threads here")
+def test_update_threads_set_numba_inside_and_restore_it_after_nested_uses():
+    from robot_rl.algorithms._explicit_common import UpdateThreads
+
+    before = numba.get_num_threads()
+    outer = UpdateThreads(1 if before != 1 else 2, "x")
+    with outer:
+        assert numba.get_num_threads() == outer.n
+        with outer:
+            assert numba.get_num_threads() == outer.n
+        assert numba.get_num_threads() == outer.n
+    assert numba.get_num_threads() == before
+
+
+def test_update_threads_beyond_numba_are_refused():
+    algo = make(True, update_threads=numba.config.NUMBA_NUM_THREADS + 1)
+    with pytest.raises(ValueError, match="sac.update_threads: .* threads, but numba has 1 to"):
+        algo.update(batch(8, *DIMS))

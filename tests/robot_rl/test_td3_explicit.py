@@ -1,5 +1,6 @@
 """TD3's explicit update (hand-written forward/backward, numba elementwise kernels) against plain autograd."""
 
+import numba
 import pytest
 import torch
 
@@ -151,5 +152,30 @@ def test_update_from_replay_is_sample_then_update_bit_for_bit(independent, hidde
         assert torch.equal(sampled.gen.get_state(), one_call.gen.get_state())
         assert torch.equal(plain.gen.get_state(), one_call.gen.get_state())
     for a, b in zip(sampled.optimizers().values(), one_call.optimizers().values(), strict=True):
+        for sa, sb in zip(a.state.values(), b.state.values(), strict=True):
+            assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has fewer than 2 threads here")
+@pytest.mark.parametrize(("independent", "critics"), [(True, 2), (False, 3)])
+def test_update_is_bit_for_bit_the_same_on_one_and_two_numba_threads(independent, critics):
+    """``td3.update_threads``: the critics' forward and backward and Adam's shares run on numba's threads; one or
+    two, the same numbers. numba's count is restored after."""
+    buf = random_replay(400, 300)
+    runs = []
+    before = numba.get_num_threads()
+    for threads in (1, 2):
+        torch.manual_seed(1)
+        cfg = TD3Config(actor_hidden=(16, 16), critic_hidden=(24, 16), independent_batches=independent,
+                        num_critics=critics, fused=True, update_threads=threads)
+        algo = TD3(cfg, 5, 9, 3, torch.Generator().manual_seed(7))
+        runs.append((algo, [algo.update_from_replay(buf, 32, i >= 2) for i in range(8)]))
+        assert algo._explicit.threads.n == threads and numba.get_num_threads() == before
+    (one, outs_one), (two, outs_two) = runs
+    assert outs_one == outs_two and "actor_loss" in outs_one[-1]
+    for name, m in one.modules().items():
+        for (k, x), (_, y) in zip(m.state_dict().items(), two.modules()[name].state_dict().items(), strict=True):
+            assert torch.equal(x, y), f"{name}.{k}"
+    for a, b in zip(one.optimizers().values(), two.optimizers().values(), strict=True):
         for sa, sb in zip(a.state.values(), b.state.values(), strict=True):
             assert all(torch.equal(sa[k], sb[k]) for k in sa)

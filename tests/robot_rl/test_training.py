@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from deploy.onnx_io import onnx_session
+from robot_rl.algorithms.sac import SACConfig
 from robot_rl.commands.train import run_training
 from robot_rl.config import TrainConfig, get_preset
 from robot_rl.curriculum import Curriculum, CurriculumConfig
@@ -226,15 +227,17 @@ def test_in_training_evaluations_select_on_their_own_episodes(tmp_path, monkeypa
         make_runner(cfg, tmp_path / "same")
 
 
-def test_the_fast_sac_hover_preset_is_the_precise_one_with_smaller_critics_batch_a_shorter_discount_margin_delay():
+def test_the_fast_sac_hover_preset_is_the_precise_one_with_smaller_critics_a_shorter_discount_margin_delay_fused():
     precise, fast = get_preset("crazyflie-hover-sac-precise"), get_preset("crazyflie-hover-sac-fast")
     assert (fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin) == ((128, 128), 0.975, 0.01)
     assert (fast.off_policy.batch_size, fast.off_policy.total_env_steps, fast.off_policy.buffer_capacity) == (
         32, 400_000, 400_000)
     assert precise.selection_margin == 0.0 and TrainConfig().selection_margin == 0.0
     assert (fast.sac.policy_delay, precise.sac.policy_delay) == (4, 1)
+    assert fast.sac.fused_collect and not precise.sac.fused_collect and not SACConfig().fused_collect
+    assert (fast.sac.update_threads, precise.sac.update_threads) == (2, 1)
     fast.sac.critic_hidden, fast.sac.gamma, fast.selection_margin = (256, 256), precise.sac.gamma, 0.0
-    fast.sac.policy_delay = precise.sac.policy_delay
+    fast.sac.policy_delay, fast.sac.fused_collect, fast.sac.update_threads = precise.sac.policy_delay, False, 1
     po = precise.off_policy
     fast.off_policy.batch_size, fast.off_policy.total_env_steps = po.batch_size, po.total_env_steps
     fast.off_policy.buffer_capacity = po.buffer_capacity
