@@ -20,13 +20,13 @@ from numba import njit, prange
 from robot_rl.algorithms._td3_kernels import (
     _actor_forward,
     _adam_groups,
+    _adam_lerp_groups,
     _critic_forward,
     _lists,
     actor_backward,
     critic_regress,
     gather_,
     input_grad,
-    lerp_,
     min_q,
 )
 
@@ -35,6 +35,7 @@ _HALF, _MINUS_TWO = np.float32(0.5), np.float32(-2.0)
 _HALF_LOG_2PI = np.float32(0.5 * math.log(2 * math.pi))
 _LOG2 = np.float32(math.log(2.0))
 _SOFTPLUS_THRESHOLD = np.float32(20.0)  # torch's default: softplus(x) = x above it
+_SAMPLE_SHARES = 2  # the critic step's sample at s' in two row halves, one per thread (any count: the same numbers)
 
 
 @njit(cache=True, error_model="numpy")
@@ -71,6 +72,23 @@ def _sample(obs, aw, ab, eps, code, keep, lo, hi, correction, posts, slopes, s):
     return out, a, logp, u, std
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def _sample_rows(obs, aw, ab, eps, code, lo, hi, correction):
+    """:func:`_sample`'s action and log-probability ``(a, logp)`` (no layers kept), the rows in
+    :data:`_SAMPLE_SHARES` contiguous shares on numba's threads: the same numbers at any thread count."""
+    rows, n = eps.shape
+    a, logp = np.empty((rows, n), np.float32), np.empty(rows, np.float32)
+    for c in prange(_SAMPLE_SHARES):
+        r0, r1 = c * rows // _SAMPLE_SHARES, (c + 1) * rows // _SAMPLE_SHARES
+        part = obs[r0:r1]
+        posts, slopes = _lists(part)
+        _, ac, lc, _, _ = _sample(part, aw, ab, eps[r0:r1], code, False, lo, hi, correction, posts, slopes,
+                                  np.zeros(9, np.int32))
+        a[r0:r1] = ac
+        logp[r0:r1] = lc
+    return a, logp
+
+
 @njit(cache=True, error_model="numpy")
 def _cat(obs, a):
     rows, n_obs, n_act = obs.shape[0], obs.shape[1], a.shape[1]
@@ -89,8 +107,7 @@ def critic_grads(next_policy, next_critic, reward, terminated, x, eps, aw, ab, t
     """One critic step's gradients into ``gw``/``gb`` (each critic's MSE into ``loss``), every critic on all rows
     of ``x = cat(critic_obs, action)``. Target: ``y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha
     logp(a'))`` with ``a'`` the current actor's (``aw``/``ab``) sample at ``s'`` with noise ``eps``."""
-    posts, slopes = _lists(next_policy)
-    _, a, logp, _, _ = _sample(next_policy, aw, ab, eps, code, False, lo, hi, correction, posts, slopes, s)
+    a, logp = _sample_rows(next_policy, aw, ab, eps, code, lo, hi, correction)
     y = min_q(_cat(next_critic, a), tw, tb, code)
     for r in range(y.shape[0]):
         y[r] = reward[r] + gamma * (_F1 - terminated[r]) * (y[r] - alpha * logp[r])
@@ -173,13 +190,15 @@ def temperature(log_alpha):
 
 
 @njit(cache=True, error_model="numpy")
-def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, grads, adams, hypers, polyak, flags,
-                       consts, loss, alpha_grad, s):
+def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, grads, adams, hypers, flags, consts,
+                       loss, alpha_grad, s):
     """One whole SAC update from replay rows ``idx``: the columns each step reads gathered into ``rows_c`` and
     ``rows_a`` (as the TD3 kernel's: ``cols`` is ``ExplicitTD3._cols``' map), :func:`critic_grads`, the critics'
-    Adam; with ``flags[0]`` :func:`actor_grads`, the actor's and the temperature's Adam; the critic targets'
-    Polyak step. ``nets`` = actor, critic, critic target (weights, biases); ``flags[1:]`` = activation code,
-    squash correction; ``consts`` = alpha, gamma, tau, log-std min and max, target entropy. Returns the actor
+    Adam with the critic targets' Polyak step (``adams[0]``'s groups carry their targets:
+    ``ExplicitSAC.adam_args``; the actor step reads no target, so these are the step-by-step order's numbers); with
+    ``flags[0]`` :func:`actor_grads`, the actor's and the temperature's Adam. ``nets`` = actor, critic, critic target
+    (weights, biases); ``flags[1:]`` = activation code, squash correction; ``consts`` = alpha, gamma, tau, log-std
+    min and max, target entropy. Returns the actor
     loss and the entropy (0 without the actor step)."""
     rc, np0, nc0, tc, pd, cd, ad = cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8]
     gather_(table, idx, cols[0], cols[0] + rows_c.shape[1], rows_c)
@@ -190,7 +209,7 @@ def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, gra
     critic_grads(rows[:, np0:np0 + pd], rows[:, nc0:nc0 + cd], rows[:, rc], rows[:, tc], rows[:, 0:cd + ad], eps_c,
                  actor[0], actor[1], critic_t[0], critic_t[1], critic[0], critic[1], grads[0][0], grads[0][1],
                  flags[1], alpha, np.float32(consts[1]), lo, hi, correction, loss, s)
-    _adam_groups(adams[0], hypers[0])
+    _adam_lerp_groups(adams[0], hypers[0], consts[2])  # with the critic targets' Polyak step
     actor_loss, entropy = 0.0, 0.0
     if flags[0]:
         gather_(table, idx, 0, cols[1], rows_a)
@@ -200,5 +219,4 @@ def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, gra
                                           np.float32(consts[5]), alpha_grad, s)
         _adam_groups(adams[1], hypers[1])
         _adam_groups(adams[2], hypers[2])
-    lerp_(polyak[0], polyak[1], consts[2])
     return actor_loss, entropy

@@ -23,6 +23,7 @@ from robot_rl.models.mlp_act import activate_slope
 
 _F0, _F1, _F2 = np.float32(0.0), np.float32(1.0), np.float32(2.0)
 _ADAM_SHARES = 2  # the optimizer step in two halves, one per thread on two cores (any count: the same numbers)
+_ADAM_SERIAL_BELOW = 1024  # elements: fewer take the shares one after the other on the calling thread
 
 
 @njit(cache=True, error_model="numpy")
@@ -248,32 +249,50 @@ def actor_backward(g, aw, posts, slopes, gw, gb, s):
             g = gp
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def adam_(params, grads, exp_avg, exp_avg_sq, steps, decay, lr, beta1, beta2, eps):
     """Adam(W) on flat float32 views, as torch's fused CPU kernel: ``p *= 1 - lr decay``, ``m`` lerps to ``g``
     by ``1 - beta1``, ``v = beta2 v + (1 - beta2) g^2``, ``p -= lr / (1 - beta1^t) m / (sqrt(v) / sqrt(1 -
     beta2^t) + eps)`` (the scalars in float64); ``steps`` (float32, one per tensor) are incremented. Numba's threads
     take :data:`_ADAM_SHARES` contiguous shares of every tensor (elementwise: the same numbers at any count)."""
+    adam_lerp_(params, grads, exp_avg, exp_avg_sq, steps, decay, lr, beta1, beta2, eps, params, 0.0)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def adam_lerp_(params, grads, exp_avg, exp_avg_sq, steps, decay, lr, beta1, beta2, eps, targets, tau):
+    """:func:`adam_`, then with ``tau > 0`` each share's Polyak step ``target <- target + tau (p - target)`` on
+    ``targets`` (flat views in ``params``' order) while that share is in cache: :func:`lerp_`'s numbers."""
     n = len(params)
     shrink, step_size, bc2_sqrt = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)
+    total = 0
     for t in range(n):
         steps[t][0] += _F1
         step = np.float64(steps[t][0])
         shrink[t] = np.float32(1.0 - lr * decay[t])
         step_size[t] = np.float32(lr / (1.0 - beta1 ** step))
         bc2_sqrt[t] = np.float32(np.sqrt(1.0 - beta2 ** step))
-    for c in prange(_ADAM_SHARES):
-        _adam_share(params, grads, exp_avg, exp_avg_sq, decay, shrink, step_size, bc2_sqrt, beta1, beta2, eps, c)
+        total += params[t].size
+    if total < _ADAM_SERIAL_BELOW:  # (SAC's temperature: one number) not worth waking a thread
+        for c in range(_ADAM_SHARES):
+            _adam_share(params, grads, exp_avg, exp_avg_sq, decay, shrink, step_size, bc2_sqrt, beta1, beta2, eps,
+                        targets, tau, c)
+    else:
+        for c in prange(_ADAM_SHARES):
+            _adam_share(params, grads, exp_avg, exp_avg_sq, decay, shrink, step_size, bc2_sqrt, beta1, beta2, eps,
+                        targets, tau, c)
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_share(params, grads, exp_avg, exp_avg_sq, decay, shrink, step_size, bc2_sqrt, beta1, beta2, eps, c):
-    """Share ``c`` of :data:`_ADAM_SHARES` of every tensor's elements."""
+def _adam_share(params, grads, exp_avg, exp_avg_sq, decay, shrink, step_size, bc2_sqrt, beta1, beta2, eps, targets,
+                tau, c):
+    """Share ``c`` of :data:`_ADAM_SHARES` of every tensor's elements (and of its target's, with ``tau > 0``)."""
     for t in range(len(params)):
         size = params[t].size
         lo, hi = c * size // _ADAM_SHARES, (c + 1) * size // _ADAM_SHARES
         _adam_span(params[t][lo:hi], grads[t][lo:hi], exp_avg[t][lo:hi], exp_avg_sq[t][lo:hi], decay[t] != 0.0,
                    shrink[t], step_size[t], bc2_sqrt[t], beta1, beta2, eps)
+        if tau > 0.0:
+            _lerp_span(targets[t][lo:hi], params[t][lo:hi], np.float32(tau))
 
 
 @njit(cache=True, error_model="numpy")
@@ -291,13 +310,17 @@ def _adam_span(p, g, m, v, decayed, shrink, step_size, bc2_sqrt, beta1, beta2, e
 
 
 @njit(cache=True, error_model="numpy")
+def _lerp_span(a, b, w):
+    for k in range(a.size):
+        a[k] = a[k] + w * (b[k] - a[k])
+
+
+@njit(cache=True, error_model="numpy")
 def lerp_(targets, sources, tau):
     """``target <- target + tau (source - target)`` on flat views (``torch.lerp`` for ``tau < 0.5``)."""
     w = np.float32(tau)
     for t in range(len(targets)):
-        a, b = targets[t], sources[t]
-        for k in range(a.size):
-            a[k] = a[k] + w * (b[k] - a[k])
+        _lerp_span(targets[t], sources[t], w)
 
 
 @njit(cache=True, error_model="numpy")
@@ -319,6 +342,17 @@ def _adam_groups(groups, hyper):
     g = 0
     for grp in literal_unroll(groups):
         adam_(grp[0], grp[1], grp[2], grp[3], grp[4], grp[5], hyper[g, 0], hyper[g, 1], hyper[g, 2], hyper[g, 3])
+        g += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_lerp_groups(groups, hyper, tau):
+    """:func:`adam_lerp_` on every group ``(params, grads, exp_avg, exp_avg_sq, steps, decay, targets)`` (as
+    :func:`_adam_groups`, each group's Polyak step on its ``targets`` with ``tau``)."""
+    g = 0
+    for grp in literal_unroll(groups):
+        adam_lerp_(grp[0], grp[1], grp[2], grp[3], grp[4], grp[5], hyper[g, 0], hyper[g, 1], hyper[g, 2],
+                   hyper[g, 3], grp[6], tau)
         g += 1
 
 

@@ -110,6 +110,8 @@ class ExplicitSAC:
         self.critic_grads_np = ensemble_views([g[w] for w in a.critic.weights], [g[b] for b in a.critic.biases])
         self.polyak_critic = (tuple(flat(p) for p in a.critic_target.parameters()),
                               tuple(flat(p) for p in a.critic.parameters()))
+        target_of = dict(zip(a.critic.parameters(), self.polyak_critic[0], strict=True))
+        self._critic_targets = [tuple(target_of[p] for p in g["params"]) for g in a.critic_opt.param_groups]
         self.log_alpha_np, self.alpha_grad_np = flat(a.log_alpha), g[a.log_alpha].numpy().reshape(1)
         self._ptrs = ptrs
 
@@ -158,6 +160,15 @@ class ExplicitSAC:
         K.lerp_(*self.polyak_critic, c.tau)
         return out
 
+    def adam_args(self) -> list[tuple[tuple, np.ndarray] | None]:
+        """The critic's, actor's and temperature's :meth:`NumbaAdam.kernel_args` (None: no state yet) for
+        :func:`~robot_rl.algorithms._sac_kernels.update_from_replay`, each critic group with its targets' flat views
+        appended (the kernel takes the Polyak step inside the critic's Adam)."""
+        critic = self.critic_adam.kernel_args()
+        if critic is not None:
+            critic = (tuple((*g, t) for g, t in zip(critic[0], self._critic_targets, strict=True)), critic[1])
+        return [critic, self.actor_adam.kernel_args(), self.alpha_adam.kernel_args()]
+
     def update_from_replay(self, buffer: ReplayBuffer, batch_size: int, train_actor: bool) -> dict[str, float] | None:
         """``buffer.sample(batch_size, gen)`` followed by :meth:`update`, in one numba call with the same random
         draws (torch's, in that order) and the same values; the update reads only the columns it needs, gathered
@@ -169,7 +180,7 @@ class ExplicitSAC:
             return None
         self._views()
         actor_step = train_actor and (algo.num_updates + 1) % c.policy_delay == 0
-        adams = [self.critic_adam.kernel_args(), self.actor_adam.kernel_args(), self.alpha_adam.kernel_args()]
+        adams = self.adam_args()
         if adams[0] is None or (actor_step and None in adams):
             return None
         adams = [a or adams[0] for a in adams]  # (not read without an actor step)
@@ -184,7 +195,7 @@ class ExplicitSAC:
         actor_loss, entropy = SK.update_from_replay(
             buffer._np, idx.numpy(), eps_c.numpy(), eps_a.numpy(), *self._gather(buffer, batch_size),
             (self.actor_np, self.critic_np, self.critic_target_np), (self.critic_grads_np, self.actor_grads_np),
-            tuple(a[0] for a in adams), tuple(a[1] for a in adams), self.polyak_critic, flags, consts, self.loss,
+            tuple(a[0] for a in adams), tuple(a[1] for a in adams), flags, consts, self.loss,
             self.alpha_grad_np, self.scratch)
         out = {"critic_loss": float(np.float32(self.loss.sum())), "alpha": float(alpha)}
         if actor_step:

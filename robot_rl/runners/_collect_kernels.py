@@ -132,7 +132,7 @@ def cycles(plan, updates, noise, idx, eps, obs_p, obs_c, scale, weights, biases,
 
 def sac_cycles(plan, updates, noise, idx, eps, obs_p, obs_c, weights, biases, act_code, table, pos, ep_ret, ep_len,
                finished, termination_reward, precision, env_ctx, s, cols, rows_c, rows_a, nets, grads, adams, hypers,
-               lr_factors, polyak, consts, flags, log_alpha, alpha_grad, bs, loss, losses, stats):
+               lr_factors, consts, flags, log_alpha, alpha_grad, bs, loss, losses, stats):
     """SAC's collect + update cycles in one call (``runners/fused_cycles_sac.py``): cycle ``c`` collects
     ``plan[c, 0]`` env steps (:func:`collect`, the squashed Gaussian sample, noise rows from ``plan[c, 1]`` on), then
     runs updates ``plan[c, 2]:plan[c, 3]`` (:func:`robot_rl.algorithms._sac_kernels.update_from_replay`;
@@ -159,7 +159,7 @@ def sac_cycles(plan, updates, noise, idx, eps, obs_p, obs_c, weights, biases, ac
             consts[0] = alpha
             eps_a = eps[e0 + bs:e0 + 2 * bs] if flags[0] else eps[e0:e0]
             a_loss, ent = sac_update_from_replay(table, idx[i0:i0 + bs], eps[e0:e0 + bs], eps_a, cols, rows_c, rows_a,
-                                                 nets, grads, adams, h, polyak, flags, consts, loss, alpha_grad, s)
+                                                 nets, grads, adams, h, flags, consts, loss, alpha_grad, s)
             losses[u] = loss
             stats[u, 0], stats[u, 1], stats[u, 2] = a_loss, ent, alpha
     return done

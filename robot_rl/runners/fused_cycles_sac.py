@@ -41,7 +41,7 @@ def run_sac_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
         return None
     ex = algo._explicit
     ex._views()
-    adams = [ex.critic_adam.kernel_args(), ex.actor_adam.kernel_args(), ex.alpha_adam.kernel_args()]
+    adams = ex.adam_args()
     if None in adams:
         return None
     plan, credit, num_updates = _plan(collector)
@@ -91,7 +91,7 @@ def run_sac_cycles(collector: FusedCollector) -> dict[str, list[float]] | None:
             collector.actor.codes[0], buf._np, buf.pos, r.ep_return.numpy(), r.ep_length.numpy(), collector.finished,
             float(oc.termination_reward), collector.precision, collector.step.ctx, ex.scratch, *ex._gather(buf, bs),
             (ex.actor_np, ex.critic_np, ex.critic_target_np), (ex.critic_grads_np, ex.actor_grads_np),
-            tuple(a[0] for a in adams), tuple(hypers), factors, ex.polyak_critic, consts, flags, ex.log_alpha_np,
+            tuple(a[0] for a in adams), tuple(hypers), factors, consts, flags, ex.log_alpha_np,
             ex.alpha_grad_np, bs, ex.loss, losses, stats)
     advance(collector, steps, done, credit, num_updates)
     if oc.lr_decay_start > 0:  # where the step-by-step loop leaves them: at the last cycle's decay
