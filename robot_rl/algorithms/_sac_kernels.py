@@ -198,8 +198,7 @@ def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, gra
     ``ExplicitSAC.adam_args``; the actor step reads no target, so these are the step-by-step order's numbers); with
     ``flags[0]`` :func:`actor_grads`, the actor's and the temperature's Adam. ``nets`` = actor, critic, critic target
     (weights, biases); ``flags[1:]`` = activation code, squash correction; ``consts`` = alpha, gamma, tau, log-std
-    min and max, target entropy. Returns the actor
-    loss and the entropy (0 without the actor step)."""
+    min and max, target entropy. Returns the actor loss and the entropy (0 without the actor step)."""
     rc, np0, nc0, tc, pd, cd, ad = cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8]
     gather_(table, idx, cols[0], cols[0] + rows_c.shape[1], rows_c)
     rows = rows_c[:idx.size]
