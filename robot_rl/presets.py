@@ -53,9 +53,9 @@ def crazyflie_hover_robust() -> TrainConfig:
     # can infer the vehicle's hover command and response; the ONNX, runtime and C contracts are unchanged, and
     # 18 + 4 * 48 = 210 inputs fit the Crazyflie app's 256-input buffer (firmware/crazyflie/src/rlp_cf.h)
     t.action_history = 48
-    # the differentiable fused env flies the vehicles (numba step + hand-written adjoint, ~0.1 s per update of
+    # the differentiable fused env flies the vehicles (numba step + hand-written adjoint, 0.04-0.1 s per update of
     # 64 or 128 envs x 100 steps on one core, ~14x cheaper than autograd through the torch env): an update of 128
-    # envs costs about what one of 64 does, and 7,000 of them take ~10-16 min on a shared core (without the barrier
+    # envs costs about what one of 64 does, and 7,000 of them take 4.4 min on a quiet core (without the barrier
     # below: 90.3 % survival / 90.2 % settle over 1,000 held-out vehicles; 64 envs: 89.8 / 89.6 %). At the nominal
     # preset's 8e-3 the run diverged after ~1,100 updates (gradient norm 10 -> 1,900, episodes 390 -> 50 steps): a
     # lower rate (benchmarks/README.md)
