@@ -83,7 +83,7 @@ def _sample_rows(obs, aw, ab, eps, code, lo, hi, correction):
         part = obs[r0:r1]
         posts, slopes = _lists(part)
         _, ac, lc, _, _ = _sample(part, aw, ab, eps[r0:r1], code, False, lo, hi, correction, posts, slopes,
-                                  np.zeros(9, np.int32))
+                                  np.zeros(9, np.int32))  # a _blas.scratch() block of its own per share
         a[r0:r1] = ac
         logp[r0:r1] = lc
     return a, logp
@@ -103,7 +103,7 @@ def _cat(obs, a):
 
 @njit(cache=True, error_model="numpy")
 def critic_grads(next_policy, next_critic, reward, terminated, x, eps, aw, ab, tw, tb, cw, cb, gw, gb, code,
-                 alpha, gamma, lo, hi, correction, loss, s):
+                 alpha, gamma, lo, hi, correction, loss):
     """One critic step's gradients into ``gw``/``gb`` (each critic's MSE into ``loss``), every critic on all rows
     of ``x = cat(critic_obs, action)``. Target: ``y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha
     logp(a'))`` with ``a'`` the current actor's (``aw``/``ab``) sample at ``s'`` with noise ``eps``."""
@@ -207,7 +207,7 @@ def update_from_replay(table, idx, eps_c, eps_a, cols, rows_c, rows_a, nets, gra
     correction = flags[2] != 0
     critic_grads(rows[:, np0:np0 + pd], rows[:, nc0:nc0 + cd], rows[:, rc], rows[:, tc], rows[:, 0:cd + ad], eps_c,
                  actor[0], actor[1], critic_t[0], critic_t[1], critic[0], critic[1], grads[0][0], grads[0][1],
-                 flags[1], alpha, np.float32(consts[1]), lo, hi, correction, loss, s)
+                 flags[1], alpha, np.float32(consts[1]), lo, hi, correction, loss)
     _adam_lerp_groups(adams[0], hypers[0], consts[2])  # with the critic targets' Polyak step
     actor_loss, entropy = 0.0, 0.0
     if flags[0]:

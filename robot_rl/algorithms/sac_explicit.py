@@ -142,7 +142,7 @@ class ExplicitSAC:
         SK.critic_grads(arr(nxp), arr(batch["next_critic_obs"]), batch["reward"].numpy(),
                         batch["terminated"].numpy(), arr(x), self._eps(nxp.shape[0]).numpy(), *self.actor_np,
                         *self.critic_target_np, *self.critic_np, *self.critic_grads_np, self.code, alpha,
-                        np.float32(c.gamma), lo, hi, c.squash_correction, self.loss, self.scratch)
+                        np.float32(c.gamma), lo, hi, c.squash_correction, self.loss)
         self._step(self.critic_adam, self.critic_params)
         algo.num_updates += 1
         out = {"critic_loss": torch.tensor(float(self.loss.sum()), dtype=torch.float32),
