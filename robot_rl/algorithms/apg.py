@@ -45,7 +45,8 @@ class APGConfig:
     off): ``w * sum_i (max(|p_i - target_i| - b, 0) / (limit - b))^2`` with ``b = bound_barrier_start``
     (``w`` per axis at the bound). A crash ends the episode, and the reward it loses is no gradient: APG sees
     only the rewards of the window's live steps. The barrier gives the approach to the bound a gradient.
-    Hand-written BPTT only (``apg_bptt.py``)."""
+    The same term in the hand-written BPTT (``apg_bptt.py``) and by autograd (on an env with ``position_limit``
+    and ``position_error()``: the hover envs)."""
     bound_barrier_start: float = 0.4
     """Distance from the target per axis (m) where the barrier starts (the hover task terminates at 0.6)."""
     episode_length: int = 0

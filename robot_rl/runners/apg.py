@@ -31,8 +31,14 @@ class APGRunner(Runner):
             self.bptt = apg_bptt.FusedBPTT(self.algo.actor, env, cfg.apg.horizon, cfg.apg.bound_barrier,
                                            cfg.apg.bound_barrier_start)
         elif cfg.apg.bound_barrier:
-            raise ValueError("apg.bound_barrier needs the hand-written BPTT (the fused CPU env, backprop=auto, a "
-                             "fast-tanh actor); this run differentiates by autograd")
+            limit = getattr(getattr(env, "cfg", None), "position_limit", None)
+            if limit is None or not hasattr(env, "position_error"):
+                raise ValueError(f"apg.bound_barrier needs a hover env (position_limit, position_error()); "
+                                 f"{type(env).__name__} is not one")
+            if cfg.apg.bound_barrier < 0 or not 0 <= cfg.apg.bound_barrier_start < limit:
+                raise ValueError(f"bound barrier: need weight >= 0 and 0 <= start < position_limit ({limit}), got "
+                                 f"{cfg.apg.bound_barrier} and {cfg.apg.bound_barrier_start}")
+            self._barrier_width = limit - cfg.apg.bound_barrier_start
 
     def _iteration(self) -> dict[str, float]:
         env, actor = self.env, self.algo.actor
@@ -50,10 +56,19 @@ class APGRunner(Runner):
             action = mlp_apply(actor, obs["policy"])  # = actor(obs), one autograd node
             obs, reward, terminated, truncated, _ = env.step(action)
             total = total + reward.mean()
+            if self.cfg.apg.bound_barrier:
+                total = total - self._barrier(env.position_error(), terminated | truncated)
             self._track_episodes(reward.detach(), terminated | truncated)
             self.env_steps += env.num_envs * self.world
         stats = self.algo.update(total / self.cfg.apg.horizon)
         return self._finish(obs, stats)
+
+    def _barrier(self, rel: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """The bound barrier of ``APGConfig.bound_barrier`` on the state after a step (``rel``: its position -
+        target), averaged over the envs, counting only those that live on (as ``apg_bptt`` does)."""
+        a = self.cfg.apg
+        h = (rel.abs() - a.bound_barrier_start).clamp(min=0.0) / self._barrier_width
+        return a.bound_barrier * ((h * h).sum(-1) * ~done).mean()
 
     def _track_window(self, rewards: np.ndarray, dones: np.ndarray) -> None:
         """``_track_episodes`` for every step of a window (``[horizon, N]`` rewards and done flags)."""

@@ -181,6 +181,12 @@ class DiffFusedHoverEnv(FusedQuadrotorHoverEnv):
         return self._vjp(*record[:-1], _np(g_state, (n, self.carry_dim), f32), _np(g_obs, (n, d), f32),
                          _np(g_reward, (n,), f32), record[-1])
 
+    def position_error(self) -> torch.Tensor:
+        """``[N, 3]`` position - target of the current state (noise-free), differentiable through the graph of
+        the steps since ``detach()`` (as the torch env's)."""
+        pos = self._links[0][:, :3] if self._links is not None else torch.from_numpy(self._state[:, :3].copy())
+        return pos - torch.from_numpy(self._target)
+
     def carried_state(self) -> np.ndarray:
         """The differentiable state ``[N, carry_dim]``: the dynamics state, then (vehicles with latency) the last
         ``L`` clean observations, newest first (see ``_adjoint_vehicles``)."""

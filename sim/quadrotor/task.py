@@ -162,6 +162,10 @@ class QuadrotorHoverEnv(BatchedEnv):
 
     _STATE_KEYS = ("state", "history", "force", "torque", "target", "steps", "factors", "latency", "_delay")
 
+    def position_error(self) -> torch.Tensor:
+        """``[N, 3]`` position - target of the current state (noise-free; differentiable like the state)."""
+        return self.state[:, POS] - self.target
+
     def vehicles(self) -> dict[str, torch.Tensor]:
         """The current vehicle of every env ``{name: [N]}`` (names ``VEHICLE_KEYS``; zeros when off)."""
         return dict(zip(VEHICLE_KEYS, self.vehicle_values.unbind(-1), strict=True))

@@ -187,8 +187,36 @@ def test_bptt_with_bound_barrier_matches_autograd():
         assert rel(b, a) < 1e-5 and rel(c, a) > 1e-2  # the barrier changes the gradient
 
 
-def test_bound_barrier_needs_the_hand_written_bptt(tmp_path):
+def test_bound_barrier_by_autograd_matches_the_hand_written_bptt(tmp_path):
+    """The runner's autograd barrier == the hand-written BPTT's (one update's gradient on the fused env by both
+    paths); on the torch env too the barrier changes the gradient; a start at the bound is refused."""
     cfg = tiny("apg")
-    cfg.apg.bound_barrier, cfg.apg.backprop = 1.0, "autograd"
-    with pytest.raises(ValueError, match="bound_barrier needs the hand-written BPTT"):
-        make_runner(cfg, tmp_path / "a")
+    cfg.apg.bound_barrier_start = 0.02
+    grads = {}
+    for name, backprop, w, impl in (("bptt", "auto", 50.0, "auto"), ("autograd", "autograd", 50.0, "auto"),
+                                    ("plain", "autograd", 0.0, "auto"), ("torch", "auto", 50.0, "torch"),
+                                    ("torch_plain", "auto", 0.0, "torch")):
+        cfg.apg.backprop, cfg.apg.bound_barrier, cfg.env_impl = backprop, w, impl
+        runner = make_runner(cfg, tmp_path / name)
+        assert (runner.bptt is not None) == (name == "bptt")
+        runner.train(stop_at=80)  # one update: p.grad keeps its clipped gradient
+        grads[name] = [p.grad.clone() for p in runner.actor.parameters()]
+    for a, b, c, d, e in zip(*(grads[k] for k in ("autograd", "bptt", "plain", "torch", "torch_plain")),
+                             strict=True):
+        assert rel(b, a) < 1e-4 and rel(c, a) > 1e-2 and rel(e, d) > 1e-2
+    cfg.apg.bound_barrier, cfg.apg.bound_barrier_start = 1.0, 0.6
+    with pytest.raises(ValueError, match="0 <= start < position_limit"):
+        make_runner(cfg, tmp_path / "bad")
+
+
+@pytest.mark.parametrize("env_cls", [QuadrotorHoverEnv, DiffFusedHoverEnv])
+def test_position_error_is_the_clean_relative_position_with_its_graph(env_cls):
+    env = env_cls(QuadrotorTaskConfig(num_envs=4, reward=WEIGHTS), seed=0)
+    obs = env.reset(seed=1)
+    torch.testing.assert_close(env.position_error(), obs["critic"][:, :3])
+    action = torch.zeros(4, 4, requires_grad=True)
+    obs, *_ = env.step(action)
+    rel_ = env.position_error()
+    torch.testing.assert_close(rel_.detach(), obs["critic"][:, :3])
+    (g,) = torch.autograd.grad(rel_[:, 2].sum(), action)  # more thrust now, higher after the step
+    assert (g > 0).all()
