@@ -25,9 +25,14 @@ paper's 10,851 RPM, a per-episode disturbance. This script bounds, per episode, 
 
 The rest is undecided. Last line: JSON ``{"vehicles", "infeasible_vertical", "infeasible_tilt",
 "privileged_survive", "feasible", "undecided", "ceiling_low", "ceiling_high", "policy_crashes_*", ...}``
-(ceilings as survival fractions: at least ``feasible / vehicles``, at most ``1 - infeasible_tilt / vehicles``).
+(ceilings as survival fractions: at least ``feasible / vehicles``, at most ``1 - infeasible / vehicles`` with
+``infeasible`` the episodes some bound proves lost). ``--attitude``: the attitude/thrust level's episodes (the run's
+task, else ``crazyflie-hover-attitude-robust``'s); :func:`capped_infeasible` (the firmware's cap on the thrust
+setpoint) bounds too, ``"infeasible_cap"``; the privileged controllers and the oracle command motors, so only the
+runs witness.
 
-    python benchmarks/hover_ceiling.py [RUN_DIR ...] [--vehicles 1000] [--vehicle-seed 4000037] [--margin 0]
+    python benchmarks/hover_ceiling.py [RUN_DIR ...] [--attitude] [--vehicles 1000] [--vehicle-seed 4000037]
+        [--margin 0]
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ from benchmarks.hover_crashes import fly, oracle, vertical_ideal_min_z
 from robot_rl import presets  # noqa: F401
 from robot_rl.commands.evaluate import resolve_policy
 from robot_rl.commands.vehicle_eval import vehicle_distribution
-from robot_rl.presets import crazyflie_hover_robust
+from robot_rl.presets import crazyflie_hover_attitude_robust, crazyflie_hover_robust
 from robot_rl.runs import load_actor, load_config
+from sim.quadrotor.attitude import PWM_MAX, controller_params
 from sim.quadrotor.config import DomainRandomization
 from sim.quadrotor.dynamics import OMEGA, POS, QUAT, RPM, VEL, quat_to_rotmat
 from sim.quadrotor.task import QuadrotorHoverEnv
@@ -93,6 +99,45 @@ def tilt_limited_infeasible(init: dict, params, dt: float, limit: float, seconds
         if (k + 1) % per == 0:
             crash |= z < -limit
     return crash
+
+
+def capped_infeasible(init: dict, params, dt: float, limit: float, thrust_cap: float,
+                      seconds: float = 3.0, h: float = 1e-3) -> torch.Tensor:
+    """``[n]`` bool, the attitude/thrust level: the episode falls below ``-limit`` at a control step whatever the
+    setpoints, because the firmware caps the collective thrust setpoint at ``thrust_cap`` (PWM units).
+
+    The mixer adds zero-sum corrections to the collective, lowers all four motors by any excess over 65535 and
+    clamps each to [0, 65535], so the motor commands ``u_i`` (fractions of full PWM) satisfy ``sum u_i <= 4 c``
+    (``c = thrust_cap / 65535``) or have one motor at 0; as rotor-speed commands ``max(u_i w_max, idle)`` they
+    sum to at most ``C = 3 w_max + max((4 c - 3) w_max, idle)``. Where the motors slow down no slower than they
+    spin up (``tau_down <= tau_up``), each speed stays below the first-order response to its command with
+    ``tau_up``, so the speeds sum to at most ``S(t)``, the response of ``4 w_0`` to ``C``, and each is at most
+    ``U(t)``, the spin-up to ``w_max``; the thrust (convex, increasing in speed) is then at most that of
+    ``floor(S / U)`` rotors at ``U`` and one at the rest, along a thrust axis held vertical from t = 0. Motors
+    with ``tau_down > tau_up`` can hold a speed sum above ``S`` (spin one up fast, let it coast down slowly):
+    for them only :func:`tilt_limited_infeasible` (no cap) decides."""
+    v = {k: x.double() for k, x in init["vehicles"].items()}
+    kq, kl, w_max, _ = vehicle_rpm(params, v)
+    s, fz = init["state"].double(), init["force"][:, 2].double()
+    m, tau = v["mass"], v["motor_tau_up"]
+    c = thrust_cap / PWM_MAX
+    cap = 3.0 * w_max + torch.maximum((4.0 * c - 3.0) * w_max, v["idle_rpm"])
+    z, vz = s[:, 2].clone(), s[:, 9].clone()
+    u = s[:, RPM].max(-1).values
+    total = 4.0 * u
+    per = int(round(dt / h))
+    crash = torch.zeros(len(z), dtype=torch.bool)
+    for k in range(int(seconds / h)):
+        full = torch.floor(total / u).clamp(max=4.0)
+        rest = torch.where(full < 4.0, (total - full * u).clamp(min=0.0), torch.zeros_like(u))
+        thrust = full * (kq * u * u + kl * u) + kq * rest * rest + kl * rest
+        vz = vz + h * (thrust / m - G + fz / m)
+        z = z + h * vz
+        u = u + h * (w_max - u) / tau
+        total = total + h * (cap - total) / tau
+        if (k + 1) % per == 0:
+            crash |= z < -limit
+    return crash & (v["motor_tau_down"] <= tau)
 
 
 def privileged_fly(task, init: dict, att_hz: float, pos_hz: float, max_tilt_deg: float, lead: bool,
@@ -199,21 +244,36 @@ def main() -> None:
     ap.add_argument("--oracle-horizon", type=int, default=150)
     ap.add_argument("--oracle-runs", type=int, default=1, help="seed the oracle from the first this many runs, in "
                     "turn, each on the episodes still undecided")
+    ap.add_argument("--attitude", action="store_true", help="the attitude/thrust level (robust_hover.py --attitude's "
+                    "episodes): the firmware's thrust cap bounds too; witnesses are the runs only")
     args = ap.parse_args()
+    if args.attitude:  # the privileged controllers and the oracle command motors, not setpoints
+        args.controllers, args.oracle_iters = [], 0
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     runs = [Path(r) for r in args.run_dirs]
-    task = load_config(runs[0]).task if runs else crazyflie_hover_robust().task
+    task = load_config(runs[0]).task if runs else (crazyflie_hover_attitude_robust() if args.attitude
+                                                    else crazyflie_hover_robust()).task
+    if (task.action_level == "attitude_thrust") != args.attitude:
+        raise SystemExit(f"{runs[0]} flies at the {task.action_level} level: pass --attitude exactly for "
+                         "attitude_thrust runs")
     dist = vehicle_distribution(args.vehicle_seed, args.margin)
     init, params = initial_conditions(task, args.vehicles, dist)
     n, limit = args.vehicles, task.position_limit
     tw = init["vehicles"]["thrust_to_weight"]
     inf_v = vertical_ideal_min_z(init, params, torch.arange(n), task.dt) < -limit
     inf_t = tilt_limited_infeasible(init, params, task.dt, limit)
+    inf_c = (capped_infeasible(init, params, task.dt, limit, controller_params(params).thrust_max) if args.attitude
+             else torch.zeros(n, dtype=torch.bool))
+    inf = inf_t | inf_c  # proved unavoidable
     print(f"{n} episodes: infeasible (vertical ideal) {int(inf_v.sum())}, (tilt-limited) {int(inf_t.sum())}; "
           f"T/W of the tilt-limited: {sorted(round(x, 2) for x in tw[inf_t].tolist())}", flush=True)
     out = {"vehicles": n, "vehicle_seed": args.vehicle_seed, "margin": args.margin,
            "infeasible_vertical": int(inf_v.sum()), "infeasible_tilt": int(inf_t.sum())}
+    if args.attitude:
+        out["infeasible_cap"] = int(inf_c.sum())
+        print(f"infeasible under the firmware's {controller_params(params).thrust_max:.0f} thrust cap "
+              f"{int(inf_c.sum())} (of the vehicles with tau_down <= tau_up); either {int(inf.sum())}", flush=True)
     survive = torch.zeros(n, dtype=torch.bool)
     rows = []
     for spec in args.controllers:
@@ -240,7 +300,7 @@ def main() -> None:
                 "policies_union_survive": int(torch.stack(policies).any(0).sum())}
         out["oracle_saved"] = out["oracle_verified"] = 0
         for run in runs[:args.oracle_runs] if args.oracle_iters else ():
-            idx = (~feasible & ~inf_t).nonzero()[:, 0]
+            idx = (~feasible & ~inf).nonzero()[:, 0]
             _, actor, _ = load_actor(run)
             orc = oracle(actor, task, init, idx, args.oracle_horizon, args.oracle_iters)
             ok = verify_oracle(actor, task, init, idx[orc["saved"]], orc["delta"][:, orc["saved"]])
@@ -249,19 +309,19 @@ def main() -> None:
             out["oracle_verified"] += int(ok.sum())
             print(f"oracle from {run}: saves {int(orc['saved'].sum())} of the {len(idx)} undecided, {int(ok.sum())} "
                   "of them also over the whole episode", flush=True)
-        out |= {"policy_crashes_infeasible": int((crashed & inf_t).sum()),
+        out |= {"policy_crashes_infeasible": int((crashed & inf).sum()),
                 "policy_crashes_feasible": int((crashed & feasible).sum()),
-                "policy_crashes_undecided": int((crashed & ~feasible & ~inf_t).sum())}
+                "policy_crashes_undecided": int((crashed & ~feasible & ~inf).sum())}
         print(f"of the first policy's {int(crashed.sum())} crashes: {out['policy_crashes_infeasible']} infeasible, "
               f"{out['policy_crashes_feasible']} feasible, {out['policy_crashes_undecided']} undecided")
-    both = int((feasible & inf_t).sum())
+    both = int((feasible & inf).sum())
     if both:
         raise RuntimeError(f"{both} episodes both survived and proved infeasible: a bound is wrong")
-    out |= {"feasible": int(feasible.sum()), "undecided": int((~feasible & ~inf_t).sum()),
-            "ceiling_low": feasible.float().mean().item(), "ceiling_high": 1.0 - int(inf_t.sum()) / n,
+    out |= {"feasible": int(feasible.sum()), "undecided": int((~feasible & ~inf).sum()),
+            "ceiling_low": feasible.float().mean().item(), "ceiling_high": 1.0 - int(inf.sum()) / n,
             "seconds": time.perf_counter() - t0}
     print(f"reachable survival: at least {out['ceiling_low']:.1%} (an action sequence is known), at most "
-          f"{out['ceiling_high']:.1%} (the tilt-limited bound); {time.perf_counter() - t0:.0f} s")
+          f"{out['ceiling_high']:.1%} (the bounds); {time.perf_counter() - t0:.0f} s")
     print(json.dumps(out))
 
 

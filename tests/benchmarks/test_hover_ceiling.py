@@ -2,7 +2,7 @@
 
 import torch
 
-from benchmarks.hover_ceiling import initial_conditions, privileged_fly, tilt_limited_infeasible
+from benchmarks.hover_ceiling import capped_infeasible, initial_conditions, privileged_fly, tilt_limited_infeasible
 from benchmarks.hover_crashes import vertical_ideal_min_z
 from robot_rl.commands.vehicle_eval import vehicle_distribution
 from robot_rl.presets import crazyflie_hover_robust
@@ -40,3 +40,20 @@ def test_level_starts_are_feasible_and_falling_weak_tilted_ones_are_not():
     alive, settled = privileged_fly(task, init, 3.0, 0.5, 30.0, True, 100, 1.5, 0.0)
     assert alive[0] and settled[0] and not alive[1] and not alive[2]
     assert bool(alive[3:].all())
+
+
+def test_the_thrust_cap_loses_a_weak_falling_start_that_full_thrust_saves():
+    init, params, task = _starts()
+    v, s = init["vehicles"], init["state"]
+    for i in (1, 2):  # T/W 1.3, slow spin-up, falling 0.5 m/s at the target; env 2's motors coast down slower
+        v["thrust_to_weight"][i], v["motor_tau_up"][i], v["motor_tau_down"][i] = 1.3, 0.15, 0.1
+        v["idle_rpm"][i], v["thrust_linear_fraction"][i], s[i, 9] = 0.0, 0.0, -0.5
+    v["motor_tau_down"][2] = 0.151
+    limit = task.position_limit
+    full = vertical_ideal_min_z(init, params, torch.arange(6), task.dt) < -limit
+    capped = capped_infeasible(init, params, task.dt, limit, 60000.0)
+    assert not full[1] and capped[1]  # every rotor at full speed saves it; the 60,000 cap does not
+    assert not capped[0] and not capped[2]  # hover; motors that may hold a speed sum above the bound's
+    # without a cap the bound is the vertical ideal (where it applies)
+    uncapped = capped_infeasible(init, params, task.dt, limit, 65535.0)
+    assert torch.equal(uncapped, full & (v["motor_tau_down"] <= v["motor_tau_up"]))
