@@ -28,8 +28,9 @@ The rest is undecided. Last line: JSON ``{"vehicles", "infeasible_vertical", "in
 (ceilings as survival fractions: at least ``feasible / vehicles``, at most ``1 - infeasible / vehicles`` with
 ``infeasible`` the episodes some bound proves lost). ``--attitude``: the attitude/thrust level's episodes (the run's
 task, else ``crazyflie-hover-attitude-robust``'s); :func:`capped_infeasible` (the firmware's cap on the thrust
-setpoint) bounds too, ``"infeasible_cap"``; the privileged controllers and the oracle command motors, so only the
-runs witness.
+setpoint) bounds too, ``"infeasible_cap"``; the privileged witnesses are setpoint controllers
+(:func:`privileged_setpoints_fly`, through the radio latency, the onboard PID and the cap), and the oracle (which
+commands motors) is off.
 
     python benchmarks/hover_ceiling.py [RUN_DIR ...] [--attitude] [--vehicles 1000] [--vehicle-seed 4000037]
         [--margin 0]
@@ -226,9 +227,44 @@ def verify_oracle(actor, task, init: dict, idx: torch.Tensor, delta: torch.Tenso
     return alive
 
 
+def privileged_setpoints_fly(task, dist, n: int, kxy: float, dxy: float, kz: float, dz: float,
+                             max_tilt_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fly the held-out episodes (as ``robot-rl eval --vehicles`` draws them) at the attitude/thrust level with
+    setpoints from a controller that knows the true state and each vehicle's hover thrust: a PD acceleration
+    (``kxy``/``dxy`` horizontal, ``kz``/``dz`` vertical) turned into roll and legacy pitch (in the yaw frame, at
+    most ``max_tilt_deg``), the hover thrust scaled by the square root of the vertical demand over the tilt's
+    cosine (rotor thrust ~ speed^2 ~ PWM^2), and a yaw rate of -2 / s times the yaw. Through the radio latency,
+    the onboard PID and the firmware's cap, like any policy. Returns ``(survived, settled)`` ``[n]``."""
+    cfg = replace(task, num_envs=n, device="cpu", noise=True, randomization=DomainRandomization(), vehicles=dist)
+    env = QuadrotorHoverEnv(cfg, seed=dist.seed)
+    env.reset(seed=dist.seed)
+    scale, offset = (torch.tensor(x) for x in cfg.attitude.scale_offset())
+    hover = env._hover_ref[:, 3] * scale[3] + offset[3]  # each vehicle's hover thrust setpoint (PWM)
+    gain, damp, lim = torch.tensor([kxy, kxy, kz]), torch.tensor([dxy, dxy, dz]), math.radians(max_tilt_deg)
+    alive = torch.ones(n, dtype=torch.bool)
+    for _ in range(cfg.episode_length):
+        s = env.state
+        w, x, y, z = s[:, QUAT].unbind(-1)
+        yaw = torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        acc = -gain * (s[:, POS] - env.target) - damp * s[:, VEL]
+        ax = torch.cos(yaw) * acc[:, 0] + torch.sin(yaw) * acc[:, 1]  # in the yaw frame
+        ay = -torch.sin(yaw) * acc[:, 0] + torch.cos(yaw) * acc[:, 1]
+        pitch = torch.atan(ax / G).clamp(-lim, lim)  # right-hand about y: thrust towards +x
+        roll = (-torch.atan(ay / G)).clamp(-lim, lim)  # right-hand about x: thrust towards -y
+        cos_tilt = torch.cos(torch.acos((1 - 2 * (x * x + y * y)).clamp(-1.0, 1.0)).clamp(max=1.2))
+        thrust = hover * (((G + acc[:, 2]) / G).clamp(min=0.2) / cos_tilt).sqrt()
+        sp = torch.stack((torch.rad2deg(roll), -torch.rad2deg(pitch), -2.0 * torch.rad2deg(yaw), thrust), -1)
+        _, _, terminated, _, _ = env.step(((sp - offset) / scale).clamp(-1.0, 1.0))
+        alive &= ~terminated
+    settled = alive & ((env.state[:, POS] - env.target).norm(dim=-1) < 0.1)
+    return alive, settled
+
+
 CONTROLLERS = ("3:1.5:1:0", "3:0.9:1:0.7", "2:1.5:0:0", "2:0.9:1:0.7")
 """Privileged controllers flown by default, ``ATT_HZ:DAMPING:LEAD:MIN_THRUST`` (the best of a sweep over 200
 episodes: 85, 83, 77 and 82 % survival alone; slow motors limit hand-tuned attitude loops)."""
+SETPOINT_CONTROLLERS = ("4:3:6:4:20", "4:3:10:6:20", "3:2.5:8:5:15")
+"""``--attitude``: privileged setpoint controllers, ``KXY:DXY:KZ:DZ:MAX_TILT_DEG`` (88.0, 88.1, 88.1 % alone)."""
 
 
 def main() -> None:
@@ -238,7 +274,8 @@ def main() -> None:
     ap.add_argument("--vehicles", type=int, default=1000)
     ap.add_argument("--vehicle-seed", type=int, default=VEHICLE_EVAL_SEED)
     ap.add_argument("--margin", type=float, default=0.0)
-    ap.add_argument("--controllers", nargs="*", default=list(CONTROLLERS), help="ATT_HZ:DAMPING:LEAD:MIN_THRUST")
+    ap.add_argument("--controllers", nargs="*", default=None, help="ATT_HZ:DAMPING:LEAD:MIN_THRUST (--attitude: "
+                    "KXY:DXY:KZ:DZ:MAX_TILT_DEG); default CONTROLLERS (SETPOINT_CONTROLLERS)")
     ap.add_argument("--oracle-iters", type=int, default=300, help="hover_crashes.oracle on the undecided episodes "
                     "(policy + optimised open-loop correction; 0: skip)")
     ap.add_argument("--oracle-horizon", type=int, default=150)
@@ -247,8 +284,10 @@ def main() -> None:
     ap.add_argument("--attitude", action="store_true", help="the attitude/thrust level (robust_hover.py --attitude's "
                     "episodes): the firmware's thrust cap bounds too; witnesses are the runs only")
     args = ap.parse_args()
-    if args.attitude:  # the privileged controllers and the oracle command motors, not setpoints
-        args.controllers, args.oracle_iters = [], 0
+    if args.controllers is None:
+        args.controllers = list(SETPOINT_CONTROLLERS if args.attitude else CONTROLLERS)
+    if args.attitude:  # the oracle commands motors, not setpoints
+        args.oracle_iters = 0
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     runs = [Path(r) for r in args.run_dirs]
@@ -277,9 +316,12 @@ def main() -> None:
     survive = torch.zeros(n, dtype=torch.bool)
     rows = []
     for spec in args.controllers:
-        att, damp, lead, min_thrust = (float(x) for x in spec.split(":"))
-        alive, settled = privileged_fly(task, init, att, 0.5, 30.0, bool(lead), task.episode_length, damp,
-                                        min_thrust)
+        if args.attitude:
+            alive, settled = privileged_setpoints_fly(task, dist, n, *(float(x) for x in spec.split(":")))
+        else:
+            att, damp, lead, min_thrust = (float(x) for x in spec.split(":"))
+            alive, settled = privileged_fly(task, init, att, 0.5, 30.0, bool(lead), task.episode_length, damp,
+                                            min_thrust)
         survive |= alive
         rows.append({"controller": spec, "survival": alive.float().mean().item(),
                      "settle": settled.float().mean().item()})
