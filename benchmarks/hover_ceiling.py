@@ -282,7 +282,7 @@ def main() -> None:
     ap.add_argument("--oracle-runs", type=int, default=1, help="seed the oracle from the first this many runs, in "
                     "turn, each on the episodes still undecided")
     ap.add_argument("--attitude", action="store_true", help="the attitude/thrust level (robust_hover.py --attitude's "
-                    "episodes): the firmware's thrust cap bounds too; witnesses are the runs only")
+                    "episodes): the firmware's thrust cap bounds too; setpoint controllers witness, no oracle")
     args = ap.parse_args()
     if args.controllers is None:
         args.controllers = list(SETPOINT_CONTROLLERS if args.attitude else CONTROLLERS)
