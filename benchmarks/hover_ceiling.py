@@ -331,7 +331,10 @@ def main() -> None:
     policies = []
     for run in runs:
         policy, used = resolve_policy(run)
-        r = fly(policy, task, n, dist)
+        r = fly(policy, load_config(run).task, n, dist)  # its own action scaling and inputs
+        if not all(torch.equal(r["init"][k], init[k]) for k in ("state", "force", "torque")) or not all(
+                torch.equal(x, init["vehicles"][k]) for k, x in r["init"]["vehicles"].items()):
+            raise SystemExit(f"{run} flies other episodes than {runs[0]} (another task protocol)")
         policies.append(r["alive"])
         print(f"{used}: survival {r['alive'].float().mean():.1%}", flush=True)
     feasible = survive | torch.stack(policies).any(0) if policies else survive.clone()
