@@ -54,6 +54,7 @@ from robot_rl.commands.vehicle_eval import vehicle_distribution
 from robot_rl.presets import crazyflie_hover_attitude_robust, crazyflie_hover_robust
 from robot_rl.runs import load_actor, load_config
 from sim.quadrotor.attitude import PWM_MAX, controller_params
+from sim.quadrotor.attitude_level import vehicle_hover_thrust
 from sim.quadrotor.config import DomainRandomization
 from sim.quadrotor.dynamics import OMEGA, POS, QUAT, RPM, VEL, quat_to_rotmat
 from sim.quadrotor.task import QuadrotorHoverEnv
@@ -239,7 +240,7 @@ def privileged_setpoints_fly(task, dist, n: int, kxy: float, dxy: float, kz: flo
     env = QuadrotorHoverEnv(cfg, seed=dist.seed)
     env.reset(seed=dist.seed)
     scale, offset = (torch.tensor(x) for x in cfg.attitude.scale_offset())
-    hover = env._hover_ref[:, 3] * scale[3] + offset[3]  # each vehicle's hover thrust setpoint (PWM)
+    hover = vehicle_hover_thrust(env.params, env.vehicles())  # each vehicle's hover thrust setpoint (PWM)
     gain, damp, lim = torch.tensor([kxy, kxy, kz]), torch.tensor([dxy, dxy, dz]), math.radians(max_tilt_deg)
     alive = torch.ones(n, dtype=torch.bool)
     for _ in range(cfg.episode_length):
