@@ -40,9 +40,7 @@ class FusedBPTT:
         if not supports(actor, env):
             raise ValueError("FusedBPTT needs a fast-tanh MLP actor with tanh output on a DiffFusedHoverEnv (CPU)")
         limit = env.cfg.position_limit
-        if barrier < 0 or not 0 <= barrier_start < limit:
-            raise ValueError(f"bound barrier: need weight >= 0 and 0 <= start < position_limit ({limit}), got "
-                             f"{barrier} and {barrier_start}")
+        check_barrier(barrier, barrier_start, limit)
         self.actor, self.env, self.horizon = actor, env, horizon
         self.barrier, self.barrier_start, self.limit = barrier, barrier_start, limit
         n, t = env.num_envs, horizon
@@ -118,6 +116,13 @@ class FusedBPTT:
             grads += [gi.t().mm(inputs[i].reshape(-1, inputs[i].shape[-1])), gi.sum(0)]
         mean_reward = torch.from_numpy(self.rewards).mean(1).sum() / horizon - penalty / (env.num_envs * horizon)
         return mean_reward, grads, {"policy": torch.from_numpy(policy), "critic": torch.from_numpy(critic)}
+
+
+def check_barrier(weight: float, start: float, limit: float) -> None:
+    """Refuse a bound barrier of negative ``weight`` or a ``start`` outside ``[0, limit)`` (``APGConfig``)."""
+    if weight < 0 or not 0 <= start < limit:
+        raise ValueError(f"bound barrier: need weight >= 0 and 0 <= start < position_limit ({limit}), got "
+                         f"{weight} and {start}")
 
 
 def bound_barrier(rel: np.ndarray, start: float, limit: float) -> tuple[np.ndarray, np.ndarray]:

@@ -35,9 +35,7 @@ class APGRunner(Runner):
             if limit is None or not hasattr(env, "position_error"):
                 raise ValueError(f"apg.bound_barrier needs a hover env (position_limit, position_error()); "
                                  f"{type(env).__name__} is not one")
-            if cfg.apg.bound_barrier < 0 or not 0 <= cfg.apg.bound_barrier_start < limit:
-                raise ValueError(f"bound barrier: need weight >= 0 and 0 <= start < position_limit ({limit}), got "
-                                 f"{cfg.apg.bound_barrier} and {cfg.apg.bound_barrier_start}")
+            apg_bptt.check_barrier(cfg.apg.bound_barrier, cfg.apg.bound_barrier_start, limit)
             self._barrier_width = limit - cfg.apg.bound_barrier_start
 
     def _iteration(self) -> dict[str, float]:
