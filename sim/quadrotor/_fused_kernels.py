@@ -85,7 +85,9 @@ def _reset_state(e, z, j, bufs, geo, task):
         for i in range(3):
             s[i] = np.float32(to_unit(draw(z, j)) * 2.0 * pm - pm) + target[e, i]
             j += 1
-        while True:  # uniform over rotations of at most the maximum angle, by rejection
+        if task[T_MIN_W] >= 1.0:  # a maximum angle of 0: level (rejection would never accept)
+            s[3], s[4], s[5], s[6] = _F1, np.float32(0.0), np.float32(0.0), np.float32(0.0)
+        while task[T_MIN_W] < 1.0:  # uniform over rotations of at most the maximum angle, by rejection
             q0, q1, fb = normal_pair(z, j, fb)
             q2, q3, fb = normal_pair(z, j + 1, fb)
             j += 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sim.quadrotor.vehicles import VehicleDistribution
@@ -127,6 +128,14 @@ class QuadrotorTaskConfig:
     vehicles: VehicleDistribution = field(default_factory=VehicleDistribution)
     """Per-env vehicles drawn from published Crazyflie spans at every reset (``sim/quadrotor/vehicles.py``;
     off by default; excludes ``randomization``'s physical factors)."""
+
+
+def init_min_w(cfg: QuadrotorTaskConfig) -> float:
+    """``cos(init_max_angle_deg / 2)``: the smallest ``q_w`` of an initial attitude (1: every episode starts level);
+    a clear error outside [0, 180] degrees."""
+    if not 0.0 <= cfg.init_max_angle_deg <= 180.0:
+        raise ValueError(f"init_max_angle_deg must be in [0, 180], got {cfg.init_max_angle_deg}")
+    return math.cos(math.radians(cfg.init_max_angle_deg) / 2)
 
 
 def critic_history_actions(cfg: QuadrotorTaskConfig) -> int:

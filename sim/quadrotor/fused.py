@@ -36,7 +36,7 @@ from sim.quadrotor import _fused_kernels as K
 from sim.quadrotor import _vehicle_kernels as V
 from sim.quadrotor._fused_rng import make_keys
 from sim.quadrotor._fused_step import compiled_step
-from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions, init_min_w
 from sim.quadrotor.dynamics import STATE_DIM
 from sim.quadrotor.params import QuadrotorParams
 from sim.quadrotor.task import REWARD_TERMS, check_action, hover_export_spec, resolve_frame, reward_from_terms
@@ -126,7 +126,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         task[[K.T_POS_LIMIT, K.T_MAX_STEPS, K.T_HOVER, K.T_NOISE, K.T_GUIDE]] = (
             cfg.position_limit, cfg.episode_length, self.hover_action, float(cfg.noise), cfg.init_guidance)
         task[[K.T_INIT_P, K.T_MIN_W, K.T_INIT_V, K.T_INIT_W, K.T_INIT_RPM, K.T_FSTD, K.T_TSTD]] = (
-            cfg.init_max_position, np.cos(np.radians(cfg.init_max_angle_deg) / 2), cfg.init_max_linear_velocity,
+            cfg.init_max_position, init_min_w(cfg), cfg.init_max_linear_velocity,
             cfg.init_max_angular_velocity, cfg.init_rpm, cfg.disturbance_force_std_g, cfg.disturbance_torque_std)
         ranges = (self._dr.mass, self._dr.inertia, self._dr.thrust_coefficient, self._dr.motor_time_constant)
         task[K.T_DR], task[K.T_HIST] = float(self._dr.enabled), cfg.action_history

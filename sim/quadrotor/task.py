@@ -15,7 +15,7 @@ import torch
 
 from sim.core import BatchedEnv, Obs
 from sim.quadrotor.attitude_level import AttitudeThrustLevel, vehicle_hover_thrust
-from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions, init_min_w
 from sim.quadrotor.dynamics import (
     OMEGA,
     POS,
@@ -103,6 +103,7 @@ class QuadrotorHoverEnv(BatchedEnv):
         self._crashed: torch.Tensor | None = None  # the envs that terminated, during a step's resets
         if self._veh.enabled and self._veh.replay_fraction > 0:
             self._replay = VehicleReplay(self._veh, n, seed)
+        init_min_w(cfg)  # a clear error for an initial tilt outside [0, 180] degrees
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
             "policy": self._state_obs_dim + 4 * cfg.action_history,
@@ -262,6 +263,9 @@ class QuadrotorHoverEnv(BatchedEnv):
         out = torch.zeros(n, 4, device=self.device)
         todo = torch.ones(n, dtype=torch.bool, device=self.device)
         min_w = math.cos(max_angle / 2)
+        if min_w >= 1.0:  # a maximum angle of 0: level (rejection would never accept)
+            out[:, 0] = 1.0
+            return out
         while bool(todo.any()):
             q = torch.randn(n, 4, generator=self.gen, device=self.device)
             q = q / q.norm(dim=-1, keepdim=True)

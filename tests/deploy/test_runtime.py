@@ -13,6 +13,7 @@ import torch
 
 from deploy.export.examples import ARM_JOINTS, arm_spec, export_arm_example, export_hover_example
 from deploy.export.policy import export_policy
+from deploy.onnx_io import onnx_session
 from deploy.runtime import ModelError, PolicyRunner
 from robot_rl.models import MLP
 from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
@@ -77,6 +78,39 @@ def test_runner_reproduces_the_simulator_observation_and_policy(tmp_path):
             np.testing.assert_allclose(cmd, net(obs).numpy()[0], atol=1e-5)
         obs = env.step(torch.as_tensor(cmd.copy())[None])[0]["policy"]
     assert t > 5
+
+
+def test_runner_and_onnx_agree_step_by_step_over_100_steps_with_the_robust_history(tmp_path):
+    """The robust preset's layout (48-step action history: the state the policy carries between calls) flown 100
+    steps: the runtime's observation equals the simulator's and its command equals onnxruntime's to 1e-5."""
+    cfg = QuadrotorTaskConfig(num_envs=1, noise=False, action_history=48, init_max_angle_deg=0.0,
+                              init_max_linear_velocity=0.0, init_max_angular_velocity=0.0, position_limit=5.0)
+    env = QuadrotorHoverEnv(cfg, seed=5)
+    torch.manual_seed(1)
+    net = MLP(210, [64, 64], 4, "fast_tanh", "tanh")
+    with torch.no_grad():  # near hover, reading every input; it drifts, so the box is 5 m: no episode end in 100 steps
+        net.linears[-1].weight.mul_(0.05)
+        net.linears[-1].bias.fill_(float(np.arctanh(env.hover_action)))
+    obs = env.reset(seed=5)["policy"]
+    export_policy(tmp_path, net.graph(), net, env.export_spec(), obs.numpy(), {})
+    session = onnx_session(tmp_path / "policy.onnx")
+    runner = PolicyRunner(tmp_path, sources={"odom": None}, command_unit="normalized")
+    commands = []
+    for t in range(100):
+        o = obs[0].numpy()
+        for name, part in (("position", o[0:3]), ("rotation_matrix", o[3:12]), ("linear_velocity", o[12:15]),
+                           ("angular_velocity", o[15:18])):
+            runner.view(name)[:] = part
+        runner.accept("odom", t + 1, 0.0)
+        np.testing.assert_array_equal(runner.obs[0], o)  # the history the runtime keeps = the simulator's
+        cmd, reason = runner.step(0.0)
+        assert reason is None and not runner.clamped_steps
+        np.testing.assert_allclose(cmd, session.run(["action"], {"obs": o[None]})[0][0], atol=1e-5)
+        commands.append(cmd.copy())
+        obs, _, terminated, truncated, _ = env.step(torch.as_tensor(cmd.copy())[None])
+        obs = obs["policy"]
+        assert not (terminated | truncated).any()
+    assert np.ptp(np.array(commands), axis=0).max() > 1e-3  # the commands respond to the state, not a constant
 
 
 def test_rpm_mapping_safe_command_and_reasons(hover_dir):

@@ -254,3 +254,14 @@ def test_buffers_are_views_and_actions_of_any_layout():
     torch.testing.assert_close(out64[0]["critic"][:, :28], out_strided[0]["critic"][:, :28])
     with pytest.raises(ValueError, match="action must be"):
         env.step(torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("env_cls", [FusedQuadrotorHoverEnv, QuadrotorHoverEnv])
+def test_initial_tilt_of_zero_starts_level_and_out_of_range_is_an_error(env_cls):
+    """``init_max_angle_deg=0`` starts every episode level (rejection sampling alone would never accept);
+    an angle outside [0, 180] is a one-line error."""
+    env = env_cls(QuadrotorTaskConfig(num_envs=16, init_max_angle_deg=0.0), seed=3)
+    np.testing.assert_array_equal(env.state[:, 3:7].numpy(), np.tile([1.0, 0.0, 0.0, 0.0], (16, 1)))
+    assert env.state[:, 7:10].abs().max() > 0  # the rest of the start is still drawn
+    with pytest.raises(ValueError, match=r"init_max_angle_deg must be in \[0, 180\], got 200"):
+        env_cls(QuadrotorTaskConfig(num_envs=2, init_max_angle_deg=200.0), seed=0)
