@@ -286,7 +286,8 @@ COMPOSITIONS: dict[str, str] = {"residual": "deploy.residual_runtime:ResidualPol
 
 def load_runner(export_dir: str | Path, **kwargs: Any) -> PolicyRunner:
     """The runner for whatever ``export_dir`` holds: :class:`ChunkedPolicyRunner` for ``kind: "chunked"``, the
-    runner of :data:`COMPOSITIONS` for ``kind: "composed"``, else :class:`PolicyRunner`."""
+    runner of :data:`COMPOSITIONS` for ``kind: "composed"``, :class:`~deploy.recurrent_runtime.RecurrentPolicyRunner`
+    for ``kind: "recurrent"``, else :class:`PolicyRunner`."""
     try:
         spec = contract.load(export_dir)
     except (OSError, contract.ContractError) as exc:
@@ -298,4 +299,8 @@ def load_runner(export_dir: str | Path, **kwargs: Any) -> PolicyRunner:
                              f"{', '.join(sorted(COMPOSITIONS))}")
         module, _, name = COMPOSITIONS[kind].partition(":")
         return getattr(importlib.import_module(module), name)(export_dir, **kwargs)
+    if contract.is_recurrent(spec):
+        from deploy.recurrent_runtime import RecurrentPolicyRunner
+
+        return RecurrentPolicyRunner(export_dir, **kwargs)
     return (ChunkedPolicyRunner if contract.is_chunked(spec) else PolicyRunner)(export_dir, **kwargs)

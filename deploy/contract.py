@@ -54,6 +54,11 @@
   the test vector adds ``example_wrench``). The runtime
   picks the runner by ``composition.kind`` (:func:`deploy.chunked_runtime.load_runner`); a runtime that does
   not know the kind refuses the export rather than running the base alone.
+* ``"recurrent"``: the policy carries a state between calls (``robot_rl/models/recurrent.py``). Its ONNX takes
+  ``obs`` ``[batch, obs_dim]`` and ``state_in`` ``[batch, S]`` and returns ``action`` and ``state_out``
+  ``[batch, S]``; ``recurrent`` ``{"state_size": S, "input", "output", "initial": "zeros"}``: the caller feeds
+  each call's ``state_out`` to the next call and zeros at every episode start (activation, after a safe
+  command). The test vector's rows are consecutive calls of one episode from the zero state.
 * ``control_rate_hz``, ``robot``, ``task``, ``training`` (algorithm, config, seed), ``package_version``,
   ``onnx_opset``, ``network`` (layer sizes, activation, output), ``test_vector``
   (``example_input`` ``[k, obs_dim]``, ``example_output`` ``[k, act_dim]``, ``atol``).
@@ -81,7 +86,7 @@ KNOWN_COMPONENTS = set(QUADROTOR_COMPONENTS) | set(ARM_COMPONENTS) | set(HISTORY
 ACTION_TYPES = ("motor_rpm", "joint_position", "attitude_thrust", "ee_delta")
 EE_DELTA_CHANNELS = ("x", "y", "z", "yaw", "gripper")
 ARM_JOINT_COMPONENTS = ("joint_position", "joint_velocity")
-KINDS = ("mlp", "chunked", "composed")
+KINDS = ("mlp", "chunked", "composed", "recurrent")
 
 
 class ContractError(ValueError):
@@ -101,6 +106,11 @@ def is_chunked(spec: dict[str, Any]) -> bool:
 def is_composed(spec: dict[str, Any]) -> bool:
     """Whether ``spec`` describes a composition over a chunked base (``kind`` ``"composed"``)."""
     return spec.get("kind", "mlp") == "composed"
+
+
+def is_recurrent(spec: dict[str, Any]) -> bool:
+    """A policy that carries a state between calls (``kind: "recurrent"``)."""
+    return spec.get("kind", "mlp") == "recurrent"
 
 
 def chunk_horizon(spec: dict[str, Any]) -> int:
@@ -192,6 +202,12 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
              "a composed policy needs 'composition': {kind, network (an .onnx file beside policy.onnx), ...}")
     if is_chunked(spec) or is_composed(spec):
         return spec
+    if is_recurrent(spec):
+        rec = spec.get("recurrent")
+        need(isinstance(rec, dict) and isinstance(rec.get("state_size"), int) and rec["state_size"] > 0
+             and rec.get("input") == "state_in" and rec.get("output") == "state_out" and rec.get("initial") == "zeros",
+             "a recurrent policy needs 'recurrent': {state_size > 0, input 'state_in', output 'state_out', "
+             "initial 'zeros'}")
     need(all(len(row) == obs_dim(spec) for row in tv["example_input"]), "test_vector input width != obs size")
     need(all(len(row) == output_dim(spec) for row in tv["example_output"]),
          "test_vector output width != action size * chunk horizon")

@@ -135,8 +135,9 @@ class PolicyRunner:
         self._cmd, self._tmp, self._prev, self._out, self._hold, self._raw = (np.zeros(m, f32) for _ in range(6))
         self.guard_trips = self.limited_steps = 0
         self._have_hold = False
-        probe = {self._input_name: np.zeros((1, dim), np.float32)}
-        self._infer = SessionCall(self.session, self._output_names, probe)
+        probe = {self._input_name: np.zeros((1, dim), np.float32)}  # subclasses with more inputs call their own
+        self._infer = SessionCall(self.session, self._output_names, probe) if len(self.session.get_inputs()) == 1 \
+            else None
         self.estopped: str | None = None
         self.steps = self.safe_steps = self.clamped_steps = 0
         self.last_clamped = self.clamping = ""

@@ -25,7 +25,8 @@ import torch
 from sim.core import BatchedEnv
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
-"""Maps a batch of ``policy`` observations to a batch of actions."""
+"""Maps a batch of ``policy`` observations to a batch of actions. A policy with memory (a recurrent actor) also has
+``begin_episodes(n)``, which an evaluator calls before each batch of ``n`` episodes that start together."""
 
 #: Packages that register (or :func:`declare_task`) the built-in tasks, imported on the first registry lookup.
 TASK_PACKAGES: tuple[str, ...] = ("sim.quadrotor", "sim.arm.catalog", "sim.isaac.catalog")

@@ -42,6 +42,9 @@ def load_export(export_dir: str | Path) -> tuple[MLPSpec, dict[str, Any]]:
     """Read ``policy.json`` (validated) and ``policy.onnx`` (as dense layers) and check they agree."""
     export_dir = Path(export_dir)
     doc = contract.load(export_dir)
+    if contract.is_recurrent(doc):
+        raise CExportError("C export: a recurrent policy (GRU state) has no C export yet; the C library and the "
+                           "Crazyflie app run MLPs (with an action history)")
     if not (export_dir / "policy.onnx").is_file():
         raise FileNotFoundError(f"no policy.onnx in {export_dir}")
     spec = read_mlp(export_dir / "policy.onnx")

@@ -21,6 +21,7 @@ from torch import nn
 from robot_rl.algorithms.common import make_optimizer
 from robot_rl.distributed import average_gradients
 from robot_rl.models.mlp import MLP
+from robot_rl.models.recurrent import GRUActor
 
 
 @dataclass
@@ -53,6 +54,10 @@ class APGConfig:
     """Truncate the training env's episodes after this many steps (0: the task's ``episode_length``). Evaluation
     keeps the task's. Shorter training episodes start more often: more of every window is the recovery from the
     task's initial states, where the robust hover's crashes are (``benchmarks/hover_crashes.py``)."""
+    recurrent_state: int = 0
+    """State size of a recurrent actor (0: the MLP): a GRU cell on top of one dense layer of ``actor_hidden``
+    (``robot_rl/models/recurrent.py``); its state carries from step to step and across windows (not their
+    gradient), and is zeroed when an env's episode ends. Trained by autograd (the hand-written BPTT is MLP-only)."""
     backprop: str = "auto"
     """``auto``: hand-written BPTT (``apg_bptt.py``) where it applies (fast-tanh MLP on the differentiable fused
     CPU env), else torch autograd; ``autograd``: always torch autograd (same gradient, other rounding)."""
@@ -65,12 +70,21 @@ class APG:
     def __init__(self, cfg: APGConfig, policy_dim: int, action_dim: int,
                  init_action: float | list[float] = 0.0) -> None:
         self.cfg = cfg
-        self.actor = MLP(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, output="tanh")
+        if cfg.recurrent_state:
+            if cfg.recurrent_state < 0 or len(cfg.actor_hidden) != 1:
+                raise ValueError(f"apg.recurrent_state: need > 0 and one actor_hidden layer (the GRU's input), got "
+                                 f"{cfg.recurrent_state} and actor_hidden {tuple(cfg.actor_hidden)}")
+            self.actor: nn.Module = GRUActor(policy_dim, cfg.actor_hidden[0], cfg.recurrent_state, action_dim,
+                                             cfg.activation)
+            last = self.actor.out
+        else:
+            self.actor = MLP(policy_dim, cfg.actor_hidden, action_dim, cfg.activation, output="tanh")
+            last = self.actor.linears[-1]
         a0 = init_action if cfg.init_action is None else cfg.init_action
         with torch.no_grad():
-            self.actor.linears[-1].weight.mul_(cfg.init_scale)
+            last.weight.mul_(cfg.init_scale)
             bias = torch.as_tensor(a0, dtype=torch.float64).clamp(-0.999, 0.999).atanh()
-            self.actor.linears[-1].bias.copy_(bias.expand_as(self.actor.linears[-1].bias))
+            last.bias.copy_(bias.expand_as(last.bias))
         self.opt = make_optimizer(self.actor.parameters(), cfg.lr, 0.0)
         self.num_updates = 0
 

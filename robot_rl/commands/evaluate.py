@@ -27,6 +27,7 @@ from robot_rl.commands.transfer import (
 from robot_rl.commands.transfer_signals import signal_lines, signal_summary
 from robot_rl.io import atomic_write_json, atomic_write_text
 from robot_rl.logging import read_metrics
+from robot_rl.models.recurrent import GRUActor, StatefulPolicy
 from robot_rl.plotting import plot_trajectories, save_figure
 from robot_rl.runs import load_actor, load_config
 from sim.registry import EvalProtocol, get_task
@@ -34,13 +35,32 @@ from sim.registry import EvalProtocol, get_task
 
 def onnx_policy(export_dir: Path):
     """A batched ``obs -> action`` function that runs ``policy.onnx`` in onnxruntime (what deploys)."""
-    contract.load(export_dir)
+    spec = contract.load(export_dir)
     sess = onnx_session(export_dir / "policy.onnx")
+    if contract.is_recurrent(spec):
+        return RecurrentOnnxPolicy(sess, spec["recurrent"]["state_size"])
 
     def fn(obs: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(sess.run(["action"], {"obs": obs.cpu().numpy().astype(np.float32)})[0])
 
     return fn
+
+
+class RecurrentOnnxPolicy:
+    """A recurrent export in onnxruntime as a policy with memory (``begin_episodes`` zeroes the state)."""
+
+    def __init__(self, session, state_size: int) -> None:
+        self.session, self.size, self.state = session, state_size, None
+
+    def begin_episodes(self, n: int) -> None:
+        self.state = np.zeros((n, self.size), np.float32)
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.state is None or self.state.shape[0] != obs.shape[0]:
+            raise ValueError(f"a recurrent policy needs begin_episodes({obs.shape[0]}) before its first step")
+        action, self.state = self.session.run(["action", "state_out"], {"obs": obs.cpu().numpy().astype(np.float32),
+                                                                        "state_in": self.state})
+        return torch.from_numpy(action)
 
 
 def int8_policy(export_dir: Path):
@@ -66,6 +86,8 @@ def resolve_policy(run_dir: Path, source: str = "auto"):
     if source == "onnx" or (source == "auto" and (export_dir / "policy.onnx").is_file()):
         return onnx_policy(export_dir), "export/policy.onnx (onnxruntime)"
     _, actor, _ = load_actor(run_dir)
+    if isinstance(actor, GRUActor):
+        return StatefulPolicy(actor), "checkpoint (torch, recurrent)"
     return (lambda o: actor(o)), "checkpoint (torch)"
 
 

@@ -27,6 +27,7 @@ class APGRunner(Runner):
         self.algo = APG(cfg.apg, env.obs_dims["policy"], env.action_dim, getattr(env, "hover_action", 0.0))
         self.algo.actor.to(cfg.device)
         self.bptt = None
+        self.state = self.algo.actor.initial_state(env.num_envs) if cfg.apg.recurrent_state else None
         if cfg.apg.backprop == "auto" and apg_bptt.supports(self.algo.actor, env):
             self.bptt = apg_bptt.FusedBPTT(self.algo.actor, env, cfg.apg.horizon, cfg.apg.bound_barrier,
                                            cfg.apg.bound_barrier_start)
@@ -50,16 +51,31 @@ class APGRunner(Runner):
             return self._finish(obs, stats)
         obs = self.obs
         total = torch.zeros((), device=env.device)
+        state = None if self.state is None else self.state.detach()  # the window starts here: no gradient before
         for _ in range(self.cfg.apg.horizon):
-            action = mlp_apply(actor, obs["policy"])  # = actor(obs), one autograd node
+            if state is None:
+                action = mlp_apply(actor, obs["policy"])  # = actor(obs), one autograd node
+            else:
+                action, state = actor(obs["policy"], state)
             obs, reward, terminated, truncated, _ = env.step(action)
+            if state is not None:  # a new episode starts from the zero state
+                state = state * ~(terminated | truncated)[:, None]
             total = total + reward.mean()
             if self.cfg.apg.bound_barrier:
                 total = total - self._barrier(env.position_error(), terminated | truncated)
             self._track_episodes(reward.detach(), terminated | truncated)
             self.env_steps += env.num_envs * self.world
         stats = self.algo.update(total / self.cfg.apg.horizon)
+        if state is not None:
+            self.state = state.detach()
         return self._finish(obs, stats)
+
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        return {} if self.state is None else {"runner.actor_state": self.state}
+
+    def _load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.state is not None:
+            self.state = tensors["runner.actor_state"].to(self.state.device).clone()
 
     def _barrier(self, rel: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
         """The bound barrier of ``APGConfig.bound_barrier`` on the state after a step (``rel``: its position -

@@ -17,6 +17,7 @@ from robot_rl.config import TrainConfig
 from robot_rl.curriculum import Curriculum
 from robot_rl.io import atomic_write_text
 from robot_rl.logging import RunLogger
+from robot_rl.models.recurrent import GRUActor, StatefulPolicy
 from sim.core import BatchedEnv
 from sim.registry import get_task
 
@@ -182,6 +183,8 @@ class Runner:
         if best and self.best_actor:
             actor = copy.deepcopy(actor)
             actor.load_state_dict(self.best_actor)
+        if isinstance(actor, GRUActor):  # a fresh state per batch of episodes (each evaluation asks anew)
+            return StatefulPolicy(actor)
 
         @torch.no_grad()
         def fn(obs: torch.Tensor) -> torch.Tensor:

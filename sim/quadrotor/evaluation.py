@@ -63,6 +63,8 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
                   randomization=randomization or DomainRandomization(), vehicles=vehicles or VehicleDistribution())
     env = QuadrotorHoverEnv(cfg, seed=seed) if impl == "torch" else make_hover_env(cfg, seed=seed, impl=impl)
     obs = env.reset(seed=seed)
+    if hasattr(policy, "begin_episodes"):  # a policy with memory: zero state for this batch of episodes
+        policy.begin_episodes(episodes)
     alive = torch.ones(episodes, dtype=torch.bool)
     ret = torch.zeros(episodes)
     traces = [env.state[:record, :7].clone()]
