@@ -17,6 +17,7 @@ from deploy.recurrent_runtime import RecurrentPolicyRunner
 from deploy.runtime import PolicyRunner
 from robot_rl.models.recurrent import GRUActor
 from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
+from tests.deploy.test_runtime import fill, sim_state
 
 STATE = 16
 
@@ -88,10 +89,7 @@ def test_runtime_and_onnx_agree_step_by_step_over_100_steps_and_the_state_resets
     torch_state = actor.initial_state(1)
     for t in range(100):
         o = obs[0].numpy()
-        for name, part in (("position", o[0:3]), ("rotation_matrix", o[3:12]), ("linear_velocity", o[12:15]),
-                           ("angular_velocity", o[15:18])):
-            runner.view(name)[:] = part
-        runner.accept("odom", t + 1, 0.0)
+        fill(runner, sim_state(o), stamp=t + 1)
         np.testing.assert_array_equal(runner.obs[0], o)
         cmd, reason = runner.step(0.0)
         assert reason is None

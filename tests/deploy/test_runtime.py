@@ -37,6 +37,11 @@ def arm_dir(tmp_path_factory):
     return d
 
 
+def sim_state(o):
+    """The measured components of a simulator actor observation (its first 18 entries), for :func:`fill`."""
+    return {"position": o[0:3], "rotation_matrix": o[3:12], "linear_velocity": o[12:15], "angular_velocity": o[15:18]}
+
+
 def fill(runner, state=STATE, stamp=1, now=0.0, source="odom"):
     for k, v in state.items():
         runner.view(k)[:] = v
@@ -63,11 +68,7 @@ def test_runner_reproduces_the_simulator_observation_and_policy(tmp_path):
     runner = PolicyRunner(tmp_path, sources={"odom": None}, command_unit="normalized")
     for t in range(40):
         o = obs[0].numpy()
-        runner.view("position")[:] = o[0:3]
-        runner.view("rotation_matrix")[:] = o[3:12]
-        runner.view("linear_velocity")[:] = o[12:15]
-        runner.view("angular_velocity")[:] = o[15:18]
-        runner.accept("odom", t + 1, 0.0)
+        fill(runner, sim_state(o), stamp=t + 1)
         np.testing.assert_array_equal(runner.obs[0], o)  # same history bookkeeping as the simulator
         cmd, reason = runner.step(0.0)
         assert reason is None
@@ -98,10 +99,7 @@ def test_runner_and_onnx_agree_step_by_step_over_100_steps_with_the_robust_histo
     commands = []
     for t in range(100):
         o = obs[0].numpy()
-        for name, part in (("position", o[0:3]), ("rotation_matrix", o[3:12]), ("linear_velocity", o[12:15]),
-                           ("angular_velocity", o[15:18])):
-            runner.view(name)[:] = part
-        runner.accept("odom", t + 1, 0.0)
+        fill(runner, sim_state(o), stamp=t + 1)
         np.testing.assert_array_equal(runner.obs[0], o)  # the history the runtime keeps = the simulator's
         cmd, reason = runner.step(0.0)
         assert reason is None and not runner.clamped_steps
