@@ -14,7 +14,10 @@ Flash and RAM: ``arm-none-eabi-size`` of the objects a policy needs (policy.o wi
 kernels it calls and rlp_math.o).
 
 Usage: ``python benchmarks/mcu_inference.py [--repeats 1 4] [--histogram]``; the last line printed is one JSON
-object.
+object. ``--export DIR`` measures a trained export instead (float32 C of an MLP or of a recurrent policy, whose
+control step is a forward pass and a commit of its state), last line
+``{"export", "kind", "macs", "state_size", "instr", "cycles_low", "cycles_high", "us_low", "us_high",
+"flash_bytes", "ram_bytes"}``.
 """
 
 from __future__ import annotations
@@ -92,6 +95,25 @@ def object_size(cdir: Path, work: Path, kernels: list[str]) -> tuple[int, int]:
     return arm_size(objs)
 
 
+def measure_export(export_dir: Path, work: Path, repeats: tuple[int, int]) -> dict:
+    """Float32 C of a trained export on the M4F: one control step's instructions, cycle estimate, flash, RAM."""
+    res = export_c(export_dir, out_dir=work / "c")
+    doc = json.loads((export_dir / "policy.json").read_text())
+    obs_dim = sum(int(c["size"]) for c in doc["observation"])
+    elf = build_m4_elf(work / "c", work / "policy.elf")
+    e = estimate(elf, work, repeats, r"RLP_(L\d+|IN|IH|HH|OUT)", obs_dim)
+    flash, ram = object_size(work / "c", work, ["rlp_f32.c"])
+    print(f"{export_dir}: {doc.get('kind', 'mlp')}, {res['macs']} MACs per step, state {res.get('state_size', 0)}")
+    print(f"  {e.instructions:.0f} instructions, {e.low:.0f}-{e.high:.0f} estimated cycles "
+          f"({e.low / 168:.0f}-{e.high / 168:.0f} us at 168 MHz), {flash} B flash, {ram} B RAM")
+    print(f"  core {e.core_low:.0f}-{e.core_high:.0f} cycles, + flash wait states {e.flash_data_ws:.0f} (data) "
+          f"+ {e.flash_code_ws:.0f} (code)")
+    return {"export": str(export_dir), "kind": doc.get("kind", "mlp"), "macs": res["macs"],
+            "state_size": res.get("state_size", 0), "instr": e.instructions, "cycles_low": round(e.low),
+            "cycles_high": round(e.high), "us_low": round(e.low / 168, 1), "us_high": round(e.high / 168, 1),
+            "flash_bytes": flash, "ram_bytes": ram}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, nargs=2, default=(1, 4), help="the two repeat counts to difference")
@@ -99,11 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--histogram", action="store_true", help="print the executed mnemonics per forward pass")
     ap.add_argument("--action-history", type=int, default=32,
                     help="actor input = 18 + 4 x this (crazyflie-hover: 32, crazyflie-hover-robust: 48)")
+    ap.add_argument("--export", type=Path, default=None,
+                    help="measure this export directory's float32 C (MLP or recurrent) instead")
     args = ap.parse_args(argv)
     missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
     if missing:
         print(f"needs {', '.join(missing)}: run firmware/install_toolchain.sh", file=sys.stderr)
         return 2
+    if args.export is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp) if args.keep is None else args.keep
+            work.mkdir(parents=True, exist_ok=True)
+            print(json.dumps(measure_export(args.export, work, tuple(args.repeats))))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) if args.keep is None else args.keep
         work.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
-"""C99 export of an exported MLP policy (``policy.onnx`` + ``policy.json``) for microcontrollers.
+"""C99 export of an exported MLP or recurrent (GRU) policy (``policy.onnx`` + ``policy.json``) for microcontrollers.
 
 ``export_c(export_dir)`` writes ``policy.h`` + ``policy.c`` that plug into the inference library in
 ``firmware/rlp`` (copy or add ``firmware/rlp/*.c`` to the build). Weights are exact float32 values (C99
 hexadecimal floating constants) in ``static const`` arrays, i.e. flash; there is no heap and no libm call; the
 forward pass uses fixed static scratch buffers; the test vector of ``policy.json`` is embedded with a
-self-test function. ``quantize="int8"`` writes the int8 variant (see ``deploy/export/int8_reference.py``).
+self-test function. ``quantize="int8"`` writes the int8 variant of an MLP (see ``deploy/export/int8_reference.py``);
+a ``kind: "recurrent"`` export is written in float32 with its state (``deploy/export/c_recurrent.py``).
 
 Command line: ``python -m deploy.export.c_export EXPORT_DIR [--out DIR] [--quantize int8]
 [--calibration OBS.npy]``.
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from deploy import contract
-from deploy.export import c_emit
+from deploy.export import c_emit, c_recurrent
 from deploy.export.c_emit import ACT_ENUM, CExportError
 from deploy.export.int8_reference import (
     LUT_BITS,
@@ -43,8 +44,8 @@ def load_export(export_dir: str | Path) -> tuple[MLPSpec, dict[str, Any]]:
     export_dir = Path(export_dir)
     doc = contract.load(export_dir)
     if contract.is_recurrent(doc):
-        raise CExportError("C export: a recurrent policy (GRU state) has no C export yet; the C library and the "
-                           "Crazyflie app run MLPs (with an action history)")
+        raise CExportError("C export: a recurrent policy has no dense-layer chain; export_c writes it through "
+                           "deploy/export/c_recurrent.py")
     if not (export_dir / "policy.onnx").is_file():
         raise FileNotFoundError(f"no policy.onnx in {export_dir}")
     spec = read_mlp(export_dir / "policy.onnx")
@@ -67,25 +68,10 @@ def quantization_inputs(doc: dict[str, Any], spec: MLPSpec,
     return calib, input_range(calib, doc["observation"])
 
 
-def _blocks(n_out: int) -> int:
-    return (n_out + 3) // 4
-
-
-def _f32_stream(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Float stream of ``rlp_f32_dense``: per block of 4 rows: bias[4], then w[c][4 rows] for every column."""
-    n_out, n_in = weight.shape
-    nb = _blocks(n_out)
-    w = np.zeros((nb * 4, n_in), np.float32)
-    b = np.zeros(nb * 4, np.float32)
-    w[:n_out], b[:n_out] = weight, bias
-    parts = [np.concatenate([b[4 * i:4 * i + 4], w[4 * i:4 * i + 4].T.reshape(-1)]) for i in range(nb)]
-    return np.concatenate(parts)
-
-
 def _s16_stream(wq: np.ndarray, acc0: np.ndarray, mult: np.ndarray | None) -> tuple[np.ndarray, int, int]:
     """uint32 stream of the int kernels (layout in rlp_s16.h); returns (stream, n_chunk, rem)."""
     n_out, n_in = wq.shape
-    nb, n_pairs = _blocks(n_out), (n_in + 1) // 2
+    nb, n_pairs = c_emit.blocks(n_out), (n_in + 1) // 2
     w = np.zeros((nb * 4, 2 * n_pairs), np.int64)
     w[:n_out, :n_in] = wq
     pairs = ((w[:, 0::2] & 0xFFFF) | ((w[:, 1::2] & 0xFFFF) << 16)).astype(np.uint32)  # [rows, n_pairs]
@@ -115,16 +101,16 @@ def _describe(spec: MLPSpec) -> str:
 
 def _float_source(spec: MLPSpec) -> tuple[str, int]:
     """Body of the float ``policy.c`` (weights + forward); returns (text, weight bytes)."""
-    width = max(_blocks(int(layer.weight.shape[0])) * 4 for layer in spec.layers)
+    width = max(c_emit.blocks(int(layer.weight.shape[0])) * 4 for layer in spec.layers)
     parts, calls, nbytes = [], [], 0
     src = "obs"
     for i, layer in enumerate(spec.layers):
         n_out, n_in = layer.weight.shape
-        stream = _f32_stream(layer.weight, layer.bias)
+        stream = c_emit.f32_stream(layer.weight, layer.bias)
         nbytes += stream.nbytes
         parts.append(c_emit.float_array(f"RLP_L{i}", stream, f"layer {i}: {n_in} -> {n_out}, {layer.activation}"))
         dst = "rlp_buf_a" if i % 2 == 0 else "rlp_buf_b"
-        calls.append(f"    rlp_f32_dense(RLP_L{i}, {src}, {dst}, {_blocks(n_out)}u, {n_in}u);")
+        calls.append(f"    rlp_f32_dense(RLP_L{i}, {src}, {dst}, {c_emit.blocks(n_out)}u, {n_in}u);")
         act = layer.activation if i < len(spec.layers) - 1 else spec.output
         if act != "identity":
             lo, hi = spec.clip if act == "clip" else (0.0, 0.0)
@@ -159,7 +145,7 @@ def _int8_source(params: Int8Params) -> tuple[str, int]:
     src, dst = "rlp_x_a", "rlp_x_b"
     for i, layer in enumerate(params.layers):
         n_out, n_in = layer.wq.shape
-        nb = _blocks(n_out)
+        nb = c_emit.blocks(n_out)
         stream, n_chunk, rem = _s16_stream(layer.wq, layer.acc0, layer.mult if layer.kind == "lut" else None)
         nbytes += stream.nbytes
         parts.append(c_emit.u32_array(f"RLP_L{i}", stream, f"layer {i}: {n_in} -> {n_out}, {layer.kind} {layer.act}, "
@@ -209,6 +195,10 @@ def export_c(export_dir: str | Path, out_dir: str | Path | None = None, quantize
     if quantize not in (None, "int8"):
         raise CExportError(f"C export: unknown quantization {quantize!r}; use None or 'int8'")
     export_dir = Path(export_dir)
+    if contract.is_recurrent(contract.load(export_dir)):
+        if quantize is not None:
+            raise CExportError("C export: a recurrent (GRU) policy has a float32 C export only; int8 is for MLPs")
+        return _export_recurrent(export_dir, Path(out_dir) if out_dir is not None else export_dir / "c")
     spec, doc = load_export(export_dir)
     out = Path(out_dir) if out_dir is not None else export_dir / ("c_int8" if quantize else "c")
     tv = doc["test_vector"]
@@ -245,7 +235,7 @@ def export_c(export_dir: str | Path, out_dir: str | Path | None = None, quantize
                               float(tv.get("atol", 1e-5)), name))
     out.mkdir(parents=True, exist_ok=True)
     (out / "policy.h").write_text(c_emit.header(doc, spec.in_dim, spec.out_dim, len(test_in), quantize == "int8",
-                                                layers_txt))
+                                                layers_txt, spec.macs))
     (out / "policy.c").write_text(source)
     files = [str(out / "policy.h"), str(out / "policy.c")]
     if quantize == "int8":
@@ -255,6 +245,35 @@ def export_c(export_dir: str | Path, out_dir: str | Path | None = None, quantize
         files += [str(out / PARAMS_FILE), str(out / "quantization.json")]
     summary.update(files=files, weight_bytes=nbytes, test_vectors=len(test_in))
     return summary
+
+
+def _export_recurrent(export_dir: Path, out: Path) -> dict[str, Any]:
+    """``export_c`` for ``kind: "recurrent"`` (float32; see ``deploy/export/c_recurrent.py``)."""
+    doc = contract.load(export_dir)
+    if not (export_dir / "policy.onnx").is_file():
+        raise FileNotFoundError(f"no policy.onnx in {export_dir}")
+    spec = c_recurrent.read_gru(export_dir / "policy.onnx", doc)
+    tv = doc["test_vector"]
+    test_in = np.asarray(tv["example_input"], dtype=np.float32)
+    test_out = np.asarray(tv["example_output"], dtype=np.float32)
+    body, nbytes = c_recurrent.float_source(spec)
+    name = f"{doc.get('robot', '')} {doc.get('task', '')} {doc.get('package_version', '')}".strip()
+    text = c_recurrent.describe(spec)
+    s = spec.state_size
+    source = (f"/*\n * policy.c - generated by robot-rl's C exporter from {export_dir.name}/policy.onnx; do not edit.\n"
+              f" * Network: {text}; {spec.macs} multiply-accumulates per forward pass.\n */\n"
+              '#include "policy.h"\n\n' + body
+              + c_emit.footer(doc, c_emit.components(doc["observation"]), spec.in_dim, spec.out_dim, spec.macs,
+                              test_in, test_out, float(tv.get("atol", 1e-5)), name, state_size=s))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "policy.h").write_text(c_emit.header(doc, spec.in_dim, spec.out_dim, len(test_in), False, text,
+                                                spec.macs, state_size=s))
+    (out / "policy.c").write_text(source)
+    return {"out_dir": str(out), "quantize": "float32", "macs": spec.macs, "state_size": s,
+            "layers": [[spec.in_dim, spec.hidden, spec.activation], ["gru", spec.hidden, s],
+                       [spec.hidden + s, spec.out_dim, "tanh"]], "output": "tanh",
+            "files": [str(out / "policy.h"), str(out / "policy.c")], "weight_bytes": nbytes,
+            "test_vectors": len(test_in)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,21 +51,26 @@ def build_host_library(policy_dir: str | Path, out: str | Path, extra: Sequence[
     return out
 
 
-class _PolicyDesc(ctypes.Structure):
+class PolicyDescriptor(ctypes.Structure):
     """``rlp_policy_t`` of rlp.h."""
 
     _fields_ = [("name", ctypes.c_char_p), ("obs_dim", ctypes.c_uint16), ("act_dim", ctypes.c_uint16),
                 ("n_components", ctypes.c_uint16), ("components", ctypes.c_void_p),
                 ("control_rate_hz", ctypes.c_float), ("rpm_min", ctypes.c_float), ("rpm_max", ctypes.c_float),
-                ("macs", ctypes.c_uint32), ("forward", ctypes.c_void_p), ("self_test", ctypes.c_void_p)]
+                ("macs", ctypes.c_uint32), ("forward", ctypes.c_void_p), ("self_test", ctypes.c_void_p),
+                ("state_size", ctypes.c_uint16), ("reset", ctypes.c_void_p), ("commit", ctypes.c_void_p)]
 
 
 class HostPolicy:
-    """ctypes wrapper of a host-built policy: ``HostPolicy(lib)(obs[k, n]) -> action[k, m]`` (float32)."""
+    """ctypes wrapper of a host-built policy: ``HostPolicy(lib)(obs[k, n]) -> action[k, m]`` (float32).
+
+    For a recurrent policy (``state_size > 0``) the rows are consecutive calls: each call commits its state, and
+    :meth:`reset` returns to an episode's start.
+    """
 
     def __init__(self, lib: str | Path) -> None:
         self.lib = ctypes.CDLL(str(lib))
-        self.desc = _PolicyDesc.in_dll(self.lib, "rlp_policy")
+        self.desc = PolicyDescriptor.in_dll(self.lib, "rlp_policy")
         self.obs_dim, self.act_dim = int(self.desc.obs_dim), int(self.desc.act_dim)
         self._fwd = self.lib.rlp_policy_forward
         self._fwd.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
@@ -73,6 +78,16 @@ class HostPolicy:
         self._test = self.lib.rlp_policy_self_test
         self._test.argtypes = [ctypes.POINTER(ctypes.c_float)]
         self._test.restype = ctypes.c_int
+        self.state_size = int(self.desc.state_size)
+        if self.state_size:
+            self._commit, self._reset = self.lib.rlp_policy_commit, self.lib.rlp_policy_reset
+            self._commit.restype = self._reset.restype = None
+
+    def reset(self) -> None:
+        """Zero a recurrent policy's state (an episode's start)."""
+        if not self.state_size:
+            raise ValueError("reset: this policy has no state (state_size 0)")
+        self._reset()
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.ascontiguousarray(np.atleast_2d(obs), dtype=np.float32)
@@ -80,6 +95,8 @@ class HostPolicy:
         fp = ctypes.POINTER(ctypes.c_float)
         for i in range(len(obs)):
             self._fwd(obs[i].ctypes.data_as(fp), out[i].ctypes.data_as(fp))
+            if self.state_size:
+                self._commit()
         return out
 
     def self_test(self) -> tuple[int, float]:

@@ -6,6 +6,8 @@
  * Usage: prog [REPEAT]  - additionally runs the forward pass REPEAT times on test input 0 (instruction
  * counting: run twice with different REPEAT and take the difference).
  * Include the sequence with -DRLP_HAVE_SEQUENCE and rlp_sequence.h on the include path.
+ * A recurrent policy (RLP_POLICY_STATE_SIZE > 0) runs the test vectors and the sequence each from the zero state,
+ * committing after every call, as one episode each; the repeated calls commit too (the cost of a control step).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,21 @@ static unsigned long bits(float f)
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return (unsigned long)u;
+}
+
+static void begin_episode(void)
+{
+#if RLP_POLICY_STATE_SIZE > 0
+    rlp_policy_reset();
+#endif
+}
+
+static void step(const float *obs, float *y)
+{
+    rlp_policy_forward(obs, y);
+#if RLP_POLICY_STATE_SIZE > 0
+    rlp_policy_commit();
+#endif
 }
 
 static void print_row(const char *tag, int i, const float *y)
@@ -39,20 +56,22 @@ int main(int argc, char **argv)
     volatile float sink = 0.0f;
     long repeat = argc > 1 ? atol(argv[argc - 1]) : 0;
     int i, rc;
+    begin_episode();
     for (i = 0; i < RLP_POLICY_N_TESTS; i++) {
-        rlp_policy_forward(rlp_policy_test_input[i], y);
+        step(rlp_policy_test_input[i], y);
         print_row("T", i, y);
     }
 #ifdef RLP_HAVE_SEQUENCE
+    begin_episode();
     for (i = 0; i < RLP_SEQ_LEN; i++) {
-        rlp_policy_forward(rlp_seq_obs[i], y);
+        step(rlp_seq_obs[i], y);
         print_row("S", i, y);
     }
 #endif
     rc = rlp_policy_self_test(&diff);
     printf("selftest %d %08lx\n", rc, bits(diff));
     for (; repeat > 0; repeat--) {
-        rlp_policy_forward(rlp_policy_test_input[0], y);
+        step(rlp_policy_test_input[0], y);
         sink = sink + y[0];
     }
     printf("done\n");

@@ -41,6 +41,8 @@ enum {
 float rlp_expf(float x);
 /* tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)); absolute error below 2.5e-7, exactly +-1 beyond |x| = 9. */
 float rlp_tanhf(float x);
+/* logistic 1 / (1 + exp(-x)) through rlp_expf (the GRU gates of a recurrent policy) */
+float rlp_sigmoidf(float x);
 /* RLtools' fast tanh, in the ONNX graph's operation order: c = clip(x, -3, 3); c(c^2 + 27) / (9c^2 + 27). */
 float rlp_fast_tanhf(float x);
 /* In-place activation of n values (elu_alpha only used by RLP_ACT_ELU, lo/hi only by RLP_ACT_CLIP). */
@@ -82,6 +84,12 @@ typedef struct {
     uint32_t macs;                         /* multiply-accumulates per forward pass */
     void (*forward)(const float *obs, float *action);
     int (*self_test)(float *max_abs_diff); /* 0 when the embedded test vector reproduces */
+    /* recurrent policies (state_size > 0): forward reads the committed state and computes the next one, commit
+     * makes that current (call it once per training-rate step), reset zeroes it (an episode's start). An MLP
+     * has state_size 0 and both pointers null. */
+    uint16_t state_size;
+    void (*reset)(void);
+    void (*commit)(void);
 } rlp_policy_t;
 
 #ifdef __cplusplus

@@ -64,6 +64,11 @@ float rlp_tanhf(float x)
     return x < 0.0f ? -t : t;
 }
 
+float rlp_sigmoidf(float x)
+{
+    return 1.0f / (1.0f + rlp_expf(-x));
+}
+
 float rlp_fast_tanhf(float x)
 {
     float c = x, c2;

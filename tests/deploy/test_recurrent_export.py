@@ -1,5 +1,5 @@
 """Recurrent exports (``kind: "recurrent"``): ONNX with the state as input and output, the sequence test vector,
-the runtime that carries the state, and the C export's refusal."""
+and the runtime that carries the state (the C export: test_recurrent_c.py)."""
 
 import json
 
@@ -9,46 +9,19 @@ import torch
 
 from deploy import contract
 from deploy.chunked_runtime import load_runner
-from deploy.export.c_export import CExportError, export_c
-from deploy.export.recurrent_policy import export_recurrent_policy, run_sequence
+from deploy.export.recurrent_policy import run_sequence
 from deploy.inputs import ModelError
 from deploy.onnx_io import onnx_session
 from deploy.recurrent_runtime import RecurrentPolicyRunner
 from deploy.runtime import PolicyRunner
-from robot_rl.models.recurrent import GRUActor
-from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig
+from tests.deploy.recurrent_export import STATE, level_env, make_recurrent_export
 from tests.deploy.test_runtime import fill, sim_state
-
-STATE = 16
-
-
-def level_env(seed=5):
-    """The robust preset's layout (48-step history), starting level and at rest in a 5 m box: a near-hover
-    policy flies 100 steps without an episode end."""
-    cfg = QuadrotorTaskConfig(num_envs=1, noise=False, action_history=48, init_max_angle_deg=0.0,
-                              init_max_linear_velocity=0.0, init_max_angular_velocity=0.0, position_limit=5.0)
-    return QuadrotorHoverEnv(cfg, seed=seed)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("gru")
-    env = level_env()
-    torch.manual_seed(1)
-    actor = GRUActor(210, 32, STATE, 4)
-    with torch.no_grad():  # near hover, reading every input and its state
-        actor.out.weight.mul_(0.05)
-        actor.out.bias.fill_(float(np.arctanh(env.hover_action)))
-    obs = env.reset(seed=5)["policy"]
-    seq, state = [], actor.initial_state(1)
-    for _ in range(8):
-        seq.append(obs[0].clone())
-        with torch.no_grad():
-            a, state = actor(obs, state)
-        obs = env.step(a)[0]["policy"]
-    seq = torch.stack(seq).numpy()
-    rng = np.random.default_rng(0)
-    doc = export_recurrent_policy(d, actor, env.export_spec(), seq, rng.uniform(-1, 1, (8, STATE)), seq, {})
+    actor, doc = make_recurrent_export(d)
     return d, actor, doc
 
 
@@ -118,8 +91,6 @@ def test_stateless_consumers_refuse_a_recurrent_export(exported, tmp_path):
     runner = RecurrentPolicyRunner(d, sources={"odom": None})
     with pytest.raises(ModelError, match="no stateless batch call"):
         runner.forward_batch(np.zeros((1, 210), np.float32))
-    with pytest.raises(CExportError, match="a recurrent policy .GRU state. has no C export yet"):
-        export_c(d, out_dir=tmp_path / "c")
 
 
 def test_a_tampered_sequence_is_refused_at_load(exported, tmp_path):

@@ -34,16 +34,17 @@ class Input(ctypes.Structure):
 
 
 class Adapter:
-    """One rlp_cf_t driven through ctypes with the fake policy of cf_harness.c."""
+    """One rlp_cf_t driven through ctypes with the fake policy of cf_harness.c (or the policy ``policy`` points
+    to: the name of a ``const rlp_policy_t *`` in ``lib``)."""
 
-    def __init__(self, lib, **cfg):
+    def __init__(self, lib, policy="fake_policy_ptr", **cfg):
         self.lib = lib
         c = Config()
         lib.rlp_cf_default_config(ctypes.byref(c))
         for k, v in cfg.items():
             setattr(c, k, v)
         self.buf = ctypes.create_string_buffer(lib.rlp_cf_size())
-        assert lib.rlp_cf_init(self.buf, ctypes.c_void_p.in_dll(lib, "fake_policy_ptr"), ctypes.byref(c)) == 0
+        assert lib.rlp_cf_init(self.buf, ctypes.c_void_p.in_dll(lib, policy), ctypes.byref(c)) == 0
         lib.h_set_flags(self.buf, 1, 1)
 
     def update(self, inp):

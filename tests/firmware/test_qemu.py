@@ -1,5 +1,6 @@
 """Generated policies on the emulated STM32F405 (Cortex-M4F, QEMU) give the host build's bits exactly."""
 
+import json
 import shutil
 import subprocess
 
@@ -9,8 +10,10 @@ import pytest
 from deploy.export.c_export import export_c
 from deploy.export.c_toolchain import build_host_program, build_m4_elf, run_qemu, write_obs_header
 from deploy.export.int8_reference import Int8Policy
+from deploy.export.recurrent_policy import run_sequence
 from deploy.export.sample_policies import closed_loop_observations, generic_export, quadrotor_export
 from deploy.onnx_io import onnx_session
+from tests.deploy.recurrent_export import STATE, make_recurrent_export
 
 MISSING = [t for t in ("gcc", "arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} "
@@ -67,3 +70,21 @@ def test_odd_shapes_on_m4_are_bit_exact(tmp_path, activation, output, hidden):
         export_c(d, out_dir=cdir, quantize=quantize, calibration=obs if quantize else None)
         host, m4 = _both(cdir, tmp_path)
         assert m4 == host and "selftest 0 " in m4
+
+
+def test_recurrent_policy_on_m4_is_bit_exact(tmp_path):
+    """A GRU policy: each episode (the test vector, a 40-step sequence) from the zero state, committing every
+    call; M4F = host bit for bit, and both follow onnxruntime fed its own state."""
+    d = tmp_path / "gru"
+    d.mkdir()
+    make_recurrent_export(d, hidden=30)
+    rng = np.random.default_rng(3)
+    seq = np.asarray(json.loads((d / "policy.json").read_text())["test_vector"]["example_input"], np.float32)
+    seq = np.concatenate([seq, seq[-1] + rng.normal(0.0, 0.05, (32, seq.shape[1])).astype(np.float32)])
+    write_obs_header(d / "rlp_sequence.h", seq)
+    export_c(d, out_dir=d / "c")
+    host, m4 = _both(d / "c", tmp_path, include=[d], defines=["RLP_HAVE_SEQUENCE"])
+    assert m4 == host and "selftest 0 " in m4
+    want, _ = run_sequence(onnx_session(d / "policy.onnx"), seq, STATE)
+    assert np.abs(_outputs(m4, "S") - want).max() <= 1e-5
+    assert np.abs(_outputs(m4, "T") - want[:8]).max() <= 1e-5

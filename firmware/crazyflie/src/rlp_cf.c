@@ -50,6 +50,9 @@ int rlp_cf_init(rlp_cf_t *cf, const rlp_policy_t *policy, const rlp_cf_config_t 
     if (policy->obs_dim > RLP_CF_MAX_OBS || policy->act_dim != RLP_CF_MAX_ACT || !(policy->rpm_max > 0.0f)) {
         return -1;
     }
+    if (policy->state_size > 0u && (policy->reset == 0 || policy->commit == 0)) {
+        return -1;
+    }
     for (c = 0; c < policy->n_components; c++) {
         const rlp_obs_component_t *comp = &policy->components[c];
         if (comp->kind == RLP_OBS_OTHER || comp->offset + comp->size > policy->obs_dim) {
@@ -153,6 +156,9 @@ static void start_policy(rlp_cf_t *cf, uint32_t now_ms)
     for (i = 0; i < RLP_CF_MAX_HISTORY * RLP_CF_MAX_ACT; i++) {
         cf->history[i] = 0.0f; /* training episodes start with an all-zero history */
     }
+    if (cf->policy->state_size > 0u) {
+        cf->policy->reset(); /* ... and a recurrent policy's with the zero state */
+    }
 }
 
 static void set_pwm(rlp_cf_t *cf, uint16_t ratio)
@@ -234,6 +240,11 @@ int rlp_cf_step(rlp_cf_t *cf, const rlp_cf_input_t *in)
             float a = cf->action[i] < -1.0f ? -1.0f : (cf->action[i] > 1.0f ? 1.0f : cf->action[i]);
             newest[i] = sub == 0u ? a : (newest[i] * (float)sub + a) / (float)(sub + 1u);
         }
+    }
+    if (p->state_size > 0u && sub + 1u == cf->cfg.decimation) {
+        /* the memory advances once per training step, from the window's last observation; every call in
+         * between answers its own observation from the state committed at the window's start */
+        p->commit();
     }
     cf->calls++;
     cf->error = 0;

@@ -16,6 +16,8 @@
  *   action_history   = previous actions, oldest first; one history step per `decimation` policy calls
  *                      (5 at 500 Hz = the 100 Hz training rate). As in the paper's firmware, the newest
  *                      entry is the running mean of the actions of the current 10 ms window.
+ * A recurrent policy (state_size > 0) starts from the zero state at every take-over and commits its state on the
+ * last call of each history window, so its memory advances at the training rate.
  * Target: the setpoint position/velocity when the setpoint holds x, y, z in absolute mode, otherwise the
  * position where the policy took over (hover in place) with zero velocity.
  * Action -> PWM ratio: rpm = (clip(a, -1, 1) + 1) / 2 * (rpm_max - rpm_min) + rpm_min;

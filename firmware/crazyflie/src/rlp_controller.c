@@ -34,6 +34,18 @@
 #define RLP_CF_DIRECT_MOTORS 0
 #endif
 
+/* The policy runs inside the 1 kHz stabilizer tick (every second tick), which also runs the estimator: a step
+ * must leave room. 24,000 float multiply-accumulates cost at most ~0.75 ms at 168 MHz by the high estimate of
+ * benchmarks/mcu_inference.py (crazyflie-hover-robust: 17,792 MACs, 0.41-0.55 ms; the 64-unit GRU of
+ * crazyflie-hover-robust-gru: 38,528 MACs, 0.95-1.28 ms, does not fit). Raise it only after measuring
+ * (benchmarks/mcu_inference.py --export, or DWT->CYCCNT on the vehicle). */
+#ifndef RLP_CF_MAX_MACS
+#define RLP_CF_MAX_MACS 24000
+#endif
+#if RLP_POLICY_MACS > RLP_CF_MAX_MACS
+#error "policy too large for the stabilizer tick: RLP_POLICY_MACS > RLP_CF_MAX_MACS (see rlp_controller.c)"
+#endif
+
 static rlp_cf_t cf;
 static float test_max_diff;
 static uint8_t mode_log;

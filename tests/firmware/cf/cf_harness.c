@@ -36,12 +36,14 @@ static int fake_self_test(float *max_abs_diff)
 }
 
 const rlp_policy_t fake_policy = {"fake", 146u, 4u, 5u, fake_components, 100.0f, 0.0f, 21702.0f, 0u,
-                                  fake_forward, fake_self_test};
+                                  fake_forward, fake_self_test, 0u, 0, 0};
 
 int h_mode(const rlp_cf_t *cf) { return (int)cf->mode; }
 const uint16_t *h_pwm(const rlp_cf_t *cf) { return cf->pwm; }
 const float *h_history(const rlp_cf_t *cf) { return cf->history; }
 const float *h_origin(const rlp_cf_t *cf) { return cf->origin; }
+const float *h_obs(const rlp_cf_t *cf) { return cf->obs; }
+const float *h_action(const rlp_cf_t *cf) { return cf->action; }
 unsigned h_calls(const rlp_cf_t *cf) { return cf->calls; }
 void h_set_flags(rlp_cf_t *cf, int enable, int self_test_ok)
 {
