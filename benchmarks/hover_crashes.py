@@ -39,6 +39,7 @@ import torch
 from robot_rl import presets  # noqa: F401
 from robot_rl.commands.evaluate import resolve_policy
 from robot_rl.commands.vehicle_eval import vehicle_distribution
+from robot_rl.models.recurrent import GRUActor
 from robot_rl.runs import load_actor, load_config
 from sim.quadrotor.config import DomainRandomization
 from sim.quadrotor.dynamics import OMEGA, POS, QUAT, RPM, VEL
@@ -80,6 +81,8 @@ def fly(policy, task, n: int, dist, mild: tuple[str, ...] = ()) -> dict:
     env_cls = type("Env", (_MildStartEnv,), {"mild": mild})
     env = env_cls(cfg, seed=dist.seed)
     obs = env.reset(seed=dist.seed)
+    if hasattr(policy, "begin_episodes"):  # a recurrent policy: zero state for these episodes
+        policy.begin_episodes(n)
     init = {"state": env.state.clone(), "force": env.force.clone(), "torque": env.torque.clone(),
             "vehicles": {k: v.clone() for k, v in env.vehicles().items()}}
     alive = torch.ones(n, dtype=torch.bool)
@@ -161,11 +164,17 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
     saved = torch.zeros(n, dtype=torch.bool)
     best = torch.zeros(horizon, n, 4)  # per saved episode: the correction of its first saving iteration
     plain_peak = None
+    recurrent = isinstance(actor, GRUActor)
     for it in range(iters + 1):
         obs = restart()
+        state = actor.initial_state(n) if recurrent else None  # a recurrent actor starts each episode at zero
         barrier, peak = torch.zeros(n), torch.zeros(n)
         for t in range(horizon):
-            obs, *_ = env.step(actor(obs["policy"]) + delta[t])
+            if recurrent:
+                action, state = actor(obs["policy"], state)
+            else:
+                action = actor(obs["policy"])
+            obs, *_ = env.step(action + delta[t])
             over = env.state[:, POS].abs().max(-1).values
             peak = torch.maximum(peak, over.detach())
             # grows like log beyond the bound: states long after a crash must not swamp the gradient

@@ -9,8 +9,9 @@ from benchmarks.hover_ceiling import (
     privileged_setpoints_fly,
     tilt_limited_infeasible,
 )
-from benchmarks.hover_crashes import vertical_ideal_min_z
+from benchmarks.hover_crashes import fly, oracle, vertical_ideal_min_z
 from robot_rl.commands.vehicle_eval import vehicle_distribution
+from robot_rl.models.recurrent import GRUActor, StatefulPolicy
 from robot_rl.presets import crazyflie_hover_attitude_robust, crazyflie_hover_robust
 from sim.quadrotor.dynamics import OMEGA, QUAT, VEL
 from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED
@@ -72,3 +73,14 @@ def test_privileged_setpoints_keep_most_attitude_level_episodes():
     alive, settled = privileged_setpoints_fly(task, vehicle_distribution(VEHICLE_EVAL_SEED, 0.0), 24, 4.0, 3.0,
                                               6.0, 4.0, 20.0)
     assert alive.float().mean() >= 0.75 and settled.float().mean() >= 0.1
+
+
+def test_the_crash_tools_fly_a_recurrent_actor():
+    """hover_crashes.fly starts a recurrent policy's episodes (begin_episodes) and the oracle carries its state."""
+    task = crazyflie_hover_robust().task
+    torch.manual_seed(0)
+    actor = GRUActor(210, 8, 4, 4)
+    r = fly(StatefulPolicy(actor), task, 3, vehicle_distribution(VEHICLE_EVAL_SEED, 0.0))
+    assert r["alive"].shape == (3,)
+    orc = oracle(actor, task, r["init"], torch.arange(2), 5, 1)
+    assert orc["saved"].shape == (2,) and orc["peak"].shape == (2,)
