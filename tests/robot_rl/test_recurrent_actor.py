@@ -1,5 +1,8 @@
 """The recurrent (GRU) actor: its state, APG through it, resume, and evaluation with memory."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -8,6 +11,8 @@ from robot_rl.config import get_preset
 from robot_rl.models.recurrent import GRUActor, StatefulPolicy
 from robot_rl.runs import make_runner
 from tests.robot_rl.test_training import tiny
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def recurrent_cfg(steps=320):
@@ -97,10 +102,14 @@ def test_in_training_evaluation_flies_the_recurrent_policy_with_a_fresh_state(tm
     assert first["final_errors_m"] == second["final_errors_m"]
 
 
-def test_the_gru_preset_is_the_robust_preset_with_a_recurrent_actor():
+def test_the_gru_preset_is_the_robust_preset_with_a_recurrent_actor_the_crazyflie_app_runs():
     gru, mlp = get_preset("crazyflie-hover-robust-gru"), get_preset("crazyflie-hover-robust")
-    assert (gru.apg.actor_hidden, gru.apg.recurrent_state, gru.apg.lr) == ((64,), 64, 1.5e-3)
-    gru.apg.actor_hidden, gru.apg.recurrent_state, gru.apg.lr, gru.preset = (64, 64), 0, 3e-3, mlp.preset
+    assert (gru.apg.actor_hidden, gru.apg.recurrent_state) == ((32,), 32)
+    h, s, obs = 32, 32, 18 + 4 * gru.task.action_history
+    macs = obs * h + 3 * s * h + 3 * s * s + 4 * (h + s)  # c_recurrent.GRUSpec.macs
+    limit = re.search(r"#define RLP_CF_MAX_MACS (\d+)", (ROOT / "firmware/crazyflie/src/rlp_controller.c").read_text())
+    assert macs == 13120 and macs <= int(limit.group(1))
+    gru.apg.actor_hidden, gru.apg.recurrent_state, gru.preset = (64, 64), 0, mlp.preset
     assert gru == mlp
 
 

@@ -36,8 +36,8 @@
 
 /* The policy runs inside the 1 kHz stabilizer tick (every second tick), which also runs the estimator: a step
  * must leave room. 24,000 float multiply-accumulates cost at most ~0.75 ms at 168 MHz by the high estimate of
- * benchmarks/mcu_inference.py (crazyflie-hover-robust: 17,792 MACs, 0.41-0.55 ms; the 64-unit GRU of
- * crazyflie-hover-robust-gru: 38,528 MACs, 0.95-1.28 ms, does not fit). Raise it only after measuring
+ * benchmarks/mcu_inference.py (crazyflie-hover-robust: 17,792 MACs, 0.40-0.55 ms; crazyflie-hover-robust-gru:
+ * 13,120 MACs, 0.35-0.47 ms; a 64-unit GRU: 38,528 MACs, 0.95-1.28 ms, does not fit). Raise it only after measuring
  * (benchmarks/mcu_inference.py --export, or DWT->CYCCNT on the vehicle). */
 #ifndef RLP_CF_MAX_MACS
 #define RLP_CF_MAX_MACS 24000
