@@ -68,8 +68,10 @@ def run(ros_venv, tmp_path_factory):
     return NS(out=out, logs=text, models=d)
 
 
-def expected_quad(models, n):
-    cfg = NodeConfig(model_path=str(models / "good"), target=[0.0, 0.0, 1.0], input_timeout_s=TIMEOUT,
+def expected_quad(model, n):
+    """The runtime's first ``n`` commands on the constant odometry ``STATE`` (a recurrent export carries its state
+    from step to step)."""
+    cfg = NodeConfig(model_path=str(model), target=[0.0, 0.0, 1.0], input_timeout_s=TIMEOUT,
                      command_low=[0.0], command_high=[21702.0])
     p = make_profile(cfg)
     v3 = lambda v: NS(x=v[0], y=v[1], z=v[2])  # noqa: E731
@@ -110,7 +112,7 @@ def test_commands_at_control_rate_match_the_runtime(run):
     cmds = np.array([c for _, c in q["nominal"]], dtype=np.float32)
     assert 80 <= len(cmds) <= 110, f"{len(cmds)} commands in 1 s at 100 Hz"
     assert abs(np.median(np.diff(times)) - QUAD_PERIOD) < 0.003
-    np.testing.assert_array_equal(cmds, expected_quad(run.models, len(cmds)))  # bit-identical float32
+    np.testing.assert_array_equal(cmds, expected_quad(run.models / "good", len(cmds)))  # bit-identical float32
 
 
 def test_out_of_order_stamp_is_dropped(run):

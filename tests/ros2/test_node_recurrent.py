@@ -3,18 +3,16 @@ carried from step to step) and a deactivate/activate starts that sequence again 
 
 import json
 import subprocess
-from types import SimpleNamespace as NS
 
 import numpy as np
 
-from deploy.ros2.profiles import NodeConfig, make_profile
 from tests.deploy.recurrent_export import make_recurrent_export
 
 from .conftest import NODE_EXE, ROOT, VENV_PYTHON, interrupt, node_env, ros_env
+from .test_node import STATE, expected_quad
 
 NAMESPACE = "/rrl_gru"
 NODE = f"{NAMESPACE}/robot_rl_node"
-STATE = {"pos": [0.05, -0.03, 1.02], "quat": [0.9998, 0.0, 0.02, 0.0], "lin": [0.1, 0.0, -0.05], "ang": [0.0, 0.1, 0.0]}
 
 PEER = """
 import json, sys, time, rclpy
@@ -70,19 +68,6 @@ print(json.dumps(out))
 """
 
 
-def _expected(model: str, n: int) -> np.ndarray:
-    """The runtime's first ``n`` commands on the constant odometry, its state carried from step to step."""
-    p = make_profile(NodeConfig(model_path=model, target=[0.0, 0.0, 1.0], input_timeout_s=0.05,
-                                command_low=[0.0], command_high=[21702.0]))
-    v3 = lambda v: NS(x=v[0], y=v[1], z=v[2])  # noqa: E731
-    q = STATE["quat"]
-    msg = NS(header=NS(stamp=NS(sec=1, nanosec=0), frame_id="odom"), child_frame_id="base_link",
-             pose=NS(pose=NS(position=v3(STATE["pos"]), orientation=NS(w=q[0], x=q[1], y=q[2], z=q[3]))),
-             twist=NS(twist=NS(linear=v3(STATE["lin"]), angular=v3(STATE["ang"]))))
-    p.on_odometry(msg, 0.0)
-    return np.array([p.runner.step(0.0)[0].copy() for _ in range(n)], np.float32)
-
-
 def _subsequence(got: np.ndarray, want: np.ndarray) -> list[int]:
     """Indices of ``want`` that ``got`` matches bit for bit, in order (a command lost in transit skips one)."""
     idx, j = [], 0
@@ -112,7 +97,7 @@ def test_node_carries_and_resets_the_recurrent_state(ros_venv, tmp_path):
     assert peer.returncode == 0, f"{peer.stderr[-2000:]}\nnode:\n{log}"
     out = json.loads(peer.stdout.strip().splitlines()[-1])
     assert out["configure"] and out["activate"] == [True, True] and out["deactivate"] == [True, True], log
-    want = _expected(str(model), 120)
+    want = expected_quad(model, 120)
     assert np.abs(want[1:] - want[0]).max() > 1.0  # the commands move with the state and history (rpm)
     for window in out["windows"]:
         got = np.array([c for c in window if any(c)], np.float32)  # the safe (zero) command at deactivation
