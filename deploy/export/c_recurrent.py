@@ -103,13 +103,16 @@ def read_gru(onnx_path: str | Path, doc: dict[str, Any]) -> GRUSpec:
         raise CExportError(f"C export: policy.json's network must be a GRU cell with a hidden activation in "
                            f"{HIDDEN_ACTIVATIONS}, got cell {net.get('cell')!r}, activation {net.get('activation')!r}")
     w = {k: np.asarray(inits[k], np.float32) for k in WEIGHTS}
+    flat = [k for k in WEIGHTS if w[k].ndim != (2 if k.startswith("W") else 1)]
+    if flat:
+        raise CExportError(f"C export: recurrent weights {flat} have the wrong rank (W_* matrices, b_* vectors)")
     spec = GRUSpec(*(w[k] for k in WEIGHTS), activation=net["activation"])
     h, s, n_in = spec.hidden, spec.state_size, spec.in_dim
     shapes = {"b_in": (h,), "W_ih": (3 * s, h), "b_ih": (3 * s,), "W_hh": (3 * s, s), "b_hh": (3 * s,),
               "W_out": (spec.out_dim, h + s), "b_out": (spec.out_dim,)}
     bad = [f"{k} {list(w[k].shape)} (want {list(v)})" for k, v in shapes.items() if w[k].shape != v]
-    if bad or w["W_in"].ndim != 2:
-        raise CExportError(f"C export: recurrent weight shapes do not chain: {', '.join(bad) or 'W_in is not 2-D'}")
+    if bad:
+        raise CExportError(f"C export: recurrent weight shapes do not chain: {', '.join(bad)}")
     if n_in != contract.obs_dim(doc) or spec.out_dim != contract.output_dim(doc) \
             or s != doc["recurrent"]["state_size"]:
         raise CExportError(f"C export: policy.onnx is {n_in} -> {spec.out_dim} with state {s} but policy.json "
@@ -135,6 +138,7 @@ def run_reference(spec: GRUSpec, obs_seq: Any) -> np.ndarray:
 
 
 def describe(spec: GRUSpec) -> str:
+    """One line naming the network (the generated files' header comments)."""
     return (f"{spec.in_dim}-{spec.hidden} {spec.activation} -> GRU state {spec.state_size} -> "
             f"{spec.out_dim} tanh (from [x, state'])")
 
