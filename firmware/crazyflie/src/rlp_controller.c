@@ -42,6 +42,9 @@
 #ifndef RLP_CF_MAX_MACS
 #define RLP_CF_MAX_MACS 24000
 #endif
+#ifndef RLP_POLICY_MACS
+#error "policy.h predates the MACs budget: regenerate it (python -m deploy.export.c_export EXPORT_DIR)"
+#endif
 #if RLP_POLICY_MACS > RLP_CF_MAX_MACS
 #error "policy too large for the stabilizer tick: RLP_POLICY_MACS > RLP_CF_MAX_MACS (see rlp_controller.c)"
 #endif
