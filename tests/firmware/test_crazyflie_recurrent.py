@@ -61,7 +61,7 @@ def test_state_commits_once_per_window_and_restarts_at_take_over(gru_cf):
         np.testing.assert_allclose(action, want[0], atol=1e-5)
         if k % 5 == 4:  # the window's last call commits
             committed = nxt
-    # committing after every call (the stateless-window mistake) or never would not reproduce these
+    # committing after every call (memory at 500 Hz, five times the training rate) would not reproduce these
     every = np.zeros((1, STATE), np.float32)
     diffs = []
     for obs, action in first:
