@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.hover_crashes import fly, oracle, vertical_ideal_min_z
+from benchmarks.hover_planner import episode_env, fly_with_offsets, plan
 from robot_rl import presets  # noqa: F401
 from robot_rl.commands.evaluate import resolve_policy
 from robot_rl.commands.vehicle_eval import vehicle_distribution
@@ -205,27 +206,12 @@ def privileged_fly(task, init: dict, att_hz: float, pos_hz: float, max_tilt_deg:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def verify_oracle(actor, task, init: dict, idx: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """``[len(idx)]`` bool: the oracle's corrected actions, then the policy alone to the end of the episode (no
     noise, as the oracle flies), stay inside the bounds throughout (the full-episode check of a saved one)."""
-    n = len(idx)
-    cfg = replace(task, num_envs=n, device="cpu", noise=False, randomization=DomainRandomization(),
-                  vehicles=replace(task.vehicles, enabled=True, seed=0), position_limit=1e3, episode_length=10**6)
-    env = QuadrotorHoverEnv(cfg, seed=0)
-    env.vehicle_values = torch.stack([init["vehicles"][k][idx] for k in env.vehicles()], -1)
-    env._apply_vehicles()
-    env.state, env.force = init["state"][idx].clone(), init["force"][idx].clone()
-    env.torque = init["torque"][idx].clone()
-    env.target.zero_()
-    env.history.zero_()
-    env.steps.zero_()
-    obs = env._observe(fresh=torch.ones(n, dtype=torch.bool))
-    alive = torch.ones(n, dtype=torch.bool)
-    for t in range(task.episode_length):
-        a = actor(obs["policy"]) + (delta[t] if t < len(delta) else 0.0)
-        obs, *_ = env.step(a)
-        alive &= (env.state[:, POS].abs() <= task.position_limit).all(-1)
-    return alive
+    env, restart = episode_env(task, init, idx)
+    return fly_with_offsets(actor, env, restart, delta, 1, task.episode_length, task.position_limit)[1]
 
 
 def privileged_setpoints_fly(task, dist, n: int, kxy: float, dxy: float, kz: float, dz: float,
@@ -282,13 +268,16 @@ def main() -> None:
     ap.add_argument("--oracle-horizon", type=int, default=150)
     ap.add_argument("--oracle-runs", type=int, default=1, help="seed the oracle from the first this many runs, in "
                     "turn, each on the episodes still undecided")
+    ap.add_argument("--planner-iters", type=int, default=0, help="then hover_planner.plan on the episodes still "
+                    "undecided: the cross-entropy method over offsets to the first run's actions (0: skip)")
+    ap.add_argument("--planner-population", type=int, default=128)
     ap.add_argument("--attitude", action="store_true", help="the attitude/thrust level (robust_hover.py --attitude's "
                     "episodes): the firmware's thrust cap bounds too; setpoint controllers witness, no oracle")
     args = ap.parse_args()
     if args.controllers is None:
         args.controllers = list(SETPOINT_CONTROLLERS if args.attitude else CONTROLLERS)
-    if args.attitude:  # the oracle commands motors, not setpoints
-        args.oracle_iters = 0
+    if args.attitude:  # the oracle and the planner command motors, not setpoints
+        args.oracle_iters = args.planner_iters = 0
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     runs = [Path(r) for r in args.run_dirs]
@@ -355,6 +344,13 @@ def main() -> None:
             out["oracle_verified"] += int(ok.sum())
             print(f"oracle from {run}: saves {int(orc['saved'].sum())} of the {len(idx)} undecided, {int(ok.sum())} "
                   "of them also over the whole episode", flush=True)
+        if args.planner_iters:
+            idx = (~feasible & ~inf).nonzero()[:, 0]
+            _, actor, _ = load_actor(runs[0])
+            saved = plan(actor, task, init, idx, args.planner_iters, args.planner_population)["saved"]
+            feasible[idx[saved]] = True
+            out["planner_saved"] = int(saved.sum())
+            print(f"planner from {runs[0]}: saves {int(saved.sum())} of the {len(idx)} undecided", flush=True)
         out |= {"policy_crashes_infeasible": int((crashed & inf).sum()),
                 "policy_crashes_feasible": int((crashed & feasible).sum()),
                 "policy_crashes_undecided": int((crashed & ~feasible & ~inf).sum())}

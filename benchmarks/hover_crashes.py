@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.hover_planner import episode_env
 from robot_rl import presets  # noqa: F401
 from robot_rl.commands.evaluate import resolve_policy
 from robot_rl.commands.vehicle_eval import vehicle_distribution
@@ -143,20 +144,7 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
     flight stays inside the bound and ends slower than 0.5 m/s, within 30 deg of upright and 0.5 m of the target
     (the policy then holds it: checked by flying the remaining steps with the policy alone)."""
     n, limit = len(idx), task.position_limit
-    cfg = replace(task, num_envs=n, device="cpu", noise=False, randomization=DomainRandomization(),
-                  vehicles=replace(task.vehicles, enabled=True, seed=0), position_limit=1e3, episode_length=10**6)
-    env = QuadrotorHoverEnv(cfg, seed=0)
-    env.vehicle_values = torch.stack([init["vehicles"][k][idx] for k in env.vehicles()], -1)
-    env._apply_vehicles()
-    s0, force, torque = init["state"][idx], init["force"][idx], init["torque"][idx]
-
-    def restart() -> dict:
-        env.state, env.force, env.torque = s0.clone(), force.clone(), torque.clone()
-        env.target.zero_()
-        env.history.zero_()
-        env.steps.zero_()
-        return env._observe(fresh=torch.ones(n, dtype=torch.bool))
-
+    env, restart = episode_env(task, init, idx)
     for p in actor.parameters():
         p.requires_grad_(False)
     delta = torch.zeros(horizon, n, 4, requires_grad=True)
