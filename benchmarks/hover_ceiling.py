@@ -206,7 +206,6 @@ def privileged_fly(task, init: dict, att_hz: float, pos_hz: float, max_tilt_deg:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def verify_oracle(actor, task, init: dict, idx: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """``[len(idx)]`` bool: the oracle's corrected actions, then the policy alone to the end of the episode (no
     noise, as the oracle flies), stay inside the bounds throughout (the full-episode check of a saved one)."""

@@ -22,13 +22,14 @@ from sim.quadrotor.dynamics import POS
 from sim.quadrotor.task import QuadrotorHoverEnv
 
 
-def episode_env(task, init: dict, idx: torch.Tensor, copies: int = 1, position_limit: float = 1e3):
-    """A noise-free torch env whose ``copies * len(idx)`` envs fly episodes ``idx`` (copy-major), and a function
-    that restarts them from their initial state (returns the fresh observation)."""
+def episode_env(task, init: dict, idx: torch.Tensor, copies: int = 1):
+    """A noise-free torch env whose ``copies * len(idx)`` envs fly episodes ``idx`` (copy-major) without ending
+    them (no bound, no time limit: the caller judges the flight), and a function that restarts them from their
+    initial state (returns the fresh observation)."""
     rep = idx.repeat(copies)
     n = len(rep)
     cfg = replace(task, num_envs=n, device="cpu", noise=False, randomization=DomainRandomization(),
-                  vehicles=replace(task.vehicles, enabled=True, seed=0), position_limit=position_limit,
+                  vehicles=replace(task.vehicles, enabled=True, seed=0), position_limit=1e3,
                   episode_length=10**6)
     env = QuadrotorHoverEnv(cfg, seed=0)
     env.vehicle_values = torch.stack([init["vehicles"][k][rep] for k in env.vehicles()], -1)
