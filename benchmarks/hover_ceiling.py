@@ -21,19 +21,22 @@ paper's 10,851 RPM, a per-episode disturbance. This script bounds, per episode, 
   disturbance (thrust vector control, torque-priority mixing, optionally a one-step motor lead), flown in the
   torch reference env over the whole episode; and ``hover_crashes.oracle`` (the first policy plus an open-loop
   correction optimised through the differentiable env) on the episodes still undecided, counted only when the
-  corrected start followed by the policy alone stays inside the bounds for the whole episode.
+  corrected start followed by the policy alone stays inside the bounds for the whole episode; with
+  ``--planner-iters``, then ``hover_planner.plan`` (sampled offsets to the first policy's actions, each candidate
+  flown to the end of the episode) on the episodes still undecided.
 
 The rest is undecided. Last line: JSON ``{"vehicles", "infeasible_vertical", "infeasible_tilt",
-"privileged_survive", "feasible", "undecided", "ceiling_low", "ceiling_high", "policy_crashes_*", ...}``
+"privileged_survive", "planner_saved" (with --planner-iters), "feasible", "undecided", "ceiling_low",
+"ceiling_high", "policy_crashes_*", ...}``
 (ceilings as survival fractions: at least ``feasible / vehicles``, at most ``1 - infeasible / vehicles`` with
 ``infeasible`` the episodes some bound proves lost). ``--attitude``: the attitude/thrust level's episodes (the run's
 task, else ``crazyflie-hover-attitude-robust``'s); :func:`capped_infeasible` (the firmware's cap on the thrust
 setpoint) bounds too, ``"infeasible_cap"``; the privileged witnesses are setpoint controllers
-(:func:`privileged_setpoints_fly`, through the radio latency, the onboard PID and the cap), and the oracle (which
-commands motors) is off.
+(:func:`privileged_setpoints_fly`, through the radio latency, the onboard PID and the cap), and the oracle and the
+planner (which command motors) are off.
 
     python benchmarks/hover_ceiling.py [RUN_DIR ...] [--attitude] [--vehicles 1000] [--vehicle-seed 4000037]
-        [--margin 0]
+        [--margin 0] [--planner-iters 60]
 """
 
 from __future__ import annotations
