@@ -7,6 +7,7 @@ import torch
 from benchmarks.hover_ceiling import tilt_limited_infeasible
 from benchmarks.hover_planner import episode_env, fly_with_offsets, plan
 from robot_rl.models.recurrent import GRUActor
+from sim.quadrotor.dynamics import QUAT
 from tests.benchmarks.test_hover_ceiling import _starts
 
 
@@ -23,7 +24,7 @@ def _task_and_starts():
     s[:2, 9] = -0.5  # envs 0, 1: level, at the target, falling at 0.5 m/s
     # env 2: tilted 90 deg, falling, on a weak, slow, heavy-inertia vehicle (the tilt bound proves it lost)
     s[2, 2], s[2, 9] = -0.1, -0.5
-    s[2, 3:7] = torch.tensor([0.5 ** 0.5, 0.5 ** 0.5, 0.0, 0.0])
+    s[2, QUAT] = torch.tensor([0.5 ** 0.5, 0.5 ** 0.5, 0.0, 0.0])
     v["thrust_to_weight"][2], v["motor_tau_up"][2], v["inertia_xy_scale"][2] = 1.3, 0.15, 5.0
     return init, params, replace(task, episode_length=40)
 
