@@ -36,7 +36,7 @@ setpoint) bounds too, ``"infeasible_cap"``; the privileged witnesses are setpoin
 planner (which command motors) are off.
 
     python benchmarks/hover_ceiling.py [RUN_DIR ...] [--attitude] [--vehicles 1000] [--vehicle-seed 4000037]
-        [--margin 0] [--planner-iters 60]
+        [--margin 0] [--planner-iters 60] [--planner-population 128] [--planner-device cpu]
 """
 
 from __future__ import annotations
@@ -273,6 +273,7 @@ def main() -> None:
     ap.add_argument("--planner-iters", type=int, default=0, help="then hover_planner.plan on the episodes still "
                     "undecided: the cross-entropy method over offsets to the first run's actions (0: skip)")
     ap.add_argument("--planner-population", type=int, default=128)
+    ap.add_argument("--planner-device", default="cpu", help="where the planner's flights run (e.g. cuda)")
     ap.add_argument("--attitude", action="store_true", help="the attitude/thrust level (robust_hover.py --attitude's "
                     "episodes): the firmware's thrust cap bounds too; setpoint controllers witness, no oracle")
     args = ap.parse_args()
@@ -349,7 +350,9 @@ def main() -> None:
         if args.planner_iters:
             idx = (~feasible & ~inf).nonzero()[:, 0]
             _, actor, _ = load_actor(runs[0])
-            saved = plan(actor, task, init, idx, args.planner_iters, args.planner_population)["saved"]
+            elite_share = 12 / 128 if args.planner_population != 128 else None  # the default's share of elites
+            saved = plan(actor.to(args.planner_device), task, init, idx, args.planner_iters, args.planner_population,
+                         device=args.planner_device, elite_share=elite_share)["saved"]
             feasible[idx[saved]] = True
             out["planner_saved"] = int(saved.sum())
             print(f"planner from {runs[0]}: saves {int(saved.sum())} of the {len(idx)} undecided", flush=True)

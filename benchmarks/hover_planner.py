@@ -22,26 +22,26 @@ from sim.quadrotor.dynamics import POS
 from sim.quadrotor.task import QuadrotorHoverEnv
 
 
-def episode_env(task, init: dict, idx: torch.Tensor, copies: int = 1):
-    """A noise-free torch env whose ``copies * len(idx)`` envs fly episodes ``idx`` (copy-major) without ending
-    them (no bound, no time limit: the caller judges the flight), and a function that restarts them from their
-    initial state (returns the fresh observation)."""
+def episode_env(task, init: dict, idx: torch.Tensor, copies: int = 1, device: str = "cpu"):
+    """A noise-free torch env on ``device`` whose ``copies * len(idx)`` envs fly episodes ``idx`` (copy-major)
+    without ending them (no bound, no time limit: the caller judges the flight), and a function that restarts
+    them from their initial state (returns the fresh observation)."""
     rep = idx.repeat(copies)
     n = len(rep)
-    cfg = replace(task, num_envs=n, device="cpu", noise=False, randomization=DomainRandomization(),
+    cfg = replace(task, num_envs=n, device=device, noise=False, randomization=DomainRandomization(),
                   vehicles=replace(task.vehicles, enabled=True, seed=0), position_limit=1e3,
                   episode_length=10**6)
     env = QuadrotorHoverEnv(cfg, seed=0)
-    env.vehicle_values = torch.stack([init["vehicles"][k][rep] for k in env.vehicles()], -1)
+    env.vehicle_values = torch.stack([init["vehicles"][k][rep] for k in env.vehicles()], -1).to(device)
     env._apply_vehicles()
-    s0, force, torque = init["state"][rep], init["force"][rep], init["torque"][rep]
+    s0, force, torque = (init[k][rep].to(device) for k in ("state", "force", "torque"))
 
     def restart() -> dict:
         env.state, env.force, env.torque = s0.clone(), force.clone(), torque.clone()
         env.target.zero_()
         env.history.zero_()
         env.steps.zero_()
-        return env._observe(fresh=torch.ones(n, dtype=torch.bool))
+        return env._observe(fresh=torch.ones(n, dtype=torch.bool, device=device))
 
     return env, restart
 
@@ -52,9 +52,9 @@ def fly_with_offsets(actor, env, restart, offsets: torch.Tensor, hold: int, step
     steps), then the policy alone, for ``steps`` steps (a recurrent actor carries its state from zero): (barrier
     cost, never beyond ``limit`` on any axis) per env."""
     obs = restart()
-    n = offsets.shape[1]
-    state = actor.initial_state(n) if isinstance(actor, GRUActor) else None
-    barrier, peak = torch.zeros(n), torch.zeros(n)
+    n, dev = offsets.shape[1], offsets.device
+    state = actor.initial_state(n).to(dev) if isinstance(actor, GRUActor) else None
+    barrier, peak = torch.zeros(n, device=dev), torch.zeros(n, device=dev)
     for t in range(steps):
         if state is not None:
             a, state = actor(obs["policy"], state)
@@ -71,21 +71,25 @@ def fly_with_offsets(actor, env, restart, offsets: torch.Tensor, hold: int, step
 
 @torch.no_grad()
 def plan(actor, task, init: dict, idx: torch.Tensor, iters: int = 40, population: int = 128, elites: int = 12,
-         knots: int = 20, hold: int = 5, std: float = 0.5, seed: int = 0, log=print) -> dict:
+         knots: int = 20, hold: int = 5, std: float = 0.5, seed: int = 0, log=print, device: str = "cpu",
+         elite_share: float | None = None) -> dict:
     """The cross-entropy method per episode of ``idx`` over open-loop offsets to the policy's actions for the
     first ``knots * hold`` steps, each candidate flown to the end of the episode (the policy alone after the
-    offsets); ``{"saved": [m] bool, "offsets": [knots, m, 4]}`` (the best candidate of each episode: a
-    surviving one where there is one)."""
+    offsets), on ``device`` (the draws come from a CPU generator: the same candidates on any device);
+    ``elite_share``: elites as a share of the population (else ``elites``). ``{"saved": [m] bool, "offsets":
+    [knots, m, 4]}`` (the best candidate of each episode: a surviving one where there is one)."""
     m, limit = len(idx), task.position_limit
-    env, restart = episode_env(task, init, idx, population)
+    elites = max(2, round(elite_share * population)) if elite_share else elites
+    env, restart = episode_env(task, init, idx, population, device)
     gen = torch.Generator().manual_seed(seed)
-    mean = torch.zeros((knots, m, 4))
-    sd = torch.full((knots, m, 4), std)
-    best_cost = torch.full((m,), float("inf"))
+    mean = torch.zeros((knots, m, 4), device=device)
+    sd = torch.full((knots, m, 4), std, device=device)
+    best_cost = torch.full((m,), float("inf"), device=device)
     best = mean.clone()
-    saved = torch.zeros(m, dtype=torch.bool)
+    saved = torch.zeros(m, dtype=torch.bool, device=device)
     for it in range(iters):
-        cand = mean[:, None] + sd[:, None] * torch.randn((knots, population, m, 4), generator=gen)
+        noise = torch.randn((knots, population, m, 4), generator=gen).to(device)
+        cand = mean[:, None] + sd[:, None] * noise
         cand[:, 0] = best  # elitism: the best candidate so far (at first: the policy alone) flies again
         cost, ok = fly_with_offsets(actor, env, restart, cand.reshape(knots, population * m, 4), hold,
                                     task.episode_length, limit)
@@ -101,4 +105,4 @@ def plan(actor, task, init: dict, idx: torch.Tensor, iters: int = 40, population
         saved |= ok.any(0)  # the flight is deterministic: one surviving candidate proves the episode avoidable
         if it % 10 == 0 or it == iters - 1:
             log(f"  planner iter {it}: saves {int(saved.sum())}/{m}")
-    return {"saved": saved, "offsets": best}
+    return {"saved": saved.cpu(), "offsets": best.cpu()}
