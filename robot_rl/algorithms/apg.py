@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robot_rl.algorithms.apg_value import WindowValue
 from robot_rl.algorithms.common import make_optimizer
 from robot_rl.distributed import average_gradients
 from robot_rl.models.mlp import MLP
@@ -59,22 +58,6 @@ class APGConfig:
     """State size of a recurrent actor (0: the MLP): a GRU cell on top of one dense layer of ``actor_hidden``
     (``robot_rl/models/recurrent.py``); its state carries from step to step and across windows (not their
     gradient), and is zeroed when an env's episode ends. Trained by autograd (the hand-written BPTT is MLP-only)."""
-    value_hidden: tuple[int, ...] = ()
-    """Hidden layers of a learned value added at the end of every window (short-horizon actor-critic, SHAC;
-    ``apg_value.py``): the actor's loss then sees the return from the state it leaves behind, and a state the
-    policy crashes from is a gradient. ``()``: off (plain APG). Autograd only."""
-    value_actor: str = "end"
-    """How the actor's loss uses the value: ``end`` (SHAC) at the window's end only; ``lambda`` (Dreamer's actor
-    objective) the mean over the window's steps of the TD(lambda) return from each, value at every step."""
-    value_gamma: float = 0.99
-    value_lambda: float = 0.95
-    """TD(lambda) of the critic's targets."""
-    value_lr: float = 1e-3
-    value_iterations: int = 8
-    """Passes over each window's states per critic fit."""
-    value_minibatches: int = 4
-    value_target_alpha: float = 0.2
-    """The target critic keeps this share of itself at each fit (the rest from the critic)."""
     backprop: str = "auto"
     """``auto``: hand-written BPTT (``apg_bptt.py``) where it applies (fast-tanh MLP on the differentiable fused
     CPU env), else torch autograd; ``autograd``: always torch autograd (same gradient, other rounding)."""
@@ -85,7 +68,7 @@ class APG:
     (by autograd from ``mean_reward``, or from precomputed ``grads``); the runner rolls out the actor."""
 
     def __init__(self, cfg: APGConfig, policy_dim: int, action_dim: int,
-                 init_action: float | list[float] = 0.0, value_dim: int = 0, device: str = "cpu") -> None:
+                 init_action: float | list[float] = 0.0) -> None:
         self.cfg = cfg
         if cfg.recurrent_state:
             if cfg.recurrent_state < 0 or len(cfg.actor_hidden) != 1:
@@ -104,19 +87,12 @@ class APG:
             last.bias.copy_(bias.expand_as(last.bias))
         self.opt = make_optimizer(self.actor.parameters(), cfg.lr, 0.0)
         self.num_updates = 0
-        self.value = None
-        if cfg.value_hidden:
-            self.value = WindowValue(value_dim, tuple(cfg.value_hidden), cfg.value_gamma, cfg.value_lambda,
-                                     cfg.value_lr, cfg.value_iterations, cfg.value_minibatches,
-                                     cfg.value_target_alpha, device)
 
     def modules(self) -> dict[str, nn.Module]:
-        if self.value is None:
-            return {"actor": self.actor}
-        return {"actor": self.actor, "value": self.value.net, "value_target": self.value.target}
+        return {"actor": self.actor}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.opt} if self.value is None else {"opt": self.opt, "value_opt": self.value.opt}
+        return {"opt": self.opt}
 
     def set_progress(self, fraction: float) -> None:
         """Cosine learning-rate schedule position (0 = start, 1 = end of the run)."""

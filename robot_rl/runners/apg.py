@@ -12,7 +12,6 @@ import torch
 
 from robot_rl.algorithms import apg_bptt
 from robot_rl.algorithms.apg import APG
-from robot_rl.algorithms.apg_value import value_state
 from robot_rl.config import TrainConfig
 from robot_rl.models.mlp_function import mlp_apply
 from robot_rl.runners.base import Runner
@@ -25,18 +24,14 @@ class APGRunner(Runner):
         if not self.env.differentiable:
             raise self.env.unsupported("gradients through the simulator (apg needs a differentiable env)")
         env = self.env
-        value_dim = 17 + env.obs_dims["critic"] if cfg.apg.value_hidden else 0
-        self.algo = APG(cfg.apg, env.obs_dims["policy"], env.action_dim, getattr(env, "hover_action", 0.0),
-                        value_dim, cfg.device)
+        self.algo = APG(cfg.apg, env.obs_dims["policy"], env.action_dim, getattr(env, "hover_action", 0.0))
         self.algo.actor.to(cfg.device)
         self.bptt = None
         self.state = self.algo.actor.initial_state(env.num_envs) if cfg.apg.recurrent_state else None
-        if cfg.apg.value_hidden and not hasattr(env, "position_error"):
-            raise ValueError(f"apg.value_hidden needs a hover env (position_error()); {type(env).__name__} is not one")
-        if cfg.apg.backprop == "auto" and apg_bptt.supports(self.algo.actor, env) and not cfg.apg.value_hidden:
+        if cfg.apg.backprop == "auto" and apg_bptt.supports(self.algo.actor, env):
             self.bptt = apg_bptt.FusedBPTT(self.algo.actor, env, cfg.apg.horizon, cfg.apg.bound_barrier,
                                            cfg.apg.bound_barrier_start)
-        if self.bptt is None and cfg.apg.bound_barrier:
+        elif cfg.apg.bound_barrier:
             limit = getattr(getattr(env, "cfg", None), "position_limit", None)
             if limit is None or not hasattr(env, "position_error"):
                 raise ValueError(f"apg.bound_barrier needs a hover env (position_limit, position_error()); "
@@ -54,8 +49,6 @@ class APGRunner(Runner):
             self.env_steps += env.num_envs * self.world * self.cfg.apg.horizon
             stats = self.algo.update(mean_reward, grads)
             return self._finish(obs, stats)
-        if self.algo.value is not None:
-            return self._value_iteration()
         obs = self.obs
         total = torch.zeros((), device=env.device)
         state = None if self.state is None else self.state.detach()  # the window starts here: no gradient before
@@ -73,55 +66,6 @@ class APGRunner(Runner):
             self._track_episodes(reward.detach(), terminated | truncated)
             self.env_steps += env.num_envs * self.world
         stats = self.algo.update(total / self.cfg.apg.horizon)
-        if state is not None:
-            self.state = state.detach()
-        return self._finish(obs, stats)
-
-    def _value_iteration(self) -> dict[str, float]:
-        """One window with the learned value (``apg_value``): discounted rewards per episode inside the window,
-        plus the discounted value of the state it ends in; then the critic's fit on the window's returns."""
-        env, actor, value, a = self.env, self.algo.actor, self.algo.value, self.cfg.apg
-        obs, n = self.obs, env.num_envs
-        state = None if self.state is None else self.state.detach()
-        disc = torch.ones(n, device=env.device)
-        total = torch.zeros((), device=env.device)
-        x = torch.cat((value_state(env), obs["critic"]), -1)
-        xs, live = [x.detach()], [x]
-        rewards, terms, truncs, grad_r = [], [], [], []
-        for _ in range(a.horizon):
-            if state is None:
-                action = mlp_apply(actor, obs["policy"])
-            else:
-                action, state = actor(obs["policy"], state)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            done = terminated | truncated
-            if state is not None:
-                state = state * ~done[:, None]
-            r = reward
-            if a.bound_barrier:
-                h = (env.position_error().abs() - a.bound_barrier_start).clamp(min=0.0) / self._barrier_width
-                r = r - a.bound_barrier * (h * h).sum(-1) * ~done
-            total = total + (disc * r).sum() / n
-            disc = torch.where(done, 1.0, disc * a.value_gamma)
-            x = torch.cat((value_state(env), obs["critic"]), -1)
-            xs.append(x.detach())
-            live.append(x)
-            grad_r.append(r)
-            rewards.append(r.detach())
-            terms.append(terminated)
-            truncs.append(truncated)
-            self._track_episodes(reward.detach(), done)
-            self.env_steps += env.num_envs * self.world
-        if a.value_actor == "lambda":
-            total = value.lambda_objective(torch.stack(live), torch.stack(grad_r), torch.stack(terms),
-                                           torch.stack(truncs)) * a.horizon
-        else:
-            total = total + (disc * value.value(x)).sum() / n
-        stats = self.algo.update(total / a.horizon)
-        stacked = torch.stack(xs)
-        returns = value.returns(stacked, torch.stack(rewards), torch.stack(terms), torch.stack(truncs))
-        stats["value_loss"] = torch.tensor(value.fit(stacked[:-1], returns))
-        stats["value_mean"] = returns.mean()
         if state is not None:
             self.state = state.detach()
         return self._finish(obs, stats)
