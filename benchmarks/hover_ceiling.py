@@ -350,9 +350,9 @@ def main() -> None:
         if args.planner_iters:
             idx = (~feasible & ~inf).nonzero()[:, 0]
             _, actor, _ = load_actor(runs[0])
-            elite_share = 12 / 128 if args.planner_population != 128 else None  # the default's share of elites
+            elites = max(2, round(args.planner_population * 12 / 128))  # plan()'s default share: 12 of 128
             saved = plan(actor.to(args.planner_device), task, init, idx, args.planner_iters, args.planner_population,
-                         device=args.planner_device, elite_share=elite_share)["saved"]
+                         elites, device=args.planner_device)["saved"]
             feasible[idx[saved]] = True
             out["planner_saved"] = int(saved.sum())
             print(f"planner from {runs[0]}: saves {int(saved.sum())} of the {len(idx)} undecided", flush=True)

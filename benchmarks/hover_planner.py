@@ -71,15 +71,13 @@ def fly_with_offsets(actor, env, restart, offsets: torch.Tensor, hold: int, step
 
 @torch.no_grad()
 def plan(actor, task, init: dict, idx: torch.Tensor, iters: int = 40, population: int = 128, elites: int = 12,
-         knots: int = 20, hold: int = 5, std: float = 0.5, seed: int = 0, log=print, device: str = "cpu",
-         elite_share: float | None = None) -> dict:
+         knots: int = 20, hold: int = 5, std: float = 0.5, seed: int = 0, log=print, device: str = "cpu") -> dict:
     """The cross-entropy method per episode of ``idx`` over open-loop offsets to the policy's actions for the
     first ``knots * hold`` steps, each candidate flown to the end of the episode (the policy alone after the
     offsets), on ``device`` (the draws come from a CPU generator: the same candidates on any device);
-    ``elite_share``: elites as a share of the population (else ``elites``). ``{"saved": [m] bool, "offsets":
-    [knots, m, 4]}`` (the best candidate of each episode: a surviving one where there is one)."""
+    ``{"saved": [m] bool, "offsets": [knots, m, 4]}`` (the best candidate of each episode: a surviving one where
+    there is one)."""
     m, limit = len(idx), task.position_limit
-    elites = max(2, round(elite_share * population)) if elite_share else elites
     env, restart = episode_env(task, init, idx, population, device)
     gen = torch.Generator().manual_seed(seed)
     mean = torch.zeros((knots, m, 4), device=device)
