@@ -1,11 +1,12 @@
-"""benchmarks/hover_planner.py: the sampling planner proves episodes avoidable by flying them, and only then."""
+"""benchmarks/hover_planner.py: the sampling planner proves episodes avoidable by flying them, and only then;
+noisy re-flights tell a robust save from a knife edge."""
 
 from dataclasses import replace
 
 import torch
 
 from benchmarks.hover_ceiling import tilt_limited_infeasible
-from benchmarks.hover_planner import episode_env, fly_with_offsets, plan
+from benchmarks.hover_planner import episode_env, fly_with_offsets, noisy_survival, plan
 from robot_rl.models.recurrent import GRUActor
 from sim.quadrotor.dynamics import QUAT
 from tests.benchmarks.test_hover_ceiling import _starts
@@ -44,6 +45,42 @@ def test_the_planner_saves_what_an_idle_policy_drops_and_not_what_the_bounds_pro
     env, restart = episode_env(task, init, idx)
     _, alive = fly_with_offsets(Idle(), env, restart, out["offsets"], 5, task.episode_length, task.position_limit)
     assert alive.tolist() == [True, True, False]  # the returned offsets are the saving ones, flown again
+
+
+class Knife(torch.nn.Module):
+    """Full thrust while the observed x offset is above -0.5 mm, else idle: at x = 0 it climbs when noise-free,
+    and with noise it drops out now and then."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.where(obs[:, :1] > -5e-4, 1.0, -1.0).expand(-1, 4)
+
+
+def test_the_planner_with_noise_draws_saves_the_same_episodes():
+    """Idle ignores its observation, so its noisy flights are the noise-free ones: the D-draw layout must find
+    the same saves as the noise-free planner."""
+    init, _, task = _task_and_starts()
+    idx = torch.arange(3)
+    out = plan(Idle(), task, init, idx, iters=12, population=64, knots=8, hold=5, log=lambda _: None, noise_draws=3)
+    assert out["saved"].tolist() == [True, True, False]
+    shares = noisy_survival(Idle(), task, init, idx, out["offsets"], 5, draws=4)
+    assert shares.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_noisy_survival_counts_the_draws_a_knife_edge_flight_survives():
+    init, _, task = _starts(3)
+    init["state"][:, 9] = -1.0  # level at the target, falling at 1 m/s
+    task = replace(task, episode_length=60)
+    idx, none = torch.arange(3), torch.zeros(1, 3, 4)
+    env, restart = episode_env(task, init, idx)
+    _, alive = fly_with_offsets(Knife(), env, restart, none, 1, task.episode_length, task.position_limit)
+    assert alive.all()  # noise-free, x stays 0: full thrust throughout
+    shares = noisy_survival(Knife(), task, init, idx, none, 1, draws=16)
+    assert (shares < 1.0).any() and ((shares > 0.0) & (shares < 1.0)).any()  # some draws crash, not all
+    assert (shares * 16).eq((shares * 16).round()).all()  # shares of 16 flights
+    assert torch.equal(shares, noisy_survival(Knife(), task, init, idx, none, 1, draws=16))  # seeded
+    env, restart = episode_env(task, init, idx, copies=2, noise=True)
+    obs = restart()["policy"]
+    assert not torch.equal(obs[:3, :18], obs[3:, :18])  # each copy its own noise
 
 
 def test_flights_with_offsets_carry_a_recurrent_actors_state():
