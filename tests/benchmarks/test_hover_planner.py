@@ -75,7 +75,7 @@ def test_noisy_survival_counts_the_draws_a_knife_edge_flight_survives():
     _, alive = fly_with_offsets(Knife(), env, restart, none, 1, task.episode_length, task.position_limit)
     assert alive.all()  # noise-free, x stays 0: full thrust throughout
     shares = noisy_survival(Knife(), task, init, idx, none, 1, draws=16)
-    assert (shares < 1.0).any() and ((shares > 0.0) & (shares < 1.0)).any()  # some draws crash, not all
+    assert ((shares > 0.0) & (shares < 1.0)).any()  # an episode that some draws keep and others crash
     assert (shares * 16).eq((shares * 16).round()).all()  # shares of 16 flights
     assert torch.equal(shares, noisy_survival(Knife(), task, init, idx, none, 1, draws=16))  # seeded
     env, restart = episode_env(task, init, idx, copies=2, noise=True)
