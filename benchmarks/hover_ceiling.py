@@ -266,7 +266,7 @@ def _shares(actor, task, init: dict, idx: torch.Tensor, offsets: torch.Tensor, h
             device: str = "cpu") -> torch.Tensor:
     """``[len(idx)]``: the share of ``draws`` noisy flights each saving correction survives (1 where ``draws`` is
     0: the noise-free proof alone)."""
-    if draws == 0 or len(idx) == 0:
+    if draws == 0:
         return torch.ones(len(idx))
     return noisy_survival(actor, task, init, idx, offsets, hold, draws, device=device)
 

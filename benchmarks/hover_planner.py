@@ -79,8 +79,10 @@ def noisy_survival(actor, task, init: dict, idx: torch.Tensor, offsets: torch.Te
                    seed: int = 1, device: str = "cpu") -> torch.Tensor:
     """``[m]``: the share of ``draws`` flights of episodes ``idx`` that stay inside the bound for the whole
     episode, the policy flying with the evaluation's observation noise (other draws each flight) and
-    ``offsets[knots, m, 4]`` (each held ``hold`` steps) added to its actions."""
+    ``offsets[knots, m, 4]`` (each held ``hold`` steps) added to its actions (empty for no episodes)."""
     m = len(idx)
+    if m == 0:
+        return torch.zeros(0)
     env, restart = episode_env(task, init, idx, draws, device, noise=True, seed=seed)
     _, ok = fly_with_offsets(actor, env, restart, offsets.to(device).repeat(1, draws, 1), hold, task.episode_length,
                              task.position_limit)

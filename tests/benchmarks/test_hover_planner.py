@@ -64,6 +64,7 @@ def test_the_planner_with_noise_draws_saves_the_same_episodes():
     assert out["saved"].tolist() == [True, True, False]
     shares = noisy_survival(Idle(), task, init, idx, out["offsets"], 5, draws=4)
     assert shares.tolist() == [1.0, 1.0, 0.0]
+    assert noisy_survival(Idle(), task, init, idx[:0], out["offsets"][:, :0], 5, draws=4).shape == (0,)
 
 
 def test_noisy_survival_counts_the_draws_a_knife_edge_flight_survives():
