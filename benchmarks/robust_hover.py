@@ -15,7 +15,12 @@ onboard PID model, which drives each vehicle): RUN_DIR defaults to ``runs/crazyf
 and the baseline to the ``crazyflie-hover-attitude`` export (``runs/crazyflie-hover-attitude/seed0``); episodes
 start within 30 deg of level as that preset's evaluation does.
 
+Each export flies its own run's starts; the rotors start at the paper's 10,851 RPM on every vehicle unless the
+run trained with ``task.init_rpm_relative``. ``--init-rpm-relative`` starts both at the speed action 0 commands
+on each vehicle instead (as the paper's code does on its env's own model; the same on the paper's model).
+
     python benchmarks/robust_hover.py [RUN_DIR] [--vehicles 1000] [--baseline runs/crazyflie-hover/seed0]
+        [--init-rpm-relative]
     python benchmarks/robust_hover.py --attitude [RUN_DIR] [--vehicles 1000]
 """
 
@@ -41,8 +46,11 @@ from sim.quadrotor.evaluation import evaluate
 from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED, VehicleDistribution, far_vehicle
 
 
-def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int) -> dict:
+def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
+            relative_rpm: bool = False) -> dict:
     cfg = load_config(run_dir)
+    if relative_rpm:
+        cfg.task = replace(cfg.task, init_rpm_relative=True)
     policy, used = resolve_policy(run_dir)
     radius = cfg.evaluation.settle_radius
     t0 = time.perf_counter()
@@ -55,7 +63,8 @@ def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episo
             "settle": over["settle"], "nominal_survival": nominal["survival"], "nominal_settle": nominal["settle"],
             "far_survival": far["survival"], "far_settle": far["settle"],
             "adaptation_steps": statistics.median(steps) if steps else None,
-            "train_minutes": meta["train_time_s"] / 60.0, "eval_s": time.perf_counter() - t0}
+            "train_minutes": meta["train_time_s"] / 60.0, "eval_s": time.perf_counter() - t0,
+            "init_rpm_relative": cfg.task.init_rpm_relative}
 
 
 def main() -> None:
@@ -69,6 +78,8 @@ def main() -> None:
     ap.add_argument("--vehicle-seed", type=int, default=VEHICLE_EVAL_SEED)
     ap.add_argument("--margin", type=float, default=0.0, help="widen each range by this fraction per side")
     ap.add_argument("--adapt-episodes", type=int, default=64)
+    ap.add_argument("--init-rpm-relative", action="store_true", help="start every episode's rotors at the speed "
+                    "action 0 commands on its vehicle (default: as each run trained; the presets: 10,851 RPM)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     robust, base_preset = (("crazyflie-hover-attitude-robust", "crazyflie-hover-attitude") if args.attitude
@@ -84,7 +95,8 @@ def main() -> None:
         cfg.seed = 0
         run_training(cfg, base_dir, evaluate_after=False)
     dist = vehicle_distribution(args.vehicle_seed, args.margin)
-    rows = [measure(d, args.vehicles, dist, args.adapt_episodes) for d in (run_dir, base_dir)]
+    rows = [measure(d, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative)
+            for d in (run_dir, base_dir)]
     print(f"{args.vehicles} vehicles, seed {args.vehicle_seed}, span widened by {args.margin:.0%}; nominal: "
           f"256 held-out paper episodes; far vehicle: {args.adapt_episodes} episodes")
     print(f"{'preset':<24} {'survival':>8} {'settle':>7} {'nom_surv':>8} {'nom_set':>7} {'far_surv':>8} "
@@ -102,7 +114,9 @@ def main() -> None:
                       "baseline_nominal_settle": base["nominal_settle"], "vehicle_seed": args.vehicle_seed,
                       "margin": args.margin, "adaptation_steps": main_row["adaptation_steps"],
                       "baseline_adaptation_steps": base["adaptation_steps"], "far_settle": main_row["far_settle"],
-                      "baseline_far_settle": base["far_settle"], "train_minutes": main_row["train_minutes"]}))
+                      "baseline_far_settle": base["far_settle"], "train_minutes": main_row["train_minutes"],
+                      "init_rpm_relative": main_row["init_rpm_relative"],
+                      "baseline_init_rpm_relative": base["init_rpm_relative"]}))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from sim.quadrotor._fused_rng import draw, event_stream, to_unit
 (VP_KQ, VP_KL, VP_M, VP_J, VP_TAU_UP, VP_TAU_DN, VP_MIN, VP_MAX, VP_RX, VP_RY, VP_YAW, VP_HOVER, VP_LAT, VP_NOISE,
  VP_SIZE) = 0, 1, 2, 3, 6, 7, 8, 9, 10, 14, 18, 22, 23, 24, 25
 (VD_LO, VD_HI, VD_KF, VD_WH, VD_G, VD_J, VD_RX, VD_RY, VD_SIGN, VD_HLO, VD_HHI, VD_NHARD, VD_REPLAY,
- VD_REPLAY_ONCE, VD_SIZE) = (0, 13, 26, 27, 28, 29, 32, 36, 40, 44, 57, 70, 71, 72, 73)
+ VD_REPLAY_ONCE, VD_REL_RPM, VD_SIZE) = (0, 13, 26, 27, 28, 29, 32, 36, 40, 44, 57, 70, 71, 72, 73, 74)
 # replay counters (``rbufs[4]``): ring fill, ring head, replayed draws, fresh draws, crashes of each
 (RS_COUNT, RS_HEAD, RS_REPLAYED, RS_FRESH, RS_CRASH_REPLAYED, RS_CRASH_FRESH, RS_SIZE) = 0, 1, 2, 3, 4, 5, 6
 N_VEH = 13
@@ -139,7 +139,8 @@ def replay_reset(envs, crashed, veh, rbufs, vd):
 @njit(cache=True, error_model="numpy")
 def _reset_env_v(e, bufs, vbufs, geo, task, vd):
     """Draw a new vehicle for env ``e`` from its reset event (:func:`fresh_vehicle`; the first ``vd[VD_NHARD]``
-    envs from the hard ranges; with replay on, ``veh[e]`` was drawn already), then its episode."""
+    envs from the hard ranges; with replay on, ``veh[e]`` was drawn already), then its episode (rotors at
+    ``task[T_INIT_RPM]``, or with ``vd[VD_REL_RPM]`` at the speed action 0 commands on the vehicle)."""
     veh, vprm = vbufs[0], vbufs[1]
     keys, ctr = bufs[8], bufs[9]
     z = event_stream(keys[e], ctr[e])
@@ -149,6 +150,10 @@ def _reset_env_v(e, bufs, vbufs, geo, task, vd):
     derive(e, veh, vprm, vd)
     bufs[5][e, 0] = vprm[e, VP_M]  # the disturbance force scales with the vehicle's weight
     _reset_state(e, z, N_VEH, bufs, geo, task)
+    if vd[VD_REL_RPM] > 0.0:  # the speed action 0 commands on this vehicle (task.init_rpm_relative)
+        w0 = max(_FH * vprm[e, VP_MAX], vprm[e, VP_MIN])
+        for i in range(4):
+            bufs[0][e, 13 + i] = w0
 
 
 @njit(cache=True, error_model="numpy")

@@ -120,6 +120,12 @@ class QuadrotorTaskConfig:
     init_max_linear_velocity: float = 1.0
     init_max_angular_velocity: float = 1.0
     init_rpm: float = 10851.0
+    """Rotor speed at the start of an episode (RPM): the L2F paper's 10,851, the speed its action 0 commands."""
+    init_rpm_relative: bool = False
+    """Start the rotors instead at the speed action 0 commands on each env's own frame or vehicle, as the paper's
+    code does (RLtools ``relative_rpm`` with ``min_rpm = max_rpm = 0``: the middle of the env's own action range,
+    ``(a + 1) / 2 * rpm_max_v`` on a vehicle, not below its idle floor). On the paper's model both are 10,851 RPM;
+    on a weak vehicle the relative start is the slower one (benchmarks/README.md, robust hover)."""
     disturbance_force_std_g: float = 1.0 / 20.0
     """Std of the per-episode world force per axis, as a fraction of the weight m*g."""
     disturbance_torque_std: float = 2.65e-5

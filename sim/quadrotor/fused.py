@@ -127,7 +127,9 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
             cfg.position_limit, cfg.episode_length, self.hover_action, float(cfg.noise), cfg.init_guidance)
         task[[K.T_INIT_P, K.T_MIN_W, K.T_INIT_V, K.T_INIT_W, K.T_INIT_RPM, K.T_FSTD, K.T_TSTD]] = (
             cfg.init_max_position, init_min_w(cfg), cfg.init_max_linear_velocity,
-            cfg.init_max_angular_velocity, cfg.init_rpm, cfg.disturbance_force_std_g, cfg.disturbance_torque_std)
+            cfg.init_max_angular_velocity,
+            0.5 * (p.rpm_min + p.rpm_max) if cfg.init_rpm_relative else cfg.init_rpm,  # action 0's speed
+            cfg.disturbance_force_std_g, cfg.disturbance_torque_std)
         ranges = (self._dr.mass, self._dr.inertia, self._dr.thrust_coefficient, self._dr.motor_time_constant)
         task[K.T_DR], task[K.T_HIST] = float(self._dr.enabled), cfg.action_history
         # 0: the critic reads no actor inputs; else 1 + its columns of the actor's history (the most recent ones)
@@ -297,6 +299,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         vd[V.VD_RX:V.VD_RX + 4] = [r[0] for r in p.rotor_positions]
         vd[V.VD_RY:V.VD_RY + 4] = [r[1] for r in p.rotor_positions]
         vd[V.VD_SIGN:V.VD_SIGN + 4] = p.yaw_signs
+        vd[V.VD_REL_RPM] = float(self.cfg.init_rpm_relative)
         self._vd = vd
         self._veh_values = np.zeros((n, V.N_VEH), np.float32)
         self._vprm = np.zeros((n, V.VP_SIZE), np.float32)

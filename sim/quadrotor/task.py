@@ -255,6 +255,16 @@ class QuadrotorHoverEnv(BatchedEnv):
             return rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
         return self._level.advance(self.state, self._level.setpoint(a), self.pt, self.force, self.torque)
 
+    def _start_rpm(self, n: int) -> torch.Tensor:
+        """``[n, 4]`` rotor speeds an episode starts with: ``init_rpm``, or with ``init_rpm_relative`` the speed
+        action 0 commands on each env's own frame or vehicle (the current ``pt``; at any action level)."""
+        if not self.cfg.init_rpm_relative:
+            return torch.full((n, 4), self.cfg.init_rpm, device=self.device)
+        zero = torch.zeros(n, 4, device=self.device)
+        if self._veh.enabled:
+            return vehicle_command_rpm(zero, self.pt)
+        return action_to_rpm(zero, self.pt.rpm_min, self.pt.rpm_max)
+
     def _uniform(self, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
         return torch.rand(shape, generator=self.gen, device=self.device) * (high - low) + low
 
@@ -289,7 +299,7 @@ class QuadrotorHoverEnv(BatchedEnv):
         quat = torch.where(guided[:, None], torch.tensor([1.0, 0.0, 0.0, 0.0], device=self.device), quat)
         vel = self._uniform((n, 3), -cfg.init_max_linear_velocity, cfg.init_max_linear_velocity)
         omega = self._uniform((n, 3), -cfg.init_max_angular_velocity, cfg.init_max_angular_velocity)
-        rpm = torch.full((n, 4), cfg.init_rpm, device=self.device)
+        rpm = self._start_rpm(n)
         new = torch.cat((pos, quat, vel, omega, rpm), dim=-1)
         self.state = torch.where(m, new, self.state)
         weight = self.pt.mass * self.params.gravity[2] * -1.0
