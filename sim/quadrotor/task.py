@@ -248,22 +248,22 @@ class QuadrotorHoverEnv(BatchedEnv):
     def _advance(self, a: torch.Tensor) -> torch.Tensor:
         """The state after one control step under clipped actions ``a`` (the physics; simulator backends
         override this and nothing else of the task)."""
-        if self._veh.enabled and self._level is None:
-            return rk4_step(self.state, vehicle_command_rpm(a, self.pt), self.pt, self.dt, self.force, self.torque)
         if self._level is None:
-            rpm_cmd = action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
-            return rk4_step(self.state, rpm_cmd, self.pt, self.dt, self.force, self.torque)
+            return rk4_step(self.state, self._motor_rpm(a), self.pt, self.dt, self.force, self.torque)
         return self._level.advance(self.state, self._level.setpoint(a), self.pt, self.force, self.torque)
+
+    def _motor_rpm(self, a: torch.Tensor) -> torch.Tensor:
+        """Rotor speeds that motor-level actions ``a`` command on each env's own frame or vehicle (``pt``)."""
+        if self._veh.enabled:
+            return vehicle_command_rpm(a, self.pt)
+        return action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
 
     def _start_rpm(self, n: int) -> torch.Tensor:
         """``[n, 4]`` rotor speeds an episode starts with: ``init_rpm``, or with ``init_rpm_relative`` the speed
         action 0 commands on each env's own frame or vehicle (the current ``pt``; at any action level)."""
         if not self.cfg.init_rpm_relative:
             return torch.full((n, 4), self.cfg.init_rpm, device=self.device)
-        zero = torch.zeros(n, 4, device=self.device)
-        if self._veh.enabled:
-            return vehicle_command_rpm(zero, self.pt)
-        return action_to_rpm(zero, self.pt.rpm_min, self.pt.rpm_max)
+        return self._motor_rpm(torch.zeros(n, 4, device=self.device))
 
     def _uniform(self, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
         return torch.rand(shape, generator=self.gen, device=self.device) * (high - low) + low
