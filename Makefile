@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev,arm,backends]'
+	$(PY) -m pip install -q -e '.[dev,arm,backends,judges]'
 	touch $@
 
 train: $(VENV)/.installed

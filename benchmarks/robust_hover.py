@@ -19,8 +19,13 @@ Each export flies its own run's starts; the rotors start at the paper's 10,851 R
 run trained with ``task.init_rpm_relative``. ``--init-rpm-relative`` starts both at the speed action 0 commands
 on each vehicle instead (as the paper's code does on its env's own model; the same on the paper's model).
 
+``--raptor`` also flies RAPTOR's published foundation policy (:mod:`benchmarks.raptor_policy`, the issue's
+reference) on RUN_DIR's task: the same vehicles, starts, noise and latency. Every row also reports the vehicles
+inside RAPTOR's training domain (no observation delay, thrust-to-weight >= 1.5); the JSON line gains
+``"raptor_*"`` keys.
+
     python benchmarks/robust_hover.py [RUN_DIR] [--vehicles 1000] [--baseline runs/crazyflie-hover/seed0]
-        [--init-rpm-relative]
+        [--init-rpm-relative] [--raptor]
     python benchmarks/robust_hover.py --attitude [RUN_DIR] [--vehicles 1000]
 """
 
@@ -35,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.raptor_policy import RAPTOR_MIN_TW, RAPTOR_PACKAGE, RaptorPolicy
 from robot_rl import presets  # noqa: F401
 from robot_rl.checkpoint import load_checkpoint
 from robot_rl.commands.evaluate import resolve_policy
@@ -46,25 +52,50 @@ from sim.quadrotor.evaluation import evaluate
 from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED, VehicleDistribution, far_vehicle
 
 
+def fly_policy(policy, task, vehicles: int, dist: VehicleDistribution, adapt_episodes: int, evaluation) -> dict:
+    """Survival and settle of ``policy`` over the vehicles, on the nominal model and on the far vehicle; and over
+    the vehicles inside RAPTOR's training domain (no observation delay, thrust-to-weight >= 1.5)."""
+    radius = evaluation.settle_radius
+    over = fly_vehicles(policy, task, vehicles, dist, radius)
+    nominal = evaluate(policy, task, evaluation.episodes, radius, seed=evaluation.seed)
+    far = fly_vehicles(policy, task, adapt_episodes, replace(far_vehicle(), seed=dist.seed), radius)
+    steps = [s for s in far["episode_settle_step"] if s is not None]
+    inside = [lat == 0 and tw >= RAPTOR_MIN_TW for lat, tw in zip(over["vehicles"]["latency_steps"],
+                                                                  over["vehicles"]["thrust_to_weight"], strict=True)]
+    n_in = max(sum(inside), 1)
+    return {"survival": over["survival"], "settle": over["settle"], "nominal_survival": nominal["survival"],
+            "nominal_settle": nominal["settle"], "far_survival": far["survival"], "far_settle": far["settle"],
+            "adaptation_steps": statistics.median(steps) if steps else None,
+            "raptor_domain_vehicles": sum(inside),
+            "raptor_domain_survival": sum(s for s, i in zip(over["episode_survived"], inside, strict=True) if i) / n_in,
+            "raptor_domain_settle": sum(s for s, i in zip(over["episode_settled"], inside, strict=True) if i) / n_in}
+
+
 def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
             relative_rpm: bool = False) -> dict:
     cfg = load_config(run_dir)
     if relative_rpm:
         cfg.task = replace(cfg.task, init_rpm_relative=True)
     policy, used = resolve_policy(run_dir)
-    radius = cfg.evaluation.settle_radius
     t0 = time.perf_counter()
-    over = fly_vehicles(policy, cfg.task, vehicles, dist, radius)
-    nominal = evaluate(policy, cfg.task, cfg.evaluation.episodes, radius, seed=cfg.evaluation.seed)
-    far = fly_vehicles(policy, cfg.task, adapt_episodes, replace(far_vehicle(), seed=dist.seed), radius)
-    steps = [s for s in far["episode_settle_step"] if s is not None]
+    row = fly_policy(policy, cfg.task, vehicles, dist, adapt_episodes, cfg.evaluation)
     meta = load_checkpoint(run_dir / "checkpoint")[1]
-    return {"run": str(run_dir), "preset": cfg.preset, "policy": used, "survival": over["survival"],
-            "settle": over["settle"], "nominal_survival": nominal["survival"], "nominal_settle": nominal["settle"],
-            "far_survival": far["survival"], "far_settle": far["settle"],
-            "adaptation_steps": statistics.median(steps) if steps else None,
-            "train_minutes": meta["train_time_s"] / 60.0, "eval_s": time.perf_counter() - t0,
-            "init_rpm_relative": cfg.task.init_rpm_relative}
+    return row | {"run": str(run_dir), "preset": cfg.preset, "policy": used,
+                  "train_minutes": meta["train_time_s"] / 60.0, "eval_s": time.perf_counter() - t0,
+                  "init_rpm_relative": cfg.task.init_rpm_relative}
+
+
+def measure_raptor(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
+                   relative_rpm: bool = False) -> dict:
+    """RAPTOR's foundation policy on RUN_DIR's task (the same starts, vehicles, noise and latency)."""
+    cfg = load_config(run_dir)
+    if cfg.task.action_level != "motor_rpm":
+        raise SystemExit("--raptor flies motor-level runs only (RAPTOR commands rotor speeds)")
+    if relative_rpm:
+        cfg.task = replace(cfg.task, init_rpm_relative=True)
+    row = fly_policy(RaptorPolicy(), cfg.task, vehicles, dist, adapt_episodes, cfg.evaluation)
+    return row | {"run": RAPTOR_PACKAGE, "preset": "raptor", "policy": RAPTOR_PACKAGE, "train_minutes": None,
+                  "init_rpm_relative": cfg.task.init_rpm_relative}
 
 
 def main() -> None:
@@ -80,6 +111,8 @@ def main() -> None:
     ap.add_argument("--adapt-episodes", type=int, default=64)
     ap.add_argument("--init-rpm-relative", action="store_true", help="start every episode's rotors at the speed "
                     "action 0 commands on its vehicle (default: as each run trained; the presets: 10,851 RPM)")
+    ap.add_argument("--raptor", action="store_true", help="also fly RAPTOR's foundation policy (pip install "
+                    f"{RAPTOR_PACKAGE}) on RUN_DIR's task")
     args = ap.parse_args()
     torch.set_num_threads(1)
     robust, base_preset = (("crazyflie-hover-attitude-robust", "crazyflie-hover-attitude") if args.attitude
@@ -97,16 +130,27 @@ def main() -> None:
     dist = vehicle_distribution(args.vehicle_seed, args.margin)
     rows = [measure(d, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative)
             for d in (run_dir, base_dir)]
+    if args.raptor:
+        rows.append(measure_raptor(run_dir, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative))
     print(f"{args.vehicles} vehicles, seed {args.vehicle_seed}, span widened by {args.margin:.0%}; nominal: "
           f"256 held-out paper episodes; far vehicle: {args.adapt_episodes} episodes")
     print(f"{'preset':<24} {'survival':>8} {'settle':>7} {'nom_surv':>8} {'nom_set':>7} {'far_surv':>8} "
-          f"{'far_set':>7} {'adapt':>5} {'train_min':>9}")
+          f"{'far_set':>7} {'adapt':>5} {'train_min':>9}" + ("  in RAPTOR's domain" if args.raptor else ""))
     for r in rows:
         adapt = "-" if r["adaptation_steps"] is None else f"{r['adaptation_steps']:.0f}"
         print(f"{r['preset']:<24} {r['survival']:>8.1%} {r['settle']:>7.1%} {r['nominal_survival']:>8.1%} "
               f"{r['nominal_settle']:>7.1%} {r['far_survival']:>8.1%} {r['far_settle']:>7.1%} {adapt:>5} "
-              f"{r['train_minutes']:>9.1f}")
-    main_row, base = rows
+              f"{'-' if r['train_minutes'] is None else format(r['train_minutes'], '.1f'):>9}"
+              + (f"  {r['raptor_domain_survival']:.1%} / {r['raptor_domain_settle']:.1%} of "
+                 f"{r['raptor_domain_vehicles']}" if args.raptor else ""))
+    main_row, base = rows[:2]
+    extra = {} if not args.raptor else {
+        "raptor_survival": rows[2]["survival"], "raptor_settle": rows[2]["settle"],
+        "raptor_nominal_survival": rows[2]["nominal_survival"], "raptor_nominal_settle": rows[2]["nominal_settle"],
+        "raptor_far_settle": rows[2]["far_settle"], "raptor_domain_vehicles": main_row["raptor_domain_vehicles"],
+        "raptor_domain": {r["preset"] if i != 1 else "baseline": [r["raptor_domain_survival"],
+                                                                  r["raptor_domain_settle"]]
+                          for i, r in enumerate(rows)}}
     print(json.dumps({"preset": main_row["preset"], "vehicles": args.vehicles, "survival": main_row["survival"],
                       "settle": main_row["settle"], "nominal_survival": main_row["nominal_survival"],
                       "nominal_settle": main_row["nominal_settle"], "baseline_survival": base["survival"],
@@ -116,7 +160,7 @@ def main() -> None:
                       "baseline_adaptation_steps": base["adaptation_steps"], "far_settle": main_row["far_settle"],
                       "baseline_far_settle": base["far_settle"], "train_minutes": main_row["train_minutes"],
                       "init_rpm_relative": main_row["init_rpm_relative"],
-                      "baseline_init_rpm_relative": base["init_rpm_relative"]}))
+                      "baseline_init_rpm_relative": base["init_rpm_relative"]} | extra))
 
 
 if __name__ == "__main__":
