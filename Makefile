@@ -15,14 +15,15 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev,arm,backends,judges]'
+	$(PY) -m pip install -q -e '.[dev,arm,backends]'
 	touch $@
 
 train: $(VENV)/.installed
 	$(VENV)/bin/robot-rl train crazyflie-hover --seed $(SEED) --out $(OUT)
 
-# `make test` first builds what the suite needs and it can build itself: the ROS 2 venv (.venv-ros) and the
-# LeRobot venv (.venv-lerobot), pip installs (idempotent, instant once built; VENV is passed explicitly because
+# `make test` first builds what the suite needs and it can build itself: the ROS 2 venv (.venv-ros), the
+# LeRobot venv (.venv-lerobot) and the judges extra in .venv (other people's simulators and policy; l2f compiles
+# for ~4 min the first time), pip installs (idempotent, instant once built; VENV is passed explicitly because
 # make exports a command-line VENV), and, as root or with passwordless sudo, the Arm toolchain and Mesa EGL
 # for headless rendering (apt-get). Under CI=true a failure stops the run;
 # otherwise those tests skip and pytest's last line names them with the command that enables them.
@@ -32,6 +33,9 @@ test: $(VENV)/.installed
 	{ echo "make test: could not build .venv-ros; the ROS 2 tests will skip"; $(STRICT); }
 	@VENV=.venv-lerobot TORCH_SPEC="$(TORCH_SPEC)" bash tests/robot_rl/data/make_lerobot_venv.sh || \
 	{ echo "make test: could not build .venv-lerobot; the LeRobot compatibility tests will skip"; $(STRICT); }
+	@$(PY) -c "import rotorpy, l2f, foundation_policy" 2>/dev/null || $(PY) -m pip install -q -e '.[judges]' || \
+	{ echo "make test: could not install the judges extra (l2f builds with a C++ compiler); their tests will skip"; \
+	$(STRICT); }
 	@sim/install_headless_gl.sh || \
 	{ echo "make test: no Mesa EGL (needs root: sudo sim/install_headless_gl.sh); video tests will skip"; $(STRICT); }
 	@firmware/install_toolchain.sh || \

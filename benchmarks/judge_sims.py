@@ -1,26 +1,34 @@
-"""Hover exports judged in RotorPy, a multirotor simulator nobody here wrote, on its own Crazyflie models.
+"""Hover exports judged in simulators nobody here wrote, on their own Crazyflie models: RotorPy and L2F.
 
-Issue 14 asks that the robust hover policy be judged in simulators nobody here wrote. RotorPy (``pip install
-rotorpy==3.0.0``, UPenn) brings its own rigid-body dynamics (scipy RK45 over each control step), motor model
-(first-order, one time constant), rotor aerodynamics (rotor drag and induced inflow, ``aero=True``: its default)
-and its own vehicle files: ``crazyflie`` (30 g, inertia 1.43e-5 / 2.89e-5 kg m^2, k_eta 2.3e-8 N/(rad/s)^2, up to
-2,500 rad/s: thrust-to-weight 1.95, motor time constant 0.072 s) and ``crazyfliebrushless`` (44 g, thrust-to-weight
-3.6: outside the span the robust presets train on). Nothing of its physics or parameters is ours.
+Issue 14 asks that the robust hover policy be judged in simulators nobody here wrote. Two are on PyPI (extra
+``.[judges]``):
+
+- **RotorPy** (``rotorpy==3.0.0``, UPenn): its own rigid-body dynamics (scipy RK45 over each control step), motor
+  model (first-order, one time constant), rotor aerodynamics (rotor drag and induced inflow, ``aero=True``: its
+  default) and its own vehicle files: ``rotorpy:crazyflie`` (30 g, inertia 1.43e-5 / 2.89e-5 kg m^2, k_eta 2.3e-8
+  N/(rad/s)^2, up to 2,500 rad/s: thrust-to-weight 1.95, motor time constant 0.072 s) and
+  ``rotorpy:crazyfliebrushless`` (44 g, thrust-to-weight 3.6: outside the span the robust presets train on).
+- **L2F** (``l2f==2.0.18``, rl-tools' C++ simulator behind *Learning to Fly in Seconds* and RAPTOR, built from
+  source): RK4 at 100 Hz over its own Crazyflie identification, ``l2f:crazyflie`` (30.6 g, inertia 9.4e-6 /
+  1.75e-5 kg m^2, a thrust curve with a constant term, thrust-to-weight 1.47, motors 0.055 s up and 0.249 s down:
+  slower down than the span's 0.15 s). Its motor state is the command fraction, without an RPM scale.
 
 The episodes are the paper's, as ``robot-rl eval`` flies them (its 256 held-out episodes: initial states, noise
 draws, the per-episode disturbance force and torque): our task code keeps building the observation, the action
-history, the termination (0.6 m) and the settle test from the state, and RotorPy's ``Multirotor.step`` replaces
-the physics. The disturbance enters RotorPy's own integration (the world force added to its weight vector, the
-body torque to its body wrench). An action is a fraction of the vehicle's full command, as on every per-env vehicle
-in training and on the Crazyflie's PWM: rotor speed ``(a + 1) / 2 * (max - min) + min`` over RotorPy's
-``rotor_speed_min/max`` (``--literal-rpm``: over the RPM range of the export's ``policy.json`` instead, clipped
-to the vehicle's, as the issue's first measurement mapped them; RAPTOR keeps the vehicle's). The rotors start at
-the paper's 10,851 RPM. ``--raptor`` adds RAPTOR's foundation policy (:mod:`benchmarks.raptor_policy`).
+history, the termination (0.6 m) and the settle test from the state, and the judge's step replaces the physics.
+RotorPy integrates the disturbance itself (the world force added to its weight vector, the body torque to its body
+wrench); L2F's Python step takes none, so its episodes fly without it. An action is a fraction of the vehicle's
+full command, as on every per-env vehicle in training and on the Crazyflie's PWM: in RotorPy rotor speed
+``(a + 1) / 2 * (max - min) + min`` over its ``rotor_speed_min/max`` (``--literal-rpm``: over the RPM range of the
+export's ``policy.json`` instead, clipped to the vehicle's, as the issue's first measurement mapped them; RAPTOR
+keeps the vehicle's; L2F has no RPM scale, so the flag does not change it). The rotors start at the paper's 10,851
+RPM (in L2F: half of full command, the same fraction). ``--raptor`` adds RAPTOR's foundation policy
+(:mod:`benchmarks.raptor_policy`).
 
-    python benchmarks/rotorpy_hover.py RUN_DIR [RUN_DIR ...] [--raptor] [--vehicle crazyflie crazyfliebrushless]
+    python benchmarks/judge_sims.py RUN_DIR [RUN_DIR ...] [--raptor] [--judge rotorpy:crazyflie ...]
         [--episodes 256] [--literal-rpm]
 
-Last line: JSON ``{"episodes", "literal_rpm", "vehicles": {vehicle: {policy: {"survival", "settle",
+Last line: JSON ``{"episodes", "literal_rpm", "judges": {judge: {policy: {"survival", "settle",
 "median_final_error_m"}}}}`` (policy: the run's preset, ``"raptor"``).
 """
 
@@ -47,7 +55,11 @@ from sim.quadrotor.task import QuadrotorHoverEnv
 from sim.quadrotor.vehicles import VehicleDistribution
 
 ROTORPY_PACKAGE = "rotorpy==3.0.0"
-VEHICLES = ("crazyflie", "crazyfliebrushless")
+L2F_PACKAGE = "l2f==2.0.18"
+JUDGES = ("rotorpy:crazyflie", "rotorpy:crazyfliebrushless", "l2f:crazyflie")
+L2F_RPM_SCALE = 21702.0
+"""Our state keeps L2F's motor state (a command fraction) times the paper model's full speed, so that the paper's
+10,851 RPM start is L2F's half command."""
 RPM_PER_RAD_S = 60.0 / (2.0 * math.pi)
 TO_ROTORPY = [3, 0, 1, 2]
 """RotorPy's rotors r1-r4 sit at (+x, +y), (+x, -y), (-x, -y), (-x, +y); ours (and L2F's) at (+x, -y), (-x, -y),
@@ -57,8 +69,8 @@ FROM_ROTORPY = [1, 2, 3, 0]
 
 def rotorpy_vehicle(name: str) -> dict:
     """RotorPy's own parameter file ``rotorpy.vehicles.<name>_params`` (its ``quad_params``)."""
-    if name not in VEHICLES:
-        raise SystemExit(f"unknown RotorPy vehicle {name!r}; choose from {', '.join(VEHICLES)}")
+    if f"rotorpy:{name}" not in JUDGES:
+        raise SystemExit(f"unknown RotorPy vehicle {name!r}; choose from {', '.join(JUDGES)}")
     try:
         return importlib.import_module(f"rotorpy.vehicles.{name}_params").quad_params
     except ModuleNotFoundError as e:
@@ -120,14 +132,64 @@ class RotorpyHoverEnv(QuadrotorHoverEnv):
         return torch.from_numpy(out).to(torch.float32)
 
 
+class L2fHoverEnv(QuadrotorHoverEnv):
+    """The motor-level hover task whose physics is L2F's step on its own Crazyflie model (``params_json``: other
+    L2F parameters, as ``l2f.parameters_to_json`` writes them); CPU, not differentiable, no disturbance."""
+
+    differentiable = False
+
+    def __init__(self, cfg: QuadrotorTaskConfig, seed: int = 0, params_json: str | None = None) -> None:
+        if cfg.action_level != "motor_rpm" or cfg.vehicles.enabled or cfg.randomization.enabled:
+            raise ValueError("L2F flies motor-level tasks on its own vehicle (no vehicles, no randomisation)")
+        try:
+            import l2f
+        except ModuleNotFoundError as e:
+            raise SystemExit(f"L2F is not installed: pip install {L2F_PACKAGE} ({e})") from e
+        self.l2f = l2f
+        # l2f_ names: the task owns ``device`` (torch's)
+        self.l2f_device, self.l2f_env, self.l2f_params = l2f.Device(), l2f.Environment(), l2f.Parameters()
+        self.l2f_rng = l2f.Rng()
+        l2f.initialize_environment(self.l2f_device, self.l2f_env)
+        l2f.initialize_rng(self.l2f_device, self.l2f_rng, seed)
+        l2f.initial_parameters(self.l2f_device, self.l2f_env, self.l2f_params)
+        if params_json is not None:
+            l2f.parameters_from_json(self.l2f_device, self.l2f_env, params_json, self.l2f_params)
+        self.l2f_states = [(l2f.State(), l2f.State()) for _ in range(cfg.num_envs)]
+        super().__init__(cfg, seed=seed)
+
+    def _advance(self, a: torch.Tensor) -> torch.Tensor:
+        act = a.detach().double().clamp(-1.0, 1.0).numpy()
+        s = self.state.detach().double().numpy()
+        out = np.empty_like(s)
+        for i, (now, nxt) in enumerate(self.l2f_states):
+            now.position, now.orientation = s[i, POS].tolist(), s[i, QUAT].tolist()  # (w, x, y, z) in both
+            now.linear_velocity, now.angular_velocity = s[i, VEL].tolist(), s[i, OMEGA].tolist()
+            now.rpm = (s[i, RPM] / L2F_RPM_SCALE).tolist()
+            self.l2f.step(self.l2f_device, self.l2f_env, self.l2f_params, now, act[i].tolist(), nxt, self.l2f_rng)
+            out[i] = np.concatenate((nxt.position, nxt.orientation, nxt.linear_velocity, nxt.angular_velocity,
+                                     np.asarray(nxt.rpm) * L2F_RPM_SCALE))
+        return torch.from_numpy(out).to(torch.float32)
+
+
+def judge_env(judge: str, cfg: QuadrotorTaskConfig, seed: int,
+              command_rpm: tuple[float, float] | None = None) -> QuadrotorHoverEnv:
+    """The hover task on ``judge`` (``<simulator>:<vehicle>``, one of :data:`JUDGES`)."""
+    if judge not in JUDGES:
+        raise SystemExit(f"unknown judge {judge!r}; choose from {', '.join(JUDGES)}")
+    sim, vehicle = judge.split(":")
+    if sim == "rotorpy":
+        return RotorpyHoverEnv(cfg, rotorpy_vehicle(vehicle), seed=seed, command_rpm=command_rpm)
+    return L2fHoverEnv(cfg, seed=seed)
+
+
 @torch.no_grad()
-def fly(policy, task: QuadrotorTaskConfig, quad_params: dict, episodes: int, seed: int,
-        settle_radius: float = 0.1, command_rpm: tuple[float, float] | None = None) -> dict:
+def fly(policy, task: QuadrotorTaskConfig, judge: str, episodes: int, seed: int, settle_radius: float = 0.1,
+        command_rpm: tuple[float, float] | None = None) -> dict:
     """Survival, settle (survived and within ``settle_radius`` at the end) and the survivors' median final error
-    over ``episodes`` paper episodes (``seed``: the evaluation's) in RotorPy."""
+    over ``episodes`` paper episodes (``seed``: the evaluation's) on ``judge``."""
     cfg = replace(task, num_envs=episodes, device="cpu", noise=True, randomization=DomainRandomization(),
                   vehicles=VehicleDistribution())
-    env = RotorpyHoverEnv(cfg, quad_params, seed=seed, command_rpm=command_rpm)
+    env = judge_env(judge, cfg, seed, command_rpm)
     obs = env.reset(seed=seed)
     if hasattr(policy, "begin_episodes"):
         policy.begin_episodes(episodes)
@@ -146,10 +208,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dirs", nargs="+", type=Path, help="motor-level hover runs (their exports fly)")
     ap.add_argument("--raptor", action="store_true", help="also fly RAPTOR's foundation policy")
-    ap.add_argument("--vehicle", nargs="+", default=list(VEHICLES), choices=VEHICLES)
+    ap.add_argument("--judge", nargs="+", default=list(JUDGES), choices=JUDGES)
     ap.add_argument("--episodes", type=int, default=256)
-    ap.add_argument("--literal-rpm", action="store_true", help="map each export's actions to the RPM range of its "
-                    "policy.json (the paper model's 0-21,702 RPM) instead of the vehicle's full range")
+    ap.add_argument("--literal-rpm", action="store_true", help="RotorPy: map each export's actions to the RPM range "
+                    "of its policy.json (the paper model's 0-21,702 RPM) instead of the vehicle's full range")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.episodes < 1:
@@ -157,26 +219,25 @@ def main() -> None:
     runs = [(d, load_config(d)) for d in args.run_dirs]
     for d, cfg in runs:
         if cfg.task.action_level != "motor_rpm":
-            raise SystemExit(f"{d}: RotorPy flies motor-level runs only, got {cfg.task.action_level!r}")
+            raise SystemExit(f"{d}: the judges fly motor-level runs only, got {cfg.task.action_level!r}")
     task, evaluation = runs[0][1].task, runs[0][1].evaluation  # the episodes: the first run's task and seed
     out: dict[str, dict] = {}
-    for name in args.vehicle:
-        params = rotorpy_vehicle(name)
+    for judge in args.judge:
         rows = {}
         for d, cfg in runs:
             policy, _ = resolve_policy(d)
             spec = json.loads((d / "export" / "policy.json").read_text())["action"]
             literal = (spec["rpm_min"], spec["rpm_max"]) if args.literal_rpm else None
             t0 = time.perf_counter()
-            rows[cfg.preset] = fly(policy, cfg.task, params, args.episodes, evaluation.seed, command_rpm=literal)
-            print(f"{name:<20} {cfg.preset:<28} {rows[cfg.preset]['survival']:>7.1%} "
+            rows[cfg.preset] = fly(policy, cfg.task, judge, args.episodes, evaluation.seed, command_rpm=literal)
+            print(f"{judge:<28} {cfg.preset:<28} {rows[cfg.preset]['survival']:>7.1%} "
                   f"{rows[cfg.preset]['settle']:>7.1%}  ({time.perf_counter() - t0:.0f} s)", flush=True)
         if args.raptor:
-            rows["raptor"] = fly(RaptorPolicy(), task, params, args.episodes, evaluation.seed)
-            print(f"{name:<20} {'raptor':<28} {rows['raptor']['survival']:>7.1%} {rows['raptor']['settle']:>7.1%}",
+            rows["raptor"] = fly(RaptorPolicy(), task, judge, args.episodes, evaluation.seed)
+            print(f"{judge:<28} {'raptor':<28} {rows['raptor']['survival']:>7.1%} {rows['raptor']['settle']:>7.1%}",
                   flush=True)
-        out[name] = rows
-    print(json.dumps({"episodes": args.episodes, "literal_rpm": args.literal_rpm, "vehicles": out}))
+        out[judge] = rows
+    print(json.dumps({"episodes": args.episodes, "literal_rpm": args.literal_rpm, "judges": out}))
 
 
 if __name__ == "__main__":
