@@ -39,7 +39,6 @@ import importlib
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +48,10 @@ from benchmarks.raptor_policy import RaptorPolicy
 from robot_rl import presets  # noqa: F401
 from robot_rl.commands.evaluate import resolve_policy
 from robot_rl.runs import load_config
-from sim.quadrotor.config import DomainRandomization, QuadrotorTaskConfig
+from sim.quadrotor.config import QuadrotorTaskConfig
 from sim.quadrotor.dynamics import OMEGA, POS, QUAT, RPM, VEL
+from sim.quadrotor.evaluation import evaluate
 from sim.quadrotor.task import QuadrotorHoverEnv
-from sim.quadrotor.vehicles import VehicleDistribution
 
 ROTORPY_PACKAGE = "rotorpy==3.0.0"
 L2F_PACKAGE = "l2f==2.0.18"
@@ -98,6 +97,12 @@ def _disturbed_multirotor(quad_params: dict):
     return DisturbedMultirotor()
 
 
+def _check_judged_task(cfg: QuadrotorTaskConfig, judge: str) -> None:
+    """A judge flies motor-level tasks on its own vehicle: no per-env vehicles, no domain randomisation."""
+    if cfg.action_level != "motor_rpm" or cfg.vehicles.enabled or cfg.randomization.enabled:
+        raise ValueError(f"{judge} flies motor-level tasks on its own vehicle (no vehicles, no randomisation)")
+
+
 class RotorpyHoverEnv(QuadrotorHoverEnv):
     """The motor-level hover task whose physics is RotorPy's ``Multirotor`` with ``quad_params`` (see the module
     docstring); CPU, one RotorPy vehicle per env, not differentiable."""
@@ -106,8 +111,7 @@ class RotorpyHoverEnv(QuadrotorHoverEnv):
 
     def __init__(self, cfg: QuadrotorTaskConfig, quad_params: dict, seed: int = 0,
                  command_rpm: tuple[float, float] | None = None) -> None:
-        if cfg.action_level != "motor_rpm" or cfg.vehicles.enabled or cfg.randomization.enabled:
-            raise ValueError("RotorPy flies motor-level tasks on its own vehicle (no vehicles, no randomisation)")
+        _check_judged_task(cfg, "RotorPy")
         self.quad_params = quad_params
         #: Rotor speeds (rad/s) that actions -1 and +1 command: the vehicle's range, or ``command_rpm`` (RPM).
         self.command_range = ((quad_params["rotor_speed_min"], quad_params["rotor_speed_max"]) if command_rpm is None
@@ -139,8 +143,7 @@ class L2fHoverEnv(QuadrotorHoverEnv):
     differentiable = False
 
     def __init__(self, cfg: QuadrotorTaskConfig, seed: int = 0, params_json: str | None = None) -> None:
-        if cfg.action_level != "motor_rpm" or cfg.vehicles.enabled or cfg.randomization.enabled:
-            raise ValueError("L2F flies motor-level tasks on its own vehicle (no vehicles, no randomisation)")
+        _check_judged_task(cfg, "L2F")
         try:
             import l2f
         except ModuleNotFoundError as e:
@@ -182,26 +185,16 @@ def judge_env(judge: str, cfg: QuadrotorTaskConfig, seed: int,
     return L2fHoverEnv(cfg, seed=seed)
 
 
-@torch.no_grad()
 def fly(policy, task: QuadrotorTaskConfig, judge: str, episodes: int, seed: int, settle_radius: float = 0.1,
         command_rpm: tuple[float, float] | None = None) -> dict:
     """Survival, settle (survived and within ``settle_radius`` at the end) and the survivors' median final error
-    over ``episodes`` paper episodes (``seed``: the evaluation's) on ``judge``."""
-    cfg = replace(task, num_envs=episodes, device="cpu", noise=True, randomization=DomainRandomization(),
-                  vehicles=VehicleDistribution())
-    env = judge_env(judge, cfg, seed, command_rpm)
-    obs = env.reset(seed=seed)
-    if hasattr(policy, "begin_episodes"):
-        policy.begin_episodes(episodes)
-    alive = torch.ones(episodes, dtype=torch.bool)
-    err = torch.zeros(episodes)
-    for _ in range(cfg.episode_length):
-        obs, _, terminated, _, info = env.step(policy(obs["policy"]).to(torch.float32))
-        alive &= ~terminated
-        err = info["final_obs"]["critic"][:, :3].norm(dim=-1)
-    settled = alive & (err < settle_radius)
-    return {"survival": float(alive.float().mean()), "settle": float(settled.float().mean()),
-            "median_final_error_m": float(err[alive].median()) if bool(alive.any()) else None}
+    (None: none survived) over ``episodes`` paper episodes (``seed``: the evaluation's) on ``judge``, flown by
+    :func:`sim.quadrotor.evaluation.evaluate`."""
+    r = evaluate(policy, task, episodes, settle_radius, seed=seed,
+                 make_env=lambda cfg, s: judge_env(judge, cfg, s, command_rpm))
+    median = r["median_final_error_m"]
+    return {"survival": r["survival"], "settle": r["settle"], "median_final_error_m": None if median != median
+            else median}
 
 
 def main() -> None:

@@ -71,11 +71,17 @@ def fly_policy(policy, task, vehicles: int, dist: VehicleDistribution, adapt_epi
             "raptor_domain_settle": sum(s for s, i in zip(over["episode_settled"], inside, strict=True) if i) / n_in}
 
 
-def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
-            relative_rpm: bool = False) -> dict:
+def _run_config(run_dir: Path, relative_rpm: bool):
+    """The run's config, its episodes starting the rotors at action 0's speed with ``relative_rpm``."""
     cfg = load_config(run_dir)
     if relative_rpm:
         cfg.task = replace(cfg.task, init_rpm_relative=True)
+    return cfg
+
+
+def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
+            relative_rpm: bool = False) -> dict:
+    cfg = _run_config(run_dir, relative_rpm)
     policy, used = resolve_policy(run_dir)
     t0 = time.perf_counter()
     row = fly_policy(policy, cfg.task, vehicles, dist, adapt_episodes, cfg.evaluation)
@@ -88,11 +94,9 @@ def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episo
 def measure_raptor(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
                    relative_rpm: bool = False) -> dict:
     """RAPTOR's foundation policy on RUN_DIR's task (the same starts, vehicles, noise and latency)."""
-    cfg = load_config(run_dir)
+    cfg = _run_config(run_dir, relative_rpm)
     if cfg.task.action_level != "motor_rpm":
         raise SystemExit("--raptor flies motor-level runs only (RAPTOR commands rotor speeds)")
-    if relative_rpm:
-        cfg.task = replace(cfg.task, init_rpm_relative=True)
     row = fly_policy(RaptorPolicy(), cfg.task, vehicles, dist, adapt_episodes, cfg.evaluation)
     return row | {"run": RAPTOR_PACKAGE, "preset": "raptor", "policy": RAPTOR_PACKAGE, "train_minutes": None,
                   "init_rpm_relative": cfg.task.init_rpm_relative}

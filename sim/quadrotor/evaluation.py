@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -45,11 +46,13 @@ SWEEP_PARAMS = ("mass", "thrust_coefficient", "motor_time_constant")
 @torch.no_grad()
 def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, settle_radius: float = 0.1,
              seed: int = EVAL_SEED, record: int = 0, randomization: DomainRandomization | None = None,
-             impl: str = "torch", vehicles: VehicleDistribution | None = None) -> dict:
+             impl: str = "torch", vehicles: VehicleDistribution | None = None,
+             make_env: Callable[[QuadrotorTaskConfig, int], QuadrotorHoverEnv] | None = None) -> dict:
     """Fly ``episodes`` episodes of ``task.episode_length`` steps from the paper's initial-state distribution
     with the paper's observation noise and disturbances. ``policy`` maps ``policy`` observations to actions.
     ``impl``: the simulator backend (``torch``: our RK4 reference; ``mujoco``, ``pybullet``: the same episodes,
-    initial states, disturbances and noise draws, in that engine).
+    initial states, disturbances and noise draws, in that engine). ``make_env(cfg, seed)``, if given, builds the
+    env instead (another simulator's physics under the task: ``benchmarks/judge_sims.py``).
 
     Returns survival rate (no termination), settle rate (survived and within ``settle_radius`` of the target
     at the end), the paper's rate (survived and within 0.2 m at the end), median final position error
@@ -61,7 +64,10 @@ def evaluate(policy: Policy, task: QuadrotorTaskConfig, episodes: int = 256, set
     """
     cfg = replace(task, num_envs=episodes, device="cpu", noise=True,
                   randomization=randomization or DomainRandomization(), vehicles=vehicles or VehicleDistribution())
-    env = QuadrotorHoverEnv(cfg, seed=seed) if impl == "torch" else make_hover_env(cfg, seed=seed, impl=impl)
+    if make_env is not None:
+        env = make_env(cfg, seed)
+    else:
+        env = QuadrotorHoverEnv(cfg, seed=seed) if impl == "torch" else make_hover_env(cfg, seed=seed, impl=impl)
     obs = env.reset(seed=seed)
     if hasattr(policy, "begin_episodes"):  # a policy with memory: zero state for this batch of episodes
         policy.begin_episodes(episodes)
