@@ -19,13 +19,21 @@ Each export flies its own run's starts; the rotors start at the paper's 10,851 R
 run trained with ``task.init_rpm_relative``. ``--init-rpm-relative`` starts both at the speed action 0 commands
 on each vehicle instead (as the paper's code does on its env's own model; the same on the paper's model).
 
+``--span NAME=LO:HI`` (repeatable; ``NAME=VALUE`` holds it at one value) redraws one vehicle parameter of
+:data:`sim.quadrotor.vehicles.VEHICLE_KEYS` over another range, on each of the ``--vehicles`` vehicles (the far
+vehicle stays as defined). Each vehicle keeps its other parameters, its start and its disturbance, because every
+parameter is drawn from its own uniform numbers in a fixed order whatever its range; the changed one keeps its
+quantile. So a respanned run isolates one parameter's share of the crashes (e.g. ``--span latency_steps=0
+--span obs_noise_scale=1``: the paper's sensing on every vehicle; ``--span thrust_to_weight=1.5:2.3``: a higher
+floor).
+
 ``--raptor`` also flies RAPTOR's published foundation policy (:mod:`benchmarks.raptor_policy`, the issue's
 reference) on RUN_DIR's task: the same vehicles, starts, noise and latency. Every row also reports the vehicles
 inside RAPTOR's training domain (no observation delay, thrust-to-weight >= 1.5); the JSON line gains
 ``"raptor_*"`` keys.
 
     python benchmarks/robust_hover.py [RUN_DIR] [--vehicles 1000] [--baseline runs/crazyflie-hover/seed0]
-        [--init-rpm-relative] [--raptor]
+        [--init-rpm-relative] [--raptor] [--span NAME=LO:HI ...]
     python benchmarks/robust_hover.py --attitude [RUN_DIR] [--vehicles 1000]
 """
 
@@ -49,7 +57,27 @@ from robot_rl.commands.vehicle_eval import fly_vehicles, vehicle_distribution
 from robot_rl.config import get_preset
 from robot_rl.runs import load_config
 from sim.quadrotor.evaluation import evaluate
-from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED, VehicleDistribution, far_vehicle
+from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED, VEHICLE_KEYS, VehicleDistribution, far_vehicle
+
+
+def respanned(dist: VehicleDistribution, spans: list[str]) -> VehicleDistribution:
+    """``dist`` with each ``NAME=LO:HI`` (or ``NAME=VALUE``: ``VALUE:VALUE``) of ``spans`` as that parameter's range."""
+    out = {}
+    for item in spans:
+        name, sep, value = item.partition("=")
+        if not sep or name not in VEHICLE_KEYS:
+            raise ValueError(f"--span wants NAME=LO:HI or NAME=VALUE with NAME one of {', '.join(VEHICLE_KEYS)}; "
+                             f"got {item!r}")
+        try:
+            lo, hi = (float(x) for x in (value.split(":") if ":" in value else (value, value)))
+        except ValueError:
+            raise ValueError(f"--span {name}: {value!r} is not VALUE or LO:HI") from None
+        if name == "latency_steps" and (lo != int(lo) or hi != int(hi)):
+            raise ValueError(f"--span latency_steps: whole numbers of control steps, got {value}")
+        out[name] = (lo, hi)
+    dist = replace(dist, **out)
+    dist.check()
+    return dist
 
 
 def fly_policy(policy, task, vehicles: int, dist: VehicleDistribution, adapt_episodes: int, evaluation) -> dict:
@@ -115,6 +143,8 @@ def main() -> None:
     ap.add_argument("--adapt-episodes", type=int, default=64)
     ap.add_argument("--init-rpm-relative", action="store_true", help="start every episode's rotors at the speed "
                     "action 0 commands on its vehicle (default: as each run trained; the presets: 10,851 RPM)")
+    ap.add_argument("--span", action="append", default=[], metavar="NAME=LO:HI", help="draw this vehicle parameter "
+                    "over LO:HI (or hold it at NAME=VALUE; repeatable); the rest of each vehicle and episode stays")
     ap.add_argument("--raptor", action="store_true", help="also fly RAPTOR's foundation policy (pip install "
                     f"{RAPTOR_PACKAGE}) on RUN_DIR's task")
     args = ap.parse_args()
@@ -131,13 +161,17 @@ def main() -> None:
         cfg = get_preset(base_preset)
         cfg.seed = 0
         run_training(cfg, base_dir, evaluate_after=False)
-    dist = vehicle_distribution(args.vehicle_seed, args.margin)
+    try:
+        dist = respanned(vehicle_distribution(args.vehicle_seed, args.margin), args.span)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     rows = [measure(d, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative)
             for d in (run_dir, base_dir)]
     if args.raptor:
         rows.append(measure_raptor(run_dir, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative))
     print(f"{args.vehicles} vehicles, seed {args.vehicle_seed}, span widened by {args.margin:.0%}; nominal: "
-          f"256 held-out paper episodes; far vehicle: {args.adapt_episodes} episodes")
+          f"256 held-out paper episodes; far vehicle: {args.adapt_episodes} episodes"
+          + (f"; respanned: {', '.join(args.span)}" if args.span else ""))
     print(f"{'preset':<24} {'survival':>8} {'settle':>7} {'nom_surv':>8} {'nom_set':>7} {'far_surv':>8} "
           f"{'far_set':>7} {'adapt':>5} {'train_min':>9}" + ("  in RAPTOR's domain" if args.raptor else ""))
     for r in rows:
@@ -164,7 +198,7 @@ def main() -> None:
                       "baseline_adaptation_steps": base["adaptation_steps"], "far_settle": main_row["far_settle"],
                       "baseline_far_settle": base["far_settle"], "train_minutes": main_row["train_minutes"],
                       "init_rpm_relative": main_row["init_rpm_relative"],
-                      "baseline_init_rpm_relative": base["init_rpm_relative"]} | extra))
+                      "baseline_init_rpm_relative": base["init_rpm_relative"], "spans": args.span} | extra))
 
 
 if __name__ == "__main__":

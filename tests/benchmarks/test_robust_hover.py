@@ -1,0 +1,54 @@
+"""``benchmarks/robust_hover.py --span``: one vehicle parameter redrawn or held, every other draw kept."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.robust_hover import respanned
+from robot_rl.commands.vehicle_eval import fly_vehicles, vehicle_distribution
+from sim.quadrotor.config import QuadrotorTaskConfig
+from sim.quadrotor.evaluation import evaluate
+from sim.quadrotor.vehicles import VEHICLE_KEYS, sample_vehicles
+
+SPANS = ["latency_steps=0", "obs_noise_scale=1", "mass=0.03", "thrust_to_weight=1.5:2.3"]
+
+
+def test_span_holds_the_parameter_and_keeps_every_other_draw():
+    dist = vehicle_distribution(11, 0.0)
+    free = sample_vehicles(dist, 256, torch.Generator().manual_seed(3))
+    held = sample_vehicles(respanned(dist, SPANS), 256, torch.Generator().manual_seed(3))
+    assert free["latency_steps"].unique().numel() == 3  # the unpinned draw does vary
+    assert torch.all(held["latency_steps"] == 0) and torch.all(held["obs_noise_scale"] == 1.0)
+    assert torch.allclose(held["mass"], torch.full((256,), 0.03))
+    # a new range keeps each vehicle's quantile: 1.3-2.3 -> 1.5-2.3
+    assert torch.allclose(held["thrust_to_weight"], 1.5 + (free["thrust_to_weight"] - 1.3) * 0.8)
+    for k in VEHICLE_KEYS:
+        if k not in ("latency_steps", "obs_noise_scale", "mass", "thrust_to_weight"):
+            assert torch.equal(held[k], free[k]), k
+
+
+def test_pinned_vehicles_fly_the_same_episodes():
+    dist = vehicle_distribution(11, 0.0)
+
+    def policy(obs):
+        return torch.zeros(obs.shape[0], 4)
+
+    free = fly_vehicles(policy, QuadrotorTaskConfig(), 6, dist)
+    held = fly_vehicles(policy, QuadrotorTaskConfig(), 6, respanned(dist, SPANS[:2]))
+    assert held["vehicles"]["latency_steps"] == [0.0] * 6
+    assert held["vehicles"]["thrust_to_weight"] == free["vehicles"]["thrust_to_weight"]
+    assert held["vehicles"]["mass"] == free["vehicles"]["mass"]
+    # the same initial states: pinning draws no other random numbers
+    starts = [evaluate(policy, QuadrotorTaskConfig(), 6, seed=11, record=6, vehicles=d)["traces"][:, 0]
+              for d in (dist, respanned(dist, ["arm_scale=1", "latency_steps=2"]))]
+    assert np.array_equal(*starts) and np.isfinite(starts[0]).all()
+
+
+@pytest.mark.parametrize(("pin", "message"), [
+    ("speed=1", "NAME one of"), ("mass", "NAME one of"), ("mass=heavy", "not VALUE or LO:HI"),
+    ("mass=0.03:", "not VALUE or LO:HI"), ("mass=0.1:0.2:0.3", "not VALUE or LO:HI"),
+    ("latency_steps=0.5", "whole numbers"), ("thrust_to_weight=1.0", "thrust_to_weight > 1"),
+    ("latency_steps=-1", "latency_steps >= 0"), ("mass=0.033:0.027", "low <= high")])
+def test_span_refuses_bad_input(pin, message):
+    with pytest.raises(ValueError, match=message):
+        respanned(vehicle_distribution(), [pin])
