@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from dataclasses import replace
@@ -72,6 +73,8 @@ def respanned(dist: VehicleDistribution, spans: list[str]) -> VehicleDistributio
             lo, hi = (float(x) for x in (value.split(":") if ":" in value else (value, value)))
         except ValueError:
             raise ValueError(f"--span {name}: {value!r} is not VALUE or LO:HI") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"--span {name}: finite numbers only, got {value}")
         if name == "latency_steps" and (lo != int(lo) or hi != int(hi)):
             raise ValueError(f"--span latency_steps: whole numbers of control steps, got {value}")
         out[name] = (lo, hi)
@@ -148,6 +151,10 @@ def main() -> None:
     ap.add_argument("--raptor", action="store_true", help="also fly RAPTOR's foundation policy (pip install "
                     f"{RAPTOR_PACKAGE}) on RUN_DIR's task")
     args = ap.parse_args()
+    try:
+        dist = respanned(vehicle_distribution(args.vehicle_seed, args.margin), args.span)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     torch.set_num_threads(1)
     robust, base_preset = (("crazyflie-hover-attitude-robust", "crazyflie-hover-attitude") if args.attitude
                            else ("crazyflie-hover-robust", "crazyflie-hover"))
@@ -161,10 +168,6 @@ def main() -> None:
         cfg = get_preset(base_preset)
         cfg.seed = 0
         run_training(cfg, base_dir, evaluate_after=False)
-    try:
-        dist = respanned(vehicle_distribution(args.vehicle_seed, args.margin), args.span)
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
     rows = [measure(d, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative)
             for d in (run_dir, base_dir)]
     if args.raptor:
