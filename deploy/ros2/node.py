@@ -2,7 +2,8 @@
 
 Lifecycle: ``configure`` loads the export and checks it against the parameters (a mismatch fails the
 transition with a one-line error); ``activate`` starts a fixed-rate timer on the steady clock; ``deactivate``,
-``error`` and ``shutdown`` publish one safe command. Sensors are subscribed with the sensor-data QoS
+``error`` and ``shutdown`` publish one safe command (where the command publisher is then destroyed, the node first
+gives it up to ``FLUSH_TIMEOUT_S`` to go out). Sensors are subscribed with the sensor-data QoS
 (best effort), commands are published reliable. ``~/emergency_stop`` (``std_srvs/Trigger``) publishes the
 safe command at once and latches it, in any lifecycle state, across deactivate/activate, until
 ``~/clear_emergency_stop`` (``std_srvs/Trigger``, refused while active) clears it; a geofence breach or an
