@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from dataclasses import replace
@@ -73,11 +72,7 @@ def respanned(dist: VehicleDistribution, spans: list[str]) -> VehicleDistributio
             lo, hi = (float(x) for x in (value.split(":") if ":" in value else (value, value)))
         except ValueError:
             raise ValueError(f"--span {name}: {value!r} is not VALUE or LO:HI") from None
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"--span {name}: finite numbers only, got {value}")
-        if name == "latency_steps" and (lo != int(lo) or hi != int(hi)):
-            raise ValueError(f"--span latency_steps: whole numbers of control steps, got {value}")
-        out[name] = (lo, hi)
+        out[name] = (lo, hi)  # VehicleDistribution.check: finite, low <= high, whole latency steps
     dist = replace(dist, **out)
     dist.check()
     return dist

@@ -119,8 +119,12 @@ class VehicleDistribution:
 
     def check(self) -> None:
         for name, (lo, hi) in self.ranges().items():
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"vehicles.{name}: finite numbers only, got ({lo}, {hi})")
             if not lo <= hi:
                 raise ValueError(f"vehicles.{name}: need low <= high, got ({lo}, {hi})")
+        if any(x != int(x) for x in self.latency_steps):
+            raise ValueError(f"vehicles.latency_steps: whole numbers of control steps, got {self.latency_steps}")
         bad = [k for k in self.hard_keys if k not in HARD_END or k == "latency_steps"]
         if bad or not 0.0 <= self.hard_fraction <= 1.0 or not 0.0 < self.hard_share <= 1.0:
             raise ValueError(f"vehicles: need hard_fraction in [0, 1], hard_share in (0, 1] and hard_keys among "

@@ -169,3 +169,12 @@ def test_far_vehicle_sits_toward_the_hard_end_of_every_range() -> None:
     assert far.motor_tau_down[0] == pytest.approx(0.15 - 0.7 * 0.08) and far.latency_steps == (1, 1)
     env = QuadrotorHoverEnv(QuadrotorTaskConfig(num_envs=3, vehicles=far), seed=0)
     assert torch.allclose(env.vehicle_values, env.vehicle_values[:1].expand(3, -1))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("latency_steps", (0, 1.5), "whole numbers"), ("mass", (0.027, math.inf), "finite"),
+    ("idle_rpm", (math.nan, 0.0), "finite")])
+def test_env_refuses_a_range_it_cannot_draw(field: str, value: tuple, message: str) -> None:
+    dist = replace(VehicleDistribution(), enabled=True, **{field: value})
+    with pytest.raises(ValueError, match=message):
+        QuadrotorHoverEnv(replace(QuadrotorTaskConfig(), num_envs=2, vehicles=dist))
