@@ -51,7 +51,8 @@ AXES = ("x", "y", "z")
 
 
 class _MildStartEnv(QuadrotorHoverEnv):
-    """The hover env whose resets then apply ``mild`` ⊆ {level, still, hover_rpm} to the initial state."""
+    """The hover env whose resets then apply ``mild`` ⊆ {level, still} to the initial state (``hover_rpm`` is the
+    task's own ``init_rpm_hover``)."""
 
     mild: tuple[str, ...] = ()
 
@@ -63,9 +64,6 @@ class _MildStartEnv(QuadrotorHoverEnv):
         if "still" in self.mild:
             s[:, VEL] = 0.0
             s[:, OMEGA] = 0.0
-        if "hover_rpm" in self.mild:
-            _, _, _, hover = vehicle_rpm(self.params, self.vehicles())
-            s[:, RPM] = torch.maximum(hover, self.vehicles()["idle_rpm"])[:, None]
         self.state = torch.where(mask[:, None], s, self.state)
 
 
@@ -79,6 +77,8 @@ def tilt_deg(q: torch.Tensor) -> torch.Tensor:
 def fly(policy, task, n: int, dist, mild: tuple[str, ...] = ()) -> dict:
     """One episode per vehicle as :func:`sim.quadrotor.evaluation.evaluate` flies it, with crash details."""
     cfg = replace(task, num_envs=n, device="cpu", noise=True, randomization=DomainRandomization(), vehicles=dist)
+    if "hover_rpm" in mild:  # rotors at each vehicle's hover speed
+        cfg = replace(cfg, init_rpm_relative=False, init_rpm_hover=True)
     env_cls = type("Env", (_MildStartEnv,), {"mild": mild})
     env = env_cls(cfg, seed=dist.seed)
     obs = env.reset(seed=dist.seed)

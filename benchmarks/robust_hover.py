@@ -16,8 +16,10 @@ and the baseline to the ``crazyflie-hover-attitude`` export (``runs/crazyflie-ho
 start within 30 deg of level as that preset's evaluation does.
 
 Each export flies its own run's starts; the rotors start at the paper's 10,851 RPM on every vehicle unless the
-run trained with ``task.init_rpm_relative``. ``--init-rpm-relative`` starts both at the speed action 0 commands
-on each vehicle instead (as the paper's code does on its env's own model; the same on the paper's model).
+run trained with ``task.init_rpm_relative`` or ``task.init_rpm_hover``. ``--init-rpm-relative`` starts both at the
+speed action 0 commands on each vehicle instead (as the paper's code does on its env's own model; the same on the
+paper's model); ``--init-rpm-hover`` at each vehicle's hover speed (as a policy that takes over a vehicle in flight
+finds its rotors; the nominal figures then start at the paper model's 14,476 RPM too).
 
 ``--span NAME=LO:HI`` (repeatable; ``NAME=VALUE`` holds it at one value) redraws one vehicle parameter of
 :data:`sim.quadrotor.vehicles.VEHICLE_KEYS` over another range, on each of the ``--vehicles`` vehicles (the far
@@ -33,7 +35,7 @@ inside RAPTOR's training domain (no observation delay, thrust-to-weight >= 1.5);
 ``"raptor_*"`` keys.
 
     python benchmarks/robust_hover.py [RUN_DIR] [--vehicles 1000] [--baseline runs/crazyflie-hover/seed0]
-        [--init-rpm-relative] [--raptor] [--span NAME=LO:HI ...]
+        [--init-rpm-relative | --init-rpm-hover] [--raptor] [--span NAME=LO:HI ...]
     python benchmarks/robust_hover.py --attitude [RUN_DIR] [--vehicles 1000]
 """
 
@@ -97,35 +99,40 @@ def fly_policy(policy, task, vehicles: int, dist: VehicleDistribution, adapt_epi
             "raptor_domain_settle": sum(s for s, i in zip(over["episode_settled"], inside, strict=True) if i) / n_in}
 
 
-def _run_config(run_dir: Path, relative_rpm: bool):
-    """The run's config, its episodes starting the rotors at action 0's speed with ``relative_rpm``."""
+def _run_config(run_dir: Path, start: str | None):
+    """The run's config, its episodes starting the rotors at action 0's speed (``start`` "relative") or at the
+    vehicle's hover speed ("hover"); None: as the run trained."""
     cfg = load_config(run_dir)
-    if relative_rpm:
-        cfg.task = replace(cfg.task, init_rpm_relative=True)
+    if start is not None:
+        cfg.task = replace(cfg.task, init_rpm_relative=start == "relative", init_rpm_hover=start == "hover")
     return cfg
 
 
+def _start_keys(task) -> dict:
+    return {"init_rpm_relative": task.init_rpm_relative, "init_rpm_hover": task.init_rpm_hover}
+
+
 def measure(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
-            relative_rpm: bool = False) -> dict:
-    cfg = _run_config(run_dir, relative_rpm)
+            start: str | None = None) -> dict:
+    cfg = _run_config(run_dir, start)
     policy, used = resolve_policy(run_dir)
     t0 = time.perf_counter()
     row = fly_policy(policy, cfg.task, vehicles, dist, adapt_episodes, cfg.evaluation)
     meta = load_checkpoint(run_dir / "checkpoint")[1]
     return row | {"run": str(run_dir), "preset": cfg.preset, "policy": used,
-                  "train_minutes": meta["train_time_s"] / 60.0, "eval_s": time.perf_counter() - t0,
-                  "init_rpm_relative": cfg.task.init_rpm_relative}
+                  "train_minutes": meta["train_time_s"] / 60.0,
+                  "eval_s": time.perf_counter() - t0} | _start_keys(cfg.task)
 
 
 def measure_raptor(run_dir: Path, vehicles: int, dist: VehicleDistribution, adapt_episodes: int,
-                   relative_rpm: bool = False) -> dict:
+                   start: str | None = None) -> dict:
     """RAPTOR's foundation policy on RUN_DIR's task (the same starts, vehicles, noise and latency)."""
-    cfg = _run_config(run_dir, relative_rpm)
+    cfg = _run_config(run_dir, start)
     if cfg.task.action_level != "motor_rpm":
         raise SystemExit("--raptor flies motor-level runs only (RAPTOR commands rotor speeds)")
     row = fly_policy(RaptorPolicy(), cfg.task, vehicles, dist, adapt_episodes, cfg.evaluation)
-    return row | {"run": RAPTOR_PACKAGE, "preset": "raptor", "policy": RAPTOR_PACKAGE, "train_minutes": None,
-                  "init_rpm_relative": cfg.task.init_rpm_relative}
+    return row | {"run": RAPTOR_PACKAGE, "preset": "raptor", "policy": RAPTOR_PACKAGE,
+                  "train_minutes": None} | _start_keys(cfg.task)
 
 
 def main() -> None:
@@ -139,8 +146,12 @@ def main() -> None:
     ap.add_argument("--vehicle-seed", type=int, default=VEHICLE_EVAL_SEED)
     ap.add_argument("--margin", type=float, default=0.0, help="widen each range by this fraction per side")
     ap.add_argument("--adapt-episodes", type=int, default=64)
-    ap.add_argument("--init-rpm-relative", action="store_true", help="start every episode's rotors at the speed "
-                    "action 0 commands on its vehicle (default: as each run trained; the presets: 10,851 RPM)")
+    start = ap.add_mutually_exclusive_group()
+    start.add_argument("--init-rpm-relative", dest="start", action="store_const", const="relative", help="start "
+                       "every episode's rotors at the speed action 0 commands on its vehicle (default: as each run "
+                       "trained; the presets: 10,851 RPM)")
+    start.add_argument("--init-rpm-hover", dest="start", action="store_const", const="hover", help="start every "
+                       "episode's rotors at its vehicle's hover speed (a take-over in flight)")
     ap.add_argument("--span", action="append", default=[], metavar="NAME=LO:HI", help="draw this vehicle parameter "
                     "over LO:HI (or hold it at NAME=VALUE; repeatable); the rest of each vehicle and episode stays")
     ap.add_argument("--raptor", action="store_true", help="also fly RAPTOR's foundation policy (pip install "
@@ -163,10 +174,10 @@ def main() -> None:
         cfg = get_preset(base_preset)
         cfg.seed = 0
         run_training(cfg, base_dir, evaluate_after=False)
-    rows = [measure(d, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative)
+    rows = [measure(d, args.vehicles, dist, args.adapt_episodes, args.start)
             for d in (run_dir, base_dir)]
     if args.raptor:
-        rows.append(measure_raptor(run_dir, args.vehicles, dist, args.adapt_episodes, args.init_rpm_relative))
+        rows.append(measure_raptor(run_dir, args.vehicles, dist, args.adapt_episodes, args.start))
     print(f"{args.vehicles} vehicles, seed {args.vehicle_seed}, span widened by {args.margin:.0%}; nominal: "
           f"256 held-out paper episodes; far vehicle: {args.adapt_episodes} episodes"
           + (f"; respanned: {', '.join(args.span)}" if args.span else ""))
@@ -196,7 +207,9 @@ def main() -> None:
                       "baseline_adaptation_steps": base["adaptation_steps"], "far_settle": main_row["far_settle"],
                       "baseline_far_settle": base["far_settle"], "train_minutes": main_row["train_minutes"],
                       "init_rpm_relative": main_row["init_rpm_relative"],
-                      "baseline_init_rpm_relative": base["init_rpm_relative"], "spans": args.span} | extra))
+                      "baseline_init_rpm_relative": base["init_rpm_relative"],
+                      "init_rpm_hover": main_row["init_rpm_hover"], "baseline_init_rpm_hover": base["init_rpm_hover"],
+                      "spans": args.span} | extra))
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ from sim.quadrotor._fused_rng import (
 (GEO_RX, GEO_RY, GEO_YAW, GEO_G, GEO_RPM_MIN, GEO_RPM_MAX, GEO_DT, GEO_H6, GEO_HALF_SPAN, GEO_BASE,
  GEO_SIZE) = 0, 4, 8, 12, 15, 16, 17, 18, 19, 20, 26
 (T_POS_LIMIT, T_MAX_STEPS, T_HOVER, T_NOISE, T_GUIDE, T_INIT_P, T_MIN_W, T_INIT_V, T_INIT_W, T_INIT_RPM, T_FSTD,
- T_TSTD, T_DR, T_DR_LO, T_DR_HI, T_HIST, T_CRITIC_HIST, T_SIZE) = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17,
-                                                                  21, 22, 23)
+ T_TSTD, T_DR, T_DR_LO, T_DR_HI, T_HIST, T_CRITIC_HIST, T_INIT_HOVER, T_SIZE) = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                                                12, 13, 17, 21, 22, 23, 24)
 _LOW32 = np.uint64(0xFFFFFFFF)
 #: Envs per chunk of a step (the chunk's data stays in L2 between stages) and of resets.
 CHUNK, RESET_CHUNK = 512, 32
@@ -101,8 +101,13 @@ def _reset_state(e, z, j, bufs, geo, task):
         s[7 + i] = np.float32(to_unit(draw(z, j)) * 2.0 * vm - vm)
         s[10 + i] = np.float32(to_unit(draw(z, j + 1)) * 2.0 * wm - wm)
         j += 2
+    w0 = np.float32(task[T_INIT_RPM])
+    if task[T_INIT_HOVER] != 0.0:  # this env's hover speed (task.init_rpm_hover): 4 k_f w^2 = m |g|
+        g = np.sqrt(geo[GEO_G] * geo[GEO_G] + geo[GEO_G + 1] * geo[GEO_G + 1] + geo[GEO_G + 2] * geo[GEO_G + 2])
+        w0 = np.float32(np.sqrt(prm[e, 0] * g / (np.float32(4.0) * prm[e, 4])))
+        w0 = min(max(w0, geo[GEO_RPM_MIN]), geo[GEO_RPM_MAX])
     for i in range(4):
-        s[13 + i] = np.float32(task[T_INIT_RPM])
+        s[13 + i] = w0
     weight = prm[e, 0] * geo[GEO_G + 2] * _FM1
     fstd, tstd = weight * np.float32(task[T_FSTD]), np.float32(task[T_TSTD])
     for i in range(3):

@@ -140,7 +140,8 @@ def replay_reset(envs, crashed, veh, rbufs, vd):
 def _reset_env_v(e, bufs, vbufs, geo, task, vd):
     """Draw a new vehicle for env ``e`` from its reset event (:func:`fresh_vehicle`; the first ``vd[VD_NHARD]``
     envs from the hard ranges; with replay on, ``veh[e]`` was drawn already), then its episode (rotors at
-    ``task[T_INIT_RPM]``, or with ``vd[VD_REL_RPM]`` at the speed action 0 commands on the vehicle)."""
+    ``task[T_INIT_RPM]``, or with ``vd[VD_REL_RPM]`` 1 at the speed action 0 commands on the vehicle, 2 at its hover
+    speed)."""
     veh, vprm = vbufs[0], vbufs[1]
     keys, ctr = bufs[8], bufs[9]
     z = event_stream(keys[e], ctr[e])
@@ -150,8 +151,10 @@ def _reset_env_v(e, bufs, vbufs, geo, task, vd):
     derive(e, veh, vprm, vd)
     bufs[5][e, 0] = vprm[e, VP_M]  # the disturbance force scales with the vehicle's weight
     _reset_state(e, z, N_VEH, bufs, geo, task)
-    if vd[VD_REL_RPM] > 0.0:  # the speed action 0 commands on this vehicle (task.init_rpm_relative)
+    if vd[VD_REL_RPM] > 0.0:  # 1: the speed action 0 commands on this vehicle (task.init_rpm_relative)
         w0 = max(_FH * vprm[e, VP_MAX], vprm[e, VP_MIN])
+        if vd[VD_REL_RPM] > 1.5:  # 2: its hover speed, not below idle (task.init_rpm_hover)
+            w0 = min(_FH * (vprm[e, VP_HOVER] + _F1) * vprm[e, VP_MAX], vprm[e, VP_MAX])
         for i in range(4):
             bufs[0][e, 13 + i] = w0
 

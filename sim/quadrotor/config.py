@@ -126,6 +126,10 @@ class QuadrotorTaskConfig:
     code does (RLtools ``relative_rpm`` with ``min_rpm = max_rpm = 0``: the middle of the env's own action range,
     ``(a + 1) / 2 * rpm_max_v`` on a vehicle, not below its idle floor). On the paper's model both are 10,851 RPM;
     on a weak vehicle the relative start is the slower one (benchmarks/README.md, robust hover)."""
+    init_rpm_hover: bool = False
+    """Start the rotors instead at each env's own hover speed (four rotors carry its weight; within its idle floor
+    and top speed), as a policy that takes over a vehicle in flight finds them (``robot-rl quadrotor-sim`` holds
+    its vehicle so until the first command). Excludes ``init_rpm_relative``."""
     disturbance_force_std_g: float = 1.0 / 20.0
     """Std of the per-episode world force per axis, as a fraction of the weight m*g."""
     disturbance_torque_std: float = 2.65e-5
@@ -142,6 +146,14 @@ def init_min_w(cfg: QuadrotorTaskConfig) -> float:
     if not 0.0 <= cfg.init_max_angle_deg <= 180.0:
         raise ValueError(f"init_max_angle_deg must be in [0, 180], got {cfg.init_max_angle_deg}")
     return math.cos(math.radians(cfg.init_max_angle_deg) / 2)
+
+
+def start_rpm_mode(cfg: QuadrotorTaskConfig) -> int:
+    """Where an episode's rotors start: 0 at ``init_rpm``, 1 at action 0's speed (``init_rpm_relative``), 2 at the
+    env's hover speed (``init_rpm_hover``); a clear error for both options at once."""
+    if cfg.init_rpm_relative and cfg.init_rpm_hover:
+        raise ValueError("init_rpm_relative and init_rpm_hover exclude each other: choose one rotor start")
+    return 1 if cfg.init_rpm_relative else 2 if cfg.init_rpm_hover else 0
 
 
 def critic_history_actions(cfg: QuadrotorTaskConfig) -> int:

@@ -33,6 +33,20 @@ def action_to_rpm(action: torch.Tensor, rpm_min: float, rpm_max: float) -> torch
     return (action.clamp(-1.0, 1.0) + 1.0) * (0.5 * (rpm_max - rpm_min)) + rpm_min
 
 
+def hover_rpm(p: ParamTensors) -> torch.Tensor:
+    """``[N, 1]`` rotor speed at which each env's four rotors carry its weight (``k_f w^2 + k_lin w = m |g| / 4``),
+    kept within its idle floor and top speed."""
+    f = p.mass * p.gravity.norm() / 4.0
+    kq = p.thrust_coefficient
+    if p.thrust_linear is None:
+        w = torch.sqrt(f / kq)
+    else:
+        kl = p.thrust_linear
+        w = (torch.sqrt(kl * kl + 4.0 * kq * f) - kl) / (2.0 * kq)
+    lo, hi = (torch.as_tensor(x, dtype=w.dtype, device=w.device) for x in (p.rpm_min, p.rpm_max))
+    return torch.minimum(torch.maximum(w, lo), hi)
+
+
 def state_derivative(state: torch.Tensor, rpm_cmd: torch.Tensor, p: ParamTensors,
                      force: torch.Tensor | None = None, torque: torch.Tensor | None = None) -> torch.Tensor:
     """Time derivative of the full state for constant commanded RPM and external force/torque.

@@ -36,7 +36,7 @@ from sim.quadrotor import _fused_kernels as K
 from sim.quadrotor import _vehicle_kernels as V
 from sim.quadrotor._fused_rng import make_keys
 from sim.quadrotor._fused_step import compiled_step
-from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions, init_min_w
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions, init_min_w, start_rpm_mode
 from sim.quadrotor.dynamics import STATE_DIM
 from sim.quadrotor.params import QuadrotorParams
 from sim.quadrotor.task import REWARD_TERMS, check_action, hover_export_spec, resolve_frame, reward_from_terms
@@ -132,6 +132,8 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
             cfg.disturbance_force_std_g, cfg.disturbance_torque_std)
         ranges = (self._dr.mass, self._dr.inertia, self._dr.thrust_coefficient, self._dr.motor_time_constant)
         task[K.T_DR], task[K.T_HIST] = float(self._dr.enabled), cfg.action_history
+        # the frame's hover speed from its (randomised) mass and thrust; a vehicle's start is set by its own kernel
+        task[K.T_INIT_HOVER] = float(start_rpm_mode(cfg) == 2 and not cfg.vehicles.enabled)
         # 0: the critic reads no actor inputs; else 1 + its columns of the actor's history (the most recent ones)
         task[K.T_CRITIC_HIST] = float(1 + 4 * critic_history_actions(cfg)) if cfg.critic_actor_inputs else 0.0
         task[K.T_DR_LO:K.T_DR_LO + 4] = [r[0] for r in ranges]
@@ -299,7 +301,7 @@ class FusedQuadrotorHoverEnv(BatchedEnv):
         vd[V.VD_RX:V.VD_RX + 4] = [r[0] for r in p.rotor_positions]
         vd[V.VD_RY:V.VD_RY + 4] = [r[1] for r in p.rotor_positions]
         vd[V.VD_SIGN:V.VD_SIGN + 4] = p.yaw_signs
-        vd[V.VD_REL_RPM] = float(self.cfg.init_rpm_relative)
+        vd[V.VD_REL_RPM] = float(start_rpm_mode(self.cfg))  # 0 fixed, 1 action 0's speed, 2 hover speed
         self._vd = vd
         self._veh_values = np.zeros((n, V.N_VEH), np.float32)
         self._vprm = np.zeros((n, V.VP_SIZE), np.float32)

@@ -15,7 +15,7 @@ import torch
 
 from sim.core import BatchedEnv, Obs
 from sim.quadrotor.attitude_level import AttitudeThrustLevel, vehicle_hover_thrust
-from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions, init_min_w
+from sim.quadrotor.config import QuadrotorTaskConfig, RewardWeights, critic_history_actions, init_min_w, start_rpm_mode
 from sim.quadrotor.dynamics import (
     OMEGA,
     POS,
@@ -24,6 +24,7 @@ from sim.quadrotor.dynamics import (
     STATE_DIM,
     VEL,
     action_to_rpm,
+    hover_rpm,
     quat_to_rotmat,
     rk4_step,
 )
@@ -104,6 +105,7 @@ class QuadrotorHoverEnv(BatchedEnv):
         if self._veh.enabled and self._veh.replay_fraction > 0:
             self._replay = VehicleReplay(self._veh, n, seed)
         init_min_w(cfg)  # a clear error for an initial tilt outside [0, 180] degrees
+        self._start_mode = start_rpm_mode(cfg)  # and for two rotor starts at once
         self._state_obs_dim = 18 if cfg.obs_angular_velocity else 15
         self.obs_dims = {
             "policy": self._state_obs_dim + 4 * cfg.action_history,
@@ -259,11 +261,14 @@ class QuadrotorHoverEnv(BatchedEnv):
         return action_to_rpm(a, self.pt.rpm_min, self.pt.rpm_max)
 
     def _start_rpm(self, n: int) -> torch.Tensor:
-        """``[n, 4]`` rotor speeds an episode starts with: ``init_rpm``, or with ``init_rpm_relative`` the speed
-        action 0 commands on each env's own frame or vehicle (the current ``pt``; at any action level)."""
-        if not self.cfg.init_rpm_relative:
-            return torch.full((n, 4), self.cfg.init_rpm, device=self.device)
-        return self._motor_rpm(torch.zeros(n, 4, device=self.device))
+        """``[n, 4]`` rotor speeds an episode starts with: ``init_rpm``, with ``init_rpm_relative`` the speed action 0
+        commands, with ``init_rpm_hover`` the hover speed, each on the env's own frame or vehicle (the current
+        ``pt``; at any action level)."""
+        if self._start_mode == 1:
+            return self._motor_rpm(torch.zeros(n, 4, device=self.device))
+        if self._start_mode == 2:
+            return hover_rpm(self.pt).expand(n, 4)
+        return torch.full((n, 4), self.cfg.init_rpm, device=self.device)
 
     def _uniform(self, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
         return torch.rand(shape, generator=self.gen, device=self.device) * (high - low) + low

@@ -64,3 +64,26 @@ def test_bad_span_stops_the_benchmark_before_anything_runs(tmp_path, monkeypatch
     with pytest.raises(SystemExit, match="--span idle_rpm: 'lots' is not VALUE or LO:HI"):
         robust_hover.main()
     assert not base.exists()  # no baseline was trained first
+
+
+def test_rotor_start_override_and_old_run_configs(tmp_path):
+    import json
+
+    from benchmarks.robust_hover import _run_config
+    from robot_rl.config import get_preset
+
+    cfg = get_preset("crazyflie-hover-robust-gru").to_dict()
+    del cfg["task"]["init_rpm_hover"]  # a run saved before the option existed flies the paper's start
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    starts = {s: _run_config(tmp_path, s).task for s in (None, "relative", "hover")}
+    assert [(t.init_rpm_relative, t.init_rpm_hover) for t in starts.values()] == [(False, False), (True, False),
+                                                                                  (False, True)]
+
+
+def test_two_rotor_starts_are_refused_by_the_command_line(monkeypatch, capsys):
+    from benchmarks import robust_hover
+
+    monkeypatch.setattr("sys.argv", ["robust_hover.py", "run", "--init-rpm-relative", "--init-rpm-hover"])
+    with pytest.raises(SystemExit):
+        robust_hover.main()
+    assert "not allowed with argument" in capsys.readouterr().err
