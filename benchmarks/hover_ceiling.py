@@ -66,7 +66,7 @@ from robot_rl.runs import load_actor, load_config
 from sim.quadrotor.attitude import PWM_MAX, controller_params
 from sim.quadrotor.attitude_level import vehicle_hover_thrust
 from sim.quadrotor.config import DomainRandomization
-from sim.quadrotor.dynamics import OMEGA, POS, QUAT, RPM, VEL, quat_to_rotmat
+from sim.quadrotor.dynamics import OMEGA, POS, QUAT, RPM, VEL, quat_to_rotmat, rotor_speed_for_thrust
 from sim.quadrotor.task import QuadrotorHoverEnv
 from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED, vehicle_rpm
 
@@ -202,7 +202,7 @@ def privileged_fly(task, init: dict, att_hz: float, pos_hz: float, max_tilt_deg:
         f = f - over[:, None]
         under = (f_min - f.min(-1).values).clamp(min=0.0)
         f = (f + under[:, None]).clamp(f_min[:, None], f_max[:, None])
-        w_des = (-kl[:, None] + torch.sqrt(kl[:, None] ** 2 + 4 * kq[:, None] * f)) / (2 * kq[:, None])
+        w_des = rotor_speed_for_thrust(f, kq[:, None], kl[:, None])
         if lead:  # command what reaches w_des in one step of the first-order motor
             tau_m = torch.where(w_des >= rpm, pt.motor_time_constant, pt.motor_time_constant_down)
             w_des = rpm + (w_des - rpm) / (1.0 - torch.exp(-cfg.dt / tau_m))

@@ -33,16 +33,18 @@ def action_to_rpm(action: torch.Tensor, rpm_min: float, rpm_max: float) -> torch
     return (action.clamp(-1.0, 1.0) + 1.0) * (0.5 * (rpm_max - rpm_min)) + rpm_min
 
 
+def rotor_speed_for_thrust(thrust: torch.Tensor, kq: torch.Tensor, kl: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotor speed ``w >= 0`` at which one rotor makes ``thrust``: the root of ``kq w^2 + kl w = thrust``
+    (``kl`` None: no linear term)."""
+    if kl is None:
+        return torch.sqrt(thrust / kq)
+    return (torch.sqrt(kl * kl + 4.0 * kq * thrust) - kl) / (2.0 * kq)
+
+
 def hover_rpm(p: ParamTensors) -> torch.Tensor:
     """``[N, 1]`` rotor speed at which each env's four rotors carry its weight (``k_f w^2 + k_lin w = m |g| / 4``),
     kept within its idle floor and top speed."""
-    f = p.mass * p.gravity.norm() / 4.0
-    kq = p.thrust_coefficient
-    if p.thrust_linear is None:
-        w = torch.sqrt(f / kq)
-    else:
-        kl = p.thrust_linear
-        w = (torch.sqrt(kl * kl + 4.0 * kq * f) - kl) / (2.0 * kq)
+    w = rotor_speed_for_thrust(p.mass * p.gravity.norm() / 4.0, p.thrust_coefficient, p.thrust_linear)
     lo, hi = (torch.as_tensor(x, dtype=w.dtype, device=w.device) for x in (p.rpm_min, p.rpm_max))
     return torch.minimum(torch.maximum(w, lo), hi)
 

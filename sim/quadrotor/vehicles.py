@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from sim.quadrotor.dynamics import rotor_speed_for_thrust
 from sim.quadrotor.params import ParamTensors, QuadrotorParams
 
 # Names of the per-vehicle values, in the order of :func:`sample_vehicles`' columns.
@@ -174,11 +175,8 @@ def vehicle_rpm(base: QuadrotorParams, v: dict[str, torch.Tensor]) -> tuple[torc
     kl = v["thrust_scale"] * base.thrust_coefficient * v["thrust_linear_fraction"] * wh
     g = math.sqrt(sum(x * x for x in base.gravity))
     weight = v["mass"] * g
-
-    def speed_for(thrust_per_rotor: torch.Tensor) -> torch.Tensor:  # kq w^2 + kl w = f
-        return (-kl + torch.sqrt(kl * kl + 4.0 * kq * thrust_per_rotor)) / (2.0 * kq)
-
-    return kq, kl, speed_for(v["thrust_to_weight"] * weight / 4.0), speed_for(weight / 4.0)
+    return (kq, kl, rotor_speed_for_thrust(v["thrust_to_weight"] * weight / 4.0, kq, kl),
+            rotor_speed_for_thrust(weight / 4.0, kq, kl))
 
 
 def vehicle_hover_action(base: QuadrotorParams, v: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -106,3 +106,18 @@ def test_step_dynamics_rejects_bad_shapes():
         step_dynamics(torch.zeros(3, 16), torch.zeros(3, 4), P)
     with pytest.raises(ValueError, match="action must be"):
         step_dynamics(torch.zeros(3, 17), torch.zeros(2, 4), P)
+
+
+def test_rotor_speed_for_thrust_solves_the_thrust_curve():
+    from sim.quadrotor.dynamics import rotor_speed_for_thrust
+
+    kq = torch.tensor([3.16e-10, 2.5e-10], dtype=torch.float64)
+    kl = torch.tensor([0.0, 1.2e-6], dtype=torch.float64)
+    thrust = torch.tensor([0.0795, 0.11], dtype=torch.float64)
+    w = rotor_speed_for_thrust(thrust, kq, kl)
+    assert torch.all(w > 0)
+    torch.testing.assert_close(kq * w * w + kl * w, thrust, rtol=1e-12, atol=0.0)
+    # without a linear term it is the square root, and kl = 0 gives the same speed
+    torch.testing.assert_close(rotor_speed_for_thrust(thrust, kq), torch.sqrt(thrust / kq), rtol=0.0, atol=0.0)
+    assert rotor_speed_for_thrust(thrust[:1], kq[:1], kl[:1]).item() == pytest.approx(
+        math.sqrt(0.0795 / 3.16e-10), rel=1e-12)
