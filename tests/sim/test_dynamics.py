@@ -117,7 +117,9 @@ def test_rotor_speed_for_thrust_solves_the_thrust_curve():
     w = rotor_speed_for_thrust(thrust, kq, kl)
     assert torch.all(w > 0)
     torch.testing.assert_close(kq * w * w + kl * w, thrust, rtol=1e-12, atol=0.0)
-    # without a linear term it is the square root, and kl = 0 gives the same speed
-    torch.testing.assert_close(rotor_speed_for_thrust(thrust, kq), torch.sqrt(thrust / kq), rtol=0.0, atol=0.0)
-    assert rotor_speed_for_thrust(thrust[:1], kq[:1], kl[:1]).item() == pytest.approx(
-        math.sqrt(0.0795 / 3.16e-10), rel=1e-12)
+    # no linear term (None, or a zero one): the square root of thrust / kq
+    w0 = rotor_speed_for_thrust(thrust, kq)
+    torch.testing.assert_close(kq * w0 * w0, thrust, rtol=1e-12, atol=0.0)
+    assert w0[0].item() == pytest.approx(math.sqrt(0.0795 / 3.16e-10), rel=1e-12)
+    assert w[0].item() == pytest.approx(w0[0].item(), rel=1e-12)
+    assert w[1].item() < w0[1].item()  # a linear term adds thrust, so less speed is needed
