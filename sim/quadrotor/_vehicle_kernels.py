@@ -151,10 +151,11 @@ def _reset_env_v(e, bufs, vbufs, geo, task, vd):
     derive(e, veh, vprm, vd)
     bufs[5][e, 0] = vprm[e, VP_M]  # the disturbance force scales with the vehicle's weight
     _reset_state(e, z, N_VEH, bufs, geo, task)
-    if vd[VD_REL_RPM] > 0.0:  # 1: the speed action 0 commands on this vehicle (task.init_rpm_relative)
-        w0 = max(_FH * vprm[e, VP_MAX], vprm[e, VP_MIN])
+    if vd[VD_REL_RPM] > 0.0:
         if vd[VD_REL_RPM] > 1.5:  # 2: its hover speed, not below idle (task.init_rpm_hover)
             w0 = min(_FH * (vprm[e, VP_HOVER] + _F1) * vprm[e, VP_MAX], vprm[e, VP_MAX])
+        else:  # 1: the speed action 0 commands on this vehicle (task.init_rpm_relative)
+            w0 = max(_FH * vprm[e, VP_MAX], vprm[e, VP_MIN])
         for i in range(4):
             bufs[0][e, 13 + i] = w0
 
