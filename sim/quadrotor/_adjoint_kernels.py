@@ -219,6 +219,25 @@ def _row17(a, e, ok):
             f(a[e, 16]))
 
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _store_row_vjp(g_state, g_action, g_hist, g_obs, e, ok, gs, ga, gc, dc, raw):
+    """Write row ``e`` of a step's cotangents: the state's ``gs``; the raw action's, from the observation's
+    ``ga``, the rotor commands' ``gc`` through their slopes ``dc`` (d command / d action) and, on a live row,
+    the new history's last slot, zero where the clamp to [-1, 1] was active; and the previous history's (its
+    entries moved one action along)."""
+    m = g_obs.shape[1] - 18
+    for i in range(17):
+        g_state[e, i] = gs[i]
+    for i in range(4):
+        gai = ga[i] + dc[i] * gc[i]
+        if ok and m > 0:
+            gai += np.float64(g_obs[e, 14 + m + i])
+        g_action[e, i] = gai if -1.0 <= raw[i] <= 1.0 else 0.0
+    if ok:
+        for i in range(m - 4):
+            g_hist[e, 22 + i] = g_obs[e, 18 + i]
+
+
 @njit(cache=True, error_model="numpy")
 def vjp_rows(state, action, force, torque, target, prm, geo, weights, g_next, g_obs, g_reward, live):
     """Cotangents of the pre-step ``state`` ``[N, 17]``, of the raw ``action`` ``[N, 4]`` (before its clamp
@@ -258,14 +277,5 @@ def vjp_rows(state, action, force, torque, target, prm, geo, weights, g_next, g_
               go17[11], go17[12], go17[13], go17[14], go17[15], go17[16], f64(g_obs[e, 17]) if ok else 0.0)
         gy, ga = _obs_reward_vjp(y, a, t, go, f64(g_reward[e]), w)
         gs, gc = _rk4_vjp(s, c, p, rx, ry, yw, dt, h6, lo, hi, _add(gy, _row17(g_next, e, ok)))
-        for i in range(17):
-            g_state[e, i] = gs[i]
-        for i in range(4):
-            gai = ga[i] + span * gc[i]
-            if ok and m > 0:
-                gai += f64(g_obs[e, 14 + m + i])
-            g_action[e, i] = gai if -1.0 <= raw[i] <= 1.0 else 0.0
-        if ok:
-            for i in range(m - 4):
-                g_hist[e, 22 + i] = g_obs[e, 18 + i]
+        _store_row_vjp(g_state, g_action, g_hist, g_obs, e, ok, gs, ga, gc, (span, span, span, span), raw)
     return g_state, g_action, g_hist

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from sim.quadrotor._adjoint_kernels import _add, _f64, _obs_reward_vjp, _rk4_vjp, _row17
+from sim.quadrotor._adjoint_kernels import _add, _f64, _obs_reward_vjp, _rk4_vjp, _row17, _store_row_vjp
 from sim.quadrotor._fused_kernels import GEO_DT, GEO_G, GEO_H6
 from sim.quadrotor._fused_physics import _rk4
 from sim.quadrotor._vehicle_kernels import (
@@ -52,6 +52,12 @@ def _vehicle_params(e, vprm, force, torque, geo):
 def _four(vp, i0):
     f = np.float64
     return (f(vp[i0]), f(vp[i0 + 1]), f(vp[i0 + 2]), f(vp[i0 + 3]))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _slope(u, idle, hm):
+    """d max(u, idle) / d action for ``u = (action + 1) hm``."""
+    return hm if u > idle else (0.5 * hm if u == idle else 0.0)
 
 
 @njit(cache=True, error_model="numpy")
@@ -102,16 +108,7 @@ def vjp_rows_v(state, action, force, torque, target, vprm, geo, weights, g_next,
         t = (f64(target[e, 0]), f64(target[e, 1]), f64(target[e, 2]))
         gy, ga = _obs_reward_vjp(y, a, t, go, f64(g_reward[e]), w)
         gs, gc = _rk4_vjp(s, c, p, rx, ry, yw, dt, h6, idle, top, _add(gy, _row17(g_next, e, ok)))
-        for i in range(17):
-            g_state[e, i] = gs[i]
-        for i in range(4):
-            # torch.maximum's gradient: to the larger input, split evenly on a tie
-            dc = hm if u[i] > idle else (0.5 * hm if u[i] == idle else 0.0)
-            gai = ga[i] + dc * gc[i]
-            if ok and m > 0:
-                gai += f64(g_obs[e, 14 + m + i])
-            g_action[e, i] = gai if -1.0 <= raw[i] <= 1.0 else 0.0
-        if ok:
-            for i in range(m - 4):
-                g_hist[e, 22 + i] = g_obs[e, 18 + i]
+        # torch.maximum's gradient: to the larger input, split evenly on a tie
+        dc = (_slope(u[0], idle, hm), _slope(u[1], idle, hm), _slope(u[2], idle, hm), _slope(u[3], idle, hm))
+        _store_row_vjp(g_state, g_action, g_hist, g_obs, e, ok, gs, ga, gc, dc, raw)
     return g_state, g_action, g_hist
