@@ -13,6 +13,7 @@ from sim.quadrotor import QuadrotorHoverEnv, QuadrotorTaskConfig, RewardWeights
 from sim.quadrotor.diff_fused import DiffFusedHoverEnv
 from sim.quadrotor.dynamics import quat_to_rotmat
 from tests.robot_rl.test_training import tiny
+from tests.sim.helpers import autograd_rollout, rel
 
 WEIGHTS = RewardWeights(position=40.0, orientation=5.0, linear_velocity=0.5, angular_velocity=0.05, action=0.05)
 
@@ -24,19 +25,6 @@ def actor(seed=0, scale=30.0) -> MLP:
     with torch.no_grad():
         algo.actor.linears[-1].weight.mul_(scale)
     return algo.actor
-
-
-def autograd_rollout(env, policy, obs, horizon, apply=None):
-    total = 0.0
-    for _ in range(horizon):
-        out, r, *_ = env.step((apply or policy)(obs))
-        obs, total = out["policy"], total + r.mean()
-    total = total / horizon
-    return total, torch.autograd.grad(total, list(policy.parameters()))
-
-
-def rel(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def test_bptt_matches_autograd_through_resets_and_noise():

@@ -32,3 +32,19 @@ def assert_paper_actor_noise(obs: dict) -> None:
     expected = torch.tensor([0.001] * 12 + [0.002] * 6)
     torch.testing.assert_close(noise.std(dim=0), expected, rtol=0.03, atol=0)
     assert noise.mean(0).abs().max() < 4e-5
+
+
+def autograd_rollout(env, policy, obs, horizon, apply=None):
+    """Mean reward of ``horizon`` steps of ``policy`` (or of ``apply``, another way to run it) from ``obs``, and its
+    gradient with respect to ``policy``'s parameters by torch autograd through ``env``."""
+    total = 0.0
+    for _ in range(horizon):
+        out, r, *_ = env.step((apply or policy)(obs))
+        obs, total = out["policy"], total + r.mean()
+    total = total / horizon
+    return total, torch.autograd.grad(total, list(policy.parameters()))
+
+
+def rel(a, b) -> float:
+    """Relative error of ``a`` against ``b`` (Frobenius norms)."""
+    return ((a - b).norm() / b.norm()).item()

@@ -20,6 +20,7 @@ from sim.quadrotor.vehicles import (
     vehicle_hover_action,
     vehicle_param_tensors,
 )
+from tests.sim.helpers import autograd_rollout, rel
 from tests.sim.test_fused import stabilising_action
 
 WEIGHTS = RewardWeights(position=40.0, orientation=5.0, linear_velocity=0.5, angular_velocity=0.05, action=0.05)
@@ -115,19 +116,6 @@ def actor(obs_dim: int, seed: int = 1, scale: float = 5.0):
     return algo.actor
 
 
-def rollout(env, pol, obs, horizon):
-    total = 0.0
-    for _ in range(horizon):
-        out, r, *_ = env.step(pol(obs))
-        obs, total = out["policy"], total + r.mean()
-    total = total / horizon
-    return total, torch.autograd.grad(total, list(pol.parameters()))
-
-
-def rel(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
 def test_adjoint_gradient_matches_torch_autograd_over_vehicles():
     """The APG gradient through 40 steps of the torch env (autograd) and of the fused env (its hand-written
     adjoint, both by autograd over the per-step VJP and by the hand-written BPTT), 16 vehicles with latency."""
@@ -137,8 +125,8 @@ def test_adjoint_gradient_matches_torch_autograd_over_vehicles():
     obs = ref._observe(fresh=torch.ones(n, dtype=torch.bool))["policy"]
     assert fa.carry_dim == 17 + 3 * 18
     pol = actor(obs.shape[1])
-    total_r, grads_r = rollout(ref, pol, obs, horizon)
-    total_a, grads_a = rollout(fa, pol, obs, horizon)
+    total_r, grads_r = autograd_rollout(ref, pol, obs, horizon)
+    total_a, grads_a = autograd_rollout(fa, pol, obs, horizon)
     engine = FusedBPTT(pol, fb, horizon)
     total_b, grads_b, _ = engine.rollout_gradient(obs)
     assert not engine.dones.any()
@@ -156,7 +144,7 @@ def test_bptt_matches_autograd_through_resets_over_vehicles(noise):
     obs = env_a.reset(seed=4)["policy"]
     assert torch.equal(obs, env_b.reset(seed=4)["policy"])
     pol = actor(obs.shape[1], seed=0, scale=30.0)
-    total_a, grads_a = rollout(env_a, pol, obs, 30)
+    total_a, grads_a = autograd_rollout(env_a, pol, obs, 30)
     engine = FusedBPTT(pol, env_b, 30)
     total_b, grads_b, _ = engine.rollout_gradient(obs)
     assert engine.dones.sum() >= 16
