@@ -221,10 +221,11 @@ def _row17(a, e, ok):
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _store_row_vjp(g_state, g_action, g_hist, g_obs, e, ok, gs, ga, gc, dc, raw):
-    """Write row ``e`` of a step's cotangents: the state's ``gs``; the raw action's, from the observation's
-    ``ga``, the rotor commands' ``gc`` through their slopes ``dc`` (d command / d action) and, on a live row,
-    the new history's last slot, zero where the clamp to [-1, 1] was active; and the previous history's (its
-    entries moved one action along)."""
+    """Write row ``e`` of one step's cotangents (shared by the nominal and the vehicle kernels).
+
+    ``g_state[e]`` gets ``gs``. ``g_action[e]`` gets ``ga + dc * gc`` (``dc``: d rotor command / d action), plus,
+    on a live row, the cotangent of the new history's last slot; it is zero where the clamp to [-1, 1] was
+    active. On a live row, ``g_hist[e]`` gets the history's cotangent shifted back by one action."""
     m = g_obs.shape[1] - 18
     for i in range(17):
         g_state[e, i] = gs[i]
