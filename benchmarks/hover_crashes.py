@@ -136,6 +136,35 @@ def vertical_ideal_min_z(init: dict, params, idx: torch.Tensor, dt: float, secon
     return lowest
 
 
+def corrected_flight(actor, env, restart, delta: torch.Tensor, limit: float):
+    """The policy with ``delta[t]`` added to its actions for ``len(delta)`` steps from ``restart()`` (a recurrent
+    actor starts at zero): ``(barrier, terminal, ok, peak)`` per env. ``barrier``: summed over the steps, from
+    0.08 m inside the bound; ``terminal``: the end state's distance from rest, upright, at the target; ``ok``:
+    never beyond ``limit`` and ending slower than 0.5 m/s, within 30 deg of upright and 0.5 m of the target."""
+    n = delta.shape[1]
+    obs = restart()
+    recurrent = isinstance(actor, GRUActor)
+    state = actor.initial_state(n) if recurrent else None
+    barrier, peak = torch.zeros(n), torch.zeros(n)
+    for t in range(delta.shape[0]):
+        if recurrent:
+            action, state = actor(obs["policy"], state)
+        else:
+            action = actor(obs["policy"])
+        obs, *_ = env.step(action + delta[t])
+        over = env.state[:, POS].abs().max(-1).values
+        peak = torch.maximum(peak, over.detach())
+        # grows like log beyond the bound: states long after a crash must not swamp the gradient
+        barrier = barrier + torch.log1p(torch.nn.functional.relu((over - (limit - 0.08)) / 0.08)).square()
+    s = env.state
+    tilt_cos = 1.0 - 2.0 * (s[:, 4] ** 2 + s[:, 5] ** 2)
+    ok = ((peak < limit) & (s[:, VEL].norm(dim=-1) < 0.5) & (tilt_cos > math.cos(math.radians(30)))
+          & (s[:, POS].norm(dim=-1) < 0.5)).detach()
+    terminal = (s[:, VEL].square().sum(-1) + 0.1 * s[:, OMEGA].square().sum(-1) + 2.0 * (1.0 - tilt_cos)
+                + s[:, POS].square().sum(-1)).clamp(max=10.0)
+    return barrier, terminal, ok, peak
+
+
 def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int, lr: float = 0.02) -> dict:
     """Per crashed episode, an open-loop correction ``delta_t`` added to the policy's actions, optimised by
     gradient descent through the differentiable torch env (same vehicle, initial state, disturbances and latency;
@@ -152,25 +181,8 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
     saved = torch.zeros(n, dtype=torch.bool)
     best = torch.zeros(horizon, n, 4)  # per saved episode: the correction of its first saving iteration
     plain_peak = None
-    recurrent = isinstance(actor, GRUActor)
     for it in range(iters + 1):
-        obs = restart()
-        state = actor.initial_state(n) if recurrent else None  # a recurrent actor starts each episode at zero
-        barrier, peak = torch.zeros(n), torch.zeros(n)
-        for t in range(horizon):
-            if recurrent:
-                action, state = actor(obs["policy"], state)
-            else:
-                action = actor(obs["policy"])
-            obs, *_ = env.step(action + delta[t])
-            over = env.state[:, POS].abs().max(-1).values
-            peak = torch.maximum(peak, over.detach())
-            # grows like log beyond the bound: states long after a crash must not swamp the gradient
-            barrier = barrier + torch.log1p(torch.nn.functional.relu((over - (limit - 0.08)) / 0.08)).square()
-        s = env.state
-        tilt_cos = 1.0 - 2.0 * (s[:, 4] ** 2 + s[:, 5] ** 2)
-        ok = ((peak < limit) & (s[:, VEL].norm(dim=-1) < 0.5) & (tilt_cos > math.cos(math.radians(30)))
-              & (s[:, POS].norm(dim=-1) < 0.5)).detach()
+        barrier, terminal, ok, peak = corrected_flight(actor, env, restart, delta, limit)
         if it == 0:
             plain_peak = peak.clone()  # the policy alone, without noise
         else:
@@ -178,8 +190,6 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
             saved |= ok
         if it == iters:
             break
-        terminal = (s[:, VEL].square().sum(-1) + 0.1 * s[:, OMEGA].square().sum(-1) + 2.0 * (1.0 - tilt_cos)
-                    + s[:, POS].square().sum(-1)).clamp(max=10.0)
         loss = (barrier + 0.1 * terminal).sum()
         opt.zero_grad()
         loss.backward()
