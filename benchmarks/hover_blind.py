@@ -1,0 +1,138 @@
+"""How much of the oracle's reach needs the vehicle? Corrections blind to vehicle and disturbance at first.
+
+``hover_crashes.oracle`` saves some of a policy's robust-hover crashes with a correction that knows the vehicle,
+the disturbance and the start. A deployed policy knows only what it observes: at take-over, the start. This
+script asks how many of those saves survive when the first steps of the correction may depend on the start only.
+
+Each episode the policy (RUN_DIR's export, else its checkpoint) loses over the ``robust_hover.py`` vehicles is
+flown as ``--copies`` K copies from its own start: copy 0 with its own vehicle and disturbance, the others with
+those of random episodes of the same draw. For the first ``--blind-steps`` S steps one correction, added to the
+policy's actions, is shared by all K copies; after that each copy has its own (the oracle's knowledge). All are
+optimised together through the differentiable torch env without observation noise, with the oracle's barrier
+and terminal cost over ``--horizon`` steps (:func:`hover_crashes.corrected_flight`). An episode is saved when,
+in one iteration, copy 0 passes the oracle's test (inside the bound, ending slow, upright, near the target) and
+every other copy that the policy alone passes still passes: the shared steps may not buy copy 0 at another
+vehicle's expense. Each save is then flown over the whole episode, copy 0 alone, with the evaluation's
+observation noise, ``--verify-draws`` times (``hover_planner.noisy_survival``); it counts if half of them
+survive. ``reachable`` = (survivors + counted saves) / vehicles: what a controller blind to the vehicle for its
+first S steps, and knowing it afterwards, keeps at least (the optimiser is local: it may miss saves).
+
+Last line: JSON ``{"vehicles", "vehicle_seed", "margin", "copies", "blind_steps", "horizon", "iters",
+"policy_survival", "policy_crashes", "saved_noise_free", "saved", "reachable", "seconds"}``.
+
+    python benchmarks/hover_blind.py RUN_DIR [--copies 32] [--blind-steps 10] [--iters 300] [--vehicle-seed 4000037]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.hover_crashes import corrected_flight, fly
+from benchmarks.hover_planner import episode_env, noisy_survival
+from robot_rl import presets  # noqa: F401
+from robot_rl.commands.evaluate import resolve_policy
+from robot_rl.commands.vehicle_eval import vehicle_distribution
+from robot_rl.runs import load_actor, load_config
+from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED
+
+
+def blind_copies(init: dict, idx: torch.Tensor, copies: int, seed: int = 0) -> dict:
+    """Initial conditions of ``copies * len(idx)`` envs (copy-major): every copy starts from its episode's state;
+    copy 0 keeps the episode's vehicle and disturbance, copy k > 0 takes those of a random episode of ``init``."""
+    m, total = len(idx), len(init["state"])
+    others = torch.randint(0, total, (copies - 1, m), generator=torch.Generator().manual_seed(seed))
+    vid = torch.cat([idx[None], others]).reshape(-1)
+    sid = idx.repeat(copies)
+    return {"state": init["state"][sid], "force": init["force"][vid], "torque": init["torque"][vid],
+            "vehicles": {k: v[vid] for k, v in init["vehicles"].items()}}
+
+
+def saves(ok: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """``[m]``: the episodes an iteration saves, from ``ok`` ``[copies, m]`` (each copy passes the oracle's test)
+    and ``kept`` (the same for the policy alone): copy 0 passes and no other copy that ``kept`` fails."""
+    return ok[0] & (ok[1:] | ~kept[1:]).all(0)
+
+
+def blind_oracle(actor, task, init: dict, idx: torch.Tensor, copies: int, blind_steps: int, horizon: int,
+                 iters: int, lr: float = 0.02, seed: int = 0, log=print) -> dict:
+    """The search of the module docstring on episodes ``idx`` of ``init``: ``{"saved": [m] bool, "delta":
+    [horizon, m, 4]}`` (copy 0's correction of its first saving iteration: shared for ``blind_steps`` steps)."""
+    if not 0 <= blind_steps <= horizon or copies < 1:
+        raise ValueError(f"need 0 <= blind_steps <= horizon and copies >= 1, got {blind_steps}, {horizon}, {copies}")
+    m, limit = len(idx), task.position_limit
+    env, restart = episode_env(task, blind_copies(init, idx, copies, seed), torch.arange(copies * m))
+    for p in actor.parameters():
+        p.requires_grad_(False)
+    shared = torch.zeros(blind_steps, m, 4, requires_grad=True)
+    own = torch.zeros(horizon - blind_steps, copies * m, 4, requires_grad=True)
+    opt = torch.optim.Adam([shared, own], lr=lr)
+    saved = torch.zeros(m, dtype=torch.bool)
+    best = torch.zeros(horizon, m, 4)
+    kept = None
+    for it in range(iters + 1):
+        delta = torch.cat([shared.repeat(1, copies, 1), own])
+        barrier, terminal, ok, _ = corrected_flight(actor, env, restart, delta, limit)
+        ok = ok.reshape(copies, m)
+        if it == 0:
+            kept = ok  # what the policy alone keeps, per copy
+        else:
+            new = saves(ok, kept) & ~saved
+            best[:, new] = delta.detach()[:, :m][:, new]
+            saved |= new
+        if it == iters:
+            break
+        opt.zero_grad()
+        (barrier + 0.1 * terminal).sum().backward()
+        opt.step()
+        env.detach()
+        if it % 25 == 0:
+            log(f"  blind oracle iter {it}: saved {int(saved.sum())}/{m}")
+    return {"saved": saved, "delta": best}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--vehicles", type=int, default=1000)
+    ap.add_argument("--vehicle-seed", type=int, default=VEHICLE_EVAL_SEED)
+    ap.add_argument("--margin", type=float, default=0.0)
+    ap.add_argument("--copies", type=int, default=32, help="vehicles each crashed start is flown with (its own "
+                    "first)")
+    ap.add_argument("--blind-steps", type=int, default=10, help="control steps the correction is shared for")
+    ap.add_argument("--horizon", type=int, default=150)
+    ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--verify-draws", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0, help="draws the other copies' episodes")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    run_dir = Path(args.run_dir)
+    task = load_config(run_dir).task
+    policy, used = resolve_policy(run_dir)
+    r = fly(policy, task, args.vehicles, vehicle_distribution(args.vehicle_seed, args.margin))
+    crashed = (~r["alive"]).nonzero()[:, 0]
+    print(f"{used}: {args.vehicles} vehicles, {len(crashed)} crashes")
+    _, actor, _ = load_actor(run_dir)
+    if len(crashed) == 0:
+        raise SystemExit(f"{used} survives all {args.vehicles} episodes: nothing to save")
+    out = blind_oracle(actor, task, r["init"], crashed, args.copies, args.blind_steps, args.horizon, args.iters,
+                       seed=args.seed)
+    saved = out["saved"]
+    shares = noisy_survival(actor, task, r["init"], crashed[saved], out["delta"][:, saved], 1, args.verify_draws)
+    counted = int((shares >= 0.5).sum())
+    result = {"vehicles": args.vehicles, "vehicle_seed": args.vehicle_seed, "margin": args.margin,
+              "copies": args.copies, "blind_steps": args.blind_steps, "horizon": args.horizon, "iters": args.iters,
+              "policy_survival": r["alive"].float().mean().item(), "policy_crashes": len(crashed),
+              "saved_noise_free": int(saved.sum()), "saved": counted,
+              "reachable": (args.vehicles - len(crashed) + counted) / args.vehicles,
+              "seconds": time.perf_counter() - t0}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
