@@ -1,5 +1,7 @@
 """benchmarks/hover_blind.py: corrections shared over vehicles for the first steps, on hand-made starts."""
 
+import json
+
 import pytest
 import torch
 
@@ -65,3 +67,24 @@ def test_a_shared_start_still_saves_and_the_save_flies():
     assert alive.all()  # copy 0's correction, flown on its own vehicle, keeps it inside the bound
     with pytest.raises(ValueError, match="blind_steps"):
         blind_oracle(Mid(), task, init, idx, copies=3, blind_steps=31, horizon=30, iters=1)
+
+
+def test_the_benchmark_line_of_a_small_run(tmp_path, monkeypatch, capsys):
+    from benchmarks import hover_blind
+    from robot_rl.presets import crazyflie_hover_robust_gru
+    from robot_rl.runs import make_runner
+
+    cfg = crazyflie_hover_robust_gru()
+    cfg.task.num_envs, cfg.env_impl = 8, "torch"
+    cfg.apg.horizon, cfg.apg.actor_hidden, cfg.apg.recurrent_state = 10, (8,), 8
+    cfg.on_policy.total_env_steps, cfg.eval_every, cfg.checkpoint_every = 160, 0, 0
+    make_runner(cfg, tmp_path).train()
+    monkeypatch.setattr("sys.argv", ["hover_blind.py", str(tmp_path), "--vehicles", "6", "--copies", "2",
+                                     "--blind-steps", "3", "--horizon", "20", "--iters", "3", "--verify-draws", "2"])
+    hover_blind.main()
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (line["vehicles"], line["copies"], line["blind_steps"]) == (6, 2, 3)
+    assert line["policy_crashes"] == round(6 * (1 - line["policy_survival"])) > 0  # two updates: it crashes
+    for name in ("", "oracle_"):
+        assert 0 <= line[f"{name}saved"] <= line[f"{name}saved_noise_free"] <= line["policy_crashes"]
+        assert line[f"{name}reachable"] == (6 - line["policy_crashes"] + line[f"{name}saved"]) / 6
