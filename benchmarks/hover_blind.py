@@ -14,8 +14,9 @@ in one iteration, copy 0 passes the oracle's test (inside the bound, ending slow
 every other copy that the policy alone passes still passes: the shared steps may not buy copy 0 at another
 vehicle's expense. Each save is then flown over the whole episode, copy 0 alone, with the evaluation's
 observation noise, ``--verify-draws`` times (``hover_planner.noisy_survival``); it counts if half of them
-survive. ``reachable`` = (survivors + counted saves) / vehicles: what a controller blind to the vehicle for its
-first S steps, and knowing it afterwards, keeps at least (the optimiser is local: it may miss saves).
+survive. ``reachable`` = (survivors + counted saves) / vehicles estimates what a controller blind to the vehicle
+for its first S steps, and knowing it afterwards, could keep. It is an estimate both ways: the optimiser is local
+(it may miss saves), and K vehicles stand for the whole draw (more of them can forbid a shared correction).
 
 The reference, in the same run: the oracle itself (one copy, nothing shared: ``hover_crashes.oracle``) on the same
 crashes, iterations and check, ``oracle_*``. Last line: JSON ``{"vehicles", "vehicle_seed", "margin", "copies",
