@@ -9,17 +9,17 @@ flown as ``--copies`` K copies from its own start: copy 0 with its own vehicle a
 those of random episodes of the same draw. For the first ``--blind-steps`` S steps one correction, added to the
 policy's actions, is shared by all K copies; after that each copy has its own (the oracle's knowledge). All are
 optimised together through the differentiable torch env without observation noise, with the oracle's barrier
-and terminal cost over ``--horizon`` steps (:func:`hover_crashes.corrected_flight`). An episode is saved when,
-in one iteration, copy 0 passes the oracle's test (inside the bound, ending slow, upright, near the target) and
-every other copy that the policy alone passes still passes: the shared steps may not buy copy 0 at another
-vehicle's expense. Each save is then flown over the whole episode, copy 0 alone, with the evaluation's
+and terminal cost over ``--horizon`` steps (``hover_crashes.oracle`` with ``copies`` and ``blind_steps``). An
+episode is saved when, in one iteration, copy 0 passes the oracle's test (inside the bound, ending slow, upright,
+near the target) and every other copy that the policy alone passes still passes: the shared steps may not buy
+copy 0 at another vehicle's expense. Each save is then flown over the whole episode, copy 0 alone, with the evaluation's
 observation noise, ``--verify-draws`` times (``hover_planner.noisy_survival``); it counts if half of them
 survive. ``reachable`` = (survivors + counted saves) / vehicles estimates what a controller blind to the vehicle
 for its first S steps, and knowing it afterwards, could keep. It is an estimate both ways: the optimiser is local
 (it may miss saves), and K vehicles stand for the whole draw (more of them can forbid a shared correction).
 
-The reference, in the same run: the oracle itself (one copy, nothing shared: ``hover_crashes.oracle``) on the same
-crashes, iterations and check, ``oracle_*``. Last line: JSON ``{"vehicles", "vehicle_seed", "margin", "copies",
+The reference, in the same run: the oracle itself (one copy, nothing shared) on the same crashes, iterations and
+check, ``oracle_*``. Last line: JSON ``{"vehicles", "vehicle_seed", "margin", "copies",
 "blind_steps", "horizon", "iters", "policy_survival", "policy_crashes", "saved_noise_free", "saved", "reachable",
 "oracle_saved_noise_free", "oracle_saved", "oracle_reachable", "seconds"}``.
 
@@ -35,67 +35,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.hover_crashes import corrected_flight, fly
-from benchmarks.hover_planner import episode_env, noisy_survival
+from benchmarks.hover_crashes import fly, oracle
+from benchmarks.hover_planner import noisy_survival
 from robot_rl import presets  # noqa: F401
 from robot_rl.commands.evaluate import resolve_policy
 from robot_rl.commands.vehicle_eval import vehicle_distribution
 from robot_rl.runs import load_actor, load_config
 from sim.quadrotor.vehicles import VEHICLE_EVAL_SEED
-
-
-def blind_copies(init: dict, idx: torch.Tensor, copies: int, seed: int = 0) -> dict:
-    """Initial conditions of ``copies * len(idx)`` envs (copy-major): every copy starts from its episode's state;
-    copy 0 keeps the episode's vehicle and disturbance, copy k > 0 takes those of a random episode of ``init``."""
-    m, total = len(idx), len(init["state"])
-    others = torch.randint(0, total, (copies - 1, m), generator=torch.Generator().manual_seed(seed))
-    vid = torch.cat([idx[None], others]).reshape(-1)
-    sid = idx.repeat(copies)
-    return {"state": init["state"][sid], "force": init["force"][vid], "torque": init["torque"][vid],
-            "vehicles": {k: v[vid] for k, v in init["vehicles"].items()}}
-
-
-def saves(ok: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """``[m]``: the episodes an iteration saves, from ``ok`` ``[copies, m]`` (each copy passes the oracle's test)
-    and ``kept`` (the same for the policy alone): copy 0 passes and no other copy that ``kept`` fails."""
-    return ok[0] & (ok[1:] | ~kept[1:]).all(0)
-
-
-def blind_oracle(actor, task, init: dict, idx: torch.Tensor, copies: int, blind_steps: int, horizon: int,
-                 iters: int, lr: float = 0.02, seed: int = 0, log=print) -> dict:
-    """The search of the module docstring on episodes ``idx`` of ``init``: ``{"saved": [m] bool, "delta":
-    [horizon, m, 4]}`` (copy 0's correction of its first saving iteration: shared for ``blind_steps`` steps)."""
-    if not 0 <= blind_steps <= horizon or copies < 1:
-        raise ValueError(f"need 0 <= blind_steps <= horizon and copies >= 1, got {blind_steps}, {horizon}, {copies}")
-    m, limit = len(idx), task.position_limit
-    env, restart = episode_env(task, blind_copies(init, idx, copies, seed), torch.arange(copies * m))
-    for p in actor.parameters():
-        p.requires_grad_(False)
-    shared = torch.zeros(blind_steps, m, 4, requires_grad=True)
-    own = torch.zeros(horizon - blind_steps, copies * m, 4, requires_grad=True)
-    opt = torch.optim.Adam([shared, own], lr=lr)
-    saved = torch.zeros(m, dtype=torch.bool)
-    best = torch.zeros(horizon, m, 4)
-    kept = None
-    for it in range(iters + 1):
-        delta = torch.cat([shared.repeat(1, copies, 1), own])
-        barrier, terminal, ok, _ = corrected_flight(actor, env, restart, delta, limit)
-        ok = ok.reshape(copies, m)
-        if it == 0:
-            kept = ok  # what the policy alone keeps, per copy
-        else:
-            new = saves(ok, kept) & ~saved
-            best[:, new] = delta.detach()[:, :m][:, new]
-            saved |= new
-        if it == iters:
-            break
-        opt.zero_grad()
-        (barrier + 0.1 * terminal).sum().backward()
-        opt.step()
-        env.detach()
-        if it % 25 == 0:
-            log(f"  blind oracle iter {it}: saved {int(saved.sum())}/{m}")
-    return {"saved": saved, "delta": best}
 
 
 def main() -> None:
@@ -123,10 +69,10 @@ def main() -> None:
     _, actor, _ = load_actor(run_dir)
     if len(crashed) == 0:
         raise SystemExit(f"{used} survives all {args.vehicles} episodes: nothing to save")
-    out = blind_oracle(actor, task, r["init"], crashed, args.copies, args.blind_steps, args.horizon, args.iters,
-                       seed=args.seed)
+    out = oracle(actor, task, r["init"], crashed, args.horizon, args.iters, copies=args.copies,
+                 blind_steps=args.blind_steps, seed=args.seed)
     # the reference: the oracle that knows each episode from the start (one copy, nothing shared)
-    ref = blind_oracle(actor, task, r["init"], crashed, 1, 0, args.horizon, args.iters, seed=args.seed)
+    ref = oracle(actor, task, r["init"], crashed, args.horizon, args.iters)
     result = {"vehicles": args.vehicles, "vehicle_seed": args.vehicle_seed, "margin": args.margin,
               "copies": args.copies, "blind_steps": args.blind_steps, "horizon": args.horizon, "iters": args.iters,
               "policy_survival": r["alive"].float().mean().item(), "policy_crashes": len(crashed)}

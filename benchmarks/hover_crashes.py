@@ -165,29 +165,60 @@ def corrected_flight(actor, env, restart, delta: torch.Tensor, limit: float):
     return barrier, terminal, ok, peak
 
 
-def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int, lr: float = 0.02) -> dict:
+def blind_copies(init: dict, idx: torch.Tensor, copies: int, seed: int = 0) -> dict:
+    """Initial conditions of ``copies * len(idx)`` envs (copy-major): every copy starts from its episode's state;
+    copy 0 keeps the episode's vehicle and disturbance, copy k > 0 takes those of a random episode of ``init``."""
+    m, total = len(idx), len(init["state"])
+    others = torch.randint(0, total, (copies - 1, m), generator=torch.Generator().manual_seed(seed))
+    vid = torch.cat([idx[None], others]).reshape(-1)
+    sid = idx.repeat(copies)
+    return {"state": init["state"][sid], "force": init["force"][vid], "torque": init["torque"][vid],
+            "vehicles": {k: v[vid] for k, v in init["vehicles"].items()}}
+
+
+def saves(ok: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """``[m]``: the episodes an iteration saves, from ``ok`` ``[copies, m]`` (each copy passes the oracle's test)
+    and ``kept`` (the same for the policy alone): copy 0 passes and no other copy that ``kept`` fails."""
+    return ok[0] & (ok[1:] | ~kept[1:]).all(0)
+
+
+def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int, lr: float = 0.02,
+           copies: int = 1, blind_steps: int = 0, seed: int = 0, log=None) -> dict:
     """Per crashed episode, an open-loop correction ``delta_t`` added to the policy's actions, optimised by
     gradient descent through the differentiable torch env (same vehicle, initial state, disturbances and latency;
     no observation noise; no termination while optimising) to keep every axis inside the bound: a barrier from
     0.08 m inside the bound, and a terminal cost towards rest, upright, at the target. Saved = the corrected
     flight stays inside the bound and ends slower than 0.5 m/s, within 30 deg of upright and 0.5 m of the target
-    (the policy then holds it: checked by flying the remaining steps with the policy alone)."""
-    n, limit = len(idx), task.position_limit
-    env, restart = episode_env(task, init, idx)
+    (the policy then holds it: checked by flying the remaining steps with the policy alone).
+
+    ``copies`` K > 1 (``hover_blind.py``): each episode also flies as K - 1 copies from its start with the vehicles
+    and disturbances of random episodes of ``init`` (:func:`blind_copies`, ``seed``), and the correction of the
+    first ``blind_steps`` steps is one shared by the K copies (blind to vehicle and disturbance); an episode is
+    saved only in an iteration that loses no copy the policy alone keeps (:func:`saves`). Returns ``{"saved",
+    "peak", "noise_free_crash", "delta"}``, each of copy 0 (``delta``: the correction of the first saving
+    iteration)."""
+    if not 0 <= blind_steps <= horizon or copies < 1:
+        raise ValueError(f"need 0 <= blind_steps <= horizon and copies >= 1, got {blind_steps}, {horizon}, {copies}")
+    m, limit = len(idx), task.position_limit
+    env, restart = episode_env(task, blind_copies(init, idx, copies, seed), torch.arange(copies * m))
     for p in actor.parameters():
         p.requires_grad_(False)
-    delta = torch.zeros(horizon, n, 4, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=lr)
-    saved = torch.zeros(n, dtype=torch.bool)
-    best = torch.zeros(horizon, n, 4)  # per saved episode: the correction of its first saving iteration
-    plain_peak = None
+    shared = torch.zeros(blind_steps, m, 4, requires_grad=True)
+    own = torch.zeros(horizon - blind_steps, copies * m, 4, requires_grad=True)
+    opt = torch.optim.Adam([shared, own], lr=lr)
+    saved = torch.zeros(m, dtype=torch.bool)
+    best = torch.zeros(horizon, m, 4)  # per saved episode: the correction of its first saving iteration
+    kept = plain_peak = None
     for it in range(iters + 1):
+        delta = torch.cat([shared.repeat(1, copies, 1), own])
         barrier, terminal, ok, peak = corrected_flight(actor, env, restart, delta, limit)
+        ok, peak = ok.reshape(copies, m), peak.reshape(copies, m)[0]
         if it == 0:
-            plain_peak = peak.clone()  # the policy alone, without noise
+            kept, plain_peak = ok, peak.clone()  # the policy alone, without noise
         else:
-            best[:, ok & ~saved] = delta.detach()[:, ok & ~saved]
-            saved |= ok
+            new = saves(ok, kept) & ~saved
+            best[:, new] = delta.detach()[:, :m][:, new]
+            saved |= new
         if it == iters:
             break
         loss = (barrier + 0.1 * terminal).sum()
@@ -196,8 +227,12 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
         opt.step()
         env.detach()
         if it % 25 == 0:
-            print(f"  oracle iter {it}: saved {int(saved.sum())}/{n}, loss {loss.item():.3g}", flush=True)
+            (log or _say)(f"  oracle iter {it}: saved {int(saved.sum())}/{m}, loss {loss.item():.3g}")
     return {"saved": saved, "peak": peak, "noise_free_crash": plain_peak >= limit, "delta": best}
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def main() -> None:

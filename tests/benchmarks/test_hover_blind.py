@@ -1,12 +1,12 @@
-"""benchmarks/hover_blind.py: corrections shared over vehicles for the first steps, on hand-made starts."""
+"""benchmarks/hover_blind.py and hover_crashes.oracle's ``copies``/``blind_steps``: corrections shared over vehicles
+for the first steps, on hand-made starts."""
 
 import json
 
 import pytest
 import torch
 
-from benchmarks.hover_blind import blind_copies, blind_oracle, saves
-from benchmarks.hover_crashes import oracle
+from benchmarks.hover_crashes import blind_copies, oracle, saves
 from benchmarks.hover_planner import episode_env, fly_with_offsets
 from tests.benchmarks.test_hover_planner import _task_and_starts
 
@@ -47,9 +47,9 @@ def test_a_save_may_not_lose_a_copy_the_policy_keeps():
 def test_one_copy_is_the_oracle_whatever_is_shared(blind_steps):
     init, _, task = _task_and_starts()
     idx = torch.arange(3)
-    ref = oracle(Mid(), task, init, idx, horizon=30, iters=20, lr=0.1)
-    out = blind_oracle(Mid(), task, init, idx, copies=1, blind_steps=blind_steps, horizon=30, iters=20, lr=0.1,
-                       log=lambda _: None)
+    ref = oracle(Mid(), task, init, idx, horizon=30, iters=20, lr=0.1, log=lambda _: None)
+    out = oracle(Mid(), task, init, idx, horizon=30, iters=20, lr=0.1, copies=1, blind_steps=blind_steps,
+                 log=lambda _: None)
     # episode 1 (thrust-to-weight 2.2) is saved within the 30 steps; 0 (1.31) is not yet; 2 is lost to any controller
     assert out["saved"].tolist() == ref["saved"].tolist() == [False, True, False]
     torch.testing.assert_close(out["delta"], ref["delta"], rtol=0, atol=0)
@@ -58,15 +58,15 @@ def test_one_copy_is_the_oracle_whatever_is_shared(blind_steps):
 def test_a_shared_start_still_saves_and_the_save_flies():
     init, _, task = _task_and_starts()
     idx = torch.arange(3)
-    out = blind_oracle(Mid(), task, init, idx, copies=3, blind_steps=10, horizon=30, iters=20, lr=0.1,
-                       log=lambda _: None)
+    out = oracle(Mid(), task, init, idx, horizon=30, iters=20, lr=0.1, copies=3, blind_steps=10,
+                 log=lambda _: None)
     assert out["saved"].tolist() == [False, True, False]
     assert out["delta"][:, 1].abs().max() > 0.1 and out["delta"][:, 0].abs().max() == 0  # only saves are kept
     env, restart = episode_env(task, init, idx[1:2])
     _, alive = fly_with_offsets(Mid(), env, restart, out["delta"][:, 1:2], 1, 30, task.position_limit)
     assert alive.all()  # copy 0's correction, flown on its own vehicle, keeps it inside the bound
     with pytest.raises(ValueError, match="blind_steps"):
-        blind_oracle(Mid(), task, init, idx, copies=3, blind_steps=31, horizon=30, iters=1)
+        oracle(Mid(), task, init, idx, horizon=30, iters=1, copies=3, blind_steps=31)
 
 
 def test_the_benchmark_line_of_a_small_run(tmp_path, monkeypatch, capsys):
