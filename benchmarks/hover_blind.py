@@ -66,9 +66,9 @@ def main() -> None:
     r = fly(policy, task, args.vehicles, vehicle_distribution(args.vehicle_seed, args.margin))
     crashed = (~r["alive"]).nonzero()[:, 0]
     print(f"{used}: {args.vehicles} vehicles, {len(crashed)} crashes")
-    _, actor, _ = load_actor(run_dir)
     if len(crashed) == 0:
         raise SystemExit(f"{used} survives all {args.vehicles} episodes: nothing to save")
+    _, actor, _ = load_actor(run_dir)
     out = oracle(actor, task, r["init"], crashed, args.horizon, args.iters, copies=args.copies,
                  blind_steps=args.blind_steps, seed=args.seed)
     # the reference: the oracle that knows each episode from the start (one copy, nothing shared)
