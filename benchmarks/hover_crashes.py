@@ -182,8 +182,12 @@ def saves(ok: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     return ok[0] & (ok[1:] | ~kept[1:]).all(0)
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int, lr: float = 0.02,
-           copies: int = 1, blind_steps: int = 0, seed: int = 0, log=None) -> dict:
+           copies: int = 1, blind_steps: int = 0, seed: int = 0, log=_say) -> dict:
     """Per crashed episode, an open-loop correction ``delta_t`` added to the policy's actions, optimised by
     gradient descent through the differentiable torch env (same vehicle, initial state, disturbances and latency;
     no observation noise; no termination while optimising) to keep every axis inside the bound: a barrier from
@@ -227,12 +231,8 @@ def oracle(actor, task, init: dict, idx: torch.Tensor, horizon: int, iters: int,
         opt.step()
         env.detach()
         if it % 25 == 0:
-            (log or _say)(f"  oracle iter {it}: saved {int(saved.sum())}/{m}, loss {loss.item():.3g}")
+            log(f"  oracle iter {it}: saved {int(saved.sum())}/{m}, loss {loss.item():.3g}")
     return {"saved": saved, "peak": peak, "noise_free_crash": plain_peak >= limit, "delta": best}
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
 
 
 def main() -> None:
