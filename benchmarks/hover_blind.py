@@ -12,16 +12,16 @@ optimised together through the differentiable torch env without observation nois
 and terminal cost over ``--horizon`` steps (``hover_crashes.oracle`` with ``copies`` and ``blind_steps``). An
 episode is saved when, in one iteration, copy 0 passes the oracle's test (inside the bound, ending slow, upright,
 near the target) and every other copy that the policy alone passes still passes: the shared steps may not buy
-copy 0 at another vehicle's expense. Each save is then flown over the whole episode, copy 0 alone, with the evaluation's
-observation noise, ``--verify-draws`` times (``hover_planner.noisy_survival``); it counts if half of them
-survive. ``reachable`` = (survivors + counted saves) / vehicles estimates what a controller blind to the vehicle
+copy 0 at another vehicle's expense. Each save is then flown over the whole episode, copy 0 alone, with the
+evaluation's observation noise, ``--verify-draws`` times (``hover_planner.noisy_survival``); it counts if half of
+them survive. ``reachable`` = (survivors + counted saves) / vehicles estimates what a controller blind to the vehicle
 for its first S steps, and knowing it afterwards, could keep. It is an estimate both ways: the optimiser is local
 (it may miss saves), and K vehicles stand for the whole draw (more of them can forbid a shared correction).
 
 The reference, in the same run: the oracle itself (one copy, nothing shared) on the same crashes, iterations and
-check, ``oracle_*``. Last line: JSON ``{"vehicles", "vehicle_seed", "margin", "copies",
-"blind_steps", "horizon", "iters", "policy_survival", "policy_crashes", "saved_noise_free", "saved", "reachable",
-"oracle_saved_noise_free", "oracle_saved", "oracle_reachable", "seconds"}``.
+check, ``oracle_*``. Last line: JSON ``{"vehicles", "vehicle_seed", "margin", "copies", "blind_steps", "horizon",
+"iters", "policy_survival", "policy_crashes", "saved_noise_free", "saved", "reachable", "oracle_saved_noise_free",
+"oracle_saved", "oracle_reachable", "seconds"}``.
 
     python benchmarks/hover_blind.py RUN_DIR [--copies 32] [--blind-steps 10] [--iters 300] [--vehicle-seed 4000037]
 """
