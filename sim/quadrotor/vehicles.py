@@ -1,11 +1,13 @@
 """A distribution of Crazyflie-class vehicles: per-env physical parameters drawn from published spans.
 
-Identified Crazyflie 2.x models disagree far beyond a few percent (issue 14): mass 27-33 g; inertia 1-5x the
-L2F paper's; thrust at a given RPM 0.8-1.0x the paper's curve, some with a linear term; yaw torque per thrust
-0.006-0.034 m; motor time constants 0.07-0.15 s, different up and down; idle floors of several thousand RPM;
-thrust-to-weight at full command 1.3-2.3. :class:`VehicleDistribution` spans that; :func:`sample_vehicles` draws
-one vehicle per env from a torch generator (so a seed fixes every draw), and :func:`vehicle_param_tensors`
-turns the draws into the batched :class:`~sim.quadrotor.params.ParamTensors` the dynamics integrate.
+Identified Crazyflie 2.x models disagree far beyond a few percent (issue 14): mass 27-33 g; inertia up to
+1.7e-5 kg m^2 roll/pitch and 3.0e-5 yaw (4.4x and 5x the L2F paper's); thrust at a given RPM 0.8-1.0x the
+paper's curve, some with a linear term; yaw torque per thrust 0.006-0.034 m; motor time constants 0.07-0.15 s,
+different up and down; idle floors of several thousand RPM; thrust-to-weight at full command 1.3-2.3; rotor arms
+from the paper's 0.028 m per axis to the Crazyflie 2.x frame's 0.0325 m. :class:`VehicleDistribution` spans
+that; :func:`sample_vehicles` draws one vehicle per env from a torch generator (so a seed fixes every draw), and
+:func:`vehicle_param_tensors` turns the draws into the batched :class:`~sim.quadrotor.params.ParamTensors` the
+dynamics integrate.
 
 The policy's action keeps its exported meaning (a motor command fraction ``u = (a + 1) / 2``, which the
 Crazyflie firmware turns into a PWM ratio); the vehicle decides what that fraction does: its commanded rotor
@@ -43,10 +45,10 @@ class VehicleDistribution:
 
     enabled: bool = False
     mass: tuple[float, float] = (0.027, 0.033)
-    inertia_xy_scale: tuple[float, float] = (1.0, 5.0)
-    """Roll/pitch inertia over the paper's 3.85e-6 kg m^2 (log-uniform)."""
+    inertia_xy_scale: tuple[float, float] = (1.0, 4.42)
+    """Roll/pitch inertia over the paper's 3.85e-6 kg m^2 (log-uniform), up to the largest published 1.7e-5."""
     inertia_z_scale: tuple[float, float] = (1.0, 5.0)
-    """Yaw inertia over the paper's 5.97e-6 kg m^2 (log-uniform, independent of roll/pitch)."""
+    """Yaw inertia over the paper's 5.97e-6 kg m^2 (log-uniform, independent of roll/pitch), up to 3.0e-5."""
     thrust_scale: tuple[float, float] = (0.8, 1.0)
     """Thrust at the paper's hover speed (14,476 RPM) over the paper's curve."""
     thrust_linear_fraction: tuple[float, float] = (0.0, 0.3)
@@ -61,8 +63,9 @@ class VehicleDistribution:
     """Idle floor: the rotor speed the motor never goes below in flight (RPM)."""
     thrust_to_weight: tuple[float, float] = (1.3, 2.3)
     """Total thrust at full command over the weight (sets the vehicle's maximum RPM)."""
-    arm_scale: tuple[float, float] = (0.9, 1.25)
-    """Rotor positions over the paper's (0.028 m per axis)."""
+    arm_scale: tuple[float, float] = (1.0, 1.16)
+    """Rotor positions over the paper's (0.028 m per axis), up to the Crazyflie 2.x frame's 92 mm between
+    diagonal motors (0.0325 m per axis)."""
     latency_steps: tuple[int, int] = (0, 2)
     """Observation latency in control steps (inclusive; at 100 Hz: 0-20 ms)."""
     obs_noise_scale: tuple[float, float] = (0.5, 2.0)

@@ -157,6 +157,18 @@ def test_widened_distribution_contains_training_and_state_dict_round_trip() -> N
     torch.testing.assert_close(other.step(torch.full((4, 4), 0.3))[0]["policy"], obs1, rtol=0, atol=0)
 
 
+def test_default_span_ends_at_the_published_crazyflie_values() -> None:
+    """Issue 14's span: roll/pitch inertia up to 1.7e-5 kg m^2 and yaw up to 3.0e-5 (not 5x on both axes), and
+    rotor arms from the paper's 0.028 m per axis up to the Crazyflie 2.x frame's (92 mm between diagonal motors)."""
+    frame = crazyflie_params()
+    span = VehicleDistribution()
+    assert frame.inertia[0] * span.inertia_xy_scale[1] == pytest.approx(1.7e-5, rel=0.01)
+    assert frame.inertia[2] * span.inertia_z_scale[1] == pytest.approx(3.0e-5, rel=0.01)
+    assert span.inertia_xy_scale[0] == span.inertia_z_scale[0] == span.arm_scale[0] == 1.0
+    assert abs(frame.rotor_positions[0][0]) * span.arm_scale[1] == pytest.approx(0.046 / math.sqrt(2), rel=0.01)
+    assert span.mass == (0.027, 0.033) and span.thrust_to_weight == (1.3, 2.3)
+
+
 def test_far_vehicle_sits_toward_the_hard_end_of_every_range() -> None:
     from sim.quadrotor.vehicles import far_vehicle
 
